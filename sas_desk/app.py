@@ -1,0 +1,139 @@
+"""Composition root: reads the configuration, builds the services, runs the
+window on one qasync loop, and shuts everything down inside that loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.handlers
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from sas_desk.models.dossier import Actor
+from sas_desk.services import clock
+from sas_desk.services.config import Config
+from sas_desk.services.desk import Desk
+from sas_desk.services.geo.ban import BanGeocoder
+from sas_desk.services.geo.resolver import LocationResolver
+from sas_desk.services.geo.territory import CommuneIndex
+from sas_desk.services.journal.service import Journal
+
+log = logging.getLogger("sas_desk")
+
+
+@dataclass
+class RunOptions:
+    smoke: bool = False
+    on_ready: Callable[[object], Awaitable[None]] | None = None  # test/bench hook, gets the window
+
+
+def setup_logging(data_dir: Path, verbose: bool = False) -> None:
+    root = logging.getLogger()
+    if any(getattr(h, "_sas_desk", False) for h in root.handlers):
+        return
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stderr = logging.StreamHandler()
+    stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    stderr.setFormatter(fmt)
+    stderr._sas_desk = True  # type: ignore[attr-defined]
+    root.addHandler(stderr)
+    try:
+        logs = data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(logs / "sas-desk.log", maxBytes=5_000_000, backupCount=5,
+                                                       encoding="utf-8")
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    except OSError as exc:  # read-only data dir: the journal will say so too
+        log.warning("no log file in %s (%s)", data_dir, exc.__class__.__name__)
+
+
+def install_crash_handler(data_dir: Path) -> None:
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        text = "".join(traceback.format_exception(kind, exc, tb))
+        log.critical("unhandled error\n%s", text)
+        try:
+            report = data_dir / "logs" / f"crash-{clock.now():%Y%m%d-%H%M%S}.txt"
+            report.write_text(text, encoding="utf-8")
+        except OSError:
+            pass
+        if os.environ.get("SAS_DESK_RAISE"):
+            sys.__excepthook__(kind, exc, tb)
+
+    sys.excepthook = hook
+
+
+def run(config: Config, options: RunOptions) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from sas_desk.ui.aio import event_loop
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("SAS Desk")
+    app.setOrganizationName("sas-desk")
+    app.setQuitOnLastWindowClosed(False)
+    with asyncio.Runner(loop_factory=lambda: event_loop(app)) as runner:
+        return runner.run(main(app, config, options))
+
+
+async def main(app: object, config: Config, options: RunOptions) -> int:
+    from PySide6.QtCore import QCoreApplication
+
+    from sas_desk.simulator.server import Simulator
+    from sas_desk.ui import aio
+    from sas_desk.ui.main_window import MainWindow
+
+    simulator: Simulator | None = None
+    geocoder_url = config.geocoder_url
+    if config.demo and not geocoder_url:
+        simulator = Simulator(port=config.simulator_port)
+        simulator.start()
+        geocoder_url = simulator.base_url
+    client = httpx.AsyncClient(timeout=httpx.Timeout(config.geocoder_timeout, connect=2.0))
+    journal = Journal(config.journal_path, now=clock.now)
+    window: MainWindow | None = None
+    try:
+        report = await journal.open()
+        actor = Actor(role=config.role or "", operator=config.operator, workstation=config.workstation)
+        desk = Desk(config, journal, actor, clock.now)
+        await desk.prepare()
+        unfinished = await journal.unfinished()
+        today = await journal.of_day(clock.now().date())
+        resolver = LocationResolver(
+            CommuneIndex.load(), BanGeocoder(geocoder_url, client, timeout=config.geocoder_timeout) if geocoder_url else None
+        )
+        window = MainWindow(
+            config, desk, journal, resolver, report=report, unfinished=unfinished, today=today,
+            simulator_url=simulator.base_url if simulator else "",
+        )
+        closed = asyncio.Event()
+        QCoreApplication.instance().lastWindowClosed.connect(closed.set)  # type: ignore[union-attr]
+        window.show()
+        if options.smoke:
+            QCoreApplication.processEvents()
+            await asyncio.sleep(0)
+            QCoreApplication.processEvents()
+            print(f"SMOKE OK window={window.width()}x{window.height()} journal={'ok' if journal.available else 'memory'}")
+            window.close()
+        else:
+            if options.on_ready is not None:
+                await options.on_ready(window)
+            await closed.wait()
+        return 0
+    finally:
+        await aio.cancel_all()
+        await journal.close()
+        await client.aclose()
+        if simulator is not None:
+            simulator.stop()
+        if window is not None:
+            window.deleteLater()

@@ -1,0 +1,125 @@
+"""Configuration: one TOML file.  No file means the embedded demo.
+
+Lookup order: ``--config PATH`` (must exist and parse), else
+``<user config dir>/sas-desk/config.toml`` if present, else the demo.  A bad
+file is reported in French and the app refuses to start on a half-read
+configuration (a room must know which servers it talks to).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+log = logging.getLogger("sas_desk.config")
+
+APP_NAME = "sas-desk"
+ROLES: dict[str, str] = {
+    "ARM": "Assistant de régulation médicale",
+    "OSNP": "Opérateur de soins non programmés",
+    "MRU": "Médecin régulateur urgentiste",
+    "MRL": "Médecin régulateur libéral",
+    "DENT": "Chirurgien-dentiste régulateur",
+    "SUP": "Superviseur de salle",
+}
+
+
+class ConfigError(Exception):
+    def __init__(self, message_fr: str) -> None:
+        super().__init__(message_fr)
+        self.message_fr = message_fr
+
+
+@dataclass(frozen=True)
+class Config:
+    demo: bool = True
+    source: Path | None = None
+    data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)))
+    # organisation
+    owner: str = "fr.health.samu690"  # Hub Santé id of the CRRA
+    departement: str = "69"
+    samu_letter: str = "A"
+    workstation: str = field(default_factory=socket.gethostname)
+    operator: str = field(default_factory=lambda: os.environ.get("USER", "operateur"))
+    role: str | None = None  # preset role; None = ask at start
+    # geocoding (BAN /search); empty in demo = the built-in simulator
+    geocoder_url: str = ""
+    geocoder_timeout: float = 3.0
+    # simulator (demo)
+    simulator_port: int = 0  # 0 = any free port
+
+    @property
+    def journal_path(self) -> Path:
+        return self.data_dir / "journal.sqlite"
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def load_config(path: Path | None = None, data_dir: Path | None = None) -> Config:
+    explicit = path is not None
+    path = path or default_config_path()
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"Fichier de configuration introuvable : {path}")
+        log.info("no configuration file, starting on the embedded demo")
+        return Config(**overrides)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Configuration illisible ({path}) : {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Configuration invalide ({path}) : {exc}") from exc
+    return _from_toml(raw, path, overrides)
+
+
+def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Config:
+    values: dict[str, Any] = {"source": path}
+    known_sections = {"organisation", "workstation", "geocoder", "demo", "paths"}
+    for section in raw:
+        if section not in known_sections:
+            raise ConfigError(f"Configuration ({path}) : section inconnue [{section}].")
+    org = raw.get("organisation", {})
+    ws = raw.get("workstation", {})
+    geo = raw.get("geocoder", {})
+    demo = raw.get("demo", {})
+    paths = raw.get("paths", {})
+    values["demo"] = bool(demo.get("enabled", not geo.get("url")))
+    _take(values, org, "owner", str, "organisation")
+    _take(values, org, "departement", str, "organisation")
+    _take(values, org, "samu_letter", str, "organisation")
+    _take(values, ws, "workstation", str, "workstation", key="name")
+    _take(values, ws, "operator", str, "workstation")
+    _take(values, ws, "role", str, "workstation")
+    _take(values, geo, "geocoder_url", str, "geocoder", key="url")
+    _take(values, geo, "geocoder_timeout", float, "geocoder", key="timeout")
+    _take(values, demo, "simulator_port", int, "demo")
+    if "data_dir" in paths:
+        values["data_dir"] = Path(str(paths["data_dir"])).expanduser()
+    if values.get("role") and values["role"] not in ROLES:
+        raise ConfigError(f"Configuration ({path}) : rôle inconnu « {values['role']} ».")
+    values.update(overrides)
+    return Config(**values)
+
+
+def _take(values: dict[str, Any], section: dict[str, Any], attr: str, kind: type, name: str, key: str = "") -> None:
+    key = key or attr
+    if key not in section:
+        return
+    value = section[key]
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, kind):
+        raise ConfigError(f"Configuration : [{name}] {key} doit être de type {kind.__name__}.")
+    values[attr] = value

@@ -1,0 +1,287 @@
+"""The local SQLite journal: drafts, dossiers of the day and the append-only
+event log.  Synchronous; one thread owns a :class:`JournalStore` (see
+``service.py``).
+
+Schema versioned with ``PRAGMA user_version`` and ordered migrations.  The
+``events`` table refuses UPDATE and DELETE (triggers): the case file is part
+of the medical record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
+
+log = logging.getLogger("sas_desk.journal")
+
+
+def _m1(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE dossiers (
+            case_id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            day TEXT NOT NULL,
+            status TEXT NOT NULL,
+            revision INTEGER NOT NULL,
+            updated_at TEXT NOT NULL,
+            data TEXT NOT NULL)"""
+    )
+    db.execute("CREATE INDEX dossiers_day ON dossiers(day, status)")
+    db.execute("CREATE INDEX dossiers_status ON dossiers(status)")
+    db.execute(
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            dossier_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            role TEXT NOT NULL,
+            operator TEXT NOT NULL,
+            workstation TEXT NOT NULL,
+            data TEXT NOT NULL)"""
+    )
+    db.execute("CREATE INDEX events_dossier ON events(dossier_id, seq)")
+    db.execute(
+        "CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
+        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
+        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
+    )
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class JournalError(Exception):
+    """A known storage problem (not a bug): message for the user in French."""
+
+    def __init__(self, message_fr: str, reason: str) -> None:
+        super().__init__(f"{reason}: {message_fr}")
+        self.message_fr = message_fr
+        self.reason = reason  # readonly | full | io | busy | damaged
+
+
+def classify(exc: BaseException) -> JournalError:
+    """Turn an sqlite3/OS error into a known error with a French message."""
+    text = str(exc).lower()
+    if isinstance(exc, PermissionError) or "readonly" in text or "read-only" in text or "permission" in text:
+        return JournalError(
+            "Le disque du journal est en lecture seule : la fiche reste en mémoire, ne fermez pas SAS Desk.",
+            "readonly",
+        )
+    if "full" in text or (isinstance(exc, OSError) and exc.errno == 28):
+        return JournalError(
+            "Disque plein : la sauvegarde de la fiche est impossible, elle reste en mémoire. Prévenez le support.",
+            "full",
+        )
+    if "locked" in text or "busy" in text:
+        return JournalError("Journal occupé par un autre programme : nouvel essai en cours.", "busy")
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return JournalError("Journal endommagé.", "damaged")
+    return JournalError(f"Erreur d'écriture du journal ({exc.__class__.__name__}).", "io")
+
+
+@dataclass(frozen=True)
+class OpenReport:
+    path: Path
+    moved_aside: Path | None = None  # where a damaged journal was put
+    notice_fr: str = ""
+
+
+class JournalStore:
+    """Owns one SQLite connection; use it from a single thread."""
+
+    def __init__(self, path: Path, *, now: Callable[[], datetime]) -> None:
+        self.path = path
+        self._now = now
+        self.report = OpenReport(path)
+        self.db = self._open()
+
+    # ------------------------------------------------------------------ opening
+    def _open(self) -> sqlite_utils.Database:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise classify(exc) from exc
+        try:
+            db = self._connect()
+            self._check(db)
+        except _Damaged as exc:
+            moved = self._move_aside(exc.why)
+            self.report = OpenReport(
+                self.path,
+                moved,
+                f"Le journal de saisie était endommagé ({exc.why}). Il a été mis de côté sous "
+                f"« {moved.name} » et un nouveau journal a été créé.",
+            )
+            db = self._connect()
+        try:
+            self._migrate(db)
+        except sqlite3.Error as exc:
+            raise classify(exc) from exc
+        return db
+
+    def _connect(self) -> sqlite_utils.Database:
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=5.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise classify(exc) from exc
+        db = sqlite_utils.Database(conn)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc).lower():
+                raise
+        conn.execute("PRAGMA synchronous=FULL")  # a saved keystroke survives a power cut
+        conn.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def _check(self, db: sqlite_utils.Database) -> None:
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            result = db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            db.conn.close()
+            raise _Damaged(str(exc)) from exc
+        if result != "ok":
+            db.conn.close()
+            raise _Damaged(f"quick_check: {result}")
+        if version > SCHEMA_VERSION:
+            db.conn.close()
+            raise _Damaged(f"version {version} plus récente que ce programme ({SCHEMA_VERSION})")
+
+    def _move_aside(self, why: str) -> Path:
+        stamp = self._now().strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.endommage-{stamp}")
+        n = 1
+        while target.exists():
+            target = self.path.with_name(f"{self.path.name}.endommage-{stamp}-{n}")
+            n += 1
+        log.error("journal %s unreadable (%s); moving it to %s", self.path, why, target)
+        try:
+            shutil.move(str(self.path), str(target))
+            for suffix in ("-wal", "-shm"):
+                side = Path(str(self.path) + suffix)
+                if side.exists():
+                    shutil.move(str(side), str(target) + suffix)
+        except OSError as exc:
+            raise classify(exc) from exc
+        return target
+
+    def _migrate(self, db: sqlite_utils.Database) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            with db.conn:
+                db.execute("BEGIN IMMEDIATE")
+                step(db)
+                db.execute(f"PRAGMA user_version = {number}")
+            log.info("journal migrated to schema %d", number)
+
+    # ------------------------------------------------------------------ writes
+    def write(self, dossiers: Iterable[dict[str, Any]], events: Iterable[Event]) -> list[int]:
+        """Write dossier snapshots (``Dossier.to_dict()``) and events in one
+        transaction.  A snapshot older than the stored revision is ignored."""
+        seqs: list[int] = []
+        now = self._now().isoformat()
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for d in dossiers:
+                created = str(d["created_at"])
+                conn.execute(
+                    """INSERT INTO dossiers(case_id, created_at, day, status, revision, updated_at, data)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT(case_id) DO UPDATE SET
+                         status=excluded.status, revision=excluded.revision,
+                         updated_at=excluded.updated_at, data=excluded.data
+                       WHERE excluded.revision >= dossiers.revision""",
+                    (d["case_id"], created, created[:10], d["status"], d["revision"], now,
+                     json.dumps(d, ensure_ascii=False)),
+                )
+            for ev in events:
+                row = ev.to_row()
+                cur = conn.execute(
+                    "INSERT INTO events(dossier_id, at, kind, role, operator, workstation, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (row["dossier_id"], row["at"], row["kind"], row["role"], row["operator"],
+                     row["workstation"], json.dumps(row["data"], ensure_ascii=False)),
+                )
+                seqs.append(int(cur.lastrowid or 0))
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise classify(exc) from exc
+        return seqs
+
+    # ------------------------------------------------------------------ reads
+    def load(self, case_id: str) -> Dossier | None:
+        row = self.db.execute("SELECT data FROM dossiers WHERE case_id = ?", [case_id]).fetchone()
+        return Dossier.from_dict(json.loads(row[0])) if row else None
+
+    def by_status(self, status: Status) -> list[Dossier]:
+        rows = self.db.execute(
+            "SELECT data FROM dossiers WHERE status = ? ORDER BY created_at", [status.value]
+        ).fetchall()
+        return [Dossier.from_dict(json.loads(r[0])) for r in rows]
+
+    def of_day(self, day: date) -> list[Dossier]:
+        rows = self.db.execute(
+            "SELECT data FROM dossiers WHERE day = ? ORDER BY created_at DESC", [day.isoformat()]
+        ).fetchall()
+        return [Dossier.from_dict(json.loads(r[0])) for r in rows]
+
+    def events(self, case_id: str) -> list[Event]:
+        rows = self.db.execute(
+            "SELECT seq, dossier_id, at, kind, role, operator, workstation, data FROM events "
+            "WHERE dossier_id = ? ORDER BY seq",
+            [case_id],
+        ).fetchall()
+        return [
+            Event(r[1], datetime.fromisoformat(r[2]), EventKind(r[3]), Actor(r[4], r[5], r[6]),
+                  json.loads(r[7]), seq=r[0])
+            for r in rows
+        ]
+
+    def max_sequence(self, day: date) -> int:
+        """Highest daily sequence used for ``day`` (last 5 digits of the local number)."""
+        rows = self.db.execute("SELECT case_id FROM dossiers WHERE day = ?", [day.isoformat()]).fetchall()
+        best = 0
+        for (case_id,) in rows:
+            tail = str(case_id).rsplit(".", 1)[-1][-5:]
+            if tail.isdigit():
+                best = max(best, int(tail))
+        return best
+
+    def close(self) -> None:
+        try:
+            self.db.conn.close()
+        except sqlite3.Error:  # pragma: no cover - closing never matters
+            pass
+
+
+class _Damaged(Exception):
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def is_writable_dir(path: Path) -> bool:
+    return os.access(path, os.W_OK)

@@ -1,0 +1,60 @@
+"""Typed shim over qasync and a small task registry.
+
+qasync ships no type information; this module is the only place that
+imports it for slots, so mypy stays useful everywhere else.  Tasks started
+from the UI are kept (strong references) so that they are not garbage
+collected and can be cancelled at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import qasync
+
+P = ParamSpec("P")
+R = TypeVar("R")
+log = logging.getLogger("sas_desk.ui")
+
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def spawn(coro: Coroutine[Any, Any, R], name: str = "") -> asyncio.Task[R]:
+    """Run ``coro`` on the app loop; exceptions are logged, never lost."""
+    task = asyncio.get_event_loop().create_task(coro, name=name or None)
+    _tasks.add(task)
+    task.add_done_callback(_done)
+    return task
+
+
+def _done(task: asyncio.Task[Any]) -> None:
+    _tasks.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("background task %s failed", task.get_name(), exc_info=exc)
+
+
+async def cancel_all() -> None:
+    pending = [t for t in _tasks if not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def async_slot(*types: type) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Any]]:
+    """``@async_slot(str)`` — a Qt slot that runs a coroutine on the loop."""
+
+    def wrap(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Any]:
+        return qasync.asyncSlot(*types)(fn)  # type: ignore[no-any-return]
+
+    return wrap
+
+
+def event_loop(app: Any) -> asyncio.AbstractEventLoop:
+    return qasync.QEventLoop(app)  # type: ignore[no-any-return]

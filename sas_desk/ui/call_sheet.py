@@ -1,0 +1,543 @@
+"""The ARM's call sheet (fiche de régulation).
+
+Keyboard-first: Tab walks callback → location → access → motive → age →
+sex → priority → branch → caller type → note; single keys pick in the
+rows; Enter in the note field adds a timestamped note; Ctrl+Enter
+transmits.  Every keystroke goes into the dossier's ``inputs`` and to the
+journal (no save button, nothing modal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QCompleter,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sas_desk.models.codes import Code, codelist
+from sas_desk.models.dossier import Branch, Dossier, Status
+from sas_desk.models.validation import (
+    Age,
+    ValidationError,
+    format_phone,
+    normalize_phone,
+    parse_age,
+    parse_position,
+)
+from sas_desk.services.desk import Desk
+from sas_desk.services.geo.resolver import LocationResolver, Place
+from sas_desk.ui.aio import spawn
+from sas_desk.ui.widgets import KeyPicker, Message
+
+log = logging.getLogger("sas_desk.ui.sheet")
+
+PRIORITY_COLOURS = {"P0": "#b00020", "P1": "#e65100", "P2": "#1565c0", "P3": "#2e7d32", "NR": "#616161"}
+FIELDS = ("callback", "location", "motive", "age", "priority", "branch")
+
+
+def motive_display(code: Code) -> str:
+    return f"{code.code} — {code.full_label}"
+
+
+class CallSheet(QWidget):
+    """One dossier on screen.  ``transmitted`` fires after a successful hand-off."""
+
+    transmitted = Signal(str)
+    title_changed = Signal(str)
+
+    def __init__(self, desk: Desk, resolver: LocationResolver, dossier: Dossier, parent: QWidget | None = None,
+                 *, read_only: bool = False) -> None:
+        super().__init__(parent)
+        self.setObjectName("CallSheet")
+        self.desk = desk
+        self.resolver = resolver
+        self.dossier = dossier
+        self._loading = False
+        self._shown: set[str] = set()  # fields whose message is displayed
+        self._places: dict[str, Place] = {}
+        self._geo_task: asyncio.Task[None] | None = None
+        self._motives = codelist("motive")
+        self._motive_index: dict[str, Code] = {motive_display(c): c for c in self._motives}
+        self._build()
+        self._load()
+        if read_only or dossier.status is not Status.DRAFT:
+            self._set_read_only()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(10, 8, 10, 8)
+        header = QHBoxLayout()
+        self.title = QLabel()
+        self.title.setObjectName("SheetTitle")
+        self.title.setStyleSheet("font-size: 15px; font-weight: bold;")
+        self.state = QLabel()
+        self.state.setObjectName("SheetState")
+        header.addWidget(self.title, 1)
+        header.addWidget(self.state)
+        outer.addLayout(header)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        self.messages: dict[str, Message] = {}
+
+        def add(label: str, widget: QWidget, key: str) -> None:
+            box = QVBoxLayout()
+            box.setSpacing(1)
+            box.addWidget(widget)
+            msg = Message()
+            self.messages[key] = msg
+            box.addWidget(msg)
+            form.addRow(label, box)
+
+        self.callback = QLineEdit(objectName="callback", placeholderText="06 12 34 56 78")
+        self.callback.textEdited.connect(lambda t: self._on_text("callback", t))
+        self.callback.editingFinished.connect(lambda: self._reveal("callback"))
+        add("Numéro de &rappel", self.callback, "callback")
+
+        self.location = QLineEdit(
+            objectName="location", placeholderText="Adresse, commune, code INSEE, ou « lat, lon » (AML)"
+        )
+        self._loc_model = QStringListModel(self)
+        self._loc_completer = QCompleter(self._loc_model, self)
+        self._loc_completer.setCompletionMode(QCompleter.CompletionMode.UnfilteredPopupCompletion)
+        self._loc_completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self._loc_completer.setMaxVisibleItems(8)
+        self.location.setCompleter(self._loc_completer)
+        self._loc_completer.activated.connect(self._on_place_chosen)
+        self.location.textEdited.connect(lambda t: self._on_text("location", t))
+        self.location.editingFinished.connect(lambda: self._reveal("location"))
+        self._geo_timer = QTimer(self, singleShot=True, interval=120)
+        self._geo_timer.timeout.connect(self._geocode)
+        self.place_label = QLabel(objectName="placeLabel")
+        self.place_label.setStyleSheet("color: #37474f;")
+        loc_box = QVBoxLayout()
+        loc_box.setSpacing(1)
+        loc_box.addWidget(self.location)
+        loc_box.addWidget(self.place_label)
+        msg = Message()
+        self.messages["location"] = msg
+        loc_box.addWidget(msg)
+        form.addRow("&Localisation", loc_box)
+
+        access = QHBoxLayout()
+        self.floor = QLineEdit(objectName="floor", placeholderText="Étage")
+        self.access_code = QLineEdit(objectName="access_code", placeholderText="Code porte")
+        self.interphone = QLineEdit(objectName="interphone", placeholderText="Interphone")
+        for w in (self.floor, self.access_code, self.interphone):
+            w.textEdited.connect(lambda t, k=w.objectName(): self._on_text(k, t))
+            access.addWidget(w)
+        form.addRow("Accès", access)
+
+        self.motive = QLineEdit(objectName="motive", placeholderText="Code ou libellé : « douleur », « M03.06 »…")
+        self._motive_model = QStringListModel(self)
+        self._motive_completer = QCompleter(self._motive_model, self)
+        self._motive_completer.setCompletionMode(QCompleter.CompletionMode.UnfilteredPopupCompletion)
+        self._motive_completer.setMaxVisibleItems(10)
+        self.motive.setCompleter(self._motive_completer)
+        self._motive_completer.activated.connect(lambda text: self._on_text("motive", text))
+        self.motive.textEdited.connect(lambda t: self._on_text("motive", t))
+        self.motive.editingFinished.connect(lambda: self._reveal("motive"))
+        add("&Motif", self.motive, "motive")
+
+        patient = QHBoxLayout()
+        self.age = QLineEdit(objectName="age", placeholderText="Âge : 65, 8 mois, 10 j")
+        self.age.setMaximumWidth(180)
+        self.age.textEdited.connect(lambda t: self._on_text("age", t))
+        self.age.editingFinished.connect(lambda: self._reveal("age"))
+        self.sex = KeyPicker(
+            [("M", "Homme", "H", ""), ("F", "Femme", "F", ""), ("O", "Autre", "A", ""), ("UN", "Inconnu", "I", "")]
+        )
+        self.sex.setObjectName("sex")
+        self.sex.changed.connect(lambda v: self._on_text("sex", v))
+        patient.addWidget(self.age)
+        patient.addWidget(self.sex, 1)
+        pbox = QVBoxLayout()
+        pbox.addLayout(patient)
+        msg = Message()
+        self.messages["age"] = msg
+        pbox.addWidget(msg)
+        form.addRow("&Patient", pbox)
+
+        self.priority = KeyPicker(
+            [
+                ("P0", "P0 Urgence vitale", "0", PRIORITY_COLOURS["P0"]),
+                ("P1", "P1 Prioritaire", "1", PRIORITY_COLOURS["P1"]),
+                ("P2", "P2 Non urgent", "2", PRIORITY_COLOURS["P2"]),
+                ("P3", "P3 Différé", "3", PRIORITY_COLOURS["P3"]),
+                ("NR", "NR Non régulé", "N", PRIORITY_COLOURS["NR"]),
+            ]
+        )
+        self.priority.setObjectName("priority")
+        self.priority.changed.connect(lambda v: self._on_text("priority", v))
+        add("Pr&iorité", self.priority, "priority")
+
+        self.branch = KeyPicker(
+            [("AMU", "AMU urgence", "A", "#b00020"), ("SNP", "SNP médecine générale", "S", "#1565c0"),
+             ("DENT", "Dentaire", "D", "#6a1b9a")]
+        )
+        self.branch.setObjectName("branch")
+        self.branch.changed.connect(lambda v: self._on_text("branch", v))
+        add("&Filière", self.branch, "branch")
+
+        self.caller_type = QComboBox(objectName="caller_type")
+        self.caller_type.addItem("—", "")
+        for code in codelist("caller_type"):
+            if code.parent is None:
+                self.caller_type.addItem(code.label, code.code)
+        self.caller_type.currentIndexChanged.connect(
+            lambda _i: self._on_text("caller_type", str(self.caller_type.currentData() or ""))
+        )
+        form.addRow("&Appelant", self.caller_type)
+
+        outer.addLayout(form)
+
+        notes_title = QLabel("Notes ARM (horodatées)")
+        notes_title.setStyleSheet("font-weight: bold; margin-top: 6px;")
+        outer.addWidget(notes_title)
+        self.notes = QListWidget(objectName="notes")
+        self.notes.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.notes.setMinimumHeight(70)
+        outer.addWidget(self.notes, 1)
+        self.note = QLineEdit(objectName="note", placeholderText="Nouvelle note — Entrée pour l'ajouter")
+        self.note.textEdited.connect(lambda t: self._on_text("note", t))
+        self.note.returnPressed.connect(self._add_note)
+        outer.addWidget(self.note)
+        msg = Message()
+        self.messages["note"] = msg
+        outer.addWidget(msg)
+
+        bottom = QHBoxLayout()
+        self.summary = Message()
+        bottom.addWidget(self.summary, 1)
+        self.transmit_button = QPushButton("Transmettre  (Ctrl+Entrée)", objectName="transmit")
+        self.transmit_button.setStyleSheet("font-weight: bold; padding: 6px 14px;")
+        self.transmit_button.clicked.connect(self.transmit)
+        bottom.addWidget(self.transmit_button)
+        outer.addLayout(bottom)
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        outer.addWidget(line)
+
+        for seq in ("Ctrl+Return", "Ctrl+Enter"):
+            sc = QShortcut(QKeySequence(seq), self)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(self.transmit)
+        self.setTabOrder(self.callback, self.location)
+        for a, b in [
+            (self.location, self.floor), (self.floor, self.access_code), (self.access_code, self.interphone),
+            (self.interphone, self.motive), (self.motive, self.age), (self.age, self.sex),
+            (self.sex, self.priority), (self.priority, self.branch), (self.branch, self.caller_type),
+            (self.caller_type, self.note), (self.note, self.transmit_button),
+        ]:
+            self.setTabOrder(a, b)
+
+    # ------------------------------------------------------------------ loading
+    def _load(self) -> None:
+        d = self.dossier
+        raw = d.inputs
+        self._loading = True
+        try:
+            self.callback.setText(raw.get("callback", format_phone(d.caller.callback) if d.caller.callback else ""))
+            self.location.setText(raw.get("location", d.location.address or d.location.city))
+            self.floor.setText(raw.get("floor", d.location.floor))
+            self.access_code.setText(raw.get("access_code", d.location.access_code))
+            self.interphone.setText(raw.get("interphone", d.location.interphone))
+            if "motive" in raw:
+                self.motive.setText(raw["motive"])
+            elif d.motive_code:
+                known = self._motives.get(d.motive_code)
+                self.motive.setText(motive_display(known) if known else f"{d.motive_code} — {d.motive_label}")
+            if "age" in raw:
+                self.age.setText(raw["age"])
+            elif d.patient.age:
+                try:
+                    self.age.setText(Age.from_iso(d.patient.age).display())
+                except ValidationError:
+                    self.age.setText(d.patient.age)
+            self.sex.set_value(raw.get("sex", d.patient.sex))
+            self.priority.set_value(d.priority)
+            self.branch.set_value(d.branch.value if d.branch else "")
+            index = self.caller_type.findData(d.caller.caller_type)
+            self.caller_type.setCurrentIndex(max(index, 0))
+            self.note.setText(raw.get("note", ""))
+            self._render_notes()
+            self._render_place()
+        finally:
+            self._loading = False
+        self._refresh_title()
+        # messages for what was already wrong before a crash
+        for key in ("callback", "location", "motive", "age"):
+            if raw.get(key):
+                self._reveal(key)
+
+    def _refresh_title(self) -> None:
+        d = self.dossier
+        received = d.received_at or d.created_at
+        title = f"{d.sender_case_id or d.case_id}  —  reçu à {received:%H:%M:%S}"
+        if d.status is Status.TRANSMITTED and d.transmitted_at:
+            title += f"  —  transmis à {d.transmitted_at:%H:%M:%S} ({d.attribution})"
+        elif d.status is not Status.DRAFT:
+            title += f"  —  {d.status.label}"
+        self.title.setText(title)
+        self.title_changed.emit(self.tab_title())
+
+    def tab_title(self) -> str:
+        d = self.dossier
+        mark = "✓ " if d.status is Status.TRANSMITTED else ""
+        when = (d.received_at or d.created_at).strftime("%H:%M")
+        return f"{mark}{d.priority} {when} {d.commune_label or ''}".strip()
+
+    def _render_notes(self) -> None:
+        self.notes.clear()
+        for n in self.dossier.notes:
+            self.notes.addItem(f"{n.at:%H:%M:%S}  {n.role}  {n.text}")
+        if self.dossier.notes:
+            self.notes.scrollToBottom()
+
+    def _render_place(self) -> None:
+        loc = self.dossier.location
+        parts = []
+        if loc.city or loc.insee:
+            parts.append(f"{loc.city} ({loc.insee})" if loc.insee else loc.city)
+        if loc.has_position:
+            assert loc.lat is not None and loc.lon is not None
+            parts.append(f"{loc.lat:.5f}, {loc.lon:.5f}")
+        if loc.is_aml:
+            parts.append("position AML")
+        if loc.precision:
+            parts.append(f"précision {loc.precision.lower()}")
+        self.place_label.setText(" — ".join(parts) if parts else "Lieu non localisé")
+
+    # ------------------------------------------------------------------ editing
+    def _on_text(self, key: str, text: str) -> None:
+        if self._loading or self.dossier.status is not Status.DRAFT:
+            return
+        d = self.dossier
+        d.inputs[key] = text
+        apply = getattr(self, f"_apply_{key}", None)
+        if apply is not None:
+            apply(text)
+        self.desk.touch(d)
+        if key in self._shown:
+            self._reveal(key)
+        if key in ("priority", "location"):
+            self.title_changed.emit(self.tab_title())
+
+    def _apply_callback(self, text: str) -> None:
+        try:
+            self.dossier.caller.callback = normalize_phone(text)
+        except ValidationError:
+            self.dossier.caller.callback = text.strip()
+
+    def _apply_floor(self, text: str) -> None:
+        self.dossier.location.floor = text.strip()
+
+    def _apply_access_code(self, text: str) -> None:
+        self.dossier.location.access_code = text.strip()
+
+    def _apply_interphone(self, text: str) -> None:
+        self.dossier.location.interphone = text.strip()
+
+    def _apply_location(self, text: str) -> None:
+        loc = self.dossier.location
+        place = self._places.get(text)
+        if place is not None:
+            self._set_place(place)
+            return
+        try:
+            pos = parse_position(text)
+        except ValidationError:
+            pos = None
+            loc.lat = loc.lon = None
+        if pos is not None:
+            loc.lat, loc.lon, loc.is_aml = pos.lat, pos.lon, pos.is_aml
+            loc.precision = "EXACTE"
+            loc.position_at = self.desk._now()
+            loc.address = ""
+            commune = self.resolver.nearest_commune(pos.lat, pos.lon)
+            loc.city, loc.insee, loc.postcode = (commune.name, commune.insee, commune.postcode) if commune else ("", "", "")
+            self._render_place()
+            return
+        # free text: the address as typed; resolution happens on a suggestion
+        loc.address = text.strip()
+        loc.is_aml = False
+        exact = self.resolver.exact_commune(text)
+        if exact is not None:
+            self._set_place(exact)
+            return
+        if loc.precision in ("EXACTE", "ADRESSE", "RUE", "VILLE"):
+            loc.lat = loc.lon = None
+            loc.city = loc.insee = loc.postcode = loc.precision = ""
+            loc.number = loc.way_name = ""
+        self._render_place()
+        self._geo_timer.start()
+
+    def _set_place(self, place: Place) -> None:
+        loc = self.dossier.location
+        loc.address = place.label if place.kind != "municipality" else ""
+        loc.number = place.housenumber or ""
+        loc.way_name = place.street or ""
+        loc.city, loc.insee, loc.postcode = place.city, place.insee, place.postcode
+        loc.lat, loc.lon = place.lat, place.lon
+        loc.precision = {"housenumber": "ADRESSE", "street": "RUE"}.get(place.kind, "VILLE")
+        loc.position_at = self.desk._now()
+        loc.is_aml = False
+        self._render_place()
+
+    def _on_place_chosen(self, text: str) -> None:
+        self.location.setText(text)
+        self._on_text("location", text)
+        self._reveal("location")
+
+    def _geocode(self) -> None:
+        text = self.location.text()
+        local = self.resolver.local_suggestions(text)
+        self._show_places(local)
+        if self._geo_task is not None and not self._geo_task.done():
+            self._geo_task.cancel()
+        if len(text.strip()) >= 3:
+            self._geo_task = spawn(self._remote(text, local), "geocode")
+
+    async def _remote(self, text: str, local: list[Place]) -> None:
+        places, error = await self.resolver.remote_suggestions(text)
+        if self.location.text() != text:
+            return  # the operator typed on
+        if error:
+            self.messages["location"].show_message(error + " Tapez la commune ou collez des coordonnées.")
+        self._show_places(places + [p for p in local if p.label not in {q.label for q in places}])
+
+    def _show_places(self, places: list[Place]) -> None:
+        self._places = {p.label: p for p in places}
+        self._loc_model.setStringList([p.label for p in places])
+        if places and self.location.hasFocus():
+            self._loc_completer.complete()
+
+    def _apply_motive(self, text: str) -> None:
+        d = self.dossier
+        code = self._motive_index.get(text) or self._motives.get(text.strip().upper())
+        if code is not None:
+            d.motive_code, d.motive_label = code.code, code.full_label
+            self._motive_model.setStringList([])
+            return
+        d.motive_code = d.motive_label = ""
+        matches = self._motives.search(text, limit=12)
+        self._motive_model.setStringList([motive_display(c) for c in matches])
+        if matches and self.motive.hasFocus():
+            self._motive_completer.complete()
+
+    def _apply_age(self, text: str) -> None:
+        try:
+            self.dossier.patient.age = parse_age(text).iso if text.strip() else ""
+        except ValidationError:
+            self.dossier.patient.age = ""
+
+    def _apply_sex(self, value: str) -> None:
+        self.dossier.patient.sex = value
+
+    def _apply_priority(self, value: str) -> None:
+        self.dossier.priority = value
+
+    def _apply_branch(self, value: str) -> None:
+        self.dossier.branch = Branch(value) if value else None
+
+    def _apply_caller_type(self, value: str) -> None:
+        self.dossier.caller.caller_type = value
+
+    # ------------------------------------------------------------------ validation display
+    def _field_message(self, key: str) -> str:
+        raw = self.dossier.inputs.get(key, "")
+        try:
+            if key == "callback":
+                normalize_phone(raw)
+            elif key == "age" and raw.strip():
+                parse_age(raw)
+            elif key == "location":
+                if raw.strip():
+                    parse_position(raw)
+                if not (raw.strip() or self.dossier.location.has_position):
+                    return "Localisation manquante : adresse, commune ou coordonnées."
+            elif key == "motive" and not self.dossier.motive_code:
+                return "Choisissez un motif dans la liste (code ou libellé)." if raw.strip() else "Motif manquant."
+        except ValidationError as exc:
+            return exc.message
+        return ""
+
+    def _reveal(self, key: str) -> None:
+        if key not in self.messages or self._loading and not self.dossier.inputs.get(key):
+            return
+        self._shown.add(key)
+        self.messages[key].show_message(self._field_message(key))
+
+    # ------------------------------------------------------------------ actions
+    def _add_note(self) -> None:
+        text = self.note.text()
+        if not text.strip():
+            return
+        self.dossier.inputs["note"] = ""
+        self.desk.add_note(self.dossier, text)
+        self.note.clear()
+        self._render_notes()
+
+    def transmit(self) -> None:
+        if self.dossier.status is not Status.DRAFT:
+            return
+        if self.note.text().strip():
+            self._add_note()  # a note typed but not yet added goes with the dossier
+        try:
+            self.desk.transmit(self.dossier)
+        except ValidationError:
+            problems = self.dossier.problems()
+            for key, text in problems.items():
+                if key in self.messages:
+                    self._shown.add(key)
+                    self.messages[key].show_message(text)
+            self.summary.show_message("Impossible de transmettre : " + " ".join(problems.values()))
+            first = next((k for k in FIELDS if k in problems), None)
+            widget = getattr(self, first, None) if first else None
+            if isinstance(widget, QWidget):
+                widget.setFocus()
+            return
+        self.summary.show_message(
+            f"Transmis à {self.dossier.transmitted_at:%H:%M:%S} — {self.dossier.attribution}"
+            f" ({codelist('attribution').label(self.dossier.attribution)}).",
+            info=True,
+        )
+        self._set_read_only()
+        self._refresh_title()
+        self.transmitted.emit(self.dossier.case_id)
+
+    def _set_read_only(self) -> None:
+        for w in (self.callback, self.location, self.floor, self.access_code, self.interphone, self.motive,
+                  self.age, self.note):
+            w.setReadOnly(True)
+        for picker in (self.sex, self.priority, self.branch):
+            picker.setReadOnly(True)
+        self.caller_type.setEnabled(False)
+        self.transmit_button.setEnabled(False)
+
+    def set_save_state(self, text: str, ok: bool) -> None:
+        self.state.setText(text)
+        self.state.setStyleSheet("color: #2e7d32;" if ok else "color: #b00020; font-weight: bold;")
+
+    def focus_first(self) -> None:
+        self.callback.setFocus()
+
+    def close_hook(self) -> Callable[[], None]:
+        return lambda: None

@@ -1,0 +1,81 @@
+"""Qt item model of the "Dossiers du jour": an adapter over domain dossiers.
+Owns no I/O; the window feeds it the dossiers the desk reports changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor
+
+from sas_desk.models.codes import codelist
+from sas_desk.models.dossier import Dossier
+
+COLUMNS = ("Reçu", "N° dossier", "Priorité", "Motif", "Commune", "Filière", "Statut")
+PRIORITY_COLOURS = {"P0": "#b00020", "P1": "#e65100", "P2": "#1565c0", "P3": "#2e7d32", "NR": "#616161"}
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+class DayModel(QAbstractTableModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[Dossier] = []
+        self._pos: dict[str, int] = {}
+
+    # Qt API ------------------------------------------------------------
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal and 0 <= section < len(COLUMNS):
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
+            return None
+        d = self._rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            received = d.received_at or d.created_at
+            return (
+                received.strftime("%H:%M:%S"),
+                d.sender_case_id or d.case_id,
+                d.priority,
+                codelist("motive").label(d.motive_code) if d.motive_code else "",
+                d.commune_label,
+                d.branch.value if d.branch else "",
+                d.status.label,
+            )[col]
+        if role == Qt.ItemDataRole.ForegroundRole and col == 2:
+            return QBrush(QColor(PRIORITY_COLOURS.get(d.priority, "#000000")))
+        if role == Qt.ItemDataRole.ToolTipRole and col == 3 and d.motive_code:
+            return d.motive_label or codelist("motive").label(d.motive_code)
+        if role == Qt.ItemDataRole.UserRole:
+            return d.case_id
+        return None
+
+    # feeding -------------------------------------------------------------
+    def reset(self, dossiers: list[Dossier]) -> None:
+        self.beginResetModel()
+        self._rows = sorted(dossiers, key=lambda d: d.created_at, reverse=True)
+        self._pos = {d.case_id: i for i, d in enumerate(self._rows)}
+        self.endResetModel()
+
+    def upsert(self, dossier: Dossier) -> None:
+        row = self._pos.get(dossier.case_id)
+        if row is not None:
+            self._rows[row] = dossier
+            self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+            return
+        self.beginInsertRows(QModelIndex(), 0, 0)
+        self._rows.insert(0, dossier)
+        self._pos = {d.case_id: i for i, d in enumerate(self._rows)}
+        self.endInsertRows()
+
+    def dossier_at(self, row: int) -> Dossier | None:
+        return self._rows[row] if 0 <= row < len(self._rows) else None

@@ -1,0 +1,313 @@
+"""The main window: role picker, banners, "Dossiers du jour", call sheets."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGridLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sas_desk.models.dossier import Dossier, Status
+from sas_desk.services.config import ROLES, Config
+from sas_desk.services.desk import Desk
+from sas_desk.services.geo.resolver import LocationResolver
+from sas_desk.services.journal.service import Journal, SaveState
+from sas_desk.services.journal.store import OpenReport
+from sas_desk.ui.call_sheet import CallSheet
+from sas_desk.ui.day_model import DayModel
+from sas_desk.ui.widgets import Banner
+
+log = logging.getLogger("sas_desk.ui")
+ROLE_KEYS = {"ARM": "1", "OSNP": "2", "MRU": "3", "MRL": "4", "DENT": "5", "SUP": "6"}
+
+
+class RolePicker(QWidget):
+    picked = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("RolePicker")
+        outer = QVBoxLayout(self)
+        outer.addStretch(1)
+        title = QLabel("Qui travaille sur ce poste ?")
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        title.setStyleSheet("font-size: 20px; font-weight: bold; margin-bottom: 12px;")
+        outer.addWidget(title)
+        grid = QGridLayout()
+        self.buttons: dict[str, QPushButton] = {}
+        for i, (code, label) in enumerate(ROLES.items()):
+            button = QPushButton(f"{ROLE_KEYS[code]}   {code} — {label}")
+            button.setObjectName(f"role_{code}")
+            button.setMinimumHeight(44)
+            button.setStyleSheet("text-align: left; padding-left: 14px; font-size: 14px;")
+            button.clicked.connect(lambda _=False, c=code: self.picked.emit(c))
+            button.setShortcut(QKeySequence(ROLE_KEYS[code]))
+            grid.addWidget(button, i // 2, i % 2)
+            self.buttons[code] = button
+        outer.addLayout(grid)
+        hint = QLabel("Touches 1 à 6. Le rôle reste affiché dans la barre d'état et peut être changé (Ctrl+Maj+R).")
+        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint.setStyleSheet("color: #555; margin-top: 10px;")
+        outer.addWidget(hint)
+        outer.addStretch(2)
+
+
+class MainWindow(QMainWindow):
+    role_changed = Signal(str)
+
+    def __init__(
+        self,
+        config: Config,
+        desk: Desk,
+        journal: Journal,
+        resolver: LocationResolver,
+        *,
+        report: OpenReport | None,
+        unfinished: list[Dossier],
+        today: list[Dossier],
+        simulator_url: str = "",
+    ) -> None:
+        super().__init__()
+        self.setObjectName("MainWindow")
+        self.config = config
+        self.desk = desk
+        self.journal = journal
+        self.resolver = resolver
+        self.unfinished = unfinished
+        self.role = ""
+        self.setWindowTitle("SAS Desk — " + ("démonstration" if config.demo else config.owner))
+        self.resize(1400, 900)
+
+        self.stack = QStackedWidget()
+        self.picker = RolePicker()
+        self.picker.picked.connect(self.set_role)
+        self.stack.addWidget(self.picker)
+
+        work = QWidget()
+        layout = QVBoxLayout(work)
+        layout.setContentsMargins(6, 6, 6, 6)
+        self.banners = QVBoxLayout()
+        layout.addLayout(self.banners)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        day_title = QLabel("Dossiers du jour")
+        day_title.setStyleSheet("font-weight: bold; font-size: 14px;")
+        left_layout.addWidget(day_title)
+        self.day_model = DayModel()
+        self.day_model.reset(today)
+        self.day_view = QTableView(objectName="dayList")
+        self.day_view.setModel(self.day_model)
+        self.day_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.day_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.day_view.verticalHeader().hide()
+        self.day_view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.day_view.horizontalHeader().setStretchLastSection(True)
+        self.day_view.activated.connect(self._open_from_list)
+        self.day_view.doubleClicked.connect(self._open_from_list)
+        left_layout.addWidget(self.day_view)
+        split.addWidget(left)
+
+        self.tabs = QTabWidget(objectName="sheets")
+        self.tabs.setTabsClosable(True)
+        self.tabs.tabCloseRequested.connect(self.close_sheet)
+        self.empty = QLabel("Ctrl+N : nouvel appel\nDouble-clic ou Entrée sur un dossier du jour pour l'ouvrir")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setStyleSheet("color: #777; font-size: 16px;")
+        self.right = QStackedWidget()
+        self.right.addWidget(self.empty)
+        self.right.addWidget(self.tabs)
+        split.addWidget(self.right)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        split.setSizes([520, 880])
+        layout.addWidget(split, 1)
+        self.stack.addWidget(work)
+        self.setCentralWidget(self.stack)
+
+        bar = self.statusBar()
+        self.role_button = QPushButton("Rôle : —", objectName="roleButton")
+        self.role_button.setFlat(True)
+        self.role_button.clicked.connect(self.show_role_picker)
+        bar.addWidget(self.role_button)
+        bar.addWidget(QLabel(f"Poste : {config.workstation}"))
+        mode = "Démonstration (simulateur local)" if config.demo else f"Organisation : {config.owner}"
+        if simulator_url:
+            mode += f" — {simulator_url}"
+        bar.addWidget(QLabel(mode))
+        self.save_label = QLabel("Journal : prêt", objectName="saveLabel")
+        bar.addPermanentWidget(self.save_label)
+
+        new_call = QAction("Nouvel appel", self)
+        new_call.setShortcut(QKeySequence("Ctrl+N"))
+        new_call.triggered.connect(self.new_call)
+        close_tab = QAction("Fermer la fiche", self)
+        close_tab.setShortcut(QKeySequence("Ctrl+W"))
+        close_tab.triggered.connect(lambda: self.close_sheet(self.tabs.currentIndex()))
+        change_role = QAction("Changer de rôle", self)
+        change_role.setShortcut(QKeySequence("Ctrl+Shift+R"))
+        change_role.triggered.connect(self.show_role_picker)
+        focus_list = QAction("Dossiers du jour", self)
+        focus_list.setShortcut(QKeySequence("F6"))
+        focus_list.triggered.connect(lambda: self.day_view.setFocus())
+        quit_action = QAction("Quitter", self)
+        quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        quit_action.triggered.connect(self.close)
+        menu = self.menuBar().addMenu("&Dossier")
+        for action in (new_call, close_tab, focus_list, change_role, quit_action):
+            menu.addAction(action)
+            self.addAction(action)
+
+        journal.add_listener(self._on_save_state)
+        desk.on_change(self.day_model.upsert)
+        if report is not None and report.notice_fr:
+            self.banner(report.notice_fr, "warning")
+        if journal.open_error is not None:
+            self.banner(journal.open_error.message_fr, "error")
+        if unfinished:
+            self._offer_resume(unfinished)
+        if config.role:
+            self.set_role(config.role)
+
+    # ------------------------------------------------------------------ role
+    def set_role(self, role: str) -> None:
+        self.role = role
+        self.desk.actor = replace(self.desk.actor, role=role)
+        self.role_button.setText(f"Rôle : {role} — {ROLES[role]}")
+        self.stack.setCurrentIndex(1)
+        self.role_changed.emit(role)
+        log.info("role set to %s", role)
+        if role == "ARM" and self.tabs.count() == 0 and not self.unfinished:
+            self.new_call()
+        elif role != "ARM":
+            self.day_view.setFocus()
+
+    def show_role_picker(self) -> None:
+        self.stack.setCurrentIndex(0)
+
+    # ------------------------------------------------------------------ banners
+    def banner(self, text: str, level: str = "info") -> Banner:
+        b = Banner(text, level)
+        b.setObjectName(f"banner_{level}")
+        self.banners.addWidget(b)
+        return b
+
+    def _offer_resume(self, drafts: list[Dossier]) -> None:
+        last = max(d.created_at for d in drafts)
+        n = len(drafts)
+        text = (
+            f"{n} fiche{'s' if n > 1 else ''} non terminée{'s' if n > 1 else ''} retrouvée{'s' if n > 1 else ''} "
+            f"(dernier appel reçu à {last:%H:%M}). Rien n'a été perdu."
+        )
+        b = self.banner(text, "warning")
+        b.setObjectName("resumeBanner")
+        resume = b.add_action("Reprendre (Ctrl+R)", lambda: self.resume_all(b))
+        resume.setObjectName("resumeButton")
+        resume.setShortcut(QKeySequence("Ctrl+R"))
+
+    def resume_all(self, banner: Banner | None = None) -> None:
+        for d in self.unfinished:
+            self.desk.resume(d)
+            self.open_sheet(d)
+        self.unfinished = []
+        if banner is not None:
+            banner.deleteLater()
+
+    # ------------------------------------------------------------------ sheets
+    def new_call(self) -> CallSheet | None:
+        if not self.role:
+            self.show_role_picker()
+            return None
+        dossier = self.desk.new_call()
+        sheet = self.open_sheet(dossier)
+        sheet.focus_first()
+        return sheet
+
+    def open_sheet(self, dossier: Dossier) -> CallSheet:
+        for i in range(self.tabs.count()):
+            existing = self.tabs.widget(i)
+            if isinstance(existing, CallSheet) and existing.dossier.case_id == dossier.case_id:
+                self.tabs.setCurrentIndex(i)
+                return existing
+        read_only = self.role not in ("ARM", "") or dossier.status is not Status.DRAFT
+        sheet = CallSheet(self.desk, self.resolver, dossier, read_only=read_only)
+        index = self.tabs.addTab(sheet, sheet.tab_title())
+        sheet.title_changed.connect(lambda t, s=sheet: self._retitle(s, t))
+        self.tabs.setCurrentIndex(index)
+        self.right.setCurrentIndex(1)
+        self.day_model.upsert(dossier)
+        return sheet
+
+    def _retitle(self, sheet: CallSheet, title: str) -> None:
+        i = self.tabs.indexOf(sheet)
+        if i >= 0:
+            self.tabs.setTabText(i, title)
+
+    def close_sheet(self, index: int) -> None:
+        """Closing a sheet never loses it: a draft stays in the journal and in
+        the list of the day, from where it reopens."""
+        widget = self.tabs.widget(index)
+        if widget is None:
+            return
+        self.tabs.removeTab(index)
+        widget.deleteLater()
+        if self.tabs.count() == 0:
+            self.right.setCurrentIndex(0)
+
+    def current_sheet(self) -> CallSheet | None:
+        w = self.tabs.currentWidget()
+        return w if isinstance(w, CallSheet) else None
+
+    def _open_from_list(self, index: QModelIndex) -> None:
+        dossier = self.day_model.dossier_at(index.row())
+        if dossier is not None:
+            self.open_sheet(dossier)
+
+    # ------------------------------------------------------------------ journal state
+    def _on_save_state(self, state: SaveState) -> None:
+        if state.ok:
+            text = f"Journal : enregistré à {state.at:%H:%M:%S}"
+        else:
+            text = f"Journal : NON ENREGISTRÉ — {state.message_fr}"
+            if not any(isinstance(w, Banner) and w.objectName() == "journalError" for w in self._banner_widgets()):
+                b = self.banner(state.message_fr, "error")
+                b.setObjectName("journalError")
+        self.save_label.setText(text)
+        self.save_label.setStyleSheet("" if state.ok else "color: #b00020; font-weight: bold;")
+        if state.ok:
+            for w in self._banner_widgets():
+                if w.objectName() == "journalError":
+                    w.deleteLater()
+        for i in range(self.tabs.count()):
+            sheet = self.tabs.widget(i)
+            if isinstance(sheet, CallSheet):
+                sheet.set_save_state("✓ enregistré" if state.ok else "⚠ en mémoire seulement", state.ok)
+
+    def _banner_widgets(self) -> list[QWidget]:
+        out = []
+        for i in range(self.banners.count()):
+            item = self.banners.itemAt(i)
+            w = item.widget() if item is not None else None
+            if w is not None:
+                out.append(w)
+        return out
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        log.info("main window closed")
+        super().closeEvent(event)

@@ -1,0 +1,122 @@
+"""Small keyboard-first widgets shared by the panels."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QWidget
+
+
+class KeyPicker(QWidget):
+    """A row of choices picked with single keys while the row has focus
+    (e.g. priority: 0 1 2 3 N).  Mouse works too.  Emits ``changed(value)``."""
+
+    changed = Signal(str)
+
+    def __init__(self, choices: list[tuple[str, str, str, str]], parent: QWidget | None = None) -> None:
+        """``choices``: (value, button text, key, colour or "")."""
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setObjectName("KeyPicker")
+        self._value = ""
+        self._keys: dict[str, str] = {}
+        self._buttons: dict[str, QPushButton] = {}
+        self._group = QButtonGroup(self)
+        self._group.setExclusive(True)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(4)
+        for value, text, key, colour in choices:
+            button = QPushButton(f"{text}  [{key}]")
+            button.setCheckable(True)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.setProperty("value", value)
+            if colour:
+                button.setStyleSheet(
+                    f"QPushButton:checked {{ background: {colour}; color: white; font-weight: bold; }}"
+                )
+            button.clicked.connect(lambda _=False, v=value: self._pick(v))
+            self._group.addButton(button)
+            self._buttons[value] = button
+            self._keys[key.upper()] = value
+            layout.addWidget(button)
+        layout.addStretch(1)
+
+    def value(self) -> str:
+        return self._value
+
+    def set_value(self, value: str, *, emit: bool = False) -> None:
+        self._value = value
+        button = self._buttons.get(value)
+        if button is not None:
+            button.setChecked(True)
+        else:
+            self._group.setExclusive(False)
+            for b in self._buttons.values():
+                b.setChecked(False)
+            self._group.setExclusive(True)
+        if emit:
+            self.changed.emit(value)
+
+    def _pick(self, value: str) -> None:
+        self.set_value(value, emit=True)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
+        value = self._keys.get(event.text().upper()) if event.text() else None
+        if value is not None and not event.modifiers() & (
+            Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
+        ):
+            self._pick(value)
+            self.focusNextChild()
+            return
+        super().keyPressEvent(event)
+
+    def setReadOnly(self, read_only: bool) -> None:  # noqa: N802 - mirrors QLineEdit
+        for b in self._buttons.values():
+            b.setEnabled(not read_only)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus if read_only else Qt.FocusPolicy.StrongFocus)
+
+
+class Message(QLabel):
+    """Inline validation message under a field (hidden when empty)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("FieldMessage")
+        self.setWordWrap(True)
+        self.setStyleSheet("color: #b00020; font-size: 11px;")
+        self.hide()
+
+    def show_message(self, text: str, *, info: bool = False) -> None:
+        self.setStyleSheet(f"color: {'#2e5e2e' if info else '#b00020'}; font-size: 11px;")
+        self.setText(text)
+        self.setVisible(bool(text))
+
+
+class Banner(QWidget):
+    """A non-modal notice strip with optional action buttons."""
+
+    def __init__(self, text: str, level: str = "info", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        colours = {"info": "#e3f0ff", "warning": "#fff4d6", "error": "#fde2e1"}
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.setStyleSheet(f"Banner {{ background: {colours.get(level, '#eee')}; border-radius: 4px; }}")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        self.label = QLabel(text)
+        self.label.setWordWrap(True)
+        layout.addWidget(self.label, 1)
+        self._layout = layout
+        close = QPushButton("×")
+        close.setFlat(True)
+        close.setFixedWidth(24)
+        close.setToolTip("Masquer")
+        close.clicked.connect(self.deleteLater)
+        self._close = close
+        layout.addWidget(close)
+
+    def add_action(self, text: str, slot: object) -> QPushButton:
+        button = QPushButton(text)
+        button.clicked.connect(slot)  # type: ignore[arg-type]
+        self._layout.insertWidget(self._layout.count() - 1, button)
+        return button
