@@ -48,8 +48,9 @@ def setup_logging(data_dir: Path, verbose: bool = False) -> None:
     try:
         logs = data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(logs / "sas-desk.log", maxBytes=5_000_000, backupCount=5,
-                                                       encoding="utf-8")
+        handler = logging.handlers.RotatingFileHandler(
+            logs / "sas-desk.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8"
+        )
         handler.setFormatter(fmt)
         root.addHandler(handler)
     except OSError as exc:  # read-only data dir: the journal will say so too
@@ -103,16 +104,27 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     window: MainWindow | None = None
     try:
         report = await journal.open()
-        actor = Actor(role=config.role or "", operator=config.operator, workstation=config.workstation)
+        actor = Actor(
+            role=config.role or "", operator=config.operator, workstation=config.workstation
+        )
         desk = Desk(config, journal, actor, clock.now)
         await desk.prepare()
         unfinished = await journal.unfinished()
         today = await journal.of_day(clock.now().date())
         resolver = LocationResolver(
-            CommuneIndex.load(), BanGeocoder(geocoder_url, client, timeout=config.geocoder_timeout) if geocoder_url else None
+            CommuneIndex.load(),
+            BanGeocoder(geocoder_url, client, timeout=config.geocoder_timeout)
+            if geocoder_url
+            else None,
         )
         window = MainWindow(
-            config, desk, journal, resolver, report=report, unfinished=unfinished, today=today,
+            config,
+            desk,
+            journal,
+            resolver,
+            report=report,
+            unfinished=unfinished,
+            today=today,
             simulator_url=simulator.base_url if simulator else "",
         )
         closed = asyncio.Event()
@@ -122,7 +134,9 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             QCoreApplication.processEvents()
             await asyncio.sleep(0)
             QCoreApplication.processEvents()
-            print(f"SMOKE OK window={window.width()}x{window.height()} journal={'ok' if journal.available else 'memory'}")
+            print(
+                f"SMOKE OK window={window.width()}x{window.height()} journal={'ok' if journal.available else 'memory'}"
+            )
             window.close()
         else:
             if options.on_ready is not None:

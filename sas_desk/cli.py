@@ -1,9 +1,9 @@
 """Command line: ``sas-desk`` (the app) and its sub-commands.
 
-    sas-desk [--config PATH] [--data-dir DIR] [--role ROLE] [--smoke]
-    sas-desk simulator [--port N]
-    sas-desk [--data-dir DIR] dossier import-rseda FILE
-    sas-desk [--data-dir DIR] dossier export-rseda ID
+sas-desk [--config PATH] [--data-dir DIR] [--role ROLE] [--smoke]
+sas-desk simulator [--port N]
+sas-desk [--data-dir DIR] dossier import-rseda FILE
+sas-desk [--data-dir DIR] dossier export-rseda ID
 """
 
 from __future__ import annotations
@@ -26,9 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sas-desk", description="SAS Desk — poste de régulation SAS")
     p.add_argument("--version", action="version", version=f"sas-desk {__version__}")
     p.add_argument("--config", type=Path, help="fichier de configuration TOML")
-    p.add_argument("--data-dir", type=Path, help="dossier des données locales (journal, journaux d'exécution)")
-    p.add_argument("--role", choices=sorted(ROLES), help="rôle du poste (sinon choisi au démarrage)")
-    p.add_argument("--smoke", action="store_true", help="démarre, affiche la fenêtre et quitte (code 0)")
+    p.add_argument(
+        "--data-dir", type=Path, help="dossier des données locales (journal, journaux d'exécution)"
+    )
+    p.add_argument(
+        "--role", choices=sorted(ROLES), help="rôle du poste (sinon choisi au démarrage)"
+    )
+    p.add_argument(
+        "--smoke", action="store_true", help="démarre, affiche la fenêtre et quitte (code 0)"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command")
     sim = sub.add_parser("simulator", help="lance le simulateur des interfaces nationales")
@@ -89,7 +95,9 @@ async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
                 body = json.loads(args.file.read_text(encoding="utf-8"))
                 dossier = from_rseda(body)
             except OSError as exc:
-                print(f"sas-desk : fichier illisible : {args.file} ({exc.strerror})", file=sys.stderr)
+                print(
+                    f"sas-desk : fichier illisible : {args.file} ({exc.strerror})", file=sys.stderr
+                )
                 return 1
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 print(f"sas-desk : {args.file} n'est pas un JSON valide ({exc})", file=sys.stderr)
@@ -98,8 +106,12 @@ async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
                 print(f"sas-desk : {exc.message}", file=sys.stderr)
                 return 1
             desk.import_dossier(dossier)
-            if not await journal.flush(timeout=10) or not (journal.last_state and journal.last_state.ok):
-                msg = journal.last_state.message_fr if journal.last_state else "journal indisponible"
+            if not await journal.flush(timeout=10) or not (
+                journal.last_state and journal.last_state.ok
+            ):
+                msg = (
+                    journal.last_state.message_fr if journal.last_state else "journal indisponible"
+                )
                 print(f"sas-desk : dossier non enregistré : {msg}", file=sys.stderr)
                 return 1
             print(f"Dossier importé : {dossier.case_id}", file=sys.stderr)

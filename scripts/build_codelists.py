@@ -67,7 +67,9 @@ def convert(src: Path, name: str, title: str) -> dict[str, object]:
     with src.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
     header = rows[0]
-    label_cols = [i for i, h in enumerate(header) if h.startswith("label_n") or h.startswith("Libellé")]
+    label_cols = [
+        i for i, h in enumerate(header) if h.startswith("label_n") or h.startswith("Libellé")
+    ]
     desc_col = header.index("description")
     entries = []
     for row in rows[1:]:
@@ -95,11 +97,17 @@ def convert(src: Path, name: str, title: str) -> dict[str, object]:
 
 
 def main() -> None:
-    src_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared/reference/hub-sante/nomenclatures"
+    src_dir = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else ROOT.parent / "shared/reference/hub-sante/nomenclatures"
+    )
     OUT.mkdir(parents=True, exist_ok=True)
     for name, (national, title) in LISTS.items():
         data = convert(src_dir / f"HubSante.{national}.csv", name, title)
-        (OUT / f"{name}.json").write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        (OUT / f"{name}.json").write_text(
+            json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        )
         print(f"{name}: {len(data['codes'])} codes")  # type: ignore[arg-type]
 
 

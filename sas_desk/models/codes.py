@@ -9,6 +9,7 @@ only file access in ``models``; it happens once per list and is cached.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
@@ -75,7 +76,10 @@ class CodeList:
             if code_key.startswith(query.replace(" ", "")):
                 scored.append((0, pos, code))
             elif all(w in hay for w in words):
-                starts = any(part.startswith(words[0]) for part in fold(code.label).split())
+                # split on apostrophes too: in "Signes d’AVC" a word starts with "avc"
+                label = fold(code.label)
+                parts = (*label.split(), *re.findall(r"\w+", label))
+                starts = any(part.startswith(words[0]) for part in parts)
                 scored.append((1 if starts else 2, pos, code))
         scored.sort(key=lambda t: (t[0], t[1]))
         return [c for _, _, c in scored[:limit]]

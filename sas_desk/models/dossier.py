@@ -15,7 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from sas_desk.models.codes import codelist
-from sas_desk.models.validation import Age, ValidationError, check_coordinates, normalize_phone, validate_insee
+from sas_desk.models.validation import (
+    Age,
+    ValidationError,
+    check_coordinates,
+    normalize_phone,
+    validate_insee,
+)
 
 
 class Status(enum.StrEnum):
@@ -43,7 +49,9 @@ class Branch(enum.StrEnum):
 
     @property
     def label(self) -> str:
-        return {"AMU": "AMU — urgence", "SNP": "SNP — médecine générale", "DENT": "Dentaire"}[self.value]
+        return {"AMU": "AMU — urgence", "SNP": "SNP — médecine générale", "DENT": "Dentaire"}[
+            self.value
+        ]
 
     @property
     def perimeter(self) -> str:
@@ -224,7 +232,8 @@ class Dossier:
 
     # ---------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict[str, Any]:
-        return _encode(dataclasses.asdict(self))
+        encoded: dict[str, Any] = _encode(dataclasses.asdict(self))
+        return encoded
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Dossier:
@@ -268,6 +277,7 @@ def _encode(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- events
+
 
 class EventKind(enum.StrEnum):
     CREATED = "CREATED"
@@ -321,6 +331,7 @@ class Event:
 
 # ---------------------------------------------------------------------------- operations
 
+
 def transmit(dossier: Dossier, at: datetime, actor: Actor) -> Event:
     """Hand the dossier over: perimeter and attribution follow the branch.
 
@@ -328,7 +339,7 @@ def transmit(dossier: Dossier, at: datetime, actor: Actor) -> Event:
     left unchanged in that case.
     """
     if dossier.status is not Status.DRAFT:
-        raise ValidationError("Ce dossier a déjà été transmis.", "status")
+        raise ValidationError(_NOT_OPEN[dossier.status], "status")
     problems = dossier.problems()
     if problems:
         raise ValidationError(" ".join(problems.values()), next(iter(problems)))
@@ -354,18 +365,46 @@ def transmit(dossier: Dossier, at: datetime, actor: Actor) -> Event:
     )
 
 
-def add_note(dossier: Dossier, text: str, at: datetime, actor: Actor, *, medical: bool = True) -> Event:
+_NOT_OPEN = {
+    Status.TRANSMITTED: "Ce dossier a déjà été transmis.",
+    Status.CLOSED: "Ce dossier est clôturé : il ne peut plus être transmis.",
+    Status.ABANDONED: "Cette fiche a été abandonnée : elle ne peut plus être transmise.",
+}
+
+# Workstation role (config.ROLES) -> operator role of a note.  The room
+# supervisor is an ARM, not a physician: their notes must not read "MEDECIN".
+_NOTE_ROLES = {
+    "ARM": "ARM",
+    "OSNP": "ARM",
+    "SUP": "ARM",
+    "MRU": "MEDECIN",
+    "MRL": "MEDECIN",
+    "DENT": "MEDECIN",
+}
+
+
+def add_note(
+    dossier: Dossier, text: str, at: datetime, actor: Actor, *, medical: bool = True
+) -> Event:
     clean = text.strip()
     if not clean:
         raise ValidationError("Note vide.", "note")
-    role = "ARM" if actor.role in ("ARM", "OSNP") else "MEDECIN"
+    role = _NOTE_ROLES.get(actor.role, "INCONNU")
     note_id = f"{dossier.owner}.medicalNote.{dossier.sender_case_id or dossier.case_id.rsplit('.', 1)[-1]}-{len(dossier.notes) + 1}"
-    dossier.notes.append(Note(at=at, text=clean, role=role, medical=medical, note_id=note_id, operator=actor.operator))
+    dossier.notes.append(
+        Note(
+            at=at, text=clean, role=role, medical=medical, note_id=note_id, operator=actor.operator
+        )
+    )
     dossier.revision += 1
-    return Event(dossier.case_id, at, EventKind.NOTE_ADDED, actor, {"note_id": note_id, "role": role})
+    return Event(
+        dossier.case_id, at, EventKind.NOTE_ADDED, actor, {"note_id": note_id, "role": role}
+    )
 
 
-def new_case_ids(owner: str, departement: str, samu_letter: str, at: datetime, sequence: int) -> tuple[str, str]:
+def new_case_ids(
+    owner: str, departement: str, samu_letter: str, at: datetime, sequence: int
+) -> tuple[str, str]:
     """Case id in the Hub format: ``{owner}.{senderCaseId}`` where the local
     number follows the DSF layout DRFR15 + département + SAMU letter + YY +
     day of year + 5-digit daily sequence (``DRFR1569A2433000012``)."""

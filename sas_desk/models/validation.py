@@ -58,21 +58,24 @@ def normalize_phone(text: str) -> str:
     raw = text.strip()
     if not raw:
         raise ValidationError("Numéro de rappel manquant.", "callback")
-    if re.search(r"[^\d\s.+()\-/]", raw):
+    # ASCII digits only: ``\d`` would let Arabic-Indic or full-width digits
+    # through and end up in a non-E.164 "+33٦…" number.
+    if re.search(r"[^0-9\s.+()\-/]", raw):
         raise ValidationError(
             "Numéro de rappel invalide : seuls les chiffres, espaces, points, tirets et « + » sont permis.",
             "callback",
         )
     plus = raw.startswith("+")
-    digits = re.sub(r"\D", "", raw.replace("(0)", ""))
+    digits = re.sub(r"[^0-9]", "", raw.replace("(0)", ""))
     if not plus and digits.startswith("00"):
         plus, digits = True, digits[2:]
     if not plus:
-        if digits in _SHORT_NUMBERS or len(digits) <= 6 and not digits.startswith("0"):
+        if digits in _SHORT_NUMBERS or (len(digits) <= 6 and not digits.startswith("0")):
             raise ValidationError(
-                f"« {raw} » est un numéro court : il ne permet pas de rappeler l'appelant.", "callback"
+                f"« {raw} » est un numéro court : il ne permet pas de rappeler l'appelant.",
+                "callback",
             )
-        if len(digits) == 9 and digits[0] in "1234567 9":
+        if len(digits) == 9 and digits[0] != "0":
             digits = "0" + digits  # the leading 0 was dropped
         if len(digits) != 10 or not digits.startswith("0"):
             raise ValidationError(
@@ -80,10 +83,14 @@ def normalize_phone(text: str) -> str:
                 "callback",
             )
         if digits[1] == "0":
-            raise ValidationError("Numéro de rappel invalide : il ne peut pas commencer par 00 suivi d'un chiffre manquant.", "callback")
+            raise ValidationError(
+                "Numéro de rappel invalide : il ne peut pas commencer par 00 suivi d'un chiffre manquant.",
+                "callback",
+            )
         if digits.startswith("08"):
             raise ValidationError(
-                "Les numéros en 08 sont des numéros spéciaux : demandez un numéro de rappel direct.", "callback"
+                "Les numéros en 08 sont des numéros spéciaux : demandez un numéro de rappel direct.",
+                "callback",
             )
         cc = _OVERSEAS_PREFIXES.get(digits[:4], "33")
         return f"+{cc}{digits[1:]}"
@@ -98,7 +105,8 @@ def normalize_phone(text: str) -> str:
             )
         if national[0] == "8":
             raise ValidationError(
-                "Les numéros en 08 sont des numéros spéciaux : demandez un numéro de rappel direct.", "callback"
+                "Les numéros en 08 sont des numéros spéciaux : demandez un numéro de rappel direct.",
+                "callback",
             )
         cc = _OVERSEAS_PREFIXES.get("0" + national[:3], "33")
         return f"+{cc}{national}"
@@ -116,7 +124,8 @@ def normalize_phone(text: str) -> str:
         if digits.startswith(cc):
             if len(digits) - len(cc) != length:
                 raise ValidationError(
-                    f"Numéro de rappel invalide : après +{cc}, il faut {length} chiffres.", "callback"
+                    f"Numéro de rappel invalide : après +{cc}, il faut {length} chiffres.",
+                    "callback",
                 )
             return f"+{digits}"
     if not 8 <= len(digits) <= 15 or digits[0] == "0":
@@ -189,7 +198,7 @@ def parse_age(text: str) -> Age:
         raise ValidationError("Âge manquant.", "age")
     if raw.upper().startswith("P"):
         return _check_age(Age.from_iso(raw.upper()))
-    m = re.fullmatch(r"(\d{1,4})\s*([^\d\s]*)\.?", raw.lower())
+    m = re.fullmatch(r"(\d{1,4})\s*([^\d\s.]*)\.?", raw.lower())
     if not m:
         raise ValidationError(
             f"Âge « {raw} » illisible : tapez un nombre, suivi de « mois », « sem » ou « j » pour un nourrisson.",
@@ -212,6 +221,7 @@ def _check_age(age: Age) -> Age:
 
 # --------------------------------------------------------------------------- INSEE
 
+
 def validate_insee(text: str) -> str:
     """Commune INSEE code (code officiel géographique), Corsica and overseas included."""
     code = text.strip().upper()
@@ -229,15 +239,27 @@ def validate_insee(text: str) -> str:
                 "insee",
             )
         if dep2 == "96":
-            raise ValidationError(f"Code INSEE « {code} » invalide : département 96 inexistant.", "insee")
+            raise ValidationError(
+                f"Code INSEE « {code} » invalide : département 96 inexistant.", "insee"
+            )
         if dep2 == "99":
             raise ValidationError(
                 f"« {code} » est un code de pays étranger, pas une commune.", "insee"
             )
-        if dep2 == "97" and code[2] not in "123456":
-            raise ValidationError(f"Code INSEE « {code} » invalide : outre-mer 971 à 976.", "insee")
-        if dep2 == "98" and code[:3] not in {"975", "977", "978", "984", "986", "987", "988"}:
-            raise ValidationError(f"Code INSEE « {code} » invalide : collectivité d'outre-mer inconnue.", "insee")
+        # 971-974, 976: DROM; 975 Saint-Pierre-et-Miquelon, 977 Saint-Barthélemy,
+        # 978 Saint-Martin (COG 97501, 97701, 97801…); 984, 986-988: TAAF,
+        # Wallis-et-Futuna, Polynésie française, Nouvelle-Calédonie
+        if dep2 == "97" and code[2] not in "12345678":
+            raise ValidationError(f"Code INSEE « {code} » invalide : outre-mer 971 à 978.", "insee")
+        if dep2 == "98" and code[:3] not in {"984", "986", "987", "988"}:
+            raise ValidationError(
+                f"Code INSEE « {code} » invalide : collectivité d'outre-mer inconnue.", "insee"
+            )
+        if dep2 in ("97", "98") and code[3:] == "00":
+            # overseas: 3-character département, the commune number has 2 digits
+            raise ValidationError(
+                f"Code INSEE « {code} » invalide : numéro de commune 00.", "insee"
+            )
     if code[2:] == "000":
         raise ValidationError(f"Code INSEE « {code} » invalide : numéro de commune 000.", "insee")
     return code
@@ -272,8 +294,12 @@ def territory_of(lat: float, lon: float) -> str | None:
 
 def check_coordinates(lat: float, lon: float) -> str:
     """Return the territory name, or raise with a French message."""
-    if not (math.isfinite(lat) and math.isfinite(lon)) or not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise ValidationError("Coordonnées impossibles (latitude −90 à 90, longitude −180 à 180).", "coords")
+    if not (math.isfinite(lat) and math.isfinite(lon)) or not (
+        -90 <= lat <= 90 and -180 <= lon <= 180
+    ):
+        raise ValidationError(
+            "Coordonnées impossibles (latitude −90 à 90, longitude −180 à 180).", "coords"
+        )
     where = territory_of(lat, lon)
     if where:
         return where
@@ -282,7 +308,8 @@ def check_coordinates(lat: float, lon: float) -> str:
             "Coordonnées hors de France : latitude et longitude semblent inversées.", "coords"
         )
     raise ValidationError(
-        f"Coordonnées {lat:.5f}, {lon:.5f} hors de France et des départements d'outre-mer.", "coords"
+        f"Coordonnées {lat:.5f}, {lon:.5f} hors de France et des départements d'outre-mer.",
+        "coords",
     )
 
 

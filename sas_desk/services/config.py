@@ -84,18 +84,38 @@ def load_config(path: Path | None = None, data_dir: Path | None = None) -> Confi
     return _from_toml(raw, path, overrides)
 
 
+# section -> keys it may hold; anything else is a typo that must not be ignored
+# (a misspelt ``url`` would silently start the demo simulator in a real room)
+_KNOWN_KEYS: dict[str, frozenset[str]] = {
+    "organisation": frozenset({"owner", "departement", "samu_letter"}),
+    "workstation": frozenset({"name", "operator", "role"}),
+    "geocoder": frozenset({"url", "timeout"}),
+    "demo": frozenset({"enabled", "simulator_port"}),
+    "paths": frozenset({"data_dir"}),
+}
+
+
 def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Config:
     values: dict[str, Any] = {"source": path}
-    known_sections = {"organisation", "workstation", "geocoder", "demo", "paths"}
-    for section in raw:
-        if section not in known_sections:
+    for section, content in raw.items():
+        if section not in _KNOWN_KEYS:
             raise ConfigError(f"Configuration ({path}) : section inconnue [{section}].")
+        if not isinstance(content, dict):
+            raise ConfigError(
+                f"Configuration ({path}) : [{section}] doit être une section (table)."
+            )
+        for key in content:
+            if key not in _KNOWN_KEYS[section]:
+                raise ConfigError(
+                    f"Configuration ({path}) : clé inconnue « {key} » dans [{section}]."
+                )
     org = raw.get("organisation", {})
     ws = raw.get("workstation", {})
     geo = raw.get("geocoder", {})
     demo = raw.get("demo", {})
     paths = raw.get("paths", {})
-    values["demo"] = bool(demo.get("enabled", not geo.get("url")))
+    values["demo"] = not geo.get("url")
+    _take(values, demo, "demo", bool, "demo", key="enabled")
     _take(values, org, "owner", str, "organisation")
     _take(values, org, "departement", str, "organisation")
     _take(values, org, "samu_letter", str, "organisation")
@@ -105,19 +125,25 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     _take(values, geo, "geocoder_url", str, "geocoder", key="url")
     _take(values, geo, "geocoder_timeout", float, "geocoder", key="timeout")
     _take(values, demo, "simulator_port", int, "demo")
-    if "data_dir" in paths:
-        values["data_dir"] = Path(str(paths["data_dir"])).expanduser()
+    _take(values, paths, "data_dir", str, "paths")
+    if "data_dir" in values:
+        values["data_dir"] = Path(values["data_dir"]).expanduser()
     if values.get("role") and values["role"] not in ROLES:
         raise ConfigError(f"Configuration ({path}) : rôle inconnu « {values['role']} ».")
     values.update(overrides)
     return Config(**values)
 
 
-def _take(values: dict[str, Any], section: dict[str, Any], attr: str, kind: type, name: str, key: str = "") -> None:
+def _take(
+    values: dict[str, Any], section: dict[str, Any], attr: str, kind: type, name: str, key: str = ""
+) -> None:
     key = key or attr
     if key not in section:
         return
     value = section[key]
+    # TOML booleans are Python ints: ``timeout = true`` is not a number
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"Configuration : [{name}] {key} doit être de type {kind.__name__}.")
     if kind is float and isinstance(value, int):
         value = float(value)
     if not isinstance(value, kind):

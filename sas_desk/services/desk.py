@@ -27,7 +27,9 @@ class _Sequence:
 
 
 class Desk:
-    def __init__(self, config: Config, journal: Journal, actor: Actor, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, config: Config, journal: Journal, actor: Actor, now: Callable[[], datetime]
+    ) -> None:
         self.config = config
         self.journal = journal
         self.actor = actor
@@ -59,9 +61,19 @@ class Desk:
         """A new call sheet; the reception time is stamped now."""
         at = self._now()
         case_id, local = dm.new_case_ids(
-            self.config.owner, self.config.departement, self.config.samu_letter, at, self._next_sequence(at.date())
+            self.config.owner,
+            self.config.departement,
+            self.config.samu_letter,
+            at,
+            self._next_sequence(at.date()),
         )
-        dossier = Dossier(case_id=case_id, sender_case_id=local, created_at=at, received_at=at, owner=self.config.owner)
+        dossier = Dossier(
+            case_id=case_id,
+            sender_case_id=local,
+            created_at=at,
+            received_at=at,
+            owner=self.config.owner,
+        )
         event = Event(case_id, at, EventKind.CREATED, self.actor, {"role": self.actor.role})
         self.journal.submit(dossier, event)
         self._changed(dossier)
@@ -88,20 +100,34 @@ class Desk:
         return event
 
     def resume(self, dossier: Dossier) -> Event:
-        event = Event(dossier.case_id, self._now(), EventKind.RESUMED, self.actor, {"revision": dossier.revision})
+        event = Event(
+            dossier.case_id,
+            self._now(),
+            EventKind.RESUMED,
+            self.actor,
+            {"revision": dossier.revision},
+        )
         self.journal.submit(dossier, event)
         return event
 
     def abandon(self, dossier: Dossier, reason: str = "") -> Event:
         dossier.status = Status.ABANDONED
         dossier.revision += 1
-        event = Event(dossier.case_id, self._now(), EventKind.ABANDONED, self.actor, {"reason": reason})
+        event = Event(
+            dossier.case_id, self._now(), EventKind.ABANDONED, self.actor, {"reason": reason}
+        )
         self.journal.submit(dossier, event)
         self._changed(dossier)
         return event
 
     def import_dossier(self, dossier: Dossier) -> Event:
-        event = Event(dossier.case_id, self._now(), EventKind.IMPORTED, self.actor, {"status": dossier.status.value})
+        event = Event(
+            dossier.case_id,
+            self._now(),
+            EventKind.IMPORTED,
+            self.actor,
+            {"status": dossier.status.value},
+        )
         self.journal.submit(dossier, event)
         self._changed(dossier)
         return event

@@ -22,9 +22,17 @@ log = logging.getLogger("sas_desk.ui")
 _tasks: set[asyncio.Task[Any]] = set()
 
 
-def spawn(coro: Coroutine[Any, Any, R], name: str = "") -> asyncio.Task[R]:
-    """Run ``coro`` on the app loop; exceptions are logged, never lost."""
-    task = asyncio.get_event_loop().create_task(coro, name=name or None)
+def spawn(coro: Coroutine[Any, Any, R], name: str = "") -> asyncio.Task[R] | None:
+    """Run ``coro`` on the running app loop; exceptions are logged, never lost.
+
+    Without a running loop (only during shutdown) the work is dropped."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        coro.close()
+        log.debug("no running loop, %s dropped", name or "task")
+        return None
+    task = loop.create_task(coro, name=name or None)
     _tasks.add(task)
     task.add_done_callback(_done)
     return task

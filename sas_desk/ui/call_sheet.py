@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QCompleter,
@@ -42,11 +41,17 @@ from sas_desk.models.validation import (
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver, Place
 from sas_desk.ui.aio import spawn
-from sas_desk.ui.widgets import KeyPicker, Message
+from sas_desk.ui.widgets import KeyPicker, Message, named
 
 log = logging.getLogger("sas_desk.ui.sheet")
 
-PRIORITY_COLOURS = {"P0": "#b00020", "P1": "#e65100", "P2": "#1565c0", "P3": "#2e7d32", "NR": "#616161"}
+PRIORITY_COLOURS = {
+    "P0": "#b00020",
+    "P1": "#e65100",
+    "P2": "#1565c0",
+    "P3": "#2e7d32",
+    "NR": "#616161",
+}
 FIELDS = ("callback", "location", "motive", "age", "priority", "branch")
 
 
@@ -60,8 +65,15 @@ class CallSheet(QWidget):
     transmitted = Signal(str)
     title_changed = Signal(str)
 
-    def __init__(self, desk: Desk, resolver: LocationResolver, dossier: Dossier, parent: QWidget | None = None,
-                 *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        desk: Desk,
+        resolver: LocationResolver,
+        dossier: Dossier,
+        parent: QWidget | None = None,
+        *,
+        read_only: bool = False,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("CallSheet")
         self.desk = desk
@@ -70,7 +82,7 @@ class CallSheet(QWidget):
         self._loading = False
         self._shown: set[str] = set()  # fields whose message is displayed
         self._places: dict[str, Place] = {}
-        self._geo_task: asyncio.Task[None] | None = None
+        self._geo_task: asyncio.Task[None] | None = None  # the lookup in flight
         self._motives = codelist("motive")
         self._motive_index: dict[str, Code] = {motive_display(c): c for c in self._motives}
         self._build()
@@ -104,15 +116,21 @@ class CallSheet(QWidget):
             msg = Message()
             self.messages[key] = msg
             box.addWidget(msg)
-            form.addRow(label, box)
+            form.addRow(buddy(label, widget), box)
 
-        self.callback = QLineEdit(objectName="callback", placeholderText="06 12 34 56 78")
+        def buddy(label: str, widget: QWidget) -> QLabel:
+            lab = QLabel(label)
+            lab.setBuddy(widget)
+            return lab
+
+        self.callback = named(QLineEdit(placeholderText="06 12 34 56 78"), "callback")
         self.callback.textEdited.connect(lambda t: self._on_text("callback", t))
         self.callback.editingFinished.connect(lambda: self._reveal("callback"))
         add("Numéro de &rappel", self.callback, "callback")
 
-        self.location = QLineEdit(
-            objectName="location", placeholderText="Adresse, commune, code INSEE, ou « lat, lon » (AML)"
+        self.location = named(
+            QLineEdit(placeholderText="Adresse, commune, code INSEE, ou « lat, lon » (AML)"),
+            "location",
         )
         self._loc_model = QStringListModel(self)
         self._loc_completer = QCompleter(self._loc_model, self)
@@ -125,7 +143,7 @@ class CallSheet(QWidget):
         self.location.editingFinished.connect(lambda: self._reveal("location"))
         self._geo_timer = QTimer(self, singleShot=True, interval=120)
         self._geo_timer.timeout.connect(self._geocode)
-        self.place_label = QLabel(objectName="placeLabel")
+        self.place_label = named(QLabel(), "placeLabel")
         self.place_label.setStyleSheet("color: #37474f;")
         loc_box = QVBoxLayout()
         loc_box.setSpacing(1)
@@ -134,35 +152,57 @@ class CallSheet(QWidget):
         msg = Message()
         self.messages["location"] = msg
         loc_box.addWidget(msg)
-        form.addRow("&Localisation", loc_box)
+        form.addRow(buddy("&Localisation", self.location), loc_box)
 
         access = QHBoxLayout()
-        self.floor = QLineEdit(objectName="floor", placeholderText="Étage")
-        self.access_code = QLineEdit(objectName="access_code", placeholderText="Code porte")
-        self.interphone = QLineEdit(objectName="interphone", placeholderText="Interphone")
-        for w in (self.floor, self.access_code, self.interphone):
-            w.textEdited.connect(lambda t, k=w.objectName(): self._on_text(k, t))
+        self.floor = named(QLineEdit(placeholderText="Étage"), "floor")
+        self.access_code = named(QLineEdit(placeholderText="Code porte"), "access_code")
+        self.interphone = named(QLineEdit(placeholderText="Interphone"), "interphone")
+        for w, key in (
+            (self.floor, "floor"),
+            (self.access_code, "access_code"),
+            (self.interphone, "interphone"),
+        ):
+            w.textEdited.connect(lambda t, k=key: self._on_text(k, t))
             access.addWidget(w)
-        form.addRow("Accès", access)
+        form.addRow(buddy("A&ccès", self.floor), access)
 
-        self.motive = QLineEdit(objectName="motive", placeholderText="Code ou libellé : « douleur », « M03.06 »…")
+        self.motive = named(
+            QLineEdit(placeholderText="Code ou libellé : « douleur », « M03.06 »…"), "motive"
+        )
         self._motive_model = QStringListModel(self)
         self._motive_completer = QCompleter(self._motive_model, self)
-        self._motive_completer.setCompletionMode(QCompleter.CompletionMode.UnfilteredPopupCompletion)
+        self._motive_completer.setCompletionMode(
+            QCompleter.CompletionMode.UnfilteredPopupCompletion
+        )
         self._motive_completer.setMaxVisibleItems(10)
         self.motive.setCompleter(self._motive_completer)
         self._motive_completer.activated.connect(lambda text: self._on_text("motive", text))
         self.motive.textEdited.connect(lambda t: self._on_text("motive", t))
         self.motive.editingFinished.connect(lambda: self._reveal("motive"))
-        add("&Motif", self.motive, "motive")
+        self.motive_label = named(QLabel(), "motiveLabel")
+        self.motive_label.setStyleSheet("color: #37474f;")
+        mbox = QVBoxLayout()
+        mbox.setSpacing(1)
+        mbox.addWidget(self.motive)
+        mbox.addWidget(self.motive_label)
+        msg = Message()
+        self.messages["motive"] = msg
+        mbox.addWidget(msg)
+        form.addRow(buddy("&Motif", self.motive), mbox)
 
         patient = QHBoxLayout()
-        self.age = QLineEdit(objectName="age", placeholderText="Âge : 65, 8 mois, 10 j")
+        self.age = named(QLineEdit(placeholderText="Âge : 65, 8 mois, 10 j"), "age")
         self.age.setMaximumWidth(180)
         self.age.textEdited.connect(lambda t: self._on_text("age", t))
         self.age.editingFinished.connect(lambda: self._reveal("age"))
         self.sex = KeyPicker(
-            [("M", "Homme", "H", ""), ("F", "Femme", "F", ""), ("O", "Autre", "A", ""), ("UN", "Inconnu", "I", "")]
+            [
+                ("M", "Homme", "H", "#455a64"),
+                ("F", "Femme", "F", "#455a64"),
+                ("O", "Autre", "A", "#455a64"),
+                ("UN", "Inconnu", "I", "#455a64"),
+            ]
         )
         self.sex.setObjectName("sex")
         self.sex.changed.connect(lambda v: self._on_text("sex", v))
@@ -173,7 +213,7 @@ class CallSheet(QWidget):
         msg = Message()
         self.messages["age"] = msg
         pbox.addWidget(msg)
-        form.addRow("&Patient", pbox)
+        form.addRow(buddy("Â&ge / sexe", self.age), pbox)
 
         self.priority = KeyPicker(
             [
@@ -189,14 +229,17 @@ class CallSheet(QWidget):
         add("Pr&iorité", self.priority, "priority")
 
         self.branch = KeyPicker(
-            [("AMU", "AMU urgence", "A", "#b00020"), ("SNP", "SNP médecine générale", "S", "#1565c0"),
-             ("DENT", "Dentaire", "D", "#6a1b9a")]
+            [
+                ("AMU", "AMU urgence", "A", "#b00020"),
+                ("SNP", "SNP médecine générale", "S", "#1565c0"),
+                ("DENT", "Dentaire", "D", "#6a1b9a"),
+            ]
         )
         self.branch.setObjectName("branch")
         self.branch.changed.connect(lambda v: self._on_text("branch", v))
         add("&Filière", self.branch, "branch")
 
-        self.caller_type = QComboBox(objectName="caller_type")
+        self.caller_type = named(QComboBox(), "caller_type")
         self.caller_type.addItem("—", "")
         for code in codelist("caller_type"):
             if code.parent is None:
@@ -204,18 +247,20 @@ class CallSheet(QWidget):
         self.caller_type.currentIndexChanged.connect(
             lambda _i: self._on_text("caller_type", str(self.caller_type.currentData() or ""))
         )
-        form.addRow("&Appelant", self.caller_type)
+        form.addRow(buddy("&Appelant", self.caller_type), self.caller_type)
 
         outer.addLayout(form)
 
         notes_title = QLabel("Notes ARM (horodatées)")
         notes_title.setStyleSheet("font-weight: bold; margin-top: 6px;")
         outer.addWidget(notes_title)
-        self.notes = QListWidget(objectName="notes")
+        self.notes = named(QListWidget(), "notes")
         self.notes.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.notes.setMinimumHeight(70)
         outer.addWidget(self.notes, 1)
-        self.note = QLineEdit(objectName="note", placeholderText="Nouvelle note — Entrée pour l'ajouter")
+        self.note = named(
+            QLineEdit(placeholderText="Nouvelle note — Entrée pour l'ajouter"), "note"
+        )
         self.note.textEdited.connect(lambda t: self._on_text("note", t))
         self.note.returnPressed.connect(self._add_note)
         outer.addWidget(self.note)
@@ -226,7 +271,7 @@ class CallSheet(QWidget):
         bottom = QHBoxLayout()
         self.summary = Message()
         bottom.addWidget(self.summary, 1)
-        self.transmit_button = QPushButton("Transmettre  (Ctrl+Entrée)", objectName="transmit")
+        self.transmit_button = named(QPushButton("Transmettre  (Ctrl+Entrée)"), "transmit")
         self.transmit_button.setStyleSheet("font-weight: bold; padding: 6px 14px;")
         self.transmit_button.clicked.connect(self.transmit)
         bottom.addWidget(self.transmit_button)
@@ -241,10 +286,17 @@ class CallSheet(QWidget):
             sc.activated.connect(self.transmit)
         self.setTabOrder(self.callback, self.location)
         for a, b in [
-            (self.location, self.floor), (self.floor, self.access_code), (self.access_code, self.interphone),
-            (self.interphone, self.motive), (self.motive, self.age), (self.age, self.sex),
-            (self.sex, self.priority), (self.priority, self.branch), (self.branch, self.caller_type),
-            (self.caller_type, self.note), (self.note, self.transmit_button),
+            (self.location, self.floor),
+            (self.floor, self.access_code),
+            (self.access_code, self.interphone),
+            (self.interphone, self.motive),
+            (self.motive, self.age),
+            (self.age, self.sex),
+            (self.sex, self.priority),
+            (self.priority, self.branch),
+            (self.branch, self.caller_type),
+            (self.caller_type, self.note),
+            (self.note, self.transmit_button),
         ]:
             self.setTabOrder(a, b)
 
@@ -254,7 +306,9 @@ class CallSheet(QWidget):
         raw = d.inputs
         self._loading = True
         try:
-            self.callback.setText(raw.get("callback", format_phone(d.caller.callback) if d.caller.callback else ""))
+            self.callback.setText(
+                raw.get("callback", format_phone(d.caller.callback) if d.caller.callback else "")
+            )
             self.location.setText(raw.get("location", d.location.address or d.location.city))
             self.floor.setText(raw.get("floor", d.location.floor))
             self.access_code.setText(raw.get("access_code", d.location.access_code))
@@ -263,7 +317,9 @@ class CallSheet(QWidget):
                 self.motive.setText(raw["motive"])
             elif d.motive_code:
                 known = self._motives.get(d.motive_code)
-                self.motive.setText(motive_display(known) if known else f"{d.motive_code} — {d.motive_label}")
+                self.motive.setText(
+                    motive_display(known) if known else f"{d.motive_code} — {d.motive_label}"
+                )
             if "age" in raw:
                 self.age.setText(raw["age"])
             elif d.patient.age:
@@ -279,6 +335,7 @@ class CallSheet(QWidget):
             self.note.setText(raw.get("note", ""))
             self._render_notes()
             self._render_place()
+            self._render_motive()
         finally:
             self._loading = False
         self._refresh_title()
@@ -310,6 +367,11 @@ class CallSheet(QWidget):
             self.notes.addItem(f"{n.at:%H:%M:%S}  {n.role}  {n.text}")
         if self.dossier.notes:
             self.notes.scrollToBottom()
+
+    def _render_motive(self) -> None:
+        d = self.dossier
+        self.motive_label.setText(f"{d.motive_code} — {d.motive_label}" if d.motive_code else "")
+        self.motive_label.setVisible(bool(d.motive_code))
 
     def _render_place(self) -> None:
         loc = self.dossier.location
@@ -372,7 +434,9 @@ class CallSheet(QWidget):
             loc.position_at = self.desk._now()
             loc.address = ""
             commune = self.resolver.nearest_commune(pos.lat, pos.lon)
-            loc.city, loc.insee, loc.postcode = (commune.name, commune.insee, commune.postcode) if commune else ("", "", "")
+            loc.city, loc.insee, loc.postcode = (
+                (commune.name, commune.insee, commune.postcode) if commune else ("", "", "")
+            )
             self._render_place()
             return
         # free text: the address as typed; resolution happens on a suggestion
@@ -420,7 +484,9 @@ class CallSheet(QWidget):
         if self.location.text() != text:
             return  # the operator typed on
         if error:
-            self.messages["location"].show_message(error + " Tapez la commune ou collez des coordonnées.")
+            self.messages["location"].show_message(
+                error + " Tapez la commune ou collez des coordonnées."
+            )
         self._show_places(places + [p for p in local if p.label not in {q.label for q in places}])
 
     def _show_places(self, places: list[Place]) -> None:
@@ -435,8 +501,10 @@ class CallSheet(QWidget):
         if code is not None:
             d.motive_code, d.motive_label = code.code, code.full_label
             self._motive_model.setStringList([])
+            self._render_motive()
             return
         d.motive_code = d.motive_label = ""
+        self._render_motive()
         matches = self._motives.search(text, limit=12)
         self._motive_model.setStringList([motive_display(c) for c in matches])
         if matches and self.motive.hasFocus():
@@ -474,13 +542,17 @@ class CallSheet(QWidget):
                 if not (raw.strip() or self.dossier.location.has_position):
                     return "Localisation manquante : adresse, commune ou coordonnées."
             elif key == "motive" and not self.dossier.motive_code:
-                return "Choisissez un motif dans la liste (code ou libellé)." if raw.strip() else "Motif manquant."
+                return (
+                    "Choisissez un motif dans la liste (code ou libellé)."
+                    if raw.strip()
+                    else "Motif manquant."
+                )
         except ValidationError as exc:
             return exc.message
         return ""
 
     def _reveal(self, key: str) -> None:
-        if key not in self.messages or self._loading and not self.dossier.inputs.get(key):
+        if key not in self.messages or (self._loading and not self.dossier.inputs.get(key)):
             return
         self._shown.add(key)
         self.messages[key].show_message(self._field_message(key))
@@ -524,8 +596,16 @@ class CallSheet(QWidget):
         self.transmitted.emit(self.dossier.case_id)
 
     def _set_read_only(self) -> None:
-        for w in (self.callback, self.location, self.floor, self.access_code, self.interphone, self.motive,
-                  self.age, self.note):
+        for w in (
+            self.callback,
+            self.location,
+            self.floor,
+            self.access_code,
+            self.interphone,
+            self.motive,
+            self.age,
+            self.note,
+        ):
             w.setReadOnly(True)
         for picker in (self.sex, self.priority, self.branch):
             picker.setReadOnly(True)
@@ -539,5 +619,12 @@ class CallSheet(QWidget):
     def focus_first(self) -> None:
         self.callback.setFocus()
 
-    def close_hook(self) -> Callable[[], None]:
-        return lambda: None
+    def shutdown(self) -> None:
+        """Stop background lookups (the sheet is closing)."""
+        self._geo_timer.stop()
+        if self._geo_task is not None and not self._geo_task.done():
+            self._geo_task.cancel()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)

@@ -11,8 +11,14 @@ from PySide6.QtGui import QBrush, QColor
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import Dossier
 
-COLUMNS = ("Reçu", "N° dossier", "Priorité", "Motif", "Commune", "Filière", "Statut")
-PRIORITY_COLOURS = {"P0": "#b00020", "P1": "#e65100", "P2": "#1565c0", "P3": "#2e7d32", "NR": "#616161"}
+COLUMNS = ("Reçu", "Priorité", "Motif", "Commune", "Filière", "Statut", "N° dossier")
+PRIORITY_COLOURS = {
+    "P0": "#b00020",
+    "P1": "#e65100",
+    "P2": "#1565c0",
+    "P3": "#2e7d32",
+    "NR": "#616161",
+}
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -24,14 +30,20 @@ class DayModel(QAbstractTableModel):
         self._pos: dict[str, int] = {}
 
     # Qt API ------------------------------------------------------------
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
 
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal and 0 <= section < len(COLUMNS):
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            role == Qt.ItemDataRole.DisplayRole
+            and orientation == Qt.Orientation.Horizontal
+            and 0 <= section < len(COLUMNS)
+        ):
             return COLUMNS[section]
         return None
 
@@ -44,16 +56,16 @@ class DayModel(QAbstractTableModel):
             received = d.received_at or d.created_at
             return (
                 received.strftime("%H:%M:%S"),
-                d.sender_case_id or d.case_id,
                 d.priority,
                 codelist("motive").label(d.motive_code) if d.motive_code else "",
                 d.commune_label,
                 d.branch.value if d.branch else "",
                 d.status.label,
+                d.sender_case_id or d.case_id,
             )[col]
-        if role == Qt.ItemDataRole.ForegroundRole and col == 2:
+        if role == Qt.ItemDataRole.ForegroundRole and col == 1:
             return QBrush(QColor(PRIORITY_COLOURS.get(d.priority, "#000000")))
-        if role == Qt.ItemDataRole.ToolTipRole and col == 3 and d.motive_code:
+        if role == Qt.ItemDataRole.ToolTipRole and col == 2 and d.motive_code:
             return d.motive_label or codelist("motive").label(d.motive_code)
         if role == Qt.ItemDataRole.UserRole:
             return d.case_id

@@ -6,7 +6,7 @@ import logging
 from dataclasses import replace
 
 from PySide6.QtCore import QModelIndex, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -30,7 +30,7 @@ from sas_desk.services.journal.service import Journal, SaveState
 from sas_desk.services.journal.store import OpenReport
 from sas_desk.ui.call_sheet import CallSheet
 from sas_desk.ui.day_model import DayModel
-from sas_desk.ui.widgets import Banner
+from sas_desk.ui.widgets import Banner, named
 
 log = logging.getLogger("sas_desk.ui")
 ROLE_KEYS = {"ARM": "1", "OSNP": "2", "MRU": "3", "MRL": "4", "DENT": "5", "SUP": "6"}
@@ -56,15 +56,25 @@ class RolePicker(QWidget):
             button.setMinimumHeight(44)
             button.setStyleSheet("text-align: left; padding-left: 14px; font-size: 14px;")
             button.clicked.connect(lambda _=False, c=code: self.picked.emit(c))
-            button.setShortcut(QKeySequence(ROLE_KEYS[code]))
             grid.addWidget(button, i // 2, i % 2)
             self.buttons[code] = button
         outer.addLayout(grid)
-        hint = QLabel("Touches 1 à 6. Le rôle reste affiché dans la barre d'état et peut être changé (Ctrl+Maj+R).")
+        hint = QLabel(
+            "Touches 1 à 6. Le rôle reste affiché dans la barre d'état et peut être changé (Ctrl+Maj+R)."
+        )
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         hint.setStyleSheet("color: #555; margin-top: 10px;")
         outer.addWidget(hint)
         outer.addStretch(2)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._by_key = {key: code for code, key in ROLE_KEYS.items()}
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        code = self._by_key.get(event.text())
+        if code is not None:
+            self.picked.emit(code)
+            return
+        super().keyPressEvent(event)
 
 
 class MainWindow(QMainWindow):
@@ -112,22 +122,26 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(day_title)
         self.day_model = DayModel()
         self.day_model.reset(today)
-        self.day_view = QTableView(objectName="dayList")
+        self.day_view = named(QTableView(), "dayList")
         self.day_view.setModel(self.day_model)
         self.day_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.day_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.day_view.verticalHeader().hide()
-        self.day_view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.day_view.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents
+        )
         self.day_view.horizontalHeader().setStretchLastSection(True)
         self.day_view.activated.connect(self._open_from_list)
         self.day_view.doubleClicked.connect(self._open_from_list)
         left_layout.addWidget(self.day_view)
         split.addWidget(left)
 
-        self.tabs = QTabWidget(objectName="sheets")
+        self.tabs = named(QTabWidget(), "sheets")
         self.tabs.setTabsClosable(True)
         self.tabs.tabCloseRequested.connect(self.close_sheet)
-        self.empty = QLabel("Ctrl+N : nouvel appel\nDouble-clic ou Entrée sur un dossier du jour pour l'ouvrir")
+        self.empty = QLabel(
+            "Ctrl+N : nouvel appel\nDouble-clic ou Entrée sur un dossier du jour pour l'ouvrir"
+        )
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setStyleSheet("color: #777; font-size: 16px;")
         self.right = QStackedWidget()
@@ -142,16 +156,18 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
 
         bar = self.statusBar()
-        self.role_button = QPushButton("Rôle : —", objectName="roleButton")
+        self.role_button = named(QPushButton("Rôle : —"), "roleButton")
         self.role_button.setFlat(True)
         self.role_button.clicked.connect(self.show_role_picker)
         bar.addWidget(self.role_button)
         bar.addWidget(QLabel(f"Poste : {config.workstation}"))
-        mode = "Démonstration (simulateur local)" if config.demo else f"Organisation : {config.owner}"
+        mode = (
+            "Démonstration (simulateur local)" if config.demo else f"Organisation : {config.owner}"
+        )
         if simulator_url:
             mode += f" — {simulator_url}"
         bar.addWidget(QLabel(mode))
-        self.save_label = QLabel("Journal : prêt", objectName="saveLabel")
+        self.save_label = named(QLabel("Journal : prêt"), "saveLabel")
         bar.addPermanentWidget(self.save_label)
 
         new_call = QAction("Nouvel appel", self)
@@ -184,6 +200,8 @@ class MainWindow(QMainWindow):
             self._offer_resume(unfinished)
         if config.role:
             self.set_role(config.role)
+        else:
+            self.picker.setFocus()
 
     # ------------------------------------------------------------------ role
     def set_role(self, role: str) -> None:
@@ -200,6 +218,7 @@ class MainWindow(QMainWindow):
 
     def show_role_picker(self) -> None:
         self.stack.setCurrentIndex(0)
+        self.picker.setFocus()
 
     # ------------------------------------------------------------------ banners
     def banner(self, text: str, level: str = "info") -> Banner:
@@ -266,6 +285,8 @@ class MainWindow(QMainWindow):
         if widget is None:
             return
         self.tabs.removeTab(index)
+        if isinstance(widget, CallSheet):
+            widget.shutdown()
         widget.deleteLater()
         if self.tabs.count() == 0:
             self.right.setCurrentIndex(0)
@@ -285,7 +306,10 @@ class MainWindow(QMainWindow):
             text = f"Journal : enregistré à {state.at:%H:%M:%S}"
         else:
             text = f"Journal : NON ENREGISTRÉ — {state.message_fr}"
-            if not any(isinstance(w, Banner) and w.objectName() == "journalError" for w in self._banner_widgets()):
+            if not any(
+                isinstance(w, Banner) and w.objectName() == "journalError"
+                for w in self._banner_widgets()
+            ):
                 b = self.banner(state.message_fr, "error")
                 b.setObjectName("journalError")
         self.save_label.setText(text)
@@ -297,7 +321,9 @@ class MainWindow(QMainWindow):
         for i in range(self.tabs.count()):
             sheet = self.tabs.widget(i)
             if isinstance(sheet, CallSheet):
-                sheet.set_save_state("✓ enregistré" if state.ok else "⚠ en mémoire seulement", state.ok)
+                sheet.set_save_state(
+                    "✓ enregistré" if state.ok else "⚠ en mémoire seulement", state.ok
+                )
 
     def _banner_widgets(self) -> list[QWidget]:
         out = []
@@ -308,6 +334,6 @@ class MainWindow(QMainWindow):
                 out.append(w)
         return out
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event: QCloseEvent) -> None:
         log.info("main window closed")
         super().closeEvent(event)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from collections.abc import Callable
+from typing import TypeVar
+
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QWidget
 
@@ -13,7 +16,9 @@ class KeyPicker(QWidget):
 
     changed = Signal(str)
 
-    def __init__(self, choices: list[tuple[str, str, str, str]], parent: QWidget | None = None) -> None:
+    def __init__(
+        self, choices: list[tuple[str, str, str, str]], parent: QWidget | None = None
+    ) -> None:
         """``choices``: (value, button text, key, colour or "")."""
         super().__init__(parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -61,7 +66,7 @@ class KeyPicker(QWidget):
     def _pick(self, value: str) -> None:
         self.set_value(value, emit=True)
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         value = self._keys.get(event.text().upper()) if event.text() else None
         if value is not None and not event.modifiers() & (
             Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
@@ -71,7 +76,7 @@ class KeyPicker(QWidget):
             return
         super().keyPressEvent(event)
 
-    def setReadOnly(self, read_only: bool) -> None:  # noqa: N802 - mirrors QLineEdit
+    def setReadOnly(self, read_only: bool) -> None:
         for b in self._buttons.values():
             b.setEnabled(not read_only)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus if read_only else Qt.FocusPolicy.StrongFocus)
@@ -100,7 +105,9 @@ class Banner(QWidget):
         super().__init__(parent)
         colours = {"info": "#e3f0ff", "warning": "#fff4d6", "error": "#fde2e1"}
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        self.setStyleSheet(f"Banner {{ background: {colours.get(level, '#eee')}; border-radius: 4px; }}")
+        self.setStyleSheet(
+            f"Banner {{ background: {colours.get(level, '#eee')}; border-radius: 4px; }}"
+        )
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
         self.label = QLabel(text)
@@ -115,8 +122,17 @@ class Banner(QWidget):
         self._close = close
         layout.addWidget(close)
 
-    def add_action(self, text: str, slot: object) -> QPushButton:
+    def add_action(self, text: str, slot: Callable[[], object]) -> QPushButton:
         button = QPushButton(text)
-        button.clicked.connect(slot)  # type: ignore[arg-type]
+        button.clicked.connect(slot)
         self._layout.insertWidget(self._layout.count() - 1, button)
         return button
+
+
+W = TypeVar("W", bound=QObject)
+
+
+def named(widget: W, name: str) -> W:
+    """Set the object name (tests and style sheets find widgets by it)."""
+    widget.setObjectName(name)
+    return widget

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -52,7 +53,9 @@ class Journal:
         self.path = path
         self._now = now
         self._retry_delay = retry_delay
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="journal"
+        )
         self._store: JournalStore | None = None
         self._pending: dict[str, tuple[dict[str, Any], float]] = {}
         self._pending_events: list[tuple[Event, float]] = []
@@ -116,7 +119,9 @@ class Journal:
     def _kick(self) -> None:
         if self._flushing is None or self._flushing.done():
             self._idle.clear()
-            self._flushing = asyncio.get_running_loop().create_task(self._flush_loop(), name="journal-flush")
+            self._flushing = asyncio.get_running_loop().create_task(
+                self._flush_loop(), name="journal-flush"
+            )
 
     async def _flush_loop(self) -> None:
         delay = self._retry_delay
@@ -132,7 +137,9 @@ class Journal:
             self._pending_events.clear()
             store = self._store
             try:
-                await self._run(lambda: store.write([d for d, _ in batch.values()], [e for e, _ in events]))
+                snapshots = [d for d, _ in batch.values()]
+                to_log = [e for e, _ in events]
+                await self._run(functools.partial(store.write, snapshots, to_log))
             except JournalError as exc:
                 # put everything back (newer edits that arrived meanwhile win)
                 for case_id, item in batch.items():
@@ -140,8 +147,14 @@ class Journal:
                     if current is None or current[0]["revision"] < item[0]["revision"]:
                         self._pending[case_id] = item
                 self._pending_events[:0] = events
-                log.error("journal write failed (%s); %d dossier(s) kept in memory", exc.reason, len(self._pending))
-                self._emit(SaveState(False, self._now(), self.pending_count, exc.message_fr, exc.reason))
+                log.error(
+                    "journal write failed (%s); %d dossier(s) kept in memory",
+                    exc.reason,
+                    len(self._pending),
+                )
+                self._emit(
+                    SaveState(False, self._now(), self.pending_count, exc.message_fr, exc.reason)
+                )
                 await asyncio.sleep(delay)
                 continue
             self._emit(
@@ -191,7 +204,8 @@ class Journal:
         return await self._read(lambda s: s.load(case_id), None)
 
     async def events(self, case_id: str) -> list[Event]:
-        stored = await self._read(lambda s: s.events(case_id), [])
+        empty: list[Event] = []
+        stored = await self._read(lambda s: s.events(case_id), empty)
         return stored + [e for e, _ in self._pending_events if e.dossier_id == case_id]
 
     async def max_sequence(self, day: date) -> int:

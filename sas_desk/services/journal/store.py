@@ -78,7 +78,12 @@ class JournalError(Exception):
 def classify(exc: BaseException) -> JournalError:
     """Turn an sqlite3/OS error into a known error with a French message."""
     text = str(exc).lower()
-    if isinstance(exc, PermissionError) or "readonly" in text or "read-only" in text or "permission" in text:
+    if (
+        isinstance(exc, PermissionError)
+        or "readonly" in text
+        or "read-only" in text
+        or "permission" in text
+    ):
         return JournalError(
             "Le disque du journal est en lecture seule : la fiche reste en mémoire, ne fermez pas SAS Desk.",
             "readonly",
@@ -88,8 +93,15 @@ def classify(exc: BaseException) -> JournalError:
             "Disque plein : la sauvegarde de la fiche est impossible, elle reste en mémoire. Prévenez le support.",
             "full",
         )
+    if "unable to open" in text:
+        return JournalError(
+            "Impossible d'ouvrir le journal de saisie (dossier inaccessible) : la fiche reste en mémoire.",
+            "readonly",
+        )
     if "locked" in text or "busy" in text:
-        return JournalError("Journal occupé par un autre programme : nouvel essai en cours.", "busy")
+        return JournalError(
+            "Journal occupé par un autre programme : nouvel essai en cours.", "busy"
+        )
     if "malformed" in text or "not a database" in text or "corrupt" in text:
         return JournalError("Journal endommagé.", "damaged")
     return JournalError(f"Erreur d'écriture du journal ({exc.__class__.__name__}).", "io")
@@ -143,11 +155,13 @@ class JournalStore:
         db = sqlite_utils.Database(conn)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError as exc:
-            if "readonly" not in str(exc).lower():
-                raise
-        conn.execute("PRAGMA synchronous=FULL")  # a saved keystroke survives a power cut
-        conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=FULL")  # a saved keystroke survives a power cut
+        except sqlite3.DatabaseError as exc:
+            known = classify(exc)
+            conn.close()
+            if known.reason == "damaged":
+                raise _Damaged(str(exc)) from exc
+            raise known from exc
         return db
 
     def _check(self, db: sqlite_utils.Database) -> None:
@@ -209,16 +223,30 @@ class JournalStore:
                          status=excluded.status, revision=excluded.revision,
                          updated_at=excluded.updated_at, data=excluded.data
                        WHERE excluded.revision >= dossiers.revision""",
-                    (d["case_id"], created, created[:10], d["status"], d["revision"], now,
-                     json.dumps(d, ensure_ascii=False)),
+                    (
+                        d["case_id"],
+                        created,
+                        created[:10],
+                        d["status"],
+                        d["revision"],
+                        now,
+                        json.dumps(d, ensure_ascii=False),
+                    ),
                 )
             for ev in events:
                 row = ev.to_row()
                 cur = conn.execute(
                     "INSERT INTO events(dossier_id, at, kind, role, operator, workstation, data) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (row["dossier_id"], row["at"], row["kind"], row["role"], row["operator"],
-                     row["workstation"], json.dumps(row["data"], ensure_ascii=False)),
+                    (
+                        row["dossier_id"],
+                        row["at"],
+                        row["kind"],
+                        row["role"],
+                        row["operator"],
+                        row["workstation"],
+                        json.dumps(row["data"], ensure_ascii=False),
+                    ),
                 )
                 seqs.append(int(cur.lastrowid or 0))
             conn.execute("COMMIT")
@@ -255,14 +283,22 @@ class JournalStore:
             [case_id],
         ).fetchall()
         return [
-            Event(r[1], datetime.fromisoformat(r[2]), EventKind(r[3]), Actor(r[4], r[5], r[6]),
-                  json.loads(r[7]), seq=r[0])
+            Event(
+                r[1],
+                datetime.fromisoformat(r[2]),
+                EventKind(r[3]),
+                Actor(r[4], r[5], r[6]),
+                json.loads(r[7]),
+                seq=r[0],
+            )
             for r in rows
         ]
 
     def max_sequence(self, day: date) -> int:
         """Highest daily sequence used for ``day`` (last 5 digits of the local number)."""
-        rows = self.db.execute("SELECT case_id FROM dossiers WHERE day = ?", [day.isoformat()]).fetchall()
+        rows = self.db.execute(
+            "SELECT case_id FROM dossiers WHERE day = ?", [day.isoformat()]
+        ).fetchall()
         best = 0
         for (case_id,) in rows:
             tail = str(case_id).rsplit(".", 1)[-1][-5:]

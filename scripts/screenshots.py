@@ -1,0 +1,151 @@
+"""Render SAS Desk's main screens to PNG files, driving the real app.
+
+    xvfb-run -s "-screen 0 1600x1000x24" python scripts/screenshots.py [OUT_DIR]
+
+(or QT_QPA_PLATFORM=offscreen).  Starts the embedded demo on a temporary data
+dir, types a call as an ARM would, and saves: the role picker, an empty call
+sheet, a filled call sheet with suggestions open, the sheet after transmission
+with the Dossiers du jour, and the resume banner after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QPainter
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QWidget
+
+from sas_desk.app import RunOptions, run
+from sas_desk.services.config import Config
+from sas_desk.ui.keys import type_text
+
+
+async def settle(ms: int = 150) -> None:
+    await asyncio.sleep(ms / 1000)
+    QApplication.processEvents()
+
+
+def save(widget: QWidget, out: Path, name: str) -> None:
+    """Grab the window and paint open popups (completers) over it."""
+    window = widget.window()
+    picture = window.grab()
+    painter = QPainter(picture)
+    origin = window.mapToGlobal(QPoint(0, 0))
+    for top in QApplication.topLevelWidgets():
+        if top is not window and top.isVisible() and top.windowType() == Qt.WindowType.Popup:
+            painter.drawPixmap(top.mapToGlobal(QPoint(0, 0)) - origin, top.grab())
+    painter.end()
+    path = out / f"{name}.png"
+    picture.save(str(path))
+    print(path)
+
+
+async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise TimeoutError("condition not met")
+        await settle(30)
+
+
+def make_first_run(out: Path):  # type: ignore[no-untyped-def]
+    async def scenario(window) -> None:  # type: ignore[no-untyped-def]
+        window.activateWindow()
+        await settle(300)
+        save(window, out, "01-role-picker")
+        QTest.keyClick(window.picker, Qt.Key.Key_1)
+        await settle()
+        sheet = window.current_sheet()
+        save(window, out, "02-new-call-sheet")
+        type_text(sheet.callback, "06 12 34 56 7")
+        sheet.callback.editingFinished.emit()
+        sheet.location.setFocus()
+        type_text(sheet.location, "12 rue de la Rép")
+        await settle(600)
+        save(window, out, "03-typing-address-suggestions")
+        sheet._loc_completer.popup().hide()
+        sheet.callback.setFocus()
+        type_text(sheet.callback, "8")
+        sheet.location.setFocus()
+        sheet.location.selectAll()
+        type_text(sheet.location, "12 rue de la République Lyon")
+        await settle(600)
+        first = sheet._loc_model.stringList()[0] if sheet._loc_model.stringList() else ""
+        if first:
+            sheet._on_place_chosen(first)
+        sheet._loc_completer.popup().hide()
+        type_text(sheet.floor, "3e")
+        type_text(sheet.access_code, "4521B")
+        sheet.motive.setFocus()
+        type_text(sheet.motive, "douleur tho")
+        await settle(200)
+        save(window, out, "04-motive-type-ahead")
+        sheet._motive_completer.popup().hide()
+        type_text(sheet.motive, "")
+        sheet.motive.setText("")
+        type_text(sheet.motive, "M03.06")
+        type_text(sheet.age, "67")
+        QTest.keyClick(sheet.sex, Qt.Key.Key_H)
+        QTest.keyClick(sheet.priority, Qt.Key.Key_1)
+        QTest.keyClick(sheet.branch, Qt.Key.Key_A)
+        sheet.note.setFocus()
+        type_text(sheet.note, "Douleur constrictive depuis 30 min, sueurs.")
+        QTest.keyClick(sheet.note, Qt.Key.Key_Return)
+        type_text(sheet.note, "Antécédent d'infarctus en 2019.")
+        QTest.keyClick(sheet.note, Qt.Key.Key_Return)
+        await settle(300)
+        save(window, out, "05-filled-call-sheet")
+        window.new_call()
+        await settle()
+        s2 = window.current_sheet()
+        type_text(s2.callback, "0690 12 34")
+        s2.callback.editingFinished.emit()
+        type_text(s2.location, "4.8357, 45.7640")
+        s2.location.editingFinished.emit()
+        s2.transmit()
+        await settle(300)
+        save(window, out, "06-inline-validation")
+        window.tabs.setCurrentIndex(0)
+        sheet.transmit()
+        await settle(300)
+        save(window, out, "07-transmitted-and-day-list")
+        await window.journal.flush(timeout=5)
+        window.close()
+
+    return scenario
+
+
+def make_restart(out: Path):  # type: ignore[no-untyped-def]
+    async def scenario(window) -> None:  # type: ignore[no-untyped-def]
+        await settle(300)
+        save(window, out, "08-restart-resume-offer")
+        window.resume_all()
+        await settle(300)
+        save(window, out, "09-resumed-sheet")
+        window.close()
+
+    return scenario
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "shots").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sas-desk-shots-") as tmp:
+        config = Config(data_dir=Path(tmp), workstation="POSTE-ARM-03", operator="arm.durand")
+        run(config, RunOptions(on_ready=make_first_run(out)))
+        run(
+            Config(
+                data_dir=Path(tmp), workstation="POSTE-ARM-03", operator="arm.durand", role="ARM"
+            ),
+            RunOptions(on_ready=make_restart(out)),
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Shared test setup.
+
+- Qt runs offscreen (a developer may override QT_QPA_PLATFORM).
+- Async tests run on a qasync loop, so that widgets, httpx and the journal
+  share one loop exactly as in the app (pytest-asyncio loop factory hook).
+- keyring gets an explicit in-memory backend: headless machines have none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_asyncio_loop_factories(config, item):  # type: ignore[no-untyped-def]
+    """Tests that touch Qt (qtbot, or marked ``gui``) run their coroutine on a
+    qasync loop, as the app does; the others on a plain asyncio loop."""
+    if "qtbot" in getattr(item, "fixturenames", ()) or item.get_closest_marker("gui"):
+        return {"qasync": _qasync_loop}
+    return {"asyncio": asyncio.new_event_loop}
+
+
+def _qasync_loop() -> asyncio.AbstractEventLoop:
+    from PySide6.QtWidgets import QApplication
+
+    from sas_desk.ui.aio import event_loop
+
+    app = QApplication.instance() or QApplication([])
+    return event_loop(app)
+
+
+def unavailable(reason: str) -> None:
+    """A needed service or reference folder is missing: fail in CI, skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)

@@ -1,0 +1,295 @@
+"""The call sheet, driven from the keyboard as an ARM does, on the real
+journal and the real geocoding simulator."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from sas_desk.models.dossier import EventKind, Status
+from sas_desk.services import clock
+from sas_desk.services.geo.resolver import LocationResolver
+from sas_desk.ui.call_sheet import CallSheet
+from sas_desk.ui.keys import press, type_text
+from tests.ui.conftest import Env, until
+
+pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def make_sheet(qtbot: QtBot, env: Env, resolver: LocationResolver | None = None) -> CallSheet:
+    dossier = env.desk.new_call()
+    sheet = CallSheet(env.desk, resolver or env.resolver, dossier)
+    qtbot.addWidget(sheet)
+    sheet.resize(1000, 800)
+    sheet.show()
+    sheet.activateWindow()
+    await until(sheet.isActiveWindow)
+    sheet.focus_first()
+    return sheet
+
+
+def fill_valid(sheet: CallSheet) -> None:
+    type_text(sheet.callback, "06 12 34 56 78")
+    sheet.location.setFocus()
+    type_text(sheet.location, "45.7640, 4.8357")
+    sheet.motive.setFocus()
+    type_text(sheet.motive, "M03.06")
+    type_text(sheet.age, "67")
+
+
+async def test_new_call_stamps_reception_and_is_journaled(qtbot: QtBot, env: Env) -> None:
+    before = clock.now()
+    sheet = await make_sheet(qtbot, env)
+    d = sheet.dossier
+    assert d.received_at is not None
+    assert before - timedelta(seconds=1) <= d.received_at <= clock.now()
+    assert re.fullmatch(r"fr\.health\.samu690\.DRFR1569A\d{10}", d.case_id)
+    assert d.received_at.strftime("%H:%M:%S") in sheet.title.text()
+    assert await env.journal.flush(timeout=5)
+    events = await env.journal.events(d.case_id)
+    assert [e.kind for e in events] == [EventKind.CREATED]
+    assert events[0].actor.workstation == "POSTE-TEST"
+
+
+async def test_tab_order_is_keyboard_first(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    order = [sheet.callback]
+    widget = sheet.callback
+    for _ in range(11):
+        widget = widget.nextInFocusChain()
+        while not (widget.focusPolicy() & Qt.FocusPolicy.TabFocus) or not widget.isVisible():
+            widget = widget.nextInFocusChain()
+        order.append(widget)
+    names = [w.objectName() for w in order]
+    assert names[:11] == [
+        "callback",
+        "location",
+        "floor",
+        "access_code",
+        "interphone",
+        "motive",
+        "age",
+        "sex",
+        "priority",
+        "branch",
+        "caller_type",
+    ]
+
+
+async def test_every_keystroke_goes_to_the_journal(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    type_text(sheet.callback, "06 12 3")
+    assert sheet.dossier.inputs["callback"] == "06 12 3"
+    assert await env.journal.flush(timeout=5)
+    stored = await env.journal.load(sheet.dossier.case_id)
+    assert stored is not None
+    assert stored.inputs["callback"] == "06 12 3"
+
+
+async def test_phone_validation_is_inline_and_clears(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    type_text(sheet.callback, "06 12 34")
+    assert not sheet.messages["callback"].isVisible()  # nothing shouted while typing
+    sheet.callback.editingFinished.emit()
+    assert "10" in sheet.messages["callback"].text()
+    assert sheet.messages["callback"].isVisible()
+    type_text(sheet.callback, " 56 78")
+    assert not sheet.messages["callback"].isVisible()
+    assert sheet.dossier.caller.callback == "+33612345678"
+
+
+async def test_priority_and_branch_by_single_keys(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    sheet.priority.setFocus()
+    press(sheet.priority, Qt.Key.Key_0)
+    type_text(sheet.priority, "0")
+    assert sheet.dossier.priority == "P0"
+    assert QApplication.focusWidget() is sheet.branch, (
+        QApplication.focusWidget()
+    )  # hands over to the next field
+    type_text(sheet.branch, "s")
+    assert sheet.dossier.branch is not None and sheet.dossier.branch.value == "SNP"
+    sheet.priority.setFocus()
+    type_text(sheet.priority, "n")
+    assert sheet.dossier.priority == "NR"
+    sheet.sex.setFocus()
+    type_text(sheet.sex, "f")
+    assert sheet.dossier.patient.sex == "F"
+
+
+@pytest.mark.parametrize(
+    ("key", "perimeter", "attribution"),
+    [("a", "AMU", "DRM.MRU.MU"), ("s", "SNP", "DRM.MRL.MG"), ("d", "SNP", "DRM.SPE.DENT")],
+)
+async def test_transmit_sets_perimeter_and_attribution(
+    qtbot: QtBot, env: Env, key: str, perimeter: str, attribution: str
+) -> None:
+    sheet = await make_sheet(qtbot, env)
+    fill_valid(sheet)
+    sheet.branch.setFocus()
+    type_text(sheet.branch, key)
+    fired: list[str] = []
+    sheet.transmitted.connect(fired.append)
+    sheet.callback.setFocus()
+    qtbot.keyClick(sheet.callback, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    await until(lambda: bool(fired))
+    d = sheet.dossier
+    assert fired == [d.case_id]
+    assert d.status is Status.TRANSMITTED
+    assert (d.perimeter, d.attribution) == (perimeter, attribution)
+    assert d.caller.callback == "+33612345678"
+    assert sheet.callback.isReadOnly()
+    assert attribution in sheet.summary.text()
+    assert await env.journal.flush(timeout=5)
+    events = await env.journal.events(d.case_id)
+    assert events[-1].kind is EventKind.TRANSMITTED
+    assert events[-1].data["attribution"] == attribution
+    stored = await env.journal.load(d.case_id)
+    assert stored is not None and stored.status is Status.TRANSMITTED
+
+
+async def test_incomplete_sheet_is_not_transmitted(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    type_text(sheet.callback, "06 12 34 56 78")
+    sheet.transmit()
+    d = sheet.dossier
+    assert d.status is Status.DRAFT
+    assert "Impossible de transmettre" in sheet.summary.text()
+    for key in ("location", "motive", "branch"):
+        assert sheet.messages[key].isVisible(), key
+    assert sheet.location.hasFocus()  # first problem gets the focus
+    assert not sheet.callback.isReadOnly()
+
+
+async def test_pasted_position_and_aml(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    sheet.location.setFocus()
+    type_text(sheet.location, "45,7640 4,8357")
+    loc = sheet.dossier.location
+    assert (loc.lat, loc.lon) == (45.764, 4.8357)
+    assert loc.insee == "69123" and loc.city == "Lyon"
+    assert "45.76400" in sheet.place_label.text()
+    sheet.location.selectAll()
+    type_text(sheet.location, 'A"ML=1;lt=+45.76720;lg=+004.88010;rd=15;top=20261125160000')
+    assert loc.is_aml and loc.insee == "69266"  # Villeurbanne
+    assert "AML" in sheet.place_label.text()
+    sheet.location.selectAll()
+    type_text(sheet.location, "4.8357, 45.7640")
+    sheet.location.editingFinished.emit()
+    assert "inversées" in sheet.messages["location"].text()
+    assert loc.lat is None
+
+
+async def test_commune_typed_in_full_or_by_insee_code(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    sheet.location.setFocus()
+    type_text(sheet.location, "38185")
+    loc = sheet.dossier.location
+    assert (loc.city, loc.insee, loc.precision) == ("Grenoble", "38185", "VILLE")
+    sheet.location.selectAll()
+    type_text(sheet.location, "saint-etienne")
+    assert loc.insee == "42218"
+
+
+async def test_address_suggestions_come_from_the_geocoder(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    sheet.location.setFocus()
+    type_text(sheet.location, "12 rue de la Rép")
+    await until(lambda: any("69001 Lyon" in s for s in sheet._loc_model.stringList()))
+    choice = next(s for s in sheet._loc_model.stringList() if "69001 Lyon" in s)
+    sheet._on_place_chosen(choice)
+    loc = sheet.dossier.location
+    assert loc.insee == "69123" and loc.precision == "ADRESSE"
+    assert loc.number == "12" and loc.lat is not None
+    assert "précision adresse" in sheet.place_label.text()
+
+
+async def test_geocoder_down_still_offers_communes(qtbot: QtBot, env: Env) -> None:
+    import httpx
+
+    from sas_desk.services.geo.ban import BanGeocoder
+
+    async with httpx.AsyncClient() as client:
+        dead = LocationResolver(
+            env.resolver.index, BanGeocoder("http://127.0.0.1:9", client, timeout=1.0)
+        )
+        sheet = await make_sheet(qtbot, env, dead)
+        sheet.location.setFocus()
+        type_text(sheet.location, "Villeurb")
+        await until(lambda: sheet.messages["location"].isVisible())
+        assert (
+            "injoignable" in sheet.messages["location"].text().lower()
+            or "indisponible" in sheet.messages["location"].text().lower()
+        )
+        assert any("Villeurbanne" in s for s in sheet._loc_model.stringList())
+        assert sheet.location.text() == "Villeurb"  # nothing typed is touched
+
+
+async def test_motive_type_ahead_on_code_and_label(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    sheet.motive.setFocus()
+    type_text(sheet.motive, "douleur thor")
+    assert sheet._motive_model.stringList()[0].startswith("M03.06")
+    sheet.motive.clear()
+    type_text(sheet.motive, "M03.1")
+    assert all(s.startswith("M03.1") for s in sheet._motive_model.stringList())
+    sheet.motive.clear()
+    type_text(sheet.motive, "m03.06")
+    assert sheet.dossier.motive_code == "M03.06"
+    assert "Douleur thoracique" in sheet.motive_label.text()
+
+
+async def test_notes_are_timestamped_and_an_unfinished_note_is_kept(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    sheet.note.setFocus()
+    type_text(sheet.note, "Sueurs, douleur irradiant au bras gauche")
+    press(sheet.note, Qt.Key.Key_Return)
+    assert len(sheet.dossier.notes) == 1
+    note = sheet.dossier.notes[0]
+    assert note.role == "ARM" and note.text.startswith("Sueurs")
+    assert sheet.notes.item(0).text().startswith(note.at.strftime("%H:%M:%S"))
+    type_text(sheet.note, "Antécédent d'infar")
+    assert sheet.dossier.inputs["note"] == "Antécédent d'infar"
+    assert await env.journal.flush(timeout=5)
+    stored = await env.journal.load(sheet.dossier.case_id)
+    assert stored is not None and stored.inputs["note"] == "Antécédent d'infar"
+    events = await env.journal.events(sheet.dossier.case_id)
+    assert EventKind.NOTE_ADDED in [e.kind for e in events]
+
+
+async def test_a_sheet_reopened_from_the_journal_shows_every_field(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    type_text(sheet.callback, "06 12 34 5")  # invalid on purpose: kept as typed
+    sheet.location.setFocus()
+    type_text(sheet.location, "12 rue de la Rép")
+    type_text(sheet.floor, "3e gauche")
+    type_text(sheet.access_code, "4521B")
+    sheet.motive.setFocus()
+    type_text(sheet.motive, "douleur tho")
+    type_text(sheet.age, "8 mois")
+    sheet.priority.setFocus()
+    type_text(sheet.priority, "1")
+    type_text(sheet.branch, "a")
+    sheet.note.setFocus()
+    type_text(sheet.note, "note pas finie é à ç")
+    assert await env.journal.flush(timeout=5)
+    stored = await env.journal.load(sheet.dossier.case_id)
+    assert stored is not None
+    again = CallSheet(env.desk, env.resolver, stored)
+    qtbot.addWidget(again)
+    again.show()
+    assert again.callback.text() == "06 12 34 5"
+    assert again.location.text() == "12 rue de la Rép"
+    assert again.floor.text() == "3e gauche"
+    assert again.access_code.text() == "4521B"
+    assert again.motive.text() == "douleur tho"
+    assert again.age.text() == "8 mois"
+    assert again.priority.value() == "P1"
+    assert again.branch.value() == "AMU"
+    assert again.note.text() == "note pas finie é à ç"
+    assert again.messages["callback"].isVisible()  # still flagged after the restart

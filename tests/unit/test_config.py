@@ -1,0 +1,255 @@
+"""Configuration: the embedded demo, a full TOML file, and every refusal."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from sas_desk.services import config as config_module
+from sas_desk.services.config import ROLES, Config, ConfigError, load_config
+
+FULL = """\
+[organisation]
+owner = "fr.health.samu380"
+departement = "38"
+samu_letter = "B"
+
+[workstation]
+name = "POSTE-12"
+operator = "amartin"
+role = "MRU"
+
+[geocoder]
+url = "https://geo.example.org/search"
+timeout = 5
+
+[demo]
+enabled = false
+simulator_port = 8765
+
+[paths]
+data_dir = "{data_dir}"
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Never read the developer's own config file: the default path is absent."""
+    absent = tmp_path / "user-config" / "config.toml"
+    monkeypatch.setattr(config_module, "default_config_path", lambda: absent)
+    return absent
+
+
+def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def refused(path: Path, data_dir: Path | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, data_dir)
+    assert info.value.message_fr == str(info.value)
+    return info.value.message_fr
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_no_file_gives_the_demo(tmp_path: Path) -> None:
+    cfg = load_config(None, tmp_path / "data")
+    assert cfg.demo is True
+    assert cfg.source is None
+    assert cfg.data_dir == tmp_path / "data"
+    assert cfg.journal_path == tmp_path / "data" / "journal.sqlite"
+    assert cfg.owner == "fr.health.samu690"
+    assert cfg.departement == "69"
+    assert cfg.samu_letter == "A"
+    assert cfg.role is None
+    assert cfg.geocoder_url == ""
+    assert cfg.geocoder_timeout == 3.0
+    assert cfg.simulator_port == 0
+    assert cfg.workstation
+    assert cfg.operator
+
+
+def test_no_file_without_data_dir_uses_the_platform_default() -> None:
+    cfg = load_config()
+    assert cfg.demo is True
+    assert cfg.data_dir == Config().data_dir
+    assert cfg.data_dir.is_absolute()
+
+
+def test_default_path_is_read_when_present(no_user_config: Path, tmp_path: Path) -> None:
+    no_user_config.parent.mkdir(parents=True)
+    no_user_config.write_text('[organisation]\ndepartement = "42"\n', encoding="utf-8")
+    cfg = load_config(None, tmp_path / "data")
+    assert cfg.source == no_user_config
+    assert cfg.departement == "42"
+    assert cfg.demo is True  # no geocoder URL: the built-in simulator
+
+
+def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "sas.toml"
+    message = refused(missing)
+    assert message.startswith("Fichier de configuration introuvable")
+    assert str(missing) in message
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    cfg = load_config(None, tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.role = "ARM"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- full file
+
+
+def test_full_file(tmp_path: Path) -> None:
+    data_dir = tmp_path / "journal-data"
+    path = write(tmp_path, FULL.format(data_dir=data_dir.as_posix()))
+    cfg = load_config(path)
+    assert cfg == Config(
+        demo=False,
+        source=path,
+        data_dir=data_dir,
+        owner="fr.health.samu380",
+        departement="38",
+        samu_letter="B",
+        workstation="POSTE-12",
+        operator="amartin",
+        role="MRU",
+        geocoder_url="https://geo.example.org/search",
+        geocoder_timeout=5.0,
+        simulator_port=8765,
+    )
+    assert isinstance(cfg.geocoder_timeout, float)
+    assert isinstance(cfg.data_dir, Path)
+    assert cfg.journal_path == data_dir / "journal.sqlite"
+
+
+def test_command_line_data_dir_wins_over_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, FULL.format(data_dir=(tmp_path / "from-file").as_posix()))
+    cfg = load_config(path, tmp_path / "from-cli")
+    assert cfg.data_dir == tmp_path / "from-cli"
+
+
+def test_data_dir_expands_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path))
+    cfg = load_config(write(tmp_path, '[paths]\ndata_dir = "~/sas"\n'))
+    assert cfg.data_dir == tmp_path / "sas"
+
+
+def test_float_timeout_is_kept(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[geocoder]\ntimeout = 2.5\n"))
+    assert cfg.geocoder_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("text", "demo"),
+    [
+        ("", True),
+        ('[geocoder]\nurl = "https://geo.example.org/search"\n', False),
+        ('[geocoder]\nurl = ""\n', True),
+        ('[geocoder]\nurl = "https://geo.example.org/search"\n[demo]\nenabled = true\n', True),
+        ("[demo]\nenabled = false\n", False),
+    ],
+)
+def test_demo_follows_the_geocoder_unless_told(tmp_path: Path, text: str, demo: bool) -> None:
+    cfg = load_config(write(tmp_path, text), tmp_path)
+    assert cfg.demo is demo
+
+
+def test_partial_file_keeps_the_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, '[workstation]\noperator = "bleroy"\n'), tmp_path)
+    assert cfg.operator == "bleroy"
+    assert cfg.owner == "fr.health.samu690"
+    assert cfg.role is None
+    assert cfg.geocoder_timeout == 3.0
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_every_known_role_is_accepted(tmp_path: Path, role: str) -> None:
+    cfg = load_config(write(tmp_path, f'[workstation]\nrole = "{role}"\n'), tmp_path)
+    assert cfg.role == role
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    path = write(tmp_path, '[organisation]\nowner = "x"\n\n[serveur]\nport = 1\n')
+    message = refused(path)
+    assert "section inconnue [serveur]" in message
+    assert str(path) in message
+
+
+def test_unknown_key(tmp_path: Path) -> None:
+    # a misspelt "url" must not silently start the demo simulator
+    message = refused(write(tmp_path, '[geocoder]\nulr = "https://geo.example.org"\n'))
+    assert "clé inconnue « ulr » dans [geocoder]" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[organisation]\ndepartement = 69\n", "[organisation] departement doit être de type str"),
+        ("[organisation]\nowner = true\n", "[organisation] owner doit être de type str"),
+        ("[workstation]\nname = 12\n", "[workstation] name doit être de type str"),
+        ('[geocoder]\ntimeout = "3"\n', "[geocoder] timeout doit être de type float"),
+        ("[geocoder]\ntimeout = true\n", "[geocoder] timeout doit être de type float"),
+        ("[geocoder]\nurl = 8080\n", "[geocoder] url doit être de type str"),
+        ("[demo]\nsimulator_port = 80.5\n", "[demo] simulator_port doit être de type int"),
+        ('[demo]\nsimulator_port = "8080"\n', "[demo] simulator_port doit être de type int"),
+        ("[demo]\nsimulator_port = true\n", "[demo] simulator_port doit être de type int"),
+        ('[demo]\nenabled = "false"\n', "[demo] enabled doit être de type bool"),
+        ("[demo]\nenabled = 0\n", "[demo] enabled doit être de type bool"),
+        ("[paths]\ndata_dir = 5\n", "[paths] data_dir doit être de type str"),
+    ],
+)
+def test_wrong_type(tmp_path: Path, text: str, fragment: str) -> None:
+    assert fragment in refused(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("text", ['organisation = "samu69"\n', "geocoder = 3\n", "demo = [1, 2]\n"])
+def test_section_that_is_not_a_table(tmp_path: Path, text: str) -> None:
+    assert "doit être une section" in refused(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[organisation\nowner = 'x'\n",
+        "[organisation]\nowner = \n",
+        '[organisation]\nowner = "x"\nowner = "y"\n',
+        "[geocoder]\ntimeout = 3,5\n",
+    ],
+)
+def test_bad_toml_syntax(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    message = refused(path)
+    assert message.startswith("Configuration invalide")
+    assert str(path) in message
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[workstation]\noperator = "Hélène"\n'.encode("latin-1"))
+    assert refused(path).startswith("Configuration illisible")
+
+
+def test_directory_instead_of_a_file(tmp_path: Path) -> None:
+    folder = tmp_path / "config.toml"
+    folder.mkdir()
+    assert refused(folder).startswith("Configuration illisible")
+
+
+@pytest.mark.parametrize("role", ["CHEF", "arm", "Médecin"])
+def test_unknown_role(tmp_path: Path, role: str) -> None:
+    message = refused(write(tmp_path, f'[workstation]\nrole = "{role}"\n'))
+    assert f"rôle inconnu « {role} »" in message
