@@ -182,6 +182,8 @@ class Dossier:
     # raw text of every input of the sheet as typed (even when not valid yet),
     # so that a crash gives back exactly what was on screen
     inputs: dict[str, str] = field(default_factory=dict)
+    # local dental sub-classification (code list "dental_reason"); no national list exists
+    dental_reason: str = ""
 
     # ------------------------------------------------------------------ checks
     def problems(self) -> dict[str, str]:
@@ -220,6 +222,20 @@ class Dossier:
             out["priority"] = "Priorité manquante (P0, P1, P2, P3 ou NR)."
         if self.branch is None:
             out["branch"] = "Filière manquante : AMU, SNP ou dentaire."
+        elif self.branch is Branch.DENT and not self.dental_reason:
+            out["dental_reason"] = "Motif dentaire manquant."
+        return out
+
+    def warnings(self) -> dict[str, str]:
+        """Field → French advice that does not block transmission."""
+        out: dict[str, str] = {}
+        if self.branch is Branch.DENT and self.dental_reason == "DENT.CELLULITE":
+            out["dental_reason"] = (
+                "Gonflement avec fièvre ou gêne respiratoire : signe de gravité, "
+                "à transmettre plutôt à un médecin (AMU)."
+            )
+        if self.priority == "P0" and self.branch is not None and self.branch is not Branch.AMU:
+            out["branch"] = "Priorité P0 (urgence vitale) hors filière AMU : vérifiez la filière."
         return out
 
     @property

@@ -381,10 +381,37 @@ def to_rseda(dossier: Dossier) -> dict[str, Any]:
             "patient": [patient] if patient else [],
             "medicalNote": _export_medical_notes(d, local, patient_id),
             "decision": _export_decisions(d, patient_id),
+            "additionalInformation": _export_additional(d),
         },
         keep=("location", "qualification"),
     )
     return {ROOT_KEY: case}
+
+
+DENTAL_REASON_KEY = "sasdesk.motifDentaire"
+
+
+def _export_additional(d: Dossier) -> dict[str, Any]:
+    """Site-specific values with no national field, as ``customMap`` pairs
+    (at most 3): the local dental sub-classification."""
+    if not d.dental_reason:
+        return {}
+    entry = {
+        "key": DENTAL_REASON_KEY,
+        "label": "Motif dentaire",
+        "value": d.dental_reason,
+        "freetext": codelist("dental_reason").label(d.dental_reason),
+    }
+    return {"customMap": [entry]}
+
+
+def _import_dental_reason(case: dict[str, Any]) -> str:
+    extra = _obj(case, "additionalInformation", "additionalInformation")
+    for i, item in enumerate(_list(extra, "customMap", "additionalInformation.customMap")):
+        entry = _item([item], 0, f"additionalInformation.customMap[{i}]")
+        if entry.get("key") == DENTAL_REASON_KEY:
+            return _str(entry, "value", "additionalInformation.customMap.value")
+    return ""
 
 
 def _export_qualification(d: Dossier) -> dict[str, Any]:
@@ -719,6 +746,7 @@ def from_rseda(body: dict[str, Any]) -> Dossier:
         notes=notes,
         decisions=_import_decisions(case, fallback_at),
         status=Status.TRANSMITTED if (attribution or perimeter) else Status.DRAFT,
+        dental_reason=_import_dental_reason(case),
     )
 
 

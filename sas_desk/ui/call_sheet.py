@@ -52,7 +52,7 @@ PRIORITY_COLOURS = {
     "P3": "#2e7d32",
     "NR": "#616161",
 }
-FIELDS = ("callback", "location", "motive", "age", "priority", "branch")
+FIELDS = ("callback", "location", "motive", "age", "priority", "branch", "dental_reason")
 
 
 def motive_display(code: Code) -> str:
@@ -239,6 +239,22 @@ class CallSheet(QWidget):
         self.branch.changed.connect(lambda v: self._on_text("branch", v))
         add("&Filière", self.branch, "branch")
 
+        self.dental_reason = named(QComboBox(), "dental_reason")
+        self.dental_reason.addItem("— choisir le motif dentaire —", "")
+        for code in codelist("dental_reason"):
+            self.dental_reason.addItem(code.label, code.code)
+        self.dental_reason.currentIndexChanged.connect(
+            lambda _i: self._on_text("dental_reason", str(self.dental_reason.currentData() or ""))
+        )
+        self.dental_label = buddy("Motif &dentaire", self.dental_reason)
+        dbox = QVBoxLayout()
+        dbox.setSpacing(1)
+        dbox.addWidget(self.dental_reason)
+        msg = Message()
+        self.messages["dental_reason"] = msg
+        dbox.addWidget(msg)
+        form.addRow(self.dental_label, dbox)
+
         self.caller_type = named(QComboBox(), "caller_type")
         self.caller_type.addItem("—", "")
         for code in codelist("caller_type"):
@@ -294,7 +310,8 @@ class CallSheet(QWidget):
             (self.age, self.sex),
             (self.sex, self.priority),
             (self.priority, self.branch),
-            (self.branch, self.caller_type),
+            (self.branch, self.dental_reason),
+            (self.dental_reason, self.caller_type),
             (self.caller_type, self.note),
             (self.note, self.transmit_button),
         ]:
@@ -330,12 +347,15 @@ class CallSheet(QWidget):
             self.sex.set_value(raw.get("sex", d.patient.sex))
             self.priority.set_value(d.priority)
             self.branch.set_value(d.branch.value if d.branch else "")
+            self.dental_reason.setCurrentIndex(max(self.dental_reason.findData(d.dental_reason), 0))
             index = self.caller_type.findData(d.caller.caller_type)
             self.caller_type.setCurrentIndex(max(index, 0))
             self.note.setText(raw.get("note", ""))
             self._render_notes()
             self._render_place()
             self._render_motive()
+            self._sync_dental_row()
+            self._show_advice()
         finally:
             self._loading = False
         self._refresh_title()
@@ -521,9 +541,31 @@ class CallSheet(QWidget):
 
     def _apply_priority(self, value: str) -> None:
         self.dossier.priority = value
+        self._show_advice()
 
     def _apply_branch(self, value: str) -> None:
         self.dossier.branch = Branch(value) if value else None
+        self._sync_dental_row()
+        self._show_advice()
+
+    def _sync_dental_row(self) -> None:
+        dental = self.dossier.branch is Branch.DENT
+        self.dental_label.setVisible(dental)
+        self.dental_reason.setVisible(dental)
+        if not dental:
+            self.messages["dental_reason"].show_message("")
+
+    def _show_advice(self) -> None:
+        """Non-blocking advice (severity signs, P0 outside AMU), shown in orange;
+        an error on the same field wins."""
+        advice = self.dossier.warnings()
+        for key in ("dental_reason", "branch"):
+            if key in advice or key in self._shown or self.messages[key].text().startswith("⚠"):
+                self._reveal(key)
+
+    def _apply_dental_reason(self, value: str) -> None:
+        self.dossier.dental_reason = value
+        self._show_advice()
 
     def _apply_caller_type(self, value: str) -> None:
         self.dossier.caller.caller_type = value
@@ -541,6 +583,12 @@ class CallSheet(QWidget):
                     parse_position(raw)
                 if not (raw.strip() or self.dossier.location.has_position):
                     return "Localisation manquante : adresse, commune ou coordonnées."
+            elif (
+                key == "dental_reason"
+                and self.dossier.branch is Branch.DENT
+                and not self.dossier.dental_reason
+            ):
+                return "Motif dentaire manquant."
             elif key == "motive" and not self.dossier.motive_code:
                 return (
                     "Choisissez un motif dans la liste (code ou libellé)."
@@ -555,7 +603,12 @@ class CallSheet(QWidget):
         if key not in self.messages or (self._loading and not self.dossier.inputs.get(key)):
             return
         self._shown.add(key)
-        self.messages[key].show_message(self._field_message(key))
+        error = self._field_message(key)
+        advice = self.dossier.warnings().get(key, "")
+        if error or not advice:
+            self.messages[key].show_message(error)
+        else:
+            self.messages[key].show_message("⚠ " + advice, warn=True)
 
     # ------------------------------------------------------------------ actions
     def _add_note(self) -> None:
@@ -610,6 +663,7 @@ class CallSheet(QWidget):
         for picker in (self.sex, self.priority, self.branch):
             picker.setReadOnly(True)
         self.caller_type.setEnabled(False)
+        self.dental_reason.setEnabled(False)
         self.transmit_button.setEnabled(False)
 
     def set_save_state(self, text: str, ok: bool) -> None:

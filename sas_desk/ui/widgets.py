@@ -92,8 +92,9 @@ class Message(QLabel):
         self.setStyleSheet("color: #b00020; font-size: 11px;")
         self.hide()
 
-    def show_message(self, text: str, *, info: bool = False) -> None:
-        self.setStyleSheet(f"color: {'#2e5e2e' if info else '#b00020'}; font-size: 11px;")
+    def show_message(self, text: str, *, info: bool = False, warn: bool = False) -> None:
+        colour = "#2e5e2e" if info else "#b35c00" if warn else "#b00020"
+        self.setStyleSheet(f"color: {colour}; font-size: 11px;")
         self.setText(text)
         self.setVisible(bool(text))
 

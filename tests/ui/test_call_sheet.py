@@ -133,6 +133,8 @@ async def test_transmit_sets_perimeter_and_attribution(
     fill_valid(sheet)
     sheet.branch.setFocus()
     type_text(sheet.branch, key)
+    if key == "d":
+        sheet.dental_reason.setCurrentIndex(sheet.dental_reason.findData("DENT.DOULEUR"))
     fired: list[str] = []
     sheet.transmitted.connect(fired.append)
     sheet.callback.setFocus()
@@ -293,3 +295,35 @@ async def test_a_sheet_reopened_from_the_journal_shows_every_field(qtbot: QtBot,
     assert again.branch.value() == "AMU"
     assert again.note.text() == "note pas finie é à ç"
     assert again.messages["callback"].isVisible()  # still flagged after the restart
+
+
+async def test_dental_branch_asks_for_the_dental_reason_and_warns_on_severity(
+    qtbot: QtBot, env: Env
+) -> None:
+    sheet = await make_sheet(qtbot, env)
+    assert sheet.dental_reason.isHidden()
+    fill_valid(sheet)
+    sheet.branch.setFocus()
+    type_text(sheet.branch, "d")
+    assert not sheet.dental_reason.isHidden()
+    assert sheet.dental_reason.hasFocus()  # next in the keyboard flow
+    sheet.transmit()
+    assert sheet.dossier.status is Status.DRAFT
+    assert "Motif dentaire manquant" in sheet.messages["dental_reason"].text()
+    sheet.dental_reason.setCurrentIndex(sheet.dental_reason.findData("DENT.CELLULITE"))
+    assert "médecin (AMU)" in sheet.messages["dental_reason"].text()  # advice, not a block
+    sheet.transmit()
+    d = sheet.dossier
+    assert d.status is Status.TRANSMITTED
+    assert (d.attribution, d.dental_reason) == ("DRM.SPE.DENT", "DENT.CELLULITE")
+
+
+async def test_p0_outside_amu_is_flagged_without_blocking(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    sheet.priority.setFocus()
+    type_text(sheet.priority, "0")
+    type_text(sheet.branch, "s")
+    assert "hors filière AMU" in sheet.messages["branch"].text()
+    sheet.branch.setFocus()
+    type_text(sheet.branch, "a")
+    assert sheet.messages["branch"].text() == ""

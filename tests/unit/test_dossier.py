@@ -337,6 +337,8 @@ def test_commune_label() -> None:
 def test_transmit(branch: Branch, perimeter: str, attribution: str) -> None:
     d = complete()
     d.branch = branch
+    if branch is Branch.DENT:
+        d.dental_reason = "DENT.DOULEUR"  # the dental branch needs its sub-reason
     d.revision = 3
     event = transmit(d, T1, ARM)
     assert d.status is Status.TRANSMITTED
@@ -624,3 +626,22 @@ def test_event_kinds_have_french_labels() -> None:
     assert labels[EventKind.CREATED] == "Dossier créé"
     assert labels[EventKind.NOTE_ADDED] == "Note ajoutée"
     assert len(set(labels.values())) == len(labels)
+
+
+def test_dental_branch_requires_its_sub_reason_and_advises_on_severity() -> None:
+    d = complete()
+    d.branch = Branch.DENT
+    assert d.problems() == {"dental_reason": "Motif dentaire manquant."}
+    d.dental_reason = "DENT.CELLULITE"
+    assert d.problems() == {}
+    assert "médecin (AMU)" in d.warnings()["dental_reason"]
+    d.dental_reason = "DENT.TRAUMA"
+    assert d.warnings() == {}
+
+
+def test_p0_outside_amu_is_a_warning_not_a_problem() -> None:
+    d = complete()
+    d.priority = "P0"
+    d.branch = Branch.SNP
+    assert d.problems() == {}
+    assert "AMU" in d.warnings()["branch"]

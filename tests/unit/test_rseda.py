@@ -863,3 +863,17 @@ def test_variant_round_trip(validator: Draft7Validator, variant: Any) -> None:
     back = from_rseda(copy.deepcopy(message))
     assert domain(back) == domain(original)
     assert to_rseda(back) == message
+
+
+def test_dental_reason_travels_in_custom_map(validator: Draft7Validator) -> None:
+    from sas_desk.models.dossier import Branch
+
+    d = full_dossier()
+    d.branch = Branch.DENT
+    d.dental_reason = "DENT.TRAUMA"
+    case = to_rseda(d)["createCaseHealth"]
+    assert schema_errors(validator, case) == []
+    entry = case["additionalInformation"]["customMap"][0]
+    assert entry["value"] == "DENT.TRAUMA"
+    assert entry["freetext"].startswith("Traumatisme dentaire")
+    assert from_rseda({"createCaseHealth": case}).dental_reason == "DENT.TRAUMA"
