@@ -49,6 +49,9 @@ class RolePicker(QWidget):
         title.setStyleSheet("font-size: 20px; font-weight: bold; margin-bottom: 12px;")
         outer.addWidget(title)
         grid = QGridLayout()
+        holder = QWidget()
+        holder.setMaximumWidth(960)
+        holder.setLayout(grid)
         self.buttons: dict[str, QPushButton] = {}
         for i, (code, label) in enumerate(ROLES.items()):
             button = QPushButton(f"{ROLE_KEYS[code]}   {code} — {label}")
@@ -58,7 +61,7 @@ class RolePicker(QWidget):
             button.clicked.connect(lambda _=False, c=code: self.picked.emit(c))
             grid.addWidget(button, i // 2, i % 2)
             self.buttons[code] = button
-        outer.addLayout(grid)
+        outer.addWidget(holder, 0, Qt.AlignmentFlag.AlignHCenter)
         hint = QLabel(
             "Touches 1 à 6. Le rôle reste affiché dans la barre d'état et peut être changé (Ctrl+Maj+R)."
         )
