@@ -41,3 +41,10 @@ def unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    """Every test that uses Qt is marked ``gui`` (``-m "not gui"`` runs the rest)."""
+    for item in items:
+        if "qtbot" in getattr(item, "fixturenames", ()) or "/tests/ui/" in str(item.path):
+            item.add_marker(pytest.mark.gui)

@@ -29,8 +29,10 @@ SCHEMA_BASE = "file:///json-schema/"
 
 
 def reference_dir() -> Path:
-    """``../shared/reference``; skips the test (fails it in CI) when absent."""
-    path = REPO_ROOT.parent / "shared" / "reference"
+    """``../shared/reference`` (or ``$SAS_DESK_REFERENCE``); skips the test
+    (fails it in CI) when absent."""
+    override = os.environ.get("SAS_DESK_REFERENCE")
+    path = Path(override) if override else REPO_ROOT.parent / "shared" / "reference"
     if not path.is_dir():
         if os.environ.get("CI") == "true":
             pytest.fail(f"reference material missing in CI: {path}", pytrace=False)

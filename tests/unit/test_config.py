@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -253,3 +254,13 @@ def test_directory_instead_of_a_file(tmp_path: Path) -> None:
 def test_unknown_role(tmp_path: Path, role: str) -> None:
     message = refused(write(tmp_path, f'[workstation]\nrole = "{role}"\n'))
     assert f"rôle inconnu « {role} »" in message
+
+
+def test_readme_example_is_accepted(tmp_path: Path) -> None:
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    blocks = re.findall(r"```toml\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    assert blocks, "the README documents the configuration file"
+    cfg = load_config(write(tmp_path, blocks[0]), tmp_path)
+    assert cfg.source is not None
+    assert cfg.demo is False  # a geocoder URL is configured
+    assert cfg.role is None or cfg.role in ROLES

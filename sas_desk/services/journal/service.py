@@ -66,6 +66,7 @@ class Journal:
         self.last_state: SaveState | None = None
         self.report: OpenReport | None = None
         self.open_error: JournalError | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---------------------------------------------------------------- lifecycle
     async def open(self) -> OpenReport | None:
@@ -119,9 +120,7 @@ class Journal:
     def _kick(self) -> None:
         if self._flushing is None or self._flushing.done():
             self._idle.clear()
-            self._flushing = asyncio.get_running_loop().create_task(
-                self._flush_loop(), name="journal-flush"
-            )
+            self._flushing = self._get_loop().create_task(self._flush_loop(), name="journal-flush")
 
     async def _flush_loop(self) -> None:
         delay = self._retry_delay
@@ -222,4 +221,12 @@ class Journal:
             return default
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return await self._get_loop().run_in_executor(self._executor, fn)
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the journal was opened on.  Kept rather than looked up:
+        with qasync, Qt may step a task from a nested event loop where asyncio
+        does not consider the loop "running"."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
