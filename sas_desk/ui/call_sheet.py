@@ -64,6 +64,7 @@ class CallSheet(QWidget):
 
     transmitted = Signal(str)
     title_changed = Signal(str)
+    edited = Signal()  # any field changed (the day list refreshes its row)
 
     def __init__(
         self,
@@ -417,6 +418,7 @@ class CallSheet(QWidget):
         if apply is not None:
             apply(text)
         self.desk.touch(d)
+        self.edited.emit()
         if key in self._shown:
             self._reveal(key)
         if key in ("priority", "location"):

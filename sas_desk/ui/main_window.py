@@ -271,6 +271,7 @@ class MainWindow(QMainWindow):
         sheet = CallSheet(self.desk, self.resolver, dossier, read_only=read_only)
         index = self.tabs.addTab(sheet, sheet.tab_title())
         sheet.title_changed.connect(lambda t, s=sheet: self._retitle(s, t))
+        sheet.edited.connect(lambda s=sheet: self.day_model.upsert(s.dossier))
         self.tabs.setCurrentIndex(index)
         self.right.setCurrentIndex(1)
         self.day_model.upsert(dossier)
