@@ -302,6 +302,17 @@ class EventKind(enum.StrEnum):
     TRANSMITTED = "TRANSMITTED"
     ABANDONED = "ABANDONED"
     IMPORTED = "IMPORTED"  # from an RS-EDA message
+    ENQUEUED = "ENQUEUED"
+    CLAIMED = "CLAIMED"
+    RELEASED = "RELEASED"
+    TRANSFERRED = "TRANSFERRED"
+    DECIDED = "DECIDED"
+    BOOKING_REQUESTED = "BOOKING_REQUESTED"
+    HANDED_BACK = "HANDED_BACK"
+    CLOSED = "CLOSED"
+    MEDICAL_NOTE = "MEDICAL_NOTE"
+    REASSIGNED = "REASSIGNED"
+    LEASE_EXPIRED = "LEASE_EXPIRED"
 
     @property
     def label(self) -> str:
@@ -312,6 +323,17 @@ class EventKind(enum.StrEnum):
             "TRANSMITTED": "Dossier transmis",
             "ABANDONED": "Fiche abandonnée",
             "IMPORTED": "Dossier importé (RS-EDA)",
+            "ENQUEUED": "Mis en file",
+            "CLAIMED": "Pris en charge",
+            "RELEASED": "Remis en file",
+            "TRANSFERRED": "Transféré",
+            "DECIDED": "Décision médicale",
+            "BOOKING_REQUESTED": "Rendez-vous demandé (OSNP)",
+            "HANDED_BACK": "Rendu à l'ARM",
+            "CLOSED": "Dossier clôturé",
+            "MEDICAL_NOTE": "Note médicale",
+            "REASSIGNED": "Réattribué par le superviseur",
+            "LEASE_EXPIRED": "Prise en charge expirée (poste muet)",
         }[self.value]
 
 

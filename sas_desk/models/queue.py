@@ -1,0 +1,204 @@
+"""Regulator handoff queues: the domain side (no I/O).
+
+A dossier transmitted by the ARM waits in one queue (AMU, SNP, DENT, OSNP
+or ARM); exactly one workstation may hold it at a time (a *claim*, which is a
+lease the holder keeps renewing).  Items are ordered by priority, then by
+how long they have waited.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+
+class QueueName(enum.StrEnum):
+    AMU = "AMU"  # emergency regulators (MRU)
+    SNP = "SNP"  # liberal GP regulators (MRL)
+    DENT = "DENT"  # dental regulators
+    OSNP = "OSNP"  # booking requests after a GP decision
+    ARM = "ARM"  # cases handed back for a call-back
+
+    @property
+    def label(self) -> str:
+        return {
+            "AMU": "AMU — urgence",
+            "SNP": "SNP — médecine générale",
+            "DENT": "Dentaire",
+            "OSNP": "Prise de rendez-vous (OSNP)",
+            "ARM": "Retour ARM (rappel)",
+        }[self.value]
+
+
+ROLE_QUEUES: dict[str, tuple[QueueName, ...]] = {
+    "ARM": (QueueName.ARM,),
+    "OSNP": (QueueName.OSNP,),
+    "MRU": (QueueName.AMU,),
+    "MRL": (QueueName.SNP,),
+    "DENT": (QueueName.DENT,),
+    "SUP": tuple(QueueName),
+}
+
+
+def queues_for_role(role: str) -> tuple[QueueName, ...]:
+    return ROLE_QUEUES.get(role, ())
+
+
+def queue_for_attribution(attribution: str) -> QueueName | None:
+    """``DRM.MRU.*`` → AMU, ``DRM.MRL.*`` → SNP, ``DRM.SPE.DENT`` → DENT."""
+    if attribution.startswith("DRM.SPE.DENT"):
+        return QueueName.DENT
+    if attribution.startswith("DRM.MRL"):
+        return QueueName.SNP
+    if attribution.startswith("DRM.MRU"):
+        return QueueName.AMU
+    return None
+
+
+PRIORITY_RANK: dict[str, int] = {"P0": 0, "P1": 1, "P2": 2, "P3": 3, "NR": 4}
+
+
+def priority_rank(priority: str) -> int:
+    return PRIORITY_RANK.get(priority, len(PRIORITY_RANK))
+
+
+class AgeState(enum.StrEnum):
+    OK = "ok"
+    DUE = "due"  # three quarters of the limit spent
+    LATE = "late"  # over the limit
+
+    @property
+    def label(self) -> str:
+        return {"ok": "dans les temps", "due": "bientôt en retard", "late": "en retard"}[self.value]
+
+
+@dataclass(frozen=True)
+class WaitLimits:
+    """Longest acceptable wait per priority, in seconds (NR has none)."""
+
+    P0: float = 60.0
+    P1: float = 300.0
+    P2: float = 1200.0
+    P3: float = 3600.0
+    due_fraction: float = 0.75
+
+    def limit(self, priority: str) -> float | None:
+        value = getattr(self, priority, None)
+        return float(value) if isinstance(value, int | float) else None
+
+    def state(self, priority: str, waited: timedelta) -> AgeState:
+        limit = self.limit(priority)
+        if limit is None:
+            return AgeState.OK
+        seconds = waited.total_seconds()
+        if seconds > limit:
+            return AgeState.LATE
+        if seconds >= limit * self.due_fraction:
+            return AgeState.DUE
+        return AgeState.OK
+
+
+class ItemStatus(enum.StrEnum):
+    WAITING = "WAITING"
+    CLAIMED = "CLAIMED"
+    CLOSED = "CLOSED"  # out of every queue (closed, or booking done)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who holds an item, and until when (the lease)."""
+
+    workstation: str
+    operator: str
+    role: str
+    claimed_at: datetime
+    expires_at: datetime
+
+    def describe(self) -> str:
+        return f"{self.operator} ({self.role}, {self.workstation}) depuis {self.claimed_at:%H:%M:%S}"
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One dossier in a queue, with what the queue panel shows."""
+
+    case_id: str
+    queue: QueueName
+    status: ItemStatus
+    priority: str
+    waiting_since: datetime  # enqueue time; reset when the item changes queue
+    motive_code: str = ""
+    motive_label: str = ""
+    commune: str = ""
+    age: str = ""  # ISO duration, e.g. P67Y
+    sex: str = ""
+    claim: Claim | None = None
+    version: int = 0  # bumped on every change; change sets carry the newest
+    alert: str = ""  # e.g. "lease expired" — shown to the supervisor
+
+    def sort_key(self) -> tuple[int, datetime, str]:
+        return (priority_rank(self.priority), self.waiting_since, self.case_id)
+
+    def waited(self, now: datetime) -> timedelta:
+        return now - self.waiting_since
+
+
+def ordered(items: list[QueueItem]) -> list[QueueItem]:
+    return sorted(items, key=QueueItem.sort_key)
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """What changed in the watched queues.  ``reset`` means: forget what you
+    had, ``items`` is the complete content (first change set, and after every
+    reconnect)."""
+
+    items: tuple[QueueItem, ...] = ()
+    removed: tuple[str, ...] = ()  # case ids no longer in the watched queues
+    reset: bool = False
+
+
+class QueueError(Exception):
+    """A refused queue operation, with a French message for the user."""
+
+    def __init__(self, message_fr: str, code: str = "") -> None:
+        super().__init__(message_fr)
+        self.message_fr = message_fr
+        self.code = code
+
+
+class ClaimConflict(QueueError):
+    """Someone else holds the item."""
+
+    def __init__(self, claim: Claim) -> None:
+        super().__init__(f"Dossier déjà pris par {claim.describe()}.", "claimed")
+        self.claim = claim
+
+
+class NotFound(QueueError):
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"Dossier {case_id} introuvable dans les files.", "not_found")
+
+
+class NotHolder(QueueError):
+    def __init__(self, case_id: str, claim: Claim | None) -> None:
+        who = claim.describe() if claim else "personne"
+        super().__init__(f"Vous ne tenez pas ce dossier (tenu par {who}).", "not_holder")
+        self.claim = claim
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One queue action, with its idempotency key: replaying an operation
+    with the same ``op_id`` never applies it twice."""
+
+    op_id: str
+    kind: str  # enqueue | claim | release | transfer | decide | request_booking | hand_back | close | note | reassign
+    case_id: str
+    at: datetime
+    role: str
+    operator: str
+    workstation: str
+    data: dict[str, Any] = field(default_factory=dict)

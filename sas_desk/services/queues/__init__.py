@@ -1,0 +1,1 @@
+"""Regulator handoff queues (no Qt): one interface, several backends."""

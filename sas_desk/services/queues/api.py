@@ -1,0 +1,128 @@
+"""The queue backend interface shared by SQLite (one machine) and PostgreSQL
+(the plateau and remote regulators).  One contract test suite runs against
+every backend (``tests/integration/queues``).
+
+Every mutation is an :class:`~sas_desk.models.queue.Operation` applied with
+:meth:`QueueBackend.apply`.  Operations carry an idempotency key (``op_id``):
+applying the same operation twice has the effect of applying it once and
+returns the same outcome (this is what makes the offline outbox replay
+exactly once).  Each applied operation appends one event to the dossier's
+log (operator, role, workstation, time) in the same transaction.
+
+Operation kinds and their ``data``:
+
+================  ==========================================================
+``enqueue``       ``dossier``: ``Dossier.to_dict()`` of the transmitted
+                  dossier; ``queue``: queue name (default: from its
+                  attribution).  Stores the dossier (server copy) and puts it
+                  WAITING at the back of its priority.  Re-enqueueing a
+                  dossier already queued is a no-op returning the item.
+``claim``         ``lease_s`` (default 120).  WAITING → CLAIMED by the
+                  operation's workstation; raises ``ClaimConflict`` when
+                  someone else holds it (re-claiming one's own claim renews it).
+``release``       ``reason``.  Holder only (or role SUP) → WAITING, keeps its
+                  original ``waiting_since``.
+``transfer``      ``to`` (queue), ``reason``.  Holder or SUP → WAITING in the
+                  other queue, ``waiting_since`` reset to the operation time.
+``decide``        ``care_level`` (R1–R4), ``decisions`` (list of
+                  ``Decision`` dicts: decision_type, resource_type,
+                  orientation_type, medical_transport, freetext), ``note``
+                  (optional medical note text).  Holder only.  Updates the
+                  server dossier (care level, decisions, note); item stays
+                  CLAIMED.
+``request_booking`` ``note``.  Holder → WAITING in OSNP.
+``hand_back``     ``reason``.  Holder → WAITING in ARM.
+``close``         ``reason``.  Holder or SUP → CLOSED (removed from queues).
+``note``          ``text``.  Anyone who sees the queue: adds a medical note
+                  (role ARM for ARM/OSNP/SUP operators, MEDECIN for MRU/MRL/
+                  DENT).
+``reassign``      SUP only.  ``to_workstation``, ``to_operator``, ``to_role``
+                  → CLAIMED by them (fresh lease); with ``to_workstation``
+                  empty → WAITING.
+================  ==========================================================
+
+Errors are :class:`~sas_desk.models.queue.QueueError` subclasses with French
+messages; a backend that cannot reach its store raises
+:class:`BackendUnavailable` (the outbox then keeps the operation).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+
+from sas_desk.models.dossier import Dossier, Event
+from sas_desk.models.queue import ChangeSet, Operation, QueueItem, QueueName
+
+
+class BackendUnavailable(Exception):
+    """The store cannot be reached (network, server down): retry later."""
+
+    def __init__(self, message_fr: str = "Serveur des files injoignable.") -> None:
+        super().__init__(message_fr)
+        self.message_fr = message_fr
+
+
+OPERATION_KINDS = (
+    "enqueue",
+    "claim",
+    "release",
+    "transfer",
+    "decide",
+    "request_booking",
+    "hand_back",
+    "close",
+    "note",
+    "reassign",
+)
+DEFAULT_LEASE_S = 120.0
+DEFAULT_RENEW_S = 30.0
+
+
+class QueueBackend(abc.ABC):
+    """One store of queues, dossiers and events."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, create or migrate the schema if needed."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop watchers and release connections (idempotent)."""
+
+    @abc.abstractmethod
+    async def apply(self, op: Operation) -> QueueItem | None:
+        """Apply ``op`` once (idempotent on ``op.op_id``).  Returns the item
+        as it is after the operation (``None`` once closed)."""
+
+    @abc.abstractmethod
+    async def snapshot(self, queues: Iterable[QueueName]) -> list[QueueItem]:
+        """Items WAITING or CLAIMED in ``queues``, in queue order."""
+
+    @abc.abstractmethod
+    def watch(self, queues: Iterable[QueueName]) -> AsyncIterator[ChangeSet]:
+        """Change sets for ``queues``: first a ``reset`` with the whole
+        content, then increments as other workstations (or this one) change
+        things; a new ``reset`` after any reconnect.  Ends when the backend
+        closes or the consumer stops iterating."""
+
+    @abc.abstractmethod
+    async def renew(self, workstation: str, at: datetime, lease_s: float = DEFAULT_LEASE_S) -> int:
+        """Extend every lease held by ``workstation``; returns how many."""
+
+    @abc.abstractmethod
+    async def expire(self, at: datetime) -> list[QueueItem]:
+        """Return expired claims to the head of their queue (WAITING, original
+        ``waiting_since``, ``alert`` set) with a ``LEASE_EXPIRED`` event each.
+        Any workstation may run it; running it twice changes nothing."""
+
+    @abc.abstractmethod
+    async def dossier(self, case_id: str) -> Dossier | None:
+        """The server copy of the dossier (the ARM's sheet plus decisions)."""
+
+    @abc.abstractmethod
+    async def events(self, case_id: str) -> list[Event]:
+        """The dossier's event log, oldest first."""
