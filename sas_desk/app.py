@@ -17,6 +17,7 @@ from types import TracebackType
 import httpx
 
 from sas_desk.models.dossier import Actor
+from sas_desk.models.queue import WaitLimits
 from sas_desk.services import clock
 from sas_desk.services.config import Config
 from sas_desk.services.desk import Desk
@@ -24,6 +25,8 @@ from sas_desk.services.geo.ban import BanGeocoder
 from sas_desk.services.geo.resolver import LocationResolver
 from sas_desk.services.geo.territory import CommuneIndex
 from sas_desk.services.journal.service import Journal
+from sas_desk.services.queues.api import QueueBackend
+from sas_desk.services.queues.client import Outbox, QueueClient
 
 log = logging.getLogger("sas_desk")
 
@@ -72,6 +75,25 @@ def install_crash_handler(data_dir: Path) -> None:
     sys.excepthook = hook
 
 
+def build_queue_backend(config: Config, limits: WaitLimits) -> QueueBackend:
+    """PostgreSQL when ``[queues] dsn`` is set (the plateau), else the SQLite
+    file in the data dir (processes of one machine)."""
+    if config.queues_dsn:
+        from sas_desk.services.queues.postgres import PostgresBackend
+
+        return PostgresBackend(
+            config.queues_dsn,
+            now=clock.now,
+            limits=limits,
+            schema=config.queues_schema,
+            ssl=dict(config.queues_ssl) or None,
+            application_name=f"sas-desk {config.workstation}"[:63],
+        )
+    from sas_desk.services.queues.sqlite import SqliteBackend
+
+    return SqliteBackend(config.queues_path, now=clock.now, limits=limits)
+
+
 def run(config: Config, options: RunOptions) -> int:
     from PySide6.QtWidgets import QApplication
 
@@ -81,9 +103,18 @@ def run(config: Config, options: RunOptions) -> int:
     assert isinstance(app, QApplication)
     app.setApplicationName("SAS Desk")
     app.setOrganizationName("sas-desk")
+    app.setDesktopFileName("sas-desk")  # matches packaging/sas-desk.desktop (Wayland)
     app.setQuitOnLastWindowClosed(False)
     with asyncio.Runner(loop_factory=lambda: event_loop(app)) as runner:
         return runner.run(main(app, config, options))
+
+
+def _warm_imports() -> None:
+    """Load httpx's async stack off the UI thread: loaded lazily by the first
+    request, it froze the window for ~100 ms (measured by bench/autosave.py)."""
+    import anyio._backends._asyncio  # noqa: F401
+    import h11  # noqa: F401
+    import httpcore._async.connection_pool  # noqa: F401
 
 
 async def main(app: object, config: Config, options: RunOptions) -> int:
@@ -93,30 +124,34 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     from sas_desk.ui import aio
     from sas_desk.ui.main_window import MainWindow
 
+    loop = asyncio.get_running_loop()
     simulator: Simulator | None = None
     geocoder_url = config.geocoder_url
     if config.demo and not geocoder_url:
         simulator = Simulator(port=config.simulator_port)
         simulator.start()
         geocoder_url = simulator.base_url
-    client = httpx.AsyncClient(timeout=httpx.Timeout(config.geocoder_timeout, connect=2.0))
+    client: httpx.AsyncClient | None = None
     journal = Journal(config.journal_path, now=clock.now)
+    actor = Actor(role=config.role or "", operator=config.operator, workstation=config.workstation)
+    limits = WaitLimits(*config.wait_limits)
+    queues = QueueClient(
+        build_queue_backend(config, limits),
+        Outbox(config.outbox_path),
+        actor,
+        now=clock.now,
+        lease_s=config.lease_s,
+        renew_s=config.renew_s,
+    )
     window: MainWindow | None = None
     try:
         report = await journal.open()
-        actor = Actor(
-            role=config.role or "", operator=config.operator, workstation=config.workstation
-        )
+        await queues.start()
         desk = Desk(config, journal, actor, clock.now)
         await desk.prepare()
         unfinished = await journal.unfinished()
         today = await journal.of_day(clock.now().date())
-        resolver = LocationResolver(
-            CommuneIndex.load(),
-            BanGeocoder(geocoder_url, client, timeout=config.geocoder_timeout)
-            if geocoder_url
-            else None,
-        )
+        resolver = LocationResolver(CommuneIndex.load(), None)
         window = MainWindow(
             config,
             desk,
@@ -126,6 +161,8 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             unfinished=unfinished,
             today=today,
             simulator_url=simulator.base_url if simulator else "",
+            queue_client=queues,
+            limits=limits,
         )
         closed = asyncio.Event()
         QCoreApplication.instance().lastWindowClosed.connect(closed.set)  # type: ignore[union-attr]
@@ -135,18 +172,30 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             await asyncio.sleep(0)
             QCoreApplication.processEvents()
             print(
-                f"SMOKE OK window={window.width()}x{window.height()} journal={'ok' if journal.available else 'memory'}"
+                f"SMOKE OK window={window.width()}x{window.height()} "
+                f"journal={'ok' if journal.available else 'memory'} "
+                f"queues={queues.backend.name}"
             )
             window.close()
-        else:
-            if options.on_ready is not None:
-                await options.on_ready(window)
-            await closed.wait()
+            return 0
+        # the window is up: now the network side (TLS context, httpx stack) off the UI path
+        if geocoder_url:
+            ssl_context = await loop.run_in_executor(None, httpx.create_ssl_context)
+            await loop.run_in_executor(None, _warm_imports)
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(config.geocoder_timeout, connect=2.0), verify=ssl_context
+            )
+            resolver.geocoder = BanGeocoder(geocoder_url, client, timeout=config.geocoder_timeout)
+        if options.on_ready is not None:
+            await options.on_ready(window)
+        await closed.wait()
         return 0
     finally:
         await aio.cancel_all()
+        await queues.stop()
         await journal.close()
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
         if simulator is not None:
             simulator.stop()
         if window is not None:

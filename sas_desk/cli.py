@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sas_desk import __version__
 from sas_desk.services.config import ROLES, Config, ConfigError, load_config
+from sas_desk.services.queues.cli import add_db_parser, run_db_command
 
 log = logging.getLogger("sas_desk.cli")
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path)
     exp = dsub.add_parser("export-rseda", help="écrit un dossier en message RS-EDA")
     exp.add_argument("id")
+    add_db_parser(sub)
     return p
 
 
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
 
         serve_forever(args.host, args.port)
         return 0
+    if args.command == "db":
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+        return asyncio.run(run_db_command(args))
     setup_logging(config.data_dir, args.verbose)
     if args.command == "dossier":
         return asyncio.run(_dossier_command(config, args))

@@ -117,7 +117,9 @@ class Claim:
     expires_at: datetime
 
     def describe(self) -> str:
-        return f"{self.operator} ({self.role}, {self.workstation}) depuis {self.claimed_at:%H:%M:%S}"
+        return (
+            f"{self.operator} ({self.role}, {self.workstation}) depuis {self.claimed_at:%H:%M:%S}"
+        )
 
 
 @dataclass(frozen=True)

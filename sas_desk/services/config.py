@@ -54,10 +54,30 @@ class Config:
     geocoder_timeout: float = 3.0
     # simulator (demo)
     simulator_port: int = 0  # 0 = any free port
+    # handoff queues: empty dsn = the SQLite file in the data dir (one machine)
+    queues_dsn: str = ""
+    queues_schema: str = "sas_desk"
+    queues_ssl: tuple[tuple[str, str], ...] = ()  # sslmode, sslrootcert, sslcert, sslkey
+    lease_s: float = 120.0
+    renew_s: float = 30.0
+    wait_limits: tuple[float, float, float, float] = (
+        60.0,
+        300.0,
+        1200.0,
+        3600.0,
+    )  # P0..P3, seconds
 
     @property
     def journal_path(self) -> Path:
         return self.data_dir / "journal.sqlite"
+
+    @property
+    def queues_path(self) -> Path:
+        return self.data_dir / "queues.sqlite"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_dir / "outbox.sqlite"
 
 
 def default_config_path() -> Path:
@@ -92,6 +112,22 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
     "geocoder": frozenset({"url", "timeout"}),
     "demo": frozenset({"enabled", "simulator_port"}),
     "paths": frozenset({"data_dir"}),
+    "queues": frozenset(
+        {
+            "dsn",
+            "schema",
+            "sslmode",
+            "sslrootcert",
+            "sslcert",
+            "sslkey",
+            "lease_s",
+            "renew_s",
+            "wait_p0",
+            "wait_p1",
+            "wait_p2",
+            "wait_p3",
+        }
+    ),
 }
 
 
@@ -114,6 +150,7 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     geo = raw.get("geocoder", {})
     demo = raw.get("demo", {})
     paths = raw.get("paths", {})
+    queues = raw.get("queues", {})
     values["demo"] = not geo.get("url")
     _take(values, demo, "demo", bool, "demo", key="enabled")
     _take(values, org, "owner", str, "organisation")
@@ -126,6 +163,27 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     _take(values, geo, "geocoder_timeout", float, "geocoder", key="timeout")
     _take(values, demo, "simulator_port", int, "demo")
     _take(values, paths, "data_dir", str, "paths")
+    _take(values, queues, "queues_dsn", str, "queues", key="dsn")
+    _take(values, queues, "queues_schema", str, "queues", key="schema")
+    _take(values, queues, "lease_s", float, "queues")
+    _take(values, queues, "renew_s", float, "queues")
+    ssl: list[tuple[str, str]] = []
+    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+        one: dict[str, Any] = {}
+        _take(one, queues, key, str, "queues")
+        if key in one:
+            ssl.append((key, one[key]))
+    if ssl:
+        values["queues_ssl"] = tuple(ssl)
+    limits = list(Config.wait_limits)
+    for i in range(4):
+        one = {}
+        _take(one, queues, f"wait_p{i}", float, "queues")
+        if f"wait_p{i}" in one:
+            limits[i] = one[f"wait_p{i}"]
+    values["wait_limits"] = tuple(limits)
+    if values.get("lease_s", 120.0) <= values.get("renew_s", 30.0):
+        raise ConfigError(f"Configuration ({path}) : [queues] lease_s doit dépasser renew_s.")
     if "data_dir" in values:
         values["data_dir"] = Path(values["data_dir"]).expanduser()
     if values.get("role") and values["role"] not in ROLES:

@@ -272,7 +272,7 @@ class Simulator:
             server = _Server((self._host, self._port), self.routes)
             thread = threading.Thread(
                 target=server.serve_forever,
-                kwargs={"poll_interval": 0.1},
+                kwargs={"poll_interval": 0.02},
                 name=f"sas-desk-simulator-{server.server_address[1]}",
                 daemon=True,
             )

@@ -41,17 +41,10 @@ from sas_desk.models.validation import (
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver, Place
 from sas_desk.ui.aio import spawn
-from sas_desk.ui.widgets import KeyPicker, Message, named
+from sas_desk.ui.widgets import PRIORITY_COLOURS, KeyPicker, Message, named
 
 log = logging.getLogger("sas_desk.ui.sheet")
 
-PRIORITY_COLOURS = {
-    "P0": "#b00020",
-    "P1": "#e65100",
-    "P2": "#1565c0",
-    "P3": "#2e7d32",
-    "NR": "#616161",
-}
 FIELDS = ("callback", "location", "motive", "age", "priority", "branch", "dental_reason")
 
 

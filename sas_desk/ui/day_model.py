@@ -10,15 +10,9 @@ from PySide6.QtGui import QBrush, QColor
 
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import Dossier
+from sas_desk.ui.widgets import PRIORITY_COLOURS
 
 COLUMNS = ("Reçu", "Priorité", "Motif", "Commune", "Filière", "Statut", "N° dossier")
-PRIORITY_COLOURS = {
-    "P0": "#b00020",
-    "P1": "#e65100",
-    "P2": "#1565c0",
-    "P3": "#2e7d32",
-    "NR": "#616161",
-}
 
 Index = QModelIndex | QPersistentModelIndex
 

@@ -23,13 +23,19 @@ from PySide6.QtWidgets import (
 )
 
 from sas_desk.models.dossier import Dossier, Status
+from sas_desk.models.queue import QueueError, WaitLimits, queues_for_role
 from sas_desk.services.config import ROLES, Config
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver
 from sas_desk.services.journal.service import Journal, SaveState
 from sas_desk.services.journal.store import OpenReport
+from sas_desk.services.queues.api import BackendUnavailable
+from sas_desk.services.queues.client import LinkState, QueueClient
+from sas_desk.ui.aio import spawn
 from sas_desk.ui.call_sheet import CallSheet
 from sas_desk.ui.day_model import DayModel
+from sas_desk.ui.dossier_view import DossierView
+from sas_desk.ui.queue_panel import QueuePanel
 from sas_desk.ui.widgets import Banner, named
 
 log = logging.getLogger("sas_desk.ui")
@@ -94,6 +100,8 @@ class MainWindow(QMainWindow):
         unfinished: list[Dossier],
         today: list[Dossier],
         simulator_url: str = "",
+        queue_client: QueueClient | None = None,
+        limits: WaitLimits | None = None,
     ) -> None:
         super().__init__()
         self.setObjectName("MainWindow")
@@ -102,6 +110,12 @@ class MainWindow(QMainWindow):
         self.journal = journal
         self.resolver = resolver
         self.unfinished = unfinished
+        self.queue_client = queue_client
+        self.limits = limits or WaitLimits()
+        self.queue_panel: QueuePanel | None = None
+        self._offline_banner: Banner | None = None
+        self._last_save_ok: bool | None = None
+        self._last_save_second = -1
         self.role = ""
         self.setWindowTitle("SAS Desk — " + ("démonstration" if config.demo else config.owner))
         self.resize(1400, 900)
@@ -137,7 +151,9 @@ class MainWindow(QMainWindow):
         self.day_view.activated.connect(self._open_from_list)
         self.day_view.doubleClicked.connect(self._open_from_list)
         left_layout.addWidget(self.day_view)
-        split.addWidget(left)
+        self.left_tabs = named(QTabWidget(), "leftTabs")
+        self.left_tabs.addTab(left, "Dossiers du jour")
+        split.addWidget(self.left_tabs)
 
         self.tabs = named(QTabWidget(), "sheets")
         self.tabs.setTabsClosable(True)
@@ -194,6 +210,8 @@ class MainWindow(QMainWindow):
             self.addAction(action)
 
         journal.add_listener(self._on_save_state)
+        if queue_client is not None:
+            queue_client.add_listener(self._on_link_state)
         desk.on_change(self.day_model.upsert)
         if report is not None and report.notice_fr:
             self.banner(report.notice_fr, "warning")
@@ -214,10 +232,108 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentIndex(1)
         self.role_changed.emit(role)
         log.info("role set to %s", role)
+        self._build_queue_panel(role)
         if role == "ARM" and self.tabs.count() == 0 and not self.unfinished:
             self.new_call()
         elif role != "ARM":
-            self.day_view.setFocus()
+            if self.queue_panel is not None:
+                self.left_tabs.setCurrentWidget(self.queue_panel)
+                self.queue_panel.setFocus()
+            else:
+                self.day_view.setFocus()
+
+    # ------------------------------------------------------------------ queues
+    def _build_queue_panel(self, role: str) -> None:
+        if self.queue_client is None:
+            return
+        self.queue_client.actor = replace(self.queue_client.actor, role=role)
+        if self.queue_panel is not None:
+            self.queue_panel.stop()
+            self.left_tabs.removeTab(self.left_tabs.indexOf(self.queue_panel))
+            self.queue_panel.deleteLater()
+            self.queue_panel = None
+        queues = queues_for_role(role)
+        if not queues:
+            return
+        panel = QueuePanel(
+            self.queue_client, queues, self.limits, self.desk._now, supervisor=role == "SUP"
+        )
+        panel.open_dossier.connect(self.open_dossier_view)
+        self.queue_panel = panel
+        title = "Files" if role != "ARM" else "Retours ARM"
+        index = self.left_tabs.insertTab(0 if role != "ARM" else 1, panel, title)
+        if role != "ARM":
+            self.left_tabs.setCurrentIndex(index)
+        panel.start()
+
+    def open_dossier_view(self, case_id: str) -> None:
+        spawn(self._open_dossier_view(case_id), "open-dossier")
+
+    async def _open_dossier_view(self, case_id: str) -> None:
+        assert self.queue_client is not None
+        for i in range(self.tabs.count()):
+            w = self.tabs.widget(i)
+            if isinstance(w, DossierView) and w.dossier.case_id == case_id:
+                self.tabs.setCurrentIndex(i)
+                await w.refresh()
+                return
+        try:
+            dossier = await self.queue_client.dossier(case_id)
+            events = await self.queue_client.events(case_id)
+        except BackendUnavailable as exc:
+            self.banner(exc.message_fr, "error")
+            return
+        if dossier is None:
+            self.banner(f"Dossier {case_id} introuvable sur le serveur des files.", "error")
+            return
+        view = DossierView(self.queue_client, self.desk, self.resolver, dossier, events)
+        index = self.tabs.addTab(
+            view, f"{dossier.priority} {dossier.commune_label or dossier.sender_case_id}"
+        )
+        self.tabs.setCurrentIndex(index)
+        self.right.setCurrentIndex(1)
+        view.note.setFocus()
+
+    def _on_transmitted(self, case_id: str) -> None:
+        sheet = next(
+            (
+                w
+                for i in range(self.tabs.count())
+                if isinstance(w := self.tabs.widget(i), CallSheet) and w.dossier.case_id == case_id
+            ),
+            None,
+        )
+        if sheet is None or self.queue_client is None:
+            return
+        spawn(self._enqueue(sheet.dossier), "enqueue")
+
+    async def _enqueue(self, dossier: Dossier) -> None:
+        assert self.queue_client is not None
+        try:
+            await self.queue_client.enqueue(dossier)
+        except QueueError as exc:
+            self.banner(
+                f"Dossier transmis localement mais pas mis en file : {exc.message_fr}", "error"
+            )
+
+    def _on_link_state(self, state: LinkState) -> None:
+        if state.online and not state.pending:
+            if self._offline_banner is not None:
+                self._offline_banner.deleteLater()
+                self._offline_banner = None
+        else:
+            text = (
+                f"Hors ligne — {state.pending} action{'s' if state.pending > 1 else ''} en attente"
+            )
+            if state.message_fr:
+                text += f" ({state.message_fr})"
+            if self._offline_banner is None:
+                self._offline_banner = self.banner(text, "error")
+                self._offline_banner.setObjectName("offlineBanner")
+            else:
+                self._offline_banner.label.setText(text)
+        for message in state.failed:
+            self.banner(f"Action refusée par le serveur au rejeu : {message}", "error")
 
     def show_role_picker(self) -> None:
         self.stack.setCurrentIndex(0)
@@ -271,6 +387,12 @@ class MainWindow(QMainWindow):
         sheet = CallSheet(self.desk, self.resolver, dossier, read_only=read_only)
         index = self.tabs.addTab(sheet, sheet.tab_title())
         sheet.title_changed.connect(lambda t, s=sheet: self._retitle(s, t))
+        sheet.transmitted.connect(self._on_transmitted)
+        if self._last_save_ok is not None:
+            sheet.set_save_state(
+                "✓ enregistré" if self._last_save_ok else "⚠ en mémoire seulement",
+                self._last_save_ok,
+            )
         sheet.edited.connect(lambda s=sheet: self.day_model.upsert(s.dossier))
         self.tabs.setCurrentIndex(index)
         self.right.setCurrentIndex(1)
@@ -306,22 +428,27 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ journal state
     def _on_save_state(self, state: SaveState) -> None:
+        """Journal feedback.  Called after every write (often one per
+        keystroke): restyle only when ok/error flips, and refresh the clock
+        text at most once a second."""
+        changed = self._last_save_ok is not state.ok
+        self._last_save_ok = state.ok
         if state.ok:
-            text = f"Journal : enregistré à {state.at:%H:%M:%S}"
+            if changed or state.at.second != self._last_save_second:
+                self.save_label.setText(f"Journal : enregistré à {state.at:%H:%M:%S}")
+                self._last_save_second = state.at.second
         else:
-            text = f"Journal : NON ENREGISTRÉ — {state.message_fr}"
-            if not any(
-                isinstance(w, Banner) and w.objectName() == "journalError"
-                for w in self._banner_widgets()
-            ):
-                b = self.banner(state.message_fr, "error")
-                b.setObjectName("journalError")
-        self.save_label.setText(text)
+            self.save_label.setText(f"Journal : NON ENREGISTRÉ — {state.message_fr}")
+        if not changed:
+            return
         self.save_label.setStyleSheet("" if state.ok else "color: #b00020; font-weight: bold;")
         if state.ok:
             for w in self._banner_widgets():
                 if w.objectName() == "journalError":
                     w.deleteLater()
+        elif not any(w.objectName() == "journalError" for w in self._banner_widgets()):
+            b = self.banner(state.message_fr, "error")
+            b.setObjectName("journalError")
         for i in range(self.tabs.count()):
             sheet = self.tabs.widget(i)
             if isinstance(sheet, CallSheet):

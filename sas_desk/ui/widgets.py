@@ -9,6 +9,14 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QWidget
 
+PRIORITY_COLOURS = {
+    "P0": "#b00020",
+    "P1": "#e65100",
+    "P2": "#1565c0",
+    "P3": "#2e7d32",
+    "NR": "#616161",
+}
+
 
 class KeyPicker(QWidget):
     """A row of choices picked with single keys while the row has focus

@@ -57,7 +57,10 @@ class Journal:
             max_workers=1, thread_name_prefix="journal"
         )
         self._store: JournalStore | None = None
-        self._pending: dict[str, tuple[dict[str, Any], float]] = {}
+        # latest state per dossier: the live object (serialised at write time,
+        # once per batch, not on every keystroke) or a snapshot put back after
+        # a failed write; with the time of the first unsaved edit
+        self._pending: dict[str, tuple[Dossier | dict[str, Any], float]] = {}
         self._pending_events: list[tuple[Event, float]] = []
         self._flushing: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
@@ -109,11 +112,10 @@ class Journal:
     def submit(self, dossier: Dossier, *events: Event) -> None:
         """Queue a snapshot of ``dossier`` (and events) for the disk.  Never blocks."""
         stamp = time.monotonic()
-        snapshot = dossier.to_dict()
         previous = self._pending.get(dossier.case_id)
-        if previous is None or previous[0]["revision"] <= snapshot["revision"]:
+        if previous is None or _revision(previous[0]) <= dossier.revision:
             # keep the oldest submit time: latency is measured from the first unsaved edit
-            self._pending[dossier.case_id] = (snapshot, previous[1] if previous else stamp)
+            self._pending[dossier.case_id] = (dossier, previous[1] if previous else stamp)
         self._pending_events.extend((e, stamp) for e in events)
         self._kick()
 
@@ -130,7 +132,7 @@ class Journal:
                 if self._store is None:
                     await asyncio.sleep(delay)
                     continue
-            batch = dict(self._pending)
+            batch = {cid: (_snapshot(d), t) for cid, (d, t) in self._pending.items()}
             events = list(self._pending_events)
             self._pending.clear()
             self._pending_events.clear()
@@ -143,7 +145,7 @@ class Journal:
                 # put everything back (newer edits that arrived meanwhile win)
                 for case_id, item in batch.items():
                     current = self._pending.get(case_id)
-                    if current is None or current[0]["revision"] < item[0]["revision"]:
+                    if current is None or _revision(current[0]) < _revision(item[0]):
                         self._pending[case_id] = item
                 self._pending_events[:0] = events
                 log.error(
@@ -199,7 +201,7 @@ class Journal:
     async def load(self, case_id: str) -> Dossier | None:
         pending = self._pending.get(case_id)
         if pending is not None:
-            return Dossier.from_dict(pending[0])
+            return Dossier.from_dict(_snapshot(pending[0]))
         return await self._read(lambda s: s.load(case_id), None)
 
     async def events(self, case_id: str) -> list[Event]:
@@ -230,3 +232,11 @@ class Journal:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+
+def _snapshot(item: Dossier | dict[str, Any]) -> dict[str, Any]:
+    return item if isinstance(item, dict) else item.to_dict()
+
+
+def _revision(item: Dossier | dict[str, Any]) -> int:
+    return int(item["revision"]) if isinstance(item, dict) else item.revision

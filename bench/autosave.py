@@ -1,0 +1,474 @@
+"""Autosave under fast typing: 1,000 keystrokes into a call sheet of the real app.
+
+    python bench/autosave.py [--edits N] [--interval-ms MS] [--schedule] [--display]
+
+Starts SAS Desk through its composition root (``sas_desk.app.run``) on a
+temporary data dir (a real SQLite journal on disk), with the ARM role
+preset so that a new call sheet is open.  The scenario types single
+keystrokes (real key events, ``sas_desk.ui.keys.type_text``) spread over the
+callback number, the location, the motive, the age and the note, French
+accents included, with an ``await asyncio.sleep(0.008)`` after each keystroke
+like a (very) fast typist (``--schedule``: a fixed rate instead, one keystroke
+due every 8 ms), then waits for the journal, checks the stored dossier and
+closes the window.
+
+Measures:
+
+* edit-to-durable latency of every keystroke (p50, p95, p99, max), goal
+  p99 ≤ 50 ms;
+* the longest event-loop stall: a 5 ms QTimer heartbeat runs during the
+  whole scenario; stall = largest gap between two ticks minus 5 ms, goal
+  ≤ 30 ms;
+* the number of journal writes (how much the autosave coalesced);
+* that the stored dossier's ``inputs`` equal what is on screen.
+
+Exit code 0 when the run completed (goals met or not: it is a measurement),
+1 when it failed (exception, keystroke lost, stored dossier wrong).  The last
+line is ``RESULT {json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import os
+import re
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+GOAL_P99_MS = 50.0
+GOAL_STALL_MS = 30.0
+HEARTBEAT_MS = 5
+FIELDS = ("callback", "location", "motive", "age", "note")
+
+# What the typist types, cycling through the list until the edit budget is
+# spent.  ``replace`` selects the field's text first, so the first keystroke
+# overwrites it (a correction: still one edit); otherwise the text is appended.
+SCRIPT: tuple[tuple[str, str, bool], ...] = (
+    ("callback", "06 12 34 56 78", True),
+    ("location", "12 rue de la République, Lyon", True),
+    ("motive", "douleur thoracique", True),
+    ("age", "67", True),
+    ("note", "Douleur constrictive depuis 30 min, sueurs, nausées. ", False),
+    ("location", " — bâtiment B, 3e étage, près de l'église Saint-Pothin", False),
+    ("motive", "M03.06", True),
+    ("age", " ans", False),
+    ("note", "Épouse présente ; patient conscient, très pâle, respire à 24/min. ", False),
+    ("callback", "04 78 12 90 55", True),
+    ("location", "8 place Bellecour, Lyon 2e", True),
+    ("age", "8 mois", True),
+    ("motive", "fièvre enfant", True),
+    (
+        "note",
+        "Antécédent d'infarctus en 2019, traité par aspirine ; allergie à la pénicilline. ",
+        False,
+    ),
+)
+
+
+def plan(edits: int) -> list[tuple[str, str, bool]]:
+    """``edits`` keystrokes: (field, character, select-all before it)."""
+    out: list[tuple[str, str, bool]] = []
+    while len(out) < edits:
+        for name, text, replace in SCRIPT:
+            for i, ch in enumerate(text):
+                out.append((name, ch, replace and i == 0))
+                if len(out) == edits:
+                    return out
+    return out
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+@dataclass
+class Measure:
+    edits: int
+    interval_s: float
+    key_times: list[float] = field(default_factory=list)  # monotonic time of each keystroke
+    key_revisions: list[int] = field(default_factory=list)  # dossier revision it produced
+    durable_at: list[float | None] = field(default_factory=list)
+    writes: int = 0  # successful journal writes that carried the sheet
+    other_writes: int = 0  # successful writes without it (e.g. events only)
+    failed_writes: list[str] = field(default_factory=list)
+    ticks: list[float] = field(default_factory=list)  # heartbeat tick times
+    worst_gap_at_edit: int = -1
+    typing_s: float = 0.0
+    lateness: list[float] = field(default_factory=list)  # keystroke sent - keystroke due
+    flush_ok: bool = False
+    stored_ok: bool = False
+    stored_detail: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    case_id: str = ""
+
+
+def make_scenario(m: Measure, interval_s: float, schedule: bool):  # type: ignore[no-untyped-def]
+    async def scenario(window: Any) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        from sas_desk.services.journal.service import SaveState
+        from sas_desk.ui.keys import type_text
+
+        # ---- heartbeat: runs during the whole scenario ------------------------
+        heartbeat = QTimer()
+        heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
+        heartbeat.setInterval(HEARTBEAT_MS)
+        edit_at_tick: list[int] = []  # keystrokes sent when each tick fired
+
+        def tick() -> None:
+            m.ticks.append(time.monotonic())
+            edit_at_tick.append(len(m.key_times))
+
+        heartbeat.timeout.connect(tick)
+        heartbeat.start()
+        tick()
+        try:
+            window.activateWindow()
+            await asyncio.sleep(0.2)  # let the window settle (first paint, layouts)
+            sheet = window.current_sheet()
+            if sheet is None:
+                raise RuntimeError("the ARM role did not open a call sheet")
+            case_id = sheet.dossier.case_id
+            m.case_id = case_id
+            widgets = {name: getattr(sheet, name) for name in FIELDS}
+
+            # ---- edit-to-durable rule ------------------------------------------
+            # Every keystroke bumps the dossier's revision (CallSheet._on_text ->
+            # Desk.touch) and submits a snapshot; we record the revision it
+            # produced.  The journal writes the *latest* snapshot of the dossier
+            # taken when the write began, and reports it in SaveState.saved as
+            # (case_id, revision).  So a successful write that reports revision R
+            # makes durable exactly the keystrokes whose revision is ≤ R, i.e.
+            # every keystroke made before that write began, and they are durable
+            # when the listener is called (time T, right after the commit).
+            # latency = T - keystroke time.
+            # (max(state.submitted) would be wrong here: the journal keeps the
+            # time of the *first* unsaved edit of a dossier, so it would leave the
+            # later keystrokes of the same batch to the next write and overstate
+            # their latency.  We use it only as a consistency check.)
+            pointer = 0
+
+            def on_save(state: SaveState) -> None:
+                nonlocal pointer
+                now = time.monotonic()
+                if not state.ok:
+                    m.failed_writes.append(f"{state.reason}: {state.message_fr}")
+                    return
+                revision = dict(state.saved).get(case_id)
+                if revision is None:
+                    m.other_writes += 1
+                    return
+                m.writes += 1
+                first = pointer
+                while pointer < len(m.key_revisions) and m.key_revisions[pointer] <= revision:
+                    m.durable_at[pointer] = now
+                    pointer += 1
+                # consistency: the write's submit time is that of its first keystroke
+                if (
+                    pointer > first
+                    and min(state.submitted, default=now) + 1e-3 < m.key_times[first]
+                ):
+                    m.errors.append(
+                        f"write #{m.writes}: submit time precedes its first unsaved keystroke"
+                    )
+
+            window.journal.add_listener(on_save)
+
+            # ---- typing ---------------------------------------------------------
+            # Default pacing: ``await asyncio.sleep(interval)`` after each
+            # keystroke (the loop runs meanwhile: repaint, journal, timers), so
+            # the real interval is the pause plus the app's own work per key.
+            # --schedule: keystroke i is due at start + i * interval whatever the
+            # app does (a fixed rate); we sleep until then, or only yield when
+            # the app has fallen behind, and record how late each key was sent.
+            current = ""
+            start = time.monotonic()
+            for i, (name, ch, replace) in enumerate(plan(m.edits)):
+                if schedule:
+                    due = start + i * interval_s
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    m.lateness.append(time.monotonic() - due)
+                elif i:
+                    await asyncio.sleep(interval_s)
+                widget = widgets[name]
+                if name != current:
+                    if current:
+                        hide_popup(widgets[current])  # as Tab would
+                    widget.setFocus()
+                    current = name
+                if replace:
+                    widget.selectAll()
+                before = sheet.dossier.revision
+                m.key_times.append(time.monotonic())
+                type_text(widget, ch)
+                m.key_revisions.append(sheet.dossier.revision)
+                m.durable_at.append(None)
+                if sheet.dossier.revision == before:
+                    m.errors.append(f"keystroke {len(m.key_times)} ({ch!r} in {name}) made no edit")
+            m.typing_s = time.monotonic() - start
+            hide_popup(widgets[current])
+
+            m.flush_ok = await window.journal.flush(timeout=10)
+            await asyncio.sleep(0.2)  # trailing work (geocoding timer, repaint)
+            heartbeat.stop()
+            tick()
+
+            # ---- what is on disk -------------------------------------------------
+            on_screen = {name: w.text() for name, w in widgets.items()}
+            check_stored(m, window.config.journal_path, case_id, on_screen, sheet.dossier.revision)
+        except Exception:
+            m.errors.append("scenario failed:\n" + traceback.format_exc())
+        finally:
+            heartbeat.stop()
+            gaps = [b - a for a, b in itertools.pairwise(m.ticks)]
+            if gaps:
+                worst = max(range(len(gaps)), key=gaps.__getitem__)
+                m.worst_gap_at_edit = edit_at_tick[worst + 1]
+            window.close()
+
+    return scenario
+
+
+def hide_popup(widget: Any) -> None:
+    completer = widget.completer()
+    if completer is not None and completer.popup().isVisible():
+        completer.popup().hide()
+
+
+def check_stored(
+    m: Measure, path: Path, case_id: str, on_screen: dict[str, str], revision: int
+) -> None:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute(
+            "SELECT revision, data FROM dossiers WHERE case_id = ?", [case_id]
+        ).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        m.stored_detail.append(f"dossier {case_id} not found in {path}")
+        return
+    stored_revision, data = row
+    inputs = json.loads(data).get("inputs", {})
+    ok = True
+    for name, text in on_screen.items():
+        got = inputs.get(name)
+        if got != text:
+            ok = False
+            m.stored_detail.append(f"{name}: stored {got!r} != screen {text!r}")
+    if stored_revision != revision:
+        ok = False
+        m.stored_detail.append(f"revision: stored {stored_revision} != sheet {revision}")
+    m.stored_ok = ok
+    m.stored_detail.append(f"stored revision {stored_revision}; fields on screen:")
+    m.stored_detail.extend(f"  {name:9} {text!r}" for name, text in on_screen.items())
+
+
+def log_problems(data_dir: Path) -> list[str]:
+    log_file = data_dir / "logs" / "sas-desk.log"
+    if not log_file.exists():
+        return []
+    lines = log_file.read_text(encoding="utf-8").splitlines()
+    return [
+        line
+        for line in lines
+        if any(f" {lvl} " in line for lvl in ("WARNING", "ERROR", "CRITICAL"))
+    ]
+
+
+# Qt warnings that only say the offscreen platform cannot do window-manager
+# things (same list as pytest's qt_log_ignore in pyproject.toml)
+QT_NOISE = re.compile(
+    r"This plugin does not support (propagateSizeHints\(\)|raise\(\)|grabbing the (keyboard|mouse))"
+)
+
+
+def install_qt_message_handler(messages: list[str]) -> None:
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    def handler(kind: QtMsgType, _context: object, text: str) -> None:
+        if kind in (QtMsgType.QtDebugMsg, QtMsgType.QtInfoMsg) or QT_NOISE.search(text):
+            return
+        messages.append(f"{kind.name}: {text}")
+
+    qInstallMessageHandler(handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--edits", type=int, default=1000, help="keystrokes (default 1000)")
+    parser.add_argument(
+        "--interval-ms", type=float, default=8.0, help="keystroke pacing in ms (default 8)"
+    )
+    parser.add_argument(
+        "--schedule",
+        action="store_true",
+        help="fixed rate: keystroke i due at i × interval (default: pause interval after each)",
+    )
+    parser.add_argument(
+        "--display", action="store_true", help="use $DISPLAY instead of the offscreen platform"
+    )
+    args = parser.parse_args(argv)
+    if args.edits < 1:
+        parser.error("--edits must be positive")
+    if args.interval_ms < 0:
+        parser.error("--interval-ms cannot be negative")
+    if args.display and os.environ.get("DISPLAY"):
+        os.environ.pop("QT_QPA_PLATFORM", None)
+        platform = f"display {os.environ['DISPLAY']}"
+    else:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        platform = "offscreen"
+
+    from sas_desk.app import RunOptions, run, setup_logging
+    from sas_desk.services.config import Config
+
+    m = Measure(args.edits, args.interval_ms / 1000)
+    unhandled: list[str] = []
+    qt_messages: list[str] = []
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        # exceptions raised in Qt slots end here; the app goes on, the bench must not miss them
+        unhandled.append("".join(traceback.format_exception(kind, exc, tb)))
+
+    sys.excepthook = hook
+    install_qt_message_handler(qt_messages)
+    with tempfile.TemporaryDirectory(prefix="sas-desk-autosave-") as tmp:
+        data_dir = Path(tmp)
+        setup_logging(data_dir)  # the app's own log file, scanned for warnings below
+        config = Config(data_dir=data_dir, role="ARM", workstation="BENCH", operator="bench")
+        print(f"platform : {platform}")
+        print(f"journal  : {config.journal_path}")
+        print(
+            f"workload : {args.edits} keystrokes, "
+            + (
+                f"one due every {args.interval_ms:g} ms (fixed schedule)"
+                if args.schedule
+                else f"{args.interval_ms:g} ms asyncio.sleep after each"
+            )
+        )
+        try:
+            code = run(config, RunOptions(on_ready=make_scenario(m, m.interval_s, args.schedule)))
+        except Exception:
+            code = -1
+            m.errors.append("run() raised:\n" + traceback.format_exc())
+        problems = log_problems(data_dir)
+    sys.excepthook = sys.__excepthook__
+
+    lost = [i for i, t in enumerate(m.durable_at) if t is None]
+    latencies = sorted(
+        (t - k) * 1000 for k, t in zip(m.key_times, m.durable_at, strict=True) if t is not None
+    )
+    gaps = [b - a for a, b in itertools.pairwise(m.ticks)]
+    stall_ms = max(0.0, max(gaps, default=0.0) * 1000 - HEARTBEAT_MS)
+    if code != 0:
+        m.errors.append(f"run() returned {code}")
+    if len(m.key_times) != m.edits:
+        m.errors.append(f"only {len(m.key_times)} of {m.edits} keystrokes were typed")
+    if lost:
+        m.errors.append(f"{len(lost)} keystroke(s) never became durable (first: #{lost[0] + 1})")
+    if not m.flush_ok:
+        m.errors.append("journal.flush(timeout=10) timed out")
+    if m.failed_writes:
+        m.errors.append(f"{len(m.failed_writes)} failed write(s): {m.failed_writes[0]}")
+    if not m.stored_ok:
+        m.errors.append("stored dossier differs from the screen")
+    m.errors.extend("unhandled exception in a slot:\n" + u for u in unhandled)
+    m.errors.extend(
+        f"Qt {text}" for text in qt_messages if text.startswith(("QtCriticalMsg", "QtFatalMsg"))
+    )
+
+    nan = float("nan")
+    p50, p95, p99, worst = (
+        (percentile(latencies, p) for p in (50, 95, 99, 100)) if latencies else (nan,) * 4
+    )
+    rate = len(m.key_times) / m.typing_s if m.typing_s else 0.0
+    median_gap = statistics.median(gaps) * 1000 if gaps else nan
+    where = ""
+    if 0 < m.worst_gap_at_edit <= len(m.key_times):
+        where = f", right after keystroke #{m.worst_gap_at_edit} ({plan(m.edits)[m.worst_gap_at_edit - 1][0]})"
+    elif m.worst_gap_at_edit == 0:
+        where = ", before the first keystroke"
+    print()
+    print(f"typing           : {len(m.key_times)} keystrokes in {m.typing_s:.2f} s ({rate:.0f}/s)")
+    if m.lateness:
+        late = sorted(m.lateness)
+        print(
+            f"behind schedule  : keystrokes sent late by p50 {late[len(late) // 2] * 1000:.1f} ms, "
+            f"max {late[-1] * 1000:.1f} ms (latency counts from the send)"
+        )
+    print(
+        f"journal writes   : {m.writes} carrying the sheet "
+        f"({len(m.key_times) / max(m.writes, 1):.2f} keystrokes per write), "
+        f"{m.other_writes} other, {len(m.failed_writes)} failed"
+    )
+    print(
+        f"edit→durable     : p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms"
+    )
+    print(
+        f"heartbeat (5 ms) : {len(m.ticks)} ticks, median gap {median_gap:.1f} ms, "
+        f"longest stall {stall_ms:.1f} ms{where}"
+    )
+    print(f"stored dossier   : {'equals the screen' if m.stored_ok else 'DIFFERS'}")
+    for line in m.stored_detail:
+        print(f"  {line}")
+    if problems:
+        print(f"app log warnings/errors: {len(problems)}")
+        for line in problems[:10]:
+            print(f"  {line}")
+    if qt_messages:
+        print(f"Qt warnings (offscreen noise left out): {len(qt_messages)}")
+        for line in dict.fromkeys(qt_messages):
+            print(f"  {line}")
+    ok_p99 = p99 <= GOAL_P99_MS
+    ok_stall = stall_ms <= GOAL_STALL_MS
+    print()
+    print(
+        f"goal: p99 edit→durable ≤ {GOAL_P99_MS:.0f} ms  {'PASS' if ok_p99 else 'FAIL'} ({p99:.1f} ms)"
+    )
+    print(
+        f"goal: longest stall ≤ {GOAL_STALL_MS:.0f} ms     "
+        f"{'PASS' if ok_stall else 'FAIL'} ({stall_ms:.1f} ms)"
+    )
+    for err in m.errors:
+        print(f"ERROR: {err}")
+
+    def num(x: float) -> float | None:
+        return None if math.isnan(x) else round(x, 2)
+
+    result = {
+        "edits": len(m.key_times),
+        "interval_ms": args.interval_ms,
+        "pacing": "schedule" if args.schedule else "sleep",
+        "writes": m.writes,
+        "p50_ms": num(p50),
+        "p95_ms": num(p95),
+        "p99_ms": num(p99),
+        "max_ms": num(worst),
+        "stall_ms": num(stall_ms),
+        "goal_p99_ms": GOAL_P99_MS,
+        "goal_stall_ms": GOAL_STALL_MS,
+        "stored_matches": m.stored_ok,
+        "errors": len(m.errors),
+        "pass": ok_p99 and ok_stall and m.stored_ok and not m.errors,
+    }
+    print("RESULT " + json.dumps(result))
+    return 1 if m.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1235 @@
+"""Queues in one SQLite file, shared by the SAS Desk processes of one machine.
+
+Several processes (one per workstation session) open the same file in the
+data directory.  The file is in WAL mode; every mutation runs in one
+``BEGIN IMMEDIATE`` transaction that writes the item, the dossier, the event,
+the idempotency record (``applied_ops``) and a ``changes`` row together, so
+a crash never leaves half an operation.  The schema is versioned with
+``PRAGMA user_version`` and ordered migrations; ``events`` refuses UPDATE and
+DELETE (triggers).
+
+Each :class:`SqliteBackend` owns one thread (a one-worker executor) that
+creates and uses its SQLite connections: the event loop never waits on the
+disk.  Watchers poll ``PRAGMA data_version`` on their own connection, which
+changes when *another* connection (another process, another instance)
+commits; commits made by this instance wake them up at once.
+
+Times: lease arithmetic uses the operation's ``at`` (and the ``at`` given to
+:meth:`renew` / :meth:`expire`), so that a replay behaves exactly like the
+first application; the injected ``now`` only stamps bookkeeping columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import functools
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from sas_desk.models.codes import codelist
+from sas_desk.models.dossier import (
+    Actor,
+    Decision,
+    Dossier,
+    Event,
+    EventKind,
+    Status,
+    add_note,
+)
+from sas_desk.models.queue import (
+    ChangeSet,
+    Claim,
+    ClaimConflict,
+    ItemStatus,
+    NotFound,
+    NotHolder,
+    Operation,
+    QueueError,
+    QueueItem,
+    QueueName,
+    WaitLimits,
+    ordered,
+    priority_rank,
+    queue_for_attribution,
+    queues_for_role,
+)
+from sas_desk.models.validation import ValidationError
+from sas_desk.services.queues.api import (
+    DEFAULT_LEASE_S,
+    OPERATION_KINDS,
+    BackendUnavailable,
+    QueueBackend,
+)
+
+log = logging.getLogger("sas_desk.queues")
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ACTIVE = (ItemStatus.WAITING.value, ItemStatus.CLAIMED.value)
+_CHANGES_KEPT = 10_000  # rows of ``changes`` kept for slow watchers
+_PRUNE_EVERY = 500
+_DEFAULT_LIMITS = WaitLimits()
+
+
+# ---------------------------------------------------------------------------- schema
+
+
+def _m1(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE dossiers (
+            case_id TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            updated_at TEXT NOT NULL)"""
+    )
+    conn.execute(
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            case_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            role TEXT NOT NULL,
+            operator TEXT NOT NULL,
+            workstation TEXT NOT NULL,
+            op_id TEXT,
+            data TEXT NOT NULL)"""
+    )
+    conn.execute("CREATE INDEX events_case ON events(case_id, seq)")
+    conn.execute(
+        "CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
+        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
+    )
+    conn.execute(
+        "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
+        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
+    )
+    conn.execute(
+        """CREATE TABLE items (
+            case_id TEXT PRIMARY KEY REFERENCES dossiers(case_id),
+            queue TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('WAITING', 'CLAIMED', 'CLOSED')),
+            priority TEXT NOT NULL,
+            priority_rank INTEGER NOT NULL,
+            waiting_since TEXT NOT NULL,
+            waiting_us INTEGER NOT NULL,
+            motive_code TEXT NOT NULL,
+            motive_label TEXT NOT NULL,
+            commune TEXT NOT NULL,
+            age TEXT NOT NULL,
+            sex TEXT NOT NULL,
+            claim_workstation TEXT,
+            claim_operator TEXT,
+            claim_role TEXT,
+            claimed_at TEXT,
+            claim_expires_at TEXT,
+            claim_expires_us INTEGER,
+            version INTEGER NOT NULL,
+            alert TEXT NOT NULL,
+            CHECK ((status = 'CLAIMED') = (claim_workstation IS NOT NULL)))"""
+    )
+    conn.execute(
+        "CREATE INDEX items_order ON items(queue, status, priority_rank, waiting_us, case_id)"
+    )
+    conn.execute(
+        "CREATE INDEX items_claims ON items(claim_workstation, claim_expires_us) "
+        "WHERE status = 'CLAIMED'"
+    )
+    conn.execute(
+        """CREATE TABLE applied_ops (
+            op_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            case_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            applied_at TEXT NOT NULL,
+            outcome TEXT NOT NULL)"""
+    )
+    conn.execute(
+        """CREATE TABLE changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            case_id TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            from_queue TEXT NOT NULL,
+            version INTEGER NOT NULL)"""
+    )
+
+
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_ITEM_COLUMNS = (
+    "case_id, queue, status, priority, waiting_since, motive_code, motive_label, commune, "
+    "age, sex, claim_workstation, claim_operator, claim_role, claimed_at, claim_expires_at, "
+    "version, alert"
+)
+
+
+# ---------------------------------------------------------------------------- conversions
+
+
+def _us(at: datetime) -> int:
+    """Exact microseconds since the epoch (ordering and lease comparisons)."""
+    if at.tzinfo is None:
+        raise QueueError("Heure sans fuseau horaire : opération refusée.", "invalid")
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _item_from_row(row: Sequence[Any]) -> QueueItem:
+    claim = None
+    if row[10] is not None:
+        claim = Claim(
+            workstation=row[10],
+            operator=row[11],
+            role=row[12],
+            claimed_at=datetime.fromisoformat(row[13]),
+            expires_at=datetime.fromisoformat(row[14]),
+        )
+    return QueueItem(
+        case_id=row[0],
+        queue=QueueName(row[1]),
+        status=ItemStatus(row[2]),
+        priority=row[3],
+        waiting_since=datetime.fromisoformat(row[4]),
+        motive_code=row[5],
+        motive_label=row[6],
+        commune=row[7],
+        age=row[8],
+        sex=row[9],
+        claim=claim,
+        version=int(row[15]),
+        alert=row[16],
+    )
+
+
+def _claim_to_dict(claim: Claim) -> dict[str, str]:
+    return {
+        "workstation": claim.workstation,
+        "operator": claim.operator,
+        "role": claim.role,
+        "claimed_at": claim.claimed_at.isoformat(),
+        "expires_at": claim.expires_at.isoformat(),
+    }
+
+
+def _claim_from_dict(data: dict[str, Any]) -> Claim:
+    return Claim(
+        workstation=data["workstation"],
+        operator=data["operator"],
+        role=data["role"],
+        claimed_at=datetime.fromisoformat(data["claimed_at"]),
+        expires_at=datetime.fromisoformat(data["expires_at"]),
+    )
+
+
+def _item_to_dict(item: QueueItem) -> dict[str, Any]:
+    return {
+        "case_id": item.case_id,
+        "queue": item.queue.value,
+        "status": item.status.value,
+        "priority": item.priority,
+        "waiting_since": item.waiting_since.isoformat(),
+        "motive_code": item.motive_code,
+        "motive_label": item.motive_label,
+        "commune": item.commune,
+        "age": item.age,
+        "sex": item.sex,
+        "claim": _claim_to_dict(item.claim) if item.claim else None,
+        "version": item.version,
+        "alert": item.alert,
+    }
+
+
+def _item_from_dict(data: dict[str, Any]) -> QueueItem:
+    return QueueItem(
+        case_id=data["case_id"],
+        queue=QueueName(data["queue"]),
+        status=ItemStatus(data["status"]),
+        priority=data["priority"],
+        waiting_since=datetime.fromisoformat(data["waiting_since"]),
+        motive_code=data["motive_code"],
+        motive_label=data["motive_label"],
+        commune=data["commune"],
+        age=data["age"],
+        sex=data["sex"],
+        claim=_claim_from_dict(data["claim"]) if data.get("claim") else None,
+        version=int(data["version"]),
+        alert=data["alert"],
+    )
+
+
+def _error_outcome(exc: QueueError) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ok": False,
+        "error": type(exc).__name__,
+        "code": exc.code,
+        "message": exc.message_fr,
+    }
+    claim = getattr(exc, "claim", None)
+    if isinstance(claim, Claim):
+        out["claim"] = _claim_to_dict(claim)
+    return out
+
+
+def _raise_outcome(outcome: dict[str, Any], case_id: str) -> NoReturn:
+    """Raise again the error recorded for an operation (same class, same message)."""
+    claim = _claim_from_dict(outcome["claim"]) if outcome.get("claim") else None
+    error = outcome.get("error")
+    if error == "ClaimConflict" and claim is not None:
+        raise ClaimConflict(claim)
+    if error == "NotFound":
+        raise NotFound(case_id)
+    if error == "NotHolder":
+        raise NotHolder(case_id, claim)
+    raise QueueError(str(outcome.get("message", "")), str(outcome.get("code", "")))
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise QueueError(f"Champ « {key} » invalide : texte attendu.", "invalid")
+    return value
+
+
+def _queue_arg(value: Any) -> QueueName:
+    try:
+        return QueueName(value)
+    except ValueError:
+        raise QueueError(f"File inconnue : « {value} ».", "invalid") from None
+
+
+def _lease(data: dict[str, Any], key: str = "lease_s") -> float:
+    value = data.get(key, DEFAULT_LEASE_S)
+    if value is None:
+        return DEFAULT_LEASE_S
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise QueueError("Durée de prise en charge invalide.", "invalid")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+class _TooNew(Exception):
+    pass
+
+
+def _unavailable(exc: BaseException) -> BackendUnavailable:
+    """A French message for what SQLite or the disk refused."""
+    text = str(exc).lower()
+    if isinstance(exc, _TooNew):
+        return BackendUnavailable(
+            "Le fichier des files a été créé par une version plus récente de SAS Desk : "
+            "mettez ce poste à jour."
+        )
+    if "locked" in text or "busy" in text:
+        return BackendUnavailable("Files occupées par un autre poste : nouvel essai en cours.")
+    if isinstance(exc, PermissionError) or "readonly" in text or "read-only" in text:
+        return BackendUnavailable(
+            "Le fichier des files est en lecture seule : opération impossible sur ce poste."
+        )
+    if "full" in text or (isinstance(exc, OSError) and exc.errno == 28):
+        return BackendUnavailable("Disque plein : les files ne peuvent plus être enregistrées.")
+    if "unable to open" in text or (
+        isinstance(exc, OSError) and not isinstance(exc, sqlite3.Error)
+    ):
+        return BackendUnavailable(
+            "Impossible d'ouvrir le fichier des files (dossier inaccessible)."
+        )
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return BackendUnavailable("Fichier des files endommagé : prévenez le support.")
+    return BackendUnavailable(f"Erreur d'accès au fichier des files ({exc.__class__.__name__}).")
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+# ---------------------------------------------------------------------------- watch cursor
+
+
+@dataclass
+class _Cursor:
+    """Where one watcher stands (touched only by the store's thread)."""
+
+    queues: frozenset[QueueName]
+    last_seq: int = 0
+    data_version: int = -1
+    generation: int = -1
+    known: set[str] = field(default_factory=set)
+
+
+# ---------------------------------------------------------------------------- the store
+
+
+class _Store:
+    """Owns the SQLite connections; used only by the backend's thread."""
+
+    def __init__(self, path: Path, *, now: Callable[[], datetime], busy_timeout: float) -> None:
+        self.path = path
+        self._now = now
+        self._busy_timeout = busy_timeout
+        self._watch_conn: sqlite3.Connection | None = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout, isolation_level=None)
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            if mode.lower() != "wal":
+                raise sqlite3.OperationalError(f"journal_mode {mode} instead of wal")
+            conn.execute("PRAGMA synchronous=FULL")  # an acknowledged claim survives a power cut
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self.conn
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise _TooNew(f"schema {version} > {SCHEMA_VERSION}")
+        if version == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # another process may have migrated while we waited for the lock
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+                step(conn)
+                conn.execute(f"PRAGMA user_version = {number}")
+                log.info("queue store %s migrated to schema %d", self.path, number)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        for conn in (self._watch_conn, self.conn):
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error:  # pragma: no cover - closing never matters
+                    pass
+        self._watch_conn = None
+
+    # ------------------------------------------------------------------ transactions
+    def _write(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` inside one immediate transaction (commit on success,
+        also when ``fn`` raised a QueueError after recording it)."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+        return result
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, op: Operation) -> QueueItem | None:
+        outcome = self._write(lambda: self._apply_once(op))
+        if outcome.get("ok"):
+            item = outcome.get("item")
+            return _item_from_dict(item) if item else None
+        _raise_outcome(outcome, op.case_id)
+
+    def _apply_once(self, op: Operation) -> dict[str, Any]:
+        conn = self.conn
+        row = conn.execute(
+            "SELECT kind, case_id, outcome FROM applied_ops WHERE op_id = ?", (op.op_id,)
+        ).fetchone()
+        if row is not None:
+            if (row[0], row[1]) != (op.kind, op.case_id):
+                return _error_outcome(
+                    QueueError(
+                        "Identifiant d'opération déjà utilisé pour une autre opération : "
+                        "opération refusée.",
+                        "op_id_reused",
+                    )
+                )
+            recorded: dict[str, Any] = json.loads(row[2])
+            return recorded
+        conn.execute("SAVEPOINT op")
+        try:
+            item = self._dispatch(op)
+            outcome: dict[str, Any] = {
+                "ok": True,
+                "item": _item_to_dict(item) if item is not None else None,
+            }
+        except QueueError as exc:
+            conn.execute("ROLLBACK TO op")
+            outcome = _error_outcome(exc)
+        conn.execute("RELEASE op")
+        conn.execute(
+            "INSERT INTO applied_ops(op_id, kind, case_id, at, applied_at, outcome) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                op.op_id,
+                op.kind,
+                op.case_id,
+                op.at.isoformat(),
+                self._now().isoformat(),
+                json.dumps(outcome, ensure_ascii=False),
+            ),
+        )
+        return outcome
+
+    def _dispatch(self, op: Operation) -> QueueItem | None:
+        if op.kind not in OPERATION_KINDS:
+            raise QueueError(f"Opération inconnue : « {op.kind} ».", "unknown_kind")
+        if op.at.tzinfo is None:
+            raise QueueError("Heure de l'opération sans fuseau horaire.", "invalid")
+        if not isinstance(op.data, dict):
+            raise QueueError("Données de l'opération invalides.", "invalid")
+        if op.kind == "enqueue":
+            return self._enqueue(op)
+        item = self._item(op.case_id)
+        if item is None:
+            raise NotFound(op.case_id)
+        if op.kind == "note":
+            return self._note(op, item)
+        if item.status is ItemStatus.CLOSED:
+            raise QueueError("Ce dossier est clôturé : il n'est plus dans les files.", "closed")
+        handler: Callable[[Operation, QueueItem], QueueItem | None] = {
+            "claim": self._claim,
+            "release": self._release,
+            "transfer": self._transfer,
+            "decide": self._decide,
+            "request_booking": self._request_booking,
+            "hand_back": self._hand_back,
+            "close": self._close,
+            "reassign": self._reassign,
+        }[op.kind]
+        return handler(op, item)
+
+    # ------------------------------------------------------------------ operation kinds
+    def _enqueue(self, op: Operation) -> QueueItem | None:
+        raw = op.data.get("dossier")
+        if not isinstance(raw, dict):
+            raise QueueError("Dossier absent : mise en file impossible.", "invalid")
+        try:
+            dossier = Dossier.from_dict(raw)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise QueueError("Dossier illisible : mise en file impossible.", "invalid") from None
+        if dossier.case_id != op.case_id:
+            raise QueueError(
+                "Le dossier transmis ne correspond pas à l'opération de mise en file.", "invalid"
+            )
+        wanted = op.data.get("queue")
+        queue = _queue_arg(wanted) if wanted else queue_for_attribution(dossier.attribution)
+        if queue is None:
+            raise QueueError(
+                "Filière du dossier inconnue : impossible de choisir une file.", "no_queue"
+            )
+        existing = self._item(op.case_id)
+        if existing is not None and existing.status is not ItemStatus.CLOSED:
+            return existing  # already queued: nothing to do
+        stored = self._dossier(op.case_id)
+        if stored is not None:  # a closed dossier sent again: keep what regulators added
+            _merge_server_side(dossier, stored)
+        self._save_dossier(dossier)
+        item = QueueItem(
+            case_id=op.case_id,
+            queue=queue,
+            status=ItemStatus.WAITING,
+            priority=dossier.priority,
+            waiting_since=op.at,
+            motive_code=dossier.motive_code,
+            motive_label=dossier.motive_label,
+            commune=dossier.commune_label,
+            age=dossier.patient.age,
+            sex=dossier.patient.sex,
+            version=existing.version + 1 if existing else 1,
+        )
+        self._save_item(item, existing.queue if existing else queue)
+        self._event(
+            op,
+            EventKind.ENQUEUED,
+            {"queue": queue.value, "priority": item.priority, "reopened": existing is not None},
+        )
+        return item
+
+    def _claim(self, op: Operation, item: QueueItem) -> QueueItem:
+        lease = _lease(op.data)
+        expires = op.at + timedelta(seconds=lease)
+        current = item.claim
+        data: dict[str, Any] = {"queue": item.queue.value, "lease_s": lease}
+        if current is not None and current.workstation == op.workstation:
+            claim = Claim(
+                op.workstation,
+                op.operator,
+                op.role,
+                current.claimed_at,
+                max(current.expires_at, expires),
+            )
+            data["renewed"] = True
+            new = dataclasses.replace(item, claim=claim)
+        else:
+            if current is not None and current.expires_at > op.at:
+                raise ClaimConflict(current)
+            if current is not None:
+                data["expired_claim"] = _claim_to_dict(current)
+            claim = Claim(op.workstation, op.operator, op.role, op.at, expires)
+            new = dataclasses.replace(item, status=ItemStatus.CLAIMED, claim=claim, alert="")
+        data["expires_at"] = claim.expires_at.isoformat()
+        return self._change(op, item, new, EventKind.CLAIMED, data)
+
+    def _release(self, op: Operation, item: QueueItem) -> QueueItem:
+        holder = self._holder(op, item, supervisor=True)
+        if holder is None:
+            raise NotHolder(item.case_id, None)  # nobody holds it: nothing to release
+        new = dataclasses.replace(item, status=ItemStatus.WAITING, claim=None)
+        data = {"reason": _text(op.data, "reason"), "holder": _claim_to_dict(holder)}
+        return self._change(op, item, new, EventKind.RELEASED, data)
+
+    def _transfer(self, op: Operation, item: QueueItem) -> QueueItem:
+        target = _queue_arg(op.data.get("to"))
+        self._holder(op, item, supervisor=True)
+        return self._move(
+            op, item, target, EventKind.TRANSFERRED, {"reason": _text(op.data, "reason")}
+        )
+
+    def _decide(self, op: Operation, item: QueueItem) -> QueueItem:
+        self._holder(op, item, supervisor=False)
+        care_level = _text(op.data, "care_level")
+        if care_level and care_level not in codelist("care_level"):
+            raise QueueError(f"Niveau de soins « {care_level} » invalide (R1 à R4).", "invalid")
+        raw_decisions = op.data.get("decisions") or []
+        if not isinstance(raw_decisions, list):
+            raise QueueError("Décisions invalides : liste attendue.", "invalid")
+        decisions = [_decision(raw, op.at) for raw in raw_decisions]
+        note_text = _text(op.data, "note").strip()
+        if not (care_level or decisions or note_text):
+            raise QueueError(
+                "Décision vide : niveau de soins, décision ou note médicale attendu.", "invalid"
+            )
+        dossier = self._require_dossier(op.case_id)
+        if care_level:
+            dossier.care_level = care_level
+        dossier.decisions.extend(decisions)
+        dossier.revision += 1
+        data: dict[str, Any] = {
+            "care_level": care_level,
+            "decisions": [d.decision_type for d in decisions],
+        }
+        if note_text:
+            data["note_id"] = self._add_note(dossier, note_text, op)
+        self._save_dossier(dossier)
+        return self._change(op, item, item, EventKind.DECIDED, data)
+
+    def _request_booking(self, op: Operation, item: QueueItem) -> QueueItem:
+        self._holder(op, item, supervisor=False)
+        data: dict[str, Any] = {}
+        note_text = _text(op.data, "note").strip()
+        if note_text:
+            dossier = self._require_dossier(op.case_id)
+            data["note_id"] = self._add_note(dossier, note_text, op)
+            self._save_dossier(dossier)
+        return self._move(op, item, QueueName.OSNP, EventKind.BOOKING_REQUESTED, data)
+
+    def _hand_back(self, op: Operation, item: QueueItem) -> QueueItem:
+        self._holder(op, item, supervisor=False)
+        data = {"reason": _text(op.data, "reason")}
+        return self._move(op, item, QueueName.ARM, EventKind.HANDED_BACK, data)
+
+    def _close(self, op: Operation, item: QueueItem) -> None:
+        holder = self._holder(op, item, supervisor=True)
+        dossier = self._require_dossier(op.case_id)
+        dossier.status = Status.CLOSED
+        dossier.revision += 1
+        self._save_dossier(dossier)
+        new = dataclasses.replace(item, status=ItemStatus.CLOSED, claim=None, alert="")
+        data: dict[str, Any] = {"queue": item.queue.value, "reason": _text(op.data, "reason")}
+        if holder is not None and holder.workstation != op.workstation:
+            data["holder"] = _claim_to_dict(holder)
+        self._change(op, item, new, EventKind.CLOSED, data)
+        return None
+
+    def _note(self, op: Operation, item: QueueItem) -> QueueItem | None:
+        if item.queue not in queues_for_role(op.role):
+            raise QueueError("Ce dossier n'est pas dans vos files : note impossible.", "forbidden")
+        text = _text(op.data, "text").strip()
+        if not text:
+            raise QueueError("Note vide.", "invalid")
+        dossier = self._require_dossier(op.case_id)
+        note_id = self._add_note(dossier, text, op)
+        self._save_dossier(dossier)
+        new = self._change(op, item, item, EventKind.MEDICAL_NOTE, {"note_id": note_id})
+        return new if new.status is not ItemStatus.CLOSED else None
+
+    def _reassign(self, op: Operation, item: QueueItem) -> QueueItem:
+        if op.role != "SUP":
+            raise QueueError("Seul le superviseur peut réattribuer un dossier.", "forbidden")
+        workstation = _text(op.data, "to_workstation")
+        data: dict[str, Any] = {"from": _claim_to_dict(item.claim) if item.claim else None}
+        if workstation:
+            lease = _lease(op.data)
+            claim = Claim(
+                workstation,
+                _text(op.data, "to_operator"),
+                _text(op.data, "to_role"),
+                op.at,
+                op.at + timedelta(seconds=lease),
+            )
+            new = dataclasses.replace(item, status=ItemStatus.CLAIMED, claim=claim, alert="")
+            data["to"] = _claim_to_dict(claim)
+        else:
+            new = dataclasses.replace(item, status=ItemStatus.WAITING, claim=None, alert="")
+            data["to"] = None
+        return self._change(op, item, new, EventKind.REASSIGNED, data)
+
+    # ------------------------------------------------------------------ helpers
+    def _holder(self, op: Operation, item: QueueItem, *, supervisor: bool) -> Claim | None:
+        """The current claim when ``op`` may act on it (the holder, or SUP when
+        ``supervisor``); raises NotHolder otherwise."""
+        claim = item.claim
+        if claim is not None and claim.workstation == op.workstation:
+            return claim
+        if supervisor and op.role == "SUP":
+            return claim
+        raise NotHolder(item.case_id, claim)
+
+    def _move(
+        self,
+        op: Operation,
+        item: QueueItem,
+        target: QueueName,
+        kind: EventKind,
+        data: dict[str, Any],
+    ) -> QueueItem:
+        if target is item.queue:
+            raise QueueError(f"Le dossier est déjà dans la file {target.label}.", "same_queue")
+        new = dataclasses.replace(
+            item,
+            queue=target,
+            status=ItemStatus.WAITING,
+            claim=None,
+            waiting_since=op.at,
+            alert="",
+        )
+        return self._change(
+            op, item, new, kind, {"from": item.queue.value, "to": target.value, **data}
+        )
+
+    def _change(
+        self,
+        op: Operation,
+        old: QueueItem,
+        new: QueueItem,
+        kind: EventKind,
+        data: dict[str, Any],
+    ) -> QueueItem:
+        new = dataclasses.replace(new, version=old.version + 1)
+        self._save_item(new, old.queue)
+        self._event(op, kind, data)
+        return new
+
+    def _add_note(self, dossier: Dossier, text: str, op: Operation) -> str:
+        try:
+            add_note(dossier, text, op.at, Actor(op.role, op.operator, op.workstation))
+        except ValidationError as exc:
+            raise QueueError(exc.message, "invalid") from None
+        return dossier.notes[-1].note_id
+
+    def _item(self, case_id: str, conn: sqlite3.Connection | None = None) -> QueueItem | None:
+        row = (
+            (conn or self.conn)
+            .execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE case_id = ?", (case_id,))
+            .fetchone()
+        )
+        return _item_from_row(row) if row else None
+
+    def _dossier(self, case_id: str) -> Dossier | None:
+        row = self.conn.execute(
+            "SELECT data FROM dossiers WHERE case_id = ?", (case_id,)
+        ).fetchone()
+        return Dossier.from_dict(json.loads(row[0])) if row else None
+
+    def _require_dossier(self, case_id: str) -> Dossier:
+        dossier = self._dossier(case_id)
+        if dossier is None:
+            raise NotFound(case_id)
+        return dossier
+
+    def _save_dossier(self, dossier: Dossier) -> None:
+        self.conn.execute(
+            "INSERT INTO dossiers(case_id, data, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(case_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            (
+                dossier.case_id,
+                json.dumps(dossier.to_dict(), ensure_ascii=False),
+                self._now().isoformat(),
+            ),
+        )
+
+    def _save_item(self, item: QueueItem, from_queue: QueueName) -> None:
+        claim = item.claim
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO items({_ITEM_COLUMNS}, priority_rank, waiting_us, "
+            "claim_expires_us) VALUES (" + ", ".join("?" * 20) + ")",
+            (
+                item.case_id,
+                item.queue.value,
+                item.status.value,
+                item.priority,
+                item.waiting_since.isoformat(),
+                item.motive_code,
+                item.motive_label,
+                item.commune,
+                item.age,
+                item.sex,
+                claim.workstation if claim else None,
+                claim.operator if claim else None,
+                claim.role if claim else None,
+                claim.claimed_at.isoformat() if claim else None,
+                claim.expires_at.isoformat() if claim else None,
+                item.version,
+                item.alert,
+                priority_rank(item.priority),
+                _us(item.waiting_since),
+                _us(claim.expires_at) if claim else None,
+            ),
+        )
+        cur = self.conn.execute(
+            "INSERT INTO changes(case_id, queue, from_queue, version) VALUES (?, ?, ?, ?)",
+            (item.case_id, item.queue.value, from_queue.value, item.version),
+        )
+        seq = int(cur.lastrowid or 0)
+        if seq % _PRUNE_EVERY == 0:
+            self.conn.execute("DELETE FROM changes WHERE seq <= ?", (seq - _CHANGES_KEPT,))
+
+    def _event(self, op: Operation, kind: EventKind, data: dict[str, Any]) -> None:
+        self._insert_event(
+            op.case_id, op.at, kind, Actor(op.role, op.operator, op.workstation), data, op.op_id
+        )
+
+    def _insert_event(
+        self,
+        case_id: str,
+        at: datetime,
+        kind: EventKind,
+        actor: Actor,
+        data: dict[str, Any],
+        op_id: str | None,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO events(case_id, at, kind, role, operator, workstation, op_id, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                case_id,
+                at.isoformat(),
+                kind.value,
+                actor.role,
+                actor.operator,
+                actor.workstation,
+                op_id,
+                json.dumps(data, ensure_ascii=False),
+            ),
+        )
+
+    def _claimed(self, where: str, params: Sequence[Any]) -> list[QueueItem]:
+        rows = self.conn.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE status = 'CLAIMED' AND {where} ORDER BY case_id",
+            params,
+        ).fetchall()
+        return [_item_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ leases
+    def renew(self, workstation: str, at: datetime, lease_s: float) -> int:
+        _us(at)  # refuses a naive time
+        expires = at + timedelta(seconds=lease_s)
+
+        def run() -> int:
+            held = self._claimed("claim_workstation = ?", (workstation,))
+            for item in held:
+                assert item.claim is not None
+                if item.claim.expires_at < expires:
+                    claim = dataclasses.replace(item.claim, expires_at=expires)
+                    self._save_item(
+                        dataclasses.replace(item, claim=claim, version=item.version + 1), item.queue
+                    )
+            return len(held)
+
+        return self._write(run)
+
+    def expire(self, at: datetime) -> list[QueueItem]:
+        def run() -> list[QueueItem]:
+            out: list[QueueItem] = []
+            for item in self._claimed("claim_expires_us <= ?", (_us(at),)):
+                claim = item.claim
+                assert claim is not None
+                new = dataclasses.replace(
+                    item,
+                    status=ItemStatus.WAITING,
+                    claim=None,
+                    alert=f"Prise en charge expirée : poste {claim.workstation} muet",
+                    version=item.version + 1,
+                )
+                self._save_item(new, item.queue)
+                self._insert_event(
+                    item.case_id,
+                    at,
+                    EventKind.LEASE_EXPIRED,
+                    Actor(claim.role, claim.operator, claim.workstation),
+                    {
+                        "queue": item.queue.value,
+                        "claimed_at": claim.claimed_at.isoformat(),
+                        "expired_at": claim.expires_at.isoformat(),
+                    },
+                    None,
+                )
+                out.append(new)
+            return ordered(out)
+
+        return self._write(run)
+
+    # ------------------------------------------------------------------ reads
+    def snapshot(
+        self, queues: frozenset[QueueName], conn: sqlite3.Connection | None = None
+    ) -> list[QueueItem]:
+        if not queues:
+            return []
+        names = sorted(q.value for q in queues)
+        rows = (
+            (conn or self.conn)
+            .execute(
+                f"SELECT {_ITEM_COLUMNS} FROM items "
+                f"WHERE status IN (?, ?) AND queue IN ({', '.join('?' * len(names))}) "
+                "ORDER BY priority_rank, waiting_us, case_id",
+                (*_ACTIVE, *names),
+            )
+            .fetchall()
+        )
+        return ordered([_item_from_row(r) for r in rows])
+
+    def dossier(self, case_id: str) -> Dossier | None:
+        return self._dossier(case_id)
+
+    def events(self, case_id: str) -> list[Event]:
+        rows = self.conn.execute(
+            "SELECT seq, case_id, at, kind, role, operator, workstation, data FROM events "
+            "WHERE case_id = ? ORDER BY seq",
+            (case_id,),
+        ).fetchall()
+        return [
+            Event(
+                r[1],
+                datetime.fromisoformat(r[2]),
+                EventKind(r[3]),
+                Actor(r[4], r[5], r[6]),
+                json.loads(r[7]),
+                seq=int(r[0]),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ watching
+    def _watcher(self) -> sqlite3.Connection:
+        if self._watch_conn is None:
+            self._watch_conn = sqlite3.connect(
+                str(self.path), timeout=self._busy_timeout, isolation_level=None
+            )
+        return self._watch_conn
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One consistent read transaction on the watch connection."""
+        conn = self._watcher()
+        conn.execute("BEGIN")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+        return result
+
+    def watch_reset(self, cursor: _Cursor, generation: int) -> ChangeSet:
+        cursor.data_version = int(self._watcher().execute("PRAGMA data_version").fetchone()[0])
+
+        def read(conn: sqlite3.Connection) -> tuple[int, list[QueueItem]]:
+            last = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+            return last, self.snapshot(cursor.queues, conn)
+
+        cursor.last_seq, items = self._read(read)
+        cursor.generation = generation
+        cursor.known = {i.case_id for i in items}
+        return ChangeSet(items=tuple(items), reset=True)
+
+    def watch_poll(self, cursor: _Cursor, generation: int, force: bool) -> ChangeSet | None:
+        if cursor.generation != generation:
+            return self.watch_reset(cursor, generation)  # reopened since: start again
+        version = int(self._watcher().execute("PRAGMA data_version").fetchone()[0])
+        if version == cursor.data_version and not force:
+            return None
+        cursor.data_version = version
+
+        def read(
+            conn: sqlite3.Connection,
+        ) -> tuple[int, int, list[tuple[Any, ...]], list[QueueItem]]:
+            low = conn.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
+            rows = conn.execute(
+                "SELECT seq, case_id, queue, from_queue FROM changes WHERE seq > ? ORDER BY seq",
+                (cursor.last_seq,),
+            ).fetchall()
+            watched = {q.value for q in cursor.queues}
+            ids = list(
+                dict.fromkeys(
+                    r[1] for r in rows if r[2] in watched or r[3] in watched or r[1] in cursor.known
+                )
+            )
+            items: list[QueueItem] = []
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                found = conn.execute(
+                    f"SELECT {_ITEM_COLUMNS} FROM items "
+                    f"WHERE case_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                items.extend(_item_from_row(r) for r in found)
+            return (int(low) if low is not None else 0), len(ids), rows, items
+
+        low, _, rows, items = self._read(read)
+        if low > cursor.last_seq + 1:  # rows this watcher never saw were pruned
+            return self.watch_reset(cursor, generation)
+        if not rows:
+            return None
+        cursor.last_seq = int(rows[-1][0])
+        present: list[QueueItem] = []
+        removed: list[str] = []
+        for item in items:
+            if item.queue in cursor.queues and item.status.value in _ACTIVE:
+                present.append(item)
+                cursor.known.add(item.case_id)
+            elif item.case_id in cursor.known:
+                removed.append(item.case_id)
+                cursor.known.discard(item.case_id)
+        if not present and not removed:
+            return None
+        return ChangeSet(items=tuple(ordered(present)), removed=tuple(sorted(removed)))
+
+
+def _decision(raw: Any, at: datetime) -> Decision:
+    if not isinstance(raw, dict):
+        raise QueueError("Décision invalide.", "invalid")
+    decision_type = _text(raw, "decision_type")
+    if decision_type not in codelist("decision_type"):
+        raise QueueError(f"Type de décision inconnu : « {decision_type} ».", "invalid")
+    resource_type = _text(raw, "resource_type")
+    if resource_type and resource_type not in codelist("resource_type"):
+        raise QueueError(f"Type de ressource inconnu : « {resource_type} ».", "invalid")
+    orientation_type = _text(raw, "orientation_type")
+    if orientation_type and orientation_type not in codelist("orientation_type"):
+        raise QueueError(f"Type d'orientation inconnu : « {orientation_type} ».", "invalid")
+    transport = raw.get("medical_transport")
+    if transport is not None and not isinstance(transport, bool):
+        raise QueueError("Transport médicalisé : oui, non ou non renseigné.", "invalid")
+    return Decision(
+        at=at,
+        decision_type=decision_type,
+        role="MEDECIN",
+        resource_type=resource_type,
+        orientation_type=orientation_type,
+        medical_transport=transport,
+        freetext=_text(raw, "freetext"),
+        patient_id=_text(raw, "patient_id"),
+    )
+
+
+def _merge_server_side(dossier: Dossier, stored: Dossier) -> None:
+    """A closed dossier is sent again by the ARM: keep the regulators' care
+    level, decisions and notes of the server copy."""
+    dossier.care_level = dossier.care_level or stored.care_level
+    dossier.decisions = stored.decisions + [
+        d for d in dossier.decisions if d not in stored.decisions
+    ]
+    seen = {(n.note_id, n.at, n.text) for n in stored.notes}
+    dossier.notes = stored.notes + [
+        n for n in dossier.notes if (n.note_id, n.at, n.text) not in seen
+    ]
+
+
+# ---------------------------------------------------------------------------- the backend
+
+
+class SqliteBackend(QueueBackend):
+    """Queues in a SQLite file shared by the processes of one machine."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        now: Callable[[], datetime],
+        limits: WaitLimits = _DEFAULT_LIMITS,
+        poll_interval: float = 0.05,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self.path = path
+        self.limits = limits
+        self._now = now
+        self._poll_interval = poll_interval
+        self._busy_timeout = busy_timeout
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="queues-sqlite"
+        )
+        # owned by the executor thread
+        self._store: _Store | None = None
+        self._generation = 0
+        # owned by the event loop
+        self._closed = False
+        self._wakeups: set[asyncio.Event] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    async def open(self) -> None:
+        await self._run(lambda store: None)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake()
+        try:
+            await self._get_loop().run_in_executor(self._executor, self._close_store)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    # ---------------------------------------------------------------- operations
+    async def apply(self, op: Operation) -> QueueItem | None:
+        try:
+            return await self._run(lambda store: store.apply(op))
+        finally:
+            self._wake()
+
+    async def snapshot(self, queues: Iterable[QueueName]) -> list[QueueItem]:
+        wanted = frozenset(QueueName(q) for q in queues)
+        return await self._run(lambda store: store.snapshot(wanted))
+
+    async def renew(self, workstation: str, at: datetime, lease_s: float = DEFAULT_LEASE_S) -> int:
+        try:
+            return await self._run(lambda store: store.renew(workstation, at, lease_s))
+        finally:
+            self._wake()
+
+    async def expire(self, at: datetime) -> list[QueueItem]:
+        try:
+            return await self._run(lambda store: store.expire(at))
+        finally:
+            self._wake()
+
+    async def dossier(self, case_id: str) -> Dossier | None:
+        return await self._run(lambda store: store.dossier(case_id))
+
+    async def events(self, case_id: str) -> list[Event]:
+        return await self._run(lambda store: store.events(case_id))
+
+    async def watch(self, queues: Iterable[QueueName]) -> AsyncIterator[ChangeSet]:
+        cursor = _Cursor(frozenset(QueueName(q) for q in queues))
+        wake = asyncio.Event()
+        self._wakeups.add(wake)
+        try:
+            yield await self._run(lambda store: store.watch_reset(cursor, self._generation))
+            delay = self._poll_interval
+            at_once = True  # the consumer may have been busy since the last yield: look now
+            while not self._closed:
+                if not at_once:
+                    try:
+                        async with asyncio.timeout(delay):
+                            await wake.wait()
+                    except TimeoutError:
+                        pass
+                    if self._closed:
+                        return
+                poll = functools.partial(self._poll, cursor, force=wake.is_set())
+                wake.clear()
+                try:
+                    changes = await self._run(poll)
+                except BackendUnavailable as exc:
+                    if self._closed:
+                        return
+                    log.warning("queue watch on %s: %s", self.path, exc.message_fr)
+                    delay, at_once = min(delay * 2, 2.0), False
+                    continue
+                delay = self._poll_interval
+                at_once = changes is not None
+                if changes is not None:
+                    yield changes
+        finally:
+            self._wakeups.discard(wake)
+
+    # ---------------------------------------------------------------- plumbing
+    def _poll(self, cursor: _Cursor, store: _Store, *, force: bool) -> ChangeSet | None:
+        return store.watch_poll(cursor, self._generation, force)
+
+    def _wake(self) -> None:
+        for event in self._wakeups:
+            event.set()
+
+    async def _run(self, fn: Callable[[_Store], T]) -> T:
+        if self._closed:
+            raise BackendUnavailable("Files fermées sur ce poste.")
+        try:
+            future = self._get_loop().run_in_executor(self._executor, self._in_thread, fn)
+        except RuntimeError as exc:  # executor shut down by close()
+            raise BackendUnavailable("Files fermées sur ce poste.") from exc
+        return await future
+
+    def _in_thread(self, fn: Callable[[_Store], T]) -> T:
+        """Runs on the backend's thread: opens the store when needed and turns
+        SQLite and disk errors into French ones."""
+        try:
+            store = self._store
+            if store is None:
+                store = _Store(self.path, now=self._now, busy_timeout=self._busy_timeout)
+                self._store = store
+                self._generation += 1
+            return fn(store)
+        except QueueError:
+            raise
+        except sqlite3.IntegrityError as exc:
+            log.error("queue store %s refused a write: %s", self.path, exc)
+            raise QueueError(
+                "Opération refusée par le fichier des files (incohérence).", "integrity"
+            ) from exc
+        except (sqlite3.Error, OSError, _TooNew) as exc:
+            log.warning("queue store %s unavailable: %s", self.path, exc)
+            if not _is_busy(exc):
+                self._close_store()  # reopen on the next call
+            raise _unavailable(exc) from exc
+
+    def _close_store(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the backend was first used on (see journal.service)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop

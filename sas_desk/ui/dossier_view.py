@@ -1,0 +1,166 @@
+"""A regulator's view of a dossier from the queues: the ARM's sheet
+(read-only), the event timeline, medical notes and the decision form."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sas_desk.models.codes import codelist
+from sas_desk.models.dossier import Dossier, Event
+from sas_desk.models.queue import QueueError
+from sas_desk.services.desk import Desk
+from sas_desk.services.geo.resolver import LocationResolver
+from sas_desk.services.queues.client import QueueClient
+from sas_desk.ui.aio import spawn
+from sas_desk.ui.call_sheet import CallSheet
+from sas_desk.ui.widgets import Message, named
+
+log = logging.getLogger("sas_desk.ui.dossier")
+
+
+def _combo(
+    name: str, list_name: str, leaves_only: bool = False, optional: bool = True
+) -> QComboBox:
+    combo = named(QComboBox(), name)
+    if optional:
+        combo.addItem("—", "")
+    codes = codelist(list_name).leaves() if leaves_only else tuple(codelist(list_name))
+    for code in codes:
+        combo.addItem(f"{code.code} — {code.label}", code.code)
+    return combo
+
+
+class DossierView(QWidget):
+    changed = Signal(str)
+
+    def __init__(
+        self,
+        client: QueueClient,
+        desk: Desk,
+        resolver: LocationResolver,
+        dossier: Dossier,
+        events: list[Event],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("DossierView")
+        self.client = client
+        self.dossier = dossier
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        self.sheet = CallSheet(desk, resolver, dossier, read_only=True)
+        split.addWidget(self.sheet)
+
+        right = QWidget()
+        col = QVBoxLayout(right)
+        col.addWidget(QLabel("<b>Chronologie du dossier</b>"))
+        self.timeline = named(QListWidget(), "timeline")
+        col.addWidget(self.timeline, 1)
+
+        col.addWidget(QLabel("<b>Note médicale</b>"))
+        self.note = named(QLineEdit(), "medicalNote")
+        self.note.setPlaceholderText("Note du régulateur — Entrée pour l'ajouter")
+        self.note.returnPressed.connect(self.add_note)
+        col.addWidget(self.note)
+
+        col.addWidget(QLabel("<b>Décision</b>"))
+        form = QFormLayout()
+        self.care_level = _combo("careLevel", "care_level")
+        self.decision_type = _combo("decisionType", "decision_type", optional=False)
+        self.resource_type = _combo("resourceType", "resource_type")
+        self.orientation_type = _combo("orientationType", "orientation_type")
+        self.decision_note = named(QLineEdit(), "decisionNote")
+        form.addRow("Niveau de soins", self.care_level)
+        form.addRow("Type de décision", self.decision_type)
+        form.addRow("Ressource", self.resource_type)
+        form.addRow("Orientation", self.orientation_type)
+        form.addRow("Commentaire", self.decision_note)
+        col.addLayout(form)
+        self.decide_button = named(QPushButton("Enregistrer la décision  (Ctrl+Entrée)"), "decide")
+        self.decide_button.clicked.connect(self.decide)
+        col.addWidget(self.decide_button)
+        self.message = Message()
+        col.addWidget(self.message)
+        split.addWidget(right)
+        split.setSizes([620, 420])
+        outer.addWidget(split)
+        for seq in ("Ctrl+Return", "Ctrl+Enter"):
+            sc = QShortcut(QKeySequence(seq), right)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(self.decide)
+        self.show_events(events)
+
+    def show_events(self, events: list[Event]) -> None:
+        self.timeline.clear()
+        for e in events:
+            who = f"{e.actor.operator} ({e.actor.role}, {e.actor.workstation})"
+            detail = ""
+            for key in ("queue", "to", "reason", "text", "decision_type", "care_level"):
+                value = e.data.get(key)
+                if isinstance(value, dict):  # e.g. a reassignment target
+                    value = value.get("operator") or value.get("workstation") or ""
+                if value:
+                    detail += f" — {value}"
+            self.timeline.addItem(f"{e.at:%H:%M:%S}  {e.kind.label}  {who}{detail}")
+        self.timeline.scrollToBottom()
+
+    def add_note(self) -> None:
+        text = self.note.text().strip()
+        if not text:
+            return
+        self.note.clear()
+        self._submit("note", text=text)
+
+    def decide(self) -> None:
+        decision: dict[str, Any] = {
+            "decision_type": str(self.decision_type.currentData() or ""),
+            "resource_type": str(self.resource_type.currentData() or ""),
+            "orientation_type": str(self.orientation_type.currentData() or ""),
+            "freetext": self.decision_note.text().strip(),
+        }
+        if decision["decision_type"] in ("INTER", "ORIENT") and not decision["resource_type"]:
+            self.message.show_message("Une intervention ou une orientation précise la ressource.")
+            return
+        care = str(self.care_level.currentData() or "")
+        self._submit("decide", care_level=care, decisions=[decision], note=decision["freetext"])
+
+    def _submit(self, kind: str, **data: Any) -> None:
+        spawn(self._apply(kind, data), f"dossier-{kind}")
+
+    async def _apply(self, kind: str, data: dict[str, Any]) -> None:
+        try:
+            await self.client.submit(self.client.operation(kind, self.dossier.case_id, **data))
+        except QueueError as exc:
+            self.message.show_message(exc.message_fr)
+            return
+        self.message.show_message(
+            "Décision enregistrée." if kind == "decide" else "Note ajoutée.", info=True
+        )
+        await self.refresh()
+        self.changed.emit(self.dossier.case_id)
+
+    async def refresh(self) -> None:
+        dossier = await self.client.dossier(self.dossier.case_id)
+        events = await self.client.events(self.dossier.case_id)
+        if dossier is not None:
+            self.dossier = dossier
+            self.sheet.dossier = dossier
+            self.sheet._render_notes()
+        self.show_events(events)

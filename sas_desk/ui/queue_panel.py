@@ -1,0 +1,313 @@
+"""The regulators' queue panel: one tab per visible queue, live waiting
+times, keyboard actions, and a supervision strip."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sas_desk.models.queue import (
+    PRIORITY_RANK,
+    AgeState,
+    QueueError,
+    QueueItem,
+    QueueName,
+    WaitLimits,
+)
+from sas_desk.services.queues.client import QueueClient
+from sas_desk.ui.aio import spawn
+from sas_desk.ui.queue_model import QueueFilter, QueueModel, format_wait
+from sas_desk.ui.widgets import Message, named
+
+log = logging.getLogger("sas_desk.ui.queues")
+
+ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("claim", "Prendre", "Ctrl+P"),
+    ("release", "Libérer", "Ctrl+L"),
+    ("transfer", "Transférer…", "Ctrl+T"),
+    ("request_booking", "Demander un RDV (OSNP)", "Ctrl+B"),
+    ("hand_back", "Rendre à l'ARM", "Ctrl+H"),
+    ("close", "Clôturer", "Ctrl+K"),
+)
+
+
+class QueuePanel(QWidget):
+    open_dossier = Signal(str)  # case id: show the dossier view
+    status = Signal(str)
+
+    def __init__(
+        self,
+        client: QueueClient,
+        queues: tuple[QueueName, ...],
+        limits: WaitLimits,
+        now: Callable[[], datetime],
+        *,
+        supervisor: bool = False,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("QueuePanel")
+        self.client = client
+        self.queues = queues
+        self.limits = limits
+        self._now = now
+        self.supervisor = supervisor
+        self.model = QueueModel(limits, now)
+        self._watch: asyncio.Task[None] | None = None
+        self.busy: set[str] = set()  # case ids with an action in flight
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.strip = named(QLabel(), "supervisionStrip")
+        self.strip.setWordWrap(True)
+        self.strip.setStyleSheet("background: #eceff1; padding: 4px; border-radius: 3px;")
+        layout.addWidget(self.strip)
+        self.tabs = named(QTabWidget(), "queueTabs")
+        self.views: dict[QueueName, QTableView] = {}
+        for queue in queues:
+            proxy = QueueFilter(queue)
+            proxy.setSourceModel(self.model)
+            proxy.sort(0)
+            view = named(QTableView(), f"queue_{queue.value}")
+            view.setModel(proxy)
+            view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+            view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+            view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+            view.verticalHeader().hide()
+            view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+            view.horizontalHeader().setStretchLastSection(True)
+            view.activated.connect(self._activated)
+            self.tabs.addTab(view, queue.label)
+            self.views[queue] = view
+        layout.addWidget(self.tabs, 1)
+
+        # transfer bar (inline, not modal)
+        self.transfer_bar = QWidget()
+        bar = QHBoxLayout(self.transfer_bar)
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(QLabel("Transférer vers"))
+        self.transfer_to = named(QComboBox(), "transferTo")
+        for q in QueueName:
+            self.transfer_to.addItem(q.label, q.value)
+        bar.addWidget(self.transfer_to)
+        self.transfer_reason = named(QLineEdit(), "transferReason")
+        self.transfer_reason.setPlaceholderText(
+            "Motif du transfert (obligatoire) — Entrée pour valider"
+        )
+        self.transfer_reason.returnPressed.connect(self._confirm_transfer)
+        bar.addWidget(self.transfer_reason, 1)
+        ok = QPushButton("Transférer")
+        ok.clicked.connect(self._confirm_transfer)
+        bar.addWidget(ok)
+        cancel = QPushButton("Annuler")
+        cancel.clicked.connect(self.transfer_bar.hide)
+        bar.addWidget(cancel)
+        self.transfer_bar.hide()
+        layout.addWidget(self.transfer_bar)
+
+        buttons = QHBoxLayout()
+        self.action_buttons: dict[str, QPushButton] = {}
+        for kind, text, keys in ACTIONS:
+            action = QAction(text, self)
+            action.setShortcut(QKeySequence(keys))
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.triggered.connect(lambda _=False, k=kind: self.act(k))
+            self.addAction(action)
+            button = named(QPushButton(f"{text}  ({keys})"), f"action_{kind}")
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(lambda _=False, k=kind: self.act(k))
+            buttons.addWidget(button)
+            self.action_buttons[kind] = button
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        self.message = Message()
+        self.message.setObjectName("queueMessage")
+        layout.addWidget(self.message)
+
+        self.model.rowsInserted.connect(self._refresh_counts)
+        self.model.rowsRemoved.connect(self._refresh_counts)
+        self.model.modelReset.connect(self._refresh_counts)
+        self.model.dataChanged.connect(lambda *_: self._refresh_strip())
+        self._timer = QTimer(self, interval=1000)
+        self._timer.timeout.connect(self._tick)
+        self._timer.start()
+        self._refresh_counts()
+
+    # ------------------------------------------------------------------ watch
+    def start(self) -> None:
+        if self._watch is None or self._watch.done():
+            self._watch = spawn(self._follow(), "queue-watch")
+
+    async def _follow(self) -> None:
+        async for changes in self.client.watch(self.queues):
+            self.model.apply(changes)
+
+    def stop(self) -> None:
+        """Stop following the queues (safe to call twice, or once Qt is done with us)."""
+        if self._watch is not None and not self._watch.done():
+            self._watch.cancel()
+        if shiboken6.isValid(self._timer):
+            self._timer.stop()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.stop()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------ display
+    def _tick(self) -> None:
+        self.model.tick()
+        self._refresh_strip()
+
+    def _refresh_counts(self, *_: Any) -> None:
+        counts = {q: 0 for q in self.queues}
+        for item in self.model.items():
+            if item.queue in counts:
+                counts[item.queue] += 1
+        for i, queue in enumerate(self.queues):
+            self.tabs.setTabText(i, f"{queue.label}  ({counts[queue]})")
+        self._refresh_strip()
+
+    def _refresh_strip(self) -> None:
+        now = self._now()
+        items = self.model.items()
+        per_queue = ", ".join(
+            f"{q.value} {sum(1 for i in items if i.queue is q)}" for q in self.queues
+        )
+        oldest: dict[str, float] = {}
+        late = 0
+        for item in items:
+            waited = item.waited(now)
+            if item.claim is None:
+                oldest[item.priority] = max(oldest.get(item.priority, 0.0), waited.total_seconds())
+            if self.limits.state(item.priority, waited) is AgeState.LATE and item.claim is None:
+                late += 1
+        waits = "  ".join(
+            f"{p} {format_wait(s)}"
+            for p, s in sorted(oldest.items(), key=lambda kv: PRIORITY_RANK.get(kv[0], 9))
+        )
+        alerts = sum(1 for i in items if i.alert)
+        text = f"<b>Files</b> : {per_queue} — <b>plus longue attente</b> : {waits or '—'}"
+        text += f" — <b style='color:#b00020'>{late} en retard</b>" if late else " — 0 en retard"
+        if alerts:
+            text += f" — <b style='color:#b00020'>{alerts} alerte(s) poste muet</b>"
+        self.strip.setText(text)
+
+    # ------------------------------------------------------------------ selection
+    def current_view(self) -> QTableView | None:
+        w = self.tabs.currentWidget()
+        return w if isinstance(w, QTableView) else None
+
+    def selected(self) -> QueueItem | None:
+        view = self.current_view()
+        if view is None:
+            return None
+        index = view.currentIndex()
+        if not index.isValid():
+            rows = view.selectionModel().selectedRows() if view.selectionModel() else []
+            if not rows:
+                return None
+            index = rows[0]
+        item = index.siblingAtColumn(0).data(Qt.ItemDataRole.UserRole + 1)
+        return item if isinstance(item, QueueItem) else None
+
+    def select(self, case_id: str) -> bool:
+        for queue, view in self.views.items():
+            proxy = view.model()
+            for row in range(proxy.rowCount()):
+                item = proxy.index(row, 0).data(Qt.ItemDataRole.UserRole + 1)
+                if isinstance(item, QueueItem) and item.case_id == case_id:
+                    self.tabs.setCurrentIndex(self.queues.index(queue))
+                    view.setCurrentIndex(proxy.index(row, 0))
+                    view.setFocus()
+                    return True
+        return False
+
+    def _activated(self, index: QModelIndex) -> None:
+        item = index.siblingAtColumn(0).data(Qt.ItemDataRole.UserRole + 1)
+        if not isinstance(item, QueueItem):
+            return
+        mine = item.claim is not None and item.claim.workstation == self.client.actor.workstation
+        if mine or self.supervisor:
+            self.open_dossier.emit(item.case_id)
+        else:
+            self.act("claim")
+
+    # ------------------------------------------------------------------ actions
+    def act(self, kind: str) -> None:
+        item = self.selected()
+        if item is None:
+            self.message.show_message("Sélectionnez d'abord un dossier dans la file.")
+            return
+        if kind == "transfer":
+            self.transfer_bar.show()
+            self.transfer_reason.clear()
+            self.transfer_reason.setFocus()
+            self._transfer_case = item.case_id
+            return
+        data: dict[str, Any] = {}
+        if kind == "claim":
+            data["lease_s"] = self.client.lease_s
+        if kind in ("release", "hand_back", "close"):
+            data["reason"] = ""
+        self.run(kind, item.case_id, **data)
+
+    def _confirm_transfer(self) -> None:
+        reason = self.transfer_reason.text().strip()
+        if not reason:
+            self.message.show_message("Indiquez le motif du transfert.")
+            return
+        self.transfer_bar.hide()
+        self.run(
+            "transfer", self._transfer_case, to=str(self.transfer_to.currentData()), reason=reason
+        )
+
+    def run(self, kind: str, case_id: str, **data: Any) -> asyncio.Task[None] | None:
+        if case_id in self.busy:
+            return None
+        self.busy.add(case_id)
+        return spawn(self._run(kind, case_id, data), f"queue-{kind}")
+
+    async def _run(self, kind: str, case_id: str, data: dict[str, Any]) -> None:
+        op = self.client.operation(kind, case_id, **data)
+        try:
+            item = await self.client.submit(op)
+        except QueueError as exc:
+            self.message.show_message(exc.message_fr)
+            log.info("queue %s on %s refused: %s", kind, case_id, exc.code)
+            return
+        finally:
+            self.busy.discard(case_id)
+        labels = {k: t for k, t, _ in ACTIONS}
+        self.message.show_message(
+            f"{labels.get(kind, kind).rstrip('…')} : fait ({case_id.rsplit('.', 1)[-1]}).",
+            info=True,
+        )
+        if item is not None:
+            from sas_desk.models.queue import ChangeSet
+
+            visible = item.queue in self.queues
+            self.model.apply(
+                ChangeSet(items=(item,) if visible else (), removed=() if visible else (case_id,))
+            )
+        if kind == "claim":
+            self.open_dossier.emit(case_id)

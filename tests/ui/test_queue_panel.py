@@ -1,0 +1,213 @@
+"""The queue panel, two workstations sharing one real SQLite queue store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from PySide6.QtCore import Qt
+from pytestqt.modeltest import ModelTester
+from pytestqt.qtbot import QtBot
+from sas_desk.services.queues.sqlite import SqliteBackend
+
+from sas_desk.models.dossier import Actor, Branch, Dossier, EventKind, transmit
+from sas_desk.models.queue import ItemStatus, QueueName, WaitLimits, queues_for_role
+from sas_desk.services.queues.client import Outbox, QueueClient
+from sas_desk.ui.queue_panel import QueuePanel
+from tests.helpers.flaky import FlakyBackend
+from tests.ui.conftest import until
+
+pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
+TZ = timezone(timedelta(hours=1))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = datetime.now(TZ).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+@dataclass
+class Station:
+    client: QueueClient
+    panel: QueuePanel
+    flaky: FlakyBackend
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def room(
+    tmp_path: Path, qtbot: QtBot
+) -> AsyncIterator[tuple[Clock, Station, Station, Station]]:
+    clock = Clock()
+    stations = []
+    for name, role in (("POSTE-MRL-1", "MRL"), ("POSTE-MRL-2", "MRL"), ("POSTE-SUP", "SUP")):
+        flaky = FlakyBackend(
+            SqliteBackend(tmp_path / "queues.sqlite", now=clock, poll_interval=0.02)
+        )
+        client = QueueClient(
+            flaky,
+            Outbox(tmp_path / f"outbox-{name}.sqlite"),
+            Actor(role, name.lower(), name),
+            now=clock,
+            retry_delay=0.05,
+            renew_s=3600,
+        )
+        await client.start()
+        panel = QueuePanel(
+            client, queues_for_role(role), WaitLimits(), clock, supervisor=role == "SUP"
+        )
+        qtbot.addWidget(panel)
+        panel.show()
+        panel.start()
+        stations.append(Station(client, panel, flaky))
+    yield clock, stations[0], stations[1], stations[2]
+    for s in stations:
+        s.panel.stop()
+        await s.client.stop()
+
+
+def dossier(n: int, clock: Clock, branch: Branch = Branch.SNP, priority: str = "P2") -> Dossier:
+    d = Dossier(
+        case_id=f"fr.health.samu690.DRFR1569A26329{n:05d}",
+        sender_case_id=f"DRFR1569A26329{n:05d}",
+        created_at=clock(),
+        received_at=clock(),
+        owner="fr.health.samu690",
+    )
+    d.caller.callback = "06 12 34 56 78"
+    d.location.city, d.location.insee = "Villeurbanne", "69266"
+    d.motive_code, d.motive_label = "M03.14", "Fièvre, problème infectieux"
+    d.patient.age, d.patient.sex = "P4Y", "F"
+    d.priority, d.branch = priority, branch
+    transmit(d, clock(), Actor("ARM", "arm.test", "POSTE-ARM"))
+    return d
+
+
+def rows(panel: QueuePanel, queue: QueueName) -> list[list[str]]:
+    proxy = panel.views[queue].model()
+    return [
+        [str(proxy.index(r, c).data() or "") for c in range(proxy.columnCount())]
+        for r in range(proxy.rowCount())
+    ]
+
+
+async def test_an_item_shows_everywhere_and_a_claim_is_exclusive(
+    room: tuple[Clock, Station, Station, Station], qtmodeltester: ModelTester
+) -> None:
+    clock, a, b, sup = room
+    await a.client.enqueue(dossier(1, clock))
+    for station in (a, b, sup):
+        await until(lambda s=station: len(rows(s.panel, QueueName.SNP)) == 1, timeout=2)
+    assert rows(a.panel, QueueName.SNP)[0][2] == "Fièvre, problème infectieux"
+    assert rows(a.panel, QueueName.SNP)[0][4] == "4 ans F"
+    assert "SNP — médecine générale  (1)" in a.panel.tabs.tabText(0)
+    qtmodeltester.check(a.panel.model)
+
+    a.panel.select("fr.health.samu690.DRFR1569A2632900001")
+    a.panel.act("claim")
+    await until(lambda: rows(b.panel, QueueName.SNP)[0][5].startswith("poste-mrl-1"), timeout=2)
+    b.panel.select("fr.health.samu690.DRFR1569A2632900001")
+    b.panel.act("claim")
+    await until(lambda: "déjà pris par poste-mrl-1" in b.panel.message.text(), timeout=2)
+    assert "POSTE-MRL-1" in b.panel.message.text()
+    item = b.panel.model.item("fr.health.samu690.DRFR1569A2632900001")
+    assert item is not None and item.status is ItemStatus.CLAIMED
+    qtmodeltester.check(b.panel.model)
+
+
+async def test_priority_order_and_supervision_strip(
+    room: tuple[Clock, Station, Station, Station],
+) -> None:
+    clock, a, _b, sup = room
+    await a.client.enqueue(dossier(2, clock, priority="P3"))
+    clock.t += timedelta(seconds=30)
+    await a.client.enqueue(dossier(3, clock, priority="P1"))
+    await a.client.enqueue(dossier(4, clock, branch=Branch.AMU, priority="P0"))
+    await until(lambda: len(rows(a.panel, QueueName.SNP)) == 2, timeout=2)
+    assert [r[0] for r in rows(a.panel, QueueName.SNP)] == ["P1", "P3"]
+    await until(lambda: len(rows(sup.panel, QueueName.AMU)) == 1, timeout=2)
+    clock.t += timedelta(minutes=6)  # P0 limit 1 min, P1 5 min: both late
+    sup.panel._tick()
+    strip = sup.panel.strip.text()
+    assert "AMU 1" in strip and "SNP 2" in strip
+    assert "2 en retard" in strip
+    assert "P3 06:30" in strip
+
+
+async def test_transfer_hand_back_and_booking_move_between_queues(
+    room: tuple[Clock, Station, Station, Station],
+) -> None:
+    clock, a, _b, sup = room
+    case = dossier(5, clock)
+    await a.client.enqueue(case)
+    await until(lambda: len(rows(a.panel, QueueName.SNP)) == 1, timeout=2)
+    a.panel.select(case.case_id)
+    a.panel.act("claim")
+    await until(
+        lambda: (i := a.panel.model.item(case.case_id)) is not None and i.claim is not None,
+        timeout=2,
+    )
+    a.panel.select(case.case_id)
+    a.panel.act("request_booking")
+    await until(
+        lambda: any(
+            case.case_id == i.case_id and i.queue is QueueName.OSNP for i in sup.panel.model.items()
+        ),
+        timeout=2,
+    )
+    await until(lambda: a.panel.model.item(case.case_id) is None, timeout=2)  # left the SNP view
+    kinds = [e.kind for e in await a.client.events(case.case_id)]
+    assert kinds[-2:] == [EventKind.CLAIMED, EventKind.BOOKING_REQUESTED]
+    # the supervisor moves it on with a reason, from the keyboard
+    sup.panel.select(case.case_id)
+    sup.panel.act("transfer")
+    assert sup.panel.transfer_bar.isVisible()
+    sup.panel.transfer_to.setCurrentIndex(sup.panel.transfer_to.findData("ARM"))
+    sup.panel.transfer_reason.setText("rappeler le patient")
+    sup.panel.transfer_reason.returnPressed.emit()
+    await until(
+        lambda: any(
+            case.case_id == i.case_id and i.queue is QueueName.ARM for i in sup.panel.model.items()
+        ),
+        timeout=2,
+    )
+    events = await sup.client.events(case.case_id)
+    assert events[-1].kind is EventKind.TRANSFERRED
+    assert events[-1].actor.workstation == "POSTE-SUP"
+
+
+async def test_server_down_shows_offline_and_nothing_is_lost(
+    room: tuple[Clock, Station, Station, Station],
+) -> None:
+    clock, a, b, _sup = room
+    a.flaky.down = True
+    case = dossier(6, clock)
+    assert await a.client.enqueue(case) is None
+    assert a.client.state.pending == 1 and not a.client.state.online
+    a.flaky.down = False
+    await until(lambda: a.client.state.pending == 0, timeout=5)
+    await until(lambda: b.panel.model.item(case.case_id) is not None, timeout=2)
+
+
+async def test_keyboard_claim_opens_the_dossier(
+    room: tuple[Clock, Station, Station, Station], qtbot: QtBot
+) -> None:
+    clock, a, _b, _sup = room
+    case = dossier(7, clock)
+    await a.client.enqueue(case)
+    await until(lambda: a.panel.model.item(case.case_id) is not None, timeout=2)
+    opened: list[str] = []
+    a.panel.open_dossier.connect(opened.append)
+    a.panel.select(case.case_id)
+    view = a.panel.current_view()
+    assert view is not None
+    qtbot.keyClick(view, Qt.Key.Key_Return)  # Enter on a free item claims it
+    await until(lambda: opened == [case.case_id], timeout=2)
+    item = a.panel.model.item(case.case_id)
+    assert item is not None and item.claim is not None and item.claim.workstation == "POSTE-MRL-1"
