@@ -109,6 +109,21 @@ def run(config: Config, options: RunOptions) -> int:
         return runner.run(main(app, config, options))
 
 
+async def qt_turn() -> None:
+    """Resolve after Qt has handled what is already queued (a 0 ms timer
+    fires after pending posted events, layouts and paints)."""
+    from PySide6.QtCore import QTimer
+
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def fire() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    QTimer.singleShot(0, fire)
+    await done
+
+
 def _warm_imports() -> None:
     """Load httpx's async stack off the UI thread: loaded lazily by the first
     request, it froze the window for ~100 ms (measured by bench/autosave.py)."""
@@ -146,11 +161,14 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     window: MainWindow | None = None
     try:
         report = await journal.open()
+        log.debug("startup: journal open")
         await queues.start()
+        log.debug("startup: queues started (%s)", queues.backend.name)
         desk = Desk(config, journal, actor, clock.now)
         await desk.prepare()
         unfinished = await journal.unfinished()
         today = await journal.of_day(clock.now().date())
+        log.debug("startup: %d unfinished, %d today", len(unfinished), len(today))
         resolver = LocationResolver(CommuneIndex.load(), None)
         window = MainWindow(
             config,
@@ -167,10 +185,13 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         closed = asyncio.Event()
         QCoreApplication.instance().lastWindowClosed.connect(closed.set)  # type: ignore[union-attr]
         window.show()
+        log.debug("startup: window shown")
         if options.smoke:
-            QCoreApplication.processEvents()
-            await asyncio.sleep(0)
-            QCoreApplication.processEvents()
+            # let Qt lay out and paint through the running loop: calling
+            # Qt's event processing from inside a coroutine re-enters other tasks
+            # ("Cannot enter into task…") and wedged the shutdown 1 run in 15
+            await qt_turn()
+            await qt_turn()
             print(
                 f"SMOKE OK window={window.width()}x{window.height()} "
                 f"journal={'ok' if journal.available else 'memory'} "
@@ -192,8 +213,11 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         return 0
     finally:
         await aio.cancel_all()
+        log.debug("shutdown: background tasks cancelled")
         await queues.stop()
+        log.debug("shutdown: queues stopped")
         await journal.close()
+        log.debug("shutdown: journal closed")
         if client is not None:
             await client.aclose()
         if simulator is not None:

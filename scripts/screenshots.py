@@ -20,14 +20,16 @@ from PySide6.QtGui import QPainter
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 
-from sas_desk.app import RunOptions, run
+from sas_desk.app import RunOptions, qt_turn, run
 from sas_desk.services.config import Config
 from sas_desk.ui.keys import type_text
 
 
 async def settle(ms: int = 150) -> None:
+    """Let the app run for a while (Qt events are handled by the running loop;
+    never call processEvents() from a coroutine)."""
     await asyncio.sleep(ms / 1000)
-    QApplication.processEvents()
+    await qt_turn()
 
 
 def save(widget: QWidget, out: Path, name: str) -> None:

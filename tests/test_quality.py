@@ -54,3 +54,15 @@ def test_contract_actually_catches_a_qt_import(tmp_path: Path) -> None:
         bad.unlink()
     assert result.returncode != 0
     assert "BROKEN" in result.stdout
+
+
+def test_no_process_events_inside_the_app() -> None:
+    """processEvents() called from a coroutine re-enters other asyncio tasks
+    under qasync ("Cannot enter into task…") and once wedged the shutdown:
+    the app waits on the running loop instead (sas_desk.app.qt_turn)."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "sas_desk").rglob("*.py")
+        if "processEvents(" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []

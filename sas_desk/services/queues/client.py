@@ -203,14 +203,17 @@ class QueueClient:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if self._tasks:
+            # bounded: a wedged task must never keep the workstation from closing
+            _done, stuck = await asyncio.wait(self._tasks, timeout=5.0)
+            for task in stuck:
+                log.error("queue task %s did not stop", task.get_name())
         self._tasks = []
+        log.debug("queue client: tasks stopped")
         await self.backend.close()
+        log.debug("queue client: backend closed")
         await self.outbox.close()
+        log.debug("queue client: outbox closed")
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
