@@ -128,11 +128,86 @@ def make_first_run(out: Path):  # type: ignore[no-untyped-def]
         type_text(s3.note, "Joue gonflée depuis hier, 39°C, avale difficilement.")
         await settle(300)
         save(window, out, "06b-dental-sheet-with-advice")
+        s3.transmit()
         window.tabs.setCurrentIndex(0)
         sheet.transmit()
+        # three more calls for the general-medicine regulators
+        for n, (phone, place, motive, age, prio) in enumerate(
+            [
+                ("06 45 12 78 90", "Villeurbanne", "M03.14", "4", "2"),
+                ("04 78 45 12 36", "Vénissieux", "M03.21", "81", "3"),
+                ("07 12 45 78 96", "Bron", "M03.11", "35", "1"),
+            ]
+        ):
+            window.new_call()
+            sx = window.current_sheet()
+            type_text(sx.callback, phone)
+            sx.location.setFocus()
+            type_text(sx.location, place)
+            sx.motive.setFocus()
+            type_text(sx.motive, motive)
+            type_text(sx.age, age)
+            sx.priority.setFocus()
+            type_text(sx.priority, prio)
+            type_text(sx.branch, "s")
+            sx.transmit()
+            await settle(50 + n)
+        window.tabs.setCurrentIndex(0)
         await settle(300)
         save(window, out, "07-transmitted-and-day-list")
         await window.journal.flush(timeout=5)
+        window.close()
+
+    return scenario
+
+
+def make_regulator(out: Path):  # type: ignore[no-untyped-def]
+    async def scenario(window) -> None:  # type: ignore[no-untyped-def]
+        window.activateWindow()
+        await settle(500)
+        panel = window.queue_panel
+        save(window, out, "10-mrl-queue")
+        first = panel.model.items()[0] if panel.model.items() else None
+        if first is not None:
+            panel.select(first.case_id)
+            panel.act("claim")
+            await settle(600)
+            view = window.tabs.currentWidget()
+            view.note.setFocus()
+            type_text(view.note, "Fièvre 39,5 depuis 24 h, enfant tonique, boit bien.")
+            view.add_note()
+            await settle(300)
+            view.care_level.setCurrentIndex(view.care_level.findData("R3"))
+            view.decision_type.setCurrentIndex(view.decision_type.findData("ORIENT"))
+            view.resource_type.setCurrentIndex(view.resource_type.findData("LIBERAL.MG"))
+            view.orientation_type.setCurrentIndex(view.orientation_type.findData("CABINET"))
+            view.decision_note.setText("Consultation MG sous 24 h")
+            view.decide()
+            await settle(600)
+            save(window, out, "11-mrl-dossier-view-decision")
+        window.close()
+
+    return scenario
+
+
+def make_supervisor(out: Path):  # type: ignore[no-untyped-def]
+    async def scenario(window) -> None:  # type: ignore[no-untyped-def]
+        window.activateWindow()
+        await settle(600)
+        save(window, out, "12-supervisor-queues")
+        window.close()
+
+    return scenario
+
+
+def make_arm_queue(out: Path):  # type: ignore[no-untyped-def]
+    async def scenario(window) -> None:  # type: ignore[no-untyped-def]
+        window.activateWindow()
+        await settle(500)
+        if window.queue_panel is not None:
+            window.left_tabs.setCurrentWidget(window.queue_panel)
+        await settle(200)
+        save(window, out, "13-arm-returns-queue")
         window.close()
 
     return scenario
@@ -154,14 +229,19 @@ def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "shots").resolve()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sas-desk-shots-") as tmp:
-        config = Config(data_dir=Path(tmp), workstation="POSTE-ARM-03", operator="arm.durand")
-        run(config, RunOptions(on_ready=make_first_run(out)))
+        data = Path(tmp)
+
+        def station(name: str, operator: str, role: str | None) -> Config:
+            return Config(data_dir=data, workstation=name, operator=operator, role=role)
+
+        # several workstations in turn on one data dir: they share its queue store
+        run(station("POSTE-ARM-03", "arm.durand", None), RunOptions(on_ready=make_first_run(out)))
+        run(station("POSTE-ARM-03", "arm.durand", "ARM"), RunOptions(on_ready=make_restart(out)))
+        run(station("POSTE-MRL-07", "dr.martin", "MRL"), RunOptions(on_ready=make_regulator(out)))
         run(
-            Config(
-                data_dir=Path(tmp), workstation="POSTE-ARM-03", operator="arm.durand", role="ARM"
-            ),
-            RunOptions(on_ready=make_restart(out)),
+            station("POSTE-SUP-01", "sup.bernard", "SUP"), RunOptions(on_ready=make_supervisor(out))
         )
+        run(station("POSTE-ARM-03", "arm.durand", "ARM"), RunOptions(on_ready=make_arm_queue(out)))
 
 
 if __name__ == "__main__":

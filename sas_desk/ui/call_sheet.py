@@ -261,7 +261,7 @@ class CallSheet(QWidget):
 
         outer.addLayout(form)
 
-        notes_title = QLabel("Notes ARM (horodatées)")
+        notes_title = QLabel("Notes (horodatées)")
         notes_title.setStyleSheet("font-weight: bold; margin-top: 6px;")
         outer.addWidget(notes_title)
         self.notes = named(QListWidget(), "notes")

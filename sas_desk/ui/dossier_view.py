@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -66,7 +67,10 @@ class DossierView(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         split = QSplitter(Qt.Orientation.Horizontal)
         self.sheet = CallSheet(desk, resolver, dossier, read_only=True)
-        split.addWidget(self.sheet)
+        scroll = QScrollArea()  # the sheet may be narrower than its rows of keys
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.sheet)
+        split.addWidget(scroll)
 
         right = QWidget()
         col = QVBoxLayout(right)

@@ -217,8 +217,7 @@ class MainWindow(QMainWindow):
             self.banner(report.notice_fr, "warning")
         if journal.open_error is not None:
             self.banner(journal.open_error.message_fr, "error")
-        if unfinished:
-            self._offer_resume(unfinished)
+        self._resume_banner: Banner | None = None
         if config.role:
             self.set_role(config.role)
         else:
@@ -233,6 +232,12 @@ class MainWindow(QMainWindow):
         self.role_changed.emit(role)
         log.info("role set to %s", role)
         self._build_queue_panel(role)
+        # the unfinished sheets are the ARM's: offered to whoever takes the ARM seat
+        if role == "ARM" and self.unfinished and self._resume_banner is None:
+            self._offer_resume(self.unfinished)
+        elif role != "ARM" and self._resume_banner is not None:
+            self._resume_banner.deleteLater()
+            self._resume_banner = None
         if role == "ARM" and self.tabs.count() == 0 and not self.unfinished:
             self.new_call()
         elif role != "ARM":
@@ -355,6 +360,7 @@ class MainWindow(QMainWindow):
         )
         b = self.banner(text, "warning")
         b.setObjectName("resumeBanner")
+        self._resume_banner = b
         resume = b.add_action("Reprendre (Ctrl+R)", lambda: self.resume_all(b))
         resume.setObjectName("resumeButton")
         resume.setShortcut(QKeySequence("Ctrl+R"))
@@ -366,6 +372,7 @@ class MainWindow(QMainWindow):
         self.unfinished = []
         if banner is not None:
             banner.deleteLater()
+        self._resume_banner = None
 
     # ------------------------------------------------------------------ sheets
     def new_call(self) -> CallSheet | None:

@@ -97,14 +97,21 @@ class Message(QLabel):
         super().__init__(parent)
         self.setObjectName("FieldMessage")
         self.setWordWrap(True)
-        self.setStyleSheet("color: #b00020; font-size: 11px;")
+        self._colour = "#b00020"
+        self.setStyleSheet(f"color: {self._colour}; font-size: 11px;")
         self.hide()
 
     def show_message(self, text: str, *, info: bool = False, warn: bool = False) -> None:
+        """Called on every keystroke of a flagged field: touch the style sheet
+        (a costly re-polish) only when the colour really changes."""
         colour = "#2e5e2e" if info else "#b35c00" if warn else "#b00020"
-        self.setStyleSheet(f"color: {colour}; font-size: 11px;")
-        self.setText(text)
-        self.setVisible(bool(text))
+        if colour != self._colour:
+            self._colour = colour
+            self.setStyleSheet(f"color: {colour}; font-size: 11px;")
+        if text != self.text():
+            self.setText(text)
+        if self.isHidden() == bool(text):
+            self.setVisible(bool(text))
 
 
 class Banner(QWidget):
