@@ -290,6 +290,10 @@ class CallSheet(QWidget):
         line.setFrameShape(QFrame.Shape.HLine)
         outer.addWidget(line)
 
+        # create the suggestion popups' native windows now, not on the first
+        # keystroke that shows them (a visible hitch while typing otherwise)
+        self._loc_completer.popup().winId()
+        self._motive_completer.popup().winId()
         for seq in ("Ctrl+Return", "Ctrl+Enter"):
             sc = QShortcut(QKeySequence(seq), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
