@@ -292,8 +292,10 @@ class CallSheet(QWidget):
 
         # create the suggestion popups' native windows now, not on the first
         # keystroke that shows them (a visible hitch while typing otherwise)
-        self._loc_completer.popup().winId()
-        self._motive_completer.popup().winId()
+        for completer in (self._loc_completer, self._motive_completer):
+            popup = completer.popup()
+            if popup is not None:
+                popup.winId()
         for seq in ("Ctrl+Return", "Ctrl+Enter"):
             sc = QShortcut(QKeySequence(seq), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)

@@ -12,11 +12,11 @@ import pytest_asyncio
 from PySide6.QtCore import Qt
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
-from sas_desk.services.queues.sqlite import SqliteBackend
 
 from sas_desk.models.dossier import Actor, Branch, Dossier, EventKind, transmit
 from sas_desk.models.queue import ItemStatus, QueueName, WaitLimits, queues_for_role
 from sas_desk.services.queues.client import Outbox, QueueClient
+from sas_desk.services.queues.sqlite import SqliteBackend
 from sas_desk.ui.queue_panel import QueuePanel
 from tests.helpers.flaky import FlakyBackend
 from tests.ui.conftest import until
@@ -103,7 +103,7 @@ async def test_an_item_shows_everywhere_and_a_claim_is_exclusive(
     clock, a, b, sup = room
     await a.client.enqueue(dossier(1, clock))
     for station in (a, b, sup):
-        await until(lambda s=station: len(rows(s.panel, QueueName.SNP)) == 1, timeout=2)
+        await until(lambda s=station: len(rows(s.panel, QueueName.SNP)) == 1, timeout=10)
     assert rows(a.panel, QueueName.SNP)[0][2] == "Fièvre, problème infectieux"
     assert rows(a.panel, QueueName.SNP)[0][4] == "4 ans F"
     assert "SNP — médecine générale  (1)" in a.panel.tabs.tabText(0)
@@ -111,10 +111,10 @@ async def test_an_item_shows_everywhere_and_a_claim_is_exclusive(
 
     a.panel.select("fr.health.samu690.DRFR1569A2632900001")
     a.panel.act("claim")
-    await until(lambda: rows(b.panel, QueueName.SNP)[0][5].startswith("poste-mrl-1"), timeout=2)
+    await until(lambda: rows(b.panel, QueueName.SNP)[0][5].startswith("poste-mrl-1"), timeout=10)
     b.panel.select("fr.health.samu690.DRFR1569A2632900001")
     b.panel.act("claim")
-    await until(lambda: "déjà pris par poste-mrl-1" in b.panel.message.text(), timeout=2)
+    await until(lambda: "déjà pris par poste-mrl-1" in b.panel.message.text(), timeout=10)
     assert "POSTE-MRL-1" in b.panel.message.text()
     item = b.panel.model.item("fr.health.samu690.DRFR1569A2632900001")
     assert item is not None and item.status is ItemStatus.CLAIMED
@@ -129,9 +129,9 @@ async def test_priority_order_and_supervision_strip(
     clock.t += timedelta(seconds=30)
     await a.client.enqueue(dossier(3, clock, priority="P1"))
     await a.client.enqueue(dossier(4, clock, branch=Branch.AMU, priority="P0"))
-    await until(lambda: len(rows(a.panel, QueueName.SNP)) == 2, timeout=2)
+    await until(lambda: len(rows(a.panel, QueueName.SNP)) == 2, timeout=10)
     assert [r[0] for r in rows(a.panel, QueueName.SNP)] == ["P1", "P3"]
-    await until(lambda: len(rows(sup.panel, QueueName.AMU)) == 1, timeout=2)
+    await until(lambda: len(rows(sup.panel, QueueName.AMU)) == 1, timeout=10)
     clock.t += timedelta(minutes=6)  # P0 limit 1 min, P1 5 min: both late
     sup.panel._tick()
     strip = sup.panel.strip.text()
@@ -146,12 +146,12 @@ async def test_transfer_hand_back_and_booking_move_between_queues(
     clock, a, _b, sup = room
     case = dossier(5, clock)
     await a.client.enqueue(case)
-    await until(lambda: len(rows(a.panel, QueueName.SNP)) == 1, timeout=2)
+    await until(lambda: len(rows(a.panel, QueueName.SNP)) == 1, timeout=10)
     a.panel.select(case.case_id)
     a.panel.act("claim")
     await until(
         lambda: (i := a.panel.model.item(case.case_id)) is not None and i.claim is not None,
-        timeout=2,
+        timeout=10,
     )
     a.panel.select(case.case_id)
     a.panel.act("request_booking")
@@ -159,9 +159,9 @@ async def test_transfer_hand_back_and_booking_move_between_queues(
         lambda: any(
             case.case_id == i.case_id and i.queue is QueueName.OSNP for i in sup.panel.model.items()
         ),
-        timeout=2,
+        timeout=10,
     )
-    await until(lambda: a.panel.model.item(case.case_id) is None, timeout=2)  # left the SNP view
+    await until(lambda: a.panel.model.item(case.case_id) is None, timeout=10)  # left the SNP view
     kinds = [e.kind for e in await a.client.events(case.case_id)]
     assert kinds[-2:] == [EventKind.CLAIMED, EventKind.BOOKING_REQUESTED]
     # the supervisor moves it on with a reason, from the keyboard
@@ -175,7 +175,7 @@ async def test_transfer_hand_back_and_booking_move_between_queues(
         lambda: any(
             case.case_id == i.case_id and i.queue is QueueName.ARM for i in sup.panel.model.items()
         ),
-        timeout=2,
+        timeout=10,
     )
     events = await sup.client.events(case.case_id)
     assert events[-1].kind is EventKind.TRANSFERRED
@@ -192,7 +192,7 @@ async def test_server_down_shows_offline_and_nothing_is_lost(
     assert a.client.state.pending == 1 and not a.client.state.online
     a.flaky.down = False
     await until(lambda: a.client.state.pending == 0, timeout=5)
-    await until(lambda: b.panel.model.item(case.case_id) is not None, timeout=2)
+    await until(lambda: b.panel.model.item(case.case_id) is not None, timeout=10)
 
 
 async def test_keyboard_claim_opens_the_dossier(
@@ -201,13 +201,13 @@ async def test_keyboard_claim_opens_the_dossier(
     clock, a, _b, _sup = room
     case = dossier(7, clock)
     await a.client.enqueue(case)
-    await until(lambda: a.panel.model.item(case.case_id) is not None, timeout=2)
+    await until(lambda: a.panel.model.item(case.case_id) is not None, timeout=10)
     opened: list[str] = []
     a.panel.open_dossier.connect(opened.append)
     a.panel.select(case.case_id)
     view = a.panel.current_view()
     assert view is not None
     qtbot.keyClick(view, Qt.Key.Key_Return)  # Enter on a free item claims it
-    await until(lambda: opened == [case.case_id], timeout=2)
+    await until(lambda: opened == [case.case_id], timeout=10)
     item = a.panel.model.item(case.case_id)
     assert item is not None and item.claim is not None and item.claim.workstation == "POSTE-MRL-1"
