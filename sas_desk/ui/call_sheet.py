@@ -512,9 +512,18 @@ class CallSheet(QWidget):
 
     def _show_places(self, places: list[Place]) -> None:
         self._places = {p.label: p for p in places}
-        self._loc_model.setStringList([p.label for p in places])
-        if places and self.location.hasFocus():
-            self._loc_completer.complete()
+        labels = [p.label for p in places]
+        if labels != self._loc_model.stringList():
+            self._loc_model.setStringList(labels)
+        self._open_popup(self._loc_completer, self.location, bool(labels))
+
+    @staticmethod
+    def _open_popup(completer: QCompleter, field: QLineEdit, has_rows: bool) -> None:
+        """Show the suggestions once; an open popup follows its model by itself
+        (re-running complete() on every keystroke re-laid it out each time)."""
+        popup = completer.popup()
+        if has_rows and field.hasFocus() and (popup is None or not popup.isVisible()):
+            completer.complete()
 
     def _apply_motive(self, text: str) -> None:
         d = self.dossier
@@ -527,9 +536,10 @@ class CallSheet(QWidget):
         d.motive_code = d.motive_label = ""
         self._render_motive()
         matches = self._motives.search(text, limit=12)
-        self._motive_model.setStringList([motive_display(c) for c in matches])
-        if matches and self.motive.hasFocus():
-            self._motive_completer.complete()
+        labels = [motive_display(c) for c in matches]
+        if labels != self._motive_model.stringList():
+            self._motive_model.setStringList(labels)
+        self._open_popup(self._motive_completer, self.motive, bool(labels))
 
     def _apply_age(self, text: str) -> None:
         try:
