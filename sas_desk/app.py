@@ -13,15 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-
-import httpx
+from typing import Any
 
 from sas_desk.models.dossier import Actor
 from sas_desk.models.queue import WaitLimits
 from sas_desk.services import clock
 from sas_desk.services.config import Config
 from sas_desk.services.desk import Desk
-from sas_desk.services.geo.ban import BanGeocoder
 from sas_desk.services.geo.resolver import LocationResolver
 from sas_desk.services.geo.territory import CommuneIndex
 from sas_desk.services.journal.service import Journal
@@ -146,7 +144,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         simulator = Simulator(port=config.simulator_port)
         simulator.start()
         geocoder_url = simulator.base_url
-    client: httpx.AsyncClient | None = None
+    client: Any = None  # httpx.AsyncClient, created once the window is up
     journal = Journal(config.journal_path, now=clock.now)
     actor = Actor(role=config.role or "", operator=config.operator, workstation=config.workstation)
     limits = WaitLimits(*config.wait_limits)
@@ -201,6 +199,10 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             return 0
         # the window is up: now the network side (TLS context, httpx stack) off the UI path
         if geocoder_url:
+            import httpx
+
+            from sas_desk.services.geo.ban import BanGeocoder
+
             ssl_context = await loop.run_in_executor(None, httpx.create_ssl_context)
             await loop.run_in_executor(None, _warm_imports)
             client = httpx.AsyncClient(

@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sas_desk.services.geo.ban import BanGeocoder, GeocodingError, GeoResult
+if TYPE_CHECKING:  # httpx is imported with the geocoder, after the window is up
+    from sas_desk.services.geo.ban import BanGeocoder, GeoResult
 from sas_desk.services.geo.territory import Commune, CommuneIndex, normalize
 
 log = logging.getLogger("sas_desk.geo")
@@ -91,6 +93,8 @@ class LocationResolver:
         """Geocoder answers, or ([], French error) when it cannot answer."""
         if self.geocoder is None:
             return [], ""
+        from sas_desk.services.geo.ban import GeocodingError
+
         try:
             results = await self.geocoder.search(text, limit=limit)
         except GeocodingError as exc:
