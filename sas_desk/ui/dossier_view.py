@@ -103,7 +103,9 @@ class DossierView(QWidget):
         self.message = Message()
         col.addWidget(self.message)
         split.addWidget(right)
-        split.setSizes([620, 420])
+        right.setMaximumWidth(460)  # the ARM's sheet gets the room
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         outer.addWidget(split)
         for seq in ("Ctrl+Return", "Ctrl+Enter"):
             sc = QShortcut(QKeySequence(seq), right)

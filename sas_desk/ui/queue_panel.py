@@ -15,6 +15,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -125,9 +126,9 @@ class QueuePanel(QWidget):
         self.transfer_bar.hide()
         layout.addWidget(self.transfer_bar)
 
-        buttons = QHBoxLayout()
+        buttons = QGridLayout()  # two rows: the panel must fit half a 1600 px screen
         self.action_buttons: dict[str, QPushButton] = {}
-        for kind, text, keys in ACTIONS:
+        for i, (kind, text, keys) in enumerate(ACTIONS):
             action = QAction(text, self)
             action.setShortcut(QKeySequence(keys))
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -136,9 +137,8 @@ class QueuePanel(QWidget):
             button = named(QPushButton(f"{text}  ({keys})"), f"action_{kind}")
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.clicked.connect(lambda _=False, k=kind: self.act(k))
-            buttons.addWidget(button)
+            buttons.addWidget(button, i // 3, i % 3)
             self.action_buttons[kind] = button
-        buttons.addStretch(1)
         layout.addLayout(buttons)
         self.message = Message()
         self.message.setObjectName("queueMessage")
