@@ -49,12 +49,10 @@ from psycopg.types.json import Jsonb
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import (
     Actor,
-    Decision,
     Dossier,
     Event,
     EventKind,
     Status,
-    add_note,
 )
 from sas_desk.models.queue import (
     ChangeSet,
@@ -73,7 +71,7 @@ from sas_desk.models.queue import (
     queue_for_attribution,
     queues_for_role,
 )
-from sas_desk.models.validation import ValidationError
+from sas_desk.services.queues import rules
 from sas_desk.services.queues.api import (
     DEFAULT_LEASE_S,
     OPERATION_KINDS,
@@ -637,97 +635,8 @@ class _Change:
     result: QueueItem | None
 
 
-def _text(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise QueueError(f"Champ « {key} » invalide : texte attendu.", "invalid")
-    return value
-
-
 def _lease(data: Mapping[str, Any]) -> timedelta:
-    value = data.get("lease_s", DEFAULT_LEASE_S)
-    if value is None:
-        value = DEFAULT_LEASE_S
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise QueueError("Durée de prise en charge invalide.", "invalid")
-    return timedelta(seconds=float(value))
-
-
-def _queue(value: Any) -> QueueName:
-    try:
-        return QueueName(value)
-    except ValueError:
-        raise QueueError(f"File inconnue : « {value} ».", "invalid") from None
-
-
-def _holder(item: QueueItem, op: Operation, *, sup: bool) -> Claim | None:
-    """The current claim when ``op`` may act on the item (its holder, or SUP
-    when ``sup`` — even on an unclaimed item); raises NotHolder otherwise."""
-    claim = item.claim
-    if claim is not None and claim.workstation == op.workstation:
-        return claim
-    if sup and op.role == "SUP":
-        return claim
-    raise NotHolder(item.case_id, claim)
-
-
-def _decisions(raw: Any, at: datetime) -> list[Decision]:
-    if raw is None:
-        raw = []
-    if not isinstance(raw, list):
-        raise QueueError("Décisions invalides : liste attendue.", "invalid")
-    out: list[Decision] = []
-    for entry in raw:
-        if not isinstance(entry, dict):
-            raise QueueError("Décision invalide.", "invalid")
-        decision_type = _text(entry, "decision_type")
-        if decision_type not in codelist("decision_type"):
-            raise QueueError(f"Type de décision inconnu : « {decision_type} ».", "invalid")
-        resource = _text(entry, "resource_type")
-        if resource and resource not in codelist("resource_type"):
-            raise QueueError(f"Type de ressource inconnu : « {resource} ».", "invalid")
-        orientation = _text(entry, "orientation_type")
-        if orientation and orientation not in codelist("orientation_type"):
-            raise QueueError(f"Type d'orientation inconnu : « {orientation} ».", "invalid")
-        transport = entry.get("medical_transport")
-        if transport is not None and not isinstance(transport, bool):
-            raise QueueError("Transport médicalisé : oui, non ou non renseigné.", "invalid")
-        out.append(
-            Decision(
-                at=at,
-                decision_type=decision_type,
-                role="MEDECIN",  # a regulation decision is a physician's
-                resource_type=resource,
-                orientation_type=orientation,
-                medical_transport=transport,
-                freetext=_text(entry, "freetext"),
-                patient_id=_text(entry, "patient_id"),
-            )
-        )
-    return out
-
-
-def _add_note(dossier: Dossier, text: str, at: datetime, actor: Actor) -> str:
-    try:
-        add_note(dossier, text, at, actor, medical=True)
-    except ValidationError as exc:
-        raise QueueError(exc.message, "invalid") from None
-    return dossier.notes[-1].note_id
-
-
-def _merge_server_side(dossier: Dossier, stored: Dossier) -> None:
-    """A closed dossier sent again by the ARM keeps what the regulators added
-    to the server copy (care level, decisions, notes)."""
-    dossier.care_level = dossier.care_level or stored.care_level
-    dossier.decisions = stored.decisions + [
-        d for d in dossier.decisions if d not in stored.decisions
-    ]
-    seen = {(n.note_id, n.at, n.text) for n in stored.notes}
-    dossier.notes = stored.notes + [
-        n for n in dossier.notes if (n.note_id, n.at, n.text) not in seen
-    ]
+    return timedelta(seconds=rules.lease_seconds(data))
 
 
 def _transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) -> _Change:
@@ -775,7 +684,7 @@ def _transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) 
                 "Le dossier transmis ne correspond pas à l'opération de mise en file.", "invalid"
             )
         wanted = data.get("queue")
-        queue = _queue(wanted) if wanted else queue_for_attribution(sent.attribution)
+        queue = rules.queue_arg(wanted) if wanted else queue_for_attribution(sent.attribution)
         if queue is None:
             raise QueueError(
                 "Filière du dossier inconnue : impossible de choisir une file.", "no_queue"
@@ -783,7 +692,7 @@ def _transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) 
         if item is not None and item.status is not ItemStatus.CLOSED:
             return _Change(None, None, None, item)  # already queued: nothing to do
         if dossier is not None:  # a closed dossier sent again
-            _merge_server_side(sent, dossier)
+            rules.merge_server_side(sent, dossier)
         code = sent.motive_code
         new = QueueItem(
             case_id=op.case_id,
@@ -808,7 +717,7 @@ def _transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) 
         if item.queue not in queues_for_role(op.role):
             raise QueueError("Ce dossier n'est pas dans vos files : note impossible.", "forbidden")
         assert dossier is not None
-        note_id = _add_note(dossier, _text(data, "text"), at, actor)
+        note_id = rules.medical_note(dossier, rules.text_arg(data, "text"), op)
         return change(item, item, EventKind.MEDICAL_NOTE, {"note_id": note_id}, dossier=dossier)
 
     if item.status is ItemStatus.CLOSED:
@@ -835,26 +744,26 @@ def _transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) 
         return change(item, new, EventKind.CLAIMED, payload)
 
     if op.kind == "release":
-        held = _holder(item, op, sup=True)
+        held = rules.holder(item, op, supervisor=True)
         if held is None:
             raise NotHolder(item.case_id, None)  # nobody holds it: nothing to release
         new = replace(item, status=ItemStatus.WAITING, claim=None, alert="")
-        payload = {"reason": _text(data, "reason"), "holder": _claim_json(held)}
+        payload = {"reason": rules.text_arg(data, "reason"), "holder": _claim_json(held)}
         return change(item, new, EventKind.RELEASED, payload)
 
     if op.kind == "transfer":
-        to = _queue(data.get("to"))
-        _holder(item, op, sup=True)
-        return move(item, to, EventKind.TRANSFERRED, reason=_text(data, "reason"))
+        to = rules.queue_arg(data.get("to"))
+        rules.holder(item, op, supervisor=True)
+        return move(item, to, EventKind.TRANSFERRED, reason=rules.text_arg(data, "reason"))
 
     if op.kind == "decide":
-        _holder(item, op, sup=False)
+        rules.holder(item, op, supervisor=False)
         assert dossier is not None
-        care_level = _text(data, "care_level")
+        care_level = rules.text_arg(data, "care_level")
         if care_level and care_level not in codelist("care_level"):
             raise QueueError(f"Niveau de soins « {care_level} » invalide (R1 à R4).", "invalid")
-        decisions = _decisions(data.get("decisions"), at)
-        note_text = _text(data, "note").strip()
+        decisions = rules.decisions(data.get("decisions"), at)
+        note_text = rules.text_arg(data, "note").strip()
         if not (care_level or decisions or note_text):
             raise QueueError(
                 "Décision vide : niveau de soins, décision ou note médicale attendu.", "invalid"
@@ -865,31 +774,33 @@ def _transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) 
         dossier.revision += 1
         payload = {"care_level": care_level, "decisions": [d.decision_type for d in decisions]}
         if note_text:
-            payload["note_id"] = _add_note(dossier, note_text, at, actor)
+            payload["note_id"] = rules.medical_note(dossier, note_text, op)
         return change(item, item, EventKind.DECIDED, payload, dossier=dossier)
 
     if op.kind == "request_booking":
-        _holder(item, op, sup=False)
+        rules.holder(item, op, supervisor=False)
         assert dossier is not None
-        note_text = _text(data, "note").strip()
+        note_text = rules.text_arg(data, "note").strip()
         moved = move(item, QueueName.OSNP, EventKind.BOOKING_REQUESTED)
         if not note_text:
             return moved
         assert moved.event is not None
-        moved.event.data["note_id"] = _add_note(dossier, note_text, at, actor)
+        moved.event.data["note_id"] = rules.medical_note(dossier, note_text, op)
         return replace(moved, dossier=dossier)
 
     if op.kind == "hand_back":
-        _holder(item, op, sup=False)
-        return move(item, QueueName.ARM, EventKind.HANDED_BACK, reason=_text(data, "reason"))
+        rules.holder(item, op, supervisor=False)
+        return move(
+            item, QueueName.ARM, EventKind.HANDED_BACK, reason=rules.text_arg(data, "reason")
+        )
 
     if op.kind == "close":
-        held = _holder(item, op, sup=True)
+        held = rules.holder(item, op, supervisor=True)
         assert dossier is not None
         dossier.status = Status.CLOSED
         dossier.revision += 1
         new = replace(item, status=ItemStatus.CLOSED, claim=None, alert="")
-        payload = {"queue": item.queue.value, "reason": _text(data, "reason")}
+        payload = {"queue": item.queue.value, "reason": rules.text_arg(data, "reason")}
         if held is not None and held.workstation != op.workstation:
             payload["holder"] = _claim_json(held)
         return change(item, new, EventKind.CLOSED, payload, dossier=dossier)
@@ -897,12 +808,16 @@ def _transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) 
     if op.kind == "reassign":
         if op.role != "SUP":
             raise QueueError("Seul le superviseur peut réattribuer un dossier.", "forbidden")
-        workstation = _text(data, "to_workstation")
+        workstation = rules.text_arg(data, "to_workstation")
         payload = {"from": _claim_json(item.claim)}
         if workstation:
             lease = _lease(data)
             claim = Claim(
-                workstation, _text(data, "to_operator"), _text(data, "to_role"), at, at + lease
+                workstation,
+                rules.text_arg(data, "to_operator"),
+                rules.text_arg(data, "to_role"),
+                at,
+                at + lease,
             )
             new = replace(item, status=ItemStatus.CLAIMED, claim=claim, alert="")
             payload["to"] = _claim_json(claim)

@@ -37,12 +37,10 @@ from typing import Any, NoReturn, TypeVar
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import (
     Actor,
-    Decision,
     Dossier,
     Event,
     EventKind,
     Status,
-    add_note,
 )
 from sas_desk.models.queue import (
     ChangeSet,
@@ -61,7 +59,7 @@ from sas_desk.models.queue import (
     queue_for_attribution,
     queues_for_role,
 )
-from sas_desk.models.validation import ValidationError
+from sas_desk.services.queues import rules
 from sas_desk.services.queues.api import (
     DEFAULT_LEASE_S,
     OPERATION_KINDS,
@@ -289,31 +287,6 @@ def _raise_outcome(outcome: dict[str, Any], case_id: str) -> NoReturn:
     raise QueueError(str(outcome.get("message", "")), str(outcome.get("code", "")))
 
 
-def _text(data: dict[str, Any], key: str) -> str:
-    value = data.get(key, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise QueueError(f"Champ « {key} » invalide : texte attendu.", "invalid")
-    return value
-
-
-def _queue_arg(value: Any) -> QueueName:
-    try:
-        return QueueName(value)
-    except ValueError:
-        raise QueueError(f"File inconnue : « {value} ».", "invalid") from None
-
-
-def _lease(data: dict[str, Any], key: str = "lease_s") -> float:
-    value = data.get(key, DEFAULT_LEASE_S)
-    if value is None:
-        return DEFAULT_LEASE_S
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise QueueError("Durée de prise en charge invalide.", "invalid")
-    return float(value)
-
-
 # ---------------------------------------------------------------------------- errors
 
 
@@ -537,7 +510,7 @@ class _Store:
                 "Le dossier transmis ne correspond pas à l'opération de mise en file.", "invalid"
             )
         wanted = op.data.get("queue")
-        queue = _queue_arg(wanted) if wanted else queue_for_attribution(dossier.attribution)
+        queue = rules.queue_arg(wanted) if wanted else queue_for_attribution(dossier.attribution)
         if queue is None:
             raise QueueError(
                 "Filière du dossier inconnue : impossible de choisir une file.", "no_queue"
@@ -547,7 +520,7 @@ class _Store:
             return existing  # already queued: nothing to do
         stored = self._dossier(op.case_id)
         if stored is not None:  # a closed dossier sent again: keep what regulators added
-            _merge_server_side(dossier, stored)
+            rules.merge_server_side(dossier, stored)
         self._save_dossier(dossier)
         item = QueueItem(
             case_id=op.case_id,
@@ -571,7 +544,7 @@ class _Store:
         return item
 
     def _claim(self, op: Operation, item: QueueItem) -> QueueItem:
-        lease = _lease(op.data)
+        lease = rules.lease_seconds(op.data)
         expires = op.at + timedelta(seconds=lease)
         current = item.claim
         data: dict[str, Any] = {"queue": item.queue.value, "lease_s": lease}
@@ -596,30 +569,30 @@ class _Store:
         return self._change(op, item, new, EventKind.CLAIMED, data)
 
     def _release(self, op: Operation, item: QueueItem) -> QueueItem:
-        holder = self._holder(op, item, supervisor=True)
+        holder = rules.holder(item, op, supervisor=True)
         if holder is None:
             raise NotHolder(item.case_id, None)  # nobody holds it: nothing to release
         new = dataclasses.replace(item, status=ItemStatus.WAITING, claim=None)
-        data = {"reason": _text(op.data, "reason"), "holder": _claim_to_dict(holder)}
+        data = {"reason": rules.text_arg(op.data, "reason"), "holder": _claim_to_dict(holder)}
         return self._change(op, item, new, EventKind.RELEASED, data)
 
     def _transfer(self, op: Operation, item: QueueItem) -> QueueItem:
-        target = _queue_arg(op.data.get("to"))
-        self._holder(op, item, supervisor=True)
+        target = rules.queue_arg(op.data.get("to"))
+        rules.holder(item, op, supervisor=True)
         return self._move(
-            op, item, target, EventKind.TRANSFERRED, {"reason": _text(op.data, "reason")}
+            op, item, target, EventKind.TRANSFERRED, {"reason": rules.text_arg(op.data, "reason")}
         )
 
     def _decide(self, op: Operation, item: QueueItem) -> QueueItem:
-        self._holder(op, item, supervisor=False)
-        care_level = _text(op.data, "care_level")
+        rules.holder(item, op, supervisor=False)
+        care_level = rules.text_arg(op.data, "care_level")
         if care_level and care_level not in codelist("care_level"):
             raise QueueError(f"Niveau de soins « {care_level} » invalide (R1 à R4).", "invalid")
         raw_decisions = op.data.get("decisions") or []
         if not isinstance(raw_decisions, list):
             raise QueueError("Décisions invalides : liste attendue.", "invalid")
-        decisions = [_decision(raw, op.at) for raw in raw_decisions]
-        note_text = _text(op.data, "note").strip()
+        decisions = [rules.decision(raw, op.at) for raw in raw_decisions]
+        note_text = rules.text_arg(op.data, "note").strip()
         if not (care_level or decisions or note_text):
             raise QueueError(
                 "Décision vide : niveau de soins, décision ou note médicale attendu.", "invalid"
@@ -634,33 +607,36 @@ class _Store:
             "decisions": [d.decision_type for d in decisions],
         }
         if note_text:
-            data["note_id"] = self._add_note(dossier, note_text, op)
+            data["note_id"] = rules.medical_note(dossier, note_text, op)
         self._save_dossier(dossier)
         return self._change(op, item, item, EventKind.DECIDED, data)
 
     def _request_booking(self, op: Operation, item: QueueItem) -> QueueItem:
-        self._holder(op, item, supervisor=False)
+        rules.holder(item, op, supervisor=False)
         data: dict[str, Any] = {}
-        note_text = _text(op.data, "note").strip()
+        note_text = rules.text_arg(op.data, "note").strip()
         if note_text:
             dossier = self._require_dossier(op.case_id)
-            data["note_id"] = self._add_note(dossier, note_text, op)
+            data["note_id"] = rules.medical_note(dossier, note_text, op)
             self._save_dossier(dossier)
         return self._move(op, item, QueueName.OSNP, EventKind.BOOKING_REQUESTED, data)
 
     def _hand_back(self, op: Operation, item: QueueItem) -> QueueItem:
-        self._holder(op, item, supervisor=False)
-        data = {"reason": _text(op.data, "reason")}
+        rules.holder(item, op, supervisor=False)
+        data = {"reason": rules.text_arg(op.data, "reason")}
         return self._move(op, item, QueueName.ARM, EventKind.HANDED_BACK, data)
 
     def _close(self, op: Operation, item: QueueItem) -> None:
-        holder = self._holder(op, item, supervisor=True)
+        holder = rules.holder(item, op, supervisor=True)
         dossier = self._require_dossier(op.case_id)
         dossier.status = Status.CLOSED
         dossier.revision += 1
         self._save_dossier(dossier)
         new = dataclasses.replace(item, status=ItemStatus.CLOSED, claim=None, alert="")
-        data: dict[str, Any] = {"queue": item.queue.value, "reason": _text(op.data, "reason")}
+        data: dict[str, Any] = {
+            "queue": item.queue.value,
+            "reason": rules.text_arg(op.data, "reason"),
+        }
         if holder is not None and holder.workstation != op.workstation:
             data["holder"] = _claim_to_dict(holder)
         self._change(op, item, new, EventKind.CLOSED, data)
@@ -669,11 +645,11 @@ class _Store:
     def _note(self, op: Operation, item: QueueItem) -> QueueItem | None:
         if item.queue not in queues_for_role(op.role):
             raise QueueError("Ce dossier n'est pas dans vos files : note impossible.", "forbidden")
-        text = _text(op.data, "text").strip()
+        text = rules.text_arg(op.data, "text").strip()
         if not text:
             raise QueueError("Note vide.", "invalid")
         dossier = self._require_dossier(op.case_id)
-        note_id = self._add_note(dossier, text, op)
+        note_id = rules.medical_note(dossier, text, op)
         self._save_dossier(dossier)
         new = self._change(op, item, item, EventKind.MEDICAL_NOTE, {"note_id": note_id})
         return new if new.status is not ItemStatus.CLOSED else None
@@ -681,14 +657,14 @@ class _Store:
     def _reassign(self, op: Operation, item: QueueItem) -> QueueItem:
         if op.role != "SUP":
             raise QueueError("Seul le superviseur peut réattribuer un dossier.", "forbidden")
-        workstation = _text(op.data, "to_workstation")
+        workstation = rules.text_arg(op.data, "to_workstation")
         data: dict[str, Any] = {"from": _claim_to_dict(item.claim) if item.claim else None}
         if workstation:
-            lease = _lease(op.data)
+            lease = rules.lease_seconds(op.data)
             claim = Claim(
                 workstation,
-                _text(op.data, "to_operator"),
-                _text(op.data, "to_role"),
+                rules.text_arg(op.data, "to_operator"),
+                rules.text_arg(op.data, "to_role"),
                 op.at,
                 op.at + timedelta(seconds=lease),
             )
@@ -700,16 +676,6 @@ class _Store:
         return self._change(op, item, new, EventKind.REASSIGNED, data)
 
     # ------------------------------------------------------------------ helpers
-    def _holder(self, op: Operation, item: QueueItem, *, supervisor: bool) -> Claim | None:
-        """The current claim when ``op`` may act on it (the holder, or SUP when
-        ``supervisor``); raises NotHolder otherwise."""
-        claim = item.claim
-        if claim is not None and claim.workstation == op.workstation:
-            return claim
-        if supervisor and op.role == "SUP":
-            return claim
-        raise NotHolder(item.case_id, claim)
-
     def _move(
         self,
         op: Operation,
@@ -744,13 +710,6 @@ class _Store:
         self._save_item(new, old.queue)
         self._event(op, kind, data)
         return new
-
-    def _add_note(self, dossier: Dossier, text: str, op: Operation) -> str:
-        try:
-            add_note(dossier, text, op.at, Actor(op.role, op.operator, op.workstation))
-        except ValidationError as exc:
-            raise QueueError(exc.message, "invalid") from None
-        return dossier.notes[-1].note_id
 
     def _item(self, case_id: str, conn: sqlite3.Connection | None = None) -> QueueItem | None:
         row = (
@@ -1031,46 +990,6 @@ class _Store:
         if not present and not removed:
             return None
         return ChangeSet(items=tuple(ordered(present)), removed=tuple(sorted(removed)))
-
-
-def _decision(raw: Any, at: datetime) -> Decision:
-    if not isinstance(raw, dict):
-        raise QueueError("Décision invalide.", "invalid")
-    decision_type = _text(raw, "decision_type")
-    if decision_type not in codelist("decision_type"):
-        raise QueueError(f"Type de décision inconnu : « {decision_type} ».", "invalid")
-    resource_type = _text(raw, "resource_type")
-    if resource_type and resource_type not in codelist("resource_type"):
-        raise QueueError(f"Type de ressource inconnu : « {resource_type} ».", "invalid")
-    orientation_type = _text(raw, "orientation_type")
-    if orientation_type and orientation_type not in codelist("orientation_type"):
-        raise QueueError(f"Type d'orientation inconnu : « {orientation_type} ».", "invalid")
-    transport = raw.get("medical_transport")
-    if transport is not None and not isinstance(transport, bool):
-        raise QueueError("Transport médicalisé : oui, non ou non renseigné.", "invalid")
-    return Decision(
-        at=at,
-        decision_type=decision_type,
-        role="MEDECIN",
-        resource_type=resource_type,
-        orientation_type=orientation_type,
-        medical_transport=transport,
-        freetext=_text(raw, "freetext"),
-        patient_id=_text(raw, "patient_id"),
-    )
-
-
-def _merge_server_side(dossier: Dossier, stored: Dossier) -> None:
-    """A closed dossier is sent again by the ARM: keep the regulators' care
-    level, decisions and notes of the server copy."""
-    dossier.care_level = dossier.care_level or stored.care_level
-    dossier.decisions = stored.decisions + [
-        d for d in dossier.decisions if d not in stored.decisions
-    ]
-    seen = {(n.note_id, n.at, n.text) for n in stored.notes}
-    dossier.notes = stored.notes + [
-        n for n in dossier.notes if (n.note_id, n.at, n.text) not in seen
-    ]
 
 
 # ---------------------------------------------------------------------------- the backend
