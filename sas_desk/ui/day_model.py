@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import Dossier
+from sas_desk.ui.table_model import RowsModel
 from sas_desk.ui.widgets import PRIORITY_COLOURS
 
 COLUMNS = ("Reçu", "Priorité", "Motif", "Commune", "Filière", "Statut", "N° dossier")
@@ -17,29 +18,13 @@ COLUMNS = ("Reçu", "Priorité", "Motif", "Commune", "Filière", "Statut", "N° 
 Index = QModelIndex | QPersistentModelIndex
 
 
-class DayModel(QAbstractTableModel):
+class DayModel(RowsModel):
+    columns = COLUMNS
+
     def __init__(self) -> None:
         super().__init__()
         self._rows: list[Dossier] = []
         self._pos: dict[str, int] = {}
-
-    # Qt API ------------------------------------------------------------
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            role == Qt.ItemDataRole.DisplayRole
-            and orientation == Qt.Orientation.Horizontal
-            and 0 <= section < len(COLUMNS)
-        ):
-            return COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not (0 <= index.row() < len(self._rows)):

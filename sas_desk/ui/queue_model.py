@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     QSortFilterProxyModel,
@@ -18,6 +17,7 @@ from PySide6.QtGui import QBrush, QColor
 from sas_desk.models.codes import codelist
 from sas_desk.models.queue import AgeState, ChangeSet, QueueItem, QueueName, WaitLimits
 from sas_desk.models.validation import Age, ValidationError
+from sas_desk.ui.table_model import RowsModel
 from sas_desk.ui.widgets import PRIORITY_COLOURS
 
 COLUMNS = ("Priorité", "Attente", "Motif", "Commune", "Âge / sexe", "Pris par")
@@ -48,31 +48,15 @@ def age_sex(item: QueueItem) -> str:
     return f"{text} {sex}".strip()
 
 
-class QueueModel(QAbstractTableModel):
+class QueueModel(RowsModel):
+    columns = COLUMNS
+
     def __init__(self, limits: WaitLimits, now: Any) -> None:
         super().__init__()
         self.limits = limits
         self._now = now
         self._rows: list[QueueItem] = []
         self._pos: dict[str, int] = {}
-
-    # Qt API ---------------------------------------------------------------
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            role == Qt.ItemDataRole.DisplayRole
-            and orientation == Qt.Orientation.Horizontal
-            and 0 <= section < len(COLUMNS)
-        ):
-            return COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not (0 <= index.row() < len(self._rows)):
