@@ -169,7 +169,7 @@ class MainWindow(QMainWindow):
         split.addWidget(self.right)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
-        split.setSizes([520, 880])
+        split.setSizes([660, 740])  # the queue tabs of a supervisor fit without scrolling
         layout.addWidget(split, 1)
         self.stack.addWidget(work)
         self.setCentralWidget(self.stack)

@@ -52,6 +52,11 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class QueuePanel(QWidget):
     open_dossier = Signal(str)  # case id: show the dossier view
     status = Signal(str)
@@ -159,8 +164,25 @@ class QueuePanel(QWidget):
             self._watch = spawn(self._follow(), "queue-watch")
 
     async def _follow(self) -> None:
-        async for changes in self.client.watch(self.queues):
-            self.model.apply(changes)
+        """Follow the queues for as long as the panel lives: a watch that
+        fails or ends is started again (it begins with a full reset, so the
+        table resyncs) instead of leaving a silently frozen table."""
+        loop = asyncio.get_running_loop()  # kept: a task may be stepped from a nested Qt loop
+        delay = 0.2
+        while True:
+            try:
+                async for changes in self.client.watch(self.queues):
+                    self.model.apply(changes)
+                    delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("queue watch failed; following again in %.1f s", delay)
+                self.message.show_message("Suivi des files interrompu : reprise en cours…")
+            pause: asyncio.Future[None] = loop.create_future()
+            loop.call_later(delay, _resolve, pause)
+            await pause
+            delay = min(delay * 2, 5.0)
 
     def stop(self) -> None:
         """Stop following the queues (safe to call twice, or once Qt is done with us)."""
@@ -184,7 +206,9 @@ class QueuePanel(QWidget):
             if item.queue in counts:
                 counts[item.queue] += 1
         for i, queue in enumerate(self.queues):
-            self.tabs.setTabText(i, f"{queue.label}  ({counts[queue]})")
+            # short labels so a supervisor's five tabs fit; the full name is the tooltip
+            self.tabs.setTabText(i, f"{queue.value}  ({counts[queue]})")
+            self.tabs.setTabToolTip(i, queue.label)
         self._refresh_strip()
 
     def _refresh_strip(self) -> None:
