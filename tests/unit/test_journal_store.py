@@ -37,7 +37,9 @@ def test_fresh_journal_has_current_schema(tmp_path: Path) -> None:
     store = JournalStore(tmp_path / "j.sqlite", now=clock)
     version = store.db.execute("PRAGMA user_version").fetchone()[0]
     assert version == SCHEMA_VERSION
-    assert {"dossiers", "events"} <= set(store.db.table_names())
+    assert {"dossiers", "events"} <= {
+        r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.report.moved_aside is None
     store.close()

@@ -20,14 +20,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
 
 log = logging.getLogger("sas_desk.journal")
 
 
-def _m1(db: sqlite_utils.Database) -> None:
+def _m1(db: sqlite3.Connection) -> None:
     db.execute(
         """CREATE TABLE dossiers (
             case_id TEXT PRIMARY KEY,
@@ -62,7 +60,7 @@ def _m1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1,)
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -124,7 +122,7 @@ class JournalStore:
         self.db = self._open()
 
     # ------------------------------------------------------------------ opening
-    def _open(self) -> sqlite_utils.Database:
+    def _open(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -147,12 +145,11 @@ class JournalStore:
             raise classify(exc) from exc
         return db
 
-    def _connect(self) -> sqlite_utils.Database:
+    def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(str(self.path), timeout=5.0, isolation_level=None)
         except sqlite3.Error as exc:
             raise classify(exc) from exc
-        db = sqlite_utils.Database(conn)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # a saved keystroke survives a power cut
@@ -162,20 +159,20 @@ class JournalStore:
             if known.reason == "damaged":
                 raise _Damaged(str(exc)) from exc
             raise known from exc
-        return db
+        return conn
 
-    def _check(self, db: sqlite_utils.Database) -> None:
+    def _check(self, db: sqlite3.Connection) -> None:
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             result = db.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            db.conn.close()
+            db.close()
             raise _Damaged(str(exc)) from exc
         if result != "ok":
-            db.conn.close()
+            db.close()
             raise _Damaged(f"quick_check: {result}")
         if version > SCHEMA_VERSION:
-            db.conn.close()
+            db.close()
             raise _Damaged(f"version {version} plus récente que ce programme ({SCHEMA_VERSION})")
 
     def _move_aside(self, why: str) -> Path:
@@ -196,10 +193,10 @@ class JournalStore:
             raise classify(exc) from exc
         return target
 
-    def _migrate(self, db: sqlite_utils.Database) -> None:
+    def _migrate(self, db: sqlite3.Connection) -> None:
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
         for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            with db.conn:
+            with db:
                 db.execute("BEGIN IMMEDIATE")
                 step(db)
                 db.execute(f"PRAGMA user_version = {number}")
@@ -211,7 +208,7 @@ class JournalStore:
         transaction.  A snapshot older than the stored revision is ignored."""
         seqs: list[int] = []
         now = self._now().isoformat()
-        conn = self.db.conn
+        conn = self.db
         try:
             conn.execute("BEGIN IMMEDIATE")
             for d in dossiers:
@@ -308,7 +305,7 @@ class JournalStore:
 
     def close(self) -> None:
         try:
-            self.db.conn.close()
+            self.db.close()
         except sqlite3.Error:  # pragma: no cover - closing never matters
             pass
 
