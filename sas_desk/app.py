@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sas_desk.models.dossier import Actor
 from sas_desk.models.queue import WaitLimits
@@ -25,6 +25,9 @@ from sas_desk.services.geo.territory import CommuneIndex
 from sas_desk.services.journal.service import Journal
 from sas_desk.services.queues.api import QueueBackend
 from sas_desk.services.queues.client import Outbox, QueueClient
+
+if TYPE_CHECKING:
+    from sas_desk.simulator.server import Simulator
 
 log = logging.getLogger("sas_desk")
 
@@ -122,6 +125,15 @@ async def qt_turn() -> None:
     await done
 
 
+def _start_simulator(port: int) -> Simulator:
+    """Import and start the demo simulator (in a worker thread)."""
+    from sas_desk.simulator.server import Simulator
+
+    simulator = Simulator(port=port)
+    simulator.start()
+    return simulator
+
+
 def _warm_imports() -> None:
     """Load httpx's async stack off the UI thread: loaded lazily by the first
     request, it froze the window for ~100 ms (measured by bench/autosave.py)."""
@@ -133,17 +145,12 @@ def _warm_imports() -> None:
 async def main(app: object, config: Config, options: RunOptions) -> int:
     from PySide6.QtCore import QCoreApplication
 
-    from sas_desk.simulator.server import Simulator
     from sas_desk.ui import aio
     from sas_desk.ui.main_window import MainWindow
 
     loop = asyncio.get_running_loop()
     simulator: Simulator | None = None
     geocoder_url = config.geocoder_url
-    if config.demo and not geocoder_url:
-        simulator = Simulator(port=config.simulator_port)
-        simulator.start()
-        geocoder_url = simulator.base_url
     client: Any = None  # httpx.AsyncClient, created once the window is up
     journal = Journal(config.journal_path, now=clock.now)
     actor = Actor(role=config.role or "", operator=config.operator, workstation=config.workstation)
@@ -176,7 +183,6 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             report=report,
             unfinished=unfinished,
             today=today,
-            simulator_url=simulator.base_url if simulator else "",
             queue_client=queues,
             limits=limits,
         )
@@ -197,7 +203,12 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             )
             window.close()
             return 0
-        # the window is up: now the network side (TLS context, httpx stack) off the UI path
+        # the window is up: now the demo simulator and the network side (TLS
+        # context, httpx stack), off the path to the first window
+        if config.demo and not geocoder_url:
+            simulator = await loop.run_in_executor(None, _start_simulator, config.simulator_port)
+            geocoder_url = simulator.base_url
+            window.set_simulator_url(simulator.base_url)
         if geocoder_url:
             import httpx
 

@@ -183,9 +183,10 @@ class MainWindow(QMainWindow):
         mode = (
             "Démonstration (simulateur local)" if config.demo else f"Organisation : {config.owner}"
         )
+        self.mode_label = named(QLabel(mode), "modeLabel")
+        bar.addWidget(self.mode_label)
         if simulator_url:
-            mode += f" — {simulator_url}"
-        bar.addWidget(QLabel(mode))
+            self.set_simulator_url(simulator_url)
         self.save_label = named(QLabel("Journal : prêt"), "saveLabel")
         bar.addPermanentWidget(self.save_label)
 
@@ -339,6 +340,11 @@ class MainWindow(QMainWindow):
                 self._offline_banner.label.setText(text)
         for message in state.failed:
             self.banner(f"Action refusée par le serveur au rejeu : {message}", "error")
+
+    def set_simulator_url(self, url: str) -> None:
+        """The demo's simulator is started once the window is up: its address
+        joins the mode shown in the status bar then."""
+        self.mode_label.setText(f"Démonstration (simulateur local) — {url}")
 
     def show_role_picker(self) -> None:
         self.stack.setCurrentIndex(0)

@@ -2,8 +2,10 @@
 
     python -m tests.helpers.typing_app type DATA_DIR     # types a call, then idles until killed
     python -m tests.helpers.typing_app resume DATA_DIR   # restarts, resumes, prints the fields
+    python -m tests.helpers.typing_app demo DATA_DIR     # geocodes through the demo simulator
 
-``type`` prints ``EDIT <wall time> <field> <json text>`` after every
+``demo`` prints ``DEMO <json>`` with the status bar's mode text and the
+geocoder's answer for a Lyon address, then quits.  ``type`` prints ``EDIT <wall time> <field> <json text>`` after every
 keystroke has been handled by the sheet, ``TYPING DONE`` at the end, and
 then idles with the app running (the test kills it with SIGKILL at a moment
 of its choosing).  ``resume`` prints ``RESUME <json>`` with the banner text
@@ -80,10 +82,21 @@ async def resume(window) -> None:  # type: ignore[no-untyped-def]
     window.close()
 
 
+async def demo(window) -> None:  # type: ignore[no-untyped-def]
+    places, error = await window.resolver.remote_suggestions("12 rue de la République, Lyon")
+    out = {
+        "mode": window.mode_label.text(),
+        "error": error,
+        "places": [{"label": p.label, "insee": p.insee} for p in places],
+    }
+    emit("DEMO " + json.dumps(out, ensure_ascii=False))
+    window.close()
+
+
 def main() -> None:
     mode, data_dir = sys.argv[1], Path(sys.argv[2])
     config = Config(data_dir=data_dir, role="ARM", workstation="POSTE-CRASH", operator="arm.crash")
-    scenario = type_call if mode == "type" else resume
+    scenario = {"type": type_call, "resume": resume, "demo": demo}[mode]
     sys.exit(run(config, RunOptions(on_ready=scenario)))
 
 

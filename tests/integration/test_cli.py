@@ -92,6 +92,28 @@ def test_smoke_starts_and_exits_zero(tmp_path: Path) -> None:
     assert (tmp_path / "journal.sqlite").exists()
 
 
+def test_demo_starts_its_simulator_after_the_window_and_geocodes(tmp_path: Path) -> None:
+    """The simulator is started once the window is up (start-up time): the
+    demo must still get its address and answer the geocoder through it."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.helpers.typing_app", "demo", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("DEMO "))
+    demo = json.loads(line.removeprefix("DEMO "))
+    assert demo["mode"].startswith("Démonstration (simulateur local) — http://127.0.0.1:")
+    assert demo["error"] == ""
+    assert demo["places"], demo
+    lyon = {"69123"} | {f"6938{n}" for n in range(1, 10)}  # the commune or an arrondissement
+    assert demo["places"][0]["insee"] in lyon
+
+
 def test_missing_config_file_is_refused_in_french(tmp_path: Path) -> None:
     result = sas_desk("--config", str(tmp_path / "absent.toml"), "--smoke", data_dir=tmp_path)
     assert result.returncode == 2
