@@ -4,6 +4,7 @@ sas-desk [--config PATH] [--data-dir DIR] [--role ROLE] [--smoke]
 sas-desk simulator [--port N]
 sas-desk [--data-dir DIR] dossier import-rseda FILE
 sas-desk [--data-dir DIR] dossier export-rseda ID
+sas-desk fhir parse FILE
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path)
     exp = dsub.add_parser("export-rseda", help="écrit un dossier en message RS-EDA")
     exp.add_argument("id")
+    fhir = sub.add_parser("fhir", help="outils FHIR (recherche de créneaux SAS)")
+    fsub = fhir.add_subparsers(dest="action", required=True)
+    fparse = fsub.add_parser(
+        "parse", help="lit un Bundle de créneaux et affiche un créneau JSON par ligne"
+    )
+    fparse.add_argument("file", type=Path)
     add_db_parser(sub)
     return p
 
@@ -60,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.role:
         config = replace(config, role=args.role)
+    if args.command == "fhir":
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+        return _fhir_command(args)
     from sas_desk.app import install_crash_handler, setup_logging
 
     if args.command == "simulator":
@@ -130,6 +140,31 @@ async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
         return 0
     finally:
         await journal.close()
+
+
+def _fhir_command(args: argparse.Namespace) -> int:
+    from sas_desk.services.fhir.bundle import (
+        BundleError,
+        parse_bundle,
+        slot_record,
+        summary_record,
+    )
+
+    try:
+        body = args.file.read_bytes()
+    except OSError as exc:
+        print(f"sas-desk : fichier illisible : {args.file} ({exc.strerror})", file=sys.stderr)
+        return 1
+    try:
+        result = parse_bundle(body)
+    except BundleError as exc:
+        print(f"sas-desk : {args.file} : {exc.message_fr}", file=sys.stderr)
+        return 1
+    out = sys.stdout
+    for slot in result.slots:
+        out.write(json.dumps(slot_record(slot), ensure_ascii=False) + "\n")
+    out.write(json.dumps({"summary": summary_record(result)}, ensure_ascii=False) + "\n")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

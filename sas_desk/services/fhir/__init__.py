@@ -1,0 +1,1 @@
+"""FHIR consumer of the national SAS slot-search interface (no Qt)."""

@@ -1,0 +1,936 @@
+"""Searchset Bundle → slots, resolved with their schedule, practitioner, role,
+place and organisation.
+
+``parse_bundle(body)`` takes the raw response body (bytes or str) or an
+already-decoded dict and returns a :class:`BundleResult`.
+
+What it tolerates (the variants the guide and real vendors produce):
+
+- times with milliseconds and an offset (the guide's form), without
+  milliseconds, with ``Z``, or naive (then Europe/Paris wall time);
+- text-only specialties, specialties from other code systems;
+- absent optional elements (comment, appointmentType, names, phones,
+  coordinates…); slot-type codes whose system differs (the guide points the PS
+  binding at another value-set URL);
+- references written relative (``Schedule/x``), absolute (the entry's
+  ``fullUrl``) or versioned (``…/_history/2``).
+
+What it isolates: a resource that breaks the profile in a way that makes it
+unusable — no id, a slot that is not free, an unreadable or inverted time, a
+slot whose schedule is missing or itself unusable, a practitioner without a
+national id (RPPS/ADELI), a structure without a national id, a schedule without
+a usable actor — is *skipped*: it is left out of the result, listed in
+``BundleResult.skipped`` with its reason, and logged (type, id and reason only:
+never names).  Malformed optional or display-only elements (a phone that is not
+a phone, coordinates out of range, a booking link that is not http(s)) are
+dropped from an otherwise kept resource and logged at debug level.
+
+What it refuses: a body that is not JSON, not a FHIR resource, not a Bundle, or
+an OperationOutcome (the vendor's error) raises :class:`BundleError` with a
+French message (and the outcome's text).
+
+Speed matters (25-practitioner batches arrive concurrently and a big vendor may
+answer thousands of slots): plain dict walking, ``datetime.fromisoformat``,
+and per-parse caches for references, times and specialties.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, time, tzinfo
+from typing import Any, TypeVar
+
+from sas_desk.models.slots import (
+    CATEGORY_CPTS,
+    EXT_SLOT_SERVICE_TYPE,
+    OID_IDNAT_PS,
+    OID_IDNAT_STRUCT,
+    SYSTEM_ACT_CODE,
+    Address,
+    AppointmentType,
+    ConsultationMode,
+    HealthcareService,
+    Location,
+    OpeningHours,
+    Organization,
+    Practitioner,
+    PractitionerIdKind,
+    PractitionerRole,
+    Schedule,
+    Slot,
+    SlotType,
+    Specialty,
+    StructureIdKind,
+)
+from sas_desk.models.validation import ValidationError, normalize_phone
+
+log = logging.getLogger(__name__)
+
+#: How many skipped resources are logged one by one per Bundle (then one summary line).
+LOG_SKIPPED_LIMIT = 20
+
+
+def _paris() -> tzinfo:
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo("Europe/Paris")
+    except (ImportError, KeyError, OSError):  # no tz database (e.g. Windows without tzdata)
+        from dateutil import tz  # type: ignore[import-untyped]
+
+        paris: tzinfo | None = tz.gettz("Europe/Paris")
+        assert paris is not None
+        return paris
+
+
+#: Naive times in a vendor's answer are French wall-clock time.
+PARIS = _paris()
+
+
+# --------------------------------------------------------------------------- results
+
+
+class SkipReason(enum.StrEnum):
+    MALFORMED_ENTRY = "malformed-entry"
+    MISSING_ID = "missing-id"
+    DUPLICATE = "duplicate"
+    NOT_FREE = "not-free"
+    INVALID_TIME = "invalid-time"
+    END_BEFORE_START = "end-before-start"
+    MISSING_SCHEDULE = "missing-schedule"
+    UNRESOLVED_REFERENCE = "unresolved-reference"
+    INVALID_REFERENCE = "invalid-reference"
+    INVALID_IDENTIFIER = "invalid-identifier"
+    NO_ACTOR = "no-actor"
+
+    @property
+    def label(self) -> str:
+        return _SKIP_LABELS[self]
+
+
+_SKIP_LABELS = {
+    SkipReason.MALFORMED_ENTRY: "entrée du Bundle mal formée",
+    SkipReason.MISSING_ID: "ressource sans identifiant",
+    SkipReason.DUPLICATE: "ressource en double",
+    SkipReason.NOT_FREE: "créneau non libre",
+    SkipReason.INVALID_TIME: "horaire absent ou illisible",
+    SkipReason.END_BEFORE_START: "fin avant le début",
+    SkipReason.MISSING_SCHEDULE: "créneau sans agenda",
+    SkipReason.UNRESOLVED_REFERENCE: "référence absente du Bundle",
+    SkipReason.INVALID_REFERENCE: "référence vers une ressource invalide",
+    SkipReason.INVALID_IDENTIFIER: "identifiant national absent ou invalide",
+    SkipReason.NO_ACTOR: "agenda sans praticien ni lieu",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A resource left out of the result, and why (``detail``: English, for logs)."""
+
+    resource_type: str
+    resource_id: str | None
+    reason: SkipReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BundleResult:
+    bundle_type: str | None
+    total: int | None  # Bundle.total as sent (the guide: number of Slots)
+    self_link: str | None
+    next_link: str | None  # the guide defines no paging; kept to notice one
+    slots: tuple[Slot, ...]
+    schedules: tuple[Schedule, ...]
+    practitioners: tuple[Practitioner, ...]
+    roles: tuple[PractitionerRole, ...]
+    locations: tuple[Location, ...]  # standalone Locations (SOS); contained ones are on roles
+    organizations: tuple[Organization, ...]
+    healthcare_services: tuple[HealthcareService, ...]
+    other: tuple[Mapping[str, Any], ...]  # resources of other types, as sent
+    skipped: tuple[Skipped, ...]
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in self.skipped:
+            counts[s.reason.value] = counts.get(s.reason.value, 0) + 1
+        return counts
+
+
+class BundleError(Exception):
+    """The body cannot be read as a searchset Bundle: a vendor error."""
+
+    def __init__(self, message_fr: str, outcome_text: str | None = None) -> None:
+        super().__init__(message_fr)
+        self.message_fr = message_fr
+        self.outcome_text = outcome_text
+
+
+class OperationOutcomeError(BundleError):
+    """The vendor answered an OperationOutcome instead of a Bundle."""
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def parse_bundle(body: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> BundleResult:
+    """Parse a searchset Bundle; raises :class:`BundleError` for a broken body."""
+    if isinstance(body, Mapping):
+        data: Any = body
+    else:
+        data = _decode(body)
+    if not isinstance(data, Mapping):
+        raise BundleError("La réponse n'est pas une ressource FHIR (objet JSON attendu).")
+    rtype = data.get("resourceType")
+    if rtype == "OperationOutcome":
+        text = outcome_text(data)
+        log.info("vendor answered an OperationOutcome instead of a Bundle")
+        raise OperationOutcomeError(f"Le serveur a répondu par une erreur : {text}", text)
+    if rtype != "Bundle":
+        if isinstance(rtype, str) and rtype:
+            raise BundleError(f"La réponse est une ressource {rtype}, pas un Bundle FHIR.")
+        raise BundleError("La réponse n'est pas une ressource FHIR (resourceType absent).")
+    entries = data.get("entry")
+    if entries is None:
+        entries = []
+    elif not isinstance(entries, list):
+        raise BundleError("Bundle mal formé : « entry » n'est pas une liste.")
+    return _Parser(data).run(entries)
+
+
+def _decode(body: bytes | bytearray | memoryview | str) -> Any:
+    try:
+        if isinstance(body, str):
+            return json.loads(body.removeprefix("\ufeff"))
+        return json.loads(bytes(body) if isinstance(body, memoryview) else body)
+    except UnicodeDecodeError as exc:
+        raise BundleError("La réponse n'est pas du texte UTF-8.") from exc
+    except json.JSONDecodeError as exc:
+        if not (body.strip() if isinstance(body, str) else bytes(body).strip()):
+            raise BundleError("La réponse est vide.") from exc
+        raise BundleError(
+            f"La réponse n'est pas un JSON valide (ligne {exc.lineno}, colonne {exc.colno})."
+        ) from exc
+    except RecursionError as exc:
+        raise BundleError("La réponse est un JSON trop profondément imbriqué.") from exc
+
+
+def outcome_text(outcome: Mapping[str, Any]) -> str:
+    """Readable text of an OperationOutcome: its issues' texts, joined."""
+    texts: list[str] = []
+    issues = outcome.get("issue")
+    if isinstance(issues, list):
+        for issue in issues:
+            if not isinstance(issue, dict):
+                continue
+            details = issue.get("details")
+            text = details.get("text") if isinstance(details, dict) else None
+            diag = issue.get("diagnostics")
+            for t in (text, diag):
+                if isinstance(t, str) and t.strip() and t.strip() not in texts:
+                    texts.append(t.strip())
+            if text is None and diag is None:
+                code = issue.get("code")
+                if isinstance(code, str):
+                    texts.append(code)
+    return " ; ".join(texts) or "erreur sans description"
+
+
+# --------------------------------------------------------------------------- values
+
+
+_TIME_CACHE_LIMIT = 50_000
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_instant(value: str) -> datetime | None:
+    """A FHIR instant/dateTime with a time → aware datetime (naive: Europe/Paris).
+    ``None`` when it is not a date and time."""
+    if len(value) < 16 or value[10] not in "Tt":
+        return None  # a bare date has no time: not a slot bound
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        fixed = value.strip().replace("t", "T", 1)
+        if fixed[-1:] in ("z", "Z"):
+            fixed = fixed[:-1] + "+00:00"
+        fixed = _FRACTION.sub(r"\1", fixed)
+        try:
+            dt = datetime.fromisoformat(fixed)
+        except ValueError:
+            return None
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=PARIS)
+    return dt
+
+
+_SLOT_TYPES = {t.value: t for t in SlotType}
+_MODES = {m.value: m for m in ConsultationMode}
+_APPOINTMENT_TYPES = {a.value: a for a in AppointmentType}
+_SENTINEL: Any = object()
+_PHONE_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+_RPPS = re.compile(r"8[0-9]{11}")
+_ADELI = re.compile(r"0[0-9A-Za-z]{9}")
+_STRUCTURE_IDS: tuple[tuple[re.Pattern[str], StructureIdKind], ...] = (
+    (re.compile(r"1[0-9A-Za-z]{9}"), StructureIdKind.FINESS),
+    (re.compile(r"3[0-9]{14}"), StructureIdKind.SIRET),
+    (re.compile(r"4[0-9]{14}"), StructureIdKind.RPPS_RANG),
+    (re.compile(r"0[0-9A-Za-z]{9,14}"), StructureIdKind.ADELI_RANG),
+)
+
+
+def structure_id_kind(value: str) -> StructureIdKind | None:
+    for pattern, kind in _STRUCTURE_IDS:
+        if pattern.fullmatch(value):
+            return kind
+    return None
+
+
+def _phone(telecom: Any) -> str | None:
+    if not isinstance(telecom, list):
+        return None
+    for point in telecom:
+        if not isinstance(point, dict) or point.get("system", "phone") != "phone":
+            continue
+        value = point.get("value")
+        if not isinstance(value, str):
+            continue
+        if _PHONE_E164.fullmatch(value):
+            return value
+        try:
+            return normalize_phone(value)
+        except ValidationError:
+            log.debug("dropping a phone number that is not one")
+    return None
+
+
+def _str(value: Any) -> str | None:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return None
+
+
+def _reference(holder: Any) -> str | None:
+    if isinstance(holder, dict):
+        ref = holder.get("reference")
+        if isinstance(ref, str) and ref:
+            return ref
+    return None
+
+
+def _coordinate(value: Any, bound: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    f = float(value)
+    return f if -bound <= f <= bound else None
+
+
+def _clock_time(value: Any) -> time | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- parser
+
+_T = TypeVar("_T")
+
+_KNOWN = frozenset(
+    {
+        "Slot",
+        "Schedule",
+        "Practitioner",
+        "PractitionerRole",
+        "Location",
+        "Organization",
+        "HealthcareService",
+    }
+)
+
+
+class _Invalid(Exception):
+    """Internal: the resource being converted is unusable."""
+
+    def __init__(self, reason: SkipReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class _Parser:
+    def __init__(self, bundle: Mapping[str, Any]) -> None:
+        self.bundle = bundle
+        self.index: dict[str, dict[str, Any]] = {}  # "Type/id" → resource
+        self.full_urls: dict[str, str] = {}  # fullUrl → "Type/id"
+        self.ref_keys: dict[str, str | None] = {}  # reference text → "Type/id"
+        self.done: dict[str, Any] = {}  # "Type/id" → converted object, or None if skipped
+        self.reasons: dict[str, SkipReason] = {}  # "Type/id" → why it was skipped
+        self.times: dict[str, datetime | None] = {}
+        self.specialties: dict[tuple[Any, Any, Any], Specialty] = {}
+        self.skipped: list[Skipped] = []
+        self.other: list[Mapping[str, Any]] = []
+
+    # ---- bookkeeping
+
+    def skip(self, rtype: str, rid: str | None, reason: SkipReason, detail: str) -> None:
+        self.skipped.append(Skipped(rtype, rid, reason, detail))
+        if len(self.skipped) <= LOG_SKIPPED_LIMIT:
+            log.warning("skipped %s/%s: %s (%s)", rtype, rid, reason.value, detail)
+
+    def key_of(self, ref: str) -> str | None:
+        key = self.ref_keys.get(ref, _SENTINEL)
+        if key is _SENTINEL:
+            key = self.full_urls.get(ref)
+            if key is None:
+                parts = ref.split("/")
+                if len(parts) >= 4 and parts[-2] == "_history":
+                    parts = parts[:-2]
+                key = f"{parts[-2]}/{parts[-1]}" if len(parts) >= 2 else None
+            self.ref_keys[ref] = key
+        return key  # type: ignore[no-any-return]
+
+    def follow(
+        self, ref: str, rtype: str, convert: Callable[[str, dict[str, Any]], _T]
+    ) -> tuple[_T | None, SkipReason | None]:
+        """The converted resource a reference points to, or why there is none."""
+        key = self.key_of(ref)
+        if key is None or key.partition("/")[0] != rtype:
+            return None, SkipReason.UNRESOLVED_REFERENCE
+        obj = self.done.get(key, _SENTINEL)
+        if obj is _SENTINEL:
+            raw = self.index.get(key)
+            if raw is None:
+                return None, SkipReason.UNRESOLVED_REFERENCE
+            obj = self.convert(key, raw, convert)
+        if obj is None:
+            return None, SkipReason.INVALID_REFERENCE
+        return obj, None
+
+    def convert(
+        self, key: str, raw: dict[str, Any], convert: Callable[[str, dict[str, Any]], _T]
+    ) -> _T | None:
+        self.done[key] = None  # a reference cycle resolves to "invalid", never recurses
+        try:
+            obj: _T | None = convert(raw["id"], raw)
+        except _Invalid as exc:
+            rtype = key.partition("/")[0]
+            self.skip(rtype, raw["id"], exc.reason, exc.detail)
+            self.reasons[key] = exc.reason
+            obj = None
+        self.done[key] = obj
+        return obj
+
+    # ---- main loop
+
+    def run(self, entries: list[Any]) -> BundleResult:
+        order: list[tuple[str, str]] = []
+        for n, entry in enumerate(entries):
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+            if not isinstance(rtype, str) or not rtype:
+                self.skip("entry", str(n), SkipReason.MALFORMED_ENTRY, "no resource")
+                continue
+            assert isinstance(resource, dict)
+            if rtype not in _KNOWN:
+                self.other.append(resource)
+                continue
+            rid = resource.get("id")
+            if not isinstance(rid, str) or not rid:
+                self.skip(rtype, None, SkipReason.MISSING_ID, f"entry {n}")
+                continue
+            key = f"{rtype}/{rid}"
+            if key in self.index:
+                self.skip(rtype, rid, SkipReason.DUPLICATE, f"entry {n}")
+                continue
+            self.index[key] = resource
+            full_url = entry.get("fullUrl")
+            if isinstance(full_url, str) and full_url:
+                self.full_urls[full_url] = key
+            order.append((rtype, key))
+
+        converters: dict[str, Callable[[str, dict[str, Any]], Any]] = {
+            "Slot": self.slot,
+            "Schedule": self.schedule,
+            "Practitioner": self.practitioner,
+            "PractitionerRole": self.role,
+            "Location": self.location,
+            "Organization": self.organization,
+            "HealthcareService": self.healthcare_service,
+        }
+        buckets: dict[str, list[Any]] = {t: [] for t in _KNOWN}
+        done = self.done
+        index = self.index
+        for rtype, key in order:
+            obj = done.get(key, _SENTINEL)
+            if obj is _SENTINEL:
+                obj = self.convert(key, index[key], converters[rtype])
+            if obj is not None:
+                buckets[rtype].append(obj)
+
+        if len(self.skipped) > LOG_SKIPPED_LIMIT:
+            log.warning(
+                "skipped %d resources in all (%s)",
+                len(self.skipped),
+                ", ".join(f"{k}: {v}" for k, v in self._counts().items()),
+            )
+        total = self.bundle.get("total")
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+            log.info("ignoring a Bundle.total that is not an integer")
+            total = None
+        btype = self.bundle.get("type")
+        if btype != "searchset":
+            log.info("Bundle of type %r, not searchset", btype)
+        return BundleResult(
+            bundle_type=btype if isinstance(btype, str) else None,
+            total=total,
+            self_link=self._link("self"),
+            next_link=self._link("next"),
+            slots=tuple(buckets["Slot"]),
+            schedules=tuple(buckets["Schedule"]),
+            practitioners=tuple(buckets["Practitioner"]),
+            roles=tuple(buckets["PractitionerRole"]),
+            locations=tuple(buckets["Location"]),
+            organizations=tuple(buckets["Organization"]),
+            healthcare_services=tuple(buckets["HealthcareService"]),
+            other=tuple(self.other),
+            skipped=tuple(self.skipped),
+        )
+
+    def _counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in self.skipped:
+            counts[s.reason.value] = counts.get(s.reason.value, 0) + 1
+        return counts
+
+    def _link(self, relation: str) -> str | None:
+        links = self.bundle.get("link")
+        if isinstance(links, list):
+            for link in links:
+                if isinstance(link, dict) and link.get("relation") == relation:
+                    return _str(link.get("url"))
+        return None
+
+    # ---- Slot (the hot path: plain dict walking, caches)
+
+    def time(self, value: Any) -> datetime | None:
+        if not isinstance(value, str):
+            return None
+        dt = self.times.get(value, _SENTINEL)
+        if dt is _SENTINEL:
+            dt = parse_instant(value)
+            if len(self.times) < _TIME_CACHE_LIMIT:
+                self.times[value] = dt
+        return dt  # type: ignore[no-any-return]
+
+    def slot(self, rid: str, r: dict[str, Any]) -> Slot:
+        status = r.get("status")
+        if status != "free":
+            raise _Invalid(SkipReason.NOT_FREE, f"status {status!r}")
+        start = self.time(r.get("start"))
+        end = self.time(r.get("end"))
+        if start is None or end is None:
+            which = "start" if start is None else "end"
+            raise _Invalid(SkipReason.INVALID_TIME, f"{which} missing or not a date-time")
+        if end <= start:
+            raise _Invalid(SkipReason.END_BEFORE_START, "end not after start")
+        ref = _reference(r.get("schedule"))
+        if ref is None:
+            raise _Invalid(SkipReason.MISSING_SCHEDULE, "no schedule reference")
+        schedule, why = self.follow(ref, "Schedule", self.schedule)
+        if schedule is None:
+            assert why is not None
+            raise _Invalid(why, f"schedule {ref}")
+
+        types: tuple[SlotType, ...] = ()
+        meta = r.get("meta")
+        if meta is not None and isinstance(meta, dict):
+            security = meta.get("security")
+            if security:
+                found: list[SlotType] = []
+                for coding in security:
+                    if isinstance(coding, dict):
+                        st = _SLOT_TYPES.get(coding.get("code"))  # type: ignore[arg-type]
+                        if st is not None and st not in found:
+                            system = coding.get("system")
+                            if system is None or "TypeCreneau" in system:
+                                found.append(st)
+                types = tuple(found)
+
+        modes: list[ConsultationMode] = []
+        reasons: list[str] = []
+        services: list[HealthcareService] = []
+        service_types = r.get("serviceType")
+        if service_types:
+            for concept in service_types:
+                if not isinstance(concept, dict):
+                    continue
+                known = False
+                codings = concept.get("coding")
+                if codings:
+                    for coding in codings:
+                        if not isinstance(coding, dict):
+                            continue
+                        code = coding.get("code")
+                        mode = _MODES.get(code)  # type: ignore[arg-type]
+                        if mode is not None and coding.get("system", SYSTEM_ACT_CODE) == (
+                            SYSTEM_ACT_CODE
+                        ):
+                            known = True
+                            if mode not in modes:
+                                modes.append(mode)
+                        elif code == CATEGORY_CPTS:
+                            known = True
+                extensions = concept.get("extension")
+                if extensions:
+                    known = self._cpts_services(rid, extensions, services) or known
+                text = concept.get("text")
+                if not known and isinstance(text, str):
+                    text = text.strip()
+                    if text and text not in reasons:
+                        reasons.append(text)
+
+        specialties: tuple[Specialty, ...] = ()
+        raw_specialties = r.get("specialty")
+        if raw_specialties:
+            specialties = tuple(s for s in map(self.specialty, raw_specialties) if s is not None)
+
+        appointment_type = None
+        appt = r.get("appointmentType")
+        if isinstance(appt, dict):
+            for coding in appt.get("coding") or ():
+                if isinstance(coding, dict):
+                    appointment_type = _APPOINTMENT_TYPES.get(coding.get("code"))  # type: ignore[arg-type]
+                    if appointment_type is not None:
+                        break
+
+        booking_url = None
+        comment = r.get("comment")
+        if isinstance(comment, str):
+            comment = comment.strip()
+            if comment[:8].lower() == "https://" or comment[:7].lower() == "http://":
+                booking_url = comment
+            elif comment:
+                log.debug("Slot/%s: comment is not an http(s) link, no booking URL", rid)
+
+        return Slot(
+            id=rid,
+            schedule_ref=ref,
+            schedule=schedule,
+            start=start,
+            end=end,
+            types=types,
+            modes=tuple(modes),
+            specialties=specialties,
+            reasons=tuple(reasons),
+            appointment_type=appointment_type,
+            booking_url=booking_url,
+            status=status,
+            services=tuple(services),
+        )
+
+    def _cpts_services(self, rid: str, extensions: Any, out: list[HealthcareService]) -> bool:
+        found = False
+        if not isinstance(extensions, list):
+            return False
+        for ext in extensions:
+            if not isinstance(ext, dict) or ext.get("url") != EXT_SLOT_SERVICE_TYPE:
+                continue
+            found = True
+            ref = _reference(ext.get("valueReference"))
+            if ref is None:
+                continue
+            service, _why = self.follow(ref, "HealthcareService", self.healthcare_service)
+            if service is None:
+                log.debug("Slot/%s: CPTS service %s not usable", rid, ref)
+            elif service not in out:
+                out.append(service)
+        return found
+
+    def specialty(self, concept: Any) -> Specialty | None:
+        if not isinstance(concept, dict):
+            return None
+        code = system = None
+        codings = concept.get("coding")
+        if codings:
+            for coding in codings:
+                if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                    code, system = coding["code"], coding.get("system")
+                    break
+        text = concept.get("text")
+        if not isinstance(text, str):
+            text = None
+        if code is None and not text:
+            return None
+        key = (code, system, text)
+        found = self.specialties.get(key)
+        if found is None:
+            found = self.specialties[key] = Specialty(
+                code, system if isinstance(system, str) else None, text
+            )
+        return found
+
+    # ---- Schedule and who it belongs to
+
+    def schedule(self, rid: str, r: dict[str, Any]) -> Schedule:
+        practitioner: Practitioner | None = None
+        role: PractitionerRole | None = None
+        location: Location | None = None
+        problems: list[tuple[SkipReason, str]] = []
+        actors = r.get("actor")
+        for actor in actors if isinstance(actors, list) else ():
+            ref = _reference(actor)
+            if ref is None:
+                continue
+            key = self.key_of(ref) or ""
+            why: SkipReason | None
+            if key.startswith("Practitioner/"):
+                found_p, why = self.follow(ref, "Practitioner", self.practitioner)
+                practitioner = practitioner or found_p
+            elif key.startswith("PractitionerRole/"):
+                found_r, why = self.follow(ref, "PractitionerRole", self.role)
+                role = role or found_r
+            elif key.startswith("Location/"):
+                found_l, why = self.follow(ref, "Location", self.location)
+                location = location or found_l
+            else:
+                why = SkipReason.UNRESOLVED_REFERENCE
+            if why is not None:
+                problems.append((why, ref))
+        if practitioner is None and role is not None:
+            practitioner = role.practitioner
+        if practitioner is None and location is None:
+            if problems:
+                why, ref = problems[0]
+                raise _Invalid(why, f"actor {ref}")
+            raise _Invalid(SkipReason.NO_ACTOR, "no Practitioner or Location actor")
+        for why, ref in problems:
+            log.debug("Schedule/%s: actor %s left out (%s)", rid, ref, why.value)
+        return Schedule(rid, practitioner, role, location)
+
+    def practitioner(self, rid: str, r: dict[str, Any]) -> Practitioner:
+        national_id = kind = None
+        identifiers = r.get("identifier")
+        for ident in identifiers if isinstance(identifiers, list) else ():
+            if not isinstance(ident, dict) or ident.get("system") != OID_IDNAT_PS:
+                continue
+            value = ident.get("value")
+            if not isinstance(value, str):
+                continue
+            if _RPPS.fullmatch(value):
+                national_id, kind = value, PractitionerIdKind.RPPS
+                break
+            if _ADELI.fullmatch(value):
+                national_id, kind = value, PractitionerIdKind.ADELI
+                break
+        if national_id is None or kind is None:
+            raise _Invalid(SkipReason.INVALID_IDENTIFIER, "no IdNat_PS 8+RPPS or 0+ADELI")
+        family = None
+        given: tuple[str, ...] = ()
+        names = r.get("name")
+        if isinstance(names, list) and names and isinstance(names[0], dict):
+            family = _str(names[0].get("family"))
+            raw_given = names[0].get("given")
+            if isinstance(raw_given, list):
+                given = tuple(g.strip() for g in raw_given if isinstance(g, str) and g.strip())
+        return Practitioner(rid, national_id, kind, family, given, _phone(r.get("telecom")))
+
+    def role(self, rid: str, r: dict[str, Any]) -> PractitionerRole:
+        practitioner = None
+        ref = _reference(r.get("practitioner"))
+        if ref is not None:
+            practitioner, why = self.follow(ref, "Practitioner", self.practitioner)
+            if why is not None:
+                log.debug("PractitionerRole/%s: practitioner %s (%s)", rid, ref, why.value)
+        location = None
+        locations = r.get("location")
+        if isinstance(locations, list):
+            for holder in locations:
+                ref = _reference(holder)
+                if ref is None:
+                    continue
+                if ref.startswith("#"):
+                    location = self._contained_location(rid, r, ref[1:])
+                else:
+                    location, _why = self.follow(ref, "Location", self.location)
+                if location is not None:
+                    break
+        if location is None:
+            log.debug("PractitionerRole/%s: no usable location", rid)
+        org_id = org_kind = None
+        org = r.get("organization")
+        if isinstance(org, dict):
+            ident = org.get("identifier")
+            if isinstance(ident, dict) and ident.get("system", OID_IDNAT_STRUCT) == (
+                OID_IDNAT_STRUCT
+            ):
+                org_id = _str(ident.get("value"))
+                org_kind = structure_id_kind(org_id) if org_id else None
+        return PractitionerRole(
+            rid, practitioner, location, org_id, org_kind, _phone(r.get("telecom"))
+        )
+
+    def _contained_location(self, role_id: str, role: dict[str, Any], lid: str) -> Location | None:
+        contained = role.get("contained")
+        for res in contained if isinstance(contained, list) else ():
+            if (
+                isinstance(res, dict)
+                and res.get("resourceType") == "Location"
+                and res.get("id") == lid
+            ):
+                return self.location(lid, res)
+        log.debug("PractitionerRole/%s: contained location #%s not found", role_id, lid)
+        return None
+
+    def location(self, rid: str, r: dict[str, Any]) -> Location:
+        identifier = identifier_system = None
+        identifiers = r.get("identifier")
+        if isinstance(identifiers, list) and identifiers and isinstance(identifiers[0], dict):
+            identifier = _str(identifiers[0].get("value"))
+            identifier_system = _str(identifiers[0].get("system"))
+        address = Address()
+        raw_address = r.get("address")
+        if isinstance(raw_address, dict):
+            lines = raw_address.get("line")
+            address = Address(
+                tuple(x.strip() for x in lines if isinstance(x, str) and x.strip())
+                if isinstance(lines, list)
+                else (),
+                _str(raw_address.get("city")),
+                _str(raw_address.get("postalCode")),
+            )
+        lat = lon = None
+        position = r.get("position")
+        if isinstance(position, dict):
+            lat = _coordinate(position.get("latitude"), 90.0)
+            lon = _coordinate(position.get("longitude"), 180.0)
+            if lat is None or lon is None:
+                log.debug("Location/%s: position dropped (missing or out of range)", rid)
+                lat = lon = None
+        organization = None
+        ref = _reference(r.get("managingOrganization"))
+        if ref is not None:
+            organization, why = self.follow(ref, "Organization", self.organization)
+            if why is not None:
+                log.debug("Location/%s: organization %s (%s)", rid, ref, why.value)
+        hours: list[OpeningHours] = []
+        raw_hours = r.get("hoursOfOperation")
+        for h in raw_hours if isinstance(raw_hours, list) else ():
+            if not isinstance(h, dict):
+                continue
+            days = h.get("daysOfWeek")
+            hours.append(
+                OpeningHours(
+                    tuple(d for d in days if isinstance(d, str)) if isinstance(days, list) else (),
+                    h.get("allDay") is True,
+                    _clock_time(h.get("openingTime")),
+                    _clock_time(h.get("closingTime")),
+                )
+            )
+        return Location(
+            rid,
+            identifier,
+            identifier_system,
+            _str(r.get("name")),
+            address,
+            lat,
+            lon,
+            _phone(r.get("telecom")),
+            organization,
+            tuple(hours),
+        )
+
+    def organization(self, rid: str, r: dict[str, Any]) -> Organization:
+        national_id = kind = None
+        identifiers = r.get("identifier")
+        for ident in identifiers if isinstance(identifiers, list) else ():
+            if not isinstance(ident, dict) or ident.get("system", OID_IDNAT_STRUCT) != (
+                OID_IDNAT_STRUCT
+            ):
+                continue
+            value = _str(ident.get("value"))
+            kind = structure_id_kind(value) if value else None
+            if kind is not None:
+                national_id = value
+                break
+        if national_id is None:
+            raise _Invalid(SkipReason.INVALID_IDENTIFIER, "no IdNat_Struct FINESS/SIRET/rang id")
+        return Organization(rid, national_id, kind, _str(r.get("name")), _phone(r.get("telecom")))
+
+    def healthcare_service(self, rid: str, r: dict[str, Any]) -> HealthcareService:
+        organization = None
+        ref = _reference(r.get("providedBy"))
+        if ref is not None:
+            organization, why = self.follow(ref, "Organization", self.organization)
+            if why is not None:
+                log.debug("HealthcareService/%s: providedBy %s (%s)", rid, ref, why.value)
+        return HealthcareService(rid, organization, _str(r.get("name")))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def slot_record(slot: Slot) -> dict[str, Any]:
+    """One slot as a flat JSON-ready dict (``sas-desk fhir parse``)."""
+    practitioner = slot.practitioner
+    place = slot.location
+    role = slot.role
+    organization = slot.organization
+    return {
+        "slot": slot.id,
+        "practitioner": practitioner.national_id if practitioner else None,
+        "practitioner_name": practitioner.display_name if practitioner else None,
+        "start": slot.start.isoformat(timespec="milliseconds"),
+        "end": slot.end.isoformat(timespec="milliseconds"),
+        "types": [t.value for t in slot.types],
+        "modes": [m.value for m in slot.modes],
+        "specialties": [s.code or s.text for s in slot.specialties],
+        "reasons": list(slot.reasons),
+        "appointment_type": slot.appointment_type.value if slot.appointment_type else None,
+        "booking_url": slot.booking_url,
+        "schedule": slot.schedule.id,
+        "role": role.id if role else None,
+        "place": place.name if place else None,
+        "address": place.address.text if place else None,
+        "coordinates": list(place.coordinates) if place and place.coordinates else None,
+        "phone": (role.phone if role else None) or (place.phone if place else None),
+        # SOS: the association running the place; PS/CPTS: the role's structure
+        "organization": organization.national_id
+        if organization
+        else (role.organization_id if role else None),
+        "cpts": [s.organization.national_id for s in slot.services if s.organization],
+    }
+
+
+def summary_record(result: BundleResult) -> dict[str, Any]:
+    """Counts of a parsed Bundle, JSON-ready (the last line of ``fhir parse``)."""
+    return {
+        "bundle_type": result.bundle_type,
+        "total": result.total,
+        "slots": len(result.slots),
+        "practitioners": len(result.practitioners),
+        "roles": len(result.roles),
+        "schedules": len(result.schedules),
+        "locations": len(result.locations),
+        "organizations": len(result.organizations),
+        "healthcare_services": len(result.healthcare_services),
+        "other": len(result.other),
+        "skipped": len(result.skipped),
+        "skipped_reasons": result.skipped_by_reason(),
+        "skipped_resources": [
+            {
+                "type": s.resource_type,
+                "id": s.resource_id,
+                "reason": s.reason.value,
+                "detail": s.detail,
+            }
+            for s in result.skipped
+        ],
+    }
