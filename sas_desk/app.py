@@ -146,7 +146,9 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     from PySide6.QtCore import QCoreApplication
 
     from sas_desk.ui import aio
-    from sas_desk.ui.main_window import MainWindow
+
+    if TYPE_CHECKING:
+        from sas_desk.ui.main_window import MainWindow
 
     loop = asyncio.get_running_loop()
     simulator: Simulator | None = None
@@ -165,10 +167,14 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     )
     window: MainWindow | None = None
     try:
-        report = await journal.open()
-        log.debug("startup: journal open")
-        await queues.start()
-        log.debug("startup: queues started (%s)", queues.backend.name)
+        # the files open in worker threads (fsyncs on a first start) while the
+        # window's modules load on this one
+        opening = asyncio.gather(journal.open(), queues.start())
+        await asyncio.sleep(0)
+        from sas_desk.ui.main_window import MainWindow
+
+        report, _ = await opening
+        log.debug("startup: journal open, queues started (%s)", queues.backend.name)
         desk = Desk(config, journal, actor, clock.now)
         await desk.prepare()
         unfinished = await journal.unfinished()
