@@ -1,0 +1,682 @@
+"""The searchset Bundle parser: variants the guide tolerates, resources that
+break the profile (skipped with their reason), broken bodies.  Pure: no Qt,
+no network."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import logging
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from sas_desk.models.slots import (
+    SYSTEM_ACT_CODE,
+    SYSTEM_SLOT_TYPE,
+    SYSTEM_SPECIALTY,
+    AppointmentType,
+    ConsultationMode,
+    PractitionerIdKind,
+    SlotType,
+    Specialty,
+    StructureIdKind,
+)
+from sas_desk.services.fhir.bundle import (
+    PARIS,
+    BundleError,
+    BundleResult,
+    OperationOutcomeError,
+    SkipReason,
+    parse_bundle,
+    parse_instant,
+    slot_record,
+)
+
+RPPS = "810100050075"
+FAMILY = "THOMAS-ZZTEST"  # searched for in the logs: names are never logged
+CEST = timezone(timedelta(hours=2))
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def slot(sid: str = "s1", schedule: str = "Schedule/sch1", **over: Any) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "resourceType": "Slot",
+        "id": sid,
+        "meta": {
+            "profile": ["http://sas.fr/fhir/StructureDefinition/FrSlotAgregateur"],
+            "security": [
+                {"system": SYSTEM_SLOT_TYPE, "code": "PUBLIC"},
+                {"system": SYSTEM_SLOT_TYPE, "code": "SNP"},
+            ],
+        },
+        "serviceType": [
+            {"coding": [{"system": SYSTEM_ACT_CODE, "code": "AMB"}]},
+            {"coding": [{"system": SYSTEM_ACT_CODE, "code": "VR"}]},
+            {"text": "Visite de contrôle"},
+        ],
+        "specialty": [{"coding": [{"system": SYSTEM_SPECIALTY, "code": "SM54"}]}],
+        "appointmentType": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v2-0276", "code": "ROUTINE"}
+            ]
+        },
+        "schedule": {"reference": schedule},
+        "status": "free",
+        "start": "2026-07-14T10:00:00.000+02:00",
+        "end": "2026-07-14T10:20:00.000+02:00",
+        "comment": "https://agenda.example.fr/rdv/1",
+    }
+    res.update(over)
+    return res
+
+
+def schedule(
+    sid: str = "sch1", actors: tuple[str, ...] = ("Practitioner/p1", "PractitionerRole/r1")
+):
+    return {"resourceType": "Schedule", "id": sid, "actor": [{"reference": a} for a in actors]}
+
+
+def practitioner(pid: str = "p1", value: str = RPPS, **over: Any) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "resourceType": "Practitioner",
+        "id": pid,
+        "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.1", "value": value}],
+        "name": [{"family": FAMILY, "given": ["Sébastien"]}],
+    }
+    res.update(over)
+    return res
+
+
+def role(rid: str = "r1", pid: str = "p1", **over: Any) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "resourceType": "PractitionerRole",
+        "id": rid,
+        "contained": [
+            {
+                "resourceType": "Location",
+                "id": "loc",
+                "identifier": [{"system": "urn:oid:1.1.1", "value": "42"}],
+                "address": {"line": ["1 rue de la Gare"], "city": "AGEN", "postalCode": "47000"},
+                "position": {"latitude": 44.2, "longitude": 0.62},
+            }
+        ],
+        "practitioner": {"reference": f"Practitioner/{pid}"},
+        "organization": {
+            "identifier": {"system": "urn:oid:1.2.250.1.71.4.2.2", "value": "1810004421"}
+        },
+        "location": [{"reference": "#loc"}],
+        "telecom": [{"system": "phone", "value": "+33658913859"}],
+    }
+    res.update(over)
+    return res
+
+
+def bundle(*resources: Any, total: Any = None, **over: Any) -> dict[str, Any]:
+    entries = [
+        {"fullUrl": f"https://v.example/{r['resourceType']}/{r.get('id')}", "resource": r}
+        if isinstance(r, dict) and "resourceType" in r
+        else r
+        for r in resources
+    ]
+    b: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": sum(
+            1 for r in resources if isinstance(r, dict) and r.get("resourceType") == "Slot"
+        )
+        if total is None
+        else total,
+        "link": [{"relation": "self", "url": "https://v.example/Slot?status=free"}],
+        "entry": entries,
+    }
+    b.update(over)
+    return b
+
+
+def ps(*slots: dict[str, Any]) -> dict[str, Any]:
+    return bundle(*(slots or (slot(),)), schedule(), practitioner(), role())
+
+
+def reasons(result: BundleResult) -> list[tuple[str, str | None, SkipReason]]:
+    return [(s.resource_type, s.resource_id, s.reason) for s in result.skipped]
+
+
+# --------------------------------------------------------------------------- the nominal answer
+
+
+def test_a_ps_slot_is_resolved_with_its_schedule_practitioner_role_and_place() -> None:
+    result = parse_bundle(ps())
+    assert result.skipped == ()
+    assert (result.bundle_type, result.total) == ("searchset", 1)
+    assert result.self_link == "https://v.example/Slot?status=free"
+    [s] = result.slots
+    assert s.id == "s1" and s.schedule_ref == "Schedule/sch1"
+    assert s.start == datetime(2026, 7, 14, 10, 0, tzinfo=CEST)
+    assert s.end - s.start == timedelta(minutes=20)
+    assert s.types == (SlotType.PUBLIC, SlotType.SNP)
+    assert s.modes == (ConsultationMode.AMB, ConsultationMode.VR)
+    assert s.reasons == ("Visite de contrôle",)
+    assert s.specialties == (Specialty("SM54", SYSTEM_SPECIALTY, None),)
+    assert s.specialties[0].label == "Médecine générale"
+    assert s.appointment_type is AppointmentType.ROUTINE
+    assert s.booking_url == "https://agenda.example.fr/rdv/1" and s.bookable
+    assert s.practitioner is not None
+    assert s.practitioner.national_id == RPPS and s.practitioner.rpps == RPPS[1:]
+    assert s.practitioner.id_kind is PractitionerIdKind.RPPS
+    assert s.practitioner.display_name == f"Sébastien {FAMILY}"
+    assert s.role is not None and s.role.phone == "+33658913859"
+    assert s.role.organization_id == "1810004421"
+    assert s.role.organization_kind is StructureIdKind.FINESS
+    assert s.location is not None
+    assert s.location.address.text == "1 rue de la Gare, 47000 AGEN"
+    assert s.location.coordinates == (44.2, 0.62)
+    assert [p.id for p in result.practitioners] == ["p1"]
+    assert [r.id for r in result.roles] == ["r1"]
+    assert [x.id for x in result.schedules] == ["sch1"]
+    # one object per resource: the slot shares the listed practitioner
+    assert s.practitioner is result.practitioners[0]
+
+
+def test_bytes_str_and_dict_bodies_give_the_same_slots() -> None:
+    body = ps()
+    raw = json.dumps(body, ensure_ascii=False)
+    results = [
+        parse_bundle(body),
+        parse_bundle(raw),
+        parse_bundle(raw.encode("utf-8")),
+        parse_bundle("\ufeff" + raw),
+        parse_bundle(b"\xef\xbb\xbf" + raw.encode("utf-8")),
+    ]
+    assert {slot_record(r.slots[0])["start"] for r in results} == {"2026-07-14T10:00:00.000+02:00"}
+    assert all(len(r.slots) == 1 and not r.skipped for r in results)
+
+
+def test_slot_record_is_json_ready() -> None:
+    record = slot_record(parse_bundle(ps()).slots[0])
+    assert json.loads(json.dumps(record)) == record
+    assert record["practitioner"] == RPPS
+    assert record["types"] == ["PUBLIC", "SNP"] and record["modes"] == ["AMB", "VR"]
+    assert record["coordinates"] == [44.2, 0.62]
+    assert record["organization"] == "1810004421"
+
+
+# --------------------------------------------------------------------------- tolerated variants
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-06-12T16:40:00.000+02:00", datetime(2024, 6, 12, 16, 40, tzinfo=CEST)),
+        ("2024-06-12T16:40:00+02:00", datetime(2024, 6, 12, 16, 40, tzinfo=CEST)),
+        ("2024-06-12T14:40:00.000Z", datetime(2024, 6, 12, 14, 40, tzinfo=UTC)),
+        ("2024-06-12T14:40:00.25z", datetime(2024, 6, 12, 14, 40, 0, 250000, tzinfo=UTC)),
+        (
+            "2024-06-12T14:40:00.123456789+00:00",
+            datetime(2024, 6, 12, 14, 40, 0, 123456, tzinfo=UTC),
+        ),
+        ("2024-06-12t14:40:00+00:00", datetime(2024, 6, 12, 14, 40, tzinfo=UTC)),
+    ],
+)
+def test_instants_with_or_without_milliseconds_and_offsets(text: str, expected: datetime) -> None:
+    parsed = parse_instant(text)
+    assert parsed == expected
+    assert parsed is not None and parsed.utcoffset() == expected.utcoffset()
+
+
+def test_naive_times_are_paris_wall_clock_time_summer_and_winter() -> None:
+    summer = parse_instant("2026-07-14T10:00:00.000")
+    winter = parse_instant("2026-01-14T10:00:00")
+    assert summer is not None and winter is not None
+    assert summer.tzinfo is PARIS and summer.utcoffset() == timedelta(hours=2)
+    assert winter.utcoffset() == timedelta(hours=1)
+    assert summer.astimezone(UTC).hour == 8 and winter.astimezone(UTC).hour == 9
+    result = parse_bundle(ps(slot(start="2026-07-14T10:00:00.000", end="2026-07-14T10:20:00.000")))
+    assert result.slots[0].start == datetime(2026, 7, 14, 8, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["2026-07-14", "demain 10h", "2026-07-14T25:00:00+02:00", ""])
+def test_a_date_without_time_or_garbage_is_not_an_instant(text: str) -> None:
+    assert parse_instant(text) is None
+
+
+def test_text_only_and_foreign_specialties_are_kept() -> None:
+    s = slot(
+        specialty=[
+            {"text": "Médecine générale"},
+            {"coding": [{"system": "urn:other", "code": "GP"}]},
+            {"coding": [{"system": SYSTEM_SPECIALTY, "code": "SM41"}], "text": "Pneumologie"},
+            {},
+        ]
+    )
+    [parsed] = parse_bundle(ps(s)).slots
+    assert parsed.specialties == (
+        Specialty(None, None, "Médecine générale"),
+        Specialty("GP", "urn:other", None),
+        Specialty("SM41", SYSTEM_SPECIALTY, "Pneumologie"),
+    )
+    assert [x.label for x in parsed.specialties] == ["Médecine générale", "GP", "Pneumologie"]
+
+
+def test_absent_optional_elements_leave_a_usable_slot() -> None:
+    bare_slot = {
+        "resourceType": "Slot",
+        "id": "bare",
+        "schedule": {"reference": "Schedule/sch1"},
+        "status": "free",
+        "start": "2026-07-14T10:00:00.000+02:00",
+        "end": "2026-07-14T10:30:00.000+02:00",
+    }
+    bare_practitioner = {
+        "resourceType": "Practitioner",
+        "id": "p1",
+        "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.1", "value": "0751234567"}],
+    }
+    bare_role = {"resourceType": "PractitionerRole", "id": "r1"}
+    result = parse_bundle(bundle(bare_slot, schedule(), bare_practitioner, bare_role))
+    assert result.skipped == ()
+    [s] = result.slots
+    assert (s.types, s.modes, s.specialties, s.reasons) == ((), (), (), ())
+    assert s.appointment_type is None and s.booking_url is None and not s.bookable
+    assert s.practitioner is not None and s.practitioner.id_kind is PractitionerIdKind.ADELI
+    assert s.practitioner.adeli == "751234567" and s.practitioner.display_name == "0751234567"
+    assert s.role is not None and s.location is None and s.role.phone is None
+    assert slot_record(s)["coordinates"] is None
+
+
+def test_walkin_slot_without_link_is_not_bookable() -> None:
+    s = slot(appointmentType={"coding": [{"code": "WALKIN"}]})
+    del s["comment"]
+    [parsed] = parse_bundle(ps(s)).slots
+    assert parsed.appointment_type is AppointmentType.WALKIN
+    assert not parsed.bookable
+
+
+def test_references_may_be_absolute_or_versioned() -> None:
+    b = bundle(
+        slot("s1", schedule="https://v.example/Schedule/sch1"),
+        slot("s2", schedule="Schedule/sch1/_history/3"),
+        schedule(actors=("https://v.example/Practitioner/p1", "PractitionerRole/r1")),
+        practitioner(),
+        role(),
+    )
+    result = parse_bundle(b)
+    assert [s.id for s in result.slots] == ["s1", "s2"]
+    assert all(s.practitioner is not None and s.practitioner.id == "p1" for s in result.slots)
+
+
+def test_slot_types_keep_known_codes_of_the_type_system_only() -> None:
+    s = slot()
+    s["meta"]["security"] = [
+        {"system": SYSTEM_SLOT_TYPE, "code": "PRO"},
+        {"system": SYSTEM_SLOT_TYPE, "code": "private"},  # the test kit's non-standard value
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "PUBLIC"},
+        {
+            "system": "https://mos.esante.gouv.fr/NOS/JDV_J165-TypeCreneau-SAS/FHIR/JDV-J165-TypeCreneau-SAS",
+            "code": "SNP",
+        },
+        {"code": "PRO"},
+        "garbage",
+    ]
+    [parsed] = parse_bundle(ps(s)).slots
+    assert parsed.types == (SlotType.PRO, SlotType.SNP)
+
+
+def test_display_only_elements_that_are_malformed_are_dropped_not_the_resource() -> None:
+    bad_role = role(
+        telecom=[{"system": "phone", "value": "pas un numéro"}],
+        contained=[
+            {
+                "resourceType": "Location",
+                "id": "loc",
+                "address": {"line": ["2 rue X"], "city": "AGEN", "postalCode": "47000"},
+                "position": {"latitude": 144.2, "longitude": 0.62},
+            }
+        ],
+    )
+    national_phone = practitioner(telecom=[{"system": "phone", "value": "05 53 00 00 00"}])
+    result = parse_bundle(
+        bundle(slot(comment="javascript:alert(1)"), schedule(), national_phone, bad_role)
+    )
+    assert result.skipped == ()
+    [s] = result.slots
+    assert s.booking_url is None
+    assert s.role is not None and s.role.phone is None
+    assert s.location is not None and s.location.coordinates is None
+    assert s.practitioner is not None and s.practitioner.phone == "+33553000000"
+
+
+def test_cpts_slot_lists_the_cpts_it_is_visible_to() -> None:
+    def cpts_entry(n: int) -> dict[str, Any]:
+        return {
+            "extension": [
+                {
+                    "url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Slot.serviceType",
+                    "valueReference": {"reference": f"HealthcareService/hs{n}"},
+                }
+            ],
+            "coding": [
+                {
+                    "system": "https://mos.esante.gouv.fr/NOS/TRE_R66-CategorieEtablissement/FHIR/TRE-R66-CategorieEtablissement",
+                    "code": "604",
+                }
+            ],
+            "text": "CPTS",  # label of the coding, not a reason
+        }
+
+    s = slot()
+    s["serviceType"] += [cpts_entry(1), cpts_entry(2), cpts_entry(9)]  # hs9: not in the Bundle
+    services = [
+        {
+            "resourceType": "HealthcareService",
+            "id": f"hs{n}",
+            "providedBy": {"reference": f"Organization/o{n}"},
+        }
+        for n in (1, 2)
+    ]
+    orgs = [
+        {
+            "resourceType": "Organization",
+            "id": f"o{n}",
+            "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.2", "value": f"19500472{n}5"}],
+            "name": f"CPTS {n}",
+        }
+        for n in (1, 2)
+    ]
+    result = parse_bundle(bundle(s, schedule(), practitioner(), role(), *services, *orgs))
+    [parsed] = result.slots
+    assert [x.organization.finess for x in parsed.services if x.organization] == [
+        "9500472" + "15",
+        "9500472" + "25",
+    ]
+    assert parsed.reasons == ("Visite de contrôle",)
+    assert slot_record(parsed)["cpts"] == ["1950047215", "1950047225"]
+    assert len(result.healthcare_services) == 2 and len(result.organizations) == 2
+
+
+def test_sos_slot_is_resolved_through_its_location_to_the_association() -> None:
+    place = {
+        "resourceType": "Location",
+        "id": "pfg",
+        "name": "Centre de consultation",
+        "address": {"line": ["3 place X"], "city": "RENNES", "postalCode": "35000"},
+        "managingOrganization": {"reference": "Organization/sos"},
+        "telecom": [{"system": "phone", "value": "+33299000000"}],
+        "hoursOfOperation": [
+            {"daysOfWeek": ["mon", "tue"], "openingTime": "08:00:00", "closingTime": "20:00:00"}
+        ],
+    }
+    sos = {
+        "resourceType": "Organization",
+        "id": "sos",
+        "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.2", "value": "334173748400020"}],
+        "name": "SOS Médecins",
+    }
+    result = parse_bundle(
+        bundle(slot(schedule="Schedule/ss"), schedule("ss", ("Location/pfg",)), place, sos)
+    )
+    [s] = result.slots
+    assert s.practitioner is None and s.role is None
+    assert s.location is not None and s.location.name == "Centre de consultation"
+    assert s.location.hours[0].days == ("mon", "tue")
+    assert s.location.hours[0].opening is not None and s.location.hours[0].opening.hour == 8
+    assert s.organization is not None and s.organization.siret == "34173748400020"
+    assert s.organization.id_kind is StructureIdKind.SIRET
+    assert slot_record(s)["organization"] == "334173748400020"
+    assert slot_record(s)["phone"] == "+33299000000"
+
+
+def test_other_resource_types_are_kept_as_sent() -> None:
+    appointment = {"resourceType": "Appointment", "id": "a1", "status": "booked"}
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "warning"}]}
+    result = parse_bundle(bundle(appointment, outcome, *ps()["entry"]))
+    assert [o["resourceType"] for o in result.other] == ["Appointment", "OperationOutcome"]
+    assert len(result.slots) == 1
+
+
+# --------------------------------------------------------------------------- what breaks the profile
+
+
+def test_unusable_slots_are_skipped_with_their_reason_and_the_others_kept() -> None:
+    b = bundle(
+        slot("ok"),
+        slot("busy", status="busy"),
+        slot("dateonly", start="2026-07-14"),
+        slot("noend", end=None),
+        slot("inverted", start="2026-07-14T11:00:00+02:00", end="2026-07-14T10:00:00+02:00"),
+        slot("nosched", schedule={}),
+        slot("elsewhere", schedule="Schedule/unknown"),
+        slot("wrongtype", schedule="Practitioner/p1"),
+        schedule(),
+        practitioner(),
+        role(),
+    )
+    b["entry"][5]["resource"]["schedule"] = {"display": "no reference"}
+    result = parse_bundle(b)
+    assert [s.id for s in result.slots] == ["ok"]
+    assert reasons(result) == [
+        ("Slot", "busy", SkipReason.NOT_FREE),
+        ("Slot", "dateonly", SkipReason.INVALID_TIME),
+        ("Slot", "noend", SkipReason.INVALID_TIME),
+        ("Slot", "inverted", SkipReason.END_BEFORE_START),
+        ("Slot", "nosched", SkipReason.MISSING_SCHEDULE),
+        ("Slot", "elsewhere", SkipReason.UNRESOLVED_REFERENCE),
+        ("Slot", "wrongtype", SkipReason.UNRESOLVED_REFERENCE),
+    ]
+    assert result.skipped_by_reason() == {
+        "not-free": 1,
+        "invalid-time": 2,
+        "end-before-start": 1,
+        "missing-schedule": 1,
+        "unresolved-reference": 2,
+    }
+    assert result.total == 8  # as sent: the vendor counted them all
+    assert all(s.reason.label for s in result.skipped)
+
+
+def test_a_practitioner_without_national_id_takes_its_schedule_and_slots_out() -> None:
+    b = bundle(
+        slot("s-bad", schedule="Schedule/sch-bad"),
+        slot("s-ok"),
+        schedule("sch-bad", ("Practitioner/p-bad", "PractitionerRole/r-bad")),
+        practitioner("p-bad", value="10101288385"),  # RPPS without its "8" prefix
+        role("r-bad", pid="p-bad"),
+        schedule(),
+        practitioner(),
+        role(),
+    )
+    result = parse_bundle(b)
+    assert [s.id for s in result.slots] == ["s-ok"]
+    assert reasons(result) == [
+        ("Practitioner", "p-bad", SkipReason.INVALID_IDENTIFIER),
+        ("Schedule", "sch-bad", SkipReason.INVALID_REFERENCE),
+        ("Slot", "s-bad", SkipReason.INVALID_REFERENCE),
+    ]
+    assert [p.id for p in result.practitioners] == ["p1"]
+    # the role survives (its practitioner is simply unknown), the schedule does not
+    assert [r.id for r in result.roles] == ["r-bad", "r1"]
+    assert result.roles[0].practitioner is None
+    assert [x.id for x in result.schedules] == ["sch1"]
+
+
+def test_a_schedule_with_only_its_role_still_finds_the_practitioner() -> None:
+    result = parse_bundle(
+        bundle(slot(), schedule(actors=("PractitionerRole/r1",)), practitioner(), role())
+    )
+    assert result.slots[0].practitioner is not None
+    assert result.slots[0].practitioner.id == "p1"
+
+
+def test_a_schedule_without_any_usable_actor_is_skipped() -> None:
+    result = parse_bundle(bundle(slot(), schedule(actors=())))
+    assert reasons(result) == [
+        ("Schedule", "sch1", SkipReason.NO_ACTOR),
+        ("Slot", "s1", SkipReason.INVALID_REFERENCE),
+    ]
+
+
+def test_structures_without_a_national_id_are_skipped() -> None:
+    orgs = [
+        {"resourceType": "Organization", "id": "o1", "identifier": [{"value": "3334173748400020"}]},
+        {"resourceType": "Organization", "id": "o2", "identifier": [{"value": "12345"}]},
+        {"resourceType": "Organization", "id": "o3"},
+    ]
+    result = parse_bundle(bundle(*orgs))
+    assert [o.id for o in result.organizations] == []  # o1: a SIRET has 14 digits, not 15
+    assert [(s.resource_id, s.reason) for s in result.skipped] == [
+        ("o1", SkipReason.INVALID_IDENTIFIER),
+        ("o2", SkipReason.INVALID_IDENTIFIER),
+        ("o3", SkipReason.INVALID_IDENTIFIER),
+    ]
+
+
+def test_malformed_entries_missing_ids_and_duplicates_are_skipped() -> None:
+    no_id = slot()
+    del no_id["id"]
+    b = bundle(
+        "not an entry",
+        {"fullUrl": "x"},
+        {"resource": {"id": "typeless"}},
+        no_id,
+        *ps()["entry"],
+        slot(),  # same id as the first slot
+    )
+    result = parse_bundle(b)
+    assert [s.id for s in result.slots] == ["s1"]
+    assert reasons(result) == [
+        ("entry", "0", SkipReason.MALFORMED_ENTRY),
+        ("entry", "1", SkipReason.MALFORMED_ENTRY),
+        ("entry", "2", SkipReason.MALFORMED_ENTRY),
+        ("Slot", None, SkipReason.MISSING_ID),
+        ("Slot", "s1", SkipReason.DUPLICATE),
+    ]
+
+
+def test_a_reference_cycle_does_not_recurse() -> None:
+    r1 = role("r1", location=[{"reference": "Location/l1"}])
+    l1 = {
+        "resourceType": "Location",
+        "id": "l1",
+        "managingOrganization": {"reference": "Organization/o1"},
+    }
+    o1 = {"resourceType": "Organization", "id": "o1", "identifier": [{"value": "1810004421"}]}
+    result = parse_bundle(bundle(slot(), schedule(), practitioner(), r1, l1, o1))
+    assert result.slots[0].location is not None
+    assert result.slots[0].location.organization is not None
+
+
+def test_skipped_resources_are_logged_without_names(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="sas_desk")
+    bad_role = role(telecom=[{"system": "phone", "value": FAMILY}])
+    b = bundle(slot(status="busy"), slot("s2"), schedule(), practitioner(value="42"), bad_role)
+    parse_bundle(b)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "skipped Slot/s1: not-free (status 'busy')",
+        "skipped Practitioner/p1: invalid-identifier (no IdNat_PS 8+RPPS or 0+ADELI)",
+        "skipped Schedule/sch1: invalid-reference (actor Practitioner/p1)",
+        "skipped Slot/s2: invalid-reference (schedule Schedule/sch1)",
+    ]
+    assert caplog.records, "nothing logged"
+    assert not any(
+        FAMILY in r.getMessage() or "Sébastien" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_a_flood_of_bad_slots_is_logged_once_per_slot_only_up_to_a_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sas_desk")
+    b = ps(*(slot(f"s{n}", status="busy") for n in range(100)))
+    result = parse_bundle(b)
+    assert len(result.skipped) == 100
+    assert len(caplog.records) == 21
+    assert caplog.records[-1].getMessage() == "skipped 100 resources in all (not-free: 100)"
+
+
+def test_a_total_that_is_not_an_integer_is_ignored() -> None:
+    assert parse_bundle(bundle(total="4")).total is None
+    assert parse_bundle(bundle(total=True)).total is None
+    assert parse_bundle(bundle(total=0)).total == 0
+
+
+def test_an_empty_searchset_is_a_result_not_an_error() -> None:
+    result = parse_bundle({"resourceType": "Bundle", "type": "searchset", "total": 0})
+    assert result.slots == () and result.skipped == () and result.total == 0
+
+
+# --------------------------------------------------------------------------- broken bodies
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{ pas du json", "n'est pas un JSON valide (ligne 1, colonne 3)"),
+        (b"", "La réponse est vide."),
+        (b"  \n", "La réponse est vide."),
+        (b'{"resourceType": "Bundle", "id": "\xff"}', "n'est pas du texte UTF-8"),
+        (b"[1, 2]", "n'est pas une ressource FHIR (objet JSON attendu)"),
+        (b'"Bundle"', "n'est pas une ressource FHIR (objet JSON attendu)"),
+        (b"{}", "resourceType absent"),
+        (b'{"resourceType": "Patient"}', "est une ressource Patient, pas un Bundle FHIR"),
+        (b'{"resourceType": "Bundle", "entry": {}}', "« entry » n'est pas une liste"),
+        (b"[" * 100_000 + b"]" * 100_000, "trop profondément imbriqué"),
+    ],
+)
+def test_broken_bodies_raise_a_french_vendor_error(body: bytes, message: str) -> None:
+    with pytest.raises(BundleError) as err:
+        parse_bundle(body)
+    assert message in err.value.message_fr
+    assert not isinstance(err.value, OperationOutcomeError)
+    assert err.value.outcome_text is None
+
+
+def test_an_operation_outcome_raises_with_its_text() -> None:
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": "invalid",
+                "details": {"text": "Paramètre start manquant"},
+                "diagnostics": "start=ge is required",
+            },
+            {"severity": "error", "code": "too-costly"},
+        ],
+    }
+    with pytest.raises(OperationOutcomeError) as err:
+        parse_bundle(json.dumps(outcome).encode())
+    assert err.value.outcome_text == "Paramètre start manquant ; start=ge is required ; too-costly"
+    assert err.value.message_fr == (
+        "Le serveur a répondu par une erreur : "
+        "Paramètre start manquant ; start=ge is required ; too-costly"
+    )
+    with pytest.raises(OperationOutcomeError) as bare:
+        parse_bundle({"resourceType": "OperationOutcome"})
+    assert bare.value.outcome_text == "erreur sans description"
+
+
+def test_the_garbage_collector_is_back_on_after_a_parse_and_after_an_error() -> None:
+    assert gc.isenabled()
+    parse_bundle(ps())
+    assert gc.isenabled()
+    with pytest.raises(BundleError):
+        parse_bundle(b"nope")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_bundle(ps())
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+
+
+def test_the_input_dict_is_not_modified() -> None:
+    body = ps(slot(status="busy"), slot("s2"))
+    before = copy.deepcopy(body)
+    parse_bundle(body)
+    assert body == before
