@@ -194,6 +194,23 @@ def test_ps_indiv_example_in_detail() -> None:
     assert result.self_link is not None and "_count=1000" in result.self_link
 
 
+def test_the_text_only_specialty_slot_example_added_to_the_ps_bundle() -> None:
+    """``Slot-ExampleSlotPSIndiv5`` (PRO, walk-in, text-only specialty, no link)
+    belongs to Dr THOMAS's second schedule: added to the PS Bundle, it resolves."""
+    body = json.loads((examples_dir() / "Bundle-ExampleBundlePSIndiv.json").read_bytes())
+    extra = json.loads((examples_dir() / "Slot-ExampleSlotPSIndiv5.json").read_bytes())
+    body["entry"].append({"resource": extra})
+    result = parse_bundle(body)
+    assert len(result.slots) == 5 and result.skipped == ()
+    s5 = result.slots[-1]
+    assert s5.id == "ExampleSlotPSIndiv5"
+    assert s5.specialties == (Specialty(None, None, "Médecine générale"),)
+    assert s5.appointment_type is AppointmentType.WALKIN and s5.booking_url is None
+    assert s5.types == (SlotType.PRO,) and s5.reasons == ("Visite urgente",)
+    assert s5.practitioner is not None and s5.practitioner.national_id == "810100050075"
+    assert s5.location is not None and s5.location.address.lines == ("30 rue Mme DELMAS",)
+
+
 def test_cpts_example_in_detail() -> None:
     result = parse_example("Bundle-ExampleBundleCPTS1.json")
     [s] = result.slots
