@@ -545,6 +545,85 @@ async def test_the_same_operation_sent_by_two_connections_at_once_applies_once(
             await a.apply(release)
 
 
+def interleave(
+    monkeypatch: pytest.MonkeyPatch, schema: str, writes: int, statement: str
+) -> list[int]:
+    """Make another session commit ``statement`` (on the items table of
+    ``schema``) between the unlocked read of an operation and its conditional
+    write, ``writes`` times; returns the list of calls made to the rules."""
+    from sas_desk.services.queues import postgres
+
+    real = postgres._transition
+    calls: list[int] = []
+
+    def racing(op: Operation, item: Any, dossier: Any) -> Any:
+        calls.append(item.version if item is not None else -1)
+        change = real(op, item, dossier)
+        if len(calls) <= writes:
+            with psycopg.connect(DSN, autocommit=True) as other:
+                other.execute(
+                    sql.SQL(statement).format(sql.Identifier(schema, "items")),
+                    (op.case_id,),
+                )
+        return change
+
+    monkeypatch.setattr(postgres, "_transition", racing)
+    return calls
+
+
+@pytest.mark.asyncio
+async def test_an_item_changed_between_read_and_write_is_decided_again(
+    schema: str, make_backend: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim read the item WAITING, but another workstation took it before
+    the conditional write: nothing is written, the item is read again, and the
+    answer names the real holder."""
+    a = make_backend("A")
+    await a.open()
+    await a.apply(enqueue(1))
+    calls = interleave(
+        monkeypatch,
+        schema,
+        1,
+        "UPDATE {} SET status = 'CLAIMED', claim_workstation = 'POSTE-OTHER', "
+        "claim_operator = 'dr.other', claim_role = 'MRU', claimed_at = now(), "
+        "expires_at = now() + interval '1 day', version = version + 1 WHERE case_id = %s",
+    )
+    with pytest.raises(ClaimConflict) as err:
+        await a.apply(claim(1, "POSTE-1"))
+    assert err.value.claim.workstation == "POSTE-OTHER"
+    assert calls == [1, 2]  # decided on version 1, then again on version 2
+    kinds = [e.kind for e in await a.events(case_id(1))]
+    assert kinds == [EventKind.ENQUEUED]  # the stale decision wrote nothing
+    (item,) = await a.snapshot([QueueName.AMU])
+    assert item.claim is not None and item.claim.workstation == "POSTE-OTHER"
+
+
+@pytest.mark.asyncio
+async def test_an_item_that_keeps_changing_is_decided_under_the_row_lock(
+    schema: str, make_backend: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sas_desk.services.queues.postgres import _OPTIMISTIC_TRIES
+
+    a = make_backend("A")
+    await a.open()
+    await a.apply(enqueue(1))
+    calls = interleave(
+        monkeypatch,
+        schema,
+        _OPTIMISTIC_TRIES,
+        "UPDATE {} SET version = version + 1 WHERE case_id = %s",
+    )
+    item = await a.apply(claim(1, "POSTE-1"))
+    assert item is not None and item.claim is not None
+    assert item.claim.workstation == "POSTE-1"
+    # every optimistic try lost, then one decision under the lock
+    assert len(calls) == _OPTIMISTIC_TRIES + 1
+    assert calls[-1] == 1 + _OPTIMISTIC_TRIES
+    kinds = [e.kind for e in await a.events(case_id(1))]
+    assert kinds == [EventKind.ENQUEUED, EventKind.CLAIMED]
+
+
 # --------------------------------------------------------------------------- (d) leases
 
 
