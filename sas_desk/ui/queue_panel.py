@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from sas_desk.models.queue import (
     PRIORITY_RANK,
+    ROLE_QUEUES,
     AgeState,
     QueueError,
     QueueItem,
@@ -50,6 +51,8 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("hand_back", "Rendre à l'ARM", "Ctrl+H"),
     ("close", "Clôturer", "Ctrl+K"),
 )
+SUPERVISOR_ACTIONS: tuple[tuple[str, str, str], ...] = (("reassign", "Réattribuer…", "Ctrl+R"),)
+BACK_TO_QUEUE = ""  # reassign choice: no holder, the item waits in its queue again
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -131,9 +134,34 @@ class QueuePanel(QWidget):
         self.transfer_bar.hide()
         layout.addWidget(self.transfer_bar)
 
+        # reassign bar (supervisor): the regulators holding claims, or any
+        # workstation typed in, or back to the queue with no holder
+        self.reassign_bar = QWidget()
+        bar = QHBoxLayout(self.reassign_bar)
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(QLabel("Réattribuer à"))
+        self.reassign_to = named(QComboBox(), "reassignTo")
+        self.reassign_to.setEditable(True)
+        self.reassign_to.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        typed = self.reassign_to.lineEdit()
+        assert typed is not None  # editable combo box
+        typed.setPlaceholderText("Poste (ex. POSTE-MRL-07)")
+        typed.returnPressed.connect(self._confirm_reassign)
+        bar.addWidget(self.reassign_to, 1)
+        ok = QPushButton("Réattribuer")
+        ok.clicked.connect(self._confirm_reassign)
+        bar.addWidget(ok)
+        cancel = QPushButton("Annuler")
+        cancel.clicked.connect(self.reassign_bar.hide)
+        bar.addWidget(cancel)
+        self.reassign_bar.hide()
+        layout.addWidget(self.reassign_bar)
+        self._reassign_case = ""
+
         buttons = QGridLayout()  # two rows: the panel must fit half a 1600 px screen
         self.action_buttons: dict[str, QPushButton] = {}
-        for i, (kind, text, keys) in enumerate(ACTIONS):
+        actions = ACTIONS + (SUPERVISOR_ACTIONS if supervisor else ())
+        for i, (kind, text, keys) in enumerate(actions):
             action = QAction(text, self)
             action.setShortcut(QKeySequence(keys))
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -288,6 +316,9 @@ class QueuePanel(QWidget):
             self.transfer_reason.setFocus()
             self._transfer_case = item.case_id
             return
+        if kind == "reassign":
+            self._open_reassign(item)
+            return
         data: dict[str, Any] = {}
         if kind == "claim":
             data["lease_s"] = self.client.lease_s
@@ -305,6 +336,55 @@ class QueuePanel(QWidget):
             "transfer", self._transfer_case, to=str(self.transfer_to.currentData()), reason=reason
         )
 
+    def holders(self) -> dict[str, tuple[str, str]]:
+        """Workstations holding a claim in the watched queues → (operator, role):
+        the regulators at work, to whom a supervisor may hand a dossier."""
+        found: dict[str, tuple[str, str]] = {}
+        for item in self.model.items():
+            if item.claim is not None:
+                found[item.claim.workstation] = (item.claim.operator, item.claim.role)
+        return dict(sorted(found.items()))
+
+    def _open_reassign(self, item: QueueItem) -> None:
+        self._reassign_case = item.case_id
+        self.reassign_to.clear()
+        self.reassign_to.addItem("Remettre en file (aucun titulaire)", BACK_TO_QUEUE)
+        current = item.claim.workstation if item.claim is not None else None
+        for workstation, (operator, role) in self.holders().items():
+            if workstation != current:
+                label = f"{workstation} — {operator or '?'} ({role})"
+                self.reassign_to.addItem(label, workstation)
+        if self.reassign_to.count() > 1:  # make the supervisor choose
+            self.reassign_to.setCurrentIndex(-1)
+            self.reassign_to.setEditText("")
+        self.reassign_bar.show()
+        self.reassign_to.setFocus()
+
+    def _confirm_reassign(self) -> None:
+        """Reassign to the chosen holder, to a workstation typed in, or back to
+        the queue.  A typed workstation takes the role working the item's queue."""
+        text = self.reassign_to.currentText().strip()
+        index = self.reassign_to.findText(text) if text else self.reassign_to.currentIndex()
+        if not text and index < 0:
+            self.message.show_message("Choisissez un poste, ou « Remettre en file ».")
+            return
+        item = self.model.item(self._reassign_case)
+        if item is None:
+            self.reassign_bar.hide()
+            self.message.show_message("Ce dossier n'est plus dans les files affichées.")
+            return
+        data: dict[str, Any] = {"lease_s": self.client.lease_s}
+        workstation = str(self.reassign_to.itemData(index)) if index >= 0 else text.upper()
+        if workstation != BACK_TO_QUEUE:
+            operator, role = self.holders().get(workstation, ("", ""))
+            if not role:
+                role = next(
+                    (r for r, qs in ROLE_QUEUES.items() if r != "SUP" and item.queue in qs), ""
+                )
+            data.update(to_workstation=workstation, to_operator=operator, to_role=role)
+        self.reassign_bar.hide()
+        self.run("reassign", item.case_id, **data)
+
     def run(self, kind: str, case_id: str, **data: Any) -> asyncio.Task[None] | None:
         if case_id in self.busy:
             return None
@@ -321,7 +401,7 @@ class QueuePanel(QWidget):
             return
         finally:
             self.busy.discard(case_id)
-        labels = {k: t for k, t, _ in ACTIONS}
+        labels = {k: t for k, t, _ in ACTIONS + SUPERVISOR_ACTIONS}
         self.message.show_message(
             f"{labels.get(kind, kind).rstrip('…')} : fait ({case_id.rsplit('.', 1)[-1]}).",
             info=True,

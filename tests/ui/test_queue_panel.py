@@ -183,6 +183,73 @@ async def test_transfer_hand_back_and_booking_move_between_queues(
     assert events[-1].actor.workstation == "POSTE-SUP"
 
 
+async def test_the_supervisor_reassigns_a_claim_from_the_keyboard(
+    room: tuple[Clock, Station, Station, Station],
+) -> None:
+    clock, a, b, sup = room
+    held, other = dossier(8, clock), dossier(9, clock)
+    for case in (held, other):
+        await a.client.enqueue(case)
+    await until(lambda: len(rows(sup.panel, QueueName.SNP)) == 2, timeout=10)
+    assert sup.panel.action_buttons["reassign"].text() == "Réattribuer…  (Ctrl+R)"
+    assert "reassign" not in a.panel.action_buttons  # regulators cannot
+    for station, case in ((a, held), (b, other)):
+        station.panel.select(case.case_id)
+        station.panel.act("claim")
+    await until(
+        lambda: all(
+            (i := sup.panel.model.item(c.case_id)) is not None and i.claim is not None
+            for c in (held, other)
+        ),
+        timeout=10,
+    )
+    # the regulators at work are offered; the current holder is not
+    sup.panel.select(held.case_id)
+    sup.panel.act("reassign")
+    assert sup.panel.reassign_bar.isVisible()
+    offered = [sup.panel.reassign_to.itemData(i) for i in range(sup.panel.reassign_to.count())]
+    assert offered == ["", "POSTE-MRL-2"]
+    assert sup.panel.reassign_to.currentText() == ""  # a choice is required
+    sup.panel.reassign_to.setCurrentIndex(1)
+    sup.panel._confirm_reassign()
+    await until(
+        lambda: (i := b.panel.model.item(held.case_id)) is not None
+        and i.claim is not None
+        and i.claim.workstation == "POSTE-MRL-2",
+        timeout=10,
+    )
+    item = b.panel.model.item(held.case_id)
+    assert item is not None and item.claim is not None
+    assert (item.claim.operator, item.claim.role) == ("poste-mrl-2", "MRL")
+    # a workstation typed in takes the role of the queue; then back to the queue
+    sup.panel.select(held.case_id)
+    sup.panel.act("reassign")
+    sup.panel.reassign_to.setEditText("poste-mrl-9")
+    sup.panel._confirm_reassign()
+    await until(
+        lambda: (i := a.panel.model.item(held.case_id)) is not None
+        and i.claim is not None
+        and (i.claim.workstation, i.claim.role) == ("POSTE-MRL-9", "MRL"),
+        timeout=10,
+    )
+    sup.panel.select(held.case_id)
+    sup.panel.act("reassign")
+    sup.panel.reassign_to.setCurrentIndex(0)
+    sup.panel._confirm_reassign()
+    await until(
+        lambda: (i := a.panel.model.item(held.case_id)) is not None
+        and i.status is ItemStatus.WAITING,
+        timeout=10,
+    )
+    events = [e for e in await sup.client.events(held.case_id) if e.kind is EventKind.REASSIGNED]
+    assert [e.actor.workstation for e in events] == ["POSTE-SUP"] * 3
+    assert [(e.data.get("to") or {}).get("workstation") for e in events] == [
+        "POSTE-MRL-2",
+        "POSTE-MRL-9",
+        None,
+    ]
+
+
 async def test_server_down_shows_offline_and_nothing_is_lost(
     room: tuple[Clock, Station, Station, Station],
 ) -> None:
