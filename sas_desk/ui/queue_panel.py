@@ -51,7 +51,7 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("hand_back", "Rendre à l'ARM", "Ctrl+H"),
     ("close", "Clôturer", "Ctrl+K"),
 )
-SUPERVISOR_ACTIONS: tuple[tuple[str, str, str], ...] = (("reassign", "Réattribuer…", "Ctrl+R"),)
+SUPERVISOR_ACTIONS: tuple[tuple[str, str, str], ...] = (("reassign", "Réattribuer…", "Ctrl+E"),)
 BACK_TO_QUEUE = ""  # reassign choice: no holder, the item waits in its queue again
 
 

@@ -191,7 +191,7 @@ async def test_the_supervisor_reassigns_a_claim_from_the_keyboard(
     for case in (held, other):
         await a.client.enqueue(case)
     await until(lambda: len(rows(sup.panel, QueueName.SNP)) == 2, timeout=10)
-    assert sup.panel.action_buttons["reassign"].text() == "Réattribuer…  (Ctrl+R)"
+    assert sup.panel.action_buttons["reassign"].text() == "Réattribuer…  (Ctrl+E)"
     assert "reassign" not in a.panel.action_buttons  # regulators cannot
     for station, case in ((a, held), (b, other)):
         station.panel.select(case.case_id)
@@ -213,9 +213,11 @@ async def test_the_supervisor_reassigns_a_claim_from_the_keyboard(
     sup.panel.reassign_to.setCurrentIndex(1)
     sup.panel._confirm_reassign()
     await until(
-        lambda: (i := b.panel.model.item(held.case_id)) is not None
-        and i.claim is not None
-        and i.claim.workstation == "POSTE-MRL-2",
+        lambda: (
+            (i := b.panel.model.item(held.case_id)) is not None
+            and i.claim is not None
+            and i.claim.workstation == "POSTE-MRL-2"
+        ),
         timeout=10,
     )
     item = b.panel.model.item(held.case_id)
@@ -227,9 +229,11 @@ async def test_the_supervisor_reassigns_a_claim_from_the_keyboard(
     sup.panel.reassign_to.setEditText("poste-mrl-9")
     sup.panel._confirm_reassign()
     await until(
-        lambda: (i := a.panel.model.item(held.case_id)) is not None
-        and i.claim is not None
-        and (i.claim.workstation, i.claim.role) == ("POSTE-MRL-9", "MRL"),
+        lambda: (
+            (i := a.panel.model.item(held.case_id)) is not None
+            and i.claim is not None
+            and (i.claim.workstation, i.claim.role) == ("POSTE-MRL-9", "MRL")
+        ),
         timeout=10,
     )
     sup.panel.select(held.case_id)
@@ -237,8 +241,9 @@ async def test_the_supervisor_reassigns_a_claim_from_the_keyboard(
     sup.panel.reassign_to.setCurrentIndex(0)
     sup.panel._confirm_reassign()
     await until(
-        lambda: (i := a.panel.model.item(held.case_id)) is not None
-        and i.status is ItemStatus.WAITING,
+        lambda: (
+            (i := a.panel.model.item(held.case_id)) is not None and i.status is ItemStatus.WAITING
+        ),
         timeout=10,
     )
     events = [e for e in await sup.client.events(held.case_id) if e.kind is EventKind.REASSIGNED]
