@@ -195,6 +195,14 @@ def make_supervisor(out: Path):  # type: ignore[no-untyped-def]
         window.activateWindow()
         await settle(600)
         save(window, out, "12-supervisor-queues")
+        panel = window.queue_panel
+        held = [i for i in panel.model.items() if i.claim is not None]
+        if held:
+            panel.tabs.setCurrentIndex(panel.queues.index(held[0].queue))
+            panel.select(held[0].case_id)
+            panel.act("reassign")
+            await settle(200)
+            save(window, out, "12b-supervisor-reassign")
         window.close()
 
     return scenario
