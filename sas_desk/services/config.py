@@ -38,6 +38,22 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class VendorEndpoint:
+    """A scheduling vendor's FHIR endpoint (``[[vendors]]``), searched for slots.
+
+    TLS: the server certificate is always verified (``ca`` adds the
+    organisation's CA); ``client_cert``/``client_key`` give the mTLS client
+    certificate the SAS interface requires."""
+
+    name: str
+    base_url: str
+    client_cert: str = ""
+    client_key: str = ""
+    ca: str = ""
+    timeout: float = 7.0
+
+
+@dataclass(frozen=True)
 class Config:
     demo: bool = True
     source: Path | None = None
@@ -66,6 +82,17 @@ class Config:
         1200.0,
         3600.0,
     )  # P0..P3, seconds
+
+    # slot search: the vendors' FHIR endpoints and the directory feed
+    # (none configured in the demo = the simulator's)
+    vendors: tuple[VendorEndpoint, ...] = ()
+    directory_url: str = ""
+    search_per_vendor: int = 4  # requests in flight per vendor
+    search_slow_s: float = 2.0  # a request older than this marks its vendor "slow"
+
+    @property
+    def directory_path(self) -> Path:
+        return self.data_dir / "directory.sqlite"
 
     @property
     def journal_path(self) -> Path:
@@ -112,6 +139,7 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
     "geocoder": frozenset({"url", "timeout"}),
     "demo": frozenset({"enabled", "simulator_port"}),
     "paths": frozenset({"data_dir"}),
+    "search": frozenset({"directory_url", "per_vendor", "slow_s"}),
     "queues": frozenset(
         {
             "dsn",
@@ -133,6 +161,8 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
 
 def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Config:
     values: dict[str, Any] = {"source": path}
+    if "vendors" in raw:
+        values["vendors"] = _vendors(raw.pop("vendors"), path)
     for section, content in raw.items():
         if section not in _KNOWN_KEYS:
             raise ConfigError(f"Configuration ({path}) : section inconnue [{section}].")
@@ -182,6 +212,12 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
         if f"wait_p{i}" in one:
             limits[i] = one[f"wait_p{i}"]
     values["wait_limits"] = tuple(limits)
+    search = raw.get("search", {})
+    _take(values, search, "directory_url", str, "search")
+    _take(values, search, "search_per_vendor", int, "search", key="per_vendor")
+    _take(values, search, "search_slow_s", float, "search", key="slow_s")
+    if values.get("search_per_vendor", 1) < 1:
+        raise ConfigError(f"Configuration ({path}) : [search] per_vendor doit valoir au moins 1.")
     if values.get("lease_s", 120.0) <= values.get("renew_s", 30.0):
         raise ConfigError(f"Configuration ({path}) : [queues] lease_s doit dépasser renew_s.")
     if "data_dir" in values:
@@ -207,3 +243,42 @@ def _take(
     if not isinstance(value, kind):
         raise ConfigError(f"Configuration : [{name}] {key} doit être de type {kind.__name__}.")
     values[attr] = value
+
+
+_VENDOR_KEYS = frozenset({"name", "base_url", "client_cert", "client_key", "ca", "timeout"})
+
+
+def _vendors(raw: Any, path: Path) -> tuple[VendorEndpoint, ...]:
+    """``[[vendors]]`` tables: name and https base URL required, unique names."""
+    if not isinstance(raw, list) or not all(isinstance(v, dict) for v in raw):
+        raise ConfigError(f"Configuration ({path}) : [[vendors]] doit être une liste de tables.")
+    out: list[VendorEndpoint] = []
+    for n, table in enumerate(raw, start=1):
+        where = f"[[vendors]] n° {n}"
+        unknown = sorted(set(table) - _VENDOR_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"Configuration ({path}) : clé inconnue « {unknown[0]} » dans {where}."
+            )
+        values: dict[str, Any] = {}
+        for key in ("name", "base_url", "client_cert", "client_key", "ca"):
+            _take(values, table, key, str, f"vendors n° {n}")
+        _take(values, table, "timeout", float, f"vendors n° {n}")
+        if not values.get("name") or not values.get("base_url"):
+            raise ConfigError(f"Configuration ({path}) : {where} : name et base_url sont requis.")
+        if not str(values["base_url"]).startswith(("https://", "http://")):
+            raise ConfigError(
+                f"Configuration ({path}) : {where} : base_url doit être une adresse http(s)."
+            )
+        if bool(values.get("client_cert")) != bool(values.get("client_key")):
+            raise ConfigError(
+                f"Configuration ({path}) : {where} : client_cert et client_key vont ensemble."
+            )
+        if values.get("timeout", 7.0) <= 0:
+            raise ConfigError(f"Configuration ({path}) : {where} : timeout doit être positif.")
+        if any(v.name == values["name"] for v in out):
+            raise ConfigError(
+                f"Configuration ({path}) : deux éditeurs portent le nom « {values['name']} »."
+            )
+        out.append(VendorEndpoint(**values))
+    return tuple(out)

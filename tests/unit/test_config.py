@@ -264,3 +264,72 @@ def test_readme_example_is_accepted(tmp_path: Path) -> None:
     assert cfg.source is not None
     assert cfg.demo is False  # a geocoder URL is configured
     assert cfg.role is None or cfg.role in ROLES
+
+
+VENDORS = """\
+[search]
+directory_url = "https://annuaire.example.org/fhir"
+per_vendor = 2
+slow_s = 1.5
+
+[[vendors]]
+name = "AgendaPlus"
+base_url = "https://fhir.agendaplus.example/sas"
+client_cert = "/etc/sas-desk/client.pem"
+client_key = "/etc/sas-desk/client.key"
+ca = "/etc/sas-desk/igc-sante.pem"
+timeout = 5
+
+[[vendors]]
+name = "MedAgenda"
+base_url = "https://medagenda.example/fhir"
+"""
+
+
+def test_vendor_endpoints_and_search_settings(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, VENDORS))
+    assert [v.name for v in cfg.vendors] == ["AgendaPlus", "MedAgenda"]
+    first, second = cfg.vendors
+    assert first.client_cert == "/etc/sas-desk/client.pem"
+    assert first.ca == "/etc/sas-desk/igc-sante.pem"
+    assert first.timeout == 5.0
+    assert (second.client_cert, second.ca, second.timeout) == ("", "", 7.0)
+    assert cfg.directory_url == "https://annuaire.example.org/fhir"
+    assert (cfg.search_per_vendor, cfg.search_slow_s) == (2, 1.5)
+    assert Config().vendors == ()  # the demo takes the simulator's
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('[[vendors]]\nname = "A"\n', "name et base_url sont requis"),
+        ('[[vendors]]\nname = "A"\nbase_url = "ftp://x"\n', "adresse http(s)"),
+        (
+            '[[vendors]]\nname = "A"\nbase_url = "https://x"\nverify = false\n',
+            "clé inconnue « verify »",
+        ),
+        (
+            '[[vendors]]\nname = "A"\nbase_url = "https://x"\nclient_cert = "c.pem"\n',
+            "client_cert et client_key vont ensemble",
+        ),
+        (
+            '[[vendors]]\nname = "A"\nbase_url = "https://x"\ntimeout = 0\n',
+            "timeout doit être positif",
+        ),
+        (
+            '[[vendors]]\nname = "A"\nbase_url = "https://x"\n'
+            '[[vendors]]\nname = "A"\nbase_url = "https://y"\n',
+            "deux éditeurs portent le nom « A »",
+        ),
+        ('vendors = "https://x"\n', "liste de tables"),
+        ("[search]\nper_vendor = 0\n", "per_vendor doit valoir au moins 1"),
+        (
+            '[[vendors]]\nname = "A"\nbase_url = "https://x"\ntimeout = "7"\n',
+            "doit être de type float",
+        ),
+    ],
+)
+def test_bad_vendor_tables_are_refused_in_french(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert fragment in err.value.message_fr
