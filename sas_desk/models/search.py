@@ -1,0 +1,208 @@
+"""A slot search: what is asked, the candidates asked for, what comes back
+(offers grouped by place), how each vendor is doing, and the facets the
+operator filters with ("disponible sous", slot type, consultation mode).
+
+Pure data and rules; the engine that runs a search is
+``sas_desk.services.fhir.search``."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sas_desk.models.slots import ConsultationMode, Slot, SlotType
+
+#: the specialty searched when none is given: general medicine (TRE-R38)
+GENERAL_MEDICINE = "SM54"
+#: the pseudo-specialty of dentists (profession TRE-G15 40, no R38 specialty)
+DENTIST = "DENT"
+
+SEARCH_SPECIALTIES: dict[str, str] = {
+    GENERAL_MEDICINE: "Médecine générale",
+    "SM40": "Pédiatrie",
+    DENTIST: "Chirurgien-dentiste",
+}
+
+
+class Band(enum.Enum):
+    """ "Disponible sous": how soon a slot starts, counted from now."""
+
+    H0_4 = (0, 4, "0–4 h")
+    H4_8 = (4, 8, "4–8 h")
+    H8_12 = (8, 12, "8–12 h")
+    H12_24 = (12, 24, "12–24 h")
+    H24_48 = (24, 48, "24–48 h")
+    H48_72 = (48, 72, "48–72 h")
+
+    def __init__(self, low_h: int, high_h: int, label: str) -> None:
+        self.low_h = low_h
+        self.high_h = high_h
+        self.label = label
+
+    @classmethod
+    def of(cls, start: datetime, now: datetime) -> Band | None:
+        """The band of a slot starting at ``start``; a slot already started
+        counts as 0–4 h, one beyond 72 h has none."""
+        hours = (start - now).total_seconds() / 3600
+        for band in cls:
+            if hours < band.high_h:
+                return band
+        return None
+
+
+def default_window(now: datetime) -> tuple[datetime, datetime]:
+    """Now → the end of the day after tomorrow (the platform's "J, J+1, J+2")."""
+    last_day = (now + timedelta(days=2)).replace(hour=23, minute=59, second=59, microsecond=0)
+    return now, last_day
+
+
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine, mean Earth radius)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
+
+
+@dataclass(frozen=True)
+class Facets:
+    """What the operator keeps; an empty set keeps everything."""
+
+    types: frozenset[SlotType] = frozenset()
+    modes: frozenset[ConsultationMode] = frozenset()
+    bands: frozenset[Band] = frozenset()
+
+    def keeps(self, slot: Slot, now: datetime) -> bool:
+        if self.types and not self.types.intersection(slot.types):
+            return False
+        if self.modes and not self.modes.intersection(slot.modes):
+            return False
+        return not self.bands or Band.of(slot.start, now) in self.bands
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    lat: float
+    lon: float
+    radius_km: float
+    specialty: str = GENERAL_MEDICINE
+    start: datetime | None = None  # default: now
+    end: datetime | None = None  # default: end of day + 2
+    facets: Facets = Facets()
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        start, end = default_window(now)
+        return self.start or start, self.end or end
+
+
+class CandidateKind(enum.StrEnum):
+    PRACTITIONER = "PS"  # a practitioner's place, searched on /Slot by IdNat_PS
+    SOS = "SOS"  # an SOS Médecins association, searched on /Schedule by SIRET
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Someone to ask for slots: from the directory, in the radius."""
+
+    kind: CandidateKind
+    national_id: str  # prefixed: 8RPPS / 0ADELI, or 3SIRET for SOS
+    name: str
+    vendor: str  # vendor endpoint name
+    distance_km: float
+    lat: float
+    lon: float
+    address: str = ""
+    sas: bool = False  # takes part in the SAS: asked first
+    cpts: bool = False  # member of a CPTS: asked with the CPTS includes
+    phone: str = ""
+
+
+@dataclass(frozen=True)
+class Volunteer:
+    """A practitioner accepting patients beyond the published slots ("en sus")."""
+
+    national_id: str
+    name: str
+    phone: str
+    distance_km: float
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The slots of one place (a practitioner's place, or an SOS place) found
+    so far, with what the list and the map show."""
+
+    key: str  # vendor|national id|place
+    candidate: Candidate
+    slots: tuple[Slot, ...]
+    distance_km: float
+    lat: float | None
+    lon: float | None
+    address: str
+
+    @property
+    def first(self) -> datetime | None:
+        return self.slots[0].start if self.slots else None
+
+
+class VendorState(enum.StrEnum):
+    WAITING = "waiting"  # requests in flight, none late yet
+    SLOW = "slow"  # a request is taking longer than usual
+    OK = "ok"  # every request answered
+    TIMEOUT = "timeout"  # at least one request ran out of time
+    ERROR = "error"  # at least one request failed
+
+    @property
+    def label(self) -> str:
+        return _STATE_LABELS[self]
+
+
+_STATE_LABELS = {
+    VendorState.WAITING: "en attente",
+    VendorState.SLOW: "lent",
+    VendorState.OK: "a répondu",
+    VendorState.TIMEOUT: "délai dépassé",
+    VendorState.ERROR: "en erreur",
+}
+
+
+@dataclass(frozen=True)
+class VendorStatus:
+    name: str
+    state: VendorState
+    requests: int  # batches sent
+    answered: int  # batches answered (successfully or not)
+    slots: int  # slots received
+    message_fr: str = ""  # why it failed (with the OperationOutcome's text)
+    elapsed_s: float = 0.0  # since the search started, at the last change
+
+    @property
+    def done(self) -> bool:
+        return self.answered >= self.requests
+
+
+@dataclass(frozen=True)
+class SearchUpdate:
+    """One step of a search: the offers that changed (new slots merged in),
+    every vendor's status, and, at the end, the volunteers when few
+    practitioners have slots."""
+
+    offers: tuple[Offer, ...]
+    vendors: dict[str, VendorStatus]
+    candidates: int
+    done: bool = False
+    volunteers: tuple[Volunteer, ...] = ()
+    elapsed_s: float = 0.0
+    notes: tuple[str, ...] = field(default=())  # French remarks for the operator
+
+
+def merge_slots(old: Iterable[Slot], new: Iterable[Slot]) -> tuple[Slot, ...]:
+    """Slots of one offer, without duplicates (by id), by start time."""
+    seen: dict[str, Slot] = {s.id: s for s in old}
+    for s in new:
+        seen.setdefault(s.id, s)
+    return tuple(sorted(seen.values(), key=lambda s: (s.start, s.id)))
