@@ -880,6 +880,23 @@ _RECORD_OUTCOME = (
     "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (op_id) DO NOTHING RETURNING op_id"
 )
 _OPTIMISTIC_TRIES = 8  # then the row-lock path decides
+# A claim's first read also refuses it, in the same statement, when someone
+# else visibly holds the item (the rules' ClaimConflict, stored as its
+# outcome): the 49 losers of a 50-workstation race get their answer in one
+# round trip.  Anything else is decided in Python on the row returned.
+_READ_OR_REFUSE_CLAIM = (
+    "WITH cur AS (SELECT * FROM items WHERE case_id = %(case_id)s), "
+    "refused AS (INSERT INTO applied_ops (op_id, kind, case_id, applied_at, outcome) "
+    "SELECT %(op_id)s, 'claim', c.case_id, %(stamp)s, jsonb_build_object("
+    "'error', 'ClaimConflict', 'code', 'claimed', 'case_id', c.case_id, 'message_fr', '', "
+    "'claim', jsonb_build_object('workstation', c.claim_workstation, "
+    "'operator', c.claim_operator, 'role', c.claim_role, "
+    "'claimed_at', c.claimed_at, 'expires_at', c.expires_at)) "
+    "FROM cur c WHERE c.status = 'CLAIMED' AND c.claim_workstation <> %(workstation)s "
+    "AND c.expires_at > %(at)s "
+    "ON CONFLICT (op_id) DO NOTHING RETURNING outcome) "
+    "SELECT cur.*, (SELECT outcome FROM refused) AS refused FROM cur"
+)
 
 
 def _conditional_write(*, event: bool) -> str:
@@ -1120,9 +1137,15 @@ class PostgresBackend(QueueBackend):
         same head of queue get their answer in two or three round trips each.
         Returns ``None`` when the item kept changing under us (the locked path
         decides then)."""
-        for _ in range(_OPTIMISTIC_TRIES):
-            cur = await conn.execute("SELECT * FROM items WHERE case_id = %s", (op.case_id,))
-            row = await cur.fetchone()
+        for attempt in range(_OPTIMISTIC_TRIES):
+            if op.kind == "claim" and attempt == 0:
+                row = await self._read_or_refuse_claim(conn, op, stamp)
+                if row is not None and row["refused"] is not None:
+                    refused: dict[str, Any] = row["refused"]
+                    return refused
+            else:
+                cur = await conn.execute("SELECT * FROM items WHERE case_id = %s", (op.case_id,))
+                row = await cur.fetchone()
             item = _item_from_row(row) if row else None
             try:
                 change = _transition(op, item, None)
@@ -1147,6 +1170,26 @@ class PostgresBackend(QueueBackend):
             # the item changed between the read and the write: read it again
         log.info("queue item %s kept changing: %s takes the row lock", op.case_id, op.kind)
         return None
+
+    async def _read_or_refuse_claim(
+        self, conn: Conn, op: Operation, stamp: datetime
+    ) -> DictRow | None:
+        """The item, refusing the claim on the spot (stored outcome) when
+        someone else visibly holds it; committed without waiting for the WAL
+        flush, like every refusal (see :meth:`_record_outcome`)."""
+        async with conn.pipeline(), conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit TO OFF")
+            cur = await conn.execute(
+                _READ_OR_REFUSE_CLAIM,
+                {
+                    "case_id": op.case_id,
+                    "op_id": op.op_id,
+                    "stamp": stamp,
+                    "workstation": op.workstation,
+                    "at": _aware(op.at),
+                },
+            )
+            return await cur.fetchone()
 
     async def _record_outcome(
         self, conn: Conn, op: Operation, stamp: datetime, outcome: dict[str, Any]
