@@ -1,7 +1,7 @@
 """Command line: ``sas-desk`` (the app) and its sub-commands.
 
 sas-desk [--config PATH] [--data-dir DIR] [--role ROLE] [--smoke]
-sas-desk simulator [--port N]
+sas-desk simulator [--port N] [--tls-cert PEM --tls-key PEM [--client-ca PEM]]
 sas-desk [--data-dir DIR] dossier import-rseda FILE
 sas-desk [--data-dir DIR] dossier export-rseda ID
 sas-desk fhir parse FILE
@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulator", help="lance le simulateur des interfaces nationales")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--tls-cert", type=Path, help="certificat serveur (PEM) : sert en HTTPS")
+    sim.add_argument("--tls-key", type=Path, help="clé privée du certificat serveur (PEM)")
+    sim.add_argument("--client-ca", type=Path, help="AC des certificats clients exigés (mTLS, PEM)")
     dossier = sub.add_parser("dossier", help="import / export de dossiers")
     dsub = dossier.add_subparsers(dest="action", required=True)
     imp = dsub.add_parser("import-rseda", help="lit un message RS-EDA (createCaseHealth)")
@@ -76,7 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
         from sas_desk.simulator.server import serve_forever
 
-        serve_forever(args.host, args.port)
+        try:
+            serve_forever(
+                args.host,
+                args.port,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                client_ca=args.client_ca,
+            )
+        except (ValueError, OSError) as exc:  # incomplete TLS options, unreadable PEM
+            print(f"Simulateur : {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "db":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)

@@ -1,8 +1,30 @@
-"""The SAS Desk simulator: a real HTTP server on loopback.
+"""The SAS Desk simulator: a real HTTP(S) server on loopback.
 
-It stands in for the external services SAS Desk talks to (for now the
-national address API; later FHIR vendors, booking pages, ...), so the desk
-can be demonstrated and tested offline with its real HTTP clients.
+It stands in for the external services SAS Desk talks to, so the desk can be
+demonstrated and tested offline with its real HTTP clients:
+
+- ``GET /search``: the national address API (BAN), see :mod:`.ban`;
+- ``{simulator}/vendors/{name}/fhir``: one FHIR base per simulated scheduling
+  vendor ("gestionnaire d'agenda"): ``GET [base]/Slot`` (PS and CPTS),
+  ``GET [base]/Schedule`` (SOS Médecins), ``GET [base]/metadata``; booking pages
+  at ``{simulator}/vendors/{name}/book?slot=ID&origin=…`` (see :mod:`.vendors`);
+- ``GET /directory/_history``: the practitioner directory feed of
+  ``docs/fhir-directory.md`` (see :mod:`.directory`);
+- ``GET /_meta``: the vendors, as ``[{"name", "base_url", "practitioner_ids",
+  "sos_sirets", "cpts_practitioner_ids"}]`` (prefixed national ids: ``8`` +
+  RPPS, ``3`` + SIRET); ``GET /_meta/directory``: ``{"base_url": …}`` of the
+  directory feed; ``GET /_meta/fixtures``: the members guaranteed to have slots;
+- ``GET /_bookings``: the slots booked through the booking pages, with the
+  ``origin`` each booking came with;
+- ``POST /_admin/directory``: change the territory (JSON body, see
+  :func:`sas_desk.simulator.vendors.admin_change`) so an incremental directory
+  sync sees it; the same from Python through ``Simulator.offer``;
+- ``GET /health``.
+
+The territory (:mod:`.offer`) is seeded (``seed=``) and its clock injectable
+(``clock=``); faults are injected per vendor (:mod:`.faults`); HTTPS with an
+optional client-certificate requirement (mTLS) is enabled by ``tls_cert`` /
+``tls_key`` / ``client_ca`` (TLS 1.2 minimum).
 
 Routes live in a :class:`RouteTable` mapping a path prefix to a handler
 ``(query, request) -> (status, headers, body)``; :func:`default_routes`
@@ -14,24 +36,33 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from sas_desk.simulator import ban
+from sas_desk.simulator.faults import HANG_LIMIT_S, FaultBoard, FaultSpec
+from sas_desk.simulator.offer import DEFAULT_SEED, Offer
 
 __all__ = [
+    "AbortConnection",
     "Handler",
     "Request",
     "Response",
     "Route",
     "RouteTable",
     "Simulator",
+    "TLSFiles",
     "default_routes",
     "error_response",
     "json_response",
@@ -45,6 +76,16 @@ Response = tuple[int, dict[str, str], bytes]
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 _MAX_BODY = 10 * 1024 * 1024
+_HANDSHAKE_TIMEOUT_S = 10.0
+
+
+def _sleep(seconds: float | None) -> bool:
+    time.sleep(min(seconds if seconds is not None else HANG_LIMIT_S, HANG_LIMIT_S))
+    return True
+
+
+class AbortConnection(Exception):
+    """Raised by a handler to close the connection without any answer."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +97,17 @@ class Request:
     query: Query
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
+    raw_query: str = ""  # the query string as sent (still percent-encoded)
+    scheme: str = "http"
+    #: ``pause(seconds)`` waits (``None``: until aborted); ``False`` when the
+    #: wait was cut short because the simulator stops or the client left.
+    pause: Callable[[float | None], bool] = _sleep
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host[:port]`` as the client addressed the simulator."""
+        host = self.headers.get("host") or "127.0.0.1"
+        return f"{self.scheme}://{host}"
 
 
 Handler = Callable[[Query, Request], Response]
@@ -131,11 +183,28 @@ def _health(query: Query, request: Request) -> Response:
     return json_response(200, {"status": "ok"})
 
 
-def default_routes() -> RouteTable:
-    """The routes the simulator serves."""
+def default_routes(offer: Offer | None = None, faults: FaultBoard | None = None) -> RouteTable:
+    """The routes the simulator serves (the territory of *offer*, default seed
+    if none; faults from *faults*)."""
+    from sas_desk.simulator.directory import DirectoryFeed, make_directory_handler
+    from sas_desk.simulator.vendors import (
+        make_admin_handler,
+        make_bookings_handler,
+        make_meta_handler,
+        make_vendor_handler,
+    )
+
+    offer = offer if offer is not None else Offer()
+    faults = faults if faults is not None else FaultBoard(offer.seed)
+    feed = DirectoryFeed(offer)
     table = RouteTable()
     table.add("/health", _health)
     table.add("/search", ban.make_search_handler(ban.BanDataset.from_resources()))
+    table.add("/vendors", make_vendor_handler(offer, faults), methods=("GET", "POST"))
+    table.add("/directory", make_directory_handler(feed, faults))
+    table.add("/_meta", make_meta_handler(offer))
+    table.add("/_bookings", make_bookings_handler(offer))
+    table.add("/_admin/directory", make_admin_handler(offer), methods=("POST",))
     return table
 
 
@@ -146,11 +215,43 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], routes: RouteTable) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        routes: RouteTable,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.routes = routes
+        self.ssl_context = ssl_context
+        self.stopping = threading.Event()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _RequestHandler)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake runs here, in the connection's own thread: a slow
+        # or silent client never holds the accept loop.
+        if self.ssl_context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(_HANDSHAKE_TIMEOUT_S)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            logger.info("TLS handshake refused with %s: %s", client_address[0], exc)
+            return
+        tls.settimeout(None)
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that hang up early (timeouts, cancelled type-ahead) are normal.
@@ -189,20 +290,53 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self._send(*error_response(413, "request body too large"))
                 return
             body = self.rfile.read(size)
+        server = cast(_Server, self.server)
         request = Request(
             method=self.command,
             path=parts.path or "/",
             query=parse_qs(parts.query, keep_blank_values=True),
             headers={name.lower(): value for name, value in self.headers.items()},
             body=body,
+            raw_query=parts.query,
+            scheme=server.scheme,
+            pause=self._pause,
         )
-        routes = cast(_Server, self.server).routes
         try:
-            response = routes.dispatch(request)
+            response = server.routes.dispatch(request)
+        except AbortConnection:
+            self.close_connection = True
+            return
         except Exception:
             logger.exception("simulator handler failed for %s %s", request.method, request.path)
             response = error_response(500, "internal simulator error")
-        self._send(*response)
+        try:
+            self._send(*response)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError) as exc:
+            logger.debug("client left before the answer: %s", exc)
+
+    def _pause(self, seconds: float | None) -> bool:
+        """Wait; ``False`` as soon as the simulator stops or the client hangs up."""
+        stopping = cast(_Server, self.server).stopping
+        limit = HANG_LIMIT_S if seconds is None else seconds
+        deadline = time.monotonic() + limit
+        plain = not isinstance(self.connection, ssl.SSLSocket)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return seconds is not None
+            if stopping.wait(min(remaining, 0.05)):
+                return False
+            if plain and self._client_left():
+                return False
+
+    def _client_left(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
+        except (OSError, ValueError):
+            return True
 
     def _send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         self.send_response(status)
@@ -226,18 +360,83 @@ class _RequestHandler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------- public API
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files for HTTPS: the server certificate (chain) and key, and
+    optionally the CA whose client certificates are *required* (mTLS)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # the guide: TLS 1.2 or above
+        context.load_cert_chain(str(self.cert), str(self.key))
+        if self.client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cafile=str(self.client_ca))
+        return context
+
+
+def _tls_files(
+    cert: str | Path | None, key: str | Path | None, client_ca: str | Path | None
+) -> TLSFiles | None:
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise ValueError("client_ca needs a server certificate and key (tls_cert, tls_key)")
+        return None
+    if cert is None or key is None:
+        raise ValueError("HTTPS needs both tls_cert and tls_key")
+    return TLSFiles(Path(cert), Path(key), Path(client_ca) if client_ca is not None else None)
+
+
 class Simulator:
     """The simulator running in a background daemon thread (tests, demo mode).
 
     >>> with Simulator() as sim:
     ...     url = sim.base_url   # e.g. "http://127.0.0.1:54321"
+
+    ``seed`` draws the territory, ``clock`` (aware datetimes) says what "now"
+    is for the slots, ``faults`` maps a vendor name (or ``directory``) to a
+    fault specification (:mod:`sas_desk.simulator.faults`); ``demo`` is a
+    ``[demo]``-style mapping whose ``simulator_seed`` and ``simulator_faults``
+    keys are read the same way (explicit arguments win).  ``tls_cert`` and
+    ``tls_key`` switch to HTTPS, ``client_ca`` then requires client
+    certificates signed by that CA.
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, routes: RouteTable | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        routes: RouteTable | None = None,
+        seed: int | None = None,
+        clock: Callable[[], datetime] | None = None,
+        faults: Mapping[str, str | FaultSpec] | None = None,
+        demo: Mapping[str, Any] | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        client_ca: str | Path | None = None,
     ) -> None:
+        demo = demo or {}
+        if seed is None:
+            raw_seed = demo.get("simulator_seed", DEFAULT_SEED)
+            if isinstance(raw_seed, bool) or not isinstance(raw_seed, int):
+                raise ValueError(f"simulator_seed must be an integer, not {raw_seed!r}")
+            seed = raw_seed
+        all_faults: dict[str, str | FaultSpec] = {}
+        demo_faults = demo.get("simulator_faults", {})
+        if not isinstance(demo_faults, Mapping):
+            raise ValueError("simulator_faults must map a vendor name to a fault specification")
+        all_faults.update({str(k): v for k, v in demo_faults.items()})
+        all_faults.update(faults or {})
         self._host = host
         self._port = port
+        self.offer = Offer(seed, clock=clock)
+        self.faults = FaultBoard(seed, all_faults)
+        self._tls = _tls_files(tls_cert, tls_key, client_ca)
         self._routes = routes
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -247,8 +446,32 @@ class Simulator:
     def routes(self) -> RouteTable:
         """The route table (built on first use); add routes before :meth:`start`."""
         if self._routes is None:
-            self._routes = default_routes()
+            self._routes = default_routes(self.offer, self.faults)
         return self._routes
+
+    def set_faults(self, target: str, spec: str | FaultSpec | None) -> None:
+        """Change a vendor's (or ``directory``'s) faults while running; ``None`` clears."""
+        self.faults.set(target, spec)
+
+    @property
+    def bookings(self) -> list[dict[str, str]]:
+        return self.offer.bookings
+
+    @property
+    def tls(self) -> TLSFiles | None:
+        return self._tls
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context while running over HTTPS."""
+        return self._server.ssl_context if self._server is not None else None
+
+    @property
+    def directory_url(self) -> str:
+        return f"{self.base_url}/directory"
+
+    def vendor_url(self, name: str) -> str:
+        return f"{self.base_url}/vendors/{name}/fhir"
 
     @property
     def running(self) -> bool:
@@ -262,14 +485,16 @@ class Simulator:
 
     @property
     def base_url(self) -> str:
-        return f"http://{_url_host(self._host)}:{self.port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{_url_host(self._host)}:{self.port}"
 
     def start(self) -> None:
         """Bind, listen and serve in a daemon thread; returns once connections are accepted."""
         with self._lock:
             if self._server is not None:
                 return
-            server = _Server((self._host, self._port), self.routes)
+            context = self._tls.context() if self._tls is not None else None
+            server = _Server((self._host, self._port), self.routes, context)
             thread = threading.Thread(
                 target=server.serve_forever,
                 kwargs={"poll_interval": 0.02},
@@ -289,6 +514,7 @@ class Simulator:
             self._server = self._thread = None
         if server is None:
             return
+        server.stopping.set()  # wakes hanging and delayed requests
         server.shutdown()
         server.server_close()
         if thread is not None:
@@ -316,10 +542,18 @@ def _url_host(host: str) -> str:
     return host
 
 
-def serve_forever(host: str, port: int) -> None:
+def serve_forever(
+    host: str,
+    port: int,
+    *,
+    tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
+    client_ca: str | Path | None = None,
+) -> None:
     """Serve in the foreground until Ctrl-C (``sas-desk simulator --port N``)."""
-    server = _Server((host, port), default_routes())
-    url = f"http://{_url_host(host)}:{server.server_address[1]}"
+    tls = _tls_files(tls_cert, tls_key, client_ca)
+    server = _Server((host, port), default_routes(), tls.context() if tls else None)
+    url = f"{server.scheme}://{_url_host(host)}:{server.server_address[1]}"
     print(f"Simulateur SAS Desk : {url}", flush=True)
     logger.info("simulator listening on %s", url)
     try:
@@ -327,4 +561,5 @@ def serve_forever(host: str, port: int) -> None:
     except KeyboardInterrupt:
         logger.info("simulator interrupted, shutting down")
     finally:
+        server.stopping.set()
         server.server_close()
