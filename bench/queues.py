@@ -1348,12 +1348,12 @@ def report(cfg: dict[str, Any], results: list[dict[str, Any]]) -> tuple[dict[str
         print(f"CPU                : {cpu_line(cpu, 'peer')}")
         print_activity(results, "peer")
         print(
-            "not the same work  : apply(claim) is one transaction in two round trips (pipeline) "
-            "that records the op_id (idempotency), locks THIS item and waits for whoever holds "
-            "the lock (FOR UPDATE, no SKIP LOCKED), writes the item, appends an event, stores "
-            "the outcome and NOTIFYs; a job queue's dequeue takes ANY next job, skipping locked "
-            "rows (one statement: an UPDATE, a log row, its trigger's NOTIFY), so its "
-            "consumers never wait for one another."
+            "not the same work  : apply(claim) claims THIS item: a read that refuses on the "
+            "spot when someone else holds it (outcome stored for idempotency), else one "
+            "conditional statement writing the item, the applied op_id, an event and the "
+            "NOTIFY (re-read and decided again if the item changed meanwhile); a job queue's "
+            "dequeue takes ANY next job, skipping locked rows (one statement: an UPDATE, a log "
+            "row, its trigger's NOTIFY)."
         )
         if twice:
             trusted = False
