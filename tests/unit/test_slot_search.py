@@ -414,3 +414,27 @@ async def test_a_body_that_is_not_a_bundle_is_a_vendor_error() -> None:
     assert final.vendors["v"].message_fr == (
         "v : réponse illisible — La réponse est une ressource Patient, pas un Bundle FHIR."
     )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("error", "kind", "text"),
+    [
+        (httpx.ConnectError("All connection attempts failed"), "network", "injoignable"),
+        (httpx.ReadTimeout("timed out"), "timeout", "délai de réponse dépassé"),
+        (httpx.RemoteProtocolError("peer closed connection"), "network", "échange interrompu"),
+    ],
+)
+async def test_transport_failures_become_french_vendor_errors(
+    error: Exception, kind: str, text: str
+) -> None:
+    v = vendor("v", [place(1)])
+
+    async def fail(_: httpx.Request) -> httpx.Response:
+        raise error
+
+    v.before = fail
+    with pytest.raises(VendorError) as err:
+        await v.client().slots([rpps(1)], NOW, NOW + timedelta(hours=1))
+    assert err.value.kind == kind
+    assert err.value.message_fr.startswith("v : ") and text in err.value.message_fr

@@ -144,6 +144,15 @@ def make_client(endpoint: VendorEndpoint) -> httpx.AsyncClient:
     )
 
 
+def _tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "SSL" in str(exc) or "CERTIFICATE" in str(exc).upper()
+
+
 class VendorClient:
     def __init__(
         self,
@@ -198,15 +207,15 @@ class VendorClient:
                 return response.status_code, b"".join(chunks)
         except httpx.TimeoutException:
             raise VendorError(f"{self.name} : délai de réponse dépassé.", "timeout") from None
-        except httpx.ConnectError as exc:
-            if isinstance(exc.__cause__, ssl.SSLError) or "SSL" in str(exc):
+        except (httpx.HTTPError, OSError) as exc:
+            if _tls_failure(exc):  # TLS 1.3 reports a refused client certificate on read
                 log.warning("vendor %s: TLS failure: %s", self.name, exc)
                 raise VendorError(
                     f"{self.name} : connexion sécurisée refusée (certificat).", "tls"
                 ) from None
-            log.warning("vendor %s unreachable: %s", self.name, exc)
-            raise VendorError(f"{self.name} : serveur injoignable.", "network") from None
-        except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
+                log.warning("vendor %s unreachable: %s", self.name, exc)
+                raise VendorError(f"{self.name} : serveur injoignable.", "network") from None
             log.warning("vendor %s: %s", self.name, type(exc).__name__)
             raise VendorError(
                 f"{self.name} : échange interrompu ({type(exc).__name__}).", "network"
