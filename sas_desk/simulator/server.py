@@ -212,6 +212,9 @@ def default_routes(offer: Offer | None = None, faults: FaultBoard | None = None)
 
 
 class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a search opening 16 connections at
+    # once had SYNs dropped and retried a second later
+    request_queue_size = 128
     daemon_threads = True
     allow_reuse_address = True
 
