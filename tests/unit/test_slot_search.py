@@ -137,18 +137,18 @@ def test_batches_per_vendor_and_kind_in_the_order_asked() -> None:
         return Candidate(kind, rpps(n), "", v, float(n), 0.0, 0.0, cpts=cpts)
 
     cands = [cand(n, "A") for n in range(30)] + [cand(100 + n, "B") for n in range(3)]
-    cands.insert(1, cand(200, "A", cpts=True))
+    cands.insert(26, cand(200, "A", cpts=True))
     cands += [cand(300 + n, "A", CandidateKind.SOS) for n in range(12)]
     plan = batches(cands)
     assert [(b.vendor, b.kind.value, b.cpts, len(b.candidates)) for b in plan] == [
         ("A", "PS", False, 25),
-        ("A", "PS", True, 1),
-        ("A", "PS", False, 5),
+        ("A", "PS", True, 6),  # the CPTS member's batch carries the CPTS includes
         ("B", "PS", False, 3),
         ("A", "SOS", False, 10),
         ("A", "SOS", False, 2),
     ]
     assert plan[0].ids == [rpps(n) for n in range(25)]
+    assert rpps(200) in plan[1].ids
 
 
 # --------------------------------------------------------------------------- search
@@ -381,15 +381,18 @@ async def test_sos_associations_are_searched_on_schedules() -> None:
 async def test_cpts_members_are_asked_with_the_cpts_includes() -> None:
     member = place(1, cpts=True)
     v = vendor("v", [member, place(2)])
-    await collect(engine(v), query())
-    includes = sorted(
-        tuple(val for key, val in parse_qsl(urlsplit(str(r.url)).query) if key == "_include")
-        for r in v.requests
-    )
-    assert includes == [
-        ("Slot:schedule",),
-        ("Slot:schedule", "Slot:service-type-reference"),
-    ]
+    w = vendor("w", [place(3)])
+    await collect(engine(v, w), query())
+    includes = {
+        r.url.host: tuple(
+            val for key, val in parse_qsl(urlsplit(str(r.url)).query) if key == "_include"
+        )
+        for r in v.requests + w.requests
+    }
+    assert includes == {
+        "v.example": ("Slot:schedule", "Slot:service-type-reference"),
+        "w.example": ("Slot:schedule",),
+    }
 
 
 @pytest.mark.asyncio

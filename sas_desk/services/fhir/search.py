@@ -6,9 +6,9 @@ concurrently, results yielded as each batch answers.
 
 * Candidates in the radius come from the directory, SAS participants first,
   then by distance; they are cut into batches per vendor (25 practitioners
-  per Slot request, CPTS members with the CPTS includes, 10 SOS associations
-  per Schedule request), in that order, so the nearest participants are asked
-  first.
+  per Slot request, with the CPTS includes when one of them is a CPTS
+  member, 10 SOS associations per Schedule request), in that order, so the
+  nearest participants are asked first.
 * Requests run concurrently across vendors and batches, at most
   ``per_vendor`` in flight for one vendor.  Each vendor has one deadline for
   the whole search (its endpoint's timeout, 7 s by default, from the start):
@@ -86,23 +86,30 @@ class Batch:
 def batches(candidates: Sequence[Candidate]) -> list[Batch]:
     """Cut the candidates (already in the order to ask them) into requests:
     per vendor and kind of request, 25 practitioners or 10 SOS associations
-    each; a batch is emitted in the order its first candidate came."""
-    open_: dict[tuple[str, CandidateKind, bool], list[Candidate]] = {}
+    each; a batch is emitted in the order its first candidate came.  A batch
+    with a CPTS member is asked with the CPTS includes (they only add the
+    CPTS-visible slots and their services): one request, not two."""
+    open_: dict[tuple[str, CandidateKind], list[Candidate]] = {}
     out: list[tuple[int, Batch]] = []
-    first: dict[tuple[str, CandidateKind, bool], int] = {}
+    first: dict[tuple[str, CandidateKind], int] = {}
+
+    def close(key: tuple[str, CandidateKind], group: list[Candidate]) -> None:
+        cpts = key[1] is CandidateKind.PRACTITIONER and any(c.cpts for c in group)
+        out.append((first[key], Batch(key[0], key[1], cpts, tuple(group))))
+
     for n, c in enumerate(candidates):
-        key = (c.vendor, c.kind, c.cpts and c.kind is CandidateKind.PRACTITIONER)
+        key = (c.vendor, c.kind)
         size = MAX_SIRETS_PER_REQUEST if c.kind is CandidateKind.SOS else MAX_IDS_PER_REQUEST
         group = open_.setdefault(key, [])
         if not group:
             first[key] = n
         group.append(c)
         if len(group) == size:
-            out.append((first[key], Batch(key[0], key[1], key[2], tuple(group))))
+            close(key, group)
             open_[key] = []
     for key, group in open_.items():
         if group:
-            out.append((first[key], Batch(key[0], key[1], key[2], tuple(group))))
+            close(key, group)
     out.sort(key=lambda pair: pair[0])
     return [b for _, b in out]
 
@@ -356,6 +363,7 @@ class SlotSearch:
         grouped: dict[str, list[Slot]] = {}
         places: dict[str, tuple[Candidate, float, float | None, float | None, str]] = {}
         dropped = {"not_asked": 0, "window": 0, "radius": 0, "facets": 0}
+        distances: dict[tuple[float, float], float] = {}  # one per place, not per slot
         for slot in result.slots:
             if batch.kind is CandidateKind.SOS:
                 org = slot.organization
@@ -377,7 +385,10 @@ class SlotSearch:
             distance = candidate.distance_km
             if place is not None and place.coordinates is not None:
                 lat, lon = place.coordinates
-                distance = distance_km(query.lat, query.lon, lat, lon)
+                known = distances.get((lat, lon))
+                if known is None:
+                    known = distances[(lat, lon)] = distance_km(query.lat, query.lon, lat, lon)
+                distance = known
                 if distance > query.radius_km:
                     dropped["radius"] += 1
                     continue
