@@ -5,6 +5,8 @@ sas-desk simulator [--port N] [--tls-cert PEM --tls-key PEM [--client-ca PEM]]
 sas-desk [--data-dir DIR] dossier import-rseda FILE
 sas-desk [--data-dir DIR] dossier export-rseda ID
 sas-desk fhir parse FILE
+sas-desk [--config PATH] [--data-dir DIR] slots search (--near "LAT, LON" | --commune NOM|INSEE)
+         [--radius KM] [--specialty SM54|SM40|DENT] [--sync]
 """
 
 from __future__ import annotations
@@ -57,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
         "parse", help="lit un Bundle de créneaux et affiche un créneau JSON par ligne"
     )
     fparse.add_argument("file", type=Path)
+    slots = sub.add_parser("slots", help="recherche de créneaux (annuaire + éditeurs d'agenda)")
+    ssub = slots.add_subparsers(dest="action", required=True)
+    ss = ssub.add_parser(
+        "search", help="cherche des créneaux autour d'un point et les affiche en JSON (une ligne)"
+    )
+    where = ss.add_mutually_exclusive_group(required=True)
+    where.add_argument("--near", help="position « lat, lon » (formats de la fiche acceptés)")
+    where.add_argument("--commune", help="nom ou code INSEE d'une commune du territoire")
+    ss.add_argument("--radius", type=float, help="rayon en km (défaut : celui du département)")
+    ss.add_argument(
+        "--specialty", default="SM54", help="SM54 médecine générale (défaut), SM40, DENT…"
+    )
+    ss.add_argument(
+        "--sync", action="store_true", help="met l'annuaire à jour avant (toujours en démo)"
+    )
     add_db_parser(sub)
     return p
 
@@ -91,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Simulateur : {exc}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "slots":
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+        return asyncio.run(_slots_command(config, args))
     if args.command == "db":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
         return asyncio.run(run_db_command(args))
@@ -182,3 +202,135 @@ def _fhir_command(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+async def _slots_command(config: Config, args: argparse.Namespace) -> int:
+    """Run one slot search as the OSNP's screen would, printing each offer as a
+    JSON line (as results arrive), each vendor's state, then a summary."""
+    from sas_desk.models.search import SEARCH_SPECIALTIES, SearchQuery
+    from sas_desk.models.validation import ValidationError, parse_position
+    from sas_desk.services import clock
+    from sas_desk.services.directory.store import DirectoryError
+    from sas_desk.services.fhir.service import SlotService, SlotServiceError, demo_sources
+    from sas_desk.services.geo.radius import default_radius_km
+    from sas_desk.services.geo.resolver import LocationResolver
+    from sas_desk.services.geo.territory import CommuneIndex
+
+    def fail(message: str) -> int:
+        print(f"sas-desk : {message}", file=sys.stderr)
+        return 1
+
+    if args.specialty not in SEARCH_SPECIALTIES and not args.specialty.startswith("SM"):
+        return fail(f"spécialité inconnue « {args.specialty} » (SM54, SM40, DENT…).")
+    if args.near:
+        try:
+            position = parse_position(args.near)
+        except ValidationError as exc:
+            return fail(exc.message)
+        if position is None:
+            return fail(f"position illisible « {args.near} » (attendu : « 45.764, 4.836 »).")
+        lat, lon = position.lat, position.lon
+        commune = LocationResolver(CommuneIndex.load(), None).nearest_commune(lat, lon, 50.0)
+        code = commune.insee if commune is not None else config.departement
+    else:
+        found = CommuneIndex.load().lookup(args.commune, limit=1)
+        if not found:
+            return fail(f"commune inconnue du territoire : « {args.commune} ».")
+        lat, lon, code = found[0].lat, found[0].lon, found[0].insee
+    radius = args.radius if args.radius else float(default_radius_km(code))
+    if radius <= 0:
+        return fail("le rayon doit être positif.")
+
+    simulator = None
+    directory_url, vendors = config.directory_url, list(config.vendors)
+    if config.demo and not vendors:
+        from sas_desk.simulator.server import Simulator
+
+        simulator = Simulator()
+        simulator.start()
+        try:
+            directory_url, vendors = await demo_sources(simulator.base_url)
+        except SlotServiceError as exc:
+            simulator.stop()
+            return fail(exc.message_fr)
+    if not vendors:
+        return fail("aucun éditeur d'agenda configuré ([[vendors]]).")
+    service = SlotService(
+        config.directory_path,
+        directory_url,
+        vendors,
+        now=clock.now,
+        per_vendor=config.search_per_vendor,
+        slow_after=config.search_slow_s,
+    )
+    try:
+        try:
+            await service.open()
+            if args.sync or simulator is not None:
+                await service.sync()
+        except (DirectoryError, SlotServiceError) as exc:
+            return fail(exc.message_fr)
+        query = SearchQuery(lat, lon, radius, specialty=args.specialty)
+        slots = 0
+        async for update in service.search(query):
+            for offer in update.offers:
+                c = offer.candidate
+                record = {
+                    "vendor": c.vendor,
+                    "id": c.national_id,
+                    "kind": c.kind.value,
+                    "name": c.name,
+                    "sas": c.sas,
+                    "distance_km": round(offer.distance_km, 2),
+                    "address": offer.address,
+                    "slots": [
+                        {
+                            "start": s.start.isoformat(),
+                            "types": [t.value for t in s.types],
+                            "modes": [m.value for m in s.modes],
+                            "booking_url": s.booking_url,
+                        }
+                        for s in offer.slots[:5]
+                    ],
+                    "count": len(offer.slots),
+                }
+                print(json.dumps(record, ensure_ascii=False), flush=True)
+            if update.done:
+                for name, status in update.vendors.items():
+                    print(
+                        json.dumps(
+                            {
+                                "vendor": name,
+                                "state": status.state.value,
+                                "label": status.state.label,
+                                "requests": status.requests,
+                                "slots": status.slots,
+                                "message": status.message_fr,
+                            },
+                            ensure_ascii=False,
+                        )
+                    )
+                slots = sum(s.slots for s in update.vendors.values())
+                summary = {
+                    "summary": {
+                        "candidates": update.candidates,
+                        "slots": slots,
+                        "radius_km": radius,
+                        "elapsed_s": round(update.elapsed_s, 3),
+                        "volunteers": [
+                            {
+                                "name": v.name,
+                                "phone": v.phone,
+                                "distance_km": round(v.distance_km, 1),
+                            }
+                            for v in update.volunteers
+                        ],
+                        "notes": list(update.notes),
+                    }
+                }
+                print(json.dumps(summary, ensure_ascii=False))
+        return 0 if slots else 1
+    finally:
+        await service.close()
+        if simulator is not None:
+            simulator.stop()

@@ -162,3 +162,37 @@ def test_simulator_runs_alone(tmp_path: Path) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+
+
+def test_slots_search_in_the_demo_prints_offers_then_vendors_then_a_summary(
+    tmp_path: Path,
+) -> None:
+    result = sas_desk(
+        "slots", "search", "--commune", "Villeurbanne", "--radius", "3", data_dir=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    offers = [x for x in lines if "slots" in x and "kind" in x]
+    vendors = [x for x in lines if "state" in x]
+    summary = lines[-1]["summary"]
+    assert offers and all(o["distance_km"] <= 3.0 for o in offers)
+    assert all(o["slots"][0]["booking_url"].startswith("http://127.0.0.1:") for o in offers)
+    assert {v["state"] for v in vendors} == {"ok"} and len(vendors) == 4
+    assert summary["candidates"] > 0 and summary["slots"] == sum(v["slots"] for v in vendors)
+    assert (tmp_path / "directory.sqlite").exists()  # the demo synced its directory
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--commune", "Atlantide"), "commune inconnue du territoire"),
+        (("--near", "abc"), "position illisible"),
+        (("--commune", "Lyon", "--specialty", "XX"), "spécialité inconnue"),
+    ],
+)
+def test_slots_search_refuses_bad_input_in_french(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = sas_desk("slots", "search", *args, data_dir=tmp_path)
+    assert result.returncode == 1
+    assert message in result.stderr
