@@ -43,9 +43,13 @@ def simulator() -> Iterator[Simulator]:
     sim.stop()
 
 
+def meta_of(sim: Simulator) -> list[dict[str, Any]]:
+    meta: list[dict[str, Any]] = httpx.get(f"{sim.base_url}/_meta", timeout=30).json()
+    return meta
+
+
 def vendors_of(sim: Simulator, **kw: Any) -> list[VendorEndpoint]:
-    meta = httpx.get(f"{sim.base_url}/_meta", timeout=30).json()
-    return [VendorEndpoint(v["name"], v["base_url"], **kw) for v in meta]
+    return [VendorEndpoint(v["name"], v["base_url"], **kw) for v in meta_of(sim)]
 
 
 @pytest_asyncio.fixture
@@ -283,3 +287,30 @@ def test_the_simulator_refuses_tls_below_1_2(
         pass
     with pytest.raises((ssl.SSLError, httpx.ConnectError)):
         httpx.get(f"{tls_simulator.base_url}/_meta", verify=context, timeout=10)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("fault", "kind", "text"),
+    [
+        ("broken-json", "body", "réponse illisible"),
+        ("oversized:3", "too_big", "trop volumineuse"),
+        ("error:1:400", "outcome", "erreur 400"),
+    ],
+)
+async def test_a_vendors_broken_answers_become_french_errors(
+    simulator: Simulator, fault: str, kind: str, text: str
+) -> None:
+    endpoint = vendors_of(simulator)[2]
+    ids = next(v for v in meta_of(simulator) if v["name"] == endpoint.name)["practitioner_ids"][:5]
+    simulator.set_faults(endpoint.name, fault)
+    client = VendorClient(endpoint, max_bytes=2 * 2**20)
+    now = datetime.now().astimezone()
+    try:
+        with pytest.raises(VendorError) as err:
+            await client.slots(ids, now, now + timedelta(days=2))
+    finally:
+        simulator.set_faults(endpoint.name, None)
+        await client.aclose()
+    assert err.value.kind == kind
+    assert err.value.message_fr.startswith(f"{endpoint.name} : ") and text in err.value.message_fr
