@@ -113,11 +113,13 @@ def test_schema_version_tables_and_indexes(tmp_path: Path) -> None:
         plan = " ".join(
             str(r[-1])
             for r in conn.execute(
-                "EXPLAIN QUERY PLAN SELECT id FROM places WHERE lat BETWEEN 45 AND 46 "
-                "AND lon BETWEEN 4 AND 5"
+                "EXPLAIN QUERY PLAN SELECT id, lat, lon, sas, practitioner_id FROM places "
+                "WHERE lat BETWEEN 45 AND 46 AND lon BETWEEN 4 AND 5 AND active = 1 "
+                "AND specialty IN ('SM54')"
             )
         )
-        assert "idx_places_lat_lon" in plan
+        # the box query is answered from the index alone
+        assert "COVERING INDEX idx_places_box (lat>? AND lat<?)" in plan
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         conn.close()
@@ -274,6 +276,25 @@ def test_candidates_sas_first_then_distance(store: DirectoryStore) -> None:
     assert store.candidates(*LYON, 10, limit=0) == []
     assert [c.place.id for c in store.candidates(*LYON, 2.5)] == ["r2", "r5", "r1"]
     assert store.candidates(*LYON, 0) == []
+
+
+def test_cached_places_follow_each_sync(store: DirectoryStore) -> None:
+    apply(store, gp(1, *LYON) + gp(2, *LYON))
+    assert store.preload() == 2
+    (first, _) = store.candidates(*LYON, 1)
+    assert not first.sas_participation
+    apply(store, [put(role("r1", "p1", *LYON, sas=True, cpts=("cpts1",), at=stamp(3)))])
+    (first, _) = store.candidates(*LYON, 1)
+    assert first.sas_participation and [s.id for s in first.cpts] == ["cpts1"]
+    apply(store, [put(organization("cpts1", "1690000011", "604", "CPTS renommée", at=stamp(4)))])
+    assert store.candidates(*LYON, 1)[0].cpts[0].name == "CPTS renommée"
+    apply(store, [put(practitioner("p1", nid(1), active=False, at=stamp(5)))])
+    assert [c.place.id for c in store.candidates(*LYON, 1)] == ["r2"]
+    apply(store, [put(practitioner("p2", nid(2), "Nouveau-Nom", at=stamp(6)))])
+    assert [c.practitioner.family for c in store.candidates(*LYON, 1)] == ["Nouveau-Nom"]
+    store.drop_caches()
+    assert [c.place.id for c in store.candidates(*LYON, 1)] == ["r2"]
+    assert store.preload() == 1
 
 
 def test_candidate_carries_endpoint_cpts_and_structure(store: DirectoryStore) -> None:

@@ -151,11 +151,12 @@ _KINDS = {k.value: k for k in StructureKind}
 _PLACE_COLUMNS = (
     "pl.id, pl.profession, pl.specialty, pl.lines, pl.postal_code, pl.city, pl.insee, "
     "pl.lat, pl.lon, pl.phone, pl.organization_id, pl.endpoint_id, pl.sas, pl.en_sus, "
-    "pl.en_sus_phone, pl.active, pr.id, pr.national_id, pr.id_kind, pr.family, pr.given, "
-    "(SELECT group_concat(organization_id, char(10)) FROM place_cpts c WHERE c.place_id = pl.id)"
+    "pl.en_sus_phone, pl.active, pr.id, pr.national_id, pr.id_kind, pr.family, pr.given"
 )
 _PLACE_FROM = "FROM places pl JOIN practitioners pr ON pr.id = pl.practitioner_id"
 _DIGITS = re.compile(r"[0-9A-Za-z]+")
+#: Added to the sort key of a non-participant: SAS participants come first.
+_NOT_SAS = 1e9
 
 
 class DirectoryStore:
@@ -165,8 +166,11 @@ class DirectoryStore:
         self.path = path
         self.notice_fr = ""
         self._lock = threading.RLock()
+        # read caches, dropped whenever a sync is applied
         self._endpoints: dict[str, VendorEndpoint] | None = None
         self._structures: dict[str, Structure] | None = None
+        self._inactive_practitioners: frozenset[str] | None = None
+        self._places: dict[str, PracticePlace] = {}
         self._db = self._open()
 
     # ------------------------------------------------------------------ opening
@@ -307,10 +311,36 @@ class DirectoryStore:
                         [{"key": k, "value": v} for k, v in state.items()], pk="key"
                     )
             except sqlite3.Error as exc:
+                self._forget()
                 raise classify(exc) from exc
-            finally:
-                self._endpoints = self._structures = None
+            except BaseException:
+                self._forget()
+                raise
+            self._invalidate(changes, replace)
         return counts
+
+    def _invalidate(self, changes: Sequence[Change], replace: bool) -> None:
+        """Drop the cached objects a committed sync made stale: everything
+        after a full sync or a change of endpoint or structure (places embed
+        them), else only the places changed and those of changed practitioners."""
+        tables = {c.table for c in changes}
+        if replace or tables & {"endpoints", "organizations"}:
+            self._forget()
+            return
+        if "practitioners" in tables:
+            self._inactive_practitioners = None
+            ids = list({c.rid for c in changes if c.table == "practitioners"})
+            for chunk in _chunks(ids):
+                marks = ", ".join("?" * len(chunk))
+                for (rid,) in self._db.execute(
+                    f"SELECT id FROM places WHERE practitioner_id IN ({marks})", list(chunk)
+                ):
+                    self._places.pop(rid, None)
+        if "places" in tables:
+            self._inactive_practitioners = None  # a place may name an absent practitioner
+            for c in changes:
+                if c.table == "places":
+                    self._places.pop(c.rid, None)
 
     def _apply(self, changes: Sequence[Change], replace: bool) -> ApplyCounts:
         latest: dict[tuple[str, str], Change] = {}
@@ -388,6 +418,28 @@ class DirectoryStore:
 
     # ------------------------------------------------------------------ reference data
 
+    def drop_caches(self) -> None:
+        """Forget the cached objects (a sync does it): the next queries rebuild them."""
+        with self._lock:
+            self._forget()
+
+    def _forget(self) -> None:
+        self._endpoints = self._structures = self._inactive_practitioners = None
+        self._places = {}
+
+    def _inactive(self) -> frozenset[str]:
+        """Practitioner ids of places whose practitioner is inactive or absent
+        (not to be searched; usually none)."""
+        if self._inactive_practitioners is None:
+            self._inactive_practitioners = frozenset(
+                r[0]
+                for r in self._db.execute(
+                    "SELECT DISTINCT practitioner_id FROM places WHERE practitioner_id NOT IN "
+                    "(SELECT id FROM practitioners WHERE active = 1)"
+                )
+            )
+        return self._inactive_practitioners
+
     def _endpoint_map(self) -> dict[str, VendorEndpoint]:
         if self._endpoints is None:
             self._endpoints = {
@@ -440,7 +492,9 @@ class DirectoryStore:
 
     # ------------------------------------------------------------------ places
 
-    def _place(self, row: Sequence[Any], structures: dict[str, Structure]) -> PracticePlace:
+    def _place(
+        self, row: Sequence[Any], structures: dict[str, Structure], cpts: Sequence[str]
+    ) -> PracticePlace:
         (
             rid,
             profession,
@@ -463,7 +517,6 @@ class DirectoryStore:
             id_kind,
             family,
             given,
-            cpts,
         ) = row
         return PracticePlace(
             rid,
@@ -486,7 +539,7 @@ class DirectoryStore:
             bool(sas),
             bool(en_sus),
             en_sus_phone,
-            tuple(structures[c] for c in cpts.split(SEPARATOR) if c in structures) if cpts else (),
+            tuple(structures[c] for c in cpts if c in structures) if cpts else (),
             bool(active),
         )
 
@@ -506,34 +559,112 @@ class DirectoryStore:
 
         ``profession`` (TRE-G15) and ``specialty`` (TRE-R38): one code or
         several (any of them); ``None``: no filter.  Places without
-        coordinates are never candidates."""
+        coordinates are never candidates.
+
+        The box query reads the covering ``(lat, lon, …)`` index only; the
+        place objects come from a cache filled on first use (and emptied by
+        each sync)."""
         if radius_km <= 0 or not math.isfinite(radius_km):
             return []
         lat_min, lat_max, lon_ranges = bounding_box(lat, lon, radius_km)
-        where = ["pl.lat BETWEEN ? AND ?"]
+        where = ["lat BETWEEN ? AND ?"]
         params: list[Any] = [lat_min, lat_max]
-        where.append("(" + " OR ".join("pl.lon BETWEEN ? AND ?" for _ in lon_ranges) + ")")
+        where.append("(" + " OR ".join("lon BETWEEN ? AND ?" for _ in lon_ranges) + ")")
         for lo, hi in lon_ranges:
             params += [lo, hi]
-        where.append("pl.active = 1 AND pr.active = 1")
+        where.append("active = 1")
         for column, codes in (("profession", _codes(profession)), ("specialty", _codes(specialty))):
             if codes:
-                where.append(f"pl.{column} IN ({', '.join('?' * len(codes))})")
+                where.append(f"{column} IN ({', '.join('?' * len(codes))})")
                 params += codes
         if en_sus_only:
-            where.append("pl.en_sus = 1")
-        sql = f"SELECT {_PLACE_COLUMNS} {_PLACE_FROM} WHERE {' AND '.join(where)}"
-        kept: list[tuple[bool, float, str, Sequence[Any]]] = []
+            where.append("en_sus = 1")
+        kept: list[tuple[float, str]] = []  # (distance, + _NOT_SAS for non-participants), id
+        # distance_km's haversine, unrolled with the centre's terms computed once
+        # and the threshold compared before the arcsine (the hot loop of a search)
+        rad, sin, cos, asin, sqrt = math.radians, math.sin, math.cos, math.asin, math.sqrt
+        p1 = rad(lat)
+        cos_p1 = cos(p1)
+        limit_a = sin(min(radius_km / EARTH_RADIUS_KM, math.pi) / 2) ** 2
+        diameter = 2 * EARTH_RADIUS_KM
         with self._lock:
+            inactive = self._inactive()
+            columns = "id, lat, lon, sas" + (", practitioner_id" if inactive else "")
+            sql = (
+                f"SELECT {columns} FROM places INDEXED BY idx_places_box "
+                f"WHERE {' AND '.join(where)}"
+            )
             for row in self._db.execute(sql, params).fetchall():
-                d = distance_km(lat, lon, row[7], row[8])
-                if d <= radius_km:
-                    kept.append((not row[12], d, row[0], row))
-            kept.sort(key=lambda k: k[:3])
+                if inactive and row[4] in inactive:
+                    continue
+                p2 = rad(row[1])
+                a = sin((p2 - p1) / 2) ** 2 + cos_p1 * cos(p2) * sin(rad(row[2] - lon) / 2) ** 2
+                if a <= limit_a:
+                    d = diameter * asin(sqrt(a))
+                    kept.append((d if row[3] else d + _NOT_SAS, row[0]))
+            kept.sort()
             if limit is not None:
                 kept = kept[: max(limit, 0)]
-            structures = self._structure_map()
-            return [Candidate(self._place(row, structures), d) for _, d, _, row in kept]
+            places = self._places
+            if any(rid not in places for _, rid in kept):
+                places = self._cached_places([rid for _, rid in kept])
+            return [
+                Candidate(places[rid], key if key < _NOT_SAS else key - _NOT_SAS)
+                for key, rid in kept
+            ]
+
+    def _cached_places(self, ids: Sequence[str]) -> dict[str, PracticePlace]:
+        cache = self._places
+        missing = [rid for rid in ids if rid not in cache]
+        for chunk in _chunks(missing):
+            marks = ", ".join("?" * len(chunk))
+            for place in self._load_places(f"pl.id IN ({marks})", list(chunk)):
+                cache[place.id] = place
+        return cache
+
+    def _load_places(self, where: str, params: Sequence[Any]) -> list[PracticePlace]:
+        rows = self._db.execute(
+            f"SELECT {_PLACE_COLUMNS} {_PLACE_FROM} WHERE {where}", params
+        ).fetchall()
+        if not rows:
+            return []
+        memberships: dict[str, list[str]] = {}
+        if len(rows) > _CHUNK:
+            pairs: Iterable[tuple[str, str]] = self._db.execute(
+                "SELECT place_id, organization_id FROM place_cpts ORDER BY rowid"
+            ).fetchall()
+        else:
+            marks = ", ".join("?" * len(rows))
+            pairs = self._db.execute(
+                "SELECT place_id, organization_id FROM place_cpts "
+                f"WHERE place_id IN ({marks}) ORDER BY rowid",
+                [r[0] for r in rows],
+            ).fetchall()
+        for place_id, org in pairs:
+            memberships.setdefault(place_id, []).append(org)
+        structures = self._structure_map()
+        return [self._place(row, structures, memberships.get(row[0], ())) for row in rows]
+
+    def preload(self) -> int:
+        """Build the objects of every active place not cached yet (one scan when
+        none is) rather than on first use: a search in a new area then costs no
+        more than in a known one.  The sync runs it after applying, in its
+        worker thread.  Returns the number of places cached."""
+        with self._lock:
+            if not self._places:
+                places = self._load_places("pl.active = 1 AND pr.active = 1", ())
+                self._places = {p.id: p for p in places}
+            else:
+                inactive = self._inactive()
+                ids = [
+                    rid
+                    for rid, pid in self._db.execute(
+                        "SELECT id, practitioner_id FROM places WHERE active = 1"
+                    ).fetchall()
+                    if pid not in inactive
+                ]
+                self._cached_places(ids)
+            return len(self._places)
 
     def en_sus_volunteers(
         self,
@@ -559,11 +690,9 @@ class DirectoryStore:
 
     def places_of(self, national_id: str) -> list[PracticePlace]:
         """Every place (active or not) of a practitioner, by prefixed national id."""
-        sql = f"SELECT {_PLACE_COLUMNS} {_PLACE_FROM} WHERE pr.national_id = ? ORDER BY pl.id"
         with self._lock:
-            rows = self._db.execute(sql, [national_id]).fetchall()
-            structures = self._structure_map()
-            return [self._place(row, structures) for row in rows]
+            places = self._load_places("pr.national_id = ?", [national_id])
+        return sorted(places, key=lambda p: p.id)
 
     def search_by_name(self, text: str, *, limit: int = 20) -> list[PracticePlace]:
         """Active places of the active practitioners whose name matches every
@@ -608,13 +737,8 @@ class DirectoryStore:
                 return []
             order = {pid: n for n, pid in enumerate(ids)}
             marks = ", ".join("?" * len(ids))
-            rows = self._db.execute(
-                f"SELECT {_PLACE_COLUMNS} {_PLACE_FROM} WHERE pr.id IN ({marks}) AND pl.active = 1",
-                ids,
-            ).fetchall()
-            structures = self._structure_map()
-            rows.sort(key=lambda r: (order[r[16]], r[0]))
-            return [self._place(row, structures) for row in rows]
+            places = self._load_places(f"pr.id IN ({marks}) AND pl.active = 1", ids)
+        return sorted(places, key=lambda p: (order[p.practitioner.id], p.id))
 
     # ------------------------------------------------------------------ SOS
 

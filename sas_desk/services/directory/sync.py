@@ -16,7 +16,9 @@ broken page, the disk) leaves the previous directory and cursor as they were.
   sync, which *replaces* the directory.
 
 The ``httpx.AsyncClient`` is the caller's: TLS options (client certificate,
-CA) and proxies are set there.
+CA) and proxies are set there.  Applying (and then preloading the place
+objects for the candidate queries) runs in a worker thread by default, so
+that a full sync does not hold the event loop.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any, NoReturn
 import httpx
 
 from sas_desk.services.directory.feed import Change, InvalidEntry, read_entry, stamp_instant
-from sas_desk.services.directory.store import DirectoryError, DirectoryStore
+from sas_desk.services.directory.store import ApplyCounts, DirectoryError, DirectoryStore
 from sas_desk.services.fhir.bundle import outcome_text
 
 log = logging.getLogger("sas_desk.directory")
@@ -83,6 +85,7 @@ class DirectorySync:
         page_size: int = 500,
         timeout: float = 30.0,
         apply_in_thread: bool = True,
+        preload: bool = True,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
@@ -91,6 +94,7 @@ class DirectorySync:
         self.page_size = page_size
         self.timeout = timeout
         self.apply_in_thread = apply_in_thread
+        self.preload = preload  # build the place objects after applying (fast first search)
         self._now = now
 
     async def run(self, *, full: bool = False) -> SyncReport:
@@ -161,7 +165,17 @@ class DirectorySync:
             synced_at=self._now().isoformat(timespec="seconds"),
             replace=replace,
         )
-        counts = await asyncio.to_thread(apply) if self.apply_in_thread else apply()
+
+        def apply_and_preload() -> ApplyCounts:
+            counts = apply()
+            if self.preload:
+                self.store.preload()
+            return counts
+
+        if self.apply_in_thread:
+            counts = await asyncio.to_thread(apply_and_preload)
+        else:
+            counts = apply_and_preload()
         report = SyncReport(
             source=self.base_url,
             full=replace,
