@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +20,8 @@ import pytest_asyncio
 
 from sas_desk.services.directory import DirectoryStore, DirectorySync, DirectorySyncError
 from sas_desk.services.directory.feed import stamp_instant
+from sas_desk.services.geo.radius import default_radius_km
+from sas_desk.simulator.server import Simulator
 from tests.helpers.directory_feed import (
     delete,
     endpoint,
@@ -30,6 +33,7 @@ from tests.helpers.directory_feed import (
     sos_location,
     stamp,
 )
+from tests.helpers.fhir_sim import fixed_clock
 
 LYON = (45.7640, 4.8357)
 
@@ -378,3 +382,66 @@ async def test_another_source_means_a_full_replacing_sync(
     report = await _sync(store, server, client).run(full=True)
     assert report.full and feed.requests[0][1].get("_since") is None
     assert (report.added, report.unchanged, report.deleted) == (0, 8, 0)
+
+
+# --------------------------------------------------------------------------- the real simulator
+
+
+@pytest.mark.asyncio
+async def test_sync_from_the_simulator_and_candidates_around_lyon(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    with Simulator(clock=fixed_clock) as sim:
+        store = DirectoryStore(tmp_path / "directory.sqlite")
+        report = await DirectorySync(store, sim.directory_url, client, page_size=1000).run()
+        assert report.full and report.skipped == 0 and report.pages >= 2
+        stats = store.stats()
+        assert stats.places >= 1700 and stats.endpoints >= 4 and stats.sos_places > 0
+        meta = (await client.get(sim.base_url + "/_meta")).json()
+        served = {v["base_url"].rstrip("/"): set(v["practitioner_ids"]) for v in meta}
+
+        radius = default_radius_km("69123")  # Lyon: the Rhône's 5 km
+        assert radius == 5
+        found = store.candidates(*LYON, radius, specialty="SM54")
+        assert len(found) >= 10
+        keys = [(not c.sas_participation, c.distance_km) for c in found]
+        assert keys == sorted(keys)  # SAS participants first, then by distance
+        assert any(c.sas_participation for c in found) and not all(
+            c.sas_participation for c in found
+        )
+        for c in found:
+            assert c.distance_km <= radius and c.place.specialty == "SM54"
+            assert c.endpoint is not None
+            # the vendor the directory names serves that practitioner's agenda
+            assert c.practitioner.national_id in served[c.endpoint.base_url]
+        assert any(c.cpts for c in store.candidates(*LYON, 20))
+        assert store.sos_associations(*LYON, 20)
+        assert all(a.association.siret for a in store.sos_associations(*LYON, 20))
+
+        # a change in the territory reaches the directory incrementally
+        target = found[-1]
+        response = await client.post(
+            sim.base_url + "/_admin/directory",
+            json={
+                "op": "rename",
+                "practitioner": target.practitioner.national_id,
+                "family": "Zéphyrin-Ölund",
+                "given": "Anaïs",
+            },
+        )
+        assert response.status_code == 200
+        response = await client.post(
+            sim.base_url + "/_admin/directory",
+            json={"op": "deactivate-place", "role": found[0].place.id},
+        )
+        assert response.status_code == 200
+        again = await DirectorySync(store, sim.directory_url, client).run()
+        assert not again.full and again.updated >= 2 and again.skipped == 0
+        assert again.entries < 20  # only what changed (and the cursor's instant)
+        assert [p.id for p in store.search_by_name("zephyrin olund anais")] == [
+            p.id for p in store.places_of(target.practitioner.national_id) if p.active
+        ]
+        assert found[0].place.id not in {
+            c.place.id for c in store.candidates(*LYON, radius, specialty="SM54")
+        }
+        store.close()
