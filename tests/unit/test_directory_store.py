@@ -153,7 +153,8 @@ def test_an_unwritable_folder_is_a_french_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(DirectoryError) as err:
         DirectoryStore(blocker / "sub" / "directory.sqlite")
-    assert err.value.message_fr.startswith(("Impossible", "L'annuaire", "Erreur"))
+    assert err.value.reason == "io"
+    assert err.value.message_fr == "Erreur de l'annuaire local (NotADirectoryError)."
 
 
 # --------------------------------------------------------------------------- writes

@@ -189,7 +189,7 @@ class DirectoryStore:
                 self._discard(why)
                 db = self._connect()
             self._migrate(db)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise classify(exc) from exc
         return db
 
