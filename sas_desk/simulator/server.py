@@ -227,6 +227,8 @@ class _Server(ThreadingHTTPServer):
         self.routes = routes
         self.ssl_context = ssl_context
         self.stopping = threading.Event()
+        self._open: set[socket.socket] = set()  # kept-alive connections, closed at stop
+        self._open_lock = threading.Lock()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _RequestHandler)
@@ -236,6 +238,25 @@ class _Server(ThreadingHTTPServer):
         return "https" if self.ssl_context is not None else "http"
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            self._finish(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
+    def hang_up_all(self) -> None:
+        """Close the kept-alive connections: a stopped simulator answers nothing."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _finish(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs here, in the connection's own thread: a slow
         # or silent client never holds the accept loop.
         if self.ssl_context is None:
@@ -263,6 +284,8 @@ class _Server(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     server_version = "SASDeskSimulator/1"
+    # keep-alive, as real vendors: every answer carries its Content-Length
+    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -520,6 +543,7 @@ class Simulator:
         server.stopping.set()  # wakes hanging and delayed requests
         server.shutdown()
         server.server_close()
+        server.hang_up_all()
         if thread is not None:
             thread.join()
         logger.info("simulator stopped")
