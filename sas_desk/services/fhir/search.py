@@ -36,6 +36,7 @@ from typing import Protocol
 from sas_desk.models.search import (
     Candidate,
     CandidateKind,
+    Facets,
     Offer,
     SearchQuery,
     SearchUpdate,
@@ -342,6 +343,45 @@ class SlotSearch:
                 v.slow, v.changed_at, changed = True, now, True
         return changed
 
+    @staticmethod
+    def _place_of(
+        slot: Slot,
+        batch: Batch,
+        asked: set[str],
+        by_id: Mapping[tuple[str, str], Candidate],
+        query: SearchQuery,
+        places: dict[str, tuple[Candidate, float, float | None, float | None, str]],
+        dropped: dict[str, int],
+    ) -> str:
+        """The offer key of a schedule's slots, or "" when they are dropped
+        (someone not asked for, a place beyond the radius)."""
+        if batch.kind is CandidateKind.SOS:
+            org = slot.organization
+            who = org.national_id if org is not None else None
+        else:
+            who = slot.practitioner.national_id if slot.practitioner is not None else None
+        if who is None or who not in asked:
+            dropped["not_asked"] += 1
+            return ""
+        candidate = by_id[(batch.vendor, who)]
+        place = slot.location
+        lat = lon = None
+        distance = candidate.distance_km
+        if place is not None and place.coordinates is not None:
+            lat, lon = place.coordinates
+            distance = distance_km(query.lat, query.lon, lat, lon)
+            if distance > query.radius_km:
+                dropped["radius"] += 1
+                return ""
+        place_key = (
+            slot.role.id if slot.role is not None else (place.id if place else slot.schedule.id)
+        )
+        key = f"{batch.vendor}|{who}|{place_key}"
+        if key not in places:
+            address = place.address.text if place is not None else candidate.address
+            places[key] = (candidate, distance, lat, lon, address or candidate.address)
+        return key
+
     def _merge(
         self,
         result: BundleResult,
@@ -358,48 +398,30 @@ class SlotSearch:
 
         Dropped, with a log line: slots of someone not asked for, outside the
         window, at a place beyond the radius (a second practice far away), or
-        not kept by the query's facets."""
+        not kept by the query's facets (counted per schedule for the first two)."""
         asked = set(batch.ids)
         grouped: dict[str, list[Slot]] = {}
         places: dict[str, tuple[Candidate, float, float | None, float | None, str]] = {}
         dropped = {"not_asked": 0, "window": 0, "radius": 0, "facets": 0}
-        distances: dict[tuple[float, float], float] = {}  # one per place, not per slot
+        facets = query.facets if query.facets != Facets() else None
+        # everything about a slot's place is worked out once per schedule: the
+        # slots of one agenda share it ("" = the schedule's slots are dropped)
+        keys: dict[int, str] = {}
         for slot in result.slots:
-            if batch.kind is CandidateKind.SOS:
-                org = slot.organization
-                who = org.national_id if org is not None else None
-            else:
-                who = slot.practitioner.national_id if slot.practitioner is not None else None
-            if who is None or who not in asked:
-                dropped["not_asked"] += 1
+            key = keys.get(id(slot.schedule))
+            if key is None:
+                key = keys[id(slot.schedule)] = self._place_of(
+                    slot, batch, asked, by_id, query, places, dropped
+                )
+            if not key:
                 continue
             if not start <= slot.start <= end:
                 dropped["window"] += 1
                 continue
-            if not query.facets.keeps(slot, now):
+            if facets is not None and not facets.keeps(slot, now):
                 dropped["facets"] += 1
                 continue
-            candidate = by_id[(batch.vendor, who)]
-            place = slot.location
-            lat = lon = None
-            distance = candidate.distance_km
-            if place is not None and place.coordinates is not None:
-                lat, lon = place.coordinates
-                known = distances.get((lat, lon))
-                if known is None:
-                    known = distances[(lat, lon)] = distance_km(query.lat, query.lon, lat, lon)
-                distance = known
-                if distance > query.radius_km:
-                    dropped["radius"] += 1
-                    continue
-            place_key = (
-                slot.role.id if slot.role is not None else (place.id if place else slot.schedule.id)
-            )
-            key = f"{batch.vendor}|{who}|{place_key}"
             grouped.setdefault(key, []).append(slot)
-            if key not in places:
-                address = place.address.text if place is not None else candidate.address
-                places[key] = (candidate, distance, lat, lon, address or candidate.address)
         if any(dropped.values()):
             log.info("vendor %s: slots dropped %s", batch.vendor, dropped)
         changed: list[Offer] = []
