@@ -8,7 +8,6 @@ Pure data and rules; the engine that runs a search is
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,14 +56,6 @@ def default_window(now: datetime) -> tuple[datetime, datetime]:
     """Now → the end of the day after tomorrow (the platform's "J, J+1, J+2")."""
     last_day = (now + timedelta(days=2)).replace(hour=23, minute=59, second=59, microsecond=0)
     return now, last_day
-
-
-def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine, mean Earth radius)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
 
 
 @dataclass(frozen=True)

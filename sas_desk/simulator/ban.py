@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sas_desk.models.geo import distance_km
 from sas_desk.services.geo.territory import (
     Commune,
     Street,
@@ -98,13 +99,6 @@ def lambert93(lat: float, lon: float) -> tuple[float, float]:
     x = _X0 + rho * math.sin(theta)
     y = _Y0 + _RHO0 - rho * math.cos(theta)
     return round(x, 2), round(y, 2)
-
-
-def _distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
 
 
 # --------------------------------------------------------------------------- dataset
@@ -402,7 +396,7 @@ def search(dataset: BanDataset, params: SearchParams) -> dict[str, Any]:
 
     def final(base: float, lat: float, lon: float) -> float:
         if params.near is not None:
-            distance = _distance_km(params.near[0], params.near[1], lat, lon)
+            distance = distance_km(params.near[0], params.near[1], lat, lon)
             base = 0.8 * base + 0.2 / (1 + distance / 10)
         return round(min(1.0, max(0.0, base)), 6)
 

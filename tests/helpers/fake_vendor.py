@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from sas_desk.models.search import Candidate, CandidateKind, Volunteer, distance_km
+from sas_desk.models.geo import distance_km
+from sas_desk.models.search import Candidate, CandidateKind, Volunteer
 from sas_desk.models.slots import SYSTEM_ACT_CODE, SYSTEM_SLOT_TYPE
 from sas_desk.services.config import VendorEndpoint
 from sas_desk.services.fhir.vendor import VendorClient

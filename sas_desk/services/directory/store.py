@@ -39,10 +39,11 @@ from sas_desk.models.directory import (
     StructureKind,
     VendorEndpoint,
 )
+from sas_desk.models.geo import distance_km
 from sas_desk.models.slots import Address, Practitioner, PractitionerIdKind, StructureIdKind
-from sas_desk.services.directory.feed import Change, Delete, Put, fold, practitioner_id_kind
+from sas_desk.services.directory.feed import Change, Delete, Put, fold
 from sas_desk.services.directory.schema import MIGRATIONS, SCHEMA_VERSION, SEPARATOR, TABLES
-from sas_desk.services.geo.resolver import distance_km
+from sas_desk.services.fhir.bundle import practitioner_id_kind
 
 log = logging.getLogger("sas_desk.directory")
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
+from sas_desk.models.geo import distance_km
 from sas_desk.models.search import (
     Candidate,
     CandidateKind,
@@ -43,7 +44,6 @@ from sas_desk.models.search import (
     VendorState,
     VendorStatus,
     Volunteer,
-    distance_km,
     merge_slots,
 )
 from sas_desk.models.slots import Slot

@@ -4,12 +4,12 @@ with the address geocoder's answers (network, may fail)."""
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # httpx is imported with the geocoder, after the window is up
     from sas_desk.services.geo.ban import BanGeocoder, GeoResult
+from sas_desk.models.geo import distance_km
 from sas_desk.services.geo.territory import Commune, CommuneIndex, normalize
 
 log = logging.getLogger("sas_desk.geo")
@@ -57,14 +57,6 @@ class Place:
             street=result.street,
             source="ban",
         )
-
-
-def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 6371.0088 * 2 * math.asin(math.sqrt(a))
 
 
 class LocationResolver:
