@@ -37,14 +37,17 @@ from sas_desk.models.directory import (
 )
 from sas_desk.models.slots import (
     OID_IDNAT_PS,
-    OID_IDNAT_STRUCT,
     SYSTEM_SPECIALTY,
     SYSTEM_STRUCTURE_CATEGORY,
-    PractitionerIdKind,
 )
-from sas_desk.models.validation import ValidationError, normalize_phone
 from sas_desk.services.directory.schema import SEPARATOR, TABLES
-from sas_desk.services.fhir.bundle import parse_instant, structure_id_kind
+from sas_desk.services.fhir.bundle import (
+    parse_instant,
+    phone_number,
+    phone_of,
+    practitioner_id_kind,
+    structure_identifier,
+)
 
 
 class SkipReason(enum.StrEnum):
@@ -95,21 +98,9 @@ class Delete:
 
 Change = Put | Delete
 
-_RPPS = re.compile(r"8[0-9]{11}")
-_ADELI = re.compile(r"0[0-9A-Za-z]{9}")
-_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 _INSEE = re.compile(r"[0-9]{5}|2[AB][0-9]{3}")
 _LIGATURES = str.maketrans({"œ": "oe", "Œ": "oe", "æ": "ae", "Æ": "ae", "ß": "ss"})
 _NON_WORD = re.compile(r"[^\w]+")
-
-
-def practitioner_id_kind(value: str) -> PractitionerIdKind | None:
-    """``8``+11 digits: RPPS; ``0``+9 characters: ADELI (IdNat_PS)."""
-    if _RPPS.fullmatch(value):
-        return PractitionerIdKind.RPPS
-    if _ADELI.fullmatch(value):
-        return PractitionerIdKind.ADELI
-    return None
 
 
 def fold(text: str) -> str:
@@ -194,27 +185,6 @@ def _str(value: Any) -> str | None:
 
 def _flag(value: Any, default: bool) -> int:
     return int(value) if isinstance(value, bool) else int(default)
-
-
-def phone_number(value: Any) -> str | None:
-    """A phone as E.164, or ``None`` when it is not one."""
-    if not isinstance(value, str):
-        return None
-    if _E164.fullmatch(value):
-        return value
-    try:
-        return normalize_phone(value)
-    except ValidationError:
-        return None
-
-
-def _phone(telecom: Any) -> str | None:
-    for point in telecom if isinstance(telecom, list) else ():
-        if isinstance(point, Mapping) and point.get("system", "phone") == "phone":
-            found = phone_number(point.get("value"))
-            if found is not None:
-                return found
-    return None
 
 
 def reference_id(holder: Any, rtype: str) -> str | None:
@@ -387,7 +357,7 @@ def _role(r: Mapping[str, Any]) -> _Row:
         **_address(location.get("address")),
         "lat": lat,
         "lon": lon,
-        "phone": _phone(r.get("telecom")) or _phone(location.get("telecom")),
+        "phone": phone_of(r.get("telecom")) or phone_of(location.get("telecom")),
         "organization_id": reference_id(r.get("organization"), "Organization"),
         "endpoint_id": endpoint_id,
         "sas": int(sas),
@@ -397,20 +367,10 @@ def _role(r: Mapping[str, Any]) -> _Row:
 
 
 def _organization(r: Mapping[str, Any]) -> _Row:
-    national_id = kind = None
-    identifiers = r.get("identifier")
-    for ident in identifiers if isinstance(identifiers, list) else ():
-        if not isinstance(ident, Mapping) or ident.get("system", OID_IDNAT_STRUCT) != (
-            OID_IDNAT_STRUCT
-        ):
-            continue
-        value = _str(ident.get("value"))
-        kind = structure_id_kind(value) if value else None
-        if kind is not None:
-            national_id = value
-            break
-    if national_id is None or kind is None:
+    found = structure_identifier(r.get("identifier"))
+    if found is None:
         raise InvalidEntry(SkipReason.INVALID_IDENTIFIER, "no IdNat_Struct FINESS/SIRET/rang id")
+    national_id, kind = found
     structure = StructureKind.OTHER
     if _code(r.get("type"), SYSTEM_STRUCTURE_KIND) == STRUCTURE_KIND_SOS:
         structure = StructureKind.SOS
@@ -428,7 +388,7 @@ def _organization(r: Mapping[str, Any]) -> _Row:
         "id_kind": kind.value,
         "kind": structure.value,
         "name": _str(r.get("name")),
-        "phone": _phone(r.get("telecom")),
+        "phone": phone_of(r.get("telecom")),
         "endpoint_id": endpoint_id,
         "active": _flag(r.get("active"), True),
     }, ()
@@ -446,7 +406,7 @@ def _location(r: Mapping[str, Any]) -> _Row:
         **_address(r.get("address")),
         "lat": lat,
         "lon": lon,
-        "phone": _phone(r.get("telecom")),
+        "phone": phone_of(r.get("telecom")),
         "active": int(status == "active"),
     }, ()
 

@@ -308,21 +308,50 @@ def structure_id_kind(value: str) -> StructureIdKind | None:
     return None
 
 
-def _phone(telecom: Any) -> str | None:
-    if not isinstance(telecom, list):
+def practitioner_id_kind(value: str) -> PractitionerIdKind | None:
+    """``8``+11 digits: RPPS; ``0``+9 characters: ADELI (IdNat_PS values)."""
+    if _RPPS.fullmatch(value):
+        return PractitionerIdKind.RPPS
+    if _ADELI.fullmatch(value):
+        return PractitionerIdKind.ADELI
+    return None
+
+
+def structure_identifier(identifiers: Any) -> tuple[str, StructureIdKind] | None:
+    """The first usable IdNat_Struct value of an ``identifier`` list (an
+    identifier without system is taken as one), with its kind."""
+    for ident in identifiers if isinstance(identifiers, list) else ():
+        if not isinstance(ident, Mapping) or ident.get("system", OID_IDNAT_STRUCT) != (
+            OID_IDNAT_STRUCT
+        ):
+            continue
+        value = _str(ident.get("value"))
+        kind = structure_id_kind(value) if value else None
+        if value and kind is not None:
+            return value, kind
+    return None
+
+
+def phone_number(value: Any) -> str | None:
+    """A phone number as E.164 (national forms converted), or ``None``."""
+    if not isinstance(value, str):
         return None
-    for point in telecom:
-        if not isinstance(point, dict) or point.get("system", "phone") != "phone":
-            continue
-        value = point.get("value")
-        if not isinstance(value, str):
-            continue
-        if _PHONE_E164.fullmatch(value):
-            return value
-        try:
-            return normalize_phone(value)
-        except ValidationError:
-            log.debug("dropping a phone number that is not one")
+    if _PHONE_E164.fullmatch(value):
+        return value
+    try:
+        return normalize_phone(value)
+    except ValidationError:
+        log.debug("dropping a phone number that is not one")
+        return None
+
+
+def phone_of(telecom: Any) -> str | None:
+    """The first phone of a ``telecom`` list, as E.164."""
+    for point in telecom if isinstance(telecom, list) else ():
+        if isinstance(point, Mapping) and point.get("system", "phone") == "phone":
+            found = phone_number(point.get("value"))
+            if found is not None:
+                return found
     return None
 
 
@@ -745,13 +774,9 @@ class _Parser:
             if not isinstance(ident, dict) or ident.get("system") != OID_IDNAT_PS:
                 continue
             value = ident.get("value")
-            if not isinstance(value, str):
-                continue
-            if _RPPS.fullmatch(value):
-                national_id, kind = value, PractitionerIdKind.RPPS
-                break
-            if _ADELI.fullmatch(value):
-                national_id, kind = value, PractitionerIdKind.ADELI
+            kind = practitioner_id_kind(value) if isinstance(value, str) else None
+            if kind is not None:
+                national_id = value
                 break
         if national_id is None or kind is None:
             raise _Invalid(SkipReason.INVALID_IDENTIFIER, "no IdNat_PS 8+RPPS or 0+ADELI")
@@ -763,7 +788,7 @@ class _Parser:
             raw_given = names[0].get("given")
             if isinstance(raw_given, list):
                 given = tuple(g.strip() for g in raw_given if isinstance(g, str) and g.strip())
-        return Practitioner(rid, national_id, kind, family, given, _phone(r.get("telecom")))
+        return Practitioner(rid, national_id, kind, family, given, phone_of(r.get("telecom")))
 
     def role(self, rid: str, r: dict[str, Any]) -> PractitionerRole:
         practitioner = None
@@ -797,7 +822,7 @@ class _Parser:
                 org_id = _str(ident.get("value"))
                 org_kind = structure_id_kind(org_id) if org_id else None
         return PractitionerRole(
-            rid, practitioner, location, org_id, org_kind, _phone(r.get("telecom"))
+            rid, practitioner, location, org_id, org_kind, phone_of(r.get("telecom"))
         )
 
     def _contained_location(self, role_id: str, role: dict[str, Any], lid: str) -> Location | None:
@@ -865,27 +890,17 @@ class _Parser:
             address,
             lat,
             lon,
-            _phone(r.get("telecom")),
+            phone_of(r.get("telecom")),
             organization,
             tuple(hours),
         )
 
     def organization(self, rid: str, r: dict[str, Any]) -> Organization:
-        national_id = kind = None
-        identifiers = r.get("identifier")
-        for ident in identifiers if isinstance(identifiers, list) else ():
-            if not isinstance(ident, dict) or ident.get("system", OID_IDNAT_STRUCT) != (
-                OID_IDNAT_STRUCT
-            ):
-                continue
-            value = _str(ident.get("value"))
-            kind = structure_id_kind(value) if value else None
-            if kind is not None:
-                national_id = value
-                break
-        if national_id is None:
+        found = structure_identifier(r.get("identifier"))
+        if found is None:
             raise _Invalid(SkipReason.INVALID_IDENTIFIER, "no IdNat_Struct FINESS/SIRET/rang id")
-        return Organization(rid, national_id, kind, _str(r.get("name")), _phone(r.get("telecom")))
+        national_id, kind = found
+        return Organization(rid, national_id, kind, _str(r.get("name")), phone_of(r.get("telecom")))
 
     def healthcare_service(self, rid: str, r: dict[str, Any]) -> HealthcareService:
         organization = None
