@@ -313,6 +313,7 @@ class EventKind(enum.StrEnum):
     MEDICAL_NOTE = "MEDICAL_NOTE"
     REASSIGNED = "REASSIGNED"
     LEASE_EXPIRED = "LEASE_EXPIRED"
+    ORIENTED = "ORIENTED"  # a slot booked at a vendor (OSNP orientation)
 
     @property
     def label(self) -> str:
@@ -334,6 +335,7 @@ class EventKind(enum.StrEnum):
             "MEDICAL_NOTE": "Note médicale",
             "REASSIGNED": "Réattribué par le superviseur",
             "LEASE_EXPIRED": "Prise en charge expirée (poste muet)",
+            "ORIENTED": "Orientation : rendez-vous pris",
         }[self.value]
 
 

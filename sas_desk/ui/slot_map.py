@@ -1,0 +1,252 @@
+"""The slot search map: a QtLocation ``Map`` (QML, in a QQuickWidget) with
+the patient, the search circle and the places found, grouped when they
+overlap at the current zoom; a click on a marker selects its card and the
+card selected in the list lights its marker.
+
+Tiles come from the XYZ server set in config (``%z/%x/%y`` URL) with a disk
+cache; without one the map draws the points, the circle and the scale on a
+plain background (the ``itemsoverlay`` plugin) and says so.
+
+Imported when the search panel is first shown: QtQuick and QtLocation stay
+off the start-up path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QByteArray,
+    QMetaObject,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtPositioning import QGeoCoordinate
+from PySide6.QtQuick import QQuickWindow, QSGRendererInterface
+from PySide6.QtQuickWidgets import QQuickWidget
+
+from sas_desk.paths import resource
+from sas_desk.ui.offer_model import OfferRow
+
+log = logging.getLogger("sas_desk.ui.map")
+
+CELL_PX = 26  # markers closer than this on screen are grouped
+Index = QModelIndex | QPersistentModelIndex
+
+
+@dataclass
+class Group:
+    keys: list[str]
+    lat: float
+    lon: float
+    sas: bool
+    selected: bool = False
+
+
+def _pixel(lat: float, lon: float, zoom: float) -> tuple[float, float]:
+    """Web Mercator pixel coordinates (256-px tiles) at ``zoom``."""
+    size = 256 * 2**zoom
+    s = math.sin(math.radians(max(-85.0, min(85.0, lat))))
+    x = (lon + 180) / 360 * size
+    y = (0.5 - math.log((1 + s) / (1 - s)) / (4 * math.pi)) * size
+    return x, y
+
+
+def group_points(
+    points: Sequence[tuple[str, float, float, bool]], zoom: float, cell: int = CELL_PX
+) -> list[Group]:
+    """Group (key, lat, lon, sas) points falling in one ``cell``-pixel square;
+    a group keeps its points' order (its first key is the best card)."""
+    cells: dict[tuple[int, int], list[tuple[str, float, float, bool]]] = {}
+    for p in points:
+        x, y = _pixel(p[1], p[2], zoom)
+        cells.setdefault((int(x // cell), int(y // cell)), []).append(p)
+    out = []
+    for members in cells.values():
+        out.append(
+            Group(
+                [m[0] for m in members],
+                sum(m[1] for m in members) / len(members),
+                sum(m[2] for m in members) / len(members),
+                any(m[3] for m in members),
+            )
+        )
+    return out
+
+
+class MarkerModel(QAbstractListModel):
+    NAMES = (b"lat", b"lon", b"count", b"key", b"selected", b"sas")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.groups: list[Group] = []
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.groups)
+
+    def roleNames(self) -> dict[int, QByteArray]:
+        base = int(Qt.ItemDataRole.UserRole) + 1
+        return {base + i: QByteArray(name) for i, name in enumerate(self.NAMES)}
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self.groups):
+            return None
+        g = self.groups[index.row()]
+        n = int(role) - int(Qt.ItemDataRole.UserRole) - 1
+        if not 0 <= n < len(self.NAMES):
+            return None
+        return (g.lat, g.lon, len(g.keys), g.keys[0], g.selected, g.sas)[n]
+
+    def reset(self, groups: list[Group]) -> None:
+        self.beginResetModel()
+        self.groups = groups
+        self.endResetModel()
+
+    def select(self, key: str) -> int:
+        """Light the group holding ``key``; returns its row (-1: none)."""
+        found = -1
+        for i, g in enumerate(self.groups):
+            now = bool(key) and key in g.keys
+            if now:
+                found = i
+            if now != g.selected:
+                g.selected = now
+                self.dataChanged.emit(self.index(i), self.index(i))
+        return found
+
+
+class Bridge(QObject):
+    picked = Signal(str, int)
+    zoom_changed = Signal(float)
+
+    @Slot(str, int)
+    def pick(self, key: str, count: int) -> None:
+        self.picked.emit(key, count)
+
+    @Slot(float)
+    def zoomed(self, zoom: float) -> None:
+        self.zoom_changed.emit(zoom)
+
+
+_software_set = False
+
+
+def _use_software_rendering() -> None:
+    """Offscreen (tests, screenshots) and virtual displays have no GPU: the
+    software scene graph renders the map items everywhere."""
+    global _software_set
+    if _software_set:
+        return
+    _software_set = True
+    if QGuiApplication.platformName() in ("offscreen", "minimal", "xcb", "vnc"):
+        QQuickWindow.setGraphicsApi(QSGRendererInterface.GraphicsApi.Software)
+
+
+class SlotMap(QQuickWidget):
+    picked = Signal(str)  # offer key
+
+    def __init__(self, *, tiles_url: str = "", cache_dir: str = "") -> None:
+        _use_software_rendering()
+        super().__init__()
+        self.setResizeMode(QQuickWidget.ResizeMode.SizeRootObjectToView)
+        self.setMinimumSize(280, 240)
+        self.tiles_url = tiles_url
+        self.markers = MarkerModel()
+        self.bridge = Bridge(self)
+        self.bridge.picked.connect(self._on_pick)
+        self.bridge.zoom_changed.connect(self._on_zoom)
+        self._points: list[tuple[str, float, float, bool]] = []
+        self._selected = ""
+        self._zoom = 12.0
+        self._patient: tuple[float, float, float] | None = None
+        self._regroup_timer = QTimer(self, singleShot=True, interval=150)
+        self._regroup_timer.timeout.connect(self._regroup)
+        context = self.rootContext()
+        context.setContextProperty("tilesUrl", tiles_url)
+        context.setContextProperty("tilesCache", cache_dir)
+        context.setContextProperty("markers", self.markers)
+        context.setContextProperty("bridge", self.bridge)
+        self.setSource(QUrl.fromLocalFile(str(resource("qml", "slot_map.qml"))))
+        if self.status() is QQuickWidget.Status.Error:
+            log.error("map QML failed: %s", [e.toString() for e in self.errors()])
+        self.tiled = bool(tiles_url)
+
+    @property
+    def ok(self) -> bool:
+        return self.rootObject() is not None
+
+    # ------------------------------------------------------------------ inputs
+    def set_patient(self, lat: float, lon: float, radius_km: float) -> None:
+        if self._patient == (lat, lon, radius_km):
+            return
+        self._patient = (lat, lon, radius_km)
+        root = self.rootObject()
+        if root is None:
+            return
+        root.setProperty("patientLat", lat)
+        root.setProperty("patientLon", lon)
+        root.setProperty("radiusMeters", radius_km * 1000)
+        root.setProperty("hasPatient", True)
+        QTimer.singleShot(0, self.fit)
+
+    def fit(self) -> None:
+        root = self.rootObject()
+        if root is not None and self._patient is not None:
+            QMetaObject.invokeMethod(root, "fit")
+            zoom = root.property("zoom")
+            if isinstance(zoom, float):
+                self._on_zoom(zoom)
+
+    def set_offers(self, rows: Sequence[OfferRow | None]) -> None:
+        self._points = []
+        self.add_offers(rows)
+
+    def add_offers(self, rows: Sequence[OfferRow | None]) -> None:
+        for row in rows:
+            if row is None or row.offer.lat is None or row.offer.lon is None:
+                continue
+            self._points.append((row.key, row.offer.lat, row.offer.lon, row.offer.candidate.sas))
+        if not self._regroup_timer.isActive():
+            self._regroup_timer.start()
+
+    def set_selected(self, key: str) -> None:
+        self._selected = key
+        self.markers.select(key)
+
+    # ------------------------------------------------------------------ inside
+    def _on_zoom(self, zoom: float) -> None:
+        if abs(zoom - self._zoom) > 0.01:
+            self._zoom = zoom
+            self._regroup_timer.start()
+
+    def _regroup(self) -> None:
+        groups = group_points(self._points, self._zoom)
+        for g in groups:
+            g.selected = bool(self._selected) and self._selected in g.keys
+        self.markers.reset(groups)
+
+    def _on_pick(self, key: str, count: int) -> None:
+        self.set_selected(key)
+        self.picked.emit(key)
+        if count > 1:  # a group: come closer so its places separate
+            group = next((g for g in self.markers.groups if key in g.keys), None)
+            the_map = self.map_item()
+            if the_map is not None and group is not None:
+                the_map.setProperty("center", QGeoCoordinate(group.lat, group.lon))
+                the_map.setProperty("zoomLevel", min(18.0, self._zoom + 2))
+
+    def map_item(self) -> QObject | None:
+        root = self.rootObject()
+        return root.findChild(QObject, "map") if root is not None else None

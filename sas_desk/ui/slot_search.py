@@ -1,0 +1,1158 @@
+"""The slot search panel (OSNP's main screen): where, what, the results as
+cards filled while vendors answer, facets and sort on what is loaded, each
+vendor's state, the "en sus" volunteers, and booking through the vendor's
+page with the outcome recorded on the dossier.
+
+Keyboard: Enter in the form searches; Esc cancels the search in flight; in
+the list, ↑/↓ go from card to card, ←/→ pick a slot of the card, Entrée (or
+1–9) books it; Alt+1 / Alt+2 switch between the cards and the volunteers,
+where C (or Ctrl+C) copies the phone number.
+
+Cards are painted by a delegate over :class:`~sas_desk.ui.offer_model.OfferModel`
+(no widget per card nor per slot: a search may bring thousands of slots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from PySide6.QtCore import (
+    QEvent,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRect,
+    QSize,
+    QStringListModel,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QFont,
+    QFontMetrics,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QShortcut,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QCompleter,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sas_desk.models.dossier import Dossier, Event, EventKind
+from sas_desk.models.search import (
+    GENERAL_MEDICINE,
+    SEARCH_SPECIALTIES,
+    Band,
+    Facets,
+    Offer,
+    SearchQuery,
+    SearchUpdate,
+    VendorState,
+    VendorStatus,
+    Volunteer,
+)
+from sas_desk.models.slots import ConsultationMode, Slot, SlotType
+from sas_desk.models.validation import ValidationError, parse_position
+from sas_desk.services.desk import Desk
+from sas_desk.services.geo.radius import FALLBACK_RADIUS_KM, default_radius_km
+from sas_desk.services.geo.resolver import LocationResolver, Place
+from sas_desk.ui.aio import spawn
+from sas_desk.ui.offer_model import ROW_ROLE, OfferModel, OfferRow, SortKey
+from sas_desk.ui.widgets import Message, named
+
+log = logging.getLogger("sas_desk.ui.search")
+
+DAYS = ("lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim.")
+TYPE_BADGES = {
+    SlotType.SNP: ("SNP", "#6a1b9a"),
+    SlotType.PUBLIC: ("grand public", "#1565c0"),
+    SlotType.PRO: ("PS", "#00695c"),
+    SlotType.CPTS: ("CPTS", "#ef6c00"),
+}
+MODE_SHORT = {
+    ConsultationMode.AMB: "cabinet",
+    ConsultationMode.HH: "domicile",
+    ConsultationMode.VR: "téléconsultation",
+}
+STATE_COLOURS = {
+    VendorState.WAITING: "#757575",
+    VendorState.SLOW: "#e65100",
+    VendorState.OK: "#2e7d32",
+    VendorState.TIMEOUT: "#b00020",
+    VendorState.ERROR: "#b00020",
+}
+CARD_HEIGHT = 86
+SLOT_W, SLOT_H, SLOT_GAP = 92, 24, 6
+DEFAULT_ORIGIN = "sas"
+
+
+class SearchSource(Protocol):
+    """What the panel needs of :class:`~sas_desk.services.fhir.service.SlotService`."""
+
+    def search(self, query: SearchQuery) -> Any: ...  # AsyncIterator[SearchUpdate]
+
+
+@dataclass(frozen=True)
+class Booking:
+    """A slot the operator opened at its vendor, and what came of it."""
+
+    offer: Offer
+    slot: Slot
+    url: str
+    opened_at: datetime
+
+
+def slot_label(start: datetime, now: datetime) -> str:
+    """``auj. 14:30``, ``dem. 09:00``, ``mer. 10:15``."""
+    days = (start.date() - now.astimezone(start.tzinfo).date()).days
+    day = "auj." if days <= 0 else "dem." if days == 1 else DAYS[start.weekday()]
+    return f"{day} {start:%H:%M}"
+
+
+def booking_url(url: str, origin: str) -> str:
+    """The slot's page with the SAS ``origin`` parameter appended."""
+    return f"{url}{'&' if '?' in url else '?'}origin={quote(origin, safe='')}"
+
+
+def orientation_event(dossier: Dossier, booking: Booking, desk: Desk, at: datetime) -> Event:
+    slot, offer = booking.slot, booking.offer
+    return Event(
+        dossier.case_id,
+        at,
+        EventKind.ORIENTED,
+        desk.actor,
+        {
+            "slot_id": slot.id,
+            "start": slot.start.isoformat(),
+            "end": slot.end.isoformat(),
+            "practitioner": offer.candidate.name,
+            "national_id": offer.candidate.national_id,
+            "place": offer.address,
+            "vendor": offer.candidate.vendor,
+            "modes": [m.value for m in slot.modes],
+            "booking_url": booking.url,
+            "operator": desk.actor.operator,
+            "text": f"RDV {slot.start:%d/%m %H:%M} — {offer.candidate.name}",
+        },
+    )
+
+
+# ---------------------------------------------------------------------------- cards
+
+
+def _slot_rects(rect: QRect, count: int) -> list[QRect]:
+    """Where the slot buttons of a card go (as many as fit on the last line)."""
+    top = rect.top() + CARD_HEIGHT - SLOT_H - 8
+    x = rect.left() + 12
+    room = rect.right() - 60  # keeps space for "+N"
+    out = []
+    for _ in range(count):
+        if x + SLOT_W > room:
+            break
+        out.append(QRect(x, top, SLOT_W, SLOT_H))
+        x += SLOT_W + SLOT_GAP
+    return out
+
+
+class CardDelegate(QStyledItemDelegate):
+    """Paints a card: who (SAS first), distance, address, modes, type badges,
+    vendor, and the next slots as buttons; a click on a slot chooses it."""
+
+    slot_clicked = Signal(int, int)  # row, slot index
+
+    def __init__(self, panel: SlotSearchPanel) -> None:
+        super().__init__(panel)
+        self.panel = panel
+        base = QFont()
+        self.bold = QFont(base)
+        self.bold.setBold(True)
+        self.bold.setPointSizeF(base.pointSizeF() + 1)
+        self.small = QFont(base)
+        self.small.setPointSizeF(max(7.0, base.pointSizeF() - 1))
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        return QSize(option.rect.width() or 400, CARD_HEIGHT)
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        row: OfferRow | None = index.data(ROW_ROLE)
+        if row is None:
+            return
+        rect = option.rect.adjusted(4, 3, -4, -3)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        offer, cand = row.offer, row.offer.candidate
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(QColor("#1565c0" if selected else "#c9ced6"), 2 if selected else 1))
+        painter.setBrush(QColor("#eef5ff" if selected else "#ffffff"))
+        painter.drawRoundedRect(rect, 6, 6)
+        x = rect.left() + 12
+        y = rect.top() + 6
+        fm_small = QFontMetrics(self.small)
+        # line 1: SAS badge, name, type badges | distance
+        if cand.sas:
+            x = self._badge(painter, x, y, "SAS", "#2e7d32") + 6
+        painter.setFont(self.bold)
+        painter.setPen(QColor("#111"))
+        fm = QFontMetrics(self.bold)
+        distance = f"{offer.distance_km:.1f} km".replace(".", ",")
+        right = rect.right() - 12 - fm.horizontalAdvance(distance)
+        types: list[SlotType] = []
+        for s in row.slots:
+            for t in s.types:
+                if t not in types:
+                    types.append(t)
+        badges_w = sum(fm_small.horizontalAdvance(TYPE_BADGES[t][0]) + 16 for t in types)
+        name = fm.elidedText(
+            cand.name, Qt.TextElideMode.ElideRight, max(40, right - x - badges_w - 12)
+        )
+        painter.drawText(QRect(x, y, right - x, 20), Qt.AlignmentFlag.AlignVCenter, name)
+        x += fm.horizontalAdvance(name) + 10
+        for t in types:
+            text, colour = TYPE_BADGES[t]
+            x = self._badge(painter, x, y + 1, text, colour) + 4
+        painter.drawText(
+            QRect(right, y, rect.right() - 12 - right, 20),
+            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+            distance,
+        )
+        # line 2: address · modes · vendor
+        y += 23
+        modes: list[ConsultationMode] = []
+        for s in row.slots:
+            for m in s.modes:
+                if m not in modes:
+                    modes.append(m)
+        painter.setFont(self.small)
+        painter.setPen(QColor("#555"))
+        vendor = f"via {cand.vendor}"
+        vendor_w = fm_small.horizontalAdvance(vendor)
+        detail = " · ".join(
+            p for p in (offer.address, ", ".join(MODE_SHORT[m] for m in modes)) if p
+        )
+        detail = fm_small.elidedText(
+            detail, Qt.TextElideMode.ElideRight, rect.width() - vendor_w - 40
+        )
+        painter.drawText(
+            QRect(rect.left() + 12, y, rect.width() - 24, 18), Qt.AlignmentFlag.AlignVCenter, detail
+        )
+        painter.setPen(QColor("#888"))
+        painter.drawText(
+            QRect(rect.left() + 12, y, rect.width() - 24, 18),
+            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+            vendor,
+        )
+        # line 3: the next slots
+        now = self.panel.now()
+        rects = _slot_rects(option.rect, len(row.slots))
+        cursor = self.panel.slot_cursor if selected else -1
+        painter.setFont(self.small)
+        for i, r in enumerate(rects):
+            slot = row.slots[i]
+            current = i == cursor
+            painter.setPen(QPen(QColor("#1565c0"), 2 if current else 1))
+            painter.setBrush(QColor("#1565c0") if current else QColor("#e8f0fe"))
+            painter.drawRoundedRect(r, 4, 4)
+            painter.setPen(QColor("white") if current else QColor("#0d47a1"))
+            painter.drawText(r, Qt.AlignmentFlag.AlignCenter, slot_label(slot.start, now))
+        more = len(row.slots) - len(rects)
+        if more > 0:
+            painter.setPen(QColor("#555"))
+            last = rects[-1] if rects else QRect(rect.left(), 0, 0, 0)
+            painter.drawText(
+                QRect(last.right() + 8, last.top(), 60, SLOT_H),
+                Qt.AlignmentFlag.AlignVCenter,
+                f"+{more}",
+            )
+        painter.restore()
+
+    def _badge(self, painter: QPainter, x: int, y: int, text: str, colour: str) -> int:
+        painter.setFont(self.small)
+        w = QFontMetrics(self.small).horizontalAdvance(text) + 12
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(colour))
+        painter.drawRoundedRect(QRect(x, y + 2, w, 16), 8, 8)
+        painter.setPen(QColor("white"))
+        painter.drawText(QRect(x, y + 2, w, 16), Qt.AlignmentFlag.AlignCenter, text)
+        return x + w
+
+    def editorEvent(
+        self,
+        event: QEvent,
+        model: Any,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> bool:
+        if event.type() == QEvent.Type.MouseButtonRelease and isinstance(event, QMouseEvent):
+            row: OfferRow | None = index.data(ROW_ROLE)
+            if row is not None:
+                pos = event.position().toPoint()
+                for i, r in enumerate(_slot_rects(option.rect, len(row.slots))):
+                    if r.contains(pos):
+                        self.slot_clicked.emit(index.row(), i)
+                        return True
+        return super().editorEvent(event, model, option, index)
+
+
+class CardList(QListView):
+    """The cards; ←/→ move the slot cursor, Entrée or 1–9 book."""
+
+    book = Signal(int)  # slot index in the current card
+    cursor_moved = Signal(int)  # -1 / +1
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
+            self.cursor_moved.emit(-1 if key == Qt.Key.Key_Left else 1)
+            return
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.book.emit(-1)
+            return
+        text = event.text()
+        if (
+            len(text) == 1
+            and text in "123456789"
+            and not event.modifiers()
+            & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier)
+        ):
+            self.book.emit(int(text) - 1)
+            return
+        super().keyPressEvent(event)
+
+
+class VolunteerTable(QTableWidget):
+    """Practitioners accepting extra patients; C / Ctrl+C copies the phone."""
+
+    copied = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__(0, 4)
+        self.setHorizontalHeaderLabels(["Praticien", "Téléphone", "Distance", "Adresse"])
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.verticalHeader().hide()
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.volunteers: list[Volunteer] = []
+
+    def set_volunteers(self, volunteers: Sequence[Volunteer]) -> None:
+        self.volunteers = list(volunteers)
+        self.setRowCount(len(self.volunteers))
+        for i, v in enumerate(self.volunteers):
+            for j, text in enumerate(
+                (v.name, v.phone, f"{v.distance_km:.1f} km".replace(".", ","), v.address)
+            ):
+                self.setItem(i, j, QTableWidgetItem(text))
+        if self.volunteers:
+            self.selectRow(0)
+
+    def copy_phone(self) -> str:
+        row = self.currentRow()
+        if not 0 <= row < len(self.volunteers):
+            return ""
+        phone = self.volunteers[row].phone
+        QGuiApplication.clipboard().setText(phone)
+        self.copied.emit(phone)
+        return phone
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_C and not event.modifiers() & Qt.KeyboardModifier.AltModifier:
+            self.copy_phone()
+            return
+        super().keyPressEvent(event)
+
+
+class BookingStrip(QFrame):
+    """After the vendor page opened: booked (O) or not (N)?"""
+
+    answered = Signal(bool)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("bookingStrip")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setStyleSheet("#bookingStrip { background: #fff4d6; border-radius: 4px; }")
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 4, 8, 4)
+        self.label = named(QLabel(), "bookingQuestion")
+        self.label.setWordWrap(True)
+        row.addWidget(self.label, 1)
+        self.yes = named(QPushButton("Rendez-vous pris  [O]"), "bookedYes")
+        self.no = named(QPushButton("Non réservé  [N]"), "bookedNo")
+        self.yes.clicked.connect(lambda: self.answered.emit(True))
+        self.no.clicked.connect(lambda: self.answered.emit(False))
+        row.addWidget(self.yes)
+        row.addWidget(self.no)
+        self.hide()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        text = event.text().upper()
+        if text == "O":
+            self.answered.emit(True)
+            return
+        if text == "N" or event.key() == Qt.Key.Key_Escape:
+            self.answered.emit(False)
+            return
+        super().keyPressEvent(event)
+
+
+# ---------------------------------------------------------------------------- panel
+
+
+class SlotSearchPanel(QWidget):
+    selection_changed = Signal(str)  # offer key ("" = none)
+    search_finished = Signal()
+    booked = Signal(object)  # Booking, once the operator confirmed it
+
+    def __init__(
+        self,
+        resolver: LocationResolver,
+        *,
+        now: Callable[[], datetime],
+        desk: Desk | None = None,
+        open_url: Callable[[QUrl], object] | None = None,
+        origin: str = DEFAULT_ORIGIN,
+        show_map: bool = True,
+        tiles_url: str = "",
+        tiles_cache: str = "",
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("SlotSearchPanel")
+        self.resolver = resolver
+        self.now = now
+        self.desk = desk
+        self.open_url = open_url or QDesktopServices.openUrl
+        self.origin = origin
+        self.dossier: Dossier | None = None
+        self.place: Place | None = None
+        self.slot_cursor = 0
+        self.updates = 0  # search updates applied (tests, bench)
+        self.last_update: SearchUpdate | None = None
+        self.running = False
+        self.pending_booking: Booking | None = None
+        self._source: SearchSource | None = None
+        self._source_ready = asyncio.Event() if _loop_running() else None
+        self._source_note = "Annuaire des praticiens en cours de chargement…"
+        self._task: asyncio.Task[None] | None = None
+        self._geo_task: asyncio.Task[None] | None = None
+        self._places: dict[str, Place] = {}
+        self._radius_touched = False
+        self._show_map = show_map
+        self._tiles_url = tiles_url
+        self._tiles_cache = tiles_cache
+        self.map: Any = None  # SlotMap, created when the panel is first shown
+        self._build()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        outer.setSpacing(4)
+
+        form = QHBoxLayout()
+        where = QLabel("&Lieu")
+        self.where = named(
+            QLineEdit(placeholderText="Adresse, commune, code INSEE ou « lat, lon »"), "searchWhere"
+        )
+        where.setBuddy(self.where)
+        self._where_model = QStringListModel(self)
+        self._completer = QCompleter(self._where_model, self)
+        self._completer.setCompletionMode(QCompleter.CompletionMode.UnfilteredPopupCompletion)
+        self._completer.setMaxVisibleItems(8)
+        self.where.setCompleter(self._completer)
+        self._completer.activated.connect(self._on_place_chosen)
+        self.where.textEdited.connect(self._on_where_edited)
+        self.where.returnPressed.connect(self.start_search)
+        self._geo_timer = QTimer(self, singleShot=True, interval=150)
+        self._geo_timer.timeout.connect(self._suggest)
+        form.addWidget(where)
+        form.addWidget(self.where, 3)
+
+        self.specialty = named(QComboBox(), "searchSpecialty")
+        for code, label in SEARCH_SPECIALTIES.items():
+            self.specialty.addItem(label, code)
+        spec_label = QLabel("&Spécialité")
+        spec_label.setBuddy(self.specialty)
+        form.addWidget(spec_label)
+        form.addWidget(self.specialty, 1)
+
+        self.radius = named(QSpinBox(), "searchRadius")
+        self.radius.setRange(1, 100)
+        self.radius.setSuffix(" km")
+        self.radius.setValue(FALLBACK_RADIUS_KM)
+        self.radius.valueChanged.connect(self._on_radius_edited)
+        self.radius.lineEdit().returnPressed.connect(self.start_search)
+        radius_label = QLabel("&Rayon")
+        radius_label.setBuddy(self.radius)
+        form.addWidget(radius_label)
+        form.addWidget(self.radius)
+
+        self.search_button = named(QPushButton("Rechercher  (Entrée)"), "searchButton")
+        self.search_button.setDefault(True)
+        self.search_button.clicked.connect(self.start_search)
+        self.cancel_button = named(QPushButton("Annuler  (Échap)"), "cancelButton")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        form.addWidget(self.search_button)
+        form.addWidget(self.cancel_button)
+        outer.addLayout(form)
+
+        self.place_label = named(QLabel(), "searchPlace")
+        self.place_label.setStyleSheet("color: #555;")
+        self.message = Message()
+        outer.addWidget(self.place_label)
+        outer.addWidget(self.message)
+
+        # facets and sort: applied at once on what is loaded
+        facets = QHBoxLayout()
+        facets.setSpacing(2)
+        self.band_buttons: dict[Band, QToolButton] = {}
+        self.type_buttons: dict[SlotType, QToolButton] = {}
+        self.mode_buttons: dict[ConsultationMode, QToolButton] = {}
+        facets.addWidget(QLabel("Disponible sous"))
+        for band in Band:
+            self.band_buttons[band] = self._toggle(facets, band.label, f"band_{band.name}")
+        facets.addSpacing(10)
+        facets.addWidget(QLabel("Type"))
+        for t in SlotType:
+            self.type_buttons[t] = self._toggle(
+                facets, TYPE_BADGES[t][0], f"type_{t.value}", t.label
+            )
+        facets.addSpacing(10)
+        facets.addWidget(QLabel("Mode"))
+        for m in ConsultationMode:
+            self.mode_buttons[m] = self._toggle(facets, MODE_SHORT[m], f"mode_{m.value}", m.label)
+        facets.addStretch(1)
+        self.sort = named(QComboBox(), "searchSort")
+        for key in SortKey:
+            self.sort.addItem(key.label, key)
+        self.sort.currentIndexChanged.connect(self._apply_view)
+        sort_label = QLabel("&Tri")
+        sort_label.setBuddy(self.sort)
+        facets.addWidget(sort_label)
+        facets.addWidget(self.sort)
+        outer.addLayout(facets)
+
+        status = QHBoxLayout()
+        self.progress = named(QProgressBar(), "searchProgress")
+        self.progress.setMaximumWidth(180)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(10)
+        self.summary = named(QLabel("Saisissez un lieu puis Entrée."), "searchSummary")
+        status.addWidget(self.progress)
+        status.addWidget(self.summary, 1)
+        outer.addLayout(status)
+        self.vendor_row = QHBoxLayout()
+        self.vendor_row.setSpacing(12)
+        self.vendor_labels: dict[str, QLabel] = {}
+        vendor_holder = named(QWidget(), "vendorRow")
+        vendor_holder.setLayout(self.vendor_row)
+        self.vendor_row.setContentsMargins(0, 0, 0, 0)
+        self.vendor_row.addStretch(1)
+        outer.addWidget(vendor_holder)
+        self.vendor_errors = named(QLabel(), "vendorErrors")
+        self.vendor_errors.setStyleSheet("color: #b00020;")
+        self.vendor_errors.setWordWrap(True)
+        self.vendor_errors.hide()
+        outer.addWidget(self.vendor_errors)
+        self.notes = named(QLabel(), "searchNotes")
+        self.notes.setWordWrap(True)
+        self.notes.setStyleSheet("color: #b35c00;")
+        self.notes.hide()
+        outer.addWidget(self.notes)
+
+        self.booking = BookingStrip()
+        self.booking.answered.connect(self._on_booking_answer)
+        outer.addWidget(self.booking)
+
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.tabs = named(QTabWidget(), "searchTabs")
+        self.model = OfferModel(self.now)
+        self.list = named(CardList(), "offerList")
+        self.list.setModel(self.model)
+        self.delegate = CardDelegate(self)
+        self.list.setItemDelegate(self.delegate)
+        self.list.setUniformItemSizes(True)
+        self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setMouseTracking(False)
+        self.list.setStyleSheet("QListView { background: #f4f6f9; border: none; }")
+        self.list.selectionModel().currentChanged.connect(self._on_current)
+        self.delegate.slot_clicked.connect(self._on_slot_clicked)
+        self.list.book.connect(self._book_current)
+        self.list.cursor_moved.connect(self._move_cursor)
+        self.tabs.addTab(self.list, "Créneaux")
+        self.volunteers = named(VolunteerTable(), "volunteers")
+        self.volunteers.copied.connect(
+            lambda phone: self.message.show_message(f"Numéro copié : {phone}", info=True)
+        )
+        self.tabs.addTab(self.volunteers, "En sus")
+        self.split.addWidget(self.tabs)
+        self.map_holder = QWidget()
+        QVBoxLayout(self.map_holder).setContentsMargins(0, 0, 0, 0)
+        self.split.addWidget(self.map_holder)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
+        if not self._show_map:
+            self.map_holder.hide()
+        outer.addWidget(self.split, 1)
+
+        for seq, slot in (
+            ("Esc", self.cancel),
+            ("Alt+1", lambda: self._show_tab(0)),
+            ("Alt+2", lambda: self._show_tab(1)),
+            ("Ctrl+L", self.where.setFocus),
+        ):
+            sc = QShortcut(QKeySequence(seq), self)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(slot)
+        copy = QShortcut(QKeySequence.StandardKey.Copy, self.volunteers)
+        copy.setContext(Qt.ShortcutContext.WidgetShortcut)
+        copy.activated.connect(self.volunteers.copy_phone)
+        self.setTabOrder(self.where, self.specialty)
+        self.setTabOrder(self.specialty, self.radius)
+        self.setTabOrder(self.radius, self.search_button)
+        self.setTabOrder(self.search_button, self.list)
+
+    def _toggle(self, row: QHBoxLayout, text: str, name: str, tip: str = "") -> QToolButton:
+        button = named(QToolButton(), name)
+        button.setText(text)
+        button.setCheckable(True)
+        button.setToolTip(tip or text)
+        button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        button.toggled.connect(self._apply_view)
+        row.addWidget(button)
+        return button
+
+    def _show_tab(self, i: int) -> None:
+        self.tabs.setCurrentIndex(i)
+        (self.list if i == 0 else self.volunteers).setFocus()
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if self._show_map and self.map is None:
+            QTimer.singleShot(0, self._create_map)
+
+    def _create_map(self) -> None:
+        if self.map is not None or not self._show_map:
+            return
+        from sas_desk.ui.slot_map import SlotMap
+
+        self.map = SlotMap(tiles_url=self._tiles_url, cache_dir=self._tiles_cache)
+        self.map.setObjectName("slotMap")
+        self.map.picked.connect(self.select_key)
+        layout = self.map_holder.layout()
+        assert layout is not None
+        layout.addWidget(self.map)
+        self._sync_map(full=True)
+
+    # ------------------------------------------------------------------ source
+    def set_source(self, source: SearchSource | None, note: str = "") -> None:
+        """The slot service, once its directory is usable (``None`` with a
+        French note while it is not)."""
+        self._source = source
+        self._source_note = note
+        if self._source_ready is None and _loop_running():
+            self._source_ready = asyncio.Event()
+        if self._source_ready is not None:
+            if source is not None:
+                self._source_ready.set()
+            else:
+                self._source_ready.clear()
+        if note and not self.running:
+            self.summary.setText(note)
+
+    # ------------------------------------------------------------------ place
+    def prefill(self, dossier: Dossier) -> None:
+        """From a dossier: its location and commune; the orientation it books
+        is recorded on it."""
+        self.dossier = dossier
+        loc = dossier.location
+        if loc.lat is not None and loc.lon is not None:
+            label = loc.address or (f"{loc.city} ({loc.postcode})" if loc.city else "")
+            place = Place(
+                label=label or f"{loc.lat:.5f}, {loc.lon:.5f}",
+                kind="housenumber" if loc.address else "municipality",
+                city=loc.city,
+                insee=loc.insee,
+                postcode=loc.postcode,
+                lat=loc.lat,
+                lon=loc.lon,
+            )
+            self.where.setText(place.label)
+            self._set_place(place)
+        elif loc.insee or loc.city:
+            exact = self.resolver.exact_commune(loc.insee or loc.city)
+            if exact is not None:
+                self.where.setText(exact.label)
+                self._set_place(exact)
+        who = f"Dossier {dossier.sender_case_id or dossier.case_id}"
+        if dossier.patient.age:
+            who += f" — patient {dossier.patient.age.removeprefix('P').lower()}"
+        self.place_label.setText(who + (f" — {self.place.label}" if self.place else ""))
+
+    def set_place(self, place: Place) -> None:
+        self.where.setText(place.label)
+        self._set_place(place)
+
+    def _set_place(self, place: Place) -> None:
+        self.place = place
+        code = place.insee or place.postcode
+        if code:
+            try:
+                radius = default_radius_km(code)
+            except ValueError:
+                radius = FALLBACK_RADIUS_KM
+            self.radius.blockSignals(True)
+            self.radius.setValue(radius)
+            self.radius.blockSignals(False)
+            self._radius_touched = False
+        where = f"{place.city} ({place.insee})" if place.insee else "position"
+        self.place_label.setText(
+            f"{place.label} — {place.lat:.5f}, {place.lon:.5f} — rayon par défaut de {where} : "
+            f"{self.radius.value()} km"
+        )
+        self.message.show_message("")
+        if self.map is not None:
+            self.map.set_patient(place.lat, place.lon, self.radius.value())
+
+    def _on_radius_edited(self, value: int) -> None:
+        self._radius_touched = True
+        if self.map is not None and self.place is not None:
+            self.map.set_patient(self.place.lat, self.place.lon, value)
+
+    def _on_where_edited(self, text: str) -> None:
+        self.place = None
+        try:
+            pos = parse_position(text)
+        except ValidationError as exc:
+            self.message.show_message(exc.message)
+            return
+        if pos is not None:
+            commune = self.resolver.nearest_commune(pos.lat, pos.lon)
+            self._set_place(
+                Place(
+                    label=f"{pos.lat:.5f}, {pos.lon:.5f}",
+                    kind="position",
+                    city=commune.name if commune else "",
+                    insee=commune.insee if commune else "",
+                    postcode=commune.postcode if commune else "",
+                    lat=pos.lat,
+                    lon=pos.lon,
+                )
+            )
+            return
+        exact = self.resolver.exact_commune(text)
+        if exact is not None:
+            self._set_place(exact)
+        self._geo_timer.start()
+
+    def _on_place_chosen(self, text: str) -> None:
+        place = self._places.get(text)
+        if place is not None:
+            self.where.setText(text)
+            self._set_place(place)
+
+    def _suggest(self) -> None:
+        text = self.where.text()
+        local = self.resolver.local_suggestions(text)
+        self._show_places(local)
+        if self._geo_task is not None and not self._geo_task.done():
+            self._geo_task.cancel()
+        if len(text.strip()) >= 3:
+            self._geo_task = spawn(self._remote(text, local), "search-geocode")
+
+    async def _remote(self, text: str, local: list[Place]) -> None:
+        places, error = await self.resolver.remote_suggestions(text)
+        if self.where.text() != text:
+            return
+        if error:
+            self.message.show_message(
+                error + " Tapez la commune ou collez des coordonnées.", warn=True
+            )
+        seen = {p.label for p in places}
+        self._show_places(places + [p for p in local if p.label not in seen])
+
+    def _show_places(self, places: list[Place]) -> None:
+        self._places = {p.label: p for p in places}
+        labels = [p.label for p in places]
+        if labels != self._where_model.stringList():
+            self._where_model.setStringList(labels)
+        popup = self._completer.popup()
+        if labels and self.where.hasFocus() and (popup is None or not popup.isVisible()):
+            self._completer.complete()
+
+    # ------------------------------------------------------------------ search
+    def query(self) -> SearchQuery | None:
+        if self.place is None:
+            text = self.where.text().strip()
+            place = self._places.get(text) or self.resolver.exact_commune(text)
+            if place is None and self._places:
+                place = next(iter(self._places.values()))
+            if place is None:
+                self.message.show_message(
+                    "Lieu non reconnu : choisissez une suggestion, une commune ou collez « lat, lon »."
+                )
+                self.where.setFocus()
+                return None
+            self.where.setText(place.label)
+            self._set_place(place)
+        assert self.place is not None
+        return SearchQuery(
+            self.place.lat,
+            self.place.lon,
+            float(self.radius.value()),
+            str(self.specialty.currentData() or GENERAL_MEDICINE),
+        )
+
+    def start_search(self) -> asyncio.Task[None] | None:
+        """Search around the place; a search in flight is cancelled first."""
+        popup = self._completer.popup()
+        if popup is not None and popup.isVisible():
+            popup.hide()
+        query = self.query()
+        if query is None:
+            return None
+        self.cancel(quiet=True)
+        self._reset_results()
+        if self.map is not None:
+            self.map.set_patient(query.lat, query.lon, query.radius_km)
+        self._task = spawn(self._run(query), "slot-search")
+        return self._task
+
+    def cancel(self, quiet: bool = False) -> None:
+        if self.pending_booking is not None and self.booking.isVisible() and not quiet:
+            self._on_booking_answer(False)
+            return
+        if self._task is not None and not self._task.done():
+            # the task may take a while to unwind (requests being torn down):
+            # the panel is free at once, and ignores whatever it still says
+            self._task.cancel()
+            self.running = False
+            self.cancel_button.setEnabled(False)
+            if not quiet:
+                self._finish(
+                    f"Recherche annulée — {self.model.rowCount()} lieux déjà reçus restent affichés."
+                )
+        self._task = None
+
+    def _reset_results(self) -> None:
+        self.model.clear()
+        self.updates = 0
+        self.last_update = None
+        self.slot_cursor = 0
+        self.volunteers.set_volunteers([])
+        self.tabs.setTabText(1, "En sus")
+        self.notes.hide()
+        self.vendor_errors.hide()
+        for label in self.vendor_labels.values():
+            self.vendor_row.removeWidget(label)
+            label.deleteLater()
+        self.vendor_labels = {}
+        self.progress.setRange(0, 0)
+        if self.map is not None:
+            self.map.set_offers([])
+
+    async def _run(self, query: SearchQuery) -> None:
+        self.running = True
+        self.cancel_button.setEnabled(True)
+        self._started = asyncio.get_running_loop().time()
+        try:
+            if self._source is None:
+                self.summary.setText(self._source_note or "Recherche de créneaux indisponible.")
+                if self._source_ready is None:
+                    self._source_ready = asyncio.Event()
+                await self._source_ready.wait()
+            assert self._source is not None
+            self.summary.setText("Recherche en cours…")
+            log.info(
+                "slot search from the panel: radius %.0f km, specialty %s",
+                query.radius_km,
+                query.specialty,
+            )
+            stream = self._source.search(query)
+            async with contextlib.aclosing(stream):
+                async for update in stream:
+                    if asyncio.current_task() is not self._task:
+                        break  # cancelled or replaced (a swallowed cancellation)
+                    self._apply(update)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a known error has its French message
+            message = (
+                getattr(exc, "message_fr", "") or f"Recherche impossible ({type(exc).__name__})."
+            )
+            log.warning("slot search failed: %s", type(exc).__name__)
+            self._finish(message, error=True)
+        finally:
+            if self._task is None or self._task is asyncio.current_task():
+                self.running = False  # (not when a newer search took over)
+                self.cancel_button.setEnabled(False)
+
+    def _apply(self, update: SearchUpdate) -> None:
+        self.updates += 1
+        self.last_update = update
+        had_rows = self.model.rowCount() > 0
+        inserted = self.model.merge(update.offers) if update.offers else []
+        if not had_rows and self.model.rowCount() and not self.list.currentIndex().isValid():
+            self.list.setCurrentIndex(self.model.index(0))
+        self._show_vendors(update.vendors)
+        requests = sum(v.requests for v in update.vendors.values())
+        answered = sum(v.answered for v in update.vendors.values())
+        self.progress.setRange(0, max(1, requests))
+        self.progress.setValue(answered if requests else 1)
+        if self.map is not None and inserted:
+            self.map.add_offers([self.model.row_at(self.model.row_of(k)) for k in inserted])
+        if update.done:
+            self.volunteers.set_volunteers(update.volunteers)
+            if update.volunteers:
+                self.tabs.setTabText(1, f"En sus ({len(update.volunteers)})")
+            if update.notes:
+                text = " ".join(update.notes)
+                if update.volunteers:
+                    text += " Voir l'onglet « En sus » (Alt+2)."
+                self.notes.setText(text)
+                self.notes.show()
+            self._finish(self._summary(update, done=True))
+            self.search_finished.emit()
+        else:
+            self.summary.setText(self._summary(update, done=False))
+
+    def _summary(self, update: SearchUpdate, *, done: bool) -> str:
+        shown = self.model.rowCount()
+        text = (
+            f"{shown} lieu{'x' if shown > 1 else ''}, {self.model.slot_count} créneaux"
+            f" ({update.candidates} praticiens interrogés)"
+        )
+        if self.model.loaded != shown:
+            text += f" — {self.model.loaded - shown} masqués par les filtres"
+        return (
+            f"{text} — terminé en {update.elapsed_s:.1f} s".replace(".", ",")
+            if done
+            else f"{text} — en cours…"
+        )
+
+    def _finish(self, text: str, *, error: bool = False) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.summary.setText(text)
+        self.summary.setStyleSheet("color: #b00020;" if error else "")
+        self.cancel_button.setEnabled(False)
+
+    def _show_vendors(self, vendors: dict[str, VendorStatus]) -> None:
+        errors = []
+        for name, status in vendors.items():
+            label = self.vendor_labels.get(name)
+            if label is None:
+                label = named(QLabel(), f"vendor_{name}")
+                self.vendor_row.insertWidget(self.vendor_row.count() - 1, label)
+                self.vendor_labels[name] = label
+            colour = STATE_COLOURS[status.state]
+            text = f"<span style='color:{colour}'>●</span> <b>{name}</b> : {status.state.label}"
+            if status.state is VendorState.OK:
+                text += f" ({status.slots} créneaux)"
+            elif status.requests:
+                text += f" ({status.answered}/{status.requests})"
+            if text != label.text():
+                label.setText(text)
+                label.setToolTip(status.message_fr or status.state.label)
+            if status.message_fr:
+                errors.append(status.message_fr)
+        text = " ".join(errors)
+        if text != self.vendor_errors.text():
+            self.vendor_errors.setText(text)
+        self.vendor_errors.setVisible(bool(text))
+
+    # ------------------------------------------------------------------ view
+    def facets(self) -> Facets:
+        return Facets(
+            types=frozenset(t for t, b in self.type_buttons.items() if b.isChecked()),
+            modes=frozenset(m for m, b in self.mode_buttons.items() if b.isChecked()),
+            bands=frozenset(band for band, b in self.band_buttons.items() if b.isChecked()),
+        )
+
+    def _apply_view(self, *_: object) -> None:
+        key = self.current_key()
+        sort = self.sort.currentData()
+        self.model.set_view(self.facets(), sort if isinstance(sort, SortKey) else None)
+        row = self.model.row_of(key) if key else -1
+        self.list.setCurrentIndex(
+            self.model.index(max(0, row)) if self.model.rowCount() else QModelIndex()
+        )
+        if self.list.currentIndex().isValid():
+            self.list.scrollTo(self.list.currentIndex())
+        if self.last_update is not None:
+            self.summary.setText(self._summary(self.last_update, done=not self.running))
+        self._sync_map(full=True)
+
+    def _sync_map(self, *, full: bool = False) -> None:
+        if self.map is None:
+            return
+        if self.place is not None:
+            self.map.set_patient(self.place.lat, self.place.lon, self.radius.value())
+        if full:
+            self.map.set_offers(self.model.rows())
+        self.map.set_selected(self.current_key())
+
+    def current_key(self) -> str:
+        row = self.model.row_at(self.list.currentIndex().row())
+        return row.key if row is not None else ""
+
+    def current_row(self) -> OfferRow | None:
+        return self.model.row_at(self.list.currentIndex().row())
+
+    def select_key(self, key: str) -> None:
+        row = self.model.row_of(key)
+        if row >= 0:
+            index = self.model.index(row)
+            self.list.setCurrentIndex(index)
+            self.list.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+            self.tabs.setCurrentIndex(0)
+
+    def _on_current(self, current: QModelIndex, previous: QModelIndex) -> None:
+        self.slot_cursor = 0
+        key = self.current_key()
+        if self.map is not None:
+            self.map.set_selected(key)
+        self.selection_changed.emit(key)
+
+    def _move_cursor(self, step: int) -> None:
+        row = self.current_row()
+        if row is None:
+            return
+        shown = len(_slot_rects(self.list.visualRect(self.list.currentIndex()), len(row.slots)))
+        self.slot_cursor = max(0, min(self.slot_cursor + step, max(0, shown - 1)))
+        self.list.viewport().update(self.list.visualRect(self.list.currentIndex()))
+
+    def _on_slot_clicked(self, row: int, slot_index: int) -> None:
+        self.list.setCurrentIndex(self.model.index(row))
+        self.slot_cursor = slot_index
+        self.choose(row, slot_index)
+
+    def _book_current(self, slot_index: int) -> None:
+        row = self.list.currentIndex().row()
+        if row < 0:
+            return
+        self.choose(row, self.slot_cursor if slot_index < 0 else slot_index)
+
+    # ------------------------------------------------------------------ booking
+    def choose(self, row: int, slot_index: int) -> Booking | None:
+        """Open the slot's booking page (with ``origin``) in the browser, then
+        ask for the outcome."""
+        offer_row = self.model.row_at(row)
+        if offer_row is None or not 0 <= slot_index < len(offer_row.slots):
+            return None
+        slot = offer_row.slots[slot_index]
+        if not slot.booking_url:
+            self.message.show_message(
+                "Ce créneau n'a pas de lien de réservation : appelez le cabinet.", warn=True
+            )
+            return None
+        url = booking_url(slot.booking_url, self.origin)
+        booking = Booking(offer_row.offer, slot, url, self.now())
+        self.pending_booking = booking
+        log.info(
+            "booking page opened: vendor %s, slot %s", offer_row.offer.candidate.vendor, slot.id
+        )
+        self.open_url(QUrl(url))
+        self.booking.label.setText(
+            f"Page de réservation ouverte dans le navigateur : <b>{offer_row.offer.candidate.name}</b>, "
+            f"{slot_label(slot.start, self.now())} ({slot.start:%d/%m}). Le rendez-vous est-il pris ?"
+        )
+        self.booking.show()
+        self.booking.setFocus()
+        return booking
+
+    def _on_booking_answer(self, booked: bool) -> None:
+        booking = self.pending_booking
+        self.pending_booking = None
+        self.booking.hide()
+        self.list.setFocus()
+        if booking is None:
+            return
+        if not booked:
+            self.message.show_message(
+                "Rendez-vous non pris : choisissez un autre créneau.", warn=True
+            )
+            return
+        self._remove_slot(booking)
+        recorded = ""
+        if self.dossier is not None and self.desk is not None:
+            event = orientation_event(self.dossier, booking, self.desk, self.now())
+            self.desk.journal.submit(self.dossier, event)
+            recorded = f" Orientation enregistrée dans le dossier {self.dossier.sender_case_id}."
+        log.info(
+            "booking confirmed: vendor %s, slot %s", booking.offer.candidate.vendor, booking.slot.id
+        )
+        self.message.show_message(
+            f"Rendez-vous pris : {booking.offer.candidate.name}, "
+            f"{booking.slot.start:%d/%m à %H:%M}.{recorded}",
+            info=True,
+        )
+        self.booked.emit(booking)
+
+    def _remove_slot(self, booking: Booking) -> None:
+        """The booked slot leaves the cards at once (the vendor has it busy)."""
+        offer = next((o for o in self.model.all_offers() if o.key == booking.offer.key), None)
+        if offer is None:
+            return
+        current = self.current_key()
+        self.model.replace_offer(
+            replace(offer, slots=tuple(s for s in offer.slots if s.id != booking.slot.id))
+        )
+        row = self.model.row_of(current)
+        if row >= 0:
+            self.list.setCurrentIndex(self.model.index(row))
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -1,0 +1,325 @@
+"""The slot search panel against the real simulator: directory synced from
+its feed, vendors over loopback HTTP, booking pages booked for real."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtTest import QTest
+from pytestqt.modeltest import ModelTester
+from pytestqt.qtbot import QtBot
+
+from sas_desk.models.dossier import Dossier, EventKind
+from sas_desk.models.search import Band, SearchQuery, VendorState
+from sas_desk.models.slots import ConsultationMode, SlotType
+from sas_desk.services import clock
+from sas_desk.services.fhir.service import SlotService, demo_sources
+from sas_desk.simulator.server import Simulator
+from sas_desk.ui.keys import press, type_text
+from sas_desk.ui.offer_model import SortKey
+from sas_desk.ui.slot_search import SlotSearchPanel, booking_url
+from tests.ui.conftest import Env, until
+
+pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def slots(
+    simulator: Simulator, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[SlotService]:
+    directory_url, vendors = await demo_sources(simulator.base_url)
+    service = SlotService(
+        tmp_path_factory.mktemp("directory") / "directory.sqlite",
+        directory_url,
+        vendors,
+        now=clock.now,
+    )
+    await service.open()
+    await service.sync()
+    yield service
+    await service.close()
+
+
+class Browser:
+    """The system browser, for tests: records the URLs opened; ``book``
+    submits the vendor page's confirm form, as the operator would."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+        self.book = False
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def __call__(self, url: QUrl) -> bool:
+        self.opened.append(url.toString())
+        if self.book:
+            self.tasks.append(asyncio.get_running_loop().create_task(self._post(url.toString())))
+        return True
+
+    async def _post(self, url: str) -> None:
+        async with httpx.AsyncClient() as client:
+            page = await client.get(url)
+            assert page.status_code == 200 and "Confirmer le rendez-vous" in page.text
+            answer = await client.post(url)
+            assert answer.status_code == 200 and "Rendez-vous confirmé" in answer.text
+
+
+def make_panel(qtbot: QtBot, env: Env, service: SlotService, browser: Browser) -> SlotSearchPanel:
+    panel = SlotSearchPanel(
+        env.resolver, now=clock.now, desk=env.desk, open_url=browser, show_map=False
+    )
+    qtbot.addWidget(panel)
+    panel.resize(1200, 800)
+    panel.show()
+    panel.set_source(service)
+    return panel
+
+
+def lyon(panel: SlotSearchPanel) -> None:
+    panel.where.setFocus()
+    type_text(panel.where, "Lyon")
+    assert panel.place is not None and panel.place.insee == "69123"
+
+
+async def test_progressive_fill_sas_first_vendor_row_and_keyboard(
+    qtbot: QtBot, env: Env, slots: SlotService, qtmodeltester: ModelTester
+) -> None:
+    panel = make_panel(qtbot, env, slots, Browser())
+    lyon(panel)
+    assert panel.radius.value() == 5  # the Rhône's default radius
+    counts: list[int] = []
+    panel.model.rowsInserted.connect(lambda *_: counts.append(panel.model.rowCount()))
+    press(panel.where, Qt.Key.Key_Return)  # Enter searches
+    await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    update = panel.last_update
+    assert update is not None
+    # the cards came in several steps, as batches answered
+    assert len(counts) >= 3 and counts[0] < counts[-1]
+    assert panel.updates >= 4
+    rows = panel.model.rows()
+    assert len(rows) > 50
+    assert panel.model.slot_count == sum(len(r.slots) for r in rows) > 1000
+    sas = [r.offer.candidate.sas for r in rows]
+    assert (
+        sas.index(False) > 0 and all(sas[: sas.index(False)]) and not any(sas[sas.index(False) :])
+    )
+    firsts = [r.slots[0].start for r in rows if r.offer.candidate.sas]
+    assert firsts == sorted(firsts)  # earliest slot first (within the SAS group)
+    for name, status in update.vendors.items():
+        assert status.state is VendorState.OK
+        assert "a répondu" in panel.vendor_labels[name].text()
+    assert "terminé" in panel.summary.text()
+    qtmodeltester.check(panel.model)
+    # keyboard: the first card is current; → moves the slot cursor, ↓ the card
+    assert panel.list.currentIndex().row() == 0
+    panel.list.setFocus()
+    QTest.keyClick(panel.list, Qt.Key.Key_Right)
+    assert panel.slot_cursor == 1
+    QTest.keyClick(panel.list, Qt.Key.Key_Down)
+    assert panel.list.currentIndex().row() == 1 and panel.slot_cursor == 0
+
+
+async def test_facets_and_sort_apply_at_once_on_what_is_loaded(
+    qtbot: QtBot, env: Env, slots: SlotService
+) -> None:
+    panel = make_panel(qtbot, env, slots, Browser())
+    lyon(panel)
+    panel.start_search()
+    await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    all_slots = panel.model.slot_count
+    now = clock.now()
+    panel.band_buttons[Band.H0_4].setChecked(True)
+    rows = panel.model.rows()
+    assert 0 < panel.model.slot_count < all_slots
+    assert all(Band.of(s.start, now) is Band.H0_4 for r in rows for s in r.slots)
+    panel.band_buttons[Band.H0_4].setChecked(False)
+    panel.mode_buttons[ConsultationMode.HH].setChecked(True)
+    assert all(ConsultationMode.HH in s.modes for r in panel.model.rows() for s in r.slots)
+    assert "masqués par les filtres" in panel.summary.text()
+    panel.mode_buttons[ConsultationMode.HH].setChecked(False)
+    panel.type_buttons[SlotType.SNP].setChecked(True)
+    assert panel.model.rows()
+    assert all(SlotType.SNP in s.types for r in panel.model.rows() for s in r.slots)
+    panel.type_buttons[SlotType.SNP].setChecked(False)
+    assert panel.model.slot_count == all_slots
+    panel.sort.setCurrentIndex(panel.sort.findData(SortKey.DISTANCE))
+    rows = panel.model.rows()
+    sas = [r for r in rows if r.offer.candidate.sas]
+    others = [r for r in rows if not r.offer.candidate.sas]
+    assert rows == sas + others
+    assert [r.offer.distance_km for r in others] == sorted(r.offer.distance_km for r in others)
+
+
+async def test_a_failing_vendor_is_shown_with_its_message_while_others_answer(
+    qtbot: QtBot, env: Env, slots: SlotService, simulator: Simulator
+) -> None:
+    failing = slots.vendors[0].name
+    simulator.set_faults(failing, "error:1")
+    try:
+        panel = make_panel(qtbot, env, slots, Browser())
+        lyon(panel)
+        panel.start_search()
+        await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    finally:
+        simulator.set_faults(failing, None)
+    assert panel.last_update is not None
+    states = {n: s.state for n, s in panel.last_update.vendors.items()}
+    assert states[failing] is VendorState.ERROR
+    assert all(s is VendorState.OK for n, s in states.items() if n != failing)
+    assert "en erreur" in panel.vendor_labels[failing].text()
+    assert panel.vendor_errors.isVisible() and failing in panel.vendor_errors.text()
+    assert panel.model.rowCount() > 0
+    assert {r.offer.candidate.vendor for r in panel.model.rows()} == set(states) - {failing}
+
+
+async def test_esc_cancels_and_a_new_search_replaces_the_one_in_flight(
+    qtbot: QtBot, env: Env, slots: SlotService, simulator: Simulator
+) -> None:
+    slow = slots.vendors[1].name
+    simulator.set_faults(slow, "hang")  # keeps both searches in flight
+    try:
+        panel = make_panel(qtbot, env, slots, Browser())
+        lyon(panel)
+        first = panel.start_search()
+        assert first is not None
+        await until(lambda: panel.model.rowCount() > 0, timeout=10)
+        second = panel.start_search()  # replaces the first
+        assert second is not None and second is not first
+        assert first.cancelling() or first.done()
+        assert panel.model.rowCount() == 0  # the first search's cards are gone
+        await until(lambda: panel.model.rowCount() > 0, timeout=10)
+        assert panel.running and panel.cancel_button.isEnabled()
+        assert (
+            panel.vendor_labels[slow]
+            .text()
+            .endswith(
+                "(0/"
+                + str(panel.last_update.vendors[slow].requests if panel.last_update else 0)
+                + ")"
+            )
+        )
+        panel.list.setFocus()
+        QTest.keyClick(panel.list, Qt.Key.Key_Escape)
+        assert second.cancelling() or second.done()
+        assert not panel.running and not panel.cancel_button.isEnabled()
+        assert "Recherche annulée" in panel.summary.text()
+        kept = panel.model.rowCount()
+        assert kept > 0  # what came stays on screen
+        # both unwind (at the latest at the hanging vendor's deadline) and
+        # nothing they still say reaches the screen
+        await until(lambda: first.done() and second.done(), timeout=10)
+        assert panel.model.rowCount() == kept and "Recherche annulée" in panel.summary.text()
+    finally:
+        simulator.set_faults(slow, None)
+
+
+async def test_booking_opens_the_vendor_page_and_records_the_orientation(
+    qtbot: QtBot, env: Env, slots: SlotService, simulator: Simulator
+) -> None:
+    browser = Browser()
+    browser.book = True
+    panel = make_panel(qtbot, env, slots, browser)
+    dossier = env.desk.new_call()
+    dossier.location.city, dossier.location.insee, dossier.location.postcode = (
+        "Lyon",
+        "69123",
+        "69001",
+    )
+    dossier.location.lat, dossier.location.lon = 45.7640, 4.8357
+    panel.prefill(dossier)
+    assert panel.place is not None and panel.radius.value() == 5
+    panel.start_search()
+    await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    panel.list.setFocus()
+    QTest.keyClick(panel.list, Qt.Key.Key_Right)
+    row = panel.current_row()
+    assert row is not None
+    slot = row.slots[1]
+    QTest.keyClick(panel.list, Qt.Key.Key_Return)
+    assert browser.opened == [booking_url(slot.booking_url or "", "sas")]
+    assert browser.opened[0].endswith("&origin=sas")
+    assert panel.booking.isVisible()
+    await until(lambda: bool(browser.tasks) and all(t.done() for t in browser.tasks), timeout=10)
+    for task in browser.tasks:
+        task.result()
+    QTest.keyClick(panel.booking, Qt.Key.Key_O)
+    assert not panel.booking.isVisible()
+    assert "Rendez-vous pris" in panel.message.text()
+    assert all(s.id != slot.id for r in panel.model.rows() for s in r.slots)
+    assert await env.journal.flush(timeout=5)
+    events = await env.journal.events(dossier.case_id)
+    oriented = [e for e in events if e.kind is EventKind.ORIENTED]
+    assert len(oriented) == 1
+    data = oriented[0].data
+    assert data["slot_id"] == slot.id and data["practitioner"] == row.offer.candidate.name
+    assert data["operator"] == "arm.test" and data["start"] == slot.start.isoformat()
+    # the simulator has it booked, with the origin; a new search no longer shows it
+    async with httpx.AsyncClient() as client:
+        booked = (await client.get(f"{simulator.base_url}/_bookings")).json()
+    assert any(b.get("slot") == slot.id and b.get("origin") == "sas" for b in booked)
+    panel.start_search()
+    await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    assert panel.model.rowCount() > 0
+    assert all(s.id != slot.id for r in panel.model.rows() for s in r.slots)
+
+
+async def test_not_booked_records_nothing(qtbot: QtBot, env: Env, slots: SlotService) -> None:
+    browser = Browser()
+    panel = make_panel(qtbot, env, slots, browser)
+    dossier: Dossier = env.desk.new_call()
+    dossier.location.lat, dossier.location.lon = 45.7640, 4.8357
+    panel.prefill(dossier)
+    panel.start_search()
+    await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    panel.list.setFocus()
+    QTest.keyClick(panel.list, Qt.Key.Key_3)  # the third slot of the first card
+    assert len(browser.opened) == 1
+    QTest.keyClick(panel.booking, Qt.Key.Key_N)
+    assert "non pris" in panel.message.text()
+    assert await env.journal.flush(timeout=5)
+    events = await env.journal.events(dossier.case_id)
+    assert not [e for e in events if e.kind is EventKind.ORIENTED]
+
+
+async def test_volunteers_when_few_results_and_phone_copied_with_one_key(
+    qtbot: QtBot, env: Env, slots: SlotService
+) -> None:
+    panel = make_panel(qtbot, env, slots, Browser())
+    query = _sparse_query(slots)
+    assert query is not None, "no sparse place with volunteers in the demo territory"
+    panel.where.setText(f"{query.lat:.5f}, {query.lon:.5f}")
+    panel._on_where_edited(panel.where.text())
+    panel.radius.setValue(int(query.radius_km))
+    panel.start_search()
+    await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    assert panel.last_update is not None and panel.last_update.volunteers
+    n = len(panel.last_update.volunteers)
+    assert panel.tabs.tabText(1) == f"En sus ({n})"
+    assert panel.notes.isVisible() and "en sus" in panel.notes.text()
+    QTest.keyClick(panel, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)
+    assert panel.tabs.currentIndex() == 1 and panel.volunteers.hasFocus()
+    QTest.keyClick(panel.volunteers, Qt.Key.Key_C)
+    phone = panel.last_update.volunteers[0].phone
+    assert phone and QGuiApplication.clipboard().text() == phone
+    assert phone in panel.message.text()
+
+
+def _sparse_query(service: SlotService) -> SearchQuery | None:
+    """A place of the demo territory with fewer than five practitioners with
+    slots around it but volunteers "en sus" (from the directory)."""
+    from sas_desk.services.fhir.candidates import DirectoryCandidates
+
+    assert service.store is not None
+    source = DirectoryCandidates(service.store, service.vendors)
+    for lat, lon in ((45.7542, 4.7647), (45.6986, 4.8633), (45.6867, 4.9336)):
+        for radius in (1.0, 2.0):
+            cands = source.candidates(lat, lon, radius, "SM54")
+            vols = source.volunteers(lat, lon, radius, "SM54")
+            if 0 < len(cands) < 5 and vols:
+                return SearchQuery(lat, lon, radius)
+    return None
