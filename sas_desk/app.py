@@ -28,6 +28,7 @@ from sas_desk.services.queues.client import Outbox, QueueClient
 
 if TYPE_CHECKING:
     from sas_desk.simulator.server import Simulator
+    from sas_desk.ui.main_window import MainWindow
 
 log = logging.getLogger("sas_desk")
 
@@ -142,13 +143,52 @@ def _warm_imports() -> None:
     import httpcore._async.connection_pool  # noqa: F401
 
 
+async def _start_slots(config: Config, simulator: Simulator | None, window: MainWindow) -> None:
+    """The slot search's directory and vendors, once the window is up: the
+    demo simulator's, or those of the configuration.  The directory is synced
+    in the background; searches wait for it (the previous copy serves when
+    the feed fails)."""
+    from sas_desk.services.fhir.service import SlotService, SlotServiceError, demo_sources
+
+    if simulator is not None:
+        try:
+            directory_url, vendors = await demo_sources(simulator.base_url)
+        except SlotServiceError as exc:
+            window.set_slot_source(None, exc.message_fr)
+            return
+    elif config.vendors:
+        directory_url, vendors = config.directory_url, list(config.vendors)
+    else:
+        window.set_slot_source(None, "Recherche de créneaux : aucun éditeur d'agenda configuré.")
+        return
+    service = SlotService(
+        config.directory_path,
+        directory_url,
+        vendors,
+        now=clock.now,
+        per_vendor=config.search_per_vendor,
+        slow_after=config.search_slow_s,
+    )
+    window.slot_source = service  # closed at shutdown even while syncing
+    window.set_slot_source(None, "Annuaire des praticiens en cours de synchronisation…")
+    try:
+        await service.open()
+        await service.sync()
+    except Exception as exc:  # the feed failed: the previous copy serves
+        message = getattr(exc, "message_fr", "") or type(exc).__name__
+        log.warning("directory sync failed: %s", type(exc).__name__)
+        if service.store is None:
+            window.set_slot_source(None, f"Annuaire indisponible : {message}")
+            return
+        window.set_slot_source(service, f"Annuaire non synchronisé ({message}) : copie précédente.")
+        return
+    window.set_slot_source(service, "")
+
+
 async def main(app: object, config: Config, options: RunOptions) -> int:
     from PySide6.QtCore import QCoreApplication
 
     from sas_desk.ui import aio
-
-    if TYPE_CHECKING:
-        from sas_desk.ui.main_window import MainWindow
 
     loop = asyncio.get_running_loop()
     simulator: Simulator | None = None
@@ -226,13 +266,17 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
                 timeout=httpx.Timeout(config.geocoder_timeout, connect=2.0), verify=ssl_context
             )
             resolver.geocoder = BanGeocoder(geocoder_url, client, timeout=config.geocoder_timeout)
+        aio.spawn(_start_slots(config, simulator, window), "slot-service")
         if options.on_ready is not None:
             await options.on_ready(window)
         await closed.wait()
         return 0
     finally:
+        slots_service = window.slot_source if window is not None else None
         await aio.cancel_all()
         log.debug("shutdown: background tasks cancelled")
+        if slots_service is not None and hasattr(slots_service, "close"):
+            await slots_service.close()
         await queues.stop()
         log.debug("shutdown: queues stopped")
         await journal.close()

@@ -49,6 +49,7 @@ def _combo(
 
 class DossierView(QWidget):
     changed = Signal(str)
+    search_slots = Signal(object)  # this dossier: open the slot search on it
 
     def __init__(
         self,
@@ -100,6 +101,11 @@ class DossierView(QWidget):
         self.decide_button = named(QPushButton("Enregistrer la décision  (Ctrl+Entrée)"), "decide")
         self.decide_button.clicked.connect(self.decide)
         col.addWidget(self.decide_button)
+        self.slots_button = named(
+            QPushButton("Chercher un créneau pour ce patient  (Ctrl+F)"), "searchSlots"
+        )
+        self.slots_button.clicked.connect(lambda: self.search_slots.emit(self.dossier))
+        col.addWidget(self.slots_button)
         self.message = Message()
         col.addWidget(self.message)
         split.addWidget(right)

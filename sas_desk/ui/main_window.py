@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
@@ -37,6 +38,9 @@ from sas_desk.ui.day_model import DayModel
 from sas_desk.ui.dossier_view import DossierView
 from sas_desk.ui.queue_panel import QueuePanel
 from sas_desk.ui.widgets import Banner, named
+
+if TYPE_CHECKING:
+    from sas_desk.ui.slot_search import SlotSearchPanel
 
 log = logging.getLogger("sas_desk.ui")
 ROLE_KEYS = {"ARM": "1", "OSNP": "2", "MRU": "3", "MRL": "4", "DENT": "5", "SUP": "6"}
@@ -113,6 +117,9 @@ class MainWindow(QMainWindow):
         self.queue_client = queue_client
         self.limits = limits or WaitLimits()
         self.queue_panel: QueuePanel | None = None
+        self.slot_panel: SlotSearchPanel | None = None
+        self.slot_source: Any = None  # the SlotService, once the app built it
+        self._slot_note = "Annuaire des praticiens en cours de chargement…"
         self._offline_banner: Banner | None = None
         self._last_save_ok: bool | None = None
         self._last_save_second = -1
@@ -202,6 +209,10 @@ class MainWindow(QMainWindow):
         focus_list = QAction("Dossiers du jour", self)
         focus_list.setShortcut(QKeySequence("F6"))
         focus_list.triggered.connect(lambda: self.day_view.setFocus())
+        slot_search = QAction("Recherche de créneaux", self)
+        slot_search.setShortcut(QKeySequence("Ctrl+F"))
+        slot_search.triggered.connect(lambda: self.open_slot_search())
+        self.slot_search_action = slot_search
         quit_action = QAction("Quitter", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         quit_action.triggered.connect(self.close)
@@ -209,6 +220,9 @@ class MainWindow(QMainWindow):
         for action in (new_call, close_tab, focus_list, change_role, quit_action):
             menu.addAction(action)
             self.addAction(action)
+        orientation = self.menuBar().addMenu("&Orientation")
+        orientation.addAction(slot_search)
+        self.addAction(slot_search)
 
         journal.add_listener(self._on_save_state)
         if queue_client is not None:
@@ -241,6 +255,8 @@ class MainWindow(QMainWindow):
             self._resume_banner = None
         if role == "ARM" and self.tabs.count() == 0 and not self.unfinished:
             self.new_call()
+        elif role == "OSNP":  # the OSNP's main screen
+            self.open_slot_search()
         elif role != "ARM":
             if self.queue_panel is not None:
                 self.left_tabs.setCurrentWidget(self.queue_panel)
@@ -293,12 +309,82 @@ class MainWindow(QMainWindow):
             self.banner(f"Dossier {case_id} introuvable sur le serveur des files.", "error")
             return
         view = DossierView(self.queue_client, self.desk, self.resolver, dossier, events)
+        view.search_slots.connect(self.open_slot_search)
         index = self.tabs.addTab(
             view, f"{dossier.priority} {dossier.commune_label or dossier.sender_case_id}"
         )
         self.tabs.setCurrentIndex(index)
         self.right.setCurrentIndex(1)
         view.note.setFocus()
+
+    # ------------------------------------------------------------------ slot search
+    def set_slot_source(self, source: Any, note: str = "") -> None:
+        """The slot service once its directory is usable (``None`` + a
+        French note while it is not)."""
+        if source is not None:
+            self.slot_source = source
+        self._slot_note = note
+        if self.slot_panel is not None:
+            self.slot_panel.set_source(source, note)
+
+    def open_slot_search(self, dossier: Dossier | None = None) -> SlotSearchPanel:
+        """The slot search tab; from a dossier (the current sheet or view by
+        default) with its location prefilled."""
+        from sas_desk.ui.slot_search import SlotSearchPanel
+
+        if dossier is None:
+            current = self.tabs.currentWidget()
+            if isinstance(current, DossierView | CallSheet):
+                dossier = current.dossier
+        panel = self.slot_panel
+        if panel is None:
+            panel = SlotSearchPanel(self.resolver, now=self.desk._now, desk=self.desk)
+            panel.booked.connect(self._on_booked)
+            ready = self.slot_source is not None and not self._slot_note.startswith("Annuaire des")
+            panel.set_source(self.slot_source if ready else None, self._slot_note)
+            self.slot_panel = panel
+            self.tabs.addTab(panel, "Créneaux")
+        if dossier is not None and (dossier.location.has_position or dossier.location.insee):
+            panel.prefill(dossier)
+        self.tabs.setCurrentWidget(panel)
+        self.right.setCurrentIndex(1)
+        if self.role == "OSNP":
+            self.left_tabs.setMaximumWidth(520)
+        panel.where.setFocus()
+        panel.where.selectAll()
+        return panel
+
+    def _on_booked(self, booking: Any) -> None:
+        """A booking the operator confirmed: a dossier from the queues gets the
+        orientation as a note and leaves the OSNP queue."""
+        panel = self.slot_panel
+        dossier = panel.dossier if panel is not None else None
+        from_queue = any(
+            isinstance(w := self.tabs.widget(i), DossierView)
+            and dossier is not None
+            and w.dossier.case_id == dossier.case_id
+            for i in range(self.tabs.count())
+        )
+        if dossier is None or self.queue_client is None or not from_queue:
+            return
+        text = (
+            f"Orientation : RDV {booking.slot.start:%d/%m %H:%M} — {booking.offer.candidate.name}"
+            f", {booking.offer.address} (via {booking.offer.candidate.vendor})"
+        )
+        spawn(self._close_oriented(dossier.case_id, text), "orientation")
+
+    async def _close_oriented(self, case_id: str, text: str) -> None:
+        assert self.queue_client is not None
+        try:
+            await self.queue_client.submit(self.queue_client.operation("note", case_id, text=text))
+            await self.queue_client.submit(
+                self.queue_client.operation("close", case_id, reason=text)
+            )
+        except (QueueError, BackendUnavailable) as exc:
+            self.banner(
+                f"Orientation enregistrée localement ; file non mise à jour : {exc.message_fr}",
+                "warning",
+            )
 
     def _on_transmitted(self, case_id: str) -> None:
         sheet = next(

@@ -323,3 +323,40 @@ def _sparse_query(service: SlotService) -> SearchQuery | None:
             if 0 < len(cands) < 5 and vols:
                 return SearchQuery(lat, lon, radius)
     return None
+
+
+@pytest.mark.qt_log_ignore("QObject::disconnect: Unexpected nullptr parameter")
+async def test_main_window_opens_the_panel_from_a_sheet_with_map_selection_both_ways(
+    qtbot: QtBot, env: Env, slots: SlotService
+) -> None:
+    from tests.ui.test_main_window import open_window
+
+    window = await open_window(qtbot, env, role="ARM")
+    sheet = window.current_sheet()
+    assert sheet is not None
+    loc = sheet.dossier.location
+    loc.city, loc.insee, loc.postcode, loc.lat, loc.lon = "Lyon", "69123", "69001", 45.764, 4.8357
+    window.set_slot_source(slots)
+    window.slot_search_action.trigger()  # Ctrl+F
+    panel = window.slot_panel
+    assert panel is not None and window.tabs.currentWidget() is panel
+    assert panel.dossier is sheet.dossier and panel.where.hasFocus()
+    assert panel.place is not None and panel.radius.value() == 5
+    panel.start_search()
+    await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    # the map (QtLocation, software-rendered offscreen) got the places
+    await until(lambda: panel.map is not None and panel.map.markers.rowCount() > 0, timeout=10)
+    slot_map = panel.map
+    assert slot_map is not None and slot_map.ok
+    # list -> map: the current card's marker is lit
+    key = panel.current_key()
+    lit = [g for g in slot_map.markers.groups if g.selected]
+    assert len(lit) == 1 and key in lit[0].keys
+    # map -> list: a marker picked selects its card
+    other = next(g for g in slot_map.markers.groups if key not in g.keys)
+    slot_map.bridge.pick(other.keys[0], 1)
+    assert panel.current_key() == other.keys[0]
+    assert [g for g in slot_map.markers.groups if g.selected] == [other]
+    # the OSNP lands on the panel
+    window.set_role("OSNP")
+    assert window.tabs.currentWidget() is panel
