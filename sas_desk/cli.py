@@ -7,6 +7,10 @@ sas-desk [--data-dir DIR] dossier export-rseda ID
 sas-desk fhir parse FILE
 sas-desk [--config PATH] [--data-dir DIR] slots search (--near "LAT, LON" | --commune NOM|INSEE)
          [--radius KM] [--specialty SM54|SM40|DENT] [--sync]
+sas-desk [--data-dir DIR] roster import FILE [--sectors FILE]
+sas-desk [--config PATH] [--data-dir DIR] roster who (--commune CODE_OU_NOM | --sector CODE)
+         [--at "AAAA-MM-JJ HH:MM"]
+sas-desk [--config PATH] [--data-dir DIR] roster status | roster sync
 """
 
 from __future__ import annotations
@@ -74,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument(
         "--sync", action="store_true", help="met l'annuaire à jour avant (toujours en démo)"
     )
+    roster = sub.add_parser("roster", help="tableaux de garde des chirurgiens-dentistes")
+    rsub = roster.add_subparsers(dest="action", required=True)
+    rimp = rsub.add_parser("import", help="importe un tableau (CSV, iCalendar .ics ou JSON)")
+    rimp.add_argument("file", type=Path)
+    rimp.add_argument("--sectors", type=Path, help="fichier des secteurs (CSV ou JSON)")
+    rwho = rsub.add_parser("who", help="dentiste(s) de garde, une ligne JSON par garde")
+    rwhere = rwho.add_mutually_exclusive_group(required=True)
+    rwhere.add_argument("--commune", help="code INSEE ou nom de la commune")
+    rwhere.add_argument("--sector", help="code du secteur de garde")
+    rwho.add_argument("--at", help="date et heure « AAAA-MM-JJ HH:MM » (défaut : maintenant)")
+    rsub.add_parser("status", help="tableau en vigueur, dernière synchronisation, alertes")
+    rsub.add_parser("sync", help="met à jour les tableaux depuis les sources configurées")
     add_db_parser(sub)
     return p
 
@@ -90,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "fhir":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
         return _fhir_command(args)
+    if args.command == "roster":
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+        from sas_desk.services.roster.cli import run_roster_command
+
+        return run_roster_command(config, args)
     from sas_desk.app import install_crash_handler, setup_logging
 
     if args.command == "simulator":

@@ -89,10 +89,17 @@ class Config:
     directory_url: str = ""
     search_per_vendor: int = 4  # requests in flight per vendor
     search_slow_s: float = 2.0  # a request older than this marks its vendor "slow"
+    # dental on-call rosters: HTTP(S) sources synced into DATA_DIR/rosters.sqlite
+    roster_urls: tuple[str, ...] = ()
+    roster_timeout: float = 20.0
 
     @property
     def directory_path(self) -> Path:
         return self.data_dir / "directory.sqlite"
+
+    @property
+    def rosters_path(self) -> Path:
+        return self.data_dir / "rosters.sqlite"
 
     @property
     def journal_path(self) -> Path:
@@ -140,6 +147,7 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
     "demo": frozenset({"enabled", "simulator_port"}),
     "paths": frozenset({"data_dir"}),
     "search": frozenset({"directory_url", "per_vendor", "slow_s"}),
+    "rosters": frozenset({"urls", "timeout"}),
     "queues": frozenset(
         {
             "dsn",
@@ -216,6 +224,19 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     _take(values, search, "directory_url", str, "search")
     _take(values, search, "search_per_vendor", int, "search", key="per_vendor")
     _take(values, search, "search_slow_s", float, "search", key="slow_s")
+    rosters = raw.get("rosters", {})
+    _take(values, rosters, "roster_timeout", float, "rosters", key="timeout")
+    if "urls" in rosters:
+        urls = rosters["urls"]
+        if not isinstance(urls, list) or not all(
+            isinstance(u, str) and u.startswith(("https://", "http://")) for u in urls
+        ):
+            raise ConfigError(
+                f"Configuration ({path}) : [rosters] urls doit être une liste d'adresses http(s)."
+            )
+        values["roster_urls"] = tuple(urls)
+    if values.get("roster_timeout", 1.0) <= 0:
+        raise ConfigError(f"Configuration ({path}) : [rosters] timeout doit être positif.")
     if values.get("search_per_vendor", 1) < 1:
         raise ConfigError(f"Configuration ({path}) : [search] per_vendor doit valoir au moins 1.")
     if values.get("lease_s", 120.0) <= values.get("renew_s", 30.0):
