@@ -365,10 +365,10 @@ class _Builder:
             raw = values.get(key)
             return raw.strip() if isinstance(raw, str) else ""
 
-        def need(key: str, what: str) -> str:
+        def need(key: str, missing: str) -> str:
             value = get(key)
             if not value:
-                self.issue(where, key, f"{what} manquant(e)")
+                self.issue(where, key, missing)
             return value
 
         start = end = None
@@ -376,9 +376,9 @@ class _Builder:
         if period is not None:
             start, end = period
         else:
-            raw_day = need("date", "date")
-            raw_start = need("debut", "heure de début")
-            raw_end = need("fin", "heure de fin")
+            raw_day = need("date", "date manquante")
+            raw_start = need("debut", "heure de début manquante")
+            raw_end = need("fin", "heure de fin manquante")
             try:
                 day = parse_date(raw_day) if raw_day else None
             except _Bad as exc:
@@ -412,7 +412,7 @@ class _Builder:
                     where, "fin", f"garde de {hours} h : plus de 72 h, date de fin erronée ?"
                 )
 
-        sector_code = need("secteur", "secteur")
+        sector_code = need("secteur", "secteur manquant")
         sector: Sector | None = None
         if sector_code:
             try:
@@ -462,7 +462,7 @@ class _Builder:
                 "un tableau de garde est départemental",
             )
 
-        family = need("nom", "nom du dentiste")
+        family = need("nom", "nom du dentiste manquant")
         given = get("prenom")
         for key, value, what in (
             ("nom", family, "nom"),
@@ -484,7 +484,7 @@ class _Builder:
                 where, "code_postal", f"code postal invalide « {postcode[:20]} » (5 chiffres)"
             )
         phone = ""
-        raw_phone = need("telephone", "numéro de téléphone")
+        raw_phone = need("telephone", "numéro de téléphone manquant")
         if raw_phone:
             try:
                 phone = parse_phone(raw_phone)
@@ -629,6 +629,9 @@ ICS_LABELS: dict[str, str] = {
     "commentaire": "propriété DESCRIPTION",
     "debut": "propriété DTSTART",
     "fin": "propriété DTEND",
+    "RRULE": "propriété RRULE",
+    "RDATE": "propriété RDATE",
+    "EXDATE": "propriété EXDATE",
 }
 _ICS_FIELDS = {
     "X-SAS-SECTEUR": "secteur",
@@ -800,8 +803,6 @@ def _ics_event(
             values.setdefault("ville", m.group(3).strip())
         else:
             values["adresse"] = location
-    labels = {**ICS_LABELS, "RRULE": "propriété RRULE", "RDATE": "propriété RDATE"}
-    labels["EXDATE"] = "propriété EXDATE"
     start = end = None
     if "DTSTART" not in event:
         builder.issue(where, "debut", "manquante")
