@@ -5,7 +5,9 @@
 (or QT_QPA_PLATFORM=offscreen).  Starts the embedded demo on a temporary data
 dir, types a call as an ARM would, and saves: the role picker, an empty call
 sheet, a filled call sheet with suggestions open, the sheet after transmission
-with the Dossiers du jour, and the resume banner after a restart.
+with the Dossiers du jour, the resume banner after a restart, the regulators'
+queues, and the OSNP's slot search (a Lyon address: list and map, a facet,
+one vendor failing with the booking question, the "en sus" volunteers).
 """
 
 from __future__ import annotations
@@ -233,6 +235,70 @@ def make_restart(out: Path):  # type: ignore[no-untyped-def]
     return scenario
 
 
+def _simulator():  # type: ignore[no-untyped-def]
+    """The demo's simulator object (to inject a vendor fault for a picture)."""
+    import gc
+
+    from sas_desk.simulator.server import Simulator
+
+    return next(o for o in gc.get_objects() if isinstance(o, Simulator) and o.running)
+
+
+def make_osnp(out: Path):  # type: ignore[no-untyped-def]
+    async def scenario(window) -> None:  # type: ignore[no-untyped-def]
+        window.activateWindow()
+        await settle(300)
+        panel = window.slot_panel
+        panel.open_url = lambda url: True  # no browser in a screenshot run
+        await until(lambda: window.slot_source is not None and panel._source is not None, 60)
+        panel.where.setFocus()
+        type_text(panel.where, "20 rue de la République Lyon")
+        await settle(700)
+        save(window, out, "14-osnp-address-suggestions")
+        first = panel._where_model.stringList()[0] if panel._where_model.stringList() else ""
+        if first:
+            panel._on_place_chosen(first)
+        panel._completer.popup().hide()
+        panel.start_search()
+        await until(lambda: panel.last_update is not None and panel.last_update.done, 20)
+        await until(lambda: panel.map is not None and panel.map.markers.rowCount() > 0, 10)
+        panel.list.setFocus()
+        await settle(400)
+        save(window, out, "15-osnp-results-list-and-map")
+        panel.band_buttons[next(iter(panel.band_buttons))].setChecked(True)
+        panel.sort.setCurrentIndex(1)
+        panel.list.setFocus()
+        await settle(400)
+        save(window, out, "16-osnp-facet-0-4h-by-distance")
+        panel.band_buttons[next(iter(panel.band_buttons))].setChecked(False)
+        panel.sort.setCurrentIndex(0)
+        simulator = _simulator()
+        failing = window.slot_source.vendors[0].name
+        simulator.set_faults(failing, "error:1:503")
+        panel.start_search()
+        await until(lambda: panel.last_update is not None and panel.last_update.done, 20)
+        simulator.set_faults(failing, None)
+        panel.list.setFocus()
+        QTest.keyClick(panel.list, Qt.Key.Key_Right)
+        QTest.keyClick(panel.list, Qt.Key.Key_Return)  # opens the booking page, asks
+        await settle(400)
+        save(window, out, "17-osnp-vendor-failing-and-booking-question")
+        QTest.keyClick(panel.booking, Qt.Key.Key_N)
+        panel.where.setFocus()
+        panel.where.selectAll()
+        type_text(panel.where, "45.7542, 4.7647")
+        panel.radius.setValue(1)
+        panel.start_search()
+        await until(lambda: panel.last_update is not None and panel.last_update.done, 20)
+        QTest.keyClick(panel, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)
+        QTest.keyClick(panel.volunteers, Qt.Key.Key_C)
+        await settle(400)
+        save(window, out, "18-osnp-few-results-volunteers-en-sus")
+        window.close()
+
+    return scenario
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "shots").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -250,6 +316,7 @@ def main() -> None:
             station("POSTE-SUP-01", "sup.bernard", "SUP"), RunOptions(on_ready=make_supervisor(out))
         )
         run(station("POSTE-ARM-03", "arm.durand", "ARM"), RunOptions(on_ready=make_arm_queue(out)))
+        run(station("POSTE-OSNP-02", "osnp.leroy", "OSNP"), RunOptions(on_ready=make_osnp(out)))
 
 
 if __name__ == "__main__":

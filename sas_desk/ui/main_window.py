@@ -348,8 +348,6 @@ class MainWindow(QMainWindow):
             panel.prefill(dossier)
         self.tabs.setCurrentWidget(panel)
         self.right.setCurrentIndex(1)
-        if self.role == "OSNP":
-            self.left_tabs.setMaximumWidth(520)
         panel.where.setFocus()
         panel.where.selectAll()
         return panel

@@ -42,7 +42,7 @@ from sas_desk.ui.offer_model import OfferRow
 
 log = logging.getLogger("sas_desk.ui.map")
 
-CELL_PX = 26  # markers closer than this on screen are grouped
+CELL_PX = 34  # markers closer than this on screen are grouped
 Index = QModelIndex | QPersistentModelIndex
 
 

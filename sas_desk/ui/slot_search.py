@@ -144,6 +144,14 @@ def slot_label(start: datetime, now: datetime) -> str:
     return f"{day} {start:%H:%M}"
 
 
+def french_phone(e164: str) -> str:
+    """``+33612345678`` → ``06 12 34 56 78`` (others unchanged)."""
+    if e164.startswith("+33") and len(e164) == 12 and e164[1:].isdigit():
+        national = "0" + e164[3:]
+        return " ".join(national[i : i + 2] for i in range(0, 10, 2))
+    return e164
+
+
 def booking_url(url: str, origin: str) -> str:
     """The slot's page with the SAS ``origin`` parameter appended."""
     return f"{url}{'&' if '?' in url else '?'}origin={quote(origin, safe='')}"
@@ -252,6 +260,8 @@ class CardDelegate(QStyledItemDelegate):
         for t in types:
             text, colour = TYPE_BADGES[t]
             x = self._badge(painter, x, y + 1, text, colour) + 4
+        painter.setFont(self.bold)
+        painter.setPen(QColor("#111"))
         painter.drawText(
             QRect(right, y, rect.right() - 12 - right, 20),
             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
@@ -383,7 +393,12 @@ class VolunteerTable(QTableWidget):
         self.setRowCount(len(self.volunteers))
         for i, v in enumerate(self.volunteers):
             for j, text in enumerate(
-                (v.name, v.phone, f"{v.distance_km:.1f} km".replace(".", ","), v.address)
+                (
+                    v.name,
+                    french_phone(v.phone),
+                    f"{v.distance_km:.1f} km".replace(".", ","),
+                    v.address,
+                )
             ):
                 self.setItem(i, j, QTableWidgetItem(text))
         if self.volunteers:
@@ -568,15 +583,13 @@ class SlotSearchPanel(QWidget):
         for m in ConsultationMode:
             self.mode_buttons[m] = self._toggle(facets, MODE_SHORT[m], f"mode_{m.value}", m.label)
         facets.addStretch(1)
+        outer.addLayout(facets)
         self.sort = named(QComboBox(), "searchSort")
         for key in SortKey:
             self.sort.addItem(key.label, key)
         self.sort.currentIndexChanged.connect(self._apply_view)
         sort_label = QLabel("&Tri")
         sort_label.setBuddy(self.sort)
-        facets.addWidget(sort_label)
-        facets.addWidget(self.sort)
-        outer.addLayout(facets)
 
         status = QHBoxLayout()
         self.progress = named(QProgressBar(), "searchProgress")
@@ -586,6 +599,8 @@ class SlotSearchPanel(QWidget):
         self.summary = named(QLabel("Saisissez un lieu puis Entrée."), "searchSummary")
         status.addWidget(self.progress)
         status.addWidget(self.summary, 1)
+        status.addWidget(sort_label)
+        status.addWidget(self.sort)
         outer.addLayout(status)
         self.vendor_row = QHBoxLayout()
         self.vendor_row.setSpacing(12)
@@ -638,6 +653,7 @@ class SlotSearchPanel(QWidget):
         self.split.addWidget(self.map_holder)
         self.split.setStretchFactor(0, 3)
         self.split.setStretchFactor(1, 2)
+        self.split.setSizes([620, 420])
         if not self._show_map:
             self.map_holder.hide()
         outer.addWidget(self.split, 1)
@@ -752,10 +768,11 @@ class SlotSearchPanel(QWidget):
             self.radius.setValue(radius)
             self.radius.blockSignals(False)
             self._radius_touched = False
-        where = f"{place.city} ({place.insee})" if place.insee else "position"
+        where = f"{place.city} ({place.insee})" if place.insee else "cette position"
+        at = f"{place.lat:.5f}, {place.lon:.5f}"
         self.place_label.setText(
-            f"{place.label} — {place.lat:.5f}, {place.lon:.5f} — rayon par défaut de {where} : "
-            f"{self.radius.value()} km"
+            f"{place.label}{'' if place.label == at else ' — ' + at}"
+            f" — rayon par défaut de {where} : {self.radius.value()} km"
         )
         self.message.show_message("")
         if self.map is not None:
