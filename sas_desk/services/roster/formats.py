@@ -451,7 +451,7 @@ class _Builder:
         if not listed:
             if sector is not None:
                 communes = list(sector.communes)
-            elif sector_code:
+            elif sector_code and self.sectors is None:
                 self.issue(where, "communes", "communes manquantes (codes INSEE séparés par « | »)")
         deps = {c[:3] if c[:2] in ("97", "98") else c[:2] for c in communes}
         if len(deps) > 1:
