@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from dateutil.easter import easter  # type: ignore[import-untyped]
@@ -43,6 +44,7 @@ PARIS = ZoneInfo("Europe/Paris")
 MAX_PERIOD = timedelta(hours=72)
 
 
+@lru_cache(maxsize=65536)
 def fold_name(text: str) -> str:
     """Lowercase, no accents, words separated by one space (name matching)."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())

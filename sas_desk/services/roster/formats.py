@@ -349,6 +349,29 @@ class _Builder:
         self.known = known
         self.issues: list[Issue] = []
         self.entries: list[RosterEntry] = []
+        # (sector, communes as written) -> (codes, problems): rows repeat them
+        self._communes: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+
+    def _check_communes(
+        self, listed: Sequence[str], sector: Sector | None
+    ) -> tuple[list[str], list[str]]:
+        codes: list[str] = []
+        problems: list[str] = []
+        for raw in listed:
+            try:
+                code = _insee(raw)
+            except _Bad as exc:
+                problems.append(str(exc))
+                continue
+            if self.known is not None and not self.known(code):
+                problems.append(f"commune inconnue « {code} » (code INSEE)")
+                continue
+            if sector is not None and code not in sector.communes:
+                problems.append(f"commune {code} hors du secteur {sector.code}")
+                continue
+            if code not in codes:
+                codes.append(code)
+        return codes, problems
 
     def issue(self, where: str, key: str, message: str) -> None:
         self.issues.append(Issue(where, self.labels.get(key, key) if key else "", message))
@@ -433,21 +456,14 @@ class _Builder:
         listed = (
             _split_communes(raw_communes) if isinstance(raw_communes, str | list | tuple) else []
         )
-        communes: list[str] = []
-        for raw in listed:
-            try:
-                code = _insee(raw)
-            except _Bad as exc:
-                self.issue(where, "communes", str(exc))
-                continue
-            if self.known is not None and not self.known(code):
-                self.issue(where, "communes", f"commune inconnue « {code} » (code INSEE)")
-                continue
-            if sector is not None and code not in sector.communes:
-                self.issue(where, "communes", f"commune {code} hors du secteur {sector.code}")
-                continue
-            if code not in communes:
-                communes.append(code)
+        cache_key = (sector_code, "|".join(listed))
+        cached = self._communes.get(cache_key)
+        if cached is None:
+            cached = self._check_communes(listed, sector)
+            self._communes[cache_key] = cached
+        communes, problems = cached
+        for message in problems:
+            self.issue(where, "communes", message)
         if not listed:
             if sector is not None:
                 communes = list(sector.communes)
