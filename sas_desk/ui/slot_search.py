@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -119,6 +120,9 @@ STATE_COLOURS = {
 CARD_HEIGHT = 86
 SLOT_W, SLOT_H, SLOT_GAP = 92, 24, 6
 DEFAULT_ORIGIN = "sas"
+#: updates arriving closer than this are applied together (one relayout and
+#: one repaint of the cards instead of one per vendor batch)
+FLUSH_S = 0.1
 
 
 class SearchSource(Protocol):
@@ -494,6 +498,8 @@ class SlotSearchPanel(QWidget):
         self._source_ready = asyncio.Event() if _loop_running() else None
         self._source_note = "Annuaire des praticiens en cours de chargement…"
         self._task: asyncio.Task[None] | None = None
+        self._pending: list[SearchUpdate] = []
+        self._last_flush = 0.0
         self._geo_task: asyncio.Task[None] | None = None
         self._places: dict[str, Place] = {}
         self._radius_touched = False
@@ -523,6 +529,8 @@ class SlotSearchPanel(QWidget):
         self._completer.activated.connect(self._on_place_chosen)
         self.where.textEdited.connect(self._on_where_edited)
         self.where.returnPressed.connect(self.start_search)
+        self._flush_timer = QTimer(self, singleShot=True)
+        self._flush_timer.timeout.connect(self._flush)
         self._geo_timer = QTimer(self, singleShot=True, interval=150)
         self._geo_timer.timeout.connect(self._suggest)
         form.addWidget(where)
@@ -890,6 +898,7 @@ class SlotSearchPanel(QWidget):
             # the task may take a while to unwind (requests being torn down):
             # the panel is free at once, and ignores whatever it still says
             self._task.cancel()
+            self._flush()  # what came so far stays on screen
             self.running = False
             self.cancel_button.setEnabled(False)
             if not quiet:
@@ -899,6 +908,9 @@ class SlotSearchPanel(QWidget):
         self._task = None
 
     def _reset_results(self) -> None:
+        self._flush_timer.stop()
+        self._pending = []
+        self._last_flush = 0.0
         self.model.clear()
         self.updates = 0
         self.last_update = None
@@ -937,7 +949,7 @@ class SlotSearchPanel(QWidget):
                 async for update in stream:
                     if asyncio.current_task() is not self._task:
                         break  # cancelled or replaced (a swallowed cancellation)
-                    self._apply(update)
+                    self._queue(update)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a known error has its French message
@@ -950,6 +962,30 @@ class SlotSearchPanel(QWidget):
             if self._task is None or self._task is asyncio.current_task():
                 self.running = False  # (not when a newer search took over)
                 self.cancel_button.setEnabled(False)
+
+    def _queue(self, update: SearchUpdate) -> None:
+        self._pending.append(update)
+        now = time.monotonic()
+        if update.done or now - self._last_flush >= FLUSH_S:
+            self._flush()
+        elif not self._flush_timer.isActive():
+            self._flush_timer.start(int((FLUSH_S - (now - self._last_flush)) * 1000) + 1)
+
+    def _flush(self) -> None:
+        """Apply the updates received since the last one, as one."""
+        self._flush_timer.stop()
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        last = pending[-1]
+        if len(pending) > 1:
+            offers: dict[str, Offer] = {}
+            for u in pending:
+                for o in u.offers:
+                    offers[o.key] = o  # a later update carries the place's slots so far
+            last = replace(last, offers=tuple(offers.values()))
+        self._last_flush = time.monotonic()
+        self._apply(last)
 
     def _apply(self, update: SearchUpdate) -> None:
         self.updates += 1

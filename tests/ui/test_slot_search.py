@@ -115,9 +115,13 @@ async def test_progressive_fill_sas_first_vendor_row_and_keyboard(
         assert "a répondu" in panel.vendor_labels[name].text()
     assert "terminé" in panel.summary.text()
     qtmodeltester.check(panel.model)
-    # keyboard: the first card is current; → moves the slot cursor, ↓ the card
-    assert panel.list.currentIndex().row() == 0
+    # keyboard: a card is current from the first batch on (it keeps its place
+    # while cards are inserted above it); Home goes to the first, → moves the
+    # slot cursor, ↓ the card
+    assert panel.list.currentIndex().isValid()
     panel.list.setFocus()
+    QTest.keyClick(panel.list, Qt.Key.Key_Home)
+    assert panel.list.currentIndex().row() == 0
     QTest.keyClick(panel.list, Qt.Key.Key_Right)
     assert panel.slot_cursor == 1
     QTest.keyClick(panel.list, Qt.Key.Key_Down)
