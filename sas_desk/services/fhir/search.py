@@ -211,12 +211,13 @@ class SlotSearch:
                             "timeout",
                         )
                     vendor.in_flight[n] = time.monotonic()
-                    if batch.kind is CandidateKind.SOS:
-                        outcome = await asyncio.wait_for(client.sos(batch.ids, start, end), left)
-                    else:
-                        outcome = await asyncio.wait_for(
-                            client.slots(batch.ids, start, end, cpts=batch.cpts), left
-                        )
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for may
+                    # swallow a cancellation that races with the answer
+                    async with asyncio.timeout(left):
+                        if batch.kind is CandidateKind.SOS:
+                            outcome = await client.sos(batch.ids, start, end)
+                        else:
+                            outcome = await client.slots(batch.ids, start, end, cpts=batch.cpts)
             except TimeoutError:
                 outcome = VendorError(
                     f"{batch.vendor} : pas de réponse en {client.endpoint.timeout:g} s.",
@@ -249,7 +250,8 @@ class SlotSearch:
             while remaining:
                 wake = self._next_slow_check(states)
                 try:
-                    n, batch, outcome = await asyncio.wait_for(events.get(), wake)
+                    async with asyncio.timeout(wake):
+                        n, batch, outcome = await events.get()
                 except TimeoutError:
                     if self._mark_slow(states):
                         yield SearchUpdate(
