@@ -266,7 +266,12 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
                 timeout=httpx.Timeout(config.geocoder_timeout, connect=2.0), verify=ssl_context
             )
             resolver.geocoder = BanGeocoder(geocoder_url, client, timeout=config.geocoder_timeout)
-        aio.spawn(_start_slots(config, simulator, window), "slot-service")
+        started_window, started_simulator = window, simulator
+
+        def start_slots() -> None:
+            aio.spawn(_start_slots(config, started_simulator, started_window), "slot-service")
+
+        window.set_slot_starter(start_slots)
         if options.on_ready is not None:
             await options.on_ready(window)
         await closed.wait()

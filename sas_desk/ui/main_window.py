@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,7 @@ class MainWindow(QMainWindow):
         self.queue_panel: QueuePanel | None = None
         self.slot_panel: SlotSearchPanel | None = None
         self.slot_source: Any = None  # the SlotService, once the app built it
+        self._slot_starter: Callable[[], object] | None = None
         self._slot_note = "Annuaire des praticiens en cours de chargement…"
         self._offline_banner: Banner | None = None
         self._last_save_ok: bool | None = None
@@ -318,6 +320,19 @@ class MainWindow(QMainWindow):
         view.note.setFocus()
 
     # ------------------------------------------------------------------ slot search
+    def set_slot_starter(self, start: Callable[[], object]) -> None:
+        """How to build the slot service (directory sync, vendor clients): run
+        when the slot search is first opened, not at start-up — the sync of
+        thousands of practitioners would stall a call sheet being typed."""
+        self._slot_starter = start
+        if self.slot_panel is not None:  # already open (the OSNP lands on it)
+            self._start_slots()
+
+    def _start_slots(self) -> None:
+        start, self._slot_starter = self._slot_starter, None
+        if start is not None:
+            start()
+
     def set_slot_source(self, source: Any, note: str = "") -> None:
         """The slot service once its directory is usable (``None`` + a
         French note while it is not)."""
@@ -344,6 +359,7 @@ class MainWindow(QMainWindow):
             panel.set_source(self.slot_source if ready else None, self._slot_note)
             self.slot_panel = panel
             self.tabs.addTab(panel, "Créneaux")
+            self._start_slots()
         if dossier is not None and (dossier.location.has_position or dossier.location.insee):
             panel.prefill(dossier)
         self.tabs.setCurrentWidget(panel)

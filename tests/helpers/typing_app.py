@@ -3,6 +3,7 @@
     python -m tests.helpers.typing_app type DATA_DIR     # types a call, then idles until killed
     python -m tests.helpers.typing_app resume DATA_DIR   # restarts, resumes, prints the fields
     python -m tests.helpers.typing_app demo DATA_DIR     # geocodes through the demo simulator
+    python -m tests.helpers.typing_app slots DATA_DIR    # the slot search starts when first opened
 
 ``demo`` prints ``DEMO <json>`` with the status bar's mode text and the
 geocoder's answer for a Lyon address, then quits.  ``type`` prints ``EDIT <wall time> <field> <json text>`` after every
@@ -93,10 +94,30 @@ async def demo(window) -> None:  # type: ignore[no-untyped-def]
     window.close()
 
 
+async def slots(window) -> None:  # type: ignore[no-untyped-def]
+    """The slot service is not built at start-up (its directory sync would
+    stall typing); opening the search builds it and syncs the directory."""
+    before = window.slot_source is not None
+    ready = asyncio.Event()
+    original = window.set_slot_source
+
+    def watch(source, note=""):  # type: ignore[no-untyped-def]
+        original(source, note)
+        if source is not None:
+            ready.set()
+
+    window.set_slot_source = watch
+    window.open_slot_search()
+    await asyncio.wait_for(ready.wait(), 60)
+    stats = window.slot_source.store.stats()
+    emit(f"SLOTS {json.dumps({'before': before, 'places': stats.places})}")
+    window.close()
+
+
 def main() -> None:
     mode, data_dir = sys.argv[1], Path(sys.argv[2])
     config = Config(data_dir=data_dir, role="ARM", workstation="POSTE-CRASH", operator="arm.crash")
-    scenario = {"type": type_call, "resume": resume, "demo": demo}[mode]
+    scenario = {"type": type_call, "resume": resume, "demo": demo, "slots": slots}[mode]
     sys.exit(run(config, RunOptions(on_ready=scenario)))
 
 

@@ -114,6 +114,23 @@ def test_demo_starts_its_simulator_after_the_window_and_geocodes(tmp_path: Path)
     assert demo["places"][0]["insee"] in lyon
 
 
+def test_the_slot_search_is_built_when_first_opened_not_at_start(tmp_path: Path) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.helpers.typing_app", "slots", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("SLOTS "))
+    slots = json.loads(line.removeprefix("SLOTS "))
+    assert slots["before"] is False  # nothing synced while the first call is typed
+    assert slots["places"] > 1500  # opening the search synced the demo directory
+
+
 def test_missing_config_file_is_refused_in_french(tmp_path: Path) -> None:
     result = sas_desk("--config", str(tmp_path / "absent.toml"), "--smoke", data_dir=tmp_path)
     assert result.returncode == 2
