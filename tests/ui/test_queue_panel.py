@@ -190,11 +190,12 @@ async def test_the_supervisor_reassigns_a_claim_from_the_keyboard(
     held, other = dossier(8, clock), dossier(9, clock)
     for case in (held, other):
         await a.client.enqueue(case)
-    await until(lambda: len(rows(sup.panel, QueueName.SNP)) == 2, timeout=10)
+    for station in (a, b, sup):  # every workstation sees both before anyone acts
+        await until(lambda s=station: len(rows(s.panel, QueueName.SNP)) == 2, timeout=10)
     assert sup.panel.action_buttons["reassign"].text() == "Réattribuer…  (Ctrl+E)"
     assert "reassign" not in a.panel.action_buttons  # regulators cannot
     for station, case in ((a, held), (b, other)):
-        station.panel.select(case.case_id)
+        assert station.panel.select(case.case_id)
         station.panel.act("claim")
     await until(
         lambda: all(
