@@ -11,6 +11,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from sas_desk.models.slots import ConsultationMode, Slot, SlotType
 
@@ -56,6 +57,57 @@ def default_window(now: datetime) -> tuple[datetime, datetime]:
     """Now → the end of the day after tomorrow (the platform's "J, J+1, J+2")."""
     last_day = (now + timedelta(days=2)).replace(hour=23, minute=59, second=59, microsecond=0)
     return now, last_day
+
+
+class Window(enum.Enum):
+    """How far ahead the operator searches (the platform's default: J to J+2)."""
+
+    DEFAULT = ("J, J+1, J+2", 0)
+    H4 = ("4 prochaines heures", 4)
+    H24 = ("24 prochaines heures", 24)
+    H72 = ("72 prochaines heures", 72)
+
+    def __init__(self, label: str, hours: int) -> None:
+        self.label = label
+        self.hours = hours
+
+    def bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        if not self.hours:
+            return default_window(now)
+        return now, now + timedelta(hours=self.hours)
+
+
+OID_SPECIALTY_L01 = "urn:oid:1.2.250.1.213.2.28"  # TRE-R38 as the platform's link names it
+OID_IDNAT_PS_L01 = "urn:oid:1.2.250.1.71.4.2.1"
+
+
+def sas_platform_link(
+    base_url: str,
+    origin: str,
+    *,
+    specialty: str = GENERAL_MEDICINE,
+    street_number: str = "",
+    street_name: str = "",
+    insee: str = "",
+    city: str = "",
+    practitioner_rpps: str = "",
+) -> str:
+    """The national platform's contextual search (flow INT_L01): its search
+    page pre-filled with the place (and the patient's own doctor when known).
+    Empty parts are left out; the dentists' pseudo-specialty is not sent."""
+    parts: list[tuple[str, str]] = [("origin", origin)]
+    if practitioner_rpps:
+        parts.append(("practitioner", f"{OID_IDNAT_PS_L01}|{practitioner_rpps}"))
+    if specialty and specialty != DENTIST:
+        parts.append(("specialty", f"{OID_SPECIALTY_L01}|{specialty}"))
+    parts += [
+        ("streetnumber", street_number),
+        ("streetname", street_name),
+        ("inseecode", insee),
+        ("city", city),
+    ]
+    query = "&".join(f"{k}={quote(v, safe=':')}" for k, v in parts if v)
+    return f"{base_url.rstrip('/')}/sas/recherche?{query}"
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,20 @@ class Config:
     directory_url: str = ""
     search_per_vendor: int = 4  # requests in flight per vendor
     search_slow_s: float = 2.0  # a request older than this marks its vendor "slow"
+    # the national platform's contextual search (INT_L01) and the map's tiles
+    sas_platform_url: str = "https://sas.sante.fr"
+    sas_origin: str = ""  # our identifier in the link; empty = the organisation's owner id
+    map_tiles_url: str = ""  # XYZ template, e.g. https://tiles.samu69.local/{z}/{x}/{y}.png
+    map_tiles_cache: str = ""  # empty = <data dir>/tiles
+
+    @property
+    def tiles_cache_path(self) -> Path:
+        return (
+            Path(self.map_tiles_cache).expanduser()
+            if self.map_tiles_cache
+            else (self.data_dir / "tiles")
+        )
+
     # dental on-call rosters: HTTP(S) sources synced into DATA_DIR/rosters.sqlite
     roster_urls: tuple[str, ...] = ()
     roster_timeout: float = 20.0
@@ -146,7 +160,10 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
     "geocoder": frozenset({"url", "timeout"}),
     "demo": frozenset({"enabled", "simulator_port"}),
     "paths": frozenset({"data_dir"}),
-    "search": frozenset({"directory_url", "per_vendor", "slow_s"}),
+    "search": frozenset(
+        {"directory_url", "per_vendor", "slow_s", "sas_platform_url", "sas_origin"}
+    ),
+    "map": frozenset({"tiles_url", "tiles_cache"}),
     "rosters": frozenset({"urls", "timeout"}),
     "queues": frozenset(
         {
@@ -224,6 +241,18 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     _take(values, search, "directory_url", str, "search")
     _take(values, search, "search_per_vendor", int, "search", key="per_vendor")
     _take(values, search, "search_slow_s", float, "search", key="slow_s")
+    _take(values, search, "sas_platform_url", str, "search")
+    _take(values, search, "sas_origin", str, "search")
+    tiles = raw.get("map", {})
+    _take(values, tiles, "map_tiles_url", str, "map", key="tiles_url")
+    _take(values, tiles, "map_tiles_cache", str, "map", key="tiles_cache")
+    for key, what in (
+        ("sas_platform_url", "[search] sas_platform_url"),
+        ("map_tiles_url", "[map] tiles_url"),
+    ):
+        url = values.get(key, "")
+        if url and not str(url).startswith(("https://", "http://")):
+            raise ConfigError(f"Configuration ({path}) : {what} doit être une adresse http(s).")
     rosters = raw.get("rosters", {})
     _take(values, rosters, "roster_timeout", float, "rosters", key="timeout")
     if "urls" in rosters:

@@ -86,6 +86,8 @@ from sas_desk.models.search import (
     VendorState,
     VendorStatus,
     Volunteer,
+    Window,
+    sas_platform_link,
 )
 from sas_desk.models.slots import ConsultationMode, Slot, SlotType
 from sas_desk.models.validation import ValidationError, parse_position
@@ -504,6 +506,10 @@ class SlotSearchPanel(QWidget):
         self._places: dict[str, Place] = {}
         self._radius_touched = False
         self._show_map = show_map
+        config = desk.config if desk is not None else None
+        if config is not None and not tiles_url:  # the organisation's tile server, if any
+            tiles_url = config.map_tiles_url
+            tiles_cache = tiles_cache or str(config.tiles_cache_path)
         self._tiles_url = tiles_url
         self._tiles_cache = tiles_cache
         self.map: Any = None  # SlotMap, created when the panel is first shown
@@ -555,6 +561,14 @@ class SlotSearchPanel(QWidget):
         form.addWidget(radius_label)
         form.addWidget(self.radius)
 
+        self.window_choice = named(QComboBox(), "searchWindow")
+        for choice in Window:
+            self.window_choice.addItem(choice.label, choice)
+        window_label = QLabel("&Quand")
+        window_label.setBuddy(self.window_choice)
+        form.addWidget(window_label)
+        form.addWidget(self.window_choice)
+
         self.search_button = named(QPushButton("Rechercher  (Entrée)"), "searchButton")
         self.search_button.setDefault(True)
         self.search_button.clicked.connect(self.start_search)
@@ -563,6 +577,12 @@ class SlotSearchPanel(QWidget):
         self.cancel_button.setEnabled(False)
         form.addWidget(self.search_button)
         form.addWidget(self.cancel_button)
+        self.platform_button = named(QPushButton("Plateforme SAS  (Ctrl+Maj+P)"), "platformButton")
+        self.platform_button.setToolTip(
+            "Ouvre la recherche de la plateforme nationale SAS, pré-remplie avec ce lieu"
+        )
+        self.platform_button.clicked.connect(self.open_platform)
+        form.addWidget(self.platform_button)
         outer.addLayout(form)
 
         self.place_label = named(QLabel(), "searchPlace")
@@ -671,6 +691,7 @@ class SlotSearchPanel(QWidget):
             ("Alt+1", lambda: self._show_tab(0)),
             ("Alt+2", lambda: self._show_tab(1)),
             ("Ctrl+L", self.where.setFocus),
+            ("Ctrl+Shift+P", self.open_platform),
         ):
             sc = QShortcut(QKeySequence(seq), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -868,11 +889,57 @@ class SlotSearchPanel(QWidget):
             self.where.setText(place.label)
             self._set_place(place)
         assert self.place is not None
+        choice = self.window_choice.currentData()
+        start, end = (choice if isinstance(choice, Window) else Window.DEFAULT).bounds(self.now())
         return SearchQuery(
             self.place.lat,
             self.place.lon,
             float(self.radius.value()),
             str(self.specialty.currentData() or GENERAL_MEDICINE),
+            start=start,
+            end=end,
+        )
+
+    def platform_link(self) -> str | None:
+        """The national platform's contextual search (INT_L01) for the
+        dossier's place, else the place chosen here; ``None`` without one."""
+        config = self.desk.config if self.desk is not None else None
+        base = config.sas_platform_url if config is not None else "https://sas.sante.fr"
+        origin = (config.sas_origin or config.owner) if config is not None else "sas-desk"
+        specialty = str(self.specialty.currentData() or GENERAL_MEDICINE)
+        loc = self.dossier.location if self.dossier is not None else None
+        if loc is not None and (loc.insee or loc.city):
+            street = " ".join(p for p in (loc.way_type, loc.way_name) if p)
+            return sas_platform_link(
+                base,
+                origin,
+                specialty=specialty,
+                street_number=loc.number,
+                street_name=street,
+                insee=loc.insee,
+                city=loc.city,
+            )
+        if self.place is not None:
+            return sas_platform_link(
+                base,
+                origin,
+                specialty=specialty,
+                street_number=self.place.housenumber or "",
+                street_name=self.place.street or "",
+                insee=self.place.insee,
+                city=self.place.city,
+            )
+        return None
+
+    def open_platform(self) -> None:
+        link = self.platform_link()
+        if link is None:
+            self.message.show_message("Choisissez d'abord un lieu pour la plateforme SAS.")
+            return
+        log.info("opening the SAS platform's contextual search")
+        self.open_url(QUrl(link))
+        self.message.show_message(
+            "Recherche ouverte dans la plateforme SAS (navigateur).", info=True
         )
 
     def start_search(self) -> asyncio.Task[None] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -364,3 +365,41 @@ async def test_main_window_opens_the_panel_from_a_sheet_with_map_selection_both_
     # the OSNP lands on the panel
     window.set_role("OSNP")
     assert window.tabs.currentWidget() is panel
+
+
+async def test_the_sas_platform_link_and_the_search_window(
+    qtbot: QtBot, env: Env, slots: SlotService
+) -> None:
+    browser = Browser()
+    panel = make_panel(qtbot, env, slots, browser)
+    panel.open_platform()  # no place yet: said, nothing opened
+    assert browser.opened == [] and "Choisissez d'abord un lieu" in panel.message.text()
+    case = env.desk.new_call()
+    case.location.number, case.location.way_type, case.location.way_name = "12", "Rue", "de la Paix"
+    case.location.insee, case.location.city = "69266", "Villeurbanne"
+    case.location.lat, case.location.lon = 45.7719, 4.8902
+    panel.prefill(case)
+    panel.activateWindow()
+    await until(panel.isActiveWindow)
+    panel.where.setFocus()
+    qtbot.keyClick(
+        panel.where,
+        Qt.Key.Key_P,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    link = (
+        "https://sas.sante.fr/sas/recherche?origin=fr.health.samu690"
+        "&specialty=urn:oid:1.2.250.1.213.2.28%7CSM54&streetnumber=12"
+        "&streetname=Rue%20de%20la%20Paix&inseecode=69266&city=Villeurbanne"
+    )
+    assert panel.platform_link() == link
+    assert browser.opened == [QUrl(link).toString()]  # opened in the browser
+    # "Quand": the next 4 hours instead of J to J+2
+    panel.window_choice.setCurrentIndex(panel.window_choice.findText("4 prochaines heures"))
+    query = panel.query()
+    assert query is not None and query.start is not None and query.end is not None
+    assert query.end - query.start == timedelta(hours=4)
+    panel.start_search()
+    await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    starts = [s.start for r in panel.model.rows() for s in r.slots]
+    assert all(s <= query.end for s in starts)

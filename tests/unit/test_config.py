@@ -333,3 +333,21 @@ def test_bad_vendor_tables_are_refused_in_french(tmp_path: Path, text: str, frag
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, text))
     assert fragment in err.value.message_fr
+
+
+def test_map_tiles_and_sas_platform_settings(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(
+            tmp_path,
+            '[map]\ntiles_url = "https://tiles.example/{z}/{x}/{y}.png"\n'
+            '[search]\nsas_platform_url = "https://sas.test"\nsas_origin = "SAMU069"\n',
+        ),
+        tmp_path / "data",
+    )
+    assert cfg.map_tiles_url == "https://tiles.example/{z}/{x}/{y}.png"
+    assert cfg.tiles_cache_path == tmp_path / "data" / "tiles"
+    assert (cfg.sas_platform_url, cfg.sas_origin) == ("https://sas.test", "SAMU069")
+    assert Config().sas_platform_url == "https://sas.sante.fr"
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, '[map]\ntiles_url = "tiles/{z}"\n'))
+    assert "[map] tiles_url doit être une adresse http(s)" in err.value.message_fr

@@ -441,3 +441,34 @@ async def test_transport_failures_become_french_vendor_errors(
         await v.client().slots([rpps(1)], NOW, NOW + timedelta(hours=1))
     assert err.value.kind == kind
     assert err.value.message_fr.startswith("v : ") and text in err.value.message_fr
+
+
+def test_sas_platform_contextual_link() -> None:
+    from sas_desk.models.search import sas_platform_link
+
+    assert sas_platform_link(
+        "https://sas.sante.fr/",
+        "fr.health.samu690",
+        street_number="12",
+        street_name="Rue de la Paix",
+        insee="69266",
+        city="Villeurbanne",
+        practitioner_rpps="10101288385",
+    ) == (
+        "https://sas.sante.fr/sas/recherche?origin=fr.health.samu690"
+        "&practitioner=urn:oid:1.2.250.1.71.4.2.1%7C10101288385"
+        "&specialty=urn:oid:1.2.250.1.213.2.28%7CSM54&streetnumber=12"
+        "&streetname=Rue%20de%20la%20Paix&inseecode=69266&city=Villeurbanne"
+    )
+    # empty parts are left out; dentists have no R38 specialty to send
+    assert sas_platform_link("https://x.fr", "o", specialty="DENT", city="Bron") == (
+        "https://x.fr/sas/recherche?origin=o&city=Bron"
+    )
+
+
+def test_search_windows() -> None:
+    from sas_desk.models.search import Window
+
+    assert Window.DEFAULT.bounds(NOW) == default_window(NOW)
+    assert Window.H4.bounds(NOW) == (NOW, NOW + timedelta(hours=4))
+    assert Window.H72.bounds(NOW)[1] - NOW == timedelta(hours=72)
