@@ -185,6 +185,45 @@ async def _start_slots(config: Config, simulator: Simulator | None, window: Main
     window.set_slot_source(service, "")
 
 
+async def _start_rosters(config: Config, window: MainWindow, communes: CommuneIndex) -> None:
+    """The dental roster service, once the dental view is first opened: the
+    store opened (and the demo roster loaded) in a worker thread, then the
+    configured sources synced in the background."""
+    from sas_desk.services.roster.service import RosterService
+    from sas_desk.services.roster.store import RosterError
+
+    def open_service() -> RosterService:
+        service = RosterService(
+            config.rosters_path, communes=communes, sources=config.roster_urls, now=clock.now
+        )
+        if config.demo:
+            try:
+                service.load_demo_if_empty()
+            except RosterError as exc:  # the view says there is no roster
+                log.warning("demo roster not loaded: %s", exc.reason)
+        return service
+
+    try:
+        service = await asyncio.to_thread(open_service)
+    except RosterError as exc:
+        window.set_roster_service(None, f"Tableaux de garde indisponibles : {exc.message_fr}")
+        return
+    window.set_roster_service(service, "")
+    if not config.roster_urls:
+        return
+    import httpx
+
+    from sas_desk.services.roster.sync import RosterSync
+
+    loop = asyncio.get_running_loop()
+    ssl_context = await loop.run_in_executor(None, httpx.create_ssl_context)
+    await loop.run_in_executor(None, _warm_imports)
+    async with httpx.AsyncClient(verify=ssl_context, follow_redirects=True) as client:
+        results = await RosterSync(service, client, timeout=config.roster_timeout).run()
+    log.info("roster sync: %s", ", ".join(r.state for r in results))
+    window.roster_status_changed()
+
+
 async def main(app: object, config: Config, options: RunOptions) -> int:
     from PySide6.QtCore import QCoreApplication
 
@@ -272,16 +311,24 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             aio.spawn(_start_slots(config, started_simulator, started_window), "slot-service")
 
         window.set_slot_starter(start_slots)
+
+        def start_rosters() -> None:
+            aio.spawn(_start_rosters(config, started_window, resolver.index), "roster-service")
+
+        window.set_roster_starter(start_rosters)
         if options.on_ready is not None:
             await options.on_ready(window)
         await closed.wait()
         return 0
     finally:
         slots_service = window.slot_source if window is not None else None
+        roster_service = window.roster_service if window is not None else None
         await aio.cancel_all()
         log.debug("shutdown: background tasks cancelled")
         if slots_service is not None and hasattr(slots_service, "close"):
             await slots_service.close()
+        if roster_service is not None:
+            roster_service.close()
         await queues.stop()
         log.debug("shutdown: queues stopped")
         await journal.close()

@@ -314,6 +314,7 @@ class EventKind(enum.StrEnum):
     REASSIGNED = "REASSIGNED"
     LEASE_EXPIRED = "LEASE_EXPIRED"
     ORIENTED = "ORIENTED"  # a slot booked at a vendor (OSNP orientation)
+    DENTAL_ORIENTED = "DENTAL_ORIENTED"  # the dental regulator's orientation
 
     @property
     def label(self) -> str:
@@ -336,6 +337,7 @@ class EventKind(enum.StrEnum):
             "REASSIGNED": "Réattribué par le superviseur",
             "LEASE_EXPIRED": "Prise en charge expirée (poste muet)",
             "ORIENTED": "Orientation : rendez-vous pris",
+            "DENTAL_ORIENTED": "Orientation dentaire",
         }[self.value]
 
 

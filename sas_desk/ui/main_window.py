@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -41,6 +42,7 @@ from sas_desk.ui.queue_panel import QueuePanel
 from sas_desk.ui.widgets import Banner, named
 
 if TYPE_CHECKING:
+    from sas_desk.ui.dental_view import DentalOrientation, DentalView
     from sas_desk.ui.slot_search import SlotSearchPanel
 
 log = logging.getLogger("sas_desk.ui")
@@ -122,6 +124,12 @@ class MainWindow(QMainWindow):
         self.slot_source: Any = None  # the SlotService, once the app built it
         self._slot_starter: Callable[[], object] | None = None
         self._slot_note = "Annuaire des praticiens en cours de chargement…"
+        self.dental_view: DentalView | None = None
+        self.roster_service: Any = None  # the RosterService, once the app built it
+        self._roster_starter: Callable[[], object] | None = None
+        self._roster_ready = False
+        self.dental_task: asyncio.Task[None] | None = None  # the last orientation sent
+        self._roster_note = "Tableaux de garde en cours de chargement…"
         self._offline_banner: Banner | None = None
         self._last_save_ok: bool | None = None
         self._last_save_second = -1
@@ -215,6 +223,10 @@ class MainWindow(QMainWindow):
         slot_search.setShortcut(QKeySequence("Ctrl+F"))
         slot_search.triggered.connect(lambda: self.open_slot_search())
         self.slot_search_action = slot_search
+        dental = QAction("Garde dentaire et tri", self)
+        dental.setShortcut(QKeySequence("Ctrl+D"))
+        dental.triggered.connect(lambda: self.open_dental_view())
+        self.dental_action = dental
         quit_action = QAction("Quitter", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         quit_action.triggered.connect(self.close)
@@ -225,6 +237,8 @@ class MainWindow(QMainWindow):
         orientation = self.menuBar().addMenu("&Orientation")
         orientation.addAction(slot_search)
         self.addAction(slot_search)
+        orientation.addAction(dental)
+        self.addAction(dental)
 
         journal.add_listener(self._on_save_state)
         if queue_client is not None:
@@ -259,6 +273,8 @@ class MainWindow(QMainWindow):
             self.new_call()
         elif role == "OSNP":  # the OSNP's main screen
             self.open_slot_search()
+        elif role == "DENT":  # the dental regulator's main screen
+            self.open_dental_view()
         elif role != "ARM":
             if self.queue_panel is not None:
                 self.left_tabs.setCurrentWidget(self.queue_panel)
@@ -367,6 +383,101 @@ class MainWindow(QMainWindow):
         panel.where.setFocus()
         panel.where.selectAll()
         return panel
+
+    # ------------------------------------------------------------------ dental roster
+    def set_roster_starter(self, start: Callable[[], object]) -> None:
+        """How to open the roster service (and load the demo, sync the
+        sources): run when the dental view is first opened, never at start-up."""
+        self._roster_starter = start
+        if self.dental_view is not None:  # already open (the DENT lands on it)
+            self._start_rosters()
+
+    def _start_rosters(self) -> None:
+        start, self._roster_starter = self._roster_starter, None
+        if start is not None:
+            start()
+
+    def set_roster_service(self, service: Any, note: str = "") -> None:
+        """The roster service once usable (``None`` + a French note while not)."""
+        if service is not None:
+            self.roster_service = service
+        self._roster_ready = service is not None
+        self._roster_note = note
+        if self.dental_view is not None:
+            self.dental_view.set_service(service, note)
+
+    def roster_status_changed(self) -> None:
+        """A sync ended: the view re-reads the status (and its answer)."""
+        if self.dental_view is not None:
+            self.dental_view.refresh_status()
+
+    def open_dental_view(self, dossier: Dossier | None = None) -> DentalView:
+        """The dental regulator's view; from a dental dossier (the current
+        one by default) with its commune and reason prefilled."""
+        from sas_desk.ui.dental_view import DentalView, in_dental_branch
+
+        if dossier is None:
+            current = self.tabs.currentWidget()
+            if isinstance(current, DossierView | CallSheet) and in_dental_branch(current.dossier):
+                dossier = current.dossier
+        view = self.dental_view
+        if view is None:
+            view = DentalView(self.resolver.index, desk=self.desk)
+            view.oriented.connect(self._on_dental_oriented)
+            view.set_service(self.roster_service if self._roster_ready else None, self._roster_note)
+            self.dental_view = view
+            self.tabs.addTab(view, "Garde dentaire")
+            self._start_rosters()
+        self.tabs.setCurrentWidget(view)
+        self.right.setCurrentIndex(1)
+        if dossier is not None:
+            view.prefill(dossier)
+        if view.commune.text() and view.answer is not None:
+            view.on_call_table.setFocus()
+        else:
+            view.focus_commune()
+        return view
+
+    def _on_dental_oriented(self, result: DentalOrientation) -> None:
+        """A dossier from the queues gets the orientation as a medical note;
+        "back to a physician" transfers it to the AMU queue."""
+        from sas_desk.ui.dental_view import Orientation
+
+        dossier = result.dossier
+        view = self._dossier_view(dossier.case_id) if dossier is not None else None
+        if dossier is None or view is None or self.queue_client is None:
+            return
+        to_amu = result.orientation is Orientation.MEDECIN
+        self.dental_task = spawn(
+            self._dental_to_queue(view, result.text, to_amu), "dental-orientation"
+        )
+
+    def _dossier_view(self, case_id: str) -> DossierView | None:
+        for i in range(self.tabs.count()):
+            w = self.tabs.widget(i)
+            if isinstance(w, DossierView) and w.dossier.case_id == case_id:
+                return w
+        return None
+
+    async def _dental_to_queue(self, view: DossierView, text: str, to_amu: bool) -> None:
+        assert self.queue_client is not None
+        case_id = view.dossier.case_id
+        client = self.queue_client
+        try:
+            await client.submit(client.operation("note", case_id, text=text))
+            if to_amu:
+                await client.submit(client.operation("transfer", case_id, to="AMU", reason=text))
+        except (QueueError, BackendUnavailable) as exc:
+            self.banner(
+                f"Orientation enregistrée localement ; file non mise à jour : {exc.message_fr}",
+                "warning",
+            )
+            return
+        if to_amu and self.dental_view is not None:
+            self.dental_view.triage_message.show_message(
+                "Dossier transféré à la file AMU (médecin régulateur).", info=True
+            )
+        await view.refresh()
 
     def _on_booked(self, booking: Any) -> None:
         """A booking the operator confirmed: a dossier from the queues gets the

@@ -54,8 +54,8 @@ async def test_other_roles_land_on_the_list_and_sheets_are_read_only(
 ) -> None:
     draft = env.desk.new_call()
     window = await open_window(qtbot, env, today=[draft])
-    type_text(window.picker, "5")  # DENT
-    assert window.role == "DENT"
+    type_text(window.picker, "4")  # MRL (the DENT lands on the dental view)
+    assert window.role == "MRL"
     assert window.current_sheet() is None
     assert window.day_view.hasFocus()
     window.day_view.activated.emit(window.day_model.index(0, 0))
