@@ -7,7 +7,11 @@ dir, types a call as an ARM would, and saves: the role picker, an empty call
 sheet, a filled call sheet with suggestions open, the sheet after transmission
 with the Dossiers du jour, the resume banner after a restart, the regulators'
 queues, and the OSNP's slot search (a Lyon address: list and map, a facet,
-one vendor failing with the booking question, the "en sus" volunteers).
+one vendor failing with the booking question, the "en sus" volunteers), and
+the dental regulator's view (the dental dossier of the first call claimed
+from the DENT queue: the on-call dentist of its commune next Sunday and the
+triage aid; then a trauma in Lyon with the phone copied, and a search by
+dentist name).
 """
 
 from __future__ import annotations
@@ -299,6 +303,60 @@ def make_osnp(out: Path):  # type: ignore[no-untyped-def]
     return scenario
 
 
+def _next_sunday() -> str:
+    from datetime import date, timedelta
+
+    today = date.today()
+    return (today + timedelta(days=(6 - today.weekday()) % 7 or 7)).strftime("%d/%m/%Y")
+
+
+def make_dental(out: Path):  # type: ignore[no-untyped-def]
+    async def scenario(window) -> None:  # type: ignore[no-untyped-def]
+        window.activateWindow()
+        await settle(500)
+        view = window.dental_view
+        await until(lambda: view.service is not None, 20)
+        panel = window.queue_panel
+        dental = next((i for i in panel.model.items() if i.queue.value == "DENT"), None)
+        if dental is not None:
+            panel.select(dental.case_id)
+            panel.act("claim")
+            await settle(600)
+            QTest.keyClick(window, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
+            await settle(300)
+        view.when.setText(f"{_next_sunday()} 10:30")
+        view.lookup()
+        await until(lambda: view.last_lookup is not None and view.last_lookup.done(), 10)
+        await settle(300)
+        save(window, out, "19-dent-dossier-on-call-and-triage")
+        view.dossier = None
+        view.dossier_label.hide()
+        view.commune.setFocus()
+        view.commune.setText("")
+        type_text(view.commune, "Villeur")
+        await settle(300)
+        save(window, out, "20-dent-commune-suggestions")
+        view._completer.popup().hide()
+        view.commune.setText("Villeurbanne (69266)")
+        view.when.setText(f"{_next_sunday()} 15:00")
+        view.lookup()
+        await until(lambda: view.last_lookup is not None and view.last_lookup.done(), 10)
+        view.signs.set_signs(["trauma"], "2")
+        view.on_call_table.setFocus()
+        QTest.keyClick(view.on_call_table, Qt.Key.Key_C)
+        await settle(300)
+        save(window, out, "21-dent-trauma-on-call-phone-copied")
+        family = view.on_call_table.entries[0].family if view.on_call_table.entries else "Fa"
+        view.search.setFocus()
+        type_text(view.search, family[:5])
+        await until(lambda: view.last_search is not None and view.last_search.done(), 10)
+        await settle(300)
+        save(window, out, "22-dent-dentist-search")
+        window.close()
+
+    return scenario
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "shots").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -317,6 +375,7 @@ def main() -> None:
         )
         run(station("POSTE-ARM-03", "arm.durand", "ARM"), RunOptions(on_ready=make_arm_queue(out)))
         run(station("POSTE-OSNP-02", "osnp.leroy", "OSNP"), RunOptions(on_ready=make_osnp(out)))
+        run(station("POSTE-DENT-04", "dr.roux", "DENT"), RunOptions(on_ready=make_dental(out)))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import Dossier, Event, EventKind
 from sas_desk.models.roster import PARIS, RosterEntry, is_on_call_day
 from sas_desk.models.validation import format_phone
@@ -92,8 +93,8 @@ SIGNS: tuple[tuple[str, str, str], ...] = (
     ("fever", "Fièvre", "F"),
     ("swelling", "Gonflement du visage ou du cou", "G"),
     ("airway", "Gêne pour respirer ou pour avaler", "R"),
-    ("head", "Choc à la tête, perte de connaissance ou vomissements", "T"),
-    ("trauma", "Traumatisme dentaire (dent expulsée, cassée, déplacée)", "D"),
+    ("head", "Choc à la tête, perte de connaissance, vomissements", "T"),
+    ("trauma", "Dent expulsée, cassée ou déplacée (traumatisme)", "D"),
     ("bleeding", "Saignement qui persiste malgré une compression", "S"),
     ("trismus", "Bouche difficile à ouvrir (trismus)", "O"),
     ("anticoagulant", "Sous anticoagulant", "A"),
@@ -191,6 +192,12 @@ def period_text(entry: RosterEntry) -> str:
     return f"{day} {start:%H:%M} → {_DAYS[end.weekday()]} {end:%d/%m %H:%M}"
 
 
+def short_period(entry: RosterEntry) -> str:
+    start, end = entry.start.astimezone(PARIS), entry.end.astimezone(PARIS)
+    text = f"{_DAYS[start.weekday()][:3]}. {start:%d/%m %H:%M}–{end:%H:%M}"
+    return text if end.date() == start.date() else text + " (+1)"
+
+
 _WHEN_RE = re.compile(
     r"^(?:(?P<d>\d{1,2})/(?P<m>\d{1,2})(?:/(?P<y>\d{4}))?|(?P<iso>\d{4}-\d{2}-\d{2}))?"
     r"\s*(?:(?P<h>\d{1,2})\s*[h:]\s*(?P<min>\d{2})?|(?P<hh>\d{1,2})h)?$"
@@ -241,6 +248,8 @@ class EntryTable(QTableWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setTabKeyNavigation(False)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWordWrap(False)
         self.verticalHeader().hide()
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -255,14 +264,16 @@ class EntryTable(QTableWidget):
         self.setRowCount(len(self.entries))
         for i, e in enumerate(self.entries):
             cells = (
-                period_text(e),
+                short_period(e),
                 f"Dr {e.dentist}",
                 format_phone(e.phone) if e.phone else "",
-                f"{e.sector_name} ({e.sector_code})",
+                e.sector_name,
                 e.full_address(),
             )
             for j, text in enumerate(cells):
-                self.setItem(i, j, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                item.setToolTip(f"{period_text(e)} — secteur {e.sector_name} ({e.sector_code})")
+                self.setItem(i, j, item)
         if self.entries:
             self.selectRow(0)
         self.setMaximumHeight(
@@ -315,7 +326,7 @@ class SignList(QWidget):
             self.boxes[code] = box
             self._keys[key] = code
         pain_row = QHBoxLayout()
-        pain_row.addWidget(QLabel("Douleur"))
+        pain_row.addWidget(QLabel("Douleur [0 1 2]"))
         self.pain = named(
             KeyPicker(
                 [
@@ -423,10 +434,6 @@ class DentalView(QWidget):
         self.dossier_label.hide()
         outer.addWidget(self.dossier_label)
 
-        split = QSplitter(Qt.Orientation.Horizontal)
-        left = QWidget()
-        col = QVBoxLayout(left)
-        col.setContentsMargins(0, 0, 6, 0)
         form = QGridLayout()
         self.commune = named(QLineEdit(), "dentalCommune")
         self.commune.setPlaceholderText("Commune du patient (nom ou code INSEE)")
@@ -449,9 +456,14 @@ class DentalView(QWidget):
         form.addWidget(self.lookup_button, 0, 4)
         form.setColumnStretch(1, 3)
         form.setColumnStretch(3, 2)
-        col.addLayout(form)
+        outer.addLayout(form)
         self.message = Message()
-        col.addWidget(self.message)
+        outer.addWidget(self.message)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        col = QVBoxLayout(left)
+        col.setContentsMargins(0, 0, 6, 0)
 
         self.answer_title = named(
             QLabel("Saisissez la commune du patient puis Entrée."), "answerTitle"
@@ -464,8 +476,9 @@ class DentalView(QWidget):
         self.card.setTextFormat(Qt.TextFormat.RichText)
         self.card.setStyleSheet(
             "QLabel { background: #eef6ee; border: 1px solid #9cc59c; border-radius: 6px;"
-            " padding: 8px; }"
+            " padding: 8px; } QLabel:focus { border: 2px solid #1565c0; }"
         )
+        self.card.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.card.hide()
         col.addWidget(self.card)
         self.on_call_table = EntryTable("onCallTable")
@@ -517,9 +530,7 @@ class DentalView(QWidget):
             ),
             "orientation",
         )
-        grid = self.orientation.layout()
-        assert isinstance(grid, QHBoxLayout)
-        grid.setSpacing(2)
+        _two_rows(self.orientation)
         tri.addWidget(self.orientation)
         self.orientation_note = named(QLineEdit(), "orientationNote")
         self.orientation_note.setPlaceholderText("Commentaire (facultatif)")
@@ -532,8 +543,8 @@ class DentalView(QWidget):
         self.triage_message = Message()
         tri.addWidget(self.triage_message)
         tri.addStretch(1)
-        right.setMinimumWidth(420)
-        right.setMaximumWidth(520)
+        right.setMinimumWidth(460)
+        right.setMaximumWidth(540)
         split.addWidget(right)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
@@ -632,7 +643,7 @@ class DentalView(QWidget):
         reason = dossier.dental_reason
         self.dossier_label.setText(
             f"Dossier {label} — {dossier.priority}"
-            + (f" — motif dentaire {reason}" if reason else "")
+            + (f" — {codelist('dental_reason').label(reason)}" if reason else "")
         )
         self.dossier_label.show()
         if loc.insee:
@@ -749,7 +760,8 @@ class DentalView(QWidget):
             who = "Dentiste de garde" if n == 1 else f"{n} dentistes de garde"
             self.answer_title.setText(f"{who} pour {answer.label}, {when_text} :")
             self._show_card(answer.on_call[0])
-            self.on_call_table.show()
+            # one dentist: the card says it all; several: the table picks one
+            self.on_call_table.setVisible(len(answer.on_call) > 1)
         else:
             reference = answer.at or answer.now
             day_note = (
@@ -773,7 +785,8 @@ class DentalView(QWidget):
             self.next_title.setText("<b>Prochaines gardes</b> : aucune dans le tableau en vigueur.")
         self._update_suggestion()
         if answer.on_call and (self.commune.hasFocus() or self.when.hasFocus()):
-            self.on_call_table.setFocus()  # C copies the phone from there
+            # C copies the phone from there
+            (self.on_call_table if len(answer.on_call) > 1 else self.card).setFocus()
 
     def _show_card(self, e: RosterEntry) -> None:
         phone = format_phone(e.phone) if e.phone else "—"
@@ -795,7 +808,9 @@ class DentalView(QWidget):
     def current_on_call(self) -> RosterEntry | None:
         if self.answer is None or not self.answer.on_call:
             return None
-        return self.on_call_table.current_entry() or self.answer.on_call[0]
+        if self.on_call_table.isVisible():
+            return self.on_call_table.current_entry() or self.answer.on_call[0]
+        return self.answer.on_call[0]
 
     def copy_phone(self) -> str:
         """Copy the phone of the dentist shown on the card (C on the commune
@@ -931,6 +946,20 @@ class DentalView(QWidget):
 
 
 _SECOND = timedelta(seconds=1)
+
+
+def _two_rows(picker: KeyPicker) -> None:
+    """Lay a key picker's buttons out on two rows (the triage column is narrow)."""
+    row = picker.layout()
+    assert isinstance(row, QHBoxLayout)
+    buttons = [b for b in picker.findChildren(QPushButton) if b.parent() is picker]
+    grid = QGridLayout()
+    grid.setSpacing(4)
+    for i, button in enumerate(buttons):
+        row.removeWidget(button)
+        button.setMinimumWidth(190)
+        grid.addWidget(button, i // 2, i % 2)
+    row.insertLayout(0, grid, 1)
 
 
 def _esc(text: str) -> str:

@@ -187,6 +187,7 @@ class MainWindow(QMainWindow):
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
         split.setSizes([660, 740])  # the queue tabs of a supervisor fit without scrolling
+        self.split = split
         layout.addWidget(split, 1)
         self.stack.addWidget(work)
         self.setCentralWidget(self.stack)
@@ -427,6 +428,8 @@ class MainWindow(QMainWindow):
             view.set_service(self.roster_service if self._roster_ready else None, self._roster_note)
             self.dental_view = view
             self.tabs.addTab(view, "Garde dentaire")
+            if self.role == "DENT":  # the roster and the triage aid get the room
+                self.split.setSizes([440, 960])
             self._start_rosters()
         self.tabs.setCurrentWidget(view)
         self.right.setCurrentIndex(1)

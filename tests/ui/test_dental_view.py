@@ -96,10 +96,10 @@ async def test_on_call_on_a_sunday_with_phone_card_and_next_period(
     assert nxt and nxt[0].start == datetime(2026, 12, 6, 14, 0, tzinfo=PARIS)
     assert "Prochaine garde" in view.next_title.text()
     assert "14:00–18:00" in view.next_title.text()
-    # C copies the on-call dentist's phone (E.164) from the table, which has focus
-    assert view.on_call_table.hasFocus()
+    # one dentist: the card has the focus and C copies the phone (E.164)
+    assert view.card.hasFocus() and not view.on_call_table.isVisible()
     QGuiApplication.clipboard().clear()
-    QTest.keyClick(view.on_call_table, Qt.Key.Key_C)
+    QTest.keyClick(view.card, Qt.Key.Key_C)
     assert QGuiApplication.clipboard().text() == entry.phone
     assert "Numéro copié : 04 65 71" in view.message.text()
 
@@ -149,6 +149,13 @@ async def test_whole_day_and_dentist_search(qtbot: QtBot, env: Env, service: Ros
     await ask(view, "Lyon", "13/12/2026")
     starts = [e.start.hour for e in view.on_call_table.entries]
     assert starts == [9, 14]
+    # several periods: the table has the focus; C copies the phone of the chosen row
+    assert view.on_call_table.isVisible() and view.on_call_table.hasFocus()
+    QTest.keyClick(view.on_call_table, Qt.Key.Key_Down)
+    QGuiApplication.clipboard().clear()
+    QTest.keyClick(view.on_call_table, Qt.Key.Key_C)
+    assert QGuiApplication.clipboard().text() == view.on_call_table.entries[1].phone
+    assert view.current_on_call() == view.on_call_table.entries[1]
     family = view.on_call_table.entries[0].family
     view.search.setFocus()
     type_text(view.search, family[:4])
