@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QStringListModel, Qt, Signal
@@ -29,12 +30,14 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QCompleter,
+    QFileDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QSplitter,
     QTableWidget,
@@ -429,6 +432,22 @@ class DentalView(QWidget):
         )
         self.status_banner.hide()
         outer.addWidget(self.status_banner)
+        # importing a roster file (CSV, iCalendar, JSON): all or nothing
+        imports = QHBoxLayout()
+        self.import_button = named(
+            QPushButton("Importer un tableau de garde…  (Ctrl+I)"), "rosterImport"
+        )
+        self.import_button.clicked.connect(self.import_roster)
+        imports.addWidget(self.import_button)
+        imports.addStretch(1)
+        outer.addLayout(imports)
+        self.import_report = named(QPlainTextEdit(), "rosterImportReport")
+        self.import_report.setReadOnly(True)
+        self.import_report.setMaximumHeight(140)
+        self.import_report.hide()
+        outer.addWidget(self.import_report)
+        self.choose_file = self._choose_file  # replaced in tests
+        self.last_import: asyncio.Task[None] | None = None
         self.dossier_label = named(QLabel(), "dentalDossier")
         self.dossier_label.setStyleSheet("color: #1565c0; font-weight: bold;")
         self.dossier_label.hide()
@@ -557,6 +576,7 @@ class DentalView(QWidget):
             ("Alt+4", self.signs.setFocus),
             ("Ctrl+Return", self.confirm),
             ("Ctrl+Enter", self.confirm),
+            ("Ctrl+I", self.import_roster),
         ):
             sc = QShortcut(QKeySequence(seq), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -571,6 +591,57 @@ class DentalView(QWidget):
         self.setTabOrder(self.signs, self.orientation)
         self.setTabOrder(self.orientation, self.orientation_note)
         self.setTabOrder(self.orientation_note, self.confirm_button)
+
+    # ------------------------------------------------------------------ import
+    def _choose_file(self) -> str:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Importer un tableau de garde",
+            "",
+            "Tableaux de garde (*.csv *.ics *.json);;Tous les fichiers (*)",
+        )
+        return path
+
+    def import_roster(self) -> None:
+        """Import a roster file chosen by the regulator: the report (counts,
+        overlaps, duplicates, gaps) or every error is shown; on refusal the
+        roster in force stays."""
+        if self.service is None:
+            self._show_import(["Tableaux de garde pas encore chargés : réessayez dans un instant."])
+            return
+        path = self.choose_file()
+        if not path:
+            return
+        self.import_button.setEnabled(False)
+        self._show_import([f"Import de « {Path(path).name} » en cours…"])
+        self.last_import = spawn(self._import(self.service, Path(path)), "roster-import")
+
+    async def _import(self, service: RosterService, path: Path) -> None:
+        from sas_desk.services.roster.service import RosterImportError
+        from sas_desk.services.roster.store import RosterError
+
+        try:
+            report = await asyncio.to_thread(service.import_file, path)
+        except RosterImportError as exc:
+            log.info("roster import refused: %d issues", len(exc.issues))
+            self._show_import(exc.lines_fr(), error=True)
+        except RosterError as exc:
+            log.info("roster import refused: %s", exc.reason)
+            self._show_import([exc.message_fr], error=True)
+        else:
+            log.info("roster imported: version %s", report.version.id)
+            self._show_import(report.lines_fr())
+            self.refresh_status()
+            if self.answer is not None:
+                self.lookup()
+        finally:
+            self.import_button.setEnabled(True)
+
+    def _show_import(self, lines: Sequence[str], *, error: bool = False) -> None:
+        self.import_report.setPlainText("\n".join(lines))
+        colour = "#b71c1c" if error else "#1b5e20"
+        self.import_report.setStyleSheet(f"color: {colour};")
+        self.import_report.show()
 
     # ------------------------------------------------------------------ service
     def set_service(self, service: RosterService | None, note: str = "") -> None:

@@ -406,3 +406,47 @@ async def test_back_to_a_physician_transfers_a_dent_queue_dossier_to_amu(
     assert [e.kind for e in events][-2:] == [EventKind.MEDICAL_NOTE, EventKind.TRANSFERRED]
     assert "Orientation dentaire : Médecin (AMU)" in str(events[-1].data)
     assert "transféré à la file AMU" in view.triage_message.text()
+
+
+ROSTER_CSV = (
+    "date;debut;fin;secteur;communes;nom;prenom;rpps;adresse;code_postal;ville;telephone;commentaire\n"
+    "06/12/2026;09:00;12:00;69-IMPORT;69123|69266;ZZTEST;Alice;;1 rue de Test;69001;Lyon;"
+    "04 72 00 00 01;\n"
+)
+
+
+async def test_a_roster_file_is_imported_from_the_view_or_refused_with_every_error(
+    qtbot: QtBot, env: Env, service: RosterService, tmp_path: Path
+) -> None:
+    view = make_view(qtbot, env, service)
+    await ask(view, "Lyon")
+    before = view.on_call_table.entries
+    bad = tmp_path / "garde.csv"
+    bad.write_text(
+        ROSTER_CSV.replace("06/12/2026", "31/02/2026").replace("04 72 00 00 01", "12"),
+        encoding="utf-8",
+    )
+    view.choose_file = lambda: str(bad)
+    view.import_roster()
+    assert view.last_import is not None
+    await until(view.last_import.done)
+    report = view.import_report.toPlainText()
+    assert "tableau non importé" in report and "le tableau précédent reste en vigueur" in report
+    assert report.count("\n  - ") >= 1 and "ligne 2" in report  # every error, located
+    assert "date" in report and "telephone" in report
+    await ask(view, "Lyon")
+    assert view.on_call_table.entries == before  # nothing changed
+    good = tmp_path / "garde-ok.csv"
+    good.write_text(ROSTER_CSV, encoding="utf-8")
+    view.choose_file = lambda: str(good)
+    view.import_roster()
+    assert view.last_import is not None
+    await until(view.last_import.done)
+    assert "Tableau importé" in view.import_report.toPlainText()
+    await until(
+        lambda: (
+            view.last_lookup is not None
+            and view.last_lookup.done()
+            and any(e.family == "ZZTEST" for e in view.on_call_table.entries)
+        )
+    )
