@@ -42,8 +42,9 @@ from sas_desk.models.directory import (
 from sas_desk.models.geo import distance_km
 from sas_desk.models.slots import Address, Practitioner, PractitionerIdKind, StructureIdKind
 from sas_desk.services.directory.feed import Change, Delete, Put, fold
-from sas_desk.services.directory.schema import MIGRATIONS, SCHEMA_VERSION, SEPARATOR, TABLES
+from sas_desk.services.directory.schema import MIGRATIONS, SEPARATOR, TABLES
 from sas_desk.services.fhir.bundle import practitioner_id_kind
+from sas_desk.services.sqlite_file import open_versioned
 
 log = logging.getLogger("sas_desk.directory")
 
@@ -177,45 +178,14 @@ class DirectoryStore:
     # ------------------------------------------------------------------ opening
 
     def _open(self) -> sqlite_utils.Database:
-        if self.path is not None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise classify(exc) from exc
-        try:
-            db = self._connect()
-            why = self._unusable(db)
-            if why is not None:
-                db.close()
-                self._discard(why)
-                db = self._connect()
-            self._migrate(db)
-        except (sqlite3.Error, OSError) as exc:
-            raise classify(exc) from exc
-        return db
-
-    def _connect(self) -> sqlite_utils.Database:
-        target = ":memory:" if self.path is None else str(self.path)
-        conn = sqlite3.connect(target, timeout=5.0, isolation_level=None, check_same_thread=False)
-        if self.path is not None:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")  # a copy: re-synced if ever lost
-            except sqlite3.DatabaseError as exc:
-                log.warning("directory: cannot set the journal mode (%s)", exc)
-        return sqlite_utils.Database(conn)
-
-    def _unusable(self, db: sqlite_utils.Database) -> str | None:
-        try:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            return str(exc)
-        if check != "ok":
-            return f"quick_check: {check}"
-        if version > SCHEMA_VERSION:
-            return f"schema {version} newer than {SCHEMA_VERSION}"
-        return None
+        return open_versioned(
+            self.path,
+            MIGRATIONS,
+            what="directory",
+            set_aside=self._discard,
+            classify=classify,
+            synchronous="NORMAL",  # a copy: re-synced if ever lost
+        )
 
     def _discard(self, why: str) -> None:
         assert self.path is not None  # an in-memory database is never unusable
@@ -225,15 +195,6 @@ class DirectoryStore:
         self.notice_fr = (
             "L'annuaire local était illisible : il a été recréé et sera entièrement resynchronisé."
         )
-
-    @staticmethod
-    def _migrate(db: sqlite_utils.Database) -> None:
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            with db.atomic():
-                step(db)
-                db.execute(f"PRAGMA user_version = {number}")
-            log.info("directory migrated to schema %d", number)
 
     def close(self) -> None:
         with self._lock:

@@ -32,6 +32,7 @@ from typing import Any
 import sqlite_utils
 
 from sas_desk.models.roster import MAX_PERIOD, PARIS, RosterEntry, Sector, fold_name
+from sas_desk.services.sqlite_file import open_versioned
 
 log = logging.getLogger("sas_desk.roster")
 
@@ -258,45 +259,13 @@ class RosterStore:
     # ------------------------------------------------------------------ opening
 
     def _open(self) -> sqlite_utils.Database:
-        if self.path is not None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise _classify(exc) from exc
-        try:
-            db = self._connect()
-            why = self._unusable(db)
-            if why is not None:
-                db.close()
-                self._move_aside(why)
-                db = self._connect()
-            self._migrate(db)
-        except (sqlite3.Error, OSError) as exc:
-            raise _classify(exc) from exc
-        return db
-
-    def _connect(self) -> sqlite_utils.Database:
-        target = ":memory:" if self.path is None else str(self.path)
-        conn = sqlite3.connect(target, timeout=5.0, isolation_level=None, check_same_thread=False)
-        if self.path is not None:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.DatabaseError as exc:
-                log.warning("roster: cannot set the journal mode (%s)", exc)
-        return sqlite_utils.Database(conn)
-
-    @staticmethod
-    def _unusable(db: sqlite_utils.Database) -> str | None:
-        try:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            return str(exc)
-        if check != "ok":
-            return f"quick_check: {check}"
-        if version > SCHEMA_VERSION:
-            return f"schema {version} newer than {SCHEMA_VERSION}"
-        return None
+        return open_versioned(
+            self.path,
+            MIGRATIONS,
+            what="roster store",
+            set_aside=self._move_aside,
+            classify=_classify,
+        )
 
     def _move_aside(self, why: str) -> None:
         assert self.path is not None
@@ -310,15 +279,6 @@ class RosterStore:
             "Le fichier des tableaux de garde était illisible : il a été mis de côté "
             f"({aside.name}). Réimportez les tableaux ou attendez la prochaine synchronisation."
         )
-
-    @staticmethod
-    def _migrate(db: sqlite_utils.Database) -> None:
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            with db.atomic():
-                step(db)
-                db.execute(f"PRAGMA user_version = {number}")
-            log.info("roster store migrated to schema %d", number)
 
     def close(self) -> None:
         with self._lock:
