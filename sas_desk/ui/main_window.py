@@ -122,6 +122,7 @@ class MainWindow(QMainWindow):
         self.queue_panel: QueuePanel | None = None
         self.slot_panel: SlotSearchPanel | None = None
         self.slot_source: Any = None  # the SlotService, once the app built it
+        self.orientation_task: asyncio.Task[None] | None = None  # booking → queue (tests)
         self._slot_starter: Callable[[], object] | None = None
         self._slot_note = "Annuaire des praticiens en cours de chargement…"
         self.dental_view: DentalView | None = None
@@ -499,7 +500,7 @@ class MainWindow(QMainWindow):
             f"Orientation : RDV {booking.slot.start:%d/%m %H:%M} — {booking.offer.candidate.name}"
             f", {booking.offer.address} (via {booking.offer.candidate.vendor})"
         )
-        spawn(self._close_oriented(dossier.case_id, text), "orientation")
+        self.orientation_task = spawn(self._close_oriented(dossier.case_id, text), "orientation")
 
     async def _close_oriented(self, case_id: str, text: str) -> None:
         assert self.queue_client is not None

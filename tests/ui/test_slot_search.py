@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,15 +18,19 @@ from PySide6.QtTest import QTest
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
-from sas_desk.models.dossier import Dossier, EventKind
+from sas_desk.models.dossier import Actor, Branch, Dossier, EventKind, transmit
+from sas_desk.models.queue import QueueName
 from sas_desk.models.search import Band, SearchQuery, VendorState
 from sas_desk.models.slots import ConsultationMode, SlotType
 from sas_desk.services import clock
 from sas_desk.services.fhir.service import SlotService, demo_sources
+from sas_desk.services.queues.client import Outbox, QueueClient
+from sas_desk.services.queues.sqlite import SqliteBackend
 from sas_desk.simulator.server import Simulator
 from sas_desk.ui.keys import press, type_text
+from sas_desk.ui.main_window import MainWindow
 from sas_desk.ui.offer_model import SortKey
-from sas_desk.ui.slot_search import SlotSearchPanel, booking_url
+from sas_desk.ui.slot_search import Booking, SlotSearchPanel, booking_url
 from tests.ui.conftest import Env, until
 
 pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
@@ -403,3 +409,59 @@ async def test_the_sas_platform_link_and_the_search_window(
     await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
     starts = [s.start for r in panel.model.rows() for s in r.slots]
     assert all(s <= query.end for s in starts)
+
+
+async def test_a_booking_for_a_dossier_from_the_osnp_queue_notes_and_closes_it(
+    qtbot: QtBot, env: Env, slots: SlotService, tmp_path: Path
+) -> None:
+    client = QueueClient(
+        SqliteBackend(tmp_path / "queues.sqlite", now=env.desk._now, poll_interval=0.02),
+        Outbox(tmp_path / "outbox.sqlite"),
+        Actor("OSNP", "osnp.test", "POSTE-OSNP"),
+        now=env.desk._now,
+        retry_delay=0.05,
+        renew_s=3600,
+    )
+    await client.start()
+    try:
+        d = env.desk.new_call()
+        d.caller.callback = "0612345678"
+        d.location.city, d.location.insee = "Villeurbanne", "69266"
+        d.location.lat, d.location.lon = 45.7719, 4.8902
+        d.motive_code, d.patient.age, d.branch = "M03.14", "P34Y", Branch.SNP
+        transmit(d, env.desk._now(), env.desk.actor)
+        enqueue = client.operation("enqueue", d.case_id, dossier=d.to_dict(), queue="OSNP")
+        await client.submit(enqueue)
+        await client.submit(client.operation("claim", d.case_id, lease_s=120))
+        window = MainWindow(
+            replace(env.config, role="OSNP"),
+            env.desk,
+            env.journal,
+            env.resolver,
+            report=None,
+            unfinished=[],
+            today=[],
+            queue_client=client,
+        )
+        qtbot.addWidget(window)
+        window.show()
+        window.open_dossier_view(d.case_id)
+        await until(lambda: window._dossier_view(d.case_id) is not None)
+        panel = window.open_slot_search()
+        assert panel.dossier is not None and panel.dossier.case_id == d.case_id
+        panel.set_source(slots)
+        panel.start_search()
+        await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+        offer = panel.model.rows()[0].offer
+        # the operator confirmed the booking on the vendor's page
+        panel.booked.emit(Booking(offer, offer.slots[0], "https://vendor/book", env.desk._now()))
+        assert window.orientation_task is not None
+        await until(window.orientation_task.done, timeout=10)
+        events = await client.events(d.case_id)
+        assert [e.kind for e in events][-2:] == [EventKind.MEDICAL_NOTE, EventKind.CLOSED]
+        assert offer.candidate.name in str(events[-1].data)  # the orientation, as the reason
+        assert not any(
+            i.case_id == d.case_id for i in await client.backend.snapshot([QueueName.OSNP])
+        )
+    finally:
+        await client.stop()
