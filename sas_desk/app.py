@@ -188,7 +188,8 @@ async def _start_slots(config: Config, simulator: Simulator | None, window: Main
 async def _start_rosters(config: Config, window: MainWindow, communes: CommuneIndex) -> None:
     """The dental roster service, once the dental view is first opened: the
     store opened (and the demo roster loaded) in a worker thread, then the
-    configured sources synced in the background."""
+    configured sources synced in the background, again every
+    ``[rosters] sync_every_s`` (one hour by default)."""
     from sas_desk.services.roster.service import RosterService
     from sas_desk.services.roster.store import RosterError
 
@@ -219,9 +220,12 @@ async def _start_rosters(config: Config, window: MainWindow, communes: CommuneIn
     ssl_context = await loop.run_in_executor(None, httpx.create_ssl_context)
     await loop.run_in_executor(None, _warm_imports)
     async with httpx.AsyncClient(verify=ssl_context, follow_redirects=True) as client:
-        results = await RosterSync(service, client, timeout=config.roster_timeout).run()
-    log.info("roster sync: %s", ", ".join(r.state for r in results))
-    window.roster_status_changed()
+        sync = RosterSync(service, client, timeout=config.roster_timeout)
+        while True:  # cancelled at shutdown
+            results = await sync.run()
+            log.info("roster sync: %s", ", ".join(r.state for r in results))
+            window.roster_status_changed()
+            await asyncio.sleep(config.roster_sync_s)  # a period, not a wait for a result
 
 
 async def main(app: object, config: Config, options: RunOptions) -> int:

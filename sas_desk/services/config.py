@@ -106,6 +106,7 @@ class Config:
     # dental on-call rosters: HTTP(S) sources synced into DATA_DIR/rosters.sqlite
     roster_urls: tuple[str, ...] = ()
     roster_timeout: float = 20.0
+    roster_sync_s: float = 3600.0  # the sources are fetched again this often (ETag: cheap)
 
     @property
     def directory_path(self) -> Path:
@@ -164,7 +165,7 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
         {"directory_url", "per_vendor", "slow_s", "sas_platform_url", "sas_origin"}
     ),
     "map": frozenset({"tiles_url", "tiles_cache"}),
-    "rosters": frozenset({"urls", "timeout"}),
+    "rosters": frozenset({"urls", "timeout", "sync_every_s"}),
     "queues": frozenset(
         {
             "dsn",
@@ -255,6 +256,11 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
             raise ConfigError(f"Configuration ({path}) : {what} doit être une adresse http(s).")
     rosters = raw.get("rosters", {})
     _take(values, rosters, "roster_timeout", float, "rosters", key="timeout")
+    _take(values, rosters, "roster_sync_s", float, "rosters", key="sync_every_s")
+    if values.get("roster_sync_s", 3600.0) < 60:
+        raise ConfigError(
+            f"Configuration ({path}) : [rosters] sync_every_s doit valoir au moins 60 secondes."
+        )
     if "urls" in rosters:
         urls = rosters["urls"]
         if not isinstance(urls, list) or not all(

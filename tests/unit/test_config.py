@@ -351,3 +351,14 @@ def test_map_tiles_and_sas_platform_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, '[map]\ntiles_url = "tiles/{z}"\n'))
     assert "[map] tiles_url doit être une adresse http(s)" in err.value.message_fr
+
+
+def test_roster_sync_period(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(tmp_path, '[rosters]\nurls = ["https://cdo.example/69.csv"]\nsync_every_s = 900\n')
+    )
+    assert cfg.roster_sync_s == 900.0
+    assert Config().roster_sync_s == 3600.0
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[rosters]\nsync_every_s = 5\n"))
+    assert "au moins 60 secondes" in err.value.message_fr
