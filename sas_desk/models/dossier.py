@@ -243,6 +243,12 @@ class Dossier:
         return self.status is Status.DRAFT
 
     @property
+    def is_dental(self) -> bool:
+        """Attributed to the dental regulator (``DRM.SPE.DENT``) or triaged to
+        the dental branch."""
+        return self.attribution.startswith("DRM.SPE.DENT") or self.branch == Branch.DENT
+
+    @property
     def commune_label(self) -> str:
         return self.location.city or self.location.insee
 

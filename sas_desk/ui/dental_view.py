@@ -1038,9 +1038,7 @@ def _esc(text: str) -> str:
 
 
 def in_dental_branch(dossier: Dossier) -> bool:
-    return dossier.attribution.startswith("DRM.SPE.DENT") or (
-        dossier.branch is not None and dossier.branch.value == "DENT"
-    )
+    return dossier.is_dental
 
 
 __all__ = [

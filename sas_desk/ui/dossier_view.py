@@ -50,6 +50,7 @@ def _combo(
 class DossierView(QWidget):
     changed = Signal(str)
     search_slots = Signal(object)  # this dossier: open the slot search on it
+    dental = Signal(object)  # this (dental) dossier: open the dental view on it
 
     def __init__(
         self,
@@ -106,6 +107,13 @@ class DossierView(QWidget):
         )
         self.slots_button.clicked.connect(lambda: self.search_slots.emit(self.dossier))
         col.addWidget(self.slots_button)
+        self.dental_button = named(
+            QPushButton("Dentiste de garde et tri dentaire  (Ctrl+D)"), "dentalButton"
+        )
+        self.dental_button.clicked.connect(lambda: self.dental.emit(self.dossier))
+        col.addWidget(self.dental_button)
+        # hidden, not shown: shown before its window is, a child becomes a top-level window
+        self.dental_button.setHidden(not dossier.is_dental)  # dental dossiers only
         self.message = Message()
         col.addWidget(self.message)
         split.addWidget(right)

@@ -330,6 +330,7 @@ class MainWindow(QMainWindow):
             return
         view = DossierView(self.queue_client, self.desk, self.resolver, dossier, events)
         view.search_slots.connect(self.open_slot_search)
+        view.dental.connect(self.open_dental_view)
         index = self.tabs.addTab(
             view, f"{dossier.priority} {dossier.commune_label or dossier.sender_case_id}"
         )

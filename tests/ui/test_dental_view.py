@@ -450,3 +450,35 @@ async def test_a_roster_file_is_imported_from_the_view_or_refused_with_every_err
             and any(e.family == "ZZTEST" for e in view.on_call_table.entries)
         )
     )
+
+
+async def test_a_dental_dossier_view_opens_the_dental_view_on_it(
+    qtbot: QtBot, env: Env, queues: QueueClient, service: RosterService
+) -> None:
+    cases = []
+    for branch in (Branch.DENT, Branch.SNP):
+        d: Dossier = env.desk.new_call()
+        d.caller.callback = "0612345678"
+        d.location.insee, d.location.city = "69266", "Villeurbanne"
+        d.motive_code, d.patient.age, d.branch = "M03.22", "P34Y", branch
+        if branch is Branch.DENT:
+            d.dental_reason = "DENT.CELLULITE"
+        transmit(d, env.desk._now(), env.desk.actor)
+        await queues.enqueue(d)
+        cases.append(d)
+    dental, general = cases
+    assert dental.is_dental and not general.is_dental
+    window = await open_window(qtbot, env, queues, "SUP")
+    window.set_roster_service(service)
+    for d in cases:
+        window.open_dossier_view(d.case_id)
+        await until(lambda d=d: window._dossier_view(d.case_id) is not None)
+    assert window._dossier_view(general.case_id).dental_button.isHidden()
+    view = window._dossier_view(dental.case_id)
+    assert not view.dental_button.isHidden()
+    view.dental_button.click()
+    assert window.dental_view is not None
+    assert window.tabs.currentWidget() is window.dental_view
+    assert window.dental_view.dossier is not None
+    assert window.dental_view.dossier.case_id == dental.case_id
+    assert window.dental_view.commune.text() == "Villeurbanne (69266)"
