@@ -995,6 +995,49 @@ class _Store:
 # ---------------------------------------------------------------------------- the backend
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Wake:
+    """A watcher's wake-up: set by a local write, waited for with a timeout.
+
+    Bound to the loop captured when the watch started: under qasync a task
+    may be stepped from a nested Qt event loop (a modal dialog, a test
+    driving keys), where ``asyncio.get_running_loop()`` -- used by
+    ``asyncio.timeout`` and ``asyncio.Event`` -- fails."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self, timeout: float) -> None:
+        """Until set, or ``timeout`` seconds."""
+        if self._set:
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiter = waiter
+        timer = self._loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
 class SqliteBackend(QueueBackend):
     """Queues in a SQLite file shared by the processes of one machine."""
 
@@ -1022,7 +1065,7 @@ class SqliteBackend(QueueBackend):
         self._generation = 0
         # owned by the event loop
         self._closed = False
-        self._wakeups: set[asyncio.Event] = set()
+        self._wakeups: set[_Wake] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -1070,7 +1113,7 @@ class SqliteBackend(QueueBackend):
 
     async def watch(self, queues: Iterable[QueueName]) -> AsyncIterator[ChangeSet]:
         cursor = _Cursor(frozenset(QueueName(q) for q in queues))
-        wake = asyncio.Event()
+        wake = _Wake(asyncio.get_running_loop())
         self._wakeups.add(wake)
         try:
             yield await self._run(lambda store: store.watch_reset(cursor, self._generation))
@@ -1078,11 +1121,7 @@ class SqliteBackend(QueueBackend):
             at_once = True  # the consumer may have been busy since the last yield: look now
             while not self._closed:
                 if not at_once:
-                    try:
-                        async with asyncio.timeout(delay):
-                            await wake.wait()
-                    except TimeoutError:
-                        pass
+                    await wake.wait(delay)
                     if self._closed:
                         return
                 poll = functools.partial(self._poll, cursor, force=wake.is_set())
