@@ -249,6 +249,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         renew_s=config.renew_s,
     )
     window: MainWindow | None = None
+    collector: Any = None  # IdleCollector, once the window is up
     try:
         # the files open in worker threads (fsyncs on a first start) while the
         # window's modules load on this one
@@ -292,6 +293,11 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             )
             window.close()
             return 0
+        # full garbage collections only when the operator is idle (gc_policy)
+        from sas_desk.ui.gc_policy import IdleCollector
+
+        collector = IdleCollector(parent=window)
+        collector.start(app)
         # the window is up: now the demo simulator and the network side (TLS
         # context, httpx stack), off the path to the first window
         if config.demo and not geocoder_url:
@@ -325,6 +331,8 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         await closed.wait()
         return 0
     finally:
+        if collector is not None:
+            collector.stop(app)
         slots_service = window.slot_source if window is not None else None
         roster_service = window.roster_service if window is not None else None
         await aio.cancel_all()
