@@ -329,6 +329,13 @@ def make_dental(out: Path):  # type: ignore[no-untyped-def]
         await until(lambda: view.last_lookup is not None and view.last_lookup.done(), 10)
         await settle(300)
         save(window, out, "19-dent-dossier-on-call-and-triage")
+        if dental is not None:  # the dossier itself: its dental button
+            dossier_view = window._dossier_view(dental.case_id)
+            if dossier_view is not None:
+                window.tabs.setCurrentWidget(dossier_view)
+                await settle(300)
+                save(window, out, "19b-dent-dossier-view-dental-button")
+                window.tabs.setCurrentWidget(view)
         view.dossier = None
         view.dossier_label.hide()
         view.commune.setFocus()
