@@ -32,13 +32,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +45,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from simulated import Simulated  # noqa: E402  (bench/simulated.py)
 
 from sas_desk.models.search import (  # noqa: E402
     Candidate,
@@ -68,48 +67,6 @@ PER_VENDOR_CANDIDATES = 100
 GOAL_FIRST_MS = 250.0
 GOAL_ALL_RATIO = 1.5
 TIMEOUT_SLACK_S = 0.5
-
-SIMULATOR = """\
-import json, sys, urllib.request
-from sas_desk.simulator.server import Simulator
-faults = json.loads(sys.argv[1])
-sim = Simulator(port=0)
-sim.start()
-meta = json.loads(urllib.request.urlopen(sim.base_url + "/_meta", timeout=60).read())
-for n, vendor in enumerate(meta):
-    sim.set_faults(vendor["name"], faults[n % len(faults)] or None)
-print(sim.base_url, flush=True)
-sys.stdin.read()
-sim.stop()
-"""
-
-
-class Simulated:
-    """The simulator in a child process, with one fault spec per vendor."""
-
-    def __init__(self, faults: Sequence[str]) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SIMULATOR, json.dumps(list(faults))],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.base_url = self.proc.stdout.readline().strip()
-        if not self.base_url.startswith("http"):
-            self.close()
-            raise RuntimeError("the simulator did not start")
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 class Fixed:

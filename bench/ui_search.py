@@ -38,7 +38,6 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,48 +49,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from simulated import Simulated  # noqa: E402  (bench/simulated.py)
+
 HEARTBEAT_MS = 16
 GOAL_STALL_MS = 50.0
 GOAL_FIRST_CARD_MS = 300.0
 MIN_SLOTS = 10_000
 LYON = (45.7640, 4.8357)
-
-SIMULATOR = """\
-import sys
-from sas_desk.simulator.server import Simulator
-sim = Simulator(port=0)
-sim.start()
-print(sim.base_url, flush=True)
-sys.stdin.read()
-sim.stop()
-"""
-
-
-class Simulated:
-    """The simulator in its own process, as vendors are: its JSON building
-    never competes with the window for this interpreter."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SIMULATOR],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.base_url = self.proc.stdout.readline().strip()
-        if not self.base_url.startswith("http"):
-            self.close()
-            raise RuntimeError("the simulator did not start")
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @dataclass
