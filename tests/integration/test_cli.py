@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,12 +93,12 @@ def test_smoke_starts_and_exits_zero(tmp_path: Path) -> None:
     assert (tmp_path / "journal.sqlite").exists()
 
 
-def test_demo_starts_its_simulator_after_the_window_and_geocodes(tmp_path: Path) -> None:
-    """The simulator is started once the window is up (start-up time): the
-    demo must still get its address and answer the geocoder through it."""
+def app_scenario(mode: str, data_dir: Path) -> dict[str, Any]:
+    """Run the app with a scenario of ``tests.helpers.typing_app`` and return
+    the JSON it printed on its ``MODE `` line."""
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     result = subprocess.run(
-        [sys.executable, "-m", "tests.helpers.typing_app", "demo", str(tmp_path)],
+        [sys.executable, "-m", "tests.helpers.typing_app", mode, str(data_dir)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -105,8 +106,16 @@ def test_demo_starts_its_simulator_after_the_window_and_geocodes(tmp_path: Path)
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    line = next(x for x in result.stdout.splitlines() if x.startswith("DEMO "))
-    demo = json.loads(line.removeprefix("DEMO "))
+    tag = mode.upper() + " "
+    line = next(x for x in result.stdout.splitlines() if x.startswith(tag))
+    found: dict[str, Any] = json.loads(line.removeprefix(tag))
+    return found
+
+
+def test_demo_starts_its_simulator_after_the_window_and_geocodes(tmp_path: Path) -> None:
+    """The simulator is started once the window is up (start-up time): the
+    demo must still get its address and answer the geocoder through it."""
+    demo = app_scenario("demo", tmp_path)
     assert demo["mode"].startswith("Démonstration (simulateur local) — http://127.0.0.1:")
     assert demo["error"] == ""
     assert demo["places"], demo
@@ -115,18 +124,7 @@ def test_demo_starts_its_simulator_after_the_window_and_geocodes(tmp_path: Path)
 
 
 def test_the_slot_search_is_built_when_first_opened_not_at_start(tmp_path: Path) -> None:
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.helpers.typing_app", "slots", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    line = next(x for x in result.stdout.splitlines() if x.startswith("SLOTS "))
-    slots = json.loads(line.removeprefix("SLOTS "))
+    slots = app_scenario("slots", tmp_path)
     assert slots["before"] is False  # nothing synced while the first call is typed
     assert slots["places"] > 1500  # opening the search synced the demo directory
 

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -69,3 +70,21 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         if loop.time() > end:
             raise AssertionError(f"condition not reached within {timeout:.1f} s")
         await asyncio.sleep(0.01)
+
+
+async def open_window(qtbot: Any, env: Env, *, role: str | None = None, **kw: object) -> Any:
+    """A real main window over the test's services, shown and active;
+    ``kw`` are MainWindow's keyword arguments (``queue_client``…)."""
+    from dataclasses import replace
+
+    from sas_desk.ui.main_window import MainWindow
+
+    config = replace(env.config, role=role)
+    args: dict[str, object] = {"report": None, "unfinished": [], "today": []}
+    args.update(kw)
+    window = MainWindow(config, env.desk, env.journal, env.resolver, **args)  # type: ignore[arg-type]
+    qtbot.addWidget(window)
+    window.show()
+    window.activateWindow()
+    await until(window.isActiveWindow)
+    return window

@@ -25,8 +25,7 @@ from sas_desk.services.queues.sqlite import SqliteBackend
 from sas_desk.services.roster.service import RosterService
 from sas_desk.ui.dental_view import DentalView, Orientation, parse_when, suggest
 from sas_desk.ui.keys import press, type_text
-from sas_desk.ui.main_window import MainWindow
-from tests.ui.conftest import Env, until
+from tests.ui.conftest import Env, open_window, until
 
 pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
 
@@ -328,31 +327,12 @@ async def queues(tmp_path: Path, env: Env) -> AsyncIterator[QueueClient]:
     await client.stop()
 
 
-async def open_window(qtbot: QtBot, env: Env, queues: QueueClient, role: str) -> MainWindow:
-    config = replace(env.config, role=role)
-    window = MainWindow(
-        config,
-        env.desk,
-        env.journal,
-        env.resolver,
-        report=None,
-        unfinished=[],
-        today=[],
-        queue_client=queues,
-    )
-    qtbot.addWidget(window)
-    window.show()
-    window.activateWindow()
-    await until(window.isActiveWindow)
-    return window
-
-
 async def test_role_dent_lands_on_the_view_and_the_service_starts_lazily(
     qtbot: QtBot, env: Env, queues: QueueClient, service: RosterService
 ) -> None:
     started: list[bool] = []
     # another role: nothing started, no view
-    window = await open_window(qtbot, env, queues, "MRL")
+    window = await open_window(qtbot, env, role="MRL", queue_client=queues)
     window.set_roster_starter(lambda: started.append(True))
     assert window.dental_view is None and started == []
     # Ctrl+D opens it and starts the service once
@@ -363,7 +343,7 @@ async def test_role_dent_lands_on_the_view_and_the_service_starts_lazily(
     assert window.dental_view.service is service
     # the DENT lands on it
     env.desk.actor = replace(env.desk.actor, role="DENT")
-    dent = await open_window(qtbot, env, queues, "DENT")
+    dent = await open_window(qtbot, env, role="DENT", queue_client=queues)
     assert dent.dental_view is not None
     assert dent.tabs.currentWidget() is dent.dental_view
     assert dent.dental_view.commune.hasFocus()
@@ -384,7 +364,7 @@ async def test_back_to_a_physician_transfers_a_dent_queue_dossier_to_amu(
     d.dental_reason = "DENT.CELLULITE"
     transmit(d, env.desk._now(), env.desk.actor)
     await queues.enqueue(d)
-    window = await open_window(qtbot, env, queues, "DENT")
+    window = await open_window(qtbot, env, role="DENT", queue_client=queues)
     window.set_roster_service(service)
     await queues.submit(queues.operation("claim", d.case_id))
     window.open_dossier_view(d.case_id)
@@ -468,7 +448,7 @@ async def test_a_dental_dossier_view_opens_the_dental_view_on_it(
         cases.append(d)
     dental, general = cases
     assert dental.is_dental and not general.is_dental
-    window = await open_window(qtbot, env, queues, "SUP")
+    window = await open_window(qtbot, env, role="SUP", queue_client=queues)
     window.set_roster_service(service)
     for d in cases:
         window.open_dossier_view(d.case_id)

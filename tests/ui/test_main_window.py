@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -16,24 +15,9 @@ from sas_desk.services.journal.service import SaveState
 from sas_desk.services.journal.store import OpenReport
 from sas_desk.ui.call_sheet import CallSheet
 from sas_desk.ui.keys import type_text
-from sas_desk.ui.main_window import MainWindow
-from tests.ui.conftest import Env, until
+from tests.ui.conftest import Env, open_window
 
 pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
-
-
-async def open_window(
-    qtbot: QtBot, env: Env, *, role: str | None = None, **kw: object
-) -> MainWindow:
-    config = replace(env.config, role=role)
-    args: dict[str, object] = {"report": None, "unfinished": [], "today": []}
-    args.update(kw)
-    window = MainWindow(config, env.desk, env.journal, env.resolver, **args)  # type: ignore[arg-type]
-    qtbot.addWidget(window)
-    window.show()
-    window.activateWindow()
-    await until(window.isActiveWindow)
-    return window
 
 
 async def test_role_picker_first_then_arm_lands_on_a_new_call(qtbot: QtBot, env: Env) -> None:

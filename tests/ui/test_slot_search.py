@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,10 +27,9 @@ from sas_desk.services.queues.client import Outbox, QueueClient
 from sas_desk.services.queues.sqlite import SqliteBackend
 from sas_desk.simulator.server import Simulator
 from sas_desk.ui.keys import press, type_text
-from sas_desk.ui.main_window import MainWindow
 from sas_desk.ui.offer_model import SortKey
 from sas_desk.ui.slot_search import Booking, SlotSearchPanel, booking_url
-from tests.ui.conftest import Env, until
+from tests.ui.conftest import Env, open_window, until
 
 pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
 
@@ -433,18 +431,7 @@ async def test_a_booking_for_a_dossier_from_the_osnp_queue_notes_and_closes_it(
         enqueue = client.operation("enqueue", d.case_id, dossier=d.to_dict(), queue="OSNP")
         await client.submit(enqueue)
         await client.submit(client.operation("claim", d.case_id, lease_s=120))
-        window = MainWindow(
-            replace(env.config, role="OSNP"),
-            env.desk,
-            env.journal,
-            env.resolver,
-            report=None,
-            unfinished=[],
-            today=[],
-            queue_client=client,
-        )
-        qtbot.addWidget(window)
-        window.show()
+        window = await open_window(qtbot, env, role="OSNP", queue_client=client)
         window.open_dossier_view(d.case_id)
         await until(lambda: window._dossier_view(d.case_id) is not None)
         panel = window.open_slot_search()
