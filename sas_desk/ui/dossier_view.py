@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -34,6 +34,8 @@ from sas_desk.ui.widgets import Message, named
 
 log = logging.getLogger("sas_desk.ui.dossier")
 
+RIGHT_WIDTH = 420  # timeline, medical note and decision
+
 
 def _combo(
     name: str, list_name: str, leaves_only: bool = False, optional: bool = True
@@ -44,6 +46,9 @@ def _combo(
     codes = codelist(list_name).leaves() if leaves_only else tuple(codelist(list_name))
     for code in codes:
         combo.addItem(f"{code.code} — {code.label}", code.code)
+    # long labels must not widen the column (the open list shows them whole)
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(18)
     return combo
 
 
@@ -117,15 +122,26 @@ class DossierView(QWidget):
         self.message = Message()
         col.addWidget(self.message)
         split.addWidget(right)
-        right.setMaximumWidth(460)  # the ARM's sheet gets the room
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        right.setMaximumWidth(RIGHT_WIDTH + 40)  # the ARM's sheet gets the room
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 0)
+        self._scroll = scroll
+        self._right = right
+        split.setSizes([self.sheet.minimumSizeHint().width(), RIGHT_WIDTH])
         outer.addWidget(split)
         for seq in ("Ctrl+Return", "Ctrl+Enter"):
             sc = QShortcut(QKeySequence(seq), right)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             sc.activated.connect(self.decide)
         self.show_events(events)
+
+    def sizeHint(self) -> QSize:
+        """Wide enough for the whole sheet (its rows of keys) beside the
+        timeline and the decision: the main window makes this room when the
+        dossier opens."""
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        width = self.sheet.minimumSizeHint().width() + bar + 2 * self._scroll.frameWidth()
+        return QSize(width + RIGHT_WIDTH + 12, super().sizeHint().height())
 
     def show_events(self, events: list[Event]) -> None:
         self.timeline.clear()

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from sas_desk.ui.slot_search import SlotSearchPanel
 
 log = logging.getLogger("sas_desk.ui")
+LIST_MIN_WIDTH = 360  # the queue list beside an open dossier: priority, wait, motive
 ROLE_KEYS = {"ARM": "1", "OSNP": "2", "MRU": "3", "MRL": "4", "DENT": "5", "SUP": "6"}
 
 
@@ -136,7 +137,12 @@ class MainWindow(QMainWindow):
         self._last_save_second = -1
         self.role = ""
         self.setWindowTitle("SAS Desk — " + ("démonstration" if config.demo else config.owner))
-        self.resize(1400, 900)
+        screen = QGuiApplication.primaryScreen()
+        room = screen.availableGeometry() if screen is not None else None
+        # the whole screen up to 1920×1080: a dossier beside the list needs ≈ 1,600 px
+        self.resize(
+            min(1920, room.width()) if room else 1400, min(1080, room.height()) if room else 900
+        )
 
         self.stack = QStackedWidget()
         self.picker = RolePicker()
@@ -176,6 +182,9 @@ class MainWindow(QMainWindow):
         self.tabs = named(QTabWidget(), "sheets")
         self.tabs.setTabsClosable(True)
         self.tabs.tabCloseRequested.connect(self.close_sheet)
+        self.tabs.currentChanged.connect(
+            lambda i: self.make_room(w) if (w := self.tabs.widget(i)) is not None else None
+        )
         self.empty = QLabel(
             "Ctrl+N : nouvel appel\nDouble-clic ou Entrée sur un dossier du jour pour l'ouvrir"
         )
@@ -336,6 +345,7 @@ class MainWindow(QMainWindow):
         )
         self.tabs.setCurrentIndex(index)
         self.right.setCurrentIndex(1)
+        self.make_room(view)
         view.note.setFocus()
 
     # ------------------------------------------------------------------ slot search
@@ -430,11 +440,10 @@ class MainWindow(QMainWindow):
             view.set_service(self.roster_service if self._roster_ready else None, self._roster_note)
             self.dental_view = view
             self.tabs.addTab(view, "Garde dentaire")
-            if self.role == "DENT":  # the roster and the triage aid get the room
-                self.split.setSizes([440, 960])
             self._start_rosters()
         self.tabs.setCurrentWidget(view)
         self.right.setCurrentIndex(1)
+        self.make_room(view)
         if dossier is not None:
             view.prefill(dossier)
         if view.commune.text() and view.answer is not None:
@@ -456,6 +465,17 @@ class MainWindow(QMainWindow):
         self.dental_task = spawn(
             self._dental_to_queue(view, result.text, to_amu), "dental-orientation"
         )
+
+    def make_room(self, widget: QWidget) -> None:
+        """Widen the right-hand side to what ``widget`` asks for (a dossier
+        opened from a queue must not hide behind the list), leaving the list
+        at least ``LIST_MIN_WIDTH``; never narrows it (the operator's own
+        splitter position stays when it already fits)."""
+        sizes = self.split.sizes()
+        total = sum(sizes)
+        want = min(widget.sizeHint().width(), total - LIST_MIN_WIDTH)
+        if total > 0 and sizes[1] < want:
+            self.split.setSizes([total - want, want])
 
     def _dossier_view(self, case_id: str) -> DossierView | None:
         for i in range(self.tabs.count()):

@@ -158,7 +158,9 @@ class QueuePanel(QWidget):
         layout.addWidget(self.reassign_bar)
         self._reassign_case = ""
 
-        buttons = QGridLayout()  # two rows: the panel must fit half a 1600 px screen
+        # two rows of three, the key under the name: the list stays narrow
+        # enough to sit beside an open dossier
+        buttons = QGridLayout()
         self.action_buttons: dict[str, QPushButton] = {}
         actions = ACTIONS + (SUPERVISOR_ACTIONS if supervisor else ())
         for i, (kind, text, keys) in enumerate(actions):
@@ -167,7 +169,7 @@ class QueuePanel(QWidget):
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             action.triggered.connect(lambda _=False, k=kind: self.act(k))
             self.addAction(action)
-            button = named(QPushButton(f"{text}  ({keys})"), f"action_{kind}")
+            button = named(QPushButton(f"{text}\n{keys}"), f"action_{kind}")
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.clicked.connect(lambda _=False, k=kind: self.act(k))
             buttons.addWidget(button, i // 3, i % 3)
