@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import Dossier, Event, EventKind
 from sas_desk.models.roster import PARIS, RosterEntry, is_on_call_day
-from sas_desk.models.validation import format_phone
+from sas_desk.models.validation import Age, ValidationError, format_phone
 from sas_desk.services.geo.territory import CommuneIndex
 from sas_desk.ui.aio import spawn
 from sas_desk.ui.widgets import KeyPicker, Message, named
@@ -124,20 +124,32 @@ class Suggestion:
     advice: tuple[str, ...] = ()
 
 
-def suggest(signs: frozenset[str], pain: str, *, on_call_day: bool) -> Suggestion:
+def suggest(
+    signs: frozenset[str], pain: str, *, on_call_day: bool, age_years: float | None = None
+) -> Suggestion:
     """The orientation the signs point to (the regulator decides).
 
     Vital or medical signs (breathing or swallowing, swelling or intense pain
-    with fever, head trauma) hand the case back to a physician; a case that
-    needs an act in the mouth today (dental trauma, bleeding, swelling,
-    trismus, unbearable pain) goes to a dentist today — the on-call dentist on
-    a Sunday or public holiday; otherwise advice."""
+    with fever, head trauma, bleeding that persists under an anticoagulant)
+    hand the case back to a physician; a case that needs an act in the mouth
+    today (dental trauma, bleeding, swelling, trismus, unbearable pain) goes
+    to a dentist today — the on-call dentist on a Sunday or public holiday;
+    otherwise advice. The patient's age, when known, picks the advice for a
+    knocked-out tooth (a milk tooth is not re-implanted)."""
     advice: list[str] = []
     if "trauma" in signs:
-        advice.append(
-            "Dent définitive expulsée : la conserver sans la laver dans du lait "
-            "(ou du sérum physiologique), à réimplanter au plus vite."
-        )
+        if age_years is not None and age_years < 6:
+            advice.append(
+                "Enfant de moins de 6 ans : dent de lait, ne pas la réimplanter ; "
+                "la faire voir par un dentiste dans la journée."
+            )
+        else:
+            advice.append(
+                "Dent définitive expulsée : la conserver sans la laver dans du lait "
+                "(ou du sérum physiologique), à réimplanter au plus vite."
+            )
+            if age_years is not None and age_years < 12:
+                advice.append("Entre 6 et 12 ans : vérifier s'il s'agit d'une dent de lait.")
     if "anticoagulant" in signs:
         advice.append("Patient sous anticoagulant : le signaler au praticien.")
     medical = []
@@ -149,6 +161,8 @@ def suggest(signs: frozenset[str], pain: str, *, on_call_day: bool) -> Suggestio
         medical.append("douleur insupportable avec fièvre")
     if "head" in signs:
         medical.append("choc à la tête")
+    if "bleeding" in signs and "anticoagulant" in signs:
+        medical.append("saignement persistant sous anticoagulant")
     if medical:
         return Suggestion(Orientation.MEDECIN, tuple(medical), tuple(advice))
     today = [
@@ -933,7 +947,21 @@ class DentalView(QWidget):
 
     def suggestion(self) -> Suggestion:
         on_call_day = is_on_call_day(self.reference_time().astimezone(PARIS).date())
-        return suggest(self.signs.signs(), self.signs.pain.value(), on_call_day=on_call_day)
+        return suggest(
+            self.signs.signs(),
+            self.signs.pain.value(),
+            on_call_day=on_call_day,
+            age_years=self.patient_age(),
+        )
+
+    def patient_age(self) -> float | None:
+        """The dossier's patient age in years, when valid."""
+        if self.dossier is None or not self.dossier.patient.age:
+            return None
+        try:
+            return Age.from_iso(self.dossier.patient.age).years
+        except ValidationError:
+            return None
 
     def _update_suggestion(self) -> None:
         s = self.suggestion()

@@ -174,7 +174,9 @@ async def test_whole_day_and_dentist_search(qtbot: QtBot, env: Env, service: Ros
         ({"trauma"}, "", True, Orientation.DENTISTE_GARDE),
         ({"trauma"}, "", False, Orientation.DENTISTE_JOUR),
         ({"swelling"}, "1", True, Orientation.DENTISTE_GARDE),
-        ({"bleeding", "anticoagulant"}, "", True, Orientation.DENTISTE_GARDE),
+        ({"bleeding"}, "", True, Orientation.DENTISTE_GARDE),
+        ({"bleeding", "anticoagulant"}, "", True, Orientation.MEDECIN),
+        ({"anticoagulant"}, "1", True, Orientation.CONSEIL),
         (set(), "2", True, Orientation.DENTISTE_GARDE),
         ({"minor"}, "1", True, Orientation.CONSEIL),
         (set(), "1", False, Orientation.CONSEIL),
@@ -190,6 +192,21 @@ async def test_triage_suggestions(
         assert any("lait" in a for a in s.advice)
     if "anticoagulant" in signs:
         assert any("anticoagulant" in a for a in s.advice)
+
+
+@pytest.mark.parametrize(
+    ("age", "milk", "check"),
+    [(None, False, False), (4.0, True, False), (8.0, False, True), (30.0, False, False)],
+)
+async def test_knocked_out_tooth_advice_depends_on_age(
+    age: float | None, milk: bool, check: bool
+) -> None:
+    s = suggest(frozenset({"trauma"}), "", on_call_day=True, age_years=age)
+    assert s.orientation is Orientation.DENTISTE_GARDE
+    text = " ".join(s.advice)
+    assert ("ne pas la réimplanter" in text) is milk
+    assert ("à réimplanter au plus vite" in text) is not milk
+    assert ("vérifier s'il s'agit d'une dent de lait" in text) is check
 
 
 async def test_parse_when() -> None:
@@ -211,6 +228,7 @@ async def test_triage_keys_suggest_and_the_regulator_confirms_on_the_dossier(
     dossier.location.insee = "69123"
     dossier.branch = Branch.DENT
     dossier.dental_reason = "DENT.TRAUMA"
+    dossier.patient.age = "P35Y"
     view = make_view(qtbot, env, service)
     view.prefill(dossier)
     assert view.commune.text() == "Lyon (69123)"
@@ -462,3 +480,22 @@ async def test_a_dental_dossier_view_opens_the_dental_view_on_it(
     assert window.dental_view.dossier is not None
     assert window.dental_view.dossier.case_id == dental.case_id
     assert window.dental_view.commune.text() == "Villeurbanne (69266)"
+
+
+async def test_a_young_childs_dossier_gets_the_milk_tooth_advice(
+    qtbot: QtBot, env: Env, service: RosterService
+) -> None:
+    dossier = env.desk.new_call()
+    dossier.location.insee = "69123"
+    dossier.branch = Branch.DENT
+    dossier.dental_reason = "DENT.TRAUMA"
+    dossier.patient.age = "P4Y"
+    view = make_view(qtbot, env, service)
+    view.prefill(dossier)
+    assert "ne pas la réimplanter" in view.suggestion_label.text()
+    dossier.patient.age = "P40M"  # months: still under 6 years
+    view.prefill(dossier)
+    assert "ne pas la réimplanter" in view.suggestion_label.text()
+    dossier.patient.age = "P14Y"
+    view.prefill(dossier)
+    assert "à réimplanter au plus vite" in view.suggestion_label.text()
