@@ -21,7 +21,9 @@ from sas_desk.models.slots import (
     Specialty,
     StructureIdKind,
 )
+from sas_desk.services.fhir import wire
 from sas_desk.services.fhir.bundle import BundleError, BundleResult, SkipReason, parse_bundle
+from tests.helpers.bundles import assert_same
 from tests.reference import reference_dir
 
 pytestmark = pytest.mark.reference
@@ -138,6 +140,16 @@ def test_every_example_bundle_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_bundle_parses_with_the_expected_counts(name: str) -> None:
     assert counts(parse_example(name)) == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_typed_decoder_and_tolerant_path_agree_on_the_example(name: str) -> None:
+    """The slot searchsets take the typed decoder (``wire``); the booking
+    transaction (Appointment resources) the tolerant path; both give what the
+    tolerant path (``json`` + dict walking) gives."""
+    raw = (examples_dir() / name).read_bytes()
+    assert (wire.decode(raw) is not None) is ("Appointment" not in name)
+    assert_same(parse_bundle(raw), parse_bundle(json.loads(raw)))
 
 
 @pytest.mark.parametrize("name", NOT_BUNDLES)

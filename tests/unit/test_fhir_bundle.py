@@ -24,6 +24,7 @@ from sas_desk.models.slots import (
     Specialty,
     StructureIdKind,
 )
+from sas_desk.services.fhir import wire
 from sas_desk.services.fhir.bundle import (
     PARIS,
     BundleError,
@@ -34,6 +35,7 @@ from sas_desk.services.fhir.bundle import (
     parse_instant,
     slot_record,
 )
+from tests.helpers.bundles import assert_same
 
 RPPS = "810100050075"
 FAMILY = "THOMAS-ZZTEST"  # searched for in the logs: names are never logged
@@ -194,6 +196,62 @@ def test_bytes_str_and_dict_bodies_give_the_same_slots() -> None:
     ]
     assert {slot_record(r.slots[0])["start"] for r in results} == {"2026-07-14T10:00:00.000+02:00"}
     assert all(len(r.slots) == 1 and not r.skipped for r in results)
+
+
+def test_a_well_formed_body_takes_the_typed_decoder() -> None:
+    raw = json.dumps(ps()).encode()
+    typed = wire.decode(raw)
+    assert typed is not None and typed.entry is not None
+    assert [wire.resource_type(e.resource) for e in typed.entry if e.resource] == [
+        "Slot",
+        "Schedule",
+        "Practitioner",
+        "PractitionerRole",
+    ]
+    assert_same(parse_bundle(raw), parse_bundle(ps()))
+
+
+def wrong_shapes() -> dict[str, Any]:
+    return bundle(
+        slot(
+            "s1",
+            comment=42,
+            meta={"security": "PUBLIC"},
+            serviceType=[{"coding": [{"code": 7}, {"code": "VR"}]}, {"text": "Suivi"}, "AMB"],
+        ),
+        slot("s2", start=20260714, schedule="Schedule/sch1"),
+        slot("s3", status=["free"]),
+        slot("s4"),
+        schedule(),
+        practitioner(),
+        role(),
+    )
+
+
+def test_elements_of_the_wrong_shape_are_dropped_and_the_rest_kept() -> None:
+    raw = json.dumps(wrong_shapes()).encode()
+    assert wire.decode(raw) is None  # the typed decode refuses: the tolerant path decides
+    result = parse_bundle(raw)
+    assert [s.id for s in result.slots] == ["s1", "s4"]
+    s1 = result.slots[0]
+    assert s1.booking_url is None and s1.types == ()
+    assert s1.modes == (ConsultationMode.VR,) and s1.reasons == ("Suivi",)
+    assert reasons(result) == [
+        ("Slot", "s2", SkipReason.INVALID_TIME),
+        ("Slot", "s3", SkipReason.NOT_FREE),
+    ]
+
+
+def test_a_wrong_shape_in_a_body_is_read_as_from_a_dict_and_the_dict_is_kept() -> None:
+    b = wrong_shapes()
+    before = copy.deepcopy(b)
+    assert_same(parse_bundle(json.dumps(b).encode()), parse_bundle(b))
+    assert b == before
+
+
+def test_invalid_utf8_in_an_element_the_parser_does_not_read_is_still_refused() -> None:
+    with pytest.raises(BundleError, match="UTF-8"):
+        parse_bundle(json.dumps(ps()).encode()[:-1] + b', "id": "\xff"}')
 
 
 def test_slot_record_is_json_ready() -> None:

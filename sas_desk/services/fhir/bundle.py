@@ -30,8 +30,12 @@ an OperationOutcome (the vendor's error) raises :class:`BundleError` with a
 French message (and the outcome's text).
 
 Speed matters (25-practitioner batches arrive concurrently and a big vendor may
-answer thousands of slots): plain dict walking, ``datetime.fromisoformat``,
-and per-parse caches for references, times and specialties.
+answer thousands of slots): a body is first decoded by msgspec straight into
+its wire shape (:mod:`sas_desk.services.fhir.wire`: only the elements read,
+types checked in C); a body that does not fit that shape anywhere takes the
+tolerant path (``json``, then each Slot read leniently), which gives the same
+result for what both can read. Then ``datetime.fromisoformat`` and per-parse
+caches for references, times and specialties.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from sas_desk.models.slots import (
     StructureIdKind,
 )
 from sas_desk.models.validation import ValidationError, normalize_phone
+from sas_desk.services.fhir import wire
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +205,10 @@ def _parse(body: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> Bu
     if isinstance(body, Mapping):
         data: Any = body
     else:
+        typed = wire.decode(body)
+        if typed is not None:  # the usual answer: decoded straight into its wire shape
+            head = {"type": typed.type, "total": typed.total, "link": typed.link}
+            return _Parser(head).run_wire(typed.entry or [])
         data = _decode(body)
     if not isinstance(data, Mapping):
         raise BundleError("La réponse n'est pas une ressource FHIR (objet JSON attendu).")
@@ -415,7 +424,7 @@ class _Invalid(Exception):
 class _Parser:
     def __init__(self, bundle: Mapping[str, Any]) -> None:
         self.bundle = bundle
-        self.index: dict[str, dict[str, Any]] = {}  # "Type/id" → resource
+        self.index: dict[str, Any] = {}  # "Type/id" → resource (dict, or wire.Slot)
         self.full_urls: dict[str, str] = {}  # fullUrl → "Type/id"
         self.ref_keys: dict[str, str | None] = {}  # reference text → "Type/id"
         self.done: dict[str, Any] = {}  # "Type/id" → converted object, or None if skipped
@@ -465,11 +474,11 @@ class _Parser:
         self, key: str, raw: dict[str, Any], convert: Callable[[str, dict[str, Any]], _T]
     ) -> _T | None:
         self.done[key] = None  # a reference cycle resolves to "invalid", never recurses
+        rtype, _, rid = key.partition("/")
         try:
-            obj: _T | None = convert(raw["id"], raw)
+            obj: _T | None = convert(rid, raw)
         except _Invalid as exc:
-            rtype = key.partition("/")[0]
-            self.skip(rtype, raw["id"], exc.reason, exc.detail)
+            self.skip(rtype, rid, exc.reason, exc.detail)
             self.reasons[key] = exc.reason
             obj = None
         self.done[key] = obj
@@ -478,6 +487,7 @@ class _Parser:
     # ---- main loop
 
     def run(self, entries: list[Any]) -> BundleResult:
+        """Entries as decoded by ``json`` (the tolerant path)."""
         order: list[tuple[str, str]] = []
         for n, entry in enumerate(entries):
             resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -489,20 +499,48 @@ class _Parser:
             if rtype not in _KNOWN:
                 self.other.append(resource)
                 continue
-            rid = resource.get("id")
-            if not isinstance(rid, str) or not rid:
-                self.skip(rtype, None, SkipReason.MISSING_ID, f"entry {n}")
-                continue
-            key = f"{rtype}/{rid}"
-            if key in self.index:
-                self.skip(rtype, rid, SkipReason.DUPLICATE, f"entry {n}")
-                continue
-            self.index[key] = resource
-            full_url = entry.get("fullUrl")
-            if isinstance(full_url, str) and full_url:
-                self.full_urls[full_url] = key
-            order.append((rtype, key))
+            self.add(n, rtype, resource.get("id"), resource, entry.get("fullUrl"), order)
+        return self.finish(order)
 
+    def run_wire(self, entries: list[wire.Entry]) -> BundleResult:
+        """Entries as decoded by the typed decoder (``wire``): Slots stay
+        structures, the resources they lead to become the dicts their
+        converters read."""
+        order: list[tuple[str, str]] = []
+        for n, entry in enumerate(entries):
+            resource = entry.resource
+            if resource is None:
+                self.skip("entry", str(n), SkipReason.MALFORMED_ENTRY, "no resource")
+            elif isinstance(resource, wire.Slot):
+                self.add(n, "Slot", resource.id, resource, entry.fullUrl, order)
+            else:
+                raw = wire.as_dict(resource)
+                rid = raw.get("id")
+                self.add(n, wire.resource_type(resource), rid, raw, entry.fullUrl, order)
+        return self.finish(order)
+
+    def add(
+        self,
+        n: int,
+        rtype: str,
+        rid: Any,
+        resource: Any,
+        full_url: Any,
+        order: list[tuple[str, str]],
+    ) -> None:
+        if not isinstance(rid, str) or not rid:
+            self.skip(rtype, None, SkipReason.MISSING_ID, f"entry {n}")
+            return
+        key = f"{rtype}/{rid}"
+        if key in self.index:
+            self.skip(rtype, rid, SkipReason.DUPLICATE, f"entry {n}")
+            return
+        self.index[key] = resource
+        if isinstance(full_url, str) and full_url:
+            self.full_urls[full_url] = key
+        order.append((rtype, key))
+
+    def finish(self, order: list[tuple[str, str]]) -> BundleResult:
         converters: dict[str, Callable[[str, dict[str, Any]], Any]] = {
             "Slot": self.slot,
             "Schedule": self.schedule,
@@ -577,19 +615,20 @@ class _Parser:
                 self.times[value] = dt
         return dt  # type: ignore[no-any-return]
 
-    def slot(self, rid: str, r: dict[str, Any]) -> Slot:
-        status = r.get("status")
+    def slot(self, rid: str, raw: wire.Slot | dict[str, Any]) -> Slot:
+        r = raw if isinstance(raw, wire.Slot) else wire.slot_of(raw)
+        status = r.status
         if status != "free":
             raise _Invalid(SkipReason.NOT_FREE, f"status {status!r}")
-        start = self.time(r.get("start"))
-        end = self.time(r.get("end"))
+        start = self.time(r.start)
+        end = self.time(r.end)
         if start is None or end is None:
             which = "start" if start is None else "end"
             raise _Invalid(SkipReason.INVALID_TIME, f"{which} missing or not a date-time")
         if end <= start:
             raise _Invalid(SkipReason.END_BEFORE_START, "end not after start")
-        ref = _reference(r.get("schedule"))
-        if ref is None:
+        ref = r.schedule.reference if r.schedule is not None else None
+        if not ref:
             raise _Invalid(SkipReason.MISSING_SCHEDULE, "no schedule reference")
         schedule, why = self.follow(ref, "Schedule", self.schedule)
         if schedule is None:
@@ -597,75 +636,58 @@ class _Parser:
             raise _Invalid(why, f"schedule {ref}")
 
         types: tuple[SlotType, ...] = ()
-        meta = r.get("meta")
-        if meta is not None and isinstance(meta, dict):
-            security = meta.get("security")
-            if security:
-                found: list[SlotType] = []
-                for coding in security:
-                    if isinstance(coding, dict):
-                        st = _SLOT_TYPES.get(coding.get("code"))  # type: ignore[arg-type]
-                        if st is not None and st not in found:
-                            system = coding.get("system")
-                            if system is None or "TypeCreneau" in system:
-                                found.append(st)
-                types = tuple(found)
+        security = r.meta.security if r.meta is not None else None
+        if security:
+            found: list[SlotType] = []
+            for coding in security:
+                st = _SLOT_TYPES.get(coding.code)  # type: ignore[arg-type]
+                if st is not None and st not in found:
+                    system = coding.system
+                    if system is None or "TypeCreneau" in system:
+                        found.append(st)
+            types = tuple(found)
 
         modes: list[ConsultationMode] = []
         reasons: list[str] = []
         services: list[HealthcareService] = []
-        service_types = r.get("serviceType")
-        if service_types:
-            for concept in service_types:
-                if not isinstance(concept, dict):
-                    continue
-                known = False
-                codings = concept.get("coding")
-                if codings:
-                    for coding in codings:
-                        if not isinstance(coding, dict):
-                            continue
-                        code = coding.get("code")
-                        mode = _MODES.get(code)  # type: ignore[arg-type]
-                        if mode is not None and coding.get("system", SYSTEM_ACT_CODE) == (
-                            SYSTEM_ACT_CODE
-                        ):
-                            known = True
-                            if mode not in modes:
-                                modes.append(mode)
-                        elif code == CATEGORY_CPTS:
-                            known = True
-                extensions = concept.get("extension")
-                if extensions:
-                    known = self._cpts_services(rid, extensions, services) or known
-                text = concept.get("text")
-                if not known and isinstance(text, str):
-                    text = text.strip()
-                    if text and text not in reasons:
-                        reasons.append(text)
+        for concept in r.serviceType or ():
+            known = False
+            for coding in concept.coding or ():
+                code = coding.code
+                mode = _MODES.get(code)  # type: ignore[arg-type]
+                if mode is not None and coding.system in (None, SYSTEM_ACT_CODE):
+                    known = True
+                    if mode not in modes:
+                        modes.append(mode)
+                elif code == CATEGORY_CPTS:
+                    known = True
+            if concept.extension:
+                known = self._cpts_services(rid, concept.extension, services) or known
+            text = concept.text
+            if not known and text:
+                text = text.strip()
+                if text and text not in reasons:
+                    reasons.append(text)
 
         specialties: tuple[Specialty, ...] = ()
-        raw_specialties = r.get("specialty")
-        if raw_specialties:
+        if r.specialty:
             found_specialties = []
-            for concept in raw_specialties:
+            for concept in r.specialty:
                 specialty = self.specialty(concept)
                 if specialty is not None:
                     found_specialties.append(specialty)
             specialties = tuple(found_specialties)
 
         appointment_type = None
-        appt = r.get("appointmentType")
-        if isinstance(appt, dict):
-            for coding in appt.get("coding") or ():
-                if isinstance(coding, dict):
-                    appointment_type = _APPOINTMENT_TYPES.get(coding.get("code"))  # type: ignore[arg-type]
-                    if appointment_type is not None:
-                        break
+        if r.appointmentType is not None:
+            for coding in r.appointmentType.coding or ():
+                appointment_type = _APPOINTMENT_TYPES.get(coding.code)  # type: ignore[arg-type]
+                if appointment_type is not None:
+                    break
 
         booking_url = None
-        comment = r.get("comment")
-        if isinstance(comment, str):
+        comment = r.comment
+        if comment:
             comment = comment.strip()
             if comment[:8].lower() == "https://" or comment[:7].lower() == "http://":
                 booking_url = comment
@@ -688,16 +710,16 @@ class _Parser:
             services=tuple(services),
         )
 
-    def _cpts_services(self, rid: str, extensions: Any, out: list[HealthcareService]) -> bool:
+    def _cpts_services(
+        self, rid: str, extensions: list[wire.Extension], out: list[HealthcareService]
+    ) -> bool:
         found = False
-        if not isinstance(extensions, list):
-            return False
         for ext in extensions:
-            if not isinstance(ext, dict) or ext.get("url") != EXT_SLOT_SERVICE_TYPE:
+            if ext.url != EXT_SLOT_SERVICE_TYPE:
                 continue
             found = True
-            ref = _reference(ext.get("valueReference"))
-            if ref is None:
+            ref = ext.valueReference.reference if ext.valueReference is not None else None
+            if not ref:
                 continue
             service, _why = self.follow(ref, "HealthcareService", self.healthcare_service)
             if service is None:
@@ -706,27 +728,19 @@ class _Parser:
                 out.append(service)
         return found
 
-    def specialty(self, concept: Any) -> Specialty | None:
-        if not isinstance(concept, dict):
-            return None
+    def specialty(self, concept: wire.Concept) -> Specialty | None:
         code = system = None
-        codings = concept.get("coding")
-        if codings:
-            for coding in codings:
-                if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                    code, system = coding["code"], coding.get("system")
-                    break
-        text = concept.get("text")
-        if not isinstance(text, str):
-            text = None
+        for coding in concept.coding or ():
+            if coding.code is not None:
+                code, system = coding.code, coding.system
+                break
+        text = concept.text
         if code is None and not text:
             return None
         key = (code, system, text)
         found = self.specialties.get(key)
         if found is None:
-            found = self.specialties[key] = Specialty(
-                code, system if isinstance(system, str) else None, text
-            )
+            found = self.specialties[key] = Specialty(code, system, text)
         return found
 
     # ---- Schedule and who it belongs to

@@ -1,0 +1,205 @@
+"""The wire shape of a SAS searchset Bundle, for msgspec's typed decoder.
+
+Decoding straight into these structures reads only what the parser uses
+(unknown elements are skipped, not built) and checks every type in C: on
+the slot-heavy answers a search receives, decoding takes ≈ 2.5× less time
+than ``json.loads``, and the whole parse ≈ 1.4× less (bench/fhir_parse.py). Only the Slot, the resource that comes
+by the thousand, is typed in detail; the other resource types carry the
+elements their converters read as plain JSON values. Field names are FHIR's
+(camelCase), so that msgspec matches them as sent.
+
+The typed decode is all or nothing: one element of an unexpected type
+anywhere fails it. :func:`decode` then returns ``None`` and the caller falls
+back to the tolerant path (``json`` + per-resource checks), where
+:func:`slot_of` reads one Slot dict, dropping the elements that do not fit
+instead of refusing the slot.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import msgspec
+
+
+class Coding(msgspec.Struct):
+    system: str | None = None
+    code: str | None = None
+
+
+class Reference(msgspec.Struct):
+    reference: str | None = None
+
+
+class Extension(msgspec.Struct):
+    url: str | None = None
+    valueReference: Reference | None = None
+
+
+class Concept(msgspec.Struct):
+    coding: list[Coding] | None = None
+    text: str | None = None
+    extension: list[Extension] | None = None
+
+
+class Meta(msgspec.Struct):
+    security: list[Coding] | None = None
+
+
+class Slot(msgspec.Struct, tag="Slot", tag_field="resourceType"):
+    id: str | None = None
+    meta: Meta | None = None
+    status: str | None = None
+    start: str | None = None
+    end: str | None = None
+    schedule: Reference | None = None
+    serviceType: list[Concept] | None = None
+    specialty: list[Concept] | None = None
+    appointmentType: Concept | None = None
+    comment: str | None = None
+
+
+class Other(msgspec.Struct, tag_field="resourceType"):
+    """The elements read from the resources a Slot leads to, as JSON values."""
+
+    id: Any = None
+    identifier: Any = None
+    name: Any = None
+    telecom: Any = None
+    actor: Any = None
+    practitioner: Any = None
+    organization: Any = None
+    location: Any = None
+    contained: Any = None
+    address: Any = None
+    position: Any = None
+    managingOrganization: Any = None
+    hoursOfOperation: Any = None
+    providedBy: Any = None
+
+
+class Schedule(Other, tag="Schedule"):
+    pass
+
+
+class Practitioner(Other, tag="Practitioner"):
+    pass
+
+
+class PractitionerRole(Other, tag="PractitionerRole"):
+    pass
+
+
+class Location(Other, tag="Location"):
+    pass
+
+
+class Organization(Other, tag="Organization"):
+    pass
+
+
+class HealthcareService(Other, tag="HealthcareService"):
+    pass
+
+
+_OTHER_FIELDS = Other.__struct_fields__
+
+
+class Entry(msgspec.Struct):
+    fullUrl: str | None = None
+    resource: (
+        Slot
+        | Schedule
+        | Practitioner
+        | PractitionerRole
+        | Location
+        | Organization
+        | HealthcareService
+        | None
+    ) = None
+
+
+class Bundle(msgspec.Struct):
+    resourceType: str | None = None
+    type: Any = None
+    total: Any = None
+    link: Any = None
+    entry: list[Entry] | None = None
+
+
+_DECODER = msgspec.json.Decoder(Bundle)
+
+
+def decode(body: bytes | bytearray | memoryview | str) -> Bundle | None:
+    """The typed Bundle, or ``None`` when anything in it does not fit (not
+    JSON, not a Bundle, a resource type or an element of another shape): the
+    tolerant path then decides."""
+    if not isinstance(body, str):
+        try:  # the elements skipped unread must be valid UTF-8 too
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        bundle = _DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if bundle.resourceType != "Bundle":
+        return None
+    return bundle
+
+
+def resource_type(resource: Slot | Other) -> str:
+    return type(resource).__name__
+
+
+def as_dict(resource: Other) -> dict[str, Any]:
+    """A non-Slot resource as the dict its converter reads."""
+    out: dict[str, Any] = {}
+    for name in _OTHER_FIELDS:
+        value = getattr(resource, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+_PATH = re.compile(r"\.(\w+)|\[(\d+)\]")
+_AT = re.compile(r"- at `\$(.*)`$")
+_MAX_DROPS = 64
+
+
+def slot_of(data: dict[str, Any]) -> Slot:
+    """One Slot dict read leniently: an element of the wrong shape (a code
+    that is a number, a list that is an object…) is left out, the rest kept;
+    whether what is left makes a usable slot is the converter's call. The
+    dict is not modified."""
+    copied = False
+    for _ in range(_MAX_DROPS):
+        try:
+            return msgspec.convert(data, Slot)
+        except msgspec.ValidationError as exc:
+            path = _error_path(str(exc))
+            if not path:
+                break
+            if not copied:
+                data, copied = copy.deepcopy(data), True
+            _drop(data, path)
+    return Slot(id=data.get("id") if isinstance(data.get("id"), str) else None)
+
+
+def _error_path(message: str) -> list[str | int]:
+    found = _AT.search(message)
+    if found is None:
+        return []
+    return [int(i) if i else name for name, i in _PATH.findall(found.group(1))]
+
+
+def _drop(data: Any, path: list[str | int]) -> None:
+    for step in path[:-1]:
+        data = data[step]
+    last = path[-1]
+    if isinstance(data, dict):
+        data.pop(last, None)
+    elif isinstance(data, list) and isinstance(last, int) and last < len(data):
+        del data[last]
