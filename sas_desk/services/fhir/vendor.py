@@ -35,6 +35,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -46,6 +47,11 @@ from sas_desk.services.config import VendorEndpoint
 from sas_desk.services.fhir.bundle import BundleError, BundleResult, parse_bundle
 
 log = logging.getLogger("sas_desk.fhir.vendor")
+
+#: One thread parses every answer, one after the other: parsing is pure
+#: Python, so several parser threads would only take turns on the GIL (and
+#: contend with the event loop's thread for it) without going any faster.
+_PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fhir-parse")
 
 MAX_IDS_PER_REQUEST = 25  # the guide: 1 to 25 practitioners per Slot request
 MAX_SIRETS_PER_REQUEST = 10  # the functional page: "1 à 10 SIRET"
@@ -241,7 +247,7 @@ class VendorClient:
 
     async def _parse(self, status: int, body: bytes) -> BundleResult:
         try:
-            result = await asyncio.to_thread(parse_bundle, body)
+            result = await asyncio.get_running_loop().run_in_executor(_PARSER, parse_bundle, body)
         except BundleError as exc:
             if exc.outcome_text is not None:
                 log.warning("vendor %s: HTTP %d OperationOutcome", self.name, status)

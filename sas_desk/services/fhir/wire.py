@@ -24,31 +24,31 @@ from typing import Any
 import msgspec
 
 
-class Coding(msgspec.Struct):
+class Coding(msgspec.Struct, gc=False):
     system: str | None = None
     code: str | None = None
 
 
-class Reference(msgspec.Struct):
+class Reference(msgspec.Struct, gc=False):
     reference: str | None = None
 
 
-class Extension(msgspec.Struct):
+class Extension(msgspec.Struct, gc=False):
     url: str | None = None
     valueReference: Reference | None = None
 
 
-class Concept(msgspec.Struct):
+class Concept(msgspec.Struct, gc=False):
     coding: list[Coding] | None = None
     text: str | None = None
     extension: list[Extension] | None = None
 
 
-class Meta(msgspec.Struct):
+class Meta(msgspec.Struct, gc=False):
     security: list[Coding] | None = None
 
 
-class Slot(msgspec.Struct, tag="Slot", tag_field="resourceType"):
+class Slot(msgspec.Struct, tag="Slot", tag_field="resourceType", gc=False):
     id: str | None = None
     meta: Meta | None = None
     status: str | None = None
@@ -61,7 +61,7 @@ class Slot(msgspec.Struct, tag="Slot", tag_field="resourceType"):
     comment: str | None = None
 
 
-class Other(msgspec.Struct, tag_field="resourceType"):
+class Other(msgspec.Struct, tag_field="resourceType", gc=False):
     """The elements read from the resources a Slot leads to, as JSON values."""
 
     id: Any = None
@@ -107,7 +107,7 @@ class HealthcareService(Other, tag="HealthcareService"):
 _OTHER_FIELDS = Other.__struct_fields__
 
 
-class Entry(msgspec.Struct):
+class Entry(msgspec.Struct, gc=False):
     fullUrl: str | None = None
     resource: (
         Slot
@@ -121,7 +121,7 @@ class Entry(msgspec.Struct):
     ) = None
 
 
-class Bundle(msgspec.Struct):
+class Bundle(msgspec.Struct, gc=False):
     resourceType: str | None = None
     type: Any = None
     total: Any = None
