@@ -875,9 +875,16 @@ _SELECT_ITEM_DOSSIER = (
     "WHERE i.case_id = %s FOR UPDATE OF i, d"
 )
 _NEEDS_DOSSIER = frozenset({"enqueue", "decide", "note", "close", "request_booking"})
+# ``set_config(…, true)`` inside the statement lasts for its (implicit,
+# autocommit) transaction, commit included: what only records an answer is
+# committed without waiting for the WAL flush, in one round trip and without
+# an explicit transaction (BEGIN / SET LOCAL / COMMIT cost psycopg's pipeline
+# three times the client CPU of the statement itself).
+_ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
 _RECORD_OUTCOME = (
     "INSERT INTO applied_ops (op_id, kind, case_id, applied_at, outcome) "
-    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (op_id) DO NOTHING RETURNING op_id"
+    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (op_id) DO NOTHING "
+    f"RETURNING op_id, {_ASYNC_COMMIT} AS async_commit"
 )
 _OPTIMISTIC_TRIES = 8  # then the row-lock path decides
 # A claim's first read also refuses it, in the same statement, when someone
@@ -895,7 +902,8 @@ _READ_OR_REFUSE_CLAIM = (
     "FROM cur c WHERE c.status = 'CLAIMED' AND c.claim_workstation <> %(workstation)s "
     "AND c.expires_at > %(at)s "
     "ON CONFLICT (op_id) DO NOTHING RETURNING outcome) "
-    "SELECT cur.*, (SELECT outcome FROM refused) AS refused FROM cur"
+    f"SELECT cur.*, (SELECT outcome FROM refused) AS refused, {_ASYNC_COMMIT} AS async_commit "
+    "FROM cur"
 )
 
 
@@ -1175,21 +1183,20 @@ class PostgresBackend(QueueBackend):
         self, conn: Conn, op: Operation, stamp: datetime
     ) -> DictRow | None:
         """The item, refusing the claim on the spot (stored outcome) when
-        someone else visibly holds it; committed without waiting for the WAL
-        flush, like every refusal (see :meth:`_record_outcome`)."""
-        async with conn.pipeline(), conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit TO OFF")
-            cur = await conn.execute(
-                _READ_OR_REFUSE_CLAIM,
-                {
-                    "case_id": op.case_id,
-                    "op_id": op.op_id,
-                    "stamp": stamp,
-                    "workstation": op.workstation,
-                    "at": _aware(op.at),
-                },
-            )
-            return await cur.fetchone()
+        someone else visibly holds it; one autocommit statement, committed
+        without waiting for the WAL flush, like every refusal (see
+        :meth:`_record_outcome`)."""
+        cur = await conn.execute(
+            _READ_OR_REFUSE_CLAIM,
+            {
+                "case_id": op.case_id,
+                "op_id": op.op_id,
+                "stamp": stamp,
+                "workstation": op.workstation,
+                "at": _aware(op.at),
+            },
+        )
+        return await cur.fetchone()
 
     async def _record_outcome(
         self, conn: Conn, op: Operation, stamp: datetime, outcome: dict[str, Any]
@@ -1197,17 +1204,15 @@ class PostgresBackend(QueueBackend):
         """Store the answer of an op that changes nothing (a refusal, a no-op);
         an op_id applied before gets its first answer again.
 
-        One round trip (pipeline), committed without waiting for the WAL
+        One autocommit statement, committed without waiting for the WAL
         flush: when fifty workstations click the same item, forty-nine
         refusals no longer queue for the disk.  Losing such a record in a
         server crash changes nothing in the queues; the same op_id sent again
         is then decided again, as if the first answer had never arrived."""
-        async with conn.pipeline(), conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit TO OFF")
-            cur = await conn.execute(
-                _RECORD_OUTCOME, (op.op_id, op.kind, op.case_id, stamp, Jsonb(outcome))
-            )
-            fresh = await cur.fetchone()
+        cur = await conn.execute(
+            _RECORD_OUTCOME, (op.op_id, op.kind, op.case_id, stamp, Jsonb(outcome))
+        )
+        fresh = await cur.fetchone()
         if fresh is None:
             return await self._replayed(conn, op)
         return outcome

@@ -842,3 +842,51 @@ async def test_password_comes_from_the_keyring_when_the_dsn_has_none(
     await with_password.open()
     assert len(asked) == 1  # the DSN's own password wins, no keyring lookup
     assert "dans-le-dsn" not in with_password.safe_dsn
+
+
+@pytest.mark.asyncio
+async def test_refusals_are_committed_without_waiting_for_the_wal_flush(
+    admin: psycopg.AsyncConnection[Any], schema: str, make_backend: Factory
+) -> None:
+    """A refused claim and a stored no-op answer are single autocommit
+    statements that turn ``synchronous_commit`` off for their own transaction
+    only (so their commit does not wait for the disk); a claim that is not
+    refused leaves the setting alone for the write that follows."""
+    from sas_desk.services.queues import postgres
+
+    a = make_backend("A")
+    await a.open()
+    await a.apply(enqueue(1))
+    await a.apply(enqueue(2))
+    await a.apply(claim(1, "POSTE-1"))
+    await admin.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+
+    async def setting_after(statement: str, params: Any) -> tuple[Any, str]:
+        async with admin.transaction(force_rollback=True):
+            row = await (await admin.execute(statement, params)).fetchone()
+            shown = await (await admin.execute("SHOW synchronous_commit")).fetchone()
+        assert shown is not None
+        return row, shown[0]
+
+    def read(n: int) -> dict[str, Any]:
+        return {
+            "case_id": case_id(n),
+            "op_id": f"op-{n}",
+            "stamp": T0,
+            "workstation": "POSTE-2",
+            "at": T0,
+        }
+
+    refused, setting = await setting_after(postgres._READ_OR_REFUSE_CLAIM, read(1))
+    assert refused is not None and setting == "off"
+    waiting, setting = await setting_after(postgres._READ_OR_REFUSE_CLAIM, read(2))
+    assert waiting is not None and setting == "off"  # wrote nothing: nothing to flush
+    stored, setting = await setting_after(
+        postgres._RECORD_OUTCOME, ("op-x", "note", case_id(1), T0, psycopg.types.json.Jsonb({}))
+    )
+    assert stored is not None and setting == "off"
+    async with admin.transaction(force_rollback=True):
+        shown = await (await admin.execute("SHOW synchronous_commit")).fetchone()
+    assert shown is not None and shown[0] == "on"  # outside those statements: untouched
+    with pytest.raises(ClaimConflict):
+        await a.apply(claim(1, "POSTE-2"))
