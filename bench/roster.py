@@ -6,7 +6,7 @@ on call" lookups.
 Generates (seeded) a CSV roster in the documented format: ``--departements``
 (default 100) départements × ``--sectors`` sectors (default 5, 10 communes
 each) × every Sunday and public holiday of ``--years`` years (default 10) ×
-two periods (09:00–12:00, 14:00–18:00): 623,000 entries, ≈ 95 MB.  The file
+two periods (09:00–12:00, 14:00–18:00): 623,000 entries, ≈ 88 MB.  The file
 is streamed to disk, then:
 
 * **import**: ``RosterService.import_file`` into a new on-disk store (read,

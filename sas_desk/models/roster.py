@@ -13,7 +13,7 @@ starts.
 from __future__ import annotations
 
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -219,20 +219,39 @@ def _span(entry: RosterEntry) -> str:
     return f"{entry.start.strftime('%d/%m/%Y %H:%M')}–{end}"
 
 
-def _by_sector(entries: Iterable[RosterEntry]) -> dict[tuple[str, str], list[RosterEntry]]:
+def _by_sector(
+    entries: Iterable[RosterEntry], *, ordered: bool = True
+) -> dict[tuple[str, str], list[RosterEntry]]:
+    """The entries of each (département, sector), by start and end when *ordered*."""
     groups: dict[tuple[str, str], list[RosterEntry]] = defaultdict(list)
     for entry in entries:
         groups[(entry.departement, entry.sector_code)].append(entry)
-    for group in groups.values():
-        group.sort(key=lambda e: (e.start, e.end))
+    if ordered:
+        for group in groups.values():
+            group.sort(key=lambda e: (e.start, e.end))
     return groups
+
+
+def _sharing_a_period(entries: Iterable[RosterEntry]) -> set[int]:
+    """``id()`` of the entries whose sector has another entry of the same
+    period: the only ones that can be duplicates.  Worked out a sector at a
+    time, so that no key is held per entry of the whole roster."""
+    found: set[int] = set()
+    for group in _by_sector(entries, ordered=False).values():
+        counts = Counter((e.start, e.end) for e in group)
+        if len(counts) < len(group):
+            found.update(id(e) for e in group if counts[(e.start, e.end)] > 1)
+    return found
 
 
 def find_duplicates(entries: Sequence[RosterEntry]) -> list[Duplicate]:
     """Entries repeating an earlier one (same sector, start, end and dentist)."""
+    candidates = _sharing_a_period(entries)
     seen: dict[tuple[str, str, datetime, datetime, str], RosterEntry] = {}
     found: list[Duplicate] = []
     for entry in entries:
+        if id(entry) not in candidates:
+            continue  # alone on its period in its sector
         key = (entry.departement, entry.sector_code, entry.start, entry.end, entry.dentist_key)
         kept = seen.get(key)
         if kept is None:
@@ -279,13 +298,16 @@ def coverage_gaps(
     names: dict[tuple[str, str], str] = {}
     for sector in sectors:
         names[(sector.departement, sector.code)] = sector.name
+    covered: dict[tuple[str, str], set[date]] = defaultdict(set)  # the days of each sector
     for entry in entries:
-        names.setdefault((entry.departement, entry.sector_code), entry.sector_name)
-    covered: set[tuple[str, str, date]] = {(e.departement, e.sector_code, e.day) for e in entries}
+        key = (entry.departement, entry.sector_code)
+        names.setdefault(key, entry.sector_name)
+        covered[key].add(entry.day)
+    by_sector = sorted(names.items())
     gaps: list[CoverageGap] = []
     for day in on_call_days(first, last):
         holiday = _holidays(day.year).get(day, "")
-        for (dep, code), name in sorted(names.items()):
-            if (dep, code, day) not in covered:
+        for (dep, code), name in by_sector:
+            if day not in covered.get((dep, code), ()):
                 gaps.append(CoverageGap(day, code, name, holiday))
     return gaps

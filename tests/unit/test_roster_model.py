@@ -103,6 +103,24 @@ def test_duplicates_same_period_same_dentist() -> None:
     assert find_overlaps([a, again, other]) == []
 
 
+def test_duplicates_in_file_order_across_sectors() -> None:
+    sunday = date(2027, 1, 3)
+    a = entry(sunday, 9, 12, line="ligne 2")
+    north = entry(sunday, 9, 12, sector="69-N", line="ligne 3")
+    north_again = entry(sunday, 9, 12, sector="69-N", line="ligne 4")
+    a_again = entry(sunday, 9, 12, line="ligne 5")
+    afternoon = entry(sunday, 14, 18, line="ligne 6")
+    parallel = entry(sunday, 9, 12, family="Petit", line="ligne 7")  # staffed twice: kept
+    listed = [a, north, north_again, a_again, afternoon, parallel, afternoon]
+    found = find_duplicates(listed)
+    assert [(d.kept.line, d.dropped.line) for d in found] == [
+        ("ligne 3", "ligne 4"),
+        ("ligne 2", "ligne 5"),
+        ("ligne 6", "ligne 6"),  # the same entry listed twice
+    ]
+    assert find_duplicates([a, north, afternoon, parallel]) == []
+
+
 def test_coverage_gaps_sundays_and_holidays_per_sector() -> None:
     sectors = [Sector("69-C", "Lyon centre", ("69123",)), Sector("69-N", "Nord", ("69266",))]
     entries = [entry(date(2027, 1, 3), 9, 12), entry(date(2027, 1, 10), 9, 12)]

@@ -20,10 +20,11 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -332,9 +333,74 @@ def _text(value: str, what: str) -> str:
 #: canonical field -> label, per format
 CSV_LABELS: dict[str, str] = {c: f"colonne {c}" for c in CSV_COLUMNS}
 
+#: ``(canonical field, French message)`` of each problem of a value, not yet located
+_Problems = tuple[tuple[str, str], ...]
+#: ``(day, start, end, problems)`` of a row's period (``None``s when unreadable)
+_Period = tuple[date | None, datetime | None, datetime | None, _Problems]
+
+
+def _period_problems(start: datetime, end: datetime) -> _Problems:
+    """An end at or before the start, or a period longer than :data:`MAX_PERIOD`."""
+    if end <= start:
+        return (
+            (
+                "fin",
+                f"fin ({end.strftime('%H:%M')}) avant ou égale au début "
+                f"({start.strftime('%H:%M')}) : pour une garde qui passe minuit, "
+                f"écrivez « {end.strftime('%H:%M')}+1 »",
+            ),
+        )
+    if end - start > MAX_PERIOD:
+        hours = int((end - start).total_seconds() // 3600)
+        return (("fin", f"garde de {hours} h : plus de 72 h, date de fin erronée ?"),)
+    return ()
+
+
+def _cells_period(raw_day: str, raw_start: str, raw_end: str) -> _Period:
+    """The period written as ``date``, ``debut`` and ``fin`` cells (stripped)."""
+    problems: list[tuple[str, str]] = [
+        (key, missing)
+        for key, raw, missing in (
+            ("date", raw_day, "date manquante"),
+            ("debut", raw_start, "heure de début manquante"),
+            ("fin", raw_end, "heure de fin manquante"),
+        )
+        if not raw
+    ]
+    start = end = None
+    day: date | None = None
+    try:
+        day = parse_date(raw_day) if raw_day else None
+    except _Bad as exc:
+        problems.append(("date", str(exc)))
+    if day is not None and raw_start:
+        try:
+            hour, minute, plus = parse_time(raw_start)
+            if plus:
+                raise _Bad("« +1 » n'est permis que pour l'heure de fin")
+            start = local_time(day, hour, minute)
+        except _Bad as exc:
+            problems.append(("debut", str(exc)))
+    if day is not None and raw_end:
+        try:
+            hour, minute, plus = parse_time(raw_end)
+            end = local_time(day + timedelta(days=1) if plus else day, hour, minute)
+        except _Bad as exc:
+            problems.append(("fin", str(exc)))
+    if start is not None and end is not None:
+        problems.extend(_period_problems(start, end))
+    return (start.date() if start else None), start, end, tuple(problems)
+
 
 class _Builder:
-    """Turns located raw values into entries, collecting every issue."""
+    """Turns located raw values into entries, collecting every issue.
+
+    Rows of a roster repeat the same values (the day's periods in every
+    sector, a sector's communes, a dentist's name, address and phone): what
+    is worked out from them is kept per distinct value, so that a national
+    roster is checked once per value and its entries share those objects
+    (one ``datetime``, one communes tuple, one string…) instead of each
+    holding copies."""
 
     def __init__(
         self,
@@ -349,8 +415,16 @@ class _Builder:
         self.known = known
         self.issues: list[Issue] = []
         self.entries: list[RosterEntry] = []
-        # (sector, communes as written) -> (codes, problems): rows repeat them
-        self._communes: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+        # (date, debut, fin) cells -> period
+        self._periods: dict[tuple[str, str, str], _Period] = {}
+        # (sector, communes as written) -> (codes, problems); the cell itself for text
+        self._communes: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._communes_cells: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._strings: dict[str, str] = {}
+
+    def _share(self, text: str) -> str:
+        """The one copy of *text* the entries hold."""
+        return self._strings.setdefault(text, text)
 
     def _check_communes(
         self, listed: Sequence[str], sector: Sector | None
@@ -373,6 +447,42 @@ class _Builder:
                 codes.append(code)
         return codes, problems
 
+    def _resolve_communes(
+        self, listed: Sequence[str], sector_code: str, sector: Sector | None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``(codes, problems)``: the listed communes checked, the sector's
+        when none is listed, all of one département."""
+        codes, problems = self._check_communes(listed, sector)
+        communes: Sequence[str] = codes
+        if not listed:
+            if sector is not None:
+                communes = sector.communes
+            elif sector_code and self.sectors is None:
+                problems.append("communes manquantes (codes INSEE séparés par « | »)")
+        deps = {c[:3] if c[:2] in ("97", "98") else c[:2] for c in communes}
+        if len(deps) > 1:
+            problems.append(
+                f"communes de plusieurs départements ({', '.join(sorted(deps))}) : "
+                "un tableau de garde est départemental"
+            )
+        return tuple(communes), tuple(problems)
+
+    def _communes_of(
+        self, sector_code: str, sector: Sector | None, raw: object
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """A row's communes (cell or list), worked out once per sector and value."""
+        cell = (sector_code, raw) if isinstance(raw, str) else None
+        found = self._communes_cells.get(cell) if cell is not None else None
+        if found is None:
+            listed = _split_communes(raw) if isinstance(raw, str | list | tuple) else []
+            key = (sector_code, "|".join(listed))
+            found = self._communes.get(key)
+            if found is None:
+                found = self._communes[key] = self._resolve_communes(listed, sector_code, sector)
+            if cell is not None:
+                self._communes_cells[cell] = found
+        return found
+
     def issue(self, where: str, key: str, message: str) -> None:
         self.issues.append(Issue(where, self.labels.get(key, key) if key else "", message))
 
@@ -394,46 +504,21 @@ class _Builder:
                 self.issue(where, key, missing)
             return value
 
-        start = end = None
-        day: date | None = None
+        day: date | None
+        start: datetime | None
+        end: datetime | None
         if period is not None:
             start, end = period
+            day = start.date()
+            problems = _period_problems(start, end)
         else:
-            raw_day = need("date", "date manquante")
-            raw_start = need("debut", "heure de début manquante")
-            raw_end = need("fin", "heure de fin manquante")
-            try:
-                day = parse_date(raw_day) if raw_day else None
-            except _Bad as exc:
-                self.issue(where, "date", str(exc))
-            if day is not None and raw_start:
-                try:
-                    hour, minute, plus = parse_time(raw_start)
-                    if plus:
-                        raise _Bad("« +1 » n'est permis que pour l'heure de fin")
-                    start = local_time(day, hour, minute)
-                except _Bad as exc:
-                    self.issue(where, "debut", str(exc))
-            if day is not None and raw_end:
-                try:
-                    hour, minute, plus = parse_time(raw_end)
-                    end = local_time(day + timedelta(days=1) if plus else day, hour, minute)
-                except _Bad as exc:
-                    self.issue(where, "fin", str(exc))
-        if start is not None and end is not None:
-            if end <= start:
-                self.issue(
-                    where,
-                    "fin",
-                    f"fin ({end.strftime('%H:%M')}) avant ou égale au début "
-                    f"({start.strftime('%H:%M')}) : pour une garde qui passe minuit, "
-                    f"écrivez « {end.strftime('%H:%M')}+1 »",
-                )
-            elif end - start > MAX_PERIOD:
-                hours = int((end - start).total_seconds() // 3600)
-                self.issue(
-                    where, "fin", f"garde de {hours} h : plus de 72 h, date de fin erronée ?"
-                )
+            cells = (get("date"), get("debut"), get("fin"))
+            found = self._periods.get(cells)
+            if found is None:
+                found = self._periods[cells] = _cells_period(*cells)
+            day, start, end, problems = found
+        for key, message in problems:
+            self.issue(where, key, message)
 
         sector_code = need("secteur", "secteur manquant")
         sector: Sector | None = None
@@ -451,41 +536,23 @@ class _Builder:
                         f"secteur inconnu « {sector_code} » (absent du fichier des secteurs)",
                     )
         sector_name = get("secteur_nom") or (sector.name if sector else sector_code)
-
-        raw_communes = values.get("communes")
-        listed = (
-            _split_communes(raw_communes) if isinstance(raw_communes, str | list | tuple) else []
-        )
-        cache_key = (sector_code, "|".join(listed))
-        cached = self._communes.get(cache_key)
-        if cached is None:
-            cached = self._check_communes(listed, sector)
-            self._communes[cache_key] = cached
-        communes, problems = cached
-        for message in problems:
+        communes, messages = self._communes_of(sector_code, sector, values.get("communes"))
+        for message in messages:
             self.issue(where, "communes", message)
-        if not listed:
-            if sector is not None:
-                communes = list(sector.communes)
-            elif sector_code and self.sectors is None:
-                self.issue(where, "communes", "communes manquantes (codes INSEE séparés par « | »)")
-        deps = {c[:3] if c[:2] in ("97", "98") else c[:2] for c in communes}
-        if len(deps) > 1:
-            self.issue(
-                where,
-                "communes",
-                f"communes de plusieurs départements ({', '.join(sorted(deps))}) : "
-                "un tableau de garde est départemental",
-            )
 
         family = need("nom", "nom du dentiste manquant")
-        given = get("prenom")
+        given, address, city, notes = (
+            get("prenom"),
+            get("adresse"),
+            get("ville"),
+            get("commentaire"),
+        )
         for key, value, what in (
             ("nom", family, "nom"),
             ("prenom", given, "prénom"),
-            ("adresse", get("adresse"), "adresse"),
-            ("ville", get("ville"), "ville"),
-            ("commentaire", get("commentaire"), "commentaire"),
+            ("adresse", address, "adresse"),
+            ("ville", city, "ville"),
+            ("commentaire", notes, "commentaire"),
         ):
             try:
                 _text(value, what)
@@ -507,24 +574,25 @@ class _Builder:
             except _Bad as exc:
                 self.issue(where, "telephone", str(exc))
 
-        if len(self.issues) > before or start is None or end is None:
+        if len(self.issues) > before or day is None or start is None or end is None:
             return
+        share = self._share
         self.entries.append(
             RosterEntry(
-                day=start.date(),
+                day=day,
                 start=start,
                 end=end,
-                sector_code=sector_code,
-                sector_name=sector_name,
-                communes=tuple(communes),
-                family=" ".join(family.split()),
-                given=" ".join(given.split()),
-                rpps=rpps,
-                address=" ".join(get("adresse").split()),
-                postcode=postcode,
-                city=" ".join(get("ville").split()),
-                phone=phone,
-                notes=get("commentaire"),
+                sector_code=share(sector_code),
+                sector_name=share(sector_name),
+                communes=communes,
+                family=share(" ".join(family.split())),
+                given=share(" ".join(given.split())),
+                rpps=share(rpps) if rpps is not None else None,
+                address=share(" ".join(address.split())),
+                postcode=share(postcode),
+                city=share(" ".join(city.split())),
+                phone=share(phone),
+                notes=share(notes),
                 source=self.source,
                 line=where,
             )
@@ -546,17 +614,80 @@ def _delimiter(header: str) -> str | None:
     return ";" if semi >= comma else ","
 
 
+#: The line boundaries of :meth:`str.splitlines`.
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _first_line(text: str) -> tuple[int, int, str] | None:
+    """``(index, offset, line)`` of the first non-blank line of *text* as
+    :meth:`str.splitlines` cuts it (``\\r``, ``\\u2028``… end a line too);
+    ``None`` when every line is blank."""
+    index = pos = 0
+    while pos < len(text):
+        found = _LINE_BREAK.search(text, pos)
+        end = found.end() if found else len(text)
+        line = text[pos:end]
+        if line.strip():
+            return index, pos, line
+        index, pos = index + 1, end
+    return None
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of *text*, each with its ``\\n`` (those iterating
+    ``io.StringIO(text)`` gives), one at a time: a roster of 600,000 rows is
+    never held as a list of lines."""
+    find, size, pos = text.find, len(text), 0
+    while pos < size:
+        end = find("\n", pos) + 1
+        if not end:
+            yield text[pos:]
+            return
+        yield text[pos:end]
+        pos = end
+
+
+#: Bytes decoded at a time when reading the rows of a checked file.
+_BLOCK = 1024 * 1024
+#: encoding found by :func:`decode_text` -> (codec, bytes before the text)
+_CODECS = {"utf-8": ("utf-8", 0), "utf-8-sig": ("utf-8", 3), "windows-1252": ("cp1252", 0)}
+
+
+def _decoded_lines(data: bytes, encoding: str) -> Iterator[str]:
+    """``_lines(decode_text(data)[0])`` for a file :func:`decode_text` accepted
+    as *encoding*, decoded a block at a time instead of as one string.  A
+    ``\\n`` byte is a line feed, and only that, in UTF-8 and Windows-1252:
+    blocks end just after one."""
+    codec, pos = _CODECS[encoding]
+    size = len(data)
+    while pos < size:
+        end = data.find(b"\n", pos + _BLOCK) + 1 or size
+        yield from _lines(data[pos:end].decode(codec))
+        pos = end
+
+
 def _csv_rows(
-    text: str, columns: Sequence[str], required_columns: Sequence[str], issues: list[Issue]
+    lines: Iterable[str],
+    columns: Sequence[str],
+    required_columns: Sequence[str],
+    issues: list[Issue],
 ) -> Iterable[tuple[str, dict[str, str]]]:
-    """``(where, values)`` per non-blank data row; header and shape problems
-    go to *issues* (a bad header: no row at all)."""
-    lines = text.splitlines(keepends=True)
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is None:
+    """``(where, values)`` per non-blank data row of a file given as its
+    lines (:func:`_lines`), read one at a time; header and shape problems go
+    to *issues* (a bad header: no row at all)."""
+    rest = iter(lines)
+    blank = 0  # lines before the header, as str.splitlines() counts them
+    located = None
+    for line in rest:
+        located = _first_line(line)
+        if located is not None:
+            break
+        blank += len(line.splitlines())
+    if located is None:
         issues.append(Issue("fichier", "", "vide : aucun en-tête ni aucune ligne"))
         return
-    header_line = lines[first]
+    index, offset, header_line = located
+    first = blank + index
     delimiter = _delimiter(header_line)
     if delimiter is None:
         issues.append(
@@ -568,7 +699,7 @@ def _csv_rows(
             )
         )
         return
-    reader = csv.reader(io.StringIO("".join(lines[first:])), delimiter=delimiter, strict=True)
+    reader = csv.reader(chain((line[offset:],), rest), delimiter=delimiter, strict=True)
     try:
         header = [_fold_header(h) for h in next(reader)]
     except csv.Error as exc:
@@ -621,11 +752,11 @@ def _csv_rows(
         yield where, dict(zip(header, row, strict=True))
 
 
-def _parse_csv(text: str, builder: _Builder) -> None:
+def _parse_csv(lines: Iterable[str], builder: _Builder) -> None:
     required = [c for c in CSV_COLUMNS if c not in ("communes",)]
     if builder.sectors is None:
         required = list(CSV_COLUMNS)
-    for where, values in _csv_rows(text, CSV_COLUMNS, required, builder.issues):
+    for where, values in _csv_rows(lines, CSV_COLUMNS, required, builder.issues):
         builder.add(where, values)
 
 
@@ -1011,7 +1142,7 @@ def parse_sectors(data: bytes, source: str = "secteurs") -> list[Sector]:
         sectors = _json_sectors(raw, issues)
     else:
         sectors = []
-        for where, values in _csv_rows(text, SECTOR_COLUMNS, SECTOR_COLUMNS, issues):
+        for where, values in _csv_rows(_lines(text), SECTOR_COLUMNS, SECTOR_COLUMNS, issues):
             code = values["secteur"].strip()
             codes: list[str] = []
             for c in _split_communes(values["communes"]):
@@ -1084,7 +1215,8 @@ def parse_roster(
     skipped: list[Issue] = []
     found_sectors: list[Sector] = list(sectors or ())
     if kind == "csv":
-        _parse_csv(text, builder)
+        del text  # checked as a whole; the rows are decoded again, a block at a time
+        _parse_csv(_decoded_lines(data, encoding), builder)
     elif kind == "ics":
         _parse_ics(text, builder, skipped)
     else:

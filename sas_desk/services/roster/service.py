@@ -188,7 +188,9 @@ class RosterService:
             data = read_limited(path, max_bytes)
         except RosterFormatError as exc:
             raise RosterImportError(exc.issues, path.name) from None
-        return self.import_bytes(data, path.name, sectors=sectors, max_bytes=max_bytes)
+        parsed = self.parse(data, path.name, sectors=sectors, max_bytes=max_bytes)
+        del data  # read: its memory is not kept while the roster is checked and stored
+        return self.apply(parsed)
 
     def read_sectors(self, path: Path) -> list[Sector]:
         try:
@@ -225,7 +227,7 @@ class RosterService:
         refused, gaps listed) and put it in force."""
         duplicates = find_duplicates(parsed.entries)
         dropped = {id(d.dropped) for d in duplicates}
-        entries = [e for e in parsed.entries if id(e) not in dropped]
+        entries = [e for e in parsed.entries if id(e) not in dropped] if dropped else parsed.entries
         overlaps = find_overlaps(entries)
         if overlaps:
             issues = [Issue(o.second.line or "entrée", "", _overlap_text(o)) for o in overlaps]
