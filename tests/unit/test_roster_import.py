@@ -132,6 +132,31 @@ def test_json_schema_with_sectors(service: RosterService) -> None:
     assert service.on_call_sector("69-C", at("2027-01-03T10:00"))[0].sector_name == "Lyon centre"
 
 
+def test_a_commune_list_and_one_code_with_a_bar_are_not_confused(
+    service: RosterService,
+) -> None:
+    def entry(day: str, communes: list[str]) -> dict[str, object]:
+        return {
+            "date": day,
+            "start": "09:00",
+            "end": "12:00",
+            "sector": "69-C",
+            "communes": communes,
+            "family": "Martin",
+            "phone": "04 65 71 12 34",
+        }
+
+    doc = {
+        "format": "sas-desk-roster",
+        "version": 1,
+        "entries": [entry("2027-01-03", ["69123", "69266"]), entry("2027-01-10", ["69123|69266"])],
+    }
+    with pytest.raises(RosterImportError) as err:
+        service.import_bytes(json.dumps(doc).encode(), "g.json")
+    [issue] = err.value.issues
+    assert issue.where == "entrée n° 2" and "69123|69266" in str(issue)
+
+
 def test_sectors_file_fills_communes_and_names(service: RosterService, tmp_path: Path) -> None:
     sectors = tmp_path / "secteurs.csv"
     sectors.write_text("secteur;nom;communes\n69-C;Lyon centre;69123|69266\n", encoding="utf-8")

@@ -418,7 +418,9 @@ class _Builder:
         # (date, debut, fin) cells -> period
         self._periods: dict[tuple[str, str, str], _Period] = {}
         # (sector, communes as written) -> (codes, problems); the cell itself for text
-        self._communes: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._communes: dict[
+            tuple[str, tuple[str, ...]], tuple[tuple[str, ...], tuple[str, ...]]
+        ] = {}
         self._communes_cells: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._strings: dict[str, str] = {}
 
@@ -475,7 +477,7 @@ class _Builder:
         found = self._communes_cells.get(cell) if cell is not None else None
         if found is None:
             listed = _split_communes(raw) if isinstance(raw, str | list | tuple) else []
-            key = (sector_code, "|".join(listed))
+            key = (sector_code, tuple(listed))  # not joined: "a|b" is one (bad) code
             found = self._communes.get(key)
             if found is None:
                 found = self._communes[key] = self._resolve_communes(listed, sector_code, sector)
