@@ -42,6 +42,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -556,31 +557,45 @@ def _slot_search(offer: Offer, vendor: str, request: Request) -> Response:
             if found:
                 places.append(place)
 
-    entries: list[dict[str, Any]] = []
+    total = len(slots)
+    included: list[bytes] = []
     if with_schedule:
-        entries.extend(render.entry(render.schedule(place), "include") for place in places)
+        included.extend(
+            _include(render, "Schedule", place.schedule_id, partial(render.schedule, place))
+            for place in places
+        )
         if with_actors:
             seen: set[str] = set()
             for place in places:
-                if place.practitioner.id not in seen:
-                    seen.add(place.practitioner.id)
-                    entries.append(render.entry(render.practitioner(place.practitioner), "include"))
-            entries.extend(render.entry(render.role(place), "include") for place in places)
+                who = place.practitioner
+                if who.id not in seen:
+                    seen.add(who.id)
+                    included.append(
+                        _include(render, "Practitioner", who.id, partial(render.practitioner, who))
+                    )
+            included.extend(
+                _include(render, "PractitionerRole", place.schedule_id, partial(render.role, place))
+                for place in places
+            )
     if cpts_variant and services:
-        entries.extend(
-            render.entry(render.healthcare_service(c), "include") for c in services.values()
+        included.extend(
+            _include(render, "HealthcareService", c.id, partial(render.healthcare_service, c))
+            for c in services.values()
         )
         if with_org:
-            entries.extend(
-                render.entry(render.cpts_organization(c), "include") for c in services.values()
+            included.extend(
+                _include(render, "Organization", c.id, partial(render.cpts_organization, c))
+                for c in services.values()
             )
-    return _spliced_response(render.bundle(request, entries, len(slots)), slots)
+    slots.extend(included)
+    return _spliced_response(render.bundle(request, [], total), slots)
 
 
-# A slot's entry never changes (a booked slot is simply no longer listed):
-# its JSON is encoded once per answer form (origin, vendor, profile family)
-# and reused, so that the simulator's own CPU stays small next to the
-# latency a test or a benchmark asks of it.
+# A slot's entry never changes (a booked slot is simply no longer listed),
+# nor do the schedules, practitioners, roles and CPTS it brings along: their
+# JSON is encoded once per answer form (origin, vendor, profile family) and
+# reused, so that the simulator's own CPU stays small next to the latency a
+# test or a benchmark asks of it (it shares the machine with the client).
 _ENTRY_CACHE: dict[tuple[str, str, str], bytes | None] = {}
 _ENTRY_CACHE_MAX = 400_000
 _ENTRY_LOCK = threading.Lock()
@@ -604,6 +619,26 @@ def _slot_entry(render: _Render, slot: SimSlot, specialty: dict[str, Any]) -> by
         if len(_ENTRY_CACHE) >= _ENTRY_CACHE_MAX:
             _ENTRY_CACHE.clear()
         _ENTRY_CACHE[key] = encoded
+    return encoded
+
+
+def _include(render: _Render, kind: str, key: str, build: Callable[[], dict[str, Any]]) -> bytes:
+    """An ``include`` entry (schedule, practitioner, role, CPTS…), encoded once."""
+    cache_key = (render.base, render.family.value, f"{kind}/{key}")
+    try:
+        found = _ENTRY_CACHE[cache_key]
+    except KeyError:
+        pass
+    else:
+        assert found is not None
+        return found
+    encoded = json.dumps(
+        render.entry(build(), "include"), ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
+    with _ENTRY_LOCK:
+        if len(_ENTRY_CACHE) >= _ENTRY_CACHE_MAX:
+            _ENTRY_CACHE.clear()
+        _ENTRY_CACHE[cache_key] = encoded
     return encoded
 
 
