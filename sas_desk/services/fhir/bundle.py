@@ -412,6 +412,17 @@ _KNOWN = frozenset(
 )
 
 
+#: types, modes, specialties, reasons, appointment type, CPTS services
+_SlotKind = tuple[
+    tuple[SlotType, ...],
+    tuple[ConsultationMode, ...],
+    tuple[Specialty, ...],
+    tuple[str, ...],
+    AppointmentType | None,
+    tuple[HealthcareService, ...],
+]
+
+
 class _Invalid(Exception):
     """Internal: the resource being converted is unusable."""
 
@@ -431,6 +442,9 @@ class _Parser:
         self.reasons: dict[str, SkipReason] = {}  # "Type/id" → why it was skipped
         self.times: dict[str, datetime | None] = {}
         self.specialties: dict[tuple[Any, Any, Any], Specialty] = {}
+        self.kinds: dict[
+            tuple[Any, ...], _SlotKind
+        ] = {}  # see wire: the slots of an agenda repeat it
         self.skipped: list[Skipped] = []
         self.other: list[Mapping[str, Any]] = []
 
@@ -635,6 +649,40 @@ class _Parser:
             assert why is not None
             raise _Invalid(why, f"schedule {ref}")
 
+        key = (r.meta, r.serviceType, r.specialty, r.appointmentType)
+        kind = self.kinds.get(key)
+        if kind is None:
+            kind = self.kinds[key] = self._kind(rid, r)
+        types, modes, specialties, reasons, appointment_type, services = kind
+
+        booking_url = None
+        comment = r.comment
+        if comment:
+            comment = comment.strip()
+            if comment[:8].lower() == "https://" or comment[:7].lower() == "http://":
+                booking_url = comment
+            elif comment:
+                log.debug("Slot/%s: comment is not an http(s) link, no booking URL", rid)
+
+        return Slot(  # positional: a third cheaper than keywords, for thousands of slots
+            rid,
+            ref,
+            schedule,
+            start,
+            end,
+            types,
+            modes,
+            specialties,
+            reasons,
+            appointment_type,
+            booking_url,
+            status,
+            services,
+        )
+
+    def _kind(self, rid: str, r: wire.Slot) -> _SlotKind:
+        """What kind of slot it is: types, modes, specialties, free-text
+        reasons, appointment type and the CPTS it is visible to."""
         types: tuple[SlotType, ...] = ()
         security = r.meta.security if r.meta is not None else None
         if security:
@@ -685,33 +733,17 @@ class _Parser:
                 if appointment_type is not None:
                     break
 
-        booking_url = None
-        comment = r.comment
-        if comment:
-            comment = comment.strip()
-            if comment[:8].lower() == "https://" or comment[:7].lower() == "http://":
-                booking_url = comment
-            elif comment:
-                log.debug("Slot/%s: comment is not an http(s) link, no booking URL", rid)
-
-        return Slot(
-            id=rid,
-            schedule_ref=ref,
-            schedule=schedule,
-            start=start,
-            end=end,
-            types=types,
-            modes=tuple(modes),
-            specialties=specialties,
-            reasons=tuple(reasons),
-            appointment_type=appointment_type,
-            booking_url=booking_url,
-            status=status,
-            services=tuple(services),
+        return (
+            types,
+            tuple(modes),
+            specialties,
+            tuple(reasons),
+            appointment_type,
+            tuple(services),
         )
 
     def _cpts_services(
-        self, rid: str, extensions: list[wire.Extension], out: list[HealthcareService]
+        self, rid: str, extensions: tuple[wire.Extension, ...], out: list[HealthcareService]
     ) -> bool:
         found = False
         for ext in extensions:

@@ -8,6 +8,11 @@ by the thousand, is typed in detail; the other resource types carry the
 elements their converters read as plain JSON values. Field names are FHIR's
 (camelCase), so that msgspec matches them as sent.
 
+The parts of a Slot that describe what kind of slot it is (``meta``,
+``serviceType``, ``specialty``, ``appointmentType``) are frozen, hence
+hashable: the slots of one agenda repeat them, and the parser works each
+combination out once.
+
 The typed decode is all or nothing: one element of an unexpected type
 anywhere fails it. :func:`decode` then returns ``None`` and the caller falls
 back to the tolerant path (``json`` + per-resource checks), where
@@ -24,28 +29,28 @@ from typing import Any
 import msgspec
 
 
-class Coding(msgspec.Struct, gc=False):
+class Coding(msgspec.Struct, frozen=True, gc=False):
     system: str | None = None
     code: str | None = None
 
 
-class Reference(msgspec.Struct, gc=False):
+class Reference(msgspec.Struct, frozen=True, gc=False):
     reference: str | None = None
 
 
-class Extension(msgspec.Struct, gc=False):
+class Extension(msgspec.Struct, frozen=True, gc=False):
     url: str | None = None
     valueReference: Reference | None = None
 
 
-class Concept(msgspec.Struct, gc=False):
-    coding: list[Coding] | None = None
+class Concept(msgspec.Struct, frozen=True, gc=False):
+    coding: tuple[Coding, ...] | None = None
     text: str | None = None
-    extension: list[Extension] | None = None
+    extension: tuple[Extension, ...] | None = None
 
 
-class Meta(msgspec.Struct, gc=False):
-    security: list[Coding] | None = None
+class Meta(msgspec.Struct, frozen=True, gc=False):
+    security: tuple[Coding, ...] | None = None
 
 
 class Slot(msgspec.Struct, tag="Slot", tag_field="resourceType", gc=False):
@@ -55,8 +60,8 @@ class Slot(msgspec.Struct, tag="Slot", tag_field="resourceType", gc=False):
     start: str | None = None
     end: str | None = None
     schedule: Reference | None = None
-    serviceType: list[Concept] | None = None
-    specialty: list[Concept] | None = None
+    serviceType: tuple[Concept, ...] | None = None
+    specialty: tuple[Concept, ...] | None = None
     appointmentType: Concept | None = None
     comment: str | None = None
 
