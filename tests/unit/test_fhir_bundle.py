@@ -738,3 +738,12 @@ def test_the_input_dict_is_not_modified() -> None:
     before = copy.deepcopy(body)
     parse_bundle(body)
     assert body == before
+
+
+def test_instants_of_one_offset_share_one_tzinfo_object() -> None:
+    a = parse_instant("2026-07-14T10:00:00+02:00")
+    b = parse_instant("2026-07-15T11:30:00.000+02:00")
+    c = parse_instant("2026-12-14T10:00:00+01:00")
+    assert a is not None and b is not None and c is not None
+    assert a.tzinfo is b.tzinfo and a.tzinfo is not c.tzinfo
+    assert a.utcoffset() == timedelta(hours=2) and c.utcoffset() == timedelta(hours=1)

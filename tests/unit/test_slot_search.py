@@ -472,3 +472,23 @@ def test_search_windows() -> None:
     assert Window.DEFAULT.bounds(NOW) == default_window(NOW)
     assert Window.H4.bounds(NOW) == (NOW, NOW + timedelta(hours=4))
     assert Window.H72.bounds(NOW)[1] - NOW == timedelta(hours=72)
+
+
+@pytest.mark.asyncio
+async def test_the_window_holds_whatever_offset_the_vendor_writes_times_in() -> None:
+    """Slot times come with any offset (here UTC, +05:00, +01:00): each is
+    kept or dropped by the instant it denotes, at the edges of the window."""
+    start, end = default_window(NOW)
+    minute = timedelta(minutes=1)
+    utc, east, paris_winter = UTC, timezone(timedelta(hours=5)), timezone(timedelta(hours=1))
+    edge = place(1, slots=0)
+    edge.starts = [
+        (end - minute).astimezone(utc),  # in
+        (end - 2 * minute).astimezone(east),  # in
+        (end + minute).astimezone(paris_winter),  # out
+        (end + minute).astimezone(utc),  # out
+        (start + 30 * minute).astimezone(east),  # in
+    ]
+    updates = await collect(engine(vendor("v", [edge])), query())
+    kept = sorted(s.start for u in updates for o in u.offers for s in o.slots)
+    assert kept == sorted([edge.starts[0], edge.starts[1], edge.starts[4]])

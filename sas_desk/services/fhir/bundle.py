@@ -47,7 +47,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, TypeVar
 
 from sas_desk.models.slots import (
@@ -292,7 +292,16 @@ def parse_instant(value: str) -> datetime | None:
             return None
     if dt.tzinfo is None:
         return dt.replace(tzinfo=PARIS)
-    return dt
+    offset = dt.utcoffset()
+    shared = _ZONES.get(offset)
+    if shared is None:
+        shared = _ZONES.setdefault(offset, dt.tzinfo)
+    # one tzinfo object per offset: instants that share it compare and sort
+    # without converting (Python's fast path), as the search does thousands of times
+    return dt if dt.tzinfo is shared else dt.replace(tzinfo=shared)
+
+
+_ZONES: dict[timedelta | None, tzinfo] = {}
 
 
 _SLOT_TYPES = {t.value: t for t in SlotType}

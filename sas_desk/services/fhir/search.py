@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Protocol
 
 from sas_desk.models.geo import distance_km
@@ -409,6 +409,9 @@ class SlotSearch:
         # everything about a slot's place is worked out once per schedule: the
         # slots of one agenda share it ("" = the schedule's slots are dropped)
         keys: dict[int, str] = {}
+        # the window in each fixed offset the slots use (the parser shares one
+        # tzinfo per offset): same-tzinfo comparisons skip the conversion
+        windows: dict[int, tuple[datetime, datetime]] = {}
         for slot in result.slots:
             key = keys.get(id(slot.schedule))
             if key is None:
@@ -417,7 +420,16 @@ class SlotSearch:
                 )
             if not key:
                 continue
-            if not start <= slot.start <= end:
+            at = slot.start
+            window = windows.get(id(at.tzinfo))
+            if window is None:
+                zone = at.tzinfo
+                window = windows[id(zone)] = (
+                    (start.astimezone(zone), end.astimezone(zone))
+                    if isinstance(zone, timezone)
+                    else (start, end)
+                )
+            if not window[0] <= at <= window[1]:
                 dropped["window"] += 1
                 continue
             if facets is not None and not facets.keeps(slot, now):
