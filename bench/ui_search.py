@@ -77,10 +77,11 @@ class Measure:
     sync_s: float = 0.0
 
 
-def make_scenario(m: Measure, radius_km: float, runs: int):  # type: ignore[no-untyped-def]
+def make_scenario(m: Measure, radius_km: float, runs: int, window_name: str):  # type: ignore[no-untyped-def]
     async def scenario(window: Any) -> None:
         from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 
+        from sas_desk.models.search import Window
         from sas_desk.services.geo.resolver import Place
 
         try:
@@ -140,6 +141,9 @@ def make_scenario(m: Measure, radius_km: float, runs: int):  # type: ignore[no-u
                 ticks.append(time.monotonic())
                 panel.set_place(place)
                 panel.radius.setValue(int(radius_km))
+                panel.window_choice.setCurrentIndex(
+                    panel.window_choice.findData(Window[window_name])
+                )
                 start = time.monotonic()
                 task = panel.start_search()
                 if task is None:
@@ -181,6 +185,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--radius-km", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--window",
+        choices=("DEFAULT", "H4", "H24", "H72"),
+        default="H72",
+        help="the panel's « Quand » (default H72: the next 72 h, the simulator's horizon)",
+    )
     parser.add_argument("--display", action="store_true")
     parser.add_argument("--no-map", action="store_true", help="the panel without its map")
     args = parser.parse_args()
@@ -213,7 +223,10 @@ def main() -> int:
                 vendors=vendors,
                 directory_url=f"{sim.base_url}/directory",
             )
-            code = run(config, RunOptions(on_ready=make_scenario(m, args.radius_km, args.runs)))
+            code = run(
+                config,
+                RunOptions(on_ready=make_scenario(m, args.radius_km, args.runs, args.window)),
+            )
     finally:
         sim.close()
     for error in m.errors:

@@ -492,3 +492,30 @@ async def test_the_window_holds_whatever_offset_the_vendor_writes_times_in() -> 
     updates = await collect(engine(vendor("v", [edge])), query())
     kept = sorted(s.start for u in updates for o in u.offers for s in o.slots)
     assert kept == sorted([edge.starts[0], edge.starts[1], edge.starts[4]])
+
+
+@pytest.mark.asyncio
+async def test_answers_are_parsed_on_the_loop_unless_they_are_big(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from sas_desk.services.fhir import vendor as vendor_module
+
+    where: list[str] = []
+    real = vendor_module.parse_bundle
+
+    def recording(body: bytes) -> object:
+        where.append(threading.current_thread().name)
+        return real(body)
+
+    monkeypatch.setattr(vendor_module, "parse_bundle", recording)
+    v = vendor("v", [place(1), place(2)])
+    small = await collect(engine(v), query())
+    assert where and set(where) == {threading.main_thread().name}
+    where.clear()
+    monkeypatch.setattr(vendor_module, "INLINE_PARSE_MAX", 10)
+    big = await collect(engine(v), query())
+    assert where and all(name.startswith("fhir-parse") for name in where)
+    slots = [sorted(s.id for u in run for o in u.offers for s in o.slots) for run in (small, big)]
+    assert slots[0] == slots[1] and slots[0]

@@ -48,9 +48,15 @@ from sas_desk.services.fhir.bundle import BundleError, BundleResult, parse_bundl
 
 log = logging.getLogger("sas_desk.fhir.vendor")
 
-#: One thread parses every answer, one after the other: parsing is pure
-#: Python, so several parser threads would only take turns on the GIL (and
-#: contend with the event loop's thread for it) without going any faster.
+#: Answers up to this size (a batch of 25 practitioners over 72 h is about
+#: 0.6 MB, 5 ms of parsing) are parsed on the event loop, between two of its
+#: events.  Parsing is pure Python: in a thread it gains no parallelism, only
+#: takes turns on the GIL with the loop's thread, which then waits up to the
+#: switch interval for every callback -- the desk's window stalled longer
+#: (bench/ui_search.py: 52-75 ms against 23-33 ms) and searches took longer.
+INLINE_PARSE_MAX = 1 << 20
+#: Bigger answers are parsed in one thread, one after the other, so that one
+#: huge answer never freezes the window.
 _PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fhir-parse")
 
 MAX_IDS_PER_REQUEST = 25  # the guide: 1 to 25 practitioners per Slot request
@@ -247,7 +253,11 @@ class VendorClient:
 
     async def _parse(self, status: int, body: bytes) -> BundleResult:
         try:
-            result = await asyncio.get_running_loop().run_in_executor(_PARSER, parse_bundle, body)
+            if len(body) <= INLINE_PARSE_MAX:
+                result = parse_bundle(body)
+            else:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(_PARSER, parse_bundle, body)
         except BundleError as exc:
             if exc.outcome_text is not None:
                 log.warning("vendor %s: HTTP %d OperationOutcome", self.name, status)
