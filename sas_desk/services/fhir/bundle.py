@@ -451,9 +451,9 @@ class _Parser:
         self.reasons: dict[str, SkipReason] = {}  # "Type/id" → why it was skipped
         self.times: dict[str, datetime | None] = {}
         self.specialties: dict[tuple[Any, Any, Any], Specialty] = {}
-        self.kinds: dict[
-            tuple[Any, ...], _SlotKind
-        ] = {}  # see wire: the slots of an agenda repeat it
+        # the slots of one agenda repeat their kind (see wire) and their schedule
+        self.kinds: dict[tuple[Any, ...], _SlotKind] = {}
+        self.schedule_refs: dict[str, tuple[Schedule | None, SkipReason | None]] = {}
         self.skipped: list[Skipped] = []
         self.other: list[Mapping[str, Any]] = []
 
@@ -576,7 +576,15 @@ class _Parser:
         buckets: dict[str, list[Any]] = {t: [] for t in _KNOWN}
         done = self.done
         index = self.index
+        slots, slot = buckets["Slot"], self.slot
         for rtype, key in order:
+            if rtype == "Slot":  # the thousands: nothing refers to a slot, no bookkeeping
+                rid = key[5:]
+                try:
+                    slots.append(slot(rid, index[key]))
+                except _Invalid as exc:
+                    self.skip(rtype, rid, exc.reason, exc.detail)
+                continue
             obj = done.get(key, _SENTINEL)
             if obj is _SENTINEL:
                 obj = self.convert(key, index[key], converters[rtype])
@@ -653,7 +661,10 @@ class _Parser:
         ref = r.schedule.reference if r.schedule is not None else None
         if not ref:
             raise _Invalid(SkipReason.MISSING_SCHEDULE, "no schedule reference")
-        schedule, why = self.follow(ref, "Schedule", self.schedule)
+        found = self.schedule_refs.get(ref)
+        if found is None:  # the slots of one agenda all refer to it
+            found = self.schedule_refs[ref] = self.follow(ref, "Schedule", self.schedule)
+        schedule, why = found
         if schedule is None:
             assert why is not None
             raise _Invalid(why, f"schedule {ref}")
