@@ -254,6 +254,7 @@ class VendorClient:
     async def _parse(self, status: int, body: bytes) -> BundleResult:
         try:
             if len(body) <= INLINE_PARSE_MAX:
+                await asyncio.sleep(0)  # answers arriving together: one parse per loop turn
                 result = parse_bundle(body)
             else:
                 loop = asyncio.get_running_loop()
