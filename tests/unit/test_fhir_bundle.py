@@ -747,3 +747,38 @@ def test_instants_of_one_offset_share_one_tzinfo_object() -> None:
     assert a is not None and b is not None and c is not None
     assert a.tzinfo is b.tzinfo and a.tzinfo is not c.tzinfo
     assert a.utcoffset() == timedelta(hours=2) and c.utcoffset() == timedelta(hours=1)
+
+
+def test_parse_steps_gives_the_result_of_parse_bundle_in_steps_with_the_gc_on_between() -> None:
+    from sas_desk.services.fhir.bundle import SLICE, parse_steps
+
+    slots = [
+        slot(
+            f"s{i}",
+            start=f"2026-07-14T{8 + i % 10:02d}:{i % 60:02d}:00+02:00",
+            end=f"2026-07-14T{8 + i % 10:02d}:{i % 60:02d}:30+02:00",
+        )
+        for i in range(2 * SLICE)
+    ]
+    raw = json.dumps(bundle(*slots, schedule(), practitioner(), role())).encode()
+    steps = parse_steps(raw)
+    pauses = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result = done.value
+            break
+        pauses += 1
+        assert gc.isenabled()  # between two steps the collector is back on
+    assert pauses >= 3  # the decoding, then every SLICE entries
+    assert_same(result, parse_bundle(raw))
+    assert len(result.slots) == 2 * SLICE
+
+
+def test_parse_steps_raises_like_parse_bundle() -> None:
+    from sas_desk.services.fhir.bundle import parse_steps
+
+    with pytest.raises(BundleError, match="JSON valide"):
+        next(parse_steps(b"{not json"))
+    assert gc.isenabled()

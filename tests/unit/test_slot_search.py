@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
@@ -503,13 +504,24 @@ async def test_answers_are_parsed_on_the_loop_unless_they_are_big(
     from sas_desk.services.fhir import vendor as vendor_module
 
     where: list[str] = []
-    real = vendor_module.parse_bundle
+    real, real_steps = vendor_module.parse_bundle, vendor_module.parse_steps
 
     def recording(body: bytes) -> object:
         where.append(threading.current_thread().name)
         return real(body)
 
+    def recording_steps(body: bytes) -> Any:
+        steps = real_steps(body)
+        while True:
+            where.append(threading.current_thread().name)
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+            yield
+
     monkeypatch.setattr(vendor_module, "parse_bundle", recording)
+    monkeypatch.setattr(vendor_module, "parse_steps", recording_steps)
     v = vendor("v", [place(1), place(2)])
     small = await collect(engine(v), query())
     assert where and set(where) == {threading.main_thread().name}

@@ -45,7 +45,8 @@ import gc
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, TypeVar
@@ -191,24 +192,58 @@ def parse_bundle(body: bytes | bytearray | memoryview | str | Mapping[str, Any])
     collections they trigger cost about as much as the parse itself.  The switch
     is process-wide: a concurrent parse in another thread may turn it back on a
     little early, which only costs speed; it is never left off."""
+    with _gc_paused():
+        parser, order = _prepare(body)
+        for _ in parser.convert_all(order):
+            pass
+        return parser.result()
+
+
+def parse_steps(
+    body: bytes | bytearray | memoryview | str | Mapping[str, Any],
+) -> Generator[None, None, BundleResult]:
+    """:func:`parse_bundle` in steps of a few milliseconds (the decoding, then
+    :data:`SLICE` entries at a time), for a caller on an event loop that lets
+    its other work run between two ``next()``; the generator returns the
+    result (raises :class:`BundleError` like :func:`parse_bundle`)."""
+    with _gc_paused():
+        parser, order = _prepare(body)
+    yield
+    steps = parser.convert_all(order)
+    while True:
+        with _gc_paused():
+            if next(steps, _SENTINEL) is _SENTINEL:
+                return parser.result()
+        yield
+
+
+#: Entries converted per step of :func:`parse_steps` (≈ 2–3 ms).
+SLICE = 300
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
     paused = gc.isenabled()
     if paused:
         gc.disable()
     try:
-        return _parse(body)
+        yield
     finally:
         if paused:
             gc.enable()
 
 
-def _parse(body: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> BundleResult:
+def _prepare(
+    body: bytes | bytearray | memoryview | str | Mapping[str, Any],
+) -> tuple[_Parser, list[tuple[str, str]]]:
+    """Decode and index the entries; the parser and the order to convert them in."""
     if isinstance(body, Mapping):
         data: Any = body
     else:
         typed = wire.decode(body)
         if typed is not None:  # the usual answer: decoded straight into its wire shape
-            head = {"type": typed.type, "total": typed.total, "link": typed.link}
-            return _Parser(head).run_wire(typed.entry or [])
+            parser = _Parser({"type": typed.type, "total": typed.total, "link": typed.link})
+            return parser, parser.index_wire(typed.entry or [])
         data = _decode(body)
     if not isinstance(data, Mapping):
         raise BundleError("La réponse n'est pas une ressource FHIR (objet JSON attendu).")
@@ -226,7 +261,8 @@ def _parse(body: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> Bu
         entries = []
     elif not isinstance(entries, list):
         raise BundleError("Bundle mal formé : « entry » n'est pas une liste.")
-    return _Parser(data).run(entries)
+    parser = _Parser(data)
+    return parser, parser.index_entries(entries)
 
 
 def _decode(body: bytes | bytearray | memoryview | str) -> Any:
@@ -456,6 +492,7 @@ class _Parser:
         self.schedule_refs: dict[str, tuple[Schedule | None, SkipReason | None]] = {}
         self.skipped: list[Skipped] = []
         self.other: list[Mapping[str, Any]] = []
+        self.buckets: dict[str, list[Any]] = {t: [] for t in _KNOWN}
 
     # ---- bookkeeping
 
@@ -509,7 +546,7 @@ class _Parser:
 
     # ---- main loop
 
-    def run(self, entries: list[Any]) -> BundleResult:
+    def index_entries(self, entries: list[Any]) -> list[tuple[str, str]]:
         """Entries as decoded by ``json`` (the tolerant path)."""
         order: list[tuple[str, str]] = []
         for n, entry in enumerate(entries):
@@ -523,9 +560,9 @@ class _Parser:
                 self.other.append(resource)
                 continue
             self.add(n, rtype, resource.get("id"), resource, entry.get("fullUrl"), order)
-        return self.finish(order)
+        return order
 
-    def run_wire(self, entries: list[wire.Entry]) -> BundleResult:
+    def index_wire(self, entries: list[wire.Entry]) -> list[tuple[str, str]]:
         """Entries as decoded by the typed decoder (``wire``): Slots stay
         structures, the resources they lead to become the dicts their
         converters read."""
@@ -540,7 +577,7 @@ class _Parser:
                 raw = wire.as_dict(resource)
                 rid = raw.get("id")
                 self.add(n, wire.resource_type(resource), rid, raw, entry.fullUrl, order)
-        return self.finish(order)
+        return order
 
     def add(
         self,
@@ -563,7 +600,8 @@ class _Parser:
             self.full_urls[full_url] = key
         order.append((rtype, key))
 
-    def finish(self, order: list[tuple[str, str]]) -> BundleResult:
+    def convert_all(self, order: list[tuple[str, str]]) -> Iterator[None]:
+        """Convert the entries in order, pausing (yield) every :data:`SLICE`."""
         converters: dict[str, Callable[[str, dict[str, Any]], Any]] = {
             "Slot": self.slot,
             "Schedule": self.schedule,
@@ -573,24 +611,29 @@ class _Parser:
             "Organization": self.organization,
             "HealthcareService": self.healthcare_service,
         }
-        buckets: dict[str, list[Any]] = {t: [] for t in _KNOWN}
+        buckets = self.buckets
         done = self.done
         index = self.index
         slots, slot = buckets["Slot"], self.slot
-        for rtype, key in order:
-            if rtype == "Slot":  # the thousands: nothing refers to a slot, no bookkeeping
-                rid = key[5:]
-                try:
-                    slots.append(slot(rid, index[key]))
-                except _Invalid as exc:
-                    self.skip(rtype, rid, exc.reason, exc.detail)
-                continue
-            obj = done.get(key, _SENTINEL)
-            if obj is _SENTINEL:
-                obj = self.convert(key, index[key], converters[rtype])
-            if obj is not None:
-                buckets[rtype].append(obj)
+        for first in range(0, len(order), SLICE):
+            if first:
+                yield
+            for rtype, key in order[first : first + SLICE]:
+                if rtype == "Slot":  # the thousands: nothing refers to a slot, no bookkeeping
+                    rid = key[5:]
+                    try:
+                        slots.append(slot(rid, index[key]))
+                    except _Invalid as exc:
+                        self.skip(rtype, rid, exc.reason, exc.detail)
+                    continue
+                obj = done.get(key, _SENTINEL)
+                if obj is _SENTINEL:
+                    obj = self.convert(key, index[key], converters[rtype])
+                if obj is not None:
+                    buckets[rtype].append(obj)
 
+    def result(self) -> BundleResult:
+        buckets = self.buckets
         if len(self.skipped) > LOG_SKIPPED_LIMIT:
             log.warning(
                 "skipped %d resources in all (%s)",

@@ -44,17 +44,18 @@ import httpx
 
 from sas_desk.models.slots import OID_IDNAT_PS, OID_IDNAT_STRUCT
 from sas_desk.services.config import VendorEndpoint
-from sas_desk.services.fhir.bundle import BundleError, BundleResult, parse_bundle
+from sas_desk.services.fhir.bundle import BundleError, BundleResult, parse_bundle, parse_steps
 
 log = logging.getLogger("sas_desk.fhir.vendor")
 
 #: Answers up to this size (a batch of 25 practitioners over 72 h is about
-#: 0.6 MB, 5 ms of parsing) are parsed on the event loop, between two of its
-#: events.  Parsing is pure Python: in a thread it gains no parallelism, only
-#: takes turns on the GIL with the loop's thread, which then waits up to the
-#: switch interval for every callback -- the desk's window stalled longer
+#: 0.6 MB, 5 ms of parsing) are parsed on the event loop, in steps of a few
+#: milliseconds with the loop's other events in between (``parse_steps``).
+#: Parsing is pure Python: in a thread it gains no parallelism, only takes
+#: turns on the GIL with the loop's thread, which then waits up to the switch
+#: interval for every callback -- the desk's window stalled longer
 #: (bench/ui_search.py: 52-75 ms against 23-33 ms) and searches took longer.
-INLINE_PARSE_MAX = 1 << 20
+INLINE_PARSE_MAX = 4 << 20
 #: Bigger answers are parsed in one thread, one after the other, so that one
 #: huge answer never freezes the window.
 _PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fhir-parse")
@@ -254,8 +255,7 @@ class VendorClient:
     async def _parse(self, status: int, body: bytes) -> BundleResult:
         try:
             if len(body) <= INLINE_PARSE_MAX:
-                await asyncio.sleep(0)  # answers arriving together: one parse per loop turn
-                result = parse_bundle(body)
+                result = await _parse_on_loop(body)
             else:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(_PARSER, parse_bundle, body)
@@ -284,6 +284,16 @@ class VendorClient:
                 result.skipped_by_reason(),
             )
         return result
+
+
+async def _parse_on_loop(body: bytes) -> BundleResult:
+    steps = parse_steps(body)
+    while True:
+        await asyncio.sleep(0)  # the loop's other events (a window's timers, paints) first
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 def describe(result: BundleResult) -> dict[str, Any]:
