@@ -539,6 +539,7 @@ class SlotSearchPanel(QWidget):
         self._flush_timer.timeout.connect(self._flush)
         self._geo_timer = QTimer(self, singleShot=True, interval=150)
         self._geo_timer.timeout.connect(self._suggest)
+        self.where.setMinimumWidth(220)  # an address must stay readable beside the buttons
         form.addWidget(where)
         form.addWidget(self.where, 3)
 
@@ -582,13 +583,16 @@ class SlotSearchPanel(QWidget):
             "Ouvre la recherche de la plateforme nationale SAS, pré-remplie avec ce lieu"
         )
         self.platform_button.clicked.connect(self.open_platform)
-        form.addWidget(self.platform_button)
         outer.addLayout(form)
 
+        # the place found, and the national platform's link for it
+        place_row = QHBoxLayout()
         self.place_label = named(QLabel(), "searchPlace")
         self.place_label.setStyleSheet("color: #555;")
+        place_row.addWidget(self.place_label, 1)
+        place_row.addWidget(self.platform_button)
         self.message = Message()
-        outer.addWidget(self.place_label)
+        outer.addLayout(place_row)
         outer.addWidget(self.message)
 
         # facets and sort: applied at once on what is loaded
