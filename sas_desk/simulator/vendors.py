@@ -601,44 +601,39 @@ _ENTRY_CACHE_MAX = 400_000
 _ENTRY_LOCK = threading.Lock()
 
 
-def _slot_entry(render: _Render, slot: SimSlot, specialty: dict[str, Any]) -> bytes | None:
-    key = (render.base, render.family.value, slot.id)
+def _encoded(
+    render: _Render, key: str, mode: str, build: Callable[[], dict[str, Any] | None]
+) -> bytes | None:
+    """An entry of ``mode`` ("match", "include") built by ``build`` and
+    encoded once per answer form; ``None`` when there is no such entry."""
+    cache_key = (render.base, render.family.value, key)
     try:
-        return _ENTRY_CACHE[key]
+        return _ENTRY_CACHE[cache_key]
     except KeyError:
         pass
-    resource = render.slot(slot, specialty)
+    resource = build()
     encoded = (
         None
         if resource is None
         else json.dumps(
-            render.entry(resource, "match"), ensure_ascii=False, separators=(",", ":")
+            render.entry(resource, mode), ensure_ascii=False, separators=(",", ":")
         ).encode("utf-8")
     )
     with _ENTRY_LOCK:
         if len(_ENTRY_CACHE) >= _ENTRY_CACHE_MAX:
             _ENTRY_CACHE.clear()
-        _ENTRY_CACHE[key] = encoded
+        _ENTRY_CACHE[cache_key] = encoded
     return encoded
+
+
+def _slot_entry(render: _Render, slot: SimSlot, specialty: dict[str, Any]) -> bytes | None:
+    return _encoded(render, slot.id, "match", partial(render.slot, slot, specialty))
 
 
 def _include(render: _Render, kind: str, key: str, build: Callable[[], dict[str, Any]]) -> bytes:
     """An ``include`` entry (schedule, practitioner, role, CPTS…), encoded once."""
-    cache_key = (render.base, render.family.value, f"{kind}/{key}")
-    try:
-        found = _ENTRY_CACHE[cache_key]
-    except KeyError:
-        pass
-    else:
-        assert found is not None
-        return found
-    encoded = json.dumps(
-        render.entry(build(), "include"), ensure_ascii=False, separators=(",", ":")
-    ).encode("utf-8")
-    with _ENTRY_LOCK:
-        if len(_ENTRY_CACHE) >= _ENTRY_CACHE_MAX:
-            _ENTRY_CACHE.clear()
-        _ENTRY_CACHE[cache_key] = encoded
+    encoded = _encoded(render, f"{kind}/{key}", "include", build)
+    assert encoded is not None
     return encoded
 
 

@@ -57,6 +57,16 @@ def service(communes: CommuneIndex, clock: Clock) -> Iterator[RosterService]:
     svc.close()
 
 
+def trauma_in_lyon(env: Env, age: str) -> Dossier:
+    """A new dental dossier: a knocked-out tooth in Lyon, patient of ``age``."""
+    dossier = env.desk.new_call()
+    dossier.location.insee = "69123"
+    dossier.branch = Branch.DENT
+    dossier.dental_reason = "DENT.TRAUMA"
+    dossier.patient.age = age
+    return dossier
+
+
 def make_view(qtbot: QtBot, env: Env, service: RosterService | None) -> DentalView:
     view = DentalView(env.resolver.index, desk=env.desk)
     qtbot.addWidget(view)
@@ -224,11 +234,7 @@ async def test_parse_when() -> None:
 async def test_triage_keys_suggest_and_the_regulator_confirms_on_the_dossier(
     qtbot: QtBot, env: Env, service: RosterService
 ) -> None:
-    dossier = env.desk.new_call()
-    dossier.location.insee = "69123"
-    dossier.branch = Branch.DENT
-    dossier.dental_reason = "DENT.TRAUMA"
-    dossier.patient.age = "P35Y"
+    dossier = trauma_in_lyon(env, "P35Y")
     view = make_view(qtbot, env, service)
     view.prefill(dossier)
     assert view.commune.text() == "Lyon (69123)"
@@ -485,11 +491,7 @@ async def test_a_dental_dossier_view_opens_the_dental_view_on_it(
 async def test_a_young_childs_dossier_gets_the_milk_tooth_advice(
     qtbot: QtBot, env: Env, service: RosterService
 ) -> None:
-    dossier = env.desk.new_call()
-    dossier.location.insee = "69123"
-    dossier.branch = Branch.DENT
-    dossier.dental_reason = "DENT.TRAUMA"
-    dossier.patient.age = "P4Y"
+    dossier = trauma_in_lyon(env, "P4Y")
     view = make_view(qtbot, env, service)
     view.prefill(dossier)
     assert "ne pas la réimplanter" in view.suggestion_label.text()
