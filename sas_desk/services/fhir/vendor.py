@@ -54,7 +54,8 @@ log = logging.getLogger("sas_desk.fhir.vendor")
 #: Parsing is pure Python: in a thread it gains no parallelism, only takes
 #: turns on the GIL with the loop's thread, which then waits up to the switch
 #: interval for every callback -- the desk's window stalled longer
-#: (bench/ui_search.py: 52-75 ms against 23-33 ms) and searches took longer.
+#: (bench/ui_search.py: longest stall 52-75 ms, against 16-27 ms in steps on
+#: the loop) and searches took longer.
 INLINE_PARSE_MAX = 4 << 20
 #: Bigger answers are parsed in one thread, one after the other, so that one
 #: huge answer never freezes the window.
