@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, time
+from typing import NamedTuple
 
 # --------------------------------------------------------------------------- code systems
 
@@ -308,9 +309,12 @@ class Schedule:
         return self.role.location if self.role is not None else None
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """A free consultation slot, resolved with its schedule and the rest."""
+class Slot(NamedTuple):
+    """A free consultation slot, resolved with its schedule and the rest.
+
+    A named tuple, not a frozen dataclass like the rest: a search builds
+    thousands of them, and a tuple is built in a fifth of the time (immutable
+    and hashable all the same)."""
 
     id: str
     schedule_ref: str
