@@ -1145,8 +1145,8 @@ class PostgresBackend(QueueBackend):
         same head of queue get their answer in two or three round trips each.
         Returns ``None`` when the item kept changing under us (the locked path
         decides then)."""
-        for attempt in range(_OPTIMISTIC_TRIES):
-            if op.kind == "claim" and attempt == 0:
+        for _ in range(_OPTIMISTIC_TRIES):
+            if op.kind == "claim":  # every read of a claim may refuse it at once
                 row = await self._read_or_refuse_claim(conn, op, stamp)
                 if row is not None and row["refused"] is not None:
                     refused: dict[str, Any] = row["refused"]
