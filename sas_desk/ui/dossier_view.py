@@ -126,7 +126,6 @@ class DossierView(QWidget):
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 0)
         self._scroll = scroll
-        self._right = right
         split.setSizes([self.sheet.minimumSizeHint().width(), RIGHT_WIDTH])
         outer.addWidget(split)
         for seq in ("Ctrl+Return", "Ctrl+Enter"):
