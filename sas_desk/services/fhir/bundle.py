@@ -531,6 +531,23 @@ class _Parser:
             return None, SkipReason.INVALID_REFERENCE
         return obj, None
 
+    def optional(
+        self,
+        owner: str,
+        holder: Any,
+        rtype: str,
+        convert: Callable[[str, dict[str, Any]], _T],
+    ) -> _T | None:
+        """What an optional reference of ``owner`` points to; ``None`` when it
+        is absent or unusable (then logged at debug level: the owner stays)."""
+        ref = _reference(holder)
+        if ref is None:
+            return None
+        found, why = self.follow(ref, rtype, convert)
+        if why is not None:
+            log.debug("%s: %s %s left out (%s)", owner, rtype, ref, why.value)
+        return found
+
     def convert(
         self, key: str, raw: dict[str, Any], convert: Callable[[str, dict[str, Any]], _T]
     ) -> _T | None:
@@ -901,12 +918,9 @@ class _Parser:
         return Practitioner(rid, national_id, kind, family, given, phone_of(r.get("telecom")))
 
     def role(self, rid: str, r: dict[str, Any]) -> PractitionerRole:
-        practitioner = None
-        ref = _reference(r.get("practitioner"))
-        if ref is not None:
-            practitioner, why = self.follow(ref, "Practitioner", self.practitioner)
-            if why is not None:
-                log.debug("PractitionerRole/%s: practitioner %s (%s)", rid, ref, why.value)
+        practitioner = self.optional(
+            f"PractitionerRole/{rid}", r.get("practitioner"), "Practitioner", self.practitioner
+        )
         location = None
         locations = r.get("location")
         if isinstance(locations, list):
@@ -972,12 +986,9 @@ class _Parser:
             if lat is None or lon is None:
                 log.debug("Location/%s: position dropped (missing or out of range)", rid)
                 lat = lon = None
-        organization = None
-        ref = _reference(r.get("managingOrganization"))
-        if ref is not None:
-            organization, why = self.follow(ref, "Organization", self.organization)
-            if why is not None:
-                log.debug("Location/%s: organization %s (%s)", rid, ref, why.value)
+        organization = self.optional(
+            f"Location/{rid}", r.get("managingOrganization"), "Organization", self.organization
+        )
         hours: list[OpeningHours] = []
         raw_hours = r.get("hoursOfOperation")
         for h in raw_hours if isinstance(raw_hours, list) else ():
@@ -1013,12 +1024,9 @@ class _Parser:
         return Organization(rid, national_id, kind, _str(r.get("name")), phone_of(r.get("telecom")))
 
     def healthcare_service(self, rid: str, r: dict[str, Any]) -> HealthcareService:
-        organization = None
-        ref = _reference(r.get("providedBy"))
-        if ref is not None:
-            organization, why = self.follow(ref, "Organization", self.organization)
-            if why is not None:
-                log.debug("HealthcareService/%s: providedBy %s (%s)", rid, ref, why.value)
+        organization = self.optional(
+            f"HealthcareService/{rid}", r.get("providedBy"), "Organization", self.organization
+        )
         return HealthcareService(rid, organization, _str(r.get("name")))
 
 
