@@ -60,6 +60,26 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _inline_bar(
+    title: str, fields: list[tuple[QWidget, int]], ok_text: str, on_ok: Callable[[], None]
+) -> QWidget:
+    """A hidden inline form (not a modal dialog): title, fields, OK, Annuler."""
+    bar_widget = QWidget()
+    bar = QHBoxLayout(bar_widget)
+    bar.setContentsMargins(0, 0, 0, 0)
+    bar.addWidget(QLabel(title))
+    for widget, stretch in fields:
+        bar.addWidget(widget, stretch)
+    ok = QPushButton(ok_text)
+    ok.clicked.connect(on_ok)
+    bar.addWidget(ok)
+    cancel = QPushButton("Annuler")
+    cancel.clicked.connect(bar_widget.hide)
+    bar.addWidget(cancel)
+    bar_widget.hide()
+    return bar_widget
+
+
 class QueuePanel(QWidget):
     open_dossier = Signal(str)  # case id: show the dossier view
     status = Signal(str)
@@ -111,35 +131,24 @@ class QueuePanel(QWidget):
         layout.addWidget(self.tabs, 1)
 
         # transfer bar (inline, not modal)
-        self.transfer_bar = QWidget()
-        bar = QHBoxLayout(self.transfer_bar)
-        bar.setContentsMargins(0, 0, 0, 0)
-        bar.addWidget(QLabel("Transférer vers"))
         self.transfer_to = named(QComboBox(), "transferTo")
         for q in QueueName:
             self.transfer_to.addItem(q.label, q.value)
-        bar.addWidget(self.transfer_to)
         self.transfer_reason = named(QLineEdit(), "transferReason")
         self.transfer_reason.setPlaceholderText(
             "Motif du transfert (obligatoire) — Entrée pour valider"
         )
         self.transfer_reason.returnPressed.connect(self._confirm_transfer)
-        bar.addWidget(self.transfer_reason, 1)
-        ok = QPushButton("Transférer")
-        ok.clicked.connect(self._confirm_transfer)
-        bar.addWidget(ok)
-        cancel = QPushButton("Annuler")
-        cancel.clicked.connect(self.transfer_bar.hide)
-        bar.addWidget(cancel)
-        self.transfer_bar.hide()
+        self.transfer_bar = _inline_bar(
+            "Transférer vers",
+            [(self.transfer_to, 0), (self.transfer_reason, 1)],
+            "Transférer",
+            self._confirm_transfer,
+        )
         layout.addWidget(self.transfer_bar)
 
         # reassign bar (supervisor): the regulators holding claims, or any
         # workstation typed in, or back to the queue with no holder
-        self.reassign_bar = QWidget()
-        bar = QHBoxLayout(self.reassign_bar)
-        bar.setContentsMargins(0, 0, 0, 0)
-        bar.addWidget(QLabel("Réattribuer à"))
         self.reassign_to = named(QComboBox(), "reassignTo")
         self.reassign_to.setEditable(True)
         self.reassign_to.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
@@ -147,14 +156,9 @@ class QueuePanel(QWidget):
         assert typed is not None  # editable combo box
         typed.setPlaceholderText("Poste (ex. POSTE-MRL-07)")
         typed.returnPressed.connect(self._confirm_reassign)
-        bar.addWidget(self.reassign_to, 1)
-        ok = QPushButton("Réattribuer")
-        ok.clicked.connect(self._confirm_reassign)
-        bar.addWidget(ok)
-        cancel = QPushButton("Annuler")
-        cancel.clicked.connect(self.reassign_bar.hide)
-        bar.addWidget(cancel)
-        self.reassign_bar.hide()
+        self.reassign_bar = _inline_bar(
+            "Réattribuer à", [(self.reassign_to, 1)], "Réattribuer", self._confirm_reassign
+        )
         layout.addWidget(self.reassign_bar)
         self._reassign_case = ""
 
