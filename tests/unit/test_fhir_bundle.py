@@ -456,6 +456,58 @@ def test_cpts_slot_lists_the_cpts_it_is_visible_to() -> None:
     assert len(result.healthcare_services) == 2 and len(result.organizations) == 2
 
 
+def test_a_cpts_slot_kind_is_not_carried_to_another_bundle_with_other_services() -> None:
+    """Kinds of slots are remembered across parses, except those that refer
+    to the Bundle's own CPTS services: the same serviceType elsewhere points
+    to another HealthcareService."""
+
+    def one(org_suffix: str, name: str) -> BundleResult:
+        s = slot()
+        s["serviceType"] += [
+            {
+                "extension": [
+                    {
+                        "url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Slot.serviceType",
+                        "valueReference": {"reference": "HealthcareService/hs1"},
+                    }
+                ],
+                "text": "CPTS",
+            }
+        ]
+        service = {
+            "resourceType": "HealthcareService",
+            "id": "hs1",
+            "providedBy": {"reference": "Organization/o1"},
+        }
+        org = {
+            "resourceType": "Organization",
+            "id": "o1",
+            "identifier": [
+                {"system": "urn:oid:1.2.250.1.71.4.2.2", "value": "19500472" + org_suffix}
+            ],
+            "name": name,
+        }
+        return parse_bundle(
+            json.dumps(bundle(s, schedule(), practitioner(), role(), service, org)).encode()
+        )
+
+    first, second = one("15", "CPTS A"), one("25", "CPTS B")
+    assert [x.organization.finess for x in first.slots[0].services if x.organization] == [
+        "950047215"
+    ]
+    assert [x.organization.finess for x in second.slots[0].services if x.organization] == [
+        "950047225"
+    ]
+
+
+def test_kinds_and_instants_met_in_one_bundle_are_reused_in_the_next() -> None:
+    body = json.dumps(ps(slot("s1"))).encode()
+    first = parse_bundle(body).slots[0]
+    again = parse_bundle(body).slots[0]
+    assert again.types is first.types and again.start is first.start  # the same objects
+    assert again == first
+
+
 def test_sos_slot_is_resolved_through_its_location_to_the_association() -> None:
     place = {
         "resourceType": "Location",

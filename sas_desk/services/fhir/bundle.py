@@ -307,7 +307,14 @@ def outcome_text(outcome: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- values
 
 
-_TIME_CACHE_LIMIT = 50_000
+#: Instants and slot kinds are remembered across parses: the vendors send the
+#: same few hundred instants (a grid over the next days) and the same few
+#: hundred kinds of slot, answer after answer, search after search (a search
+#: near Lyon on the simulator: 4,517 slots, 835 kinds, each parse met ~60 % of
+#: them for the first time when every parse kept its own). Emptied when full,
+#: so a long session or an odd vendor cannot make them grow without bound.
+_SHARED_LIMIT = 50_000
+_TIMES: dict[str, datetime | None] = {}
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
@@ -469,6 +476,9 @@ _SlotKind = tuple[
 ]
 
 
+_KINDS: dict[tuple[Any, ...], _SlotKind] = {}  # see _TIMES
+
+
 class _Invalid(Exception):
     """Internal: the resource being converted is unusable."""
 
@@ -486,9 +496,9 @@ class _Parser:
         self.ref_keys: dict[str, str | None] = {}  # reference text → "Type/id"
         self.done: dict[str, Any] = {}  # "Type/id" → converted object, or None if skipped
         self.reasons: dict[str, SkipReason] = {}  # "Type/id" → why it was skipped
-        self.times: dict[str, datetime | None] = {}
         self.specialties: dict[tuple[Any, Any, Any], Specialty] = {}
-        # the slots of one agenda repeat their kind (see wire) and their schedule
+        # the slots of one agenda repeat their kind (see wire) and their schedule;
+        # here the kinds that refer to this Bundle's CPTS services (see _KINDS)
         self.kinds: dict[tuple[Any, ...], _SlotKind] = {}
         self.schedule_refs: dict[str, tuple[Schedule | None, SkipReason | None]] = {}
         self.skipped: list[Skipped] = []
@@ -700,11 +710,12 @@ class _Parser:
     def time(self, value: Any) -> datetime | None:
         if not isinstance(value, str):
             return None
-        dt = self.times.get(value, _SENTINEL)
+        dt = _TIMES.get(value, _SENTINEL)
         if dt is _SENTINEL:
             dt = parse_instant(value)
-            if len(self.times) < _TIME_CACHE_LIMIT:
-                self.times[value] = dt
+            if len(_TIMES) >= _SHARED_LIMIT:
+                _TIMES.clear()
+            _TIMES[value] = dt
         return dt  # type: ignore[no-any-return]
 
     def slot(self, rid: str, raw: wire.Slot | dict[str, Any]) -> Slot:
@@ -731,9 +742,11 @@ class _Parser:
             raise _Invalid(why, f"schedule {ref}")
 
         key = (r.meta, r.serviceType, r.specialty, r.appointmentType)
-        kind = self.kinds.get(key)
+        kind = _KINDS.get(key)
         if kind is None:
-            kind = self.kinds[key] = self._kind(rid, r)
+            kind = self.kinds.get(key)
+            if kind is None:
+                kind = self._kind(rid, r, key)
         types, modes, specialties, reasons, appointment_type, services = kind
 
         booking_url = None
@@ -761,9 +774,12 @@ class _Parser:
             services,
         )
 
-    def _kind(self, rid: str, r: wire.Slot) -> _SlotKind:
+    def _kind(self, rid: str, r: wire.Slot, key: tuple[Any, ...]) -> _SlotKind:
         """What kind of slot it is: types, modes, specialties, free-text
-        reasons, appointment type and the CPTS it is visible to."""
+        reasons, appointment type and the CPTS it is visible to; remembered
+        under ``key``: by every parse, or by this one alone when it refers
+        to this Bundle's CPTS services."""
+        own = False  # refers to resources of this Bundle
         types: tuple[SlotType, ...] = ()
         security = r.meta.security if r.meta is not None else None
         if security:
@@ -790,8 +806,8 @@ class _Parser:
                         modes.append(mode)
                 elif code == CATEGORY_CPTS:
                     known = True
-            if concept.extension:
-                known = self._cpts_services(rid, concept.extension, services) or known
+            if concept.extension and self._cpts_services(rid, concept.extension, services):
+                known = own = True
             text = concept.text
             if not known and text:
                 text = text.strip()
@@ -814,7 +830,7 @@ class _Parser:
                 if appointment_type is not None:
                     break
 
-        return (
+        kind = (
             types,
             tuple(modes),
             specialties,
@@ -822,6 +838,13 @@ class _Parser:
             appointment_type,
             tuple(services),
         )
+        if own:
+            self.kinds[key] = kind
+        else:
+            if len(_KINDS) >= _SHARED_LIMIT:
+                _KINDS.clear()
+            _KINDS[key] = kind
+        return kind
 
     def _cpts_services(
         self, rid: str, extensions: tuple[wire.Extension, ...], out: list[HealthcareService]
