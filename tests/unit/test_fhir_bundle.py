@@ -242,6 +242,24 @@ def test_elements_of_the_wrong_shape_are_dropped_and_the_rest_kept() -> None:
     ]
 
 
+def test_a_wrong_shape_in_what_says_the_kind_of_slot_is_dropped_on_the_typed_path() -> None:
+    """Those elements are read as text first, then leniently, once per kind."""
+    odd = slot(
+        "s1",
+        meta={"security": "PUBLIC"},
+        serviceType=[{"coding": [{"code": 7}, {"code": "VR"}]}, {"text": "Suivi"}, "AMB"],
+        specialty=[{"coding": [{"code": "SM54"}]}],
+    )
+    raw = json.dumps(bundle(odd, slot("s2"), schedule(), practitioner(), role())).encode()
+    assert wire.decode(raw) is not None
+    result = parse_bundle(raw)
+    s1, s2 = result.slots
+    assert s1.types == () and s1.modes == (ConsultationMode.VR,) and s1.reasons == ("Suivi",)
+    assert [sp.code for sp in s1.specialties] == ["SM54"]
+    assert s2.types == (SlotType.PUBLIC, SlotType.SNP) and not result.skipped
+    assert_same(result, parse_bundle(json.loads(raw)))
+
+
 def test_a_wrong_shape_in_a_body_is_read_as_from_a_dict_and_the_dict_is_kept() -> None:
     b = wrong_shapes()
     before = copy.deepcopy(b)

@@ -476,7 +476,7 @@ _SlotKind = tuple[
 ]
 
 
-_KINDS: dict[tuple[Any, ...], _SlotKind] = {}  # see _TIMES
+_KINDS: dict[bytes, _SlotKind] = {}  # see _TIMES; the key: wire.kind_key
 
 
 class _Invalid(Exception):
@@ -499,7 +499,7 @@ class _Parser:
         self.specialties: dict[tuple[Any, Any, Any], Specialty] = {}
         # the slots of one agenda repeat their kind (see wire) and their schedule;
         # here the kinds that refer to this Bundle's CPTS services (see _KINDS)
-        self.kinds: dict[tuple[Any, ...], _SlotKind] = {}
+        self.kinds: dict[bytes, _SlotKind] = {}
         self.schedule_refs: dict[str, tuple[Schedule | None, SkipReason | None]] = {}
         self.skipped: list[Skipped] = []
         self.other: list[Mapping[str, Any]] = []
@@ -741,12 +741,12 @@ class _Parser:
             assert why is not None
             raise _Invalid(why, f"schedule {ref}")
 
-        key = (r.meta, r.serviceType, r.specialty, r.appointmentType)
+        key = wire.kind_key(r)
         kind = _KINDS.get(key)
         if kind is None:
             kind = self.kinds.get(key)
             if kind is None:
-                kind = self._kind(rid, r, key)
+                kind = self._kind(rid, wire.kind_of(r), key)
         types, modes, specialties, reasons, appointment_type, services = kind
 
         booking_url = None
@@ -774,7 +774,7 @@ class _Parser:
             services,
         )
 
-    def _kind(self, rid: str, r: wire.Slot, key: tuple[Any, ...]) -> _SlotKind:
+    def _kind(self, rid: str, r: wire.Kind, key: bytes) -> _SlotKind:
         """What kind of slot it is: types, modes, specialties, free-text
         reasons, appointment type and the CPTS it is visible to; remembered
         under ``key``: by every parse, or by this one alone when it refers

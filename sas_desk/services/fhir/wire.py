@@ -8,23 +8,28 @@ by the thousand, is typed in detail; the other resource types carry the
 elements their converters read as plain JSON values. Field names are FHIR's
 (camelCase), so that msgspec matches them as sent.
 
-The parts of a Slot that describe what kind of slot it is (``meta``,
-``serviceType``, ``specialty``, ``appointmentType``) are frozen, hence
-hashable: the slots of one agenda repeat them, and the parser works each
-combination out once.
+The parts of a Slot that say what kind of slot it is (``meta``,
+``serviceType``, ``specialty``, ``appointmentType``) are kept as their JSON
+text (``msgspec.Raw``: a slice of the body, nothing built): the slots of one
+agenda, and the answers of one vendor, repeat a few hundred kinds, which
+the parser works out once each, the text being the key (``kind_key``), and
+reads into a :class:`Kind` only for a kind it has not met (``kind_of``).
+Building those elements for every slot cost half the decoding, and
+comparing them as structures the longest part of the conversion.
 
 The typed decode is all or nothing: one element of an unexpected type
-anywhere fails it. :func:`decode` then returns ``None`` and the caller falls
-back to the tolerant path (``json`` + per-resource checks), where
+anywhere else fails it. :func:`decode` then returns ``None`` and the caller
+falls back to the tolerant path (``json`` + per-resource checks), where
 :func:`slot_of` reads one Slot dict, dropping the elements that do not fit
-instead of refusing the slot.
+instead of refusing the slot. The kind elements are read that way in both
+paths (:func:`kind_of`).
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -53,17 +58,31 @@ class Meta(msgspec.Struct, frozen=True, gc=False):
     security: tuple[Coding, ...] | None = None
 
 
+class Kind(msgspec.Struct, frozen=True, gc=False):
+    """The elements of a Slot that say what kind of slot it is."""
+
+    meta: Meta | None = None
+    serviceType: tuple[Concept, ...] | None = None
+    specialty: tuple[Concept, ...] | None = None
+    appointmentType: Concept | None = None
+
+
+_KIND_FIELDS = Kind.__struct_fields__
+_ABSENT = msgspec.Raw()
+
+
 class Slot(msgspec.Struct, tag="Slot", tag_field="resourceType", gc=False):
     id: str | None = None
-    meta: Meta | None = None
     status: str | None = None
     start: str | None = None
     end: str | None = None
     schedule: Reference | None = None
-    serviceType: tuple[Concept, ...] | None = None
-    specialty: tuple[Concept, ...] | None = None
-    appointmentType: Concept | None = None
     comment: str | None = None
+    # the Kind's elements as sent (empty when absent)
+    meta: msgspec.Raw = _ABSENT
+    serviceType: msgspec.Raw = _ABSENT
+    specialty: msgspec.Raw = _ABSENT
+    appointmentType: msgspec.Raw = _ABSENT
 
 
 class Other(msgspec.Struct, tag_field="resourceType", gc=False):
@@ -169,20 +188,57 @@ def as_dict(resource: Other) -> dict[str, Any]:
     return out
 
 
+def kind_key(slot: Slot) -> bytes:
+    """The text of the slot's kind elements: equal for slots of one kind as
+    a vendor sends them (NUL never occurs in JSON text)."""
+    return b"\0".join((slot.meta, slot.serviceType, slot.specialty, slot.appointmentType))
+
+
+_ANY = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+def kind_of(slot: Slot) -> Kind:
+    """The slot's kind elements read leniently (see :func:`slot_of`)."""
+    data = {}
+    for name in _KIND_FIELDS:
+        raw = getattr(slot, name)
+        if raw:
+            data[name] = _ANY.decode(raw)
+    return _lenient(data, Kind, Kind())
+
+
 _PATH = re.compile(r"\.(\w+)|\[(\d+)\]")
 _AT = re.compile(r"- at `\$(.*)`$")
 _MAX_DROPS = 64
+_S = TypeVar("_S", bound=msgspec.Struct)
 
 
 def slot_of(data: dict[str, Any]) -> Slot:
     """One Slot dict read leniently: an element of the wrong shape (a code
     that is a number, a list that is an object…) is left out, the rest kept;
     whether what is left makes a usable slot is the converter's call. The
-    dict is not modified."""
+    kind elements are kept as JSON text, read by :func:`kind_of`. The dict
+    is not modified."""
+    rid = data.get("id")
+    core = {k: v for k, v in data.items() if k not in _KIND_FIELDS}
+    slot = _lenient(core, Slot, Slot(id=rid if isinstance(rid, str) else None))
+    for name in _KIND_FIELDS:
+        value = data.get(name)
+        if value is not None:
+            try:
+                setattr(slot, name, msgspec.Raw(_ENCODER.encode(value)))
+            except (TypeError, ValueError, OverflowError, msgspec.MsgspecError):
+                pass  # not a JSON value: left out
+    return slot
+
+
+def _lenient(data: dict[str, Any], into: type[_S], fallback: _S) -> _S:
+    """``data`` converted to ``into``, leaving out what does not fit."""
     copied = False
     for _ in range(_MAX_DROPS):
         try:
-            return msgspec.convert(data, Slot)
+            return msgspec.convert(data, into)
         except msgspec.ValidationError as exc:
             path = _error_path(str(exc))
             if not path:
@@ -190,7 +246,7 @@ def slot_of(data: dict[str, Any]) -> Slot:
             if not copied:
                 data, copied = copy.deepcopy(data), True
             _drop(data, path)
-    return Slot(id=data.get("id") if isinstance(data.get("id"), str) else None)
+    return fallback
 
 
 def _error_path(message: str) -> list[str | int]:
