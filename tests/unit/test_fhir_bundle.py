@@ -846,6 +846,16 @@ def test_parse_steps_gives_the_result_of_parse_bundle_in_steps_with_the_gc_on_be
     assert len(result.slots) == 2 * SLICE
 
 
+def test_parse_steps_takes_one_step_for_a_bundle_of_at_most_a_slice() -> None:
+    from sas_desk.services.fhir.bundle import parse_steps
+
+    raw = json.dumps(ps(slot("s1"), slot("s2"))).encode()
+    with pytest.raises(StopIteration) as done:
+        next(parse_steps(raw))
+    assert gc.isenabled()
+    assert_same(done.value.value, parse_bundle(raw))
+
+
 def test_parse_steps_raises_like_parse_bundle() -> None:
     from sas_desk.services.fhir.bundle import parse_steps
 

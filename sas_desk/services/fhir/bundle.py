@@ -194,20 +194,31 @@ def parse_bundle(body: bytes | bytearray | memoryview | str | Mapping[str, Any])
     little early, which only costs speed; it is never left off."""
     with _gc_paused():
         parser, order = _prepare(body)
-        for _ in parser.convert_all(order):
-            pass
-        return parser.result()
+        result = _finish(parser, order)
+        del parser, order  # before the collector is back: it only ever sees the result
+    return result
+
+
+def _finish(parser: _Parser, order: list[tuple[str, str]]) -> BundleResult:
+    for _ in parser.convert_all(order):
+        pass
+    return parser.result()
 
 
 def parse_steps(
     body: bytes | bytearray | memoryview | str | Mapping[str, Any],
 ) -> Generator[None, None, BundleResult]:
     """:func:`parse_bundle` in steps of a few milliseconds (the decoding, then
-    :data:`SLICE` entries at a time), for a caller on an event loop that lets
-    its other work run between two ``next()``; the generator returns the
-    result (raises :class:`BundleError` like :func:`parse_bundle`)."""
+    :data:`SLICE` entries at a time; a Bundle of no more entries in one step),
+    for a caller on an event loop that lets its other work run between two
+    ``next()``; the generator returns the result (raises :class:`BundleError`
+    like :func:`parse_bundle`)."""
     with _gc_paused():
         parser, order = _prepare(body)
+        if len(order) <= SLICE:  # one step: its decoding took well under a millisecond
+            result = _finish(parser, order)
+            del parser, order  # as in parse_bundle
+            return result
     yield
     steps = parser.convert_all(order)
     while True:
@@ -465,14 +476,15 @@ _KNOWN = frozenset(
 )
 
 
-#: types, modes, specialties, reasons, appointment type, CPTS services
+#: types, modes, specialties, reasons, appointment type, and the references
+#: to the CPTS services the slot is visible to (resolved in each Bundle)
 _SlotKind = tuple[
     tuple[SlotType, ...],
     tuple[ConsultationMode, ...],
     tuple[Specialty, ...],
     tuple[str, ...],
     AppointmentType | None,
-    tuple[HealthcareService, ...],
+    tuple[str, ...],
 ]
 
 
@@ -497,10 +509,9 @@ class _Parser:
         self.done: dict[str, Any] = {}  # "Type/id" → converted object, or None if skipped
         self.reasons: dict[str, SkipReason] = {}  # "Type/id" → why it was skipped
         self.specialties: dict[tuple[Any, Any, Any], Specialty] = {}
-        # the slots of one agenda repeat their kind (see wire) and their schedule;
-        # here the kinds that refer to this Bundle's CPTS services (see _KINDS)
-        self.kinds: dict[bytes, _SlotKind] = {}
+        # the slots of one agenda repeat their schedule and CPTS services
         self.schedule_refs: dict[str, tuple[Schedule | None, SkipReason | None]] = {}
+        self.service_refs: dict[tuple[str, ...], tuple[HealthcareService, ...]] = {}
         self.skipped: list[Skipped] = []
         self.other: list[Mapping[str, Any]] = []
         self.buckets: dict[str, list[Any]] = {t: [] for t in _KNOWN}
@@ -744,10 +755,9 @@ class _Parser:
         key = wire.kind_key(r)
         kind = _KINDS.get(key)
         if kind is None:
-            kind = self.kinds.get(key)
-            if kind is None:
-                kind = self._kind(rid, wire.kind_of(r), key)
-        types, modes, specialties, reasons, appointment_type, services = kind
+            kind = self._kind(wire.kind_of(r), key)
+        types, modes, specialties, reasons, appointment_type, service_refs = kind
+        services = self.services(rid, service_refs) if service_refs else ()
 
         booking_url = None
         comment = r.comment
@@ -774,12 +784,10 @@ class _Parser:
             services,
         )
 
-    def _kind(self, rid: str, r: wire.Kind, key: bytes) -> _SlotKind:
+    def _kind(self, r: wire.Kind, key: bytes) -> _SlotKind:
         """What kind of slot it is: types, modes, specialties, free-text
-        reasons, appointment type and the CPTS it is visible to; remembered
-        under ``key``: by every parse, or by this one alone when it refers
-        to this Bundle's CPTS services."""
-        own = False  # refers to resources of this Bundle
+        reasons, appointment type and the CPTS it is visible to (the
+        references); remembered under ``key`` for every parse."""
         types: tuple[SlotType, ...] = ()
         security = r.meta.security if r.meta is not None else None
         if security:
@@ -794,7 +802,7 @@ class _Parser:
 
         modes: list[ConsultationMode] = []
         reasons: list[str] = []
-        services: list[HealthcareService] = []
+        service_refs: list[str] = []
         for concept in r.serviceType or ():
             known = False
             for coding in concept.coding or ():
@@ -806,8 +814,8 @@ class _Parser:
                         modes.append(mode)
                 elif code == CATEGORY_CPTS:
                     known = True
-            if concept.extension and self._cpts_services(rid, concept.extension, services):
-                known = own = True
+            if concept.extension and _cpts_refs(concept.extension, service_refs):
+                known = True
             text = concept.text
             if not known and text:
                 text = text.strip()
@@ -836,32 +844,25 @@ class _Parser:
             specialties,
             tuple(reasons),
             appointment_type,
-            tuple(services),
+            tuple(service_refs),
         )
-        if own:
-            self.kinds[key] = kind
-        else:
-            if len(_KINDS) >= _SHARED_LIMIT:
-                _KINDS.clear()
-            _KINDS[key] = kind
+        if len(_KINDS) >= _SHARED_LIMIT:
+            _KINDS.clear()
+        _KINDS[key] = kind
         return kind
 
-    def _cpts_services(
-        self, rid: str, extensions: tuple[wire.Extension, ...], out: list[HealthcareService]
-    ) -> bool:
-        found = False
-        for ext in extensions:
-            if ext.url != EXT_SLOT_SERVICE_TYPE:
-                continue
-            found = True
-            ref = ext.valueReference.reference if ext.valueReference is not None else None
-            if not ref:
-                continue
-            service, _why = self.follow(ref, "HealthcareService", self.healthcare_service)
-            if service is None:
-                log.debug("Slot/%s: CPTS service %s not usable", rid, ref)
-            elif service not in out:
-                out.append(service)
+    def services(self, rid: str, refs: tuple[str, ...]) -> tuple[HealthcareService, ...]:
+        """The CPTS services these references lead to in this Bundle."""
+        found = self.service_refs.get(refs)
+        if found is None:
+            out: list[HealthcareService] = []
+            for ref in refs:
+                service, _why = self.follow(ref, "HealthcareService", self.healthcare_service)
+                if service is None:
+                    log.debug("Slot/%s: CPTS service %s not usable", rid, ref)
+                elif service not in out:
+                    out.append(service)
+            found = self.service_refs[refs] = tuple(out)
         return found
 
     def specialty(self, concept: wire.Concept) -> Specialty | None:
@@ -1051,6 +1052,20 @@ class _Parser:
             f"HealthcareService/{rid}", r.get("providedBy"), "Organization", self.organization
         )
         return HealthcareService(rid, organization, _str(r.get("name")))
+
+
+def _cpts_refs(extensions: tuple[wire.Extension, ...], out: list[str]) -> bool:
+    """Adds to ``out`` the CPTS service references of a serviceType's
+    extensions; whether it had any such extension."""
+    found = False
+    for ext in extensions:
+        if ext.url != EXT_SLOT_SERVICE_TYPE:
+            continue
+        found = True
+        ref = ext.valueReference.reference if ext.valueReference is not None else None
+        if ref and ref not in out:
+            out.append(ref)
+    return found
 
 
 # --------------------------------------------------------------------------- report
