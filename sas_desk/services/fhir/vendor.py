@@ -162,7 +162,9 @@ def make_client(endpoint: VendorEndpoint) -> httpx.AsyncClient:
         verify = _PLAIN
     return httpx.AsyncClient(
         verify=verify,
-        timeout=httpx.Timeout(endpoint.timeout, connect=min(endpoint.timeout, 5.0)),
+        # the whole exchange is bounded by the deadline of VendorClient.get;
+        # read/write timeouts of httpx would only add a timer to every read
+        timeout=httpx.Timeout(None, connect=min(endpoint.timeout, 5.0)),
         headers={"Accept": FHIR_JSON},
         follow_redirects=False,
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
