@@ -199,7 +199,7 @@ def parse_bundle(body: bytes | bytearray | memoryview | str | Mapping[str, Any])
     return result
 
 
-def _finish(parser: _Parser, order: list[tuple[str, str]]) -> BundleResult:
+def _finish(parser: _Parser, order: list[Any]) -> BundleResult:
     for _ in parser.convert_all(order):
         pass
     return parser.result()
@@ -247,7 +247,7 @@ def _gc_paused() -> Iterator[None]:
 
 def _prepare(
     body: bytes | bytearray | memoryview | str | Mapping[str, Any],
-) -> tuple[_Parser, list[tuple[str, str]]]:
+) -> tuple[_Parser, list[Any]]:
     """Decode and index the entries; the parser and the order to convert them in."""
     if isinstance(body, Mapping):
         data: Any = body
@@ -489,6 +489,9 @@ _SlotKind = tuple[
 
 
 _KINDS: dict[bytes, _SlotKind] = {}  # see _TIMES; the key: wire.kind_key
+_HTTP = ("https://", "http://")
+_new_tuple = tuple.__new__
+_WireSlot = wire.Slot
 
 
 class _Invalid(Exception):
@@ -503,7 +506,8 @@ class _Invalid(Exception):
 class _Parser:
     def __init__(self, bundle: Mapping[str, Any]) -> None:
         self.bundle = bundle
-        self.index: dict[str, Any] = {}  # "Type/id" → resource (dict, or wire.Slot)
+        self.index: dict[str, Any] = {}  # "Type/id" → resource (a dict)
+        self.slot_ids: set[str] = set()  # of the typed decoder's slots (not indexed)
         self.full_urls: dict[str, str] = {}  # fullUrl → "Type/id"
         self.ref_keys: dict[str, str | None] = {}  # reference text → "Type/id"
         self.done: dict[str, Any] = {}  # "Type/id" → converted object, or None if skipped
@@ -585,9 +589,9 @@ class _Parser:
 
     # ---- main loop
 
-    def index_entries(self, entries: list[Any]) -> list[tuple[str, str]]:
+    def index_entries(self, entries: list[Any]) -> list[Any]:
         """Entries as decoded by ``json`` (the tolerant path)."""
-        order: list[tuple[str, str]] = []
+        order: list[Any] = []
         for n, entry in enumerate(entries):
             resource = entry.get("resource") if isinstance(entry, dict) else None
             rtype = resource.get("resourceType") if isinstance(resource, dict) else None
@@ -601,17 +605,26 @@ class _Parser:
             self.add(n, rtype, resource.get("id"), resource, entry.get("fullUrl"), order)
         return order
 
-    def index_wire(self, entries: list[wire.Entry]) -> list[tuple[str, str]]:
+    def index_wire(self, entries: list[wire.Entry]) -> list[Any]:
         """Entries as decoded by the typed decoder (``wire``): Slots stay
-        structures, the resources they lead to become the dicts their
-        converters read."""
-        order: list[tuple[str, str]] = []
+        structures, in the order as they are (nothing refers to a slot: no
+        index, no fullUrl); the resources they lead to become the dicts
+        their converters read."""
+        order: list[Any] = []  # (type, key) or a wire.Slot
+        slot_ids = self.slot_ids
         for n, entry in enumerate(entries):
             resource = entry.resource
             if resource is None:
                 self.skip("entry", str(n), SkipReason.MALFORMED_ENTRY, "no resource")
             elif isinstance(resource, wire.Slot):
-                self.add(n, "Slot", resource.id, resource, entry.fullUrl, order)
+                rid = resource.id
+                if not rid:
+                    self.skip("Slot", None, SkipReason.MISSING_ID, f"entry {n}")
+                elif rid in slot_ids:
+                    self.skip("Slot", rid, SkipReason.DUPLICATE, f"entry {n}")
+                else:
+                    slot_ids.add(rid)
+                    order.append(resource)
             else:
                 raw = wire.as_dict(resource)
                 rid = raw.get("id")
@@ -625,7 +638,7 @@ class _Parser:
         rid: Any,
         resource: Any,
         full_url: Any,
-        order: list[tuple[str, str]],
+        order: list[Any],
     ) -> None:
         if not isinstance(rid, str) or not rid:
             self.skip(rtype, None, SkipReason.MISSING_ID, f"entry {n}")
@@ -639,7 +652,7 @@ class _Parser:
             self.full_urls[full_url] = key
         order.append((rtype, key))
 
-    def convert_all(self, order: list[tuple[str, str]]) -> Iterator[None]:
+    def convert_all(self, order: list[Any]) -> Iterator[None]:
         """Convert the entries in order, pausing (yield) every :data:`SLICE`."""
         converters: dict[str, Callable[[str, dict[str, Any]], Any]] = {
             "Slot": self.slot,
@@ -657,8 +670,16 @@ class _Parser:
         for first in range(0, len(order), SLICE):
             if first:
                 yield
-            for rtype, key in order[first : first + SLICE]:
-                if rtype == "Slot":  # the thousands: nothing refers to a slot, no bookkeeping
+            for item in order[first : first + SLICE]:
+                if item.__class__ is _WireSlot:  # the thousands, from the typed decoder
+                    rid = item.id
+                    try:
+                        slots.append(slot(rid, item))  # type: ignore[arg-type]  # rid: indexed, not empty
+                    except _Invalid as exc:
+                        self.skip("Slot", rid, exc.reason, exc.detail)
+                    continue
+                rtype, key = item
+                if rtype == "Slot":  # from a dict: nothing refers to a slot, no bookkeeping
                     rid = key[5:]
                     try:
                         slots.append(slot(rid, index[key]))
@@ -734,8 +755,8 @@ class _Parser:
         status = r.status
         if status != "free":
             raise _Invalid(SkipReason.NOT_FREE, f"status {status!r}")
-        start = self.time(r.start)
-        end = self.time(r.end)
+        start = _TIMES.get(r.start) or self.time(r.start)  # type: ignore[arg-type]
+        end = _TIMES.get(r.end) or self.time(r.end)  # type: ignore[arg-type]
         if start is None or end is None:
             which = "start" if start is None else "end"
             raise _Invalid(SkipReason.INVALID_TIME, f"{which} missing or not a date-time")
@@ -763,25 +784,29 @@ class _Parser:
         comment = r.comment
         if comment:
             comment = comment.strip()
-            if comment[:8].lower() == "https://" or comment[:7].lower() == "http://":
+            if comment.startswith(_HTTP) or comment[:8].lower().startswith(_HTTP):
                 booking_url = comment
             elif comment:
                 log.debug("Slot/%s: comment is not an http(s) link, no booking URL", rid)
 
-        return Slot(  # positional: a third cheaper than keywords, for thousands of slots
-            rid,
-            ref,
-            schedule,
-            start,
-            end,
-            types,
-            modes,
-            specialties,
-            reasons,
-            appointment_type,
-            booking_url,
-            status,
-            services,
+        # the tuple itself: half the time of Slot(...), whose __new__ is Python code
+        return _new_tuple(
+            Slot,
+            (
+                rid,
+                ref,
+                schedule,
+                start,
+                end,
+                types,
+                modes,
+                specialties,
+                reasons,
+                appointment_type,
+                booking_url,
+                status,
+                services,
+            ),
         )
 
     def _kind(self, r: wire.Kind, key: bytes) -> _SlotKind:
