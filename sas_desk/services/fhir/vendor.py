@@ -24,8 +24,8 @@ guide's ``application/json+fhir`` is accepted by servers too, but the
 standard value is what a modern server expects).
 
 The body is read as a stream and refused beyond ``max_bytes``; it is parsed
-in a worker thread (a 10,000-slot Bundle takes a quarter of a second) so the
-event loop never waits for it.  Every failure becomes a :class:`VendorError`
+on the event loop in steps of a few milliseconds (over 4 MiB: in a worker
+thread), so that the loop never waits long for it.  Every failure becomes a :class:`VendorError`
 with a French message for the operator.
 """
 
