@@ -242,6 +242,29 @@ def test_elements_of_the_wrong_shape_are_dropped_and_the_rest_kept() -> None:
     ]
 
 
+def test_the_shared_caches_are_emptied_when_full_and_the_slots_stay_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sas_desk.services.fhir import bundle as bundle_module
+
+    monkeypatch.setattr(bundle_module, "_KINDS_LIMIT", 2)
+    monkeypatch.setattr(bundle_module, "_TIMES_LIMIT", 3)
+    reasons_sent = [f"Motif {n}" for n in range(5)]
+    slots = [
+        slot(
+            f"s{n}",
+            serviceType=[{"text": text}],
+            start=f"2026-07-14T1{n}:00:00.000+02:00",
+            end=f"2026-07-14T1{n}:20:00.000+02:00",
+        )
+        for n, text in enumerate(reasons_sent)
+    ]
+    result = parse_bundle(json.dumps(ps(*slots)).encode())
+    assert [s.reasons for s in result.slots] == [(text,) for text in reasons_sent]
+    assert [s.start.hour for s in result.slots] == [10, 11, 12, 13, 14]
+    assert len(bundle_module._KINDS) <= 2 and len(bundle_module._TIMES) <= 3
+
+
 def test_a_wrong_shape_in_what_says_the_kind_of_slot_is_dropped_on_the_typed_path() -> None:
     """Those elements are read as text first, then leniently, once per kind."""
     odd = slot(

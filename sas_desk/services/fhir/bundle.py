@@ -323,8 +323,10 @@ def outcome_text(outcome: Mapping[str, Any]) -> str:
 #: hundred kinds of slot, answer after answer, search after search (a search
 #: near Lyon on the simulator: 4,517 slots, 835 kinds, each parse met ~60 % of
 #: them for the first time when every parse kept its own). Emptied when full,
-#: so a long session or an odd vendor cannot make them grow without bound.
-_SHARED_LIMIT = 50_000
+#: so a long session or an odd vendor cannot make them grow without bound
+#: (a kind's key is its JSON text, ≈ 0.5 KB: 10,000 kinds ≈ 7 MB at most).
+_TIMES_LIMIT = 50_000
+_KINDS_LIMIT = 10_000
 _TIMES: dict[str, datetime | None] = {}
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -745,7 +747,7 @@ class _Parser:
         dt = _TIMES.get(value, _SENTINEL)
         if dt is _SENTINEL:
             dt = parse_instant(value)
-            if len(_TIMES) >= _SHARED_LIMIT:
+            if len(_TIMES) >= _TIMES_LIMIT:
                 _TIMES.clear()
             _TIMES[value] = dt
         return dt  # type: ignore[no-any-return]
@@ -871,7 +873,7 @@ class _Parser:
             appointment_type,
             tuple(service_refs),
         )
-        if len(_KINDS) >= _SHARED_LIMIT:
+        if len(_KINDS) >= _KINDS_LIMIT:
             _KINDS.clear()
         _KINDS[key] = kind
         return kind
