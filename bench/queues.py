@@ -68,6 +68,7 @@ import os
 import queue
 import random
 import signal
+import statistics
 import sys
 import time
 import traceback
@@ -1393,6 +1394,16 @@ def report(cfg: dict[str, Any], results: list[dict[str, Any]]) -> tuple[dict[str
             f"why: claim p99 {fmt(claim_p99)} > {GOAL_CLAIM_P99_MS:.0f} ms; over the goal in "
             f"the {where} phase{'s' if len(over) > 1 else ''}"
         )
+        if "contested" in over and contested_per_s > 0:
+            # closed loop: every workstation claims again as soon as it is answered,
+            # so the attempts in flight are the workstations (Little's law)
+            print(
+                f"     the contested phase is a closed loop of {w} workstations: its mean "
+                f"latency is {w} / {contested_per_s:,.0f} attempts/s = "
+                f"{w / contested_per_s * 1000:.1f} ms (measured "
+                f"{statistics.fmean(contested):.1f} ms), set by how many attempts per second "
+                "the client processes and the server serve together on this machine"
+            )
     if not ok_vis:
         print(f"why: a change took {fmt(vis_p99)} (p99) to reach another workstation's watch")
     if not trusted:
