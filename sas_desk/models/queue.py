@@ -117,9 +117,10 @@ class Claim:
     expires_at: datetime
 
     def describe(self) -> str:
-        return (
-            f"{self.operator} ({self.role}, {self.workstation}) depuis {self.claimed_at:%H:%M:%S}"
-        )
+        """Who and since when, in the workstation's local time (a server may
+        keep its times in UTC)."""
+        since = self.claimed_at.astimezone()
+        return f"{self.operator} ({self.role}, {self.workstation}) depuis {since:%H:%M:%S}"
 
 
 @dataclass(frozen=True)

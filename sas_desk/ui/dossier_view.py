@@ -153,7 +153,7 @@ class DossierView(QWidget):
                     value = value.get("operator") or value.get("workstation") or ""
                 if value:
                     detail += f" — {value}"
-            self.timeline.addItem(f"{e.at:%H:%M:%S}  {e.kind.label}  {who}{detail}")
+            self.timeline.addItem(f"{e.at.astimezone():%H:%M:%S}  {e.kind.label}  {who}{detail}")
         self.timeline.scrollToBottom()
 
     def add_note(self) -> None:

@@ -537,8 +537,8 @@ def _claim_from_json(raw: Mapping[str, Any] | None) -> Claim | None:
         workstation=raw["workstation"],
         operator=raw["operator"],
         role=raw["role"],
-        claimed_at=datetime.fromisoformat(raw["claimed_at"]),
-        expires_at=datetime.fromisoformat(raw["expires_at"]),
+        claimed_at=_local(datetime.fromisoformat(raw["claimed_at"])),
+        expires_at=_local(datetime.fromisoformat(raw["expires_at"])),
     )
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -232,6 +234,27 @@ async def test_a_second_workstation_gets_a_conflict_naming_the_holder(
         EventKind.ENQUEUED,
         EventKind.CLAIMED,
     ]
+
+
+async def test_a_conflict_says_when_in_the_workstations_local_time(
+    backend: QueueBackend, peer: QueueBackend, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server may keep UTC (PostgreSQL's TimeZone): the operator reads
+    the time of the room."""
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        d = make_dossier(1)
+        await enqueue(backend, clock, d)
+        held = await claim(backend, clock, d.case_id)
+        assert held.claim is not None
+        with pytest.raises(ClaimConflict) as caught:
+            await claim(peer, clock, d.case_id, MRU2)
+        paris = held.claim.claimed_at.astimezone(ZoneInfo("Europe/Paris"))
+        assert f"depuis {paris:%H:%M:%S}" in caught.value.message_fr
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 async def test_claiming_again_from_the_same_workstation_renews(
