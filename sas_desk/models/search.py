@@ -11,6 +11,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 from urllib.parse import quote
 
 from sas_desk.models.slots import ConsultationMode, Slot, SlotType
@@ -243,9 +244,12 @@ class SearchUpdate:
     notes: tuple[str, ...] = field(default=())  # French remarks for the operator
 
 
+_BY_START = attrgetter("start", "id")  # in C: thousands of slots per search
+
+
 def merge_slots(old: Iterable[Slot], new: Iterable[Slot]) -> tuple[Slot, ...]:
     """Slots of one offer, without duplicates (by id), by start time."""
     seen: dict[str, Slot] = {s.id: s for s in old}
     for s in new:
         seen.setdefault(s.id, s)
-    return tuple(sorted(seen.values(), key=lambda s: (s.start, s.id)))
+    return tuple(sorted(seen.values(), key=_BY_START))

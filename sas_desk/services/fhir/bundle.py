@@ -610,8 +610,8 @@ class _Parser:
     def index_wire(self, entries: list[wire.Entry]) -> list[Any]:
         """Entries as decoded by the typed decoder (``wire``): Slots stay
         structures, in the order as they are (nothing refers to a slot: no
-        index, no fullUrl); the resources they lead to become the dicts
-        their converters read."""
+        index, no fullUrl); the resources they lead to are read by their
+        converters with ``.get``, as the tolerant path's dicts."""
         order: list[Any] = []  # (type, key) or a wire.Slot
         slot_ids = self.slot_ids
         for n, entry in enumerate(entries):
@@ -627,10 +627,10 @@ class _Parser:
                 else:
                     slot_ids.add(rid)
                     order.append(resource)
-            else:
-                raw = wire.as_dict(resource)
-                rid = raw.get("id")
-                self.add(n, wire.resource_type(resource), rid, raw, entry.fullUrl, order)
+            else:  # read by its converter with .get, as a dict
+                self.add(
+                    n, wire.resource_type(resource), resource.id, resource, entry.fullUrl, order
+                )
         return order
 
     def add(
@@ -907,7 +907,8 @@ class _Parser:
             found = self.specialties[key] = Specialty(code, system, text)
         return found
 
-    # ---- Schedule and who it belongs to
+    # ---- Schedule and who it belongs to (``r``: a dict on the tolerant path, a
+    # wire.Other on the typed one; both read with .get only)
 
     def schedule(self, rid: str, r: dict[str, Any]) -> Schedule:
         practitioner: Practitioner | None = None

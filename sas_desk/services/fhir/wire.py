@@ -103,6 +103,12 @@ class Other(msgspec.Struct, tag_field="resourceType", gc=False):
     hoursOfOperation: Any = None
     providedBy: Any = None
 
+    def get(self, name: str, default: Any = None) -> Any:
+        """An element, read as from the dict the converters get on the
+        tolerant path (absent or null: ``default``)."""
+        value = getattr(self, name, None)
+        return default if value is None else value
+
 
 class Schedule(Other, tag="Schedule"):
     pass
@@ -126,9 +132,6 @@ class Organization(Other, tag="Organization"):
 
 class HealthcareService(Other, tag="HealthcareService"):
     pass
-
-
-_OTHER_FIELDS = Other.__struct_fields__
 
 
 class Entry(msgspec.Struct, gc=False):
@@ -176,16 +179,6 @@ def decode(body: bytes | bytearray | memoryview | str) -> Bundle | None:
 
 def resource_type(resource: Slot | Other) -> str:
     return type(resource).__name__
-
-
-def as_dict(resource: Other) -> dict[str, Any]:
-    """A non-Slot resource as the dict its converter reads."""
-    out: dict[str, Any] = {}
-    for name in _OTHER_FIELDS:
-        value = getattr(resource, name)
-        if value is not None:
-            out[name] = value
-    return out
 
 
 def kind_key(slot: Slot) -> bytes:
