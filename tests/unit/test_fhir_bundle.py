@@ -283,6 +283,37 @@ def test_a_wrong_shape_in_what_says_the_kind_of_slot_is_dropped_on_the_typed_pat
     assert_same(result, parse_bundle(json.loads(raw)))
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_odd_kind_elements_read_the_same_from_bytes_and_from_a_dict(seed: int) -> None:
+    """Elements of the wrong shape at random places of what says the kind of
+    slot: the typed path (text read per kind) and the tolerant one (dicts)
+    keep and drop the same things."""
+    import random
+
+    rng = random.Random(seed)
+    odd_values: list[Any] = [7, "x", None, [], {}, [1, "a"], {"code": 3}, True]
+    slots = []
+    for n in range(6):
+        s = slot(f"s{n}")
+        for _ in range(rng.randint(1, 3)):
+            name = rng.choice(["meta", "serviceType", "specialty", "appointmentType"])
+            path: list[Any] = [name]
+            value = s[name]
+            while isinstance(value, dict | list) and value and rng.random() < 0.7:
+                step = rng.choice(list(value) if isinstance(value, dict) else range(len(value)))
+                path.append(step)
+                value = value[step]
+            holder: Any = s
+            for step in path[:-1]:
+                holder = holder[step]
+            holder[path[-1]] = rng.choice(odd_values)
+        slots.append(s)
+    b = ps(*slots)
+    typed = parse_bundle(json.dumps(b).encode())
+    assert [x.id for x in typed.slots] == [f"s{n}" for n in range(6)]  # none refused for it
+    assert_same(typed, parse_bundle(copy.deepcopy(b)))
+
+
 def test_a_wrong_shape_in_a_body_is_read_as_from_a_dict_and_the_dict_is_kept() -> None:
     b = wrong_shapes()
     before = copy.deepcopy(b)
