@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt
@@ -27,6 +28,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 
 from sas_desk.app import RunOptions, qt_turn, run
+from sas_desk.models.search import Band
 from sas_desk.services.config import Config
 from sas_desk.ui.keys import type_text
 
@@ -269,12 +271,15 @@ def make_osnp(out: Path):  # type: ignore[no-untyped-def]
         panel.list.setFocus()
         await settle(400)
         save(window, out, "15-osnp-results-list-and-map")
-        panel.band_buttons[next(iter(panel.band_buttons))].setChecked(True)
+        # the band of the soonest slot ("0-4 h" is empty at night)
+        soonest = min(s.start for r in panel.model.rows() for s in r.slots)
+        band = Band.of(soonest, datetime.now().astimezone()) or next(iter(panel.band_buttons))
+        panel.band_buttons[band].setChecked(True)
         panel.sort.setCurrentIndex(1)
         panel.list.setFocus()
         await settle(400)
-        save(window, out, "16-osnp-facet-0-4h-by-distance")
-        panel.band_buttons[next(iter(panel.band_buttons))].setChecked(False)
+        save(window, out, "16-osnp-facet-soonest-band-by-distance")
+        panel.band_buttons[band].setChecked(False)
         panel.sort.setCurrentIndex(0)
         simulator = _simulator()
         failing = window.slot_source.vendors[0].name
