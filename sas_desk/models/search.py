@@ -248,8 +248,8 @@ _BY_START = attrgetter("start", "id")  # in C: thousands of slots per search
 
 
 def merge_slots(old: Iterable[Slot], new: Iterable[Slot]) -> tuple[Slot, ...]:
-    """Slots of one offer, without duplicates (by id), by start time."""
-    seen: dict[str, Slot] = {s.id: s for s in old}
-    for s in new:
-        seen.setdefault(s.id, s)
+    """Slots of one offer, without duplicates (by id: the one already there
+    stays), by start time."""
+    seen: dict[str, Slot] = {s.id: s for s in new}
+    seen.update({s.id: s for s in old})
     return tuple(sorted(seen.values(), key=_BY_START))

@@ -25,8 +25,16 @@ from sas_desk.models.search import (
     VendorState,
     Volunteer,
     default_window,
+    merge_slots,
 )
-from sas_desk.models.slots import ConsultationMode, SlotType
+from sas_desk.models.slots import (
+    ConsultationMode,
+    Practitioner,
+    PractitionerIdKind,
+    Schedule,
+    Slot,
+    SlotType,
+)
 from sas_desk.services.fhir.search import SlotSearch, batches
 from sas_desk.services.fhir.vendor import (
     VendorError,
@@ -131,6 +139,25 @@ def test_bands_of_availability() -> None:
     assert Band.of(NOW + timedelta(hours=4), NOW) is Band.H4_8
     assert Band.of(NOW + timedelta(hours=47, minutes=59), NOW) is Band.H24_48
     assert Band.of(NOW + timedelta(hours=72), NOW) is None
+
+
+def test_merging_slots_keeps_the_ones_already_there_and_sorts_by_start() -> None:
+    who = Schedule("sch1", Practitioner("p1", rpps(1), PractitionerIdKind.RPPS), None, None)
+
+    def at(sid: str, hour: int, url: str) -> Slot:
+        start = NOW.replace(hour=hour)
+        return Slot(
+            sid, "Schedule/sch1", who, start, start + timedelta(minutes=15), booking_url=url
+        )
+
+    old = (at("b", 11, "old"), at("a", 10, "old"))
+    merged = merge_slots(old, [at("b", 11, "new"), at("c", 9, "new"), at("d", 10, "new")])
+    assert [(s.id, s.booking_url) for s in merged] == [
+        ("c", "new"),
+        ("a", "old"),
+        ("d", "new"),  # same start as "a": by id
+        ("b", "old"),
+    ]
 
 
 def test_batches_per_vendor_and_kind_in_the_order_asked() -> None:
