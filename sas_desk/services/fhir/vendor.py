@@ -25,8 +25,8 @@ standard value is what a modern server expects).
 
 The body is read as a stream and refused beyond ``max_bytes``; it is parsed
 on the event loop in steps of a few milliseconds (over 4 MiB: in a worker
-thread), so that the loop never waits long for it.  Every failure becomes a :class:`VendorError`
-with a French message for the operator.
+thread), so that the loop never waits long for it.  Every failure becomes a
+:class:`VendorError` with a French message for the operator.
 """
 
 from __future__ import annotations
