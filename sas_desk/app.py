@@ -161,14 +161,7 @@ async def _start_slots(config: Config, simulator: Simulator | None, window: Main
     else:
         window.set_slot_source(None, "Recherche de créneaux : aucun éditeur d'agenda configuré.")
         return
-    service = SlotService(
-        config.directory_path,
-        directory_url,
-        vendors,
-        now=clock.now,
-        per_vendor=config.search_per_vendor,
-        slow_after=config.search_slow_s,
-    )
+    service = SlotService.from_config(config, directory_url, vendors, now=clock.now)
     window.slot_source = service  # closed at shutdown even while syncing
     window.set_slot_source(None, "Annuaire des praticiens en cours de synchronisation…")
     try:

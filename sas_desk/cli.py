@@ -276,14 +276,7 @@ async def _slots_command(config: Config, args: argparse.Namespace) -> int:
             return fail(exc.message_fr)
     if not vendors:
         return fail("aucun éditeur d'agenda configuré ([[vendors]]).")
-    service = SlotService(
-        config.directory_path,
-        directory_url,
-        vendors,
-        now=clock.now,
-        per_vendor=config.search_per_vendor,
-        slow_after=config.search_slow_s,
-    )
+    service = SlotService.from_config(config, directory_url, vendors, now=clock.now)
     try:
         try:
             await service.open()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from sas_desk.services import config as config_module
 from sas_desk.services.config import ROLES, Config, ConfigError, load_config
+from sas_desk.services.fhir.service import SlotService
 
 FULL = """\
 [organisation]
@@ -297,6 +299,9 @@ def test_vendor_endpoints_and_search_settings(tmp_path: Path) -> None:
     assert cfg.directory_url == "https://annuaire.example.org/fhir"
     assert (cfg.search_per_vendor, cfg.search_slow_s) == (2, 1.5)
     assert Config().vendors == ()  # the demo takes the simulator's
+    service = SlotService.from_config(cfg, cfg.directory_url, cfg.vendors, now=datetime.now)
+    assert (service.per_vendor, service.slow_after) == (2, 1.5)
+    assert service.directory_path == cfg.directory_path and service.vendors == cfg.vendors
 
 
 @pytest.mark.parametrize(

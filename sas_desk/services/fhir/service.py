@@ -1,7 +1,7 @@
 """The slot search as the rest of SAS Desk uses it: the local directory (kept
 in sync with its feed), one HTTP client per vendor, and searches.
 
-    slots = SlotService(config.directory_path, directory_url, vendors, now=clock.now)
+    slots = SlotService.from_config(config, directory_url, vendors, now=clock.now)
     await slots.open()          # the directory file (in a thread)
     report = await slots.sync() # incremental; the previous directory stays on failure
     async for update in slots.search(query): ...
@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from sas_desk.models.search import SearchQuery, SearchUpdate
-from sas_desk.services.config import VendorEndpoint
+from sas_desk.services.config import Config, VendorEndpoint
 from sas_desk.services.directory.store import DirectoryStore
 from sas_desk.services.directory.sync import DirectorySync, SyncReport
 from sas_desk.services.fhir.candidates import DirectoryCandidates
@@ -74,6 +74,26 @@ class SlotService:
         self._clients: dict[str, VendorClient] = {}
         self._feed: httpx.AsyncClient | None = None
         self.last_sync: SyncReport | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        directory_url: str,
+        vendors: Sequence[VendorEndpoint],
+        *,
+        now: Callable[[], datetime],
+    ) -> SlotService:
+        """The service with the config's directory file and ``[search]`` settings;
+        the feed and vendors as the caller found them (config or demo)."""
+        return cls(
+            config.directory_path,
+            directory_url,
+            vendors,
+            now=now,
+            per_vendor=config.search_per_vendor,
+            slow_after=config.search_slow_s,
+        )
 
     async def open(self) -> None:
         self.store = await asyncio.to_thread(DirectoryStore, self.directory_path)
