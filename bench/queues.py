@@ -28,9 +28,10 @@ would not fit in the default ``max_connections`` of 100 next to the pools).
    Each station waits ``--think-ms`` (250 ms × 0.5–1.5) between two operations:
    ≈ 170 operations/s for 50 stations, two orders of magnitude above a
    real room at its peak (a few per second); ``--think-ms 0`` runs flat out.
-2. **Contested phase**: rounds of ``--batch`` new items; once they are queued
-   every workstation tries to claim every one of them, all in the same order
-   (everyone clicks the head of the queue), until ``--contested`` attempts
+2. **Contested phase**: rounds of ``--batch`` new AMU items; once they are
+   queued every workstation, as an emergency regulator (only the roles working
+   a queue may claim in it), tries to claim every one of them, all in the same
+   order (everyone clicks the head of the queue), until ``--contested`` attempts
    (10,000) have been made.  Afterwards the database is checked: one CLAIMED
    event and one successful claim outcome per item, held by the client's
    winner, every refusal naming that holder; and the whole event log is
@@ -420,8 +421,8 @@ class Station:
     observer: Observer
     rng: random.Random
 
-    def op(self, kind: str, case_id: str, **data: Any) -> Operation:
-        actor = Actor(self.role, f"op.{self.name}", self.name)
+    def op(self, kind: str, case_id: str, *, role: str = "", **data: Any) -> Operation:
+        actor = Actor(role or self.role, f"op.{self.name}", self.name)
         return Operation(
             op_id=uuid.uuid4().hex,
             kind=kind,
@@ -676,7 +677,7 @@ class Room:
         for case_id in case_ids:
             t0 = time.monotonic()
             try:
-                item = await self.apply(st, st.op("claim", case_id))
+                item = await self.apply(st, st.op("claim", case_id, role="MRU"))
             except ClaimConflict as exc:
                 ms = (time.monotonic() - t0) * 1000
                 self.stats.attempts.append(

@@ -46,6 +46,42 @@ def queues_for_role(role: str) -> tuple[QueueName, ...]:
     return ROLE_QUEUES.get(role, ())
 
 
+# Medical acts.  A regulation decision is a physician's, or for a dental case
+# the dental regulator's (a chirurgien-dentiste); a booking request (→ OSNP)
+# follows a physician's decision of a consultation within 48 h.
+DECIDING_ROLES = frozenset({"MRU", "MRL", "DENT"})
+BOOKING_ROLES = frozenset({"MRU", "MRL"})
+
+
+def forbidden_reason(role: str, kind: str, queue: QueueName) -> str | None:
+    """Why ``role`` may not do ``kind`` on an item of ``queue`` whoever holds
+    it, in French; ``None`` when the role may (holding the item is checked
+    apart).  A role claims and annotates in the queues it works (the
+    supervisor in all of them); only the supervisor reassigns."""
+    if kind in ("claim", "note") and queue not in queues_for_role(role):
+        what = "prise en charge" if kind == "claim" else "note"
+        return f"Ce dossier est dans la file {queue.label}, hors de vos files : {what} impossible."
+    if kind == "decide" and role not in DECIDING_ROLES:
+        return "Seul un médecin régulateur ou le dentiste régulateur enregistre une décision."
+    if kind == "request_booking" and role not in BOOKING_ROLES:
+        return "Seul un médecin régulateur demande un rendez-vous (OSNP)."
+    if kind == "reassign" and role != "SUP":
+        return "Seul le superviseur peut réattribuer un dossier."
+    return None
+
+
+_MOVES_TO = {"hand_back": QueueName.ARM, "request_booking": QueueName.OSNP}
+
+
+def role_may(role: str, kind: str) -> bool:
+    """Whether ``role`` may do ``kind`` on an item of some queue it works
+    (what its panel offers): an ARM hands nothing back to itself."""
+    return any(
+        forbidden_reason(role, kind, q) is None and q is not _MOVES_TO.get(kind)
+        for q in queues_for_role(role)
+    )
+
+
 def queue_for_attribution(attribution: str) -> QueueName | None:
     """``DRM.MRU.*`` → AMU, ``DRM.MRL.*`` → SNP, ``DRM.SPE.DENT`` → DENT."""
     if attribution.startswith("DRM.SPE.DENT"):

@@ -55,6 +55,7 @@ from sas_desk.models.dossier import (
     Status,
 )
 from sas_desk.models.queue import (
+    ROLE_QUEUES,
     ChangeSet,
     Claim,
     ClaimConflict,
@@ -69,7 +70,6 @@ from sas_desk.models.queue import (
     ordered,
     priority_rank,
     queue_for_attribution,
-    queues_for_role,
 )
 from sas_desk.services.queues import rules
 from sas_desk.services.queues.api import (
@@ -712,10 +712,9 @@ def _transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) 
 
     if item is None:
         raise NotFound(op.case_id)
+    rules.check_role(op, item)
 
     if op.kind == "note":
-        if item.queue not in queues_for_role(op.role):
-            raise QueueError("Ce dossier n'est pas dans vos files : note impossible.", "forbidden")
         assert dossier is not None
         note_id = rules.medical_note(dossier, rules.text_arg(data, "text"), op)
         return change(item, item, EventKind.MEDICAL_NOTE, {"note_id": note_id}, dossier=dossier)
@@ -806,8 +805,6 @@ def _transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) 
         return change(item, new, EventKind.CLOSED, payload, dossier=dossier)
 
     if op.kind == "reassign":
-        if op.role != "SUP":
-            raise QueueError("Seul le superviseur peut réattribuer un dossier.", "forbidden")
         workstation = rules.text_arg(data, "to_workstation")
         payload = {"from": _claim_json(item.claim)}
         if workstation:
@@ -886,11 +883,13 @@ _RECORD_OUTCOME = (
     "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (op_id) DO NOTHING "
     f"RETURNING op_id, {_ASYNC_COMMIT} AS async_commit"
 )
+_ROLE_QUEUE_VALUES = {role: [q.value for q in queues] for role, queues in ROLE_QUEUES.items()}
 _OPTIMISTIC_TRIES = 8  # then the row-lock path decides
 # A claim's first read also refuses it, in the same statement, when someone
-# else visibly holds the item (the rules' ClaimConflict, stored as its
-# outcome): the 49 losers of a 50-workstation race get their answer in one
-# round trip.  Anything else is decided in Python on the row returned.
+# else visibly holds the item in a queue the role works (the rules'
+# ClaimConflict, stored as its outcome): the 49 losers of a 50-workstation
+# race get their answer in one round trip.  Anything else is decided in
+# Python on the row returned.
 _READ_OR_REFUSE_CLAIM = (
     "WITH cur AS (SELECT * FROM items WHERE case_id = %(case_id)s), "
     "refused AS (INSERT INTO applied_ops (op_id, kind, case_id, applied_at, outcome) "
@@ -900,7 +899,7 @@ _READ_OR_REFUSE_CLAIM = (
     "'operator', c.claim_operator, 'role', c.claim_role, "
     "'claimed_at', c.claimed_at, 'expires_at', c.expires_at)) "
     "FROM cur c WHERE c.status = 'CLAIMED' AND c.claim_workstation <> %(workstation)s "
-    "AND c.expires_at > %(at)s "
+    "AND c.expires_at > %(at)s AND c.queue = ANY(%(queues)s) "
     "ON CONFLICT (op_id) DO NOTHING RETURNING outcome) "
     f"SELECT cur.*, (SELECT outcome FROM refused) AS refused, {_ASYNC_COMMIT} AS async_commit "
     "FROM cur"
@@ -1194,6 +1193,7 @@ class PostgresBackend(QueueBackend):
                 "stamp": stamp,
                 "workstation": op.workstation,
                 "at": _aware(op.at),
+                "queues": _ROLE_QUEUE_VALUES.get(op.role, []),
             },
         )
         return await cur.fetchone()

@@ -14,7 +14,15 @@ from typing import Any
 
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import Actor, Decision, Dossier, add_note
-from sas_desk.models.queue import Claim, NotHolder, Operation, QueueError, QueueItem, QueueName
+from sas_desk.models.queue import (
+    Claim,
+    NotHolder,
+    Operation,
+    QueueError,
+    QueueItem,
+    QueueName,
+    forbidden_reason,
+)
 from sas_desk.models.validation import ValidationError
 from sas_desk.services.queues.api import DEFAULT_LEASE_S
 
@@ -42,6 +50,14 @@ def lease_seconds(data: Mapping[str, Any], key: str = "lease_s") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise QueueError("Durée de prise en charge invalide.", "invalid")
     return float(value)
+
+
+def check_role(op: Operation, item: QueueItem) -> None:
+    """Refuses (code ``forbidden``) what the operator's role may not do on
+    this item, whoever holds it."""
+    reason = forbidden_reason(op.role, op.kind, item.queue)
+    if reason is not None:
+        raise QueueError(reason, "forbidden")
 
 
 def holder(item: QueueItem, op: Operation, *, supervisor: bool) -> Claim | None:

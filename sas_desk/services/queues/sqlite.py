@@ -57,7 +57,6 @@ from sas_desk.models.queue import (
     ordered,
     priority_rank,
     queue_for_attribution,
-    queues_for_role,
 )
 from sas_desk.services.queues import rules
 from sas_desk.services.queues.api import (
@@ -480,6 +479,7 @@ class _Store:
         item = self._item(op.case_id)
         if item is None:
             raise NotFound(op.case_id)
+        rules.check_role(op, item)
         if op.kind == "note":
             return self._note(op, item)
         if item.status is ItemStatus.CLOSED:
@@ -643,8 +643,6 @@ class _Store:
         return None
 
     def _note(self, op: Operation, item: QueueItem) -> QueueItem | None:
-        if item.queue not in queues_for_role(op.role):
-            raise QueueError("Ce dossier n'est pas dans vos files : note impossible.", "forbidden")
         text = rules.text_arg(op.data, "text").strip()
         if not text:
             raise QueueError("Note vide.", "invalid")
@@ -655,8 +653,6 @@ class _Store:
         return new if new.status is not ItemStatus.CLOSED else None
 
     def _reassign(self, op: Operation, item: QueueItem) -> QueueItem:
-        if op.role != "SUP":
-            raise QueueError("Seul le superviseur peut réattribuer un dossier.", "forbidden")
         workstation = rules.text_arg(op.data, "to_workstation")
         data: dict[str, Any] = {"from": _claim_to_dict(item.claim) if item.claim else None}
         if workstation:

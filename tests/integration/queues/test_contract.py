@@ -35,6 +35,7 @@ from tests.integration.queues.support import (
     ARM,
     DENT,
     MRL,
+    MRL2,
     MRU,
     MRU2,
     OSNP,
@@ -526,7 +527,7 @@ async def test_request_booking_goes_to_osnp_and_hand_back_to_arm(
     await claim(backend, clock, a.case_id, MRL)
     await claim(backend, clock, b.case_id, DENT)
     with pytest.raises(NotHolder):
-        await backend.apply(op("request_booking", a.case_id, DENT, clock()))
+        await backend.apply(op("request_booking", a.case_id, MRL2, clock()))
     at = clock.advance(300)
     booked = await backend.apply(op("request_booking", a.case_id, MRL, at, note="RDV MG sous 24 h"))
     assert booked is not None
@@ -547,6 +548,61 @@ async def test_request_booking_goes_to_osnp_and_hand_back_to_arm(
     # the booking operator takes it and closes it: out of every queue
     await claim(backend, clock, a.case_id, OSNP)
     assert await backend.apply(op("close", a.case_id, OSNP, clock(), reason="RDV pris")) is None
+
+
+async def test_each_role_acts_within_its_remit(backend: QueueBackend, clock: FakeClock) -> None:
+    """A role claims in the queues it works (the supervisor in all); a
+    decision is a regulator's, a booking request a physician's.  Such a
+    refusal says so whoever holds the item, changes nothing, leaves no event
+    and is given again for the same op_id."""
+    amu = make_dossier(1)
+    snp, dent = make_dossier(2, branch=Branch.SNP), make_dossier(3, branch=Branch.DENT)
+    for d in (amu, snp, dent):
+        await enqueue(backend, clock, d)
+
+    async def forbidden(kind: str, case_id: str, actor: Actor, **data: Any) -> str:
+        sent = op(kind, case_id, actor, clock(), **data)
+        before = await backend.events(case_id)
+        refused = await outcome(backend, sent)
+        assert refused[0] is QueueError and refused[2] == "forbidden", (kind, actor, refused)
+        assert await outcome(backend, sent) == refused  # the same op_id: the same answer
+        assert await backend.events(case_id) == before
+        return str(refused[1])
+
+    message = await forbidden("claim", amu.case_id, MRL)
+    assert message == (
+        "Ce dossier est dans la file AMU — urgence, hors de vos files : prise en charge impossible."
+    )
+    await claim(backend, clock, amu.case_id, MRU)
+    await forbidden("claim", amu.case_id, DENT)  # held: still not DENT's, not "taken by"
+    with pytest.raises(ClaimConflict):
+        await claim(backend, clock, amu.case_id, MRU2)
+    await forbidden("claim", snp.case_id, ARM)
+    await forbidden("claim", snp.case_id, Actor("", "inconnu", "POSTE-99"))  # no role
+    # holding an item does not make one a physician
+    await claim(backend, clock, dent.case_id, SUP)  # the supervisor claims anywhere
+    assert "médecin régulateur" in await forbidden("decide", dent.case_id, SUP, care_level="R4")
+    await backend.apply(op("release", dent.case_id, SUP, clock()))
+    await claim(backend, clock, dent.case_id, DENT)
+    await forbidden("request_booking", dent.case_id, DENT)  # a dentist orients otherwise
+    decided = await backend.apply(op("decide", dent.case_id, DENT, clock(), care_level="R4"))
+    assert decided is not None and decided.claim is not None
+    assert decided.claim.workstation == DENT.workstation
+    await claim(backend, clock, snp.case_id, MRL)
+    await backend.apply(op("hand_back", snp.case_id, MRL, clock(), reason="rappeler"))
+    await claim(backend, clock, snp.case_id, ARM)  # the ARM's call-back queue
+    await forbidden("decide", snp.case_id, ARM, care_level="R4")
+    await forbidden("request_booking", snp.case_id, ARM)
+    await forbidden("reassign", snp.case_id, ARM, to_workstation=MRL.workstation)
+    assert await backend.apply(op("close", snp.case_id, ARM, clock(), reason="rappelé")) is None
+    kinds = [e.kind for e in await backend.events(snp.case_id)]
+    assert kinds == [
+        EventKind.ENQUEUED,
+        EventKind.CLAIMED,
+        EventKind.HANDED_BACK,
+        EventKind.CLAIMED,
+        EventKind.CLOSED,
+    ]
 
 
 async def test_close_removes_from_the_queues(backend: QueueBackend, clock: FakeClock) -> None:
@@ -642,10 +698,14 @@ async def test_one_event_per_applied_operation_with_its_actor(
         times.append(clock.advance(7))
         await backend.apply(op(kind, d.case_id, actor, times[-1], **data))
         if kind == "claim":  # refused operations leave no event
+            other = MRU2 if actor.role == "MRU" else MRL2  # a colleague of the same queue
             with pytest.raises(ClaimConflict):
-                await backend.apply(op("claim", d.case_id, MRU2, clock()))
+                await backend.apply(op("claim", d.case_id, other, clock()))
             with pytest.raises(NotHolder):
-                await backend.apply(op("release", d.case_id, MRU2, clock()))
+                await backend.apply(op("release", d.case_id, other, clock()))
+            with pytest.raises(QueueError) as refused:  # a role from another queue
+                await backend.apply(op("claim", d.case_id, DENT, clock()))
+            assert refused.value.code == "forbidden"
     events = await backend.events(d.case_id)
     assert [(e.kind, e.actor, e.at, e.dossier_id) for e in events] == [
         (kind, actor, at, d.case_id) for (_, actor, _, kind), at in zip(plan, times, strict=True)

@@ -876,6 +876,7 @@ async def test_refusals_are_committed_without_waiting_for_the_wal_flush(
             "stamp": T0,
             "workstation": "POSTE-2",
             "at": T0,
+            "queues": ["AMU"],  # an MRU's
         }
 
     refused, setting = await setting_after(postgres._READ_OR_REFUSE_CLAIM, read(1))
