@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import Dossier, Event
-from sas_desk.models.queue import QueueError
+from sas_desk.models.queue import QueueError, role_may
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver
 from sas_desk.services.queues.client import QueueClient
@@ -85,13 +85,22 @@ class DossierView(QWidget):
         self.timeline = named(QListWidget(), "timeline")
         col.addWidget(self.timeline, 1)
 
-        col.addWidget(QLabel("<b>Note médicale</b>"))
+        self.may_decide = role_may(client.actor.role, "decide")
+        col.addWidget(QLabel("<b>Note médicale</b>" if self.may_decide else "<b>Note</b>"))
         self.note = named(QLineEdit(), "medicalNote")
-        self.note.setPlaceholderText("Note du régulateur — Entrée pour l'ajouter")
+        self.note.setPlaceholderText(
+            f"{'Note du régulateur' if self.may_decide else 'Note'} — Entrée pour l'ajouter"
+        )
         self.note.returnPressed.connect(self.add_note)
         col.addWidget(self.note)
 
-        col.addWidget(QLabel("<b>Décision</b>"))
+        # the decision is a regulator's: other roles read the dossier and
+        # may annotate it, without a form they could not send
+        decision = QWidget()
+        self.decision_form = decision
+        decision_col = QVBoxLayout(decision)
+        decision_col.setContentsMargins(0, 0, 0, 0)
+        decision_col.addWidget(QLabel("<b>Décision</b>"))
         form = QFormLayout()
         self.care_level = _combo("careLevel", "care_level")
         self.decision_type = _combo("decisionType", "decision_type", optional=False)
@@ -103,10 +112,19 @@ class DossierView(QWidget):
         form.addRow("Ressource", self.resource_type)
         form.addRow("Orientation", self.orientation_type)
         form.addRow("Commentaire", self.decision_note)
-        col.addLayout(form)
+        decision_col.addLayout(form)
         self.decide_button = named(QPushButton("Enregistrer la décision  (Ctrl+Entrée)"), "decide")
         self.decide_button.clicked.connect(self.decide)
-        col.addWidget(self.decide_button)
+        decision_col.addWidget(self.decide_button)
+        col.addWidget(decision)
+        decision.setHidden(not self.may_decide)
+        if not self.may_decide:
+            col.addWidget(
+                named(
+                    QLabel("Décision : réservée au médecin ou au dentiste régulateur."),
+                    "noDecision",
+                )
+            )
         self.slots_button = named(
             QPushButton("Chercher un créneau pour ce patient  (Ctrl+F)"), "searchSlots"
         )
@@ -157,13 +175,17 @@ class DossierView(QWidget):
         self.timeline.scrollToBottom()
 
     def add_note(self) -> None:
+        """Sends the note; it leaves its field only once stored (refused or
+        offline, it stays there to send again)."""
         text = self.note.text().strip()
-        if not text:
+        if not text or self.note.isReadOnly():  # empty, or already on its way
             return
-        self.note.clear()
+        self.note.setReadOnly(True)
         self._submit("note", text=text)
 
     def decide(self) -> None:
+        if not self.may_decide:  # Ctrl+Entrée with no form shown
+            return
         decision: dict[str, Any] = {
             "decision_type": str(self.decision_type.currentData() or ""),
             "resource_type": str(self.resource_type.currentData() or ""),
@@ -185,6 +207,11 @@ class DossierView(QWidget):
         except QueueError as exc:
             self.message.show_message(exc.message_fr)
             return
+        finally:
+            if kind == "note":
+                self.note.setReadOnly(False)
+        if kind == "note" and self.note.text().strip() == data["text"]:
+            self.note.clear()
         self.message.show_message(
             "Décision enregistrée." if kind == "decide" else "Note ajoutée.", info=True
         )

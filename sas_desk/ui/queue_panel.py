@@ -35,6 +35,7 @@ from sas_desk.models.queue import (
     QueueItem,
     QueueName,
     WaitLimits,
+    role_may,
 )
 from sas_desk.services.queues.client import QueueClient
 from sas_desk.ui.aio import spawn
@@ -166,7 +167,10 @@ class QueuePanel(QWidget):
         # enough to sit beside an open dossier
         buttons = QGridLayout()
         self.action_buttons: dict[str, QPushButton] = {}
-        actions = ACTIONS + (SUPERVISOR_ACTIONS if supervisor else ())
+        # what the role may do: no booking request from an ARM, no hand-back
+        # to itself; reassigning is the supervisor's
+        role = client.actor.role
+        actions = [a for a in ACTIONS + SUPERVISOR_ACTIONS if role_may(role, a[0])]
         for i, (kind, text, keys) in enumerate(actions):
             action = QAction(text, self)
             action.setShortcut(QKeySequence(keys))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
@@ -17,9 +18,10 @@ from sas_desk.models.dossier import Actor, Branch, Dossier, EventKind, transmit
 from sas_desk.models.queue import ItemStatus, QueueName, WaitLimits, queues_for_role
 from sas_desk.services.queues.client import Outbox, QueueClient
 from sas_desk.services.queues.sqlite import SqliteBackend
+from sas_desk.ui.dossier_view import DossierView
 from sas_desk.ui.queue_panel import QueuePanel
 from tests.helpers.flaky import FlakyBackend
-from tests.ui.conftest import until
+from tests.ui.conftest import Env, until
 
 pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
 TZ = timezone(timedelta(hours=1))
@@ -285,3 +287,81 @@ async def test_keyboard_claim_opens_the_dossier(
     await until(lambda: opened == [case.case_id], timeout=10)
     item = a.panel.model.item(case.case_id)
     assert item is not None and item.claim is not None and item.claim.workstation == "POSTE-MRL-1"
+
+
+@pytest.mark.parametrize(
+    ("role", "offered"),
+    [
+        ("ARM", ["claim", "release", "transfer", "close"]),
+        ("OSNP", ["claim", "release", "transfer", "hand_back", "close"]),
+        ("MRU", ["claim", "release", "transfer", "request_booking", "hand_back", "close"]),
+        ("MRL", ["claim", "release", "transfer", "request_booking", "hand_back", "close"]),
+        ("DENT", ["claim", "release", "transfer", "hand_back", "close"]),
+        ("SUP", ["claim", "release", "transfer", "hand_back", "close", "reassign"]),
+    ],
+)
+async def test_each_role_is_offered_only_what_it_may_do(
+    tmp_path: Path, qtbot: QtBot, role: str, offered: list[str]
+) -> None:
+    clock = Clock()
+    client = QueueClient(
+        SqliteBackend(tmp_path / "queues.sqlite", now=clock),
+        Outbox(tmp_path / "outbox.sqlite"),
+        Actor(role, "op.test", "POSTE-TEST"),
+        now=clock,
+    )
+    panel = QueuePanel(client, queues_for_role(role), WaitLimits(), clock, supervisor=role == "SUP")
+    qtbot.addWidget(panel)
+    assert list(panel.action_buttons) == offered
+    shortcuts = {a.shortcut().toString() for a in panel.actions()}
+    assert ("Ctrl+B" in shortcuts) == ("request_booking" in offered)  # no key to what is hidden
+
+
+async def test_dossier_view_keeps_a_refused_note_and_offers_decisions_to_regulators(
+    tmp_path: Path, qtbot: QtBot, env: Env
+) -> None:
+    clock = Clock()
+    backend = SqliteBackend(tmp_path / "queues.sqlite", now=clock, poll_interval=0.02)
+    case = dossier(8, clock)  # an SNP dossier
+    views: dict[str, DossierView] = {}
+    clients = []
+    for role in ("MRU", "MRL", "ARM"):
+        client = QueueClient(
+            backend,
+            Outbox(tmp_path / f"outbox-{role}.sqlite"),
+            Actor(role, f"{role}.t", role),
+            now=clock,
+        )
+        await client.start()
+        clients.append(client)
+        if role == "MRU":
+            await client.enqueue(case)
+        stored = await client.dossier(case.case_id)
+        assert stored is not None
+        view = DossierView(
+            client, env.desk, env.resolver, stored, await client.events(stored.case_id)
+        )
+        qtbot.addWidget(view)
+        view.show()
+        views[role] = view
+    try:
+        assert views["MRL"].decision_form.isVisibleTo(views["MRL"])
+        assert not views["ARM"].decision_form.isVisibleTo(views["ARM"])
+        assert views["ARM"].findChild(QLabel, "noDecision").isVisibleTo(views["ARM"])
+        # a note on a dossier outside one's queues is refused: the text stays to be sent again
+        mru = views["MRU"]
+        mru.note.setText("Rappeler à 14 h é à ç")
+        mru.note.returnPressed.emit()
+        await until(lambda: "hors de vos files" in mru.message.text(), timeout=10)
+        assert mru.note.text() == "Rappeler à 14 h é à ç" and not mru.note.isReadOnly()
+        # the regulator of its queue: stored, then the field is empty again
+        mrl = views["MRL"]
+        mrl.note.setText("Fièvre depuis 3 jours")
+        mrl.note.returnPressed.emit()
+        await until(lambda: mrl.note.text() == "", timeout=10)
+        kinds = [e.kind for e in await clients[1].events(case.case_id)]
+        assert kinds == [EventKind.ENQUEUED, EventKind.MEDICAL_NOTE]
+        assert "Note ajoutée" in mrl.message.text()
+    finally:
+        for client in clients:
+            await client.stop()
