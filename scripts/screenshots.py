@@ -193,6 +193,15 @@ def make_regulator(out: Path):  # type: ignore[no-untyped-def]
             view.decide()
             await settle(600)
             save(window, out, "11-mrl-dossier-view-decision")
+        last = panel.model.items()[-1] if len(panel.model.items()) > 1 else None
+        if last is not None:  # one for the ARM to call back
+            window.left_tabs.setCurrentWidget(panel)
+            panel.select(last.case_id)
+            panel.act("claim")
+            await settle(600)
+            panel.select(last.case_id)
+            panel.act("hand_back")
+            await settle(400)
         window.close()
 
     return scenario
@@ -224,6 +233,13 @@ def make_arm_queue(out: Path):  # type: ignore[no-untyped-def]
             window.left_tabs.setCurrentWidget(window.queue_panel)
         await settle(200)
         save(window, out, "13-arm-returns-queue")
+        panel = window.queue_panel
+        items = panel.model.items() if panel is not None else []
+        if items:  # the ARM opens it: the sheet and the timeline, no decision form
+            panel.select(items[0].case_id)
+            panel.act("claim")
+            await settle(800)
+            save(window, out, "13b-arm-call-back-dossier")
         window.close()
 
     return scenario
