@@ -201,6 +201,10 @@ def make_regulator(out: Path):  # type: ignore[no-untyped-def]
             await settle(600)
             panel.select(last.case_id)
             panel.act("hand_back")
+            type_text(
+                panel.hand_back_reason, "Rappeler : donner l'adresse de la maison médicale de garde"
+            )
+            panel.hand_back_reason.returnPressed.emit()
             await settle(400)
         window.close()
 

@@ -83,6 +83,10 @@ class DossierView(QWidget):
         col = QVBoxLayout(right)
         col.addWidget(QLabel("<b>Chronologie du dossier</b>"))
         self.timeline = named(QListWidget(), "timeline")
+        # whole lines, wrapped: a hand-back's reason is what the ARM calls back for
+        self.timeline.setWordWrap(True)
+        self.timeline.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.timeline.setResizeMode(QListWidget.ResizeMode.Adjust)
         col.addWidget(self.timeline, 1)
 
         self.may_decide = role_may(client.actor.role, "decide")

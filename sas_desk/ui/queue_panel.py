@@ -147,6 +147,19 @@ class QueuePanel(QWidget):
             self._confirm_transfer,
         )
         layout.addWidget(self.transfer_bar)
+        self._transfer_case = ""
+
+        # hand-back bar: what the ARM is to call the patient back for
+        self.hand_back_reason = named(QLineEdit(), "handBackReason")
+        self.hand_back_reason.setPlaceholderText(
+            "Motif du rappel pour l'ARM (obligatoire) — Entrée pour valider"
+        )
+        self.hand_back_reason.returnPressed.connect(self._confirm_hand_back)
+        self.hand_back_bar = _inline_bar(
+            "Rendre à l'ARM", [(self.hand_back_reason, 1)], "Rendre", self._confirm_hand_back
+        )
+        layout.addWidget(self.hand_back_bar)
+        self._hand_back_case = ""
 
         # reassign bar (supervisor): the regulators holding claims, or any
         # workstation typed in, or back to the queue with no holder
@@ -322,9 +335,17 @@ class QueuePanel(QWidget):
             return
         if kind == "transfer":
             self.transfer_bar.show()
-            self.transfer_reason.clear()
+            if item.case_id != self._transfer_case:  # the same one again: its reason stays
+                self.transfer_reason.clear()
             self.transfer_reason.setFocus()
             self._transfer_case = item.case_id
+            return
+        if kind == "hand_back":
+            self.hand_back_bar.show()
+            if item.case_id != self._hand_back_case:
+                self.hand_back_reason.clear()
+            self.hand_back_reason.setFocus()
+            self._hand_back_case = item.case_id
             return
         if kind == "reassign":
             self._open_reassign(item)
@@ -332,7 +353,7 @@ class QueuePanel(QWidget):
         data: dict[str, Any] = {}
         if kind == "claim":
             data["lease_s"] = self.client.lease_s
-        if kind in ("release", "hand_back", "close"):
+        if kind in ("release", "close"):
             data["reason"] = ""
         self.run(kind, item.case_id, **data)
 
@@ -345,6 +366,14 @@ class QueuePanel(QWidget):
         self.run(
             "transfer", self._transfer_case, to=str(self.transfer_to.currentData()), reason=reason
         )
+
+    def _confirm_hand_back(self) -> None:
+        reason = self.hand_back_reason.text().strip()
+        if not reason:
+            self.message.show_message("Indiquez pourquoi l'ARM doit rappeler le patient.")
+            return
+        self.hand_back_bar.hide()
+        self.run("hand_back", self._hand_back_case, reason=reason)
 
     def holders(self) -> dict[str, tuple[str, str]]:
         """Workstations holding a claim in the watched queues → (operator, role):
@@ -411,6 +440,13 @@ class QueuePanel(QWidget):
             return
         finally:
             self.busy.discard(case_id)
+        # a reason is typed again only after a refusal: once done it goes
+        for done, case, reason in (
+            ("transfer", self._transfer_case, self.transfer_reason),
+            ("hand_back", self._hand_back_case, self.hand_back_reason),
+        ):
+            if kind == done and case_id == case:
+                reason.clear()
         labels = {k: t for k, t, _ in ACTIONS + SUPERVISOR_ACTIONS}
         self.message.show_message(
             f"{labels.get(kind, kind).rstrip('…')} : fait ({case_id.rsplit('.', 1)[-1]}).",

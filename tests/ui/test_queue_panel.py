@@ -185,6 +185,48 @@ async def test_transfer_hand_back_and_booking_move_between_queues(
     assert events[-1].actor.workstation == "POSTE-SUP"
 
 
+async def test_hand_back_asks_what_to_call_back_for_and_keeps_it_when_refused(
+    room: tuple[Clock, Station, Station, Station],
+) -> None:
+    clock, a, b, sup = room
+    case = dossier(6, clock)
+    await a.client.enqueue(case)
+    for station in (a, b):
+        await until(lambda s=station: s.panel.model.item(case.case_id) is not None, timeout=10)
+    b.panel.select(case.case_id)
+    b.panel.act("claim")
+    await until(
+        lambda: (i := a.panel.model.item(case.case_id)) is not None and i.claim is not None,
+        timeout=10,
+    )
+    # not the holder: refused, and what was typed is still there to send again
+    a.panel.select(case.case_id)
+    a.panel.act("hand_back")
+    assert a.panel.hand_back_bar.isVisible()
+    assert a.panel.focusWidget() is a.panel.hand_back_reason  # typed into straight away
+    a.panel.hand_back_reason.setText("rappeler : résultat de la prise de sang")
+    a.panel.hand_back_reason.returnPressed.emit()
+    await until(lambda: "Vous ne tenez pas ce dossier" in a.panel.message.text(), timeout=10)
+    a.panel.act("hand_back")
+    assert a.panel.hand_back_reason.text() == "rappeler : résultat de la prise de sang"
+    # the holder: no reason, nothing sent; with one, the item goes to the ARM's queue
+    b.panel.select(case.case_id)
+    b.panel.act("hand_back")
+    b.panel.hand_back_reason.returnPressed.emit()
+    assert "pourquoi l'ARM doit rappeler" in b.panel.message.text()
+    assert b.panel.hand_back_bar.isVisible()
+    b.panel.hand_back_reason.setText("rappeler pour donner l'adresse de la garde")
+    b.panel.hand_back_reason.returnPressed.emit()
+    await until(
+        lambda: (i := sup.panel.model.item(case.case_id)) is not None and i.queue is QueueName.ARM,
+        timeout=10,
+    )
+    events = await b.client.events(case.case_id)
+    assert events[-1].kind is EventKind.HANDED_BACK
+    assert events[-1].data["reason"] == "rappeler pour donner l'adresse de la garde"
+    assert not b.panel.hand_back_bar.isVisible() and b.panel.hand_back_reason.text() == ""
+
+
 async def test_the_supervisor_reassigns_a_claim_from_the_keyboard(
     room: tuple[Clock, Station, Station, Station],
 ) -> None:
