@@ -12,13 +12,20 @@ the dental regulator's view (the dental dossier of the first call claimed
 from the DENT queue: the on-call dentist of its commune next Sunday and the
 triage aid; then a trauma in Lyon with the phone copied, and a search by
 dentist name).
+
+With ``SAS_DESK_SHOTS_DSN=postgresql://…`` the workstations share the queues
+of that PostgreSQL server instead of the SQLite file (a schema of their own,
+created first and dropped at the end): the plateau's backend, driven the same
+way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -389,14 +396,48 @@ def make_dental(out: Path):  # type: ignore[no-untyped-def]
     return scenario
 
 
+def _postgres_schema(dsn: str) -> str:
+    """A fresh queue schema on the server of ``dsn`` (``sas-desk db upgrade``)."""
+    from sas_desk.services.queues.postgres import upgrade
+
+    schema = f"shots_{uuid.uuid4().hex[:10]}"
+    asyncio.run(upgrade(dsn, schema))
+    return schema
+
+
+def _drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "shots").resolve()
     out.mkdir(parents=True, exist_ok=True)
+    dsn = os.environ.get("SAS_DESK_SHOTS_DSN", "")
+    schema = _postgres_schema(dsn) if dsn else "sas_desk"
+    try:
+        _all_stations(out, dsn, schema)
+    finally:
+        if dsn:
+            _drop_schema(dsn, schema)
+
+
+def _all_stations(out: Path, dsn: str, schema: str) -> None:
     with tempfile.TemporaryDirectory(prefix="sas-desk-shots-") as tmp:
         data = Path(tmp)
 
         def station(name: str, operator: str, role: str | None) -> Config:
-            return Config(data_dir=data, workstation=name, operator=operator, role=role)
+            return Config(
+                data_dir=data,
+                workstation=name,
+                operator=operator,
+                role=role,
+                queues_dsn=dsn,
+                queues_schema=schema,
+            )
 
         # several workstations in turn on one data dir: they share its queue store
         run(station("POSTE-ARM-03", "arm.durand", None), RunOptions(on_ready=make_first_run(out)))
