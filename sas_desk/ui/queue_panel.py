@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +81,53 @@ def _inline_bar(
     return bar_widget
 
 
+class _ReasonForm:
+    """An inline form that sends one operation, with the reason it requires,
+    on the item it was opened for.  What was typed stays when the operation
+    is refused (opened again on the same item) and goes once it is done."""
+
+    def __init__(
+        self,
+        panel: QueuePanel,
+        kind: str,
+        name: str,
+        title: str,
+        placeholder: str,
+        ok_text: str,
+        missing: str,
+        fields: Sequence[tuple[QWidget, int]] = (),
+        data: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self._panel = panel
+        self.kind = kind
+        self._missing = missing
+        self._data = data
+        self.reason = named(QLineEdit(), name)
+        self.reason.setPlaceholderText(placeholder)
+        self.reason.returnPressed.connect(self.confirm)
+        self.bar = _inline_bar(title, [*fields, (self.reason, 1)], ok_text, self.confirm)
+        self.case_id = ""
+
+    def open(self, case_id: str) -> None:
+        self.bar.show()
+        if case_id != self.case_id:
+            self.reason.clear()
+        self.reason.setFocus()
+        self.case_id = case_id
+
+    def confirm(self) -> None:
+        reason = self.reason.text().strip()
+        if not reason:
+            self._panel.message.show_message(self._missing)
+            return
+        self.bar.hide()
+        self._panel.run(self.kind, self.case_id, reason=reason, **self._data())
+
+    def done(self, case_id: str) -> None:
+        if case_id == self.case_id:
+            self.reason.clear()
+
+
 class QueuePanel(QWidget):
     open_dossier = Signal(str)  # case id: show the dossier view
     status = Signal(str)
@@ -131,35 +178,35 @@ class QueuePanel(QWidget):
             self.views[queue] = view
         layout.addWidget(self.tabs, 1)
 
-        # transfer bar (inline, not modal)
+        # transfer and hand-back bars (inline, not modal), a reason each
         self.transfer_to = named(QComboBox(), "transferTo")
         for q in QueueName:
             self.transfer_to.addItem(q.label, q.value)
-        self.transfer_reason = named(QLineEdit(), "transferReason")
-        self.transfer_reason.setPlaceholderText(
-            "Motif du transfert (obligatoire) — Entrée pour valider"
-        )
-        self.transfer_reason.returnPressed.connect(self._confirm_transfer)
-        self.transfer_bar = _inline_bar(
+        self.transfer = _ReasonForm(
+            self,
+            "transfer",
+            "transferReason",
             "Transférer vers",
-            [(self.transfer_to, 0), (self.transfer_reason, 1)],
+            "Motif du transfert (obligatoire) — Entrée pour valider",
             "Transférer",
-            self._confirm_transfer,
+            "Indiquez le motif du transfert.",
+            fields=[(self.transfer_to, 0)],
+            data=lambda: {"to": str(self.transfer_to.currentData())},
         )
+        self.hand_back = _ReasonForm(  # what the ARM is to call the patient back for
+            self,
+            "hand_back",
+            "handBackReason",
+            "Rendre à l'ARM",
+            "Motif du rappel pour l'ARM (obligatoire) — Entrée pour valider",
+            "Rendre",
+            "Indiquez pourquoi l'ARM doit rappeler le patient.",
+        )
+        self._reason_forms = {f.kind: f for f in (self.transfer, self.hand_back)}
+        self.transfer_bar, self.transfer_reason = self.transfer.bar, self.transfer.reason
+        self.hand_back_bar, self.hand_back_reason = self.hand_back.bar, self.hand_back.reason
         layout.addWidget(self.transfer_bar)
-        self._transfer_case = ""
-
-        # hand-back bar: what the ARM is to call the patient back for
-        self.hand_back_reason = named(QLineEdit(), "handBackReason")
-        self.hand_back_reason.setPlaceholderText(
-            "Motif du rappel pour l'ARM (obligatoire) — Entrée pour valider"
-        )
-        self.hand_back_reason.returnPressed.connect(self._confirm_hand_back)
-        self.hand_back_bar = _inline_bar(
-            "Rendre à l'ARM", [(self.hand_back_reason, 1)], "Rendre", self._confirm_hand_back
-        )
         layout.addWidget(self.hand_back_bar)
-        self._hand_back_case = ""
 
         # reassign bar (supervisor): the regulators holding claims, or any
         # workstation typed in, or back to the queue with no holder
@@ -333,19 +380,9 @@ class QueuePanel(QWidget):
         if item is None:
             self.message.show_message("Sélectionnez d'abord un dossier dans la file.")
             return
-        if kind == "transfer":
-            self.transfer_bar.show()
-            if item.case_id != self._transfer_case:  # the same one again: its reason stays
-                self.transfer_reason.clear()
-            self.transfer_reason.setFocus()
-            self._transfer_case = item.case_id
-            return
-        if kind == "hand_back":
-            self.hand_back_bar.show()
-            if item.case_id != self._hand_back_case:
-                self.hand_back_reason.clear()
-            self.hand_back_reason.setFocus()
-            self._hand_back_case = item.case_id
+        form = self._reason_forms.get(kind)
+        if form is not None:
+            form.open(item.case_id)
             return
         if kind == "reassign":
             self._open_reassign(item)
@@ -356,24 +393,6 @@ class QueuePanel(QWidget):
         if kind in ("release", "close"):
             data["reason"] = ""
         self.run(kind, item.case_id, **data)
-
-    def _confirm_transfer(self) -> None:
-        reason = self.transfer_reason.text().strip()
-        if not reason:
-            self.message.show_message("Indiquez le motif du transfert.")
-            return
-        self.transfer_bar.hide()
-        self.run(
-            "transfer", self._transfer_case, to=str(self.transfer_to.currentData()), reason=reason
-        )
-
-    def _confirm_hand_back(self) -> None:
-        reason = self.hand_back_reason.text().strip()
-        if not reason:
-            self.message.show_message("Indiquez pourquoi l'ARM doit rappeler le patient.")
-            return
-        self.hand_back_bar.hide()
-        self.run("hand_back", self._hand_back_case, reason=reason)
 
     def holders(self) -> dict[str, tuple[str, str]]:
         """Workstations holding a claim in the watched queues → (operator, role):
@@ -440,13 +459,9 @@ class QueuePanel(QWidget):
             return
         finally:
             self.busy.discard(case_id)
-        # a reason is typed again only after a refusal: once done it goes
-        for done, case, reason in (
-            ("transfer", self._transfer_case, self.transfer_reason),
-            ("hand_back", self._hand_back_case, self.hand_back_reason),
-        ):
-            if kind == done and case_id == case:
-                reason.clear()
+        form = self._reason_forms.get(kind)
+        if form is not None:
+            form.done(case_id)
         labels = {k: t for k, t, _ in ACTIONS + SUPERVISOR_ACTIONS}
         self.message.show_message(
             f"{labels.get(kind, kind).rstrip('…')} : fait ({case_id.rsplit('.', 1)[-1]}).",
