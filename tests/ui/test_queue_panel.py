@@ -99,6 +99,12 @@ def rows(panel: QueuePanel, queue: QueueName) -> list[list[str]]:
     ]
 
 
+def held(panel: QueuePanel, case_id: str) -> bool:
+    """The item shows in ``panel`` as held by someone."""
+    item = panel.model.item(case_id)
+    return item is not None and item.claim is not None
+
+
 async def test_an_item_shows_everywhere_and_a_claim_is_exclusive(
     room: tuple[Clock, Station, Station, Station], qtmodeltester: ModelTester
 ) -> None:
@@ -152,10 +158,7 @@ async def test_transfer_hand_back_and_booking_move_between_queues(
     await until(lambda: len(rows(a.panel, QueueName.SNP)) == 1, timeout=10)
     a.panel.select(case.case_id)
     a.panel.act("claim")
-    await until(
-        lambda: (i := a.panel.model.item(case.case_id)) is not None and i.claim is not None,
-        timeout=10,
-    )
+    await until(lambda: held(a.panel, case.case_id), timeout=10)
     a.panel.select(case.case_id)
     a.panel.act("request_booking")
     await until(
@@ -195,10 +198,7 @@ async def test_hand_back_asks_what_to_call_back_for_and_keeps_it_when_refused(
         await until(lambda s=station: s.panel.model.item(case.case_id) is not None, timeout=10)
     b.panel.select(case.case_id)
     b.panel.act("claim")
-    await until(
-        lambda: (i := a.panel.model.item(case.case_id)) is not None and i.claim is not None,
-        timeout=10,
-    )
+    await until(lambda: held(a.panel, case.case_id), timeout=10)
     # not the holder: refused, and what was typed is still there to send again
     a.panel.select(case.case_id)
     a.panel.act("hand_back")
