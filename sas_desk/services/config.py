@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -51,6 +52,92 @@ class VendorEndpoint:
     client_key: str = ""
     ca: str = ""
     timeout: float = 7.0
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """``[identity]``: OpenID Connect login through the room server.
+
+    Pro Santé Connect for physicians and dentists (``psc_mode``: ``code``, the
+    system browser with a loopback redirect, or ``ciba``, approval on the e-CPS
+    app), the establishment's provider for ARMs, OSNPs and supervisors.  The
+    room server is the confidential client: its client secrets live in its
+    keyring (service ``sas-desk``, user ``oidc:<issuer>``), never here."""
+
+    psc_issuer: str = ""
+    psc_client_id: str = ""
+    psc_mode: str = "code"
+    psc_acr: str = "eidas1"
+    psc_scope: str = "openid scope_all"
+    establishment_issuer: str = ""
+    establishment_client_id: str = ""
+    establishment_acr: str = ""  # empty: not checked
+    establishment_scope: str = "openid profile"
+    establishment_login_claim: str = "preferred_username"  # the claim naming the account
+
+    @property
+    def psc(self) -> bool:
+        return bool(self.psc_issuer)
+
+    @property
+    def establishment(self) -> bool:
+        return bool(self.establishment_issuer)
+
+
+IDENTITY_MODES = ("code", "ciba")
+
+
+def identity_settings(table: Any, where: str) -> IdentitySettings:
+    """Read and check an ``[identity]`` table (also used by the room server)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"Configuration ({where}) : [identity] doit être une section (table).")
+    known = set(IdentitySettings.__dataclass_fields__)
+    values: dict[str, str] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"Configuration ({where}) : clé inconnue « {key} » dans [identity].")
+        if not isinstance(value, str):
+            raise ConfigError(f"Configuration ({where}) : [identity] {key} doit être un texte.")
+        values[key] = value.strip()
+    identity = IdentitySettings(**values)
+    for prefix in ("psc", "establishment"):
+        issuer = getattr(identity, f"{prefix}_issuer")
+        if not issuer:
+            continue
+        if not _secure_url(issuer):
+            raise ConfigError(
+                f"Configuration ({where}) : [identity] {prefix}_issuer doit être une adresse "
+                "https:// (http:// seulement sur la boucle locale)."
+            )
+        if not getattr(identity, f"{prefix}_client_id"):
+            raise ConfigError(
+                f"Configuration ({where}) : [identity] {prefix}_client_id est requis "
+                f"avec {prefix}_issuer."
+            )
+        if "openid" not in getattr(identity, f"{prefix}_scope").split():
+            raise ConfigError(
+                f"Configuration ({where}) : [identity] {prefix}_scope doit contenir openid."
+            )
+    if identity.psc_mode not in IDENTITY_MODES:
+        raise ConfigError(
+            f"Configuration ({where}) : [identity] psc_mode vaut « code » ou « ciba », "
+            f"pas « {identity.psc_mode} »."
+        )
+    if not identity.establishment_login_claim:
+        raise ConfigError(
+            f"Configuration ({where}) : [identity] establishment_login_claim ne peut être vide."
+        )
+    return identity
+
+
+def _secure_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -94,6 +181,8 @@ class Config:
     sas_origin: str = ""  # our identifier in the link; empty = the organisation's owner id
     map_tiles_url: str = ""  # XYZ template, e.g. https://tiles.samu69.local/{z}/{x}/{y}.png
     map_tiles_cache: str = ""  # empty = <data dir>/tiles
+    # login through Pro Santé Connect / the establishment's IdP ([identity])
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     @property
     def tiles_cache_path(self) -> Path:
@@ -187,6 +276,8 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
 
 def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Config:
     values: dict[str, Any] = {"source": path}
+    if "identity" in raw:
+        values["identity"] = identity_settings(raw.pop("identity"), str(path))
     if "vendors" in raw:
         values["vendors"] = _vendors(raw.pop("vendors"), path)
     for section, content in raw.items():

@@ -19,6 +19,8 @@ demonstrated and tested offline with its real HTTP clients:
 - ``POST /_admin/directory``: change the territory (JSON body, see
   :func:`sas_desk.simulator.vendors.admin_change`) so an incremental directory
   sync sees it; the same from Python through ``Simulator.offer``;
+- the identity providers (Pro Santé Connect, with its e-CPS approval page, and
+  an establishment IdP), see :mod:`.oidc`;
 - ``GET /health``.
 
 The territory (:mod:`.offer`) is seeded (``seed=``) and its clock injectable
@@ -47,12 +49,15 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from sas_desk.simulator import ban
 from sas_desk.simulator.faults import HANG_LIMIT_S, FaultBoard, FaultSpec
 from sas_desk.simulator.offer import DEFAULT_SEED, Offer
+
+if TYPE_CHECKING:
+    from sas_desk.simulator.oidc import IdentityProviders
 
 __all__ = [
     "AbortConnection",
@@ -183,10 +188,15 @@ def _health(query: Query, request: Request) -> Response:
     return json_response(200, {"status": "ok"})
 
 
-def default_routes(offer: Offer | None = None, faults: FaultBoard | None = None) -> RouteTable:
+def default_routes(
+    offer: Offer | None = None,
+    faults: FaultBoard | None = None,
+    identity: IdentityProviders | None = None,
+) -> RouteTable:
     """The routes the simulator serves (the territory of *offer*, default seed
-    if none; faults from *faults*)."""
+    if none; faults from *faults*; the identity providers of *identity*)."""
     from sas_desk.simulator.directory import DirectoryFeed, make_directory_handler
+    from sas_desk.simulator.oidc import IdentityProviders
     from sas_desk.simulator.vendors import (
         make_admin_handler,
         make_bookings_handler,
@@ -205,6 +215,7 @@ def default_routes(offer: Offer | None = None, faults: FaultBoard | None = None)
     table.add("/_meta", make_meta_handler(offer))
     table.add("/_bookings", make_bookings_handler(offer))
     table.add("/_admin/directory", make_admin_handler(offer), methods=("POST",))
+    (identity if identity is not None else IdentityProviders()).register(table)
     return table
 
 
@@ -462,6 +473,9 @@ class Simulator:
         self._port = port
         self.offer = Offer(seed, clock=clock)
         self.faults = FaultBoard(seed, all_faults)
+        from sas_desk.simulator.oidc import IdentityProviders
+
+        self.identity = IdentityProviders()
         self._tls = _tls_files(tls_cert, tls_key, client_ca)
         self._routes = routes
         self._server: _Server | None = None
@@ -472,7 +486,7 @@ class Simulator:
     def routes(self) -> RouteTable:
         """The route table (built on first use); add routes before :meth:`start`."""
         if self._routes is None:
-            self._routes = default_routes(self.offer, self.faults)
+            self._routes = default_routes(self.offer, self.faults, self.identity)
         return self._routes
 
     def set_faults(self, target: str, spec: str | FaultSpec | None) -> None:
@@ -495,6 +509,20 @@ class Simulator:
     @property
     def directory_url(self) -> str:
         return f"{self.base_url}/directory"
+
+    @property
+    def psc_issuer(self) -> str:
+        """The simulated Pro Santé Connect realm (see :mod:`.oidc`)."""
+        from sas_desk.simulator.oidc import PSC_REALM
+
+        return self.base_url + PSC_REALM
+
+    @property
+    def establishment_issuer(self) -> str:
+        """The simulated establishment identity provider (see :mod:`.oidc`)."""
+        from sas_desk.simulator.oidc import ESTABLISHMENT_REALM
+
+        return self.base_url + ESTABLISHMENT_REALM
 
     def vendor_url(self, name: str) -> str:
         return f"{self.base_url}/vendors/{name}/fhir"
