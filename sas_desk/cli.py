@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, args.data_dir)
     except ConfigError as exc:
         print(f"sas-desk : {exc.message_fr}", file=sys.stderr)
-        return 2
+        return 1
     if args.role:
         config = replace(config, role=args.role)
     if args.command == "fhir":
@@ -146,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
     from sas_desk.models.dossier import Actor
+    from sas_desk.models.limits import InputError
     from sas_desk.models.rseda import from_rseda, to_rseda
     from sas_desk.models.validation import ValidationError
     from sas_desk.services import clock
+    from sas_desk.services.bounded import MAX_MESSAGE_BYTES, load_json
     from sas_desk.services.desk import Desk
     from sas_desk.services.journal.service import Journal
 
@@ -161,18 +163,13 @@ async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
         desk = Desk(config, journal, Actor("ARM", config.operator, config.workstation), clock.now)
         if args.action == "import-rseda":
             try:
-                body = json.loads(args.file.read_text(encoding="utf-8"))
-                dossier = from_rseda(body)
-            except OSError as exc:
-                print(
-                    f"sas-desk : fichier illisible : {args.file} ({exc.strerror})", file=sys.stderr
-                )
-                return 1
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                print(f"sas-desk : {args.file} n'est pas un JSON valide ({exc})", file=sys.stderr)
+                dossier = from_rseda(load_json(args.file, MAX_MESSAGE_BYTES))
+            except InputError as exc:
+                print(f"sas-desk : {exc.message_fr}", file=sys.stderr)
                 return 1
             except ValidationError as exc:
-                print(f"sas-desk : {exc.message}", file=sys.stderr)
+                log.warning("RS-EDA %s refused: %s (%s)", args.file, exc.message, exc.field)
+                print(f"sas-desk : {args.file} : {exc.message}", file=sys.stderr)
                 return 1
             desk.import_dossier(dossier)
             if not await journal.flush(timeout=10) or not (
@@ -197,7 +194,10 @@ async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
 
 
 def _fhir_command(args: argparse.Namespace) -> int:
+    from sas_desk.models.limits import InputError
+    from sas_desk.services.bounded import read_bounded
     from sas_desk.services.fhir.bundle import (
+        MAX_BUNDLE_BYTES,
         BundleError,
         parse_bundle,
         slot_record,
@@ -205,13 +205,14 @@ def _fhir_command(args: argparse.Namespace) -> int:
     )
 
     try:
-        body = args.file.read_bytes()
-    except OSError as exc:
-        print(f"sas-desk : fichier illisible : {args.file} ({exc.strerror})", file=sys.stderr)
+        body = read_bounded(args.file, MAX_BUNDLE_BYTES)
+    except InputError as exc:
+        print(f"sas-desk : {exc.message_fr}", file=sys.stderr)
         return 1
     try:
         result = parse_bundle(body)
     except BundleError as exc:
+        log.warning("bundle %s refused: %s", args.file, exc.message_fr)
         print(f"sas-desk : {args.file} : {exc.message_fr}", file=sys.stderr)
         return 1
     out = sys.stdout

@@ -48,6 +48,15 @@ __all__ = [
 
 ROOT_KEY = "createCaseHealth"
 
+# What one imported message may hold (a real case has a few notes of a few
+# lines; these bounds keep one hostile message from bloating the journal).
+MAX_TEXT = 10_000  # characters in any one string field
+MAX_ITEMS = 200  # notes, medical notes, decisions, access codes…
+MAX_CASE_ID = 120
+# The Hub's caseId: dot-separated segments of letters, digits, ``_`` and ``-``
+# (RS-EDA.schema.json ``^([a-zA-Z0-9_-]+\.?){4,10}$``); no NUL, no ``/``, no ``..``.
+_CASE_ID = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+){0,9}\.?")
+
 # National "not filled in" motive: what a draft without a motive is sent with.
 DEFAULT_MOTIVE: tuple[str, str] = ("M07.00", "Non renseigné")
 
@@ -700,6 +709,12 @@ def from_rseda(body: dict[str, Any]) -> Dossier:
     case_id = _str(case, "caseId", "caseId")
     if not case_id.strip():
         raise _invalid("caseId manquant", "caseId")
+    if len(case_id) > MAX_CASE_ID or len(case_id) < 4 or not _CASE_ID.fullmatch(case_id):
+        shown = case_id[:40].encode("unicode_escape").decode("ascii")
+        raise _invalid(
+            f"caseId « {shown} » refusé (lettres, chiffres, « _ », « - » et points simples)",
+            "caseId",
+        )
     created_at = _dt(case, "creation", "creation")
     if created_at is None:
         raise _invalid("creation manquant", "creation")
@@ -964,6 +979,8 @@ def _list(parent: dict[str, Any], key: str, path: str) -> list[Any]:
         return []
     if not isinstance(value, list):
         raise _invalid(f"« {path} » doit être une liste", path)
+    if len(value) > MAX_ITEMS:
+        raise _invalid(f"« {path} » : {len(value)} éléments (au plus {MAX_ITEMS})", path)
     return value
 
 
@@ -979,6 +996,10 @@ def _str(parent: dict[str, Any], key: str, path: str) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise _invalid(
+                f"« {path} » : texte de {len(value)} caractères (au plus {MAX_TEXT})", path
+            )
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import platformdirs
+
+from sas_desk.models.limits import InputError, decode_utf8
+from sas_desk.services.bounded import MAX_CONFIG_BYTES, read_bounded
 
 log = logging.getLogger("sas_desk.config")
 
@@ -233,13 +237,48 @@ def load_config(path: Path | None = None, data_dir: Path | None = None) -> Confi
             raise ConfigError(f"Fichier de configuration introuvable : {path}")
         log.info("no configuration file, starting on the embedded demo")
         return Config(**overrides)
+    text = read_config_text(path)
+    return _from_toml(parse_toml(text, path), path, overrides)
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text: bounded read, strict UTF-8 (a BOM, as Windows editors
+    write, is accepted), no NUL."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"Configuration illisible ({path}) : {exc}") from exc
+        return decode_utf8(read_bounded(path, MAX_CONFIG_BYTES))
+    except InputError as exc:
+        raise _refused(path, exc.where, exc.detail_fr, "illisible") from None
+
+
+_TOML_AT = re.compile(r"(?P<what>.*?) \(at line (?P<line>\d+), column (?P<col>\d+)\)")
+
+
+def parse_toml(text: str, path: Path) -> dict[str, Any]:
+    """TOML, or :class:`ConfigError` naming the file and line (never a
+    ``RecursionError`` or integer-size ``ValueError`` traceback)."""
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"Configuration invalide ({path}) : {exc}") from exc
-    return _from_toml(raw, path, overrides)
+        found = _TOML_AT.fullmatch(str(exc))
+        if found is None:
+            raise _refused(path, "", f"syntaxe TOML invalide ({exc})") from None
+        raise _refused(
+            path,
+            f"ligne {found['line']}, colonne {found['col']}",
+            f"syntaxe TOML invalide ({found['what']})",
+        ) from None
+    except RecursionError:
+        raise _refused(path, "", "tableaux trop imbriqués") from None
+    except ValueError:  # an integer longer than Python converts (4,300 digits)
+        digits = re.search(r"\d{100,}", text)
+        where = f"ligne {text.count(chr(10), 0, digits.start()) + 1}" if digits else ""
+        raise _refused(path, where, "nombre démesuré") from None
+
+
+def _refused(path: Path, where: str, detail: str, what: str = "invalide") -> ConfigError:
+    head = f"{path}, {where}" if where else str(path)
+    log.error("configuration refused: %s: %s", head, detail)
+    return ConfigError(f"Configuration {what} ({head}) : {detail}.")
 
 
 # section -> keys it may hold; anything else is a typo that must not be ignored

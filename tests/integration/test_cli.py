@@ -68,7 +68,7 @@ def test_import_refuses_bad_files_with_french_messages(tmp_path: Path) -> None:
     garbage.write_text("{ pas du json", encoding="utf-8")
     bad_json = sas_desk("dossier", "import-rseda", str(garbage), data_dir=tmp_path)
     assert bad_json.returncode == 1
-    assert "n'est pas un JSON valide" in bad_json.stderr
+    assert f"{garbage}, ligne 1 : JSON invalide" in bad_json.stderr
     wrong = tmp_path / "wrong.json"
     wrong.write_text(
         json.dumps({"createCaseHealth": {"creation": "2024-01-04T08:01:00+01:00"}}),
@@ -131,7 +131,7 @@ def test_the_slot_search_is_built_when_first_opened_not_at_start(tmp_path: Path)
 
 def test_missing_config_file_is_refused_in_french(tmp_path: Path) -> None:
     result = sas_desk("--config", str(tmp_path / "absent.toml"), "--smoke", data_dir=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "introuvable" in result.stderr
 
 

@@ -97,7 +97,7 @@ EXPECTED: dict[str, list[str]] = {
     "json_end_before_start.json": [
         "entrée n° 1, champ end : fin (09:00) avant ou égale au début (12:00) : pour une garde qui passe minuit, écrivez « 09:00+1 »"
     ],
-    "json_invalid.json": ["ligne 1 : JSON invalide (Expecting value, colonne 57)"],
+    "json_invalid.json": ["ligne 1 : JSON invalide (valeur attendue, colonne 57)"],
     "json_unknown_field.json": ["entrée n° 1, champ email : champ inconnu"],
     "json_wrong_format.json": [
         "fichier, champ format : « sas-desk-roster » attendu (voir docs/rosters.md)"

@@ -78,6 +78,10 @@ from sas_desk.services.fhir import wire
 
 log = logging.getLogger(__name__)
 
+#: Largest Bundle file ``sas-desk fhir parse`` reads (the vendors' answers are
+#: capped at the same size, see ``vendor.DEFAULT_MAX_BYTES``).
+MAX_BUNDLE_BYTES = 32 * 1024 * 1024
+
 #: How many skipped resources are logged one by one per Bundle (then one summary line).
 LOG_SKIPPED_LIMIT = 20
 
@@ -292,6 +296,8 @@ def _decode(body: bytes | bytearray | memoryview | str) -> Any:
         ) from exc
     except RecursionError as exc:
         raise BundleError("La réponse est un JSON trop profondément imbriqué.") from exc
+    except ValueError as exc:  # an integer of more than 4,300 digits (int() refuses it)
+        raise BundleError("La réponse contient un nombre démesuré.") from exc
 
 
 def outcome_text(outcome: Mapping[str, Any]) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +27,10 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from sas_desk.models.limits import InputError, decode_json
 from sas_desk.models.roster import MAX_PERIOD, PARIS, RosterEntry, Sector
 from sas_desk.models.validation import ValidationError, normalize_phone, validate_insee
+from sas_desk.services.bounded import read_bounded
 
 __all__ = [
     "CSV_COLUMNS",
@@ -121,18 +122,14 @@ def read_limited(path: Path, max_bytes: int = MAX_BYTES) -> bytes:
     """The file's bytes, refused (before reading) when larger than *max_bytes*."""
     try:
         size = path.stat().st_size
-        if size > max_bytes:
-            raise RosterFormatError([_too_big(size, max_bytes)], path.name)
-        with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise RosterFormatError(
-            [Issue("fichier", "", f"illisible ({exc.strerror or exc.__class__.__name__})")],
-            path.name,
-        ) from exc
-    if len(data) > max_bytes:
-        raise RosterFormatError([_too_big(len(data), max_bytes)], path.name)
-    return data
+    except OSError:
+        size = 0  # read_bounded says why
+    if size > max_bytes:
+        raise RosterFormatError([_too_big(size, max_bytes)], path.name)
+    try:
+        return read_bounded(path, max_bytes)
+    except InputError as exc:
+        raise RosterFormatError([Issue("fichier", "", exc.detail_fr)], path.name) from None
 
 
 def _too_big(size: int, max_bytes: int) -> Issue:
@@ -1038,14 +1035,9 @@ def _json_sectors(raw: Any, issues: list[Issue]) -> list[Sector]:
 
 def _parse_json(text: str, builder: _Builder, sectors_out: list[Sector]) -> None:
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        builder.issues.append(
-            Issue(f"ligne {exc.lineno}", "", f"JSON invalide ({exc.msg}, colonne {exc.colno})")
-        )
-        return
-    except RecursionError:
-        builder.issues.append(Issue("fichier", "", "JSON trop imbriqué"))
+        data = decode_json(text)
+    except InputError as exc:
+        builder.issues.append(Issue(exc.where or "fichier", "", exc.detail_fr))
         return
     if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
         builder.issues.append(
@@ -1134,10 +1126,10 @@ def parse_sectors(data: bytes, source: str = "secteurs") -> list[Sector]:
     issues: list[Issue] = []
     if text.lstrip().startswith(("[", "{")):
         try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
+            raw = decode_json(text)
+        except InputError as exc:
             raise RosterFormatError(
-                [Issue(f"ligne {exc.lineno}", "", f"JSON invalide ({exc.msg})")], source
+                [Issue(exc.where or "fichier", "", exc.detail_fr)], source
             ) from None
         if isinstance(raw, dict):
             raw = raw.get("sectors")
