@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,13 @@ def load_config(path: Path | None = None, data_dir: Path | None = None) -> Confi
         log.info("no configuration file, starting on the embedded demo")
         return Config(**overrides)
     text = read_config_text(path)
-    return _from_toml(parse_toml(text, path), path, overrides)
+    try:
+        return _from_toml(parse_toml(text, path), path, overrides)
+    except _Bad as bad:
+        line = _line_of(text, bad.section, bad.key)
+        raise _refused(
+            path, f"ligne {line}" if line else "", f"[{bad.section}] {bad.key} {bad.detail}"
+        ) from None
 
 
 def read_config_text(path: Path) -> str:
@@ -377,20 +384,9 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     tiles = raw.get("map", {})
     _take(values, tiles, "map_tiles_url", str, "map", key="tiles_url")
     _take(values, tiles, "map_tiles_cache", str, "map", key="tiles_cache")
-    for key, what in (
-        ("sas_platform_url", "[search] sas_platform_url"),
-        ("map_tiles_url", "[map] tiles_url"),
-    ):
-        url = values.get(key, "")
-        if url and not str(url).startswith(("https://", "http://")):
-            raise ConfigError(f"Configuration ({path}) : {what} doit être une adresse http(s).")
     rosters = raw.get("rosters", {})
     _take(values, rosters, "roster_timeout", float, "rosters", key="timeout")
     _take(values, rosters, "roster_sync_s", float, "rosters", key="sync_every_s")
-    if values.get("roster_sync_s", 3600.0) < 60:
-        raise ConfigError(
-            f"Configuration ({path}) : [rosters] sync_every_s doit valoir au moins 60 secondes."
-        )
     if "urls" in rosters:
         urls = rosters["urls"]
         if not isinstance(urls, list) or not all(
@@ -400,12 +396,8 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
                 f"Configuration ({path}) : [rosters] urls doit être une liste d'adresses http(s)."
             )
         values["roster_urls"] = tuple(urls)
-    if values.get("roster_timeout", 1.0) <= 0:
-        raise ConfigError(f"Configuration ({path}) : [rosters] timeout doit être positif.")
-    if values.get("search_per_vendor", 1) < 1:
-        raise ConfigError(f"Configuration ({path}) : [search] per_vendor doit valoir au moins 1.")
-    if values.get("lease_s", 120.0) <= values.get("renew_s", 30.0):
-        raise ConfigError(f"Configuration ({path}) : [queues] lease_s doit dépasser renew_s.")
+    if values.get("lease_s", Config.lease_s) <= values.get("renew_s", Config.renew_s):
+        raise _Bad("queues", "lease_s", "doit dépasser renew_s")
     if "data_dir" in values:
         values["data_dir"] = Path(values["data_dir"]).expanduser()
     if values.get("role") and values["role"] not in ROLES:
@@ -423,12 +415,115 @@ def _take(
     value = section[key]
     # TOML booleans are Python ints: ``timeout = true`` is not a number
     if isinstance(value, bool) and kind is not bool:
-        raise ConfigError(f"Configuration : [{name}] {key} doit être de type {kind.__name__}.")
+        raise _Bad(name, key, f"doit être de type {kind.__name__}")
     if kind is float and isinstance(value, int):
         value = float(value)
     if not isinstance(value, kind):
-        raise ConfigError(f"Configuration : [{name}] {key} doit être de type {kind.__name__}.")
+        raise _Bad(name, key, f"doit être de type {kind.__name__}")
+    rule = _RULES.get((name.split(" n° ")[0], key))
+    problem = rule(value) if rule is not None else ""
+    if problem:
+        raise _Bad(name, key, problem)
     values[attr] = value
+
+
+class _Bad(Exception):
+    """A setting is refused: *section*, *key* and the French reason; the
+    loader adds the file and the line."""
+
+    def __init__(self, section: str, key: str, detail: str) -> None:
+        super().__init__(f"[{section}] {key} {detail}")
+        self.section, self.key, self.detail = section, key, detail
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value).replace(".", ",")
+
+
+def _between(low: float, high: float, unit: str = "", above: bool = False) -> Rule:
+    """*low* ≤ value ≤ *high* (or *low* < value with *above*); NaN is refused."""
+    u = f" {unit}" if unit else ""
+
+    def rule(value: Any) -> str:
+        ok = (low < value if above else low <= value) and value <= high
+        if ok:  # False for NaN as well
+            return ""
+        if above and low == 0:
+            return f"doit être positif et au plus {_number(high)}{u} (lu : {value})"
+        return (
+            f"doit valoir au moins {_number(low)}{u} et au plus {_number(high)}{u} (lu : {value})"
+        )
+
+    return rule
+
+
+def _http_url(value: Any) -> str:
+    if not value:
+        return ""
+    parts = urlsplit(str(value))
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return ""
+    return "doit être une adresse http(s)"
+
+
+def _identifier(value: Any) -> str:
+    if re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", str(value)):
+        return ""
+    return "doit être un nom simple (minuscules, chiffres, « _ », 63 caractères au plus)"
+
+
+def _one_of(*allowed: str) -> Rule:
+    def rule(value: Any) -> str:
+        return "" if value in allowed else f"doit valoir {', '.join(allowed)}"
+
+    return rule
+
+
+Rule = Callable[[Any], str]
+
+DAY_S = 86_400.0
+# (section, key) -> rule: every number has a range, every URL a scheme.
+_RULES: dict[tuple[str, str], Rule] = {
+    ("geocoder", "url"): _http_url,
+    ("geocoder", "timeout"): _between(0, 120, "secondes", above=True),
+    ("demo", "simulator_port"): _between(0, 65535),
+    ("queues", "schema"): _identifier,
+    ("queues", "sslmode"): _one_of(
+        "disable", "allow", "prefer", "require", "verify-ca", "verify-full"
+    ),
+    ("queues", "lease_s"): _between(5, DAY_S, "secondes"),
+    ("queues", "renew_s"): _between(1, 3600, "secondes"),
+    **{("queues", f"wait_p{i}"): _between(0, 7 * DAY_S, "secondes", above=True) for i in range(4)},
+    ("search", "directory_url"): _http_url,
+    ("search", "per_vendor"): _between(1, 64),
+    ("search", "slow_s"): _between(0, 60, "secondes", above=True),
+    ("search", "sas_platform_url"): _http_url,
+    ("map", "tiles_url"): _http_url,
+    ("rosters", "timeout"): _between(0, 600, "secondes", above=True),
+    ("rosters", "sync_every_s"): _between(60, 7 * DAY_S, "secondes"),
+    ("vendors", "base_url"): _http_url,
+    ("vendors", "timeout"): _between(0, 120, "secondes", above=True),
+}
+
+
+def _line_of(text: str, section: str, key: str) -> int | None:
+    """Line of ``key =`` in ``[section]`` (or the n-th ``[[vendors]]``), if written so."""
+    table, _, nth = section.partition(" n° ")
+    wanted = int(nth) if nth.isdigit() else 1
+    seen = 0
+    inside = False
+    assign = re.compile(rf"""\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"\s*(\[\[?)\s*([^\]]+?)\s*\]", line)
+        if header:
+            if header.group(1) == "[[":
+                seen += header.group(2) == table
+                inside = header.group(2) == table and seen == wanted
+            else:
+                inside = header.group(2) == table
+        elif inside and assign.match(line):
+            return number
+    return None
 
 
 _VENDOR_KEYS = frozenset({"name", "base_url", "client_cert", "client_key", "ca", "timeout"})
@@ -452,16 +547,10 @@ def _vendors(raw: Any, path: Path) -> tuple[VendorEndpoint, ...]:
         _take(values, table, "timeout", float, f"vendors n° {n}")
         if not values.get("name") or not values.get("base_url"):
             raise ConfigError(f"Configuration ({path}) : {where} : name et base_url sont requis.")
-        if not str(values["base_url"]).startswith(("https://", "http://")):
-            raise ConfigError(
-                f"Configuration ({path}) : {where} : base_url doit être une adresse http(s)."
-            )
         if bool(values.get("client_cert")) != bool(values.get("client_key")):
             raise ConfigError(
                 f"Configuration ({path}) : {where} : client_cert et client_key vont ensemble."
             )
-        if values.get("timeout", 7.0) <= 0:
-            raise ConfigError(f"Configuration ({path}) : {where} : timeout doit être positif.")
         if any(v.name == values["name"] for v in out):
             raise ConfigError(
                 f"Configuration ({path}) : deux éditeurs portent le nom « {values['name']} »."
