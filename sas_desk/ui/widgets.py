@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QColor, QFocusEvent, QKeyEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QWidget
 
 PRIORITY_COLOURS = {
@@ -18,9 +18,17 @@ PRIORITY_COLOURS = {
 }
 
 
+FOCUS_COLOUR = "#1565c0"
+FOCUS_FILL = "#e3f0ff"
+
+
 class KeyPicker(QWidget):
     """A row of choices picked with single keys while the row has focus
-    (e.g. priority: 0 1 2 3 N).  Mouse works too.  Emits ``changed(value)``."""
+    (e.g. priority: 0 1 2 3 N).  Mouse works too.  Emits ``changed(value)``.
+
+    A key picks and nothing more: focus moves on with Tab, as in every other
+    field (moving on by itself made the operator's next Tab skip a row).
+    The row with focus is framed and tinted, so one sees where a key lands."""
 
     changed = Signal(str)
 
@@ -37,7 +45,7 @@ class KeyPicker(QWidget):
         self._group = QButtonGroup(self)
         self._group.setExclusive(True)
         layout = QHBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
         for value, text, key, colour in choices:
             button = QPushButton(f"{text}  [{key}]")
@@ -80,9 +88,27 @@ class KeyPicker(QWidget):
             Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
         ):
             self._pick(value)
-            self.focusNextChild()
             return
         super().keyPressEvent(event)
+
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        super().focusInEvent(event)
+        self.update()
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        super().focusOutEvent(event)
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if not self.hasFocus():
+            return
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(QColor(FOCUS_COLOUR), 2))
+        painter.setBrush(QColor(FOCUS_FILL))
+        painter.drawRoundedRect(self.rect().adjusted(1, 1, -1, -1), 4, 4)
+        painter.end()
 
     def setReadOnly(self, read_only: bool) -> None:
         for b in self._buttons.values():

@@ -56,6 +56,32 @@ async def test_new_call_stamps_reception_and_is_journaled(qtbot: QtBot, env: Env
     assert events[0].actor.workstation == "POSTE-TEST"
 
 
+async def test_each_key_lands_in_the_row_that_has_the_focus(qtbot: QtBot, env: Env) -> None:
+    """Issue 14 §1: age, Tab, f, Tab, 1, Tab, s — every key in its own row."""
+    sheet = await make_sheet(qtbot, env)
+    sheet.age.setFocus()
+    operator("67", Qt.Key.Key_Tab, "f", Qt.Key.Key_Tab, "1", Qt.Key.Key_Tab, "s")
+    d = sheet.dossier
+    assert (d.patient.age, d.patient.sex, d.priority) == ("P67Y", "F", "P1")
+    assert d.branch is not None and d.branch.value == "SNP"
+    assert sheet.caller_type.currentData() == ""  # "Appelant" untouched
+    assert QApplication.focusWidget() is sheet.branch
+
+
+async def test_the_row_with_the_focus_is_visibly_framed(qtbot: QtBot, env: Env) -> None:
+    sheet = await make_sheet(qtbot, env)
+    sheet.age.setFocus()
+    plain = sheet.priority.grab().toImage()
+    operator(Qt.Key.Key_Tab, Qt.Key.Key_Tab)  # age → sex → priority
+    assert QApplication.focusWidget() is sheet.priority
+    framed = sheet.priority.grab().toImage()
+    assert framed != plain
+    edge = framed.pixelColor(1, framed.height() // 2)
+    assert edge.blue() > 150 and edge.red() < 100, edge.name()  # the blue focus frame
+    operator(Qt.Key.Key_Tab)
+    assert sheet.priority.grab().toImage() == plain  # gone once the focus left
+
+
 async def test_tab_order_is_keyboard_first(qtbot: QtBot, env: Env) -> None:
     sheet = await make_sheet(qtbot, env)
     order = [sheet.callback]
@@ -103,15 +129,27 @@ async def test_phone_validation_is_inline_and_clears(qtbot: QtBot, env: Env) -> 
     assert sheet.dossier.caller.callback == "+33612345678"
 
 
+def operator(*strokes: str | Qt.Key) -> None:
+    """Type as the operator does: every stroke goes to whichever widget has
+    the focus then (text is typed, a key is pressed)."""
+    for stroke in strokes:
+        widget = QApplication.focusWidget()
+        assert widget is not None
+        if isinstance(stroke, str):
+            type_text(widget, stroke)
+        else:
+            press(widget, stroke)
+
+
 async def test_priority_and_branch_by_single_keys(qtbot: QtBot, env: Env) -> None:
     sheet = await make_sheet(qtbot, env)
     sheet.priority.setFocus()
     press(sheet.priority, Qt.Key.Key_0)
     type_text(sheet.priority, "0")
     assert sheet.dossier.priority == "P0"
-    assert QApplication.focusWidget() is sheet.branch, (
-        QApplication.focusWidget()
-    )  # hands over to the next field
+    assert QApplication.focusWidget() is sheet.priority  # a pick does not move on
+    press(sheet.priority, Qt.Key.Key_Tab)
+    assert QApplication.focusWidget() is sheet.branch
     type_text(sheet.branch, "s")
     assert sheet.dossier.branch is not None and sheet.dossier.branch.value == "SNP"
     sheet.priority.setFocus()
@@ -306,6 +344,7 @@ async def test_dental_branch_asks_for_the_dental_reason_and_warns_on_severity(
     sheet.branch.setFocus()
     type_text(sheet.branch, "d")
     assert not sheet.dental_reason.isHidden()
+    press(sheet.branch, Qt.Key.Key_Tab)
     assert sheet.dental_reason.hasFocus()  # next in the keyboard flow
     sheet.transmit()
     assert sheet.dossier.status is Status.DRAFT
