@@ -136,6 +136,7 @@ def make_first_run(out: Path):  # type: ignore[no-untyped-def]
         s3.motive.setFocus()
         type_text(s3.motive, "M03.22")
         type_text(s3.age, "34")
+        type_text(s3.priority, "2")
         s3.branch.setFocus()
         type_text(s3.branch, "d")
         s3.dental_reason.setCurrentIndex(s3.dental_reason.findData("DENT.CELLULITE"))

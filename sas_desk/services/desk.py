@@ -58,7 +58,9 @@ class Desk:
 
     # ---------------------------------------------------------------- operations
     def new_call(self) -> Dossier:
-        """A new call sheet; the reception time is stamped now."""
+        """A new call sheet; the reception time is stamped now.  No priority
+        and no branch: the ARM picks both (a sheet must not leave with a
+        priority nobody chose)."""
         at = self._now()
         case_id, local = dm.new_case_ids(
             self.config.owner,
@@ -73,6 +75,7 @@ class Desk:
             created_at=at,
             received_at=at,
             owner=self.config.owner,
+            priority="",
         )
         event = Event(case_id, at, EventKind.CREATED, self.actor, {"role": self.actor.role})
         self.journal.submit(dossier, event)

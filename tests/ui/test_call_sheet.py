@@ -40,6 +40,7 @@ def fill_valid(sheet: CallSheet) -> None:
     sheet.motive.setFocus()
     type_text(sheet.motive, "M03.06")
     type_text(sheet.age, "67")
+    type_text(sheet.priority, "2")
 
 
 async def test_new_call_stamps_reception_and_is_journaled(qtbot: QtBot, env: Env) -> None:
@@ -80,6 +81,31 @@ async def test_the_row_with_the_focus_is_visibly_framed(qtbot: QtBot, env: Env) 
     assert edge.blue() > 150 and edge.red() < 100, edge.name()  # the blue focus frame
     operator(Qt.Key.Key_Tab)
     assert sheet.priority.grab().toImage() == plain  # gone once the focus left
+
+
+async def test_a_new_sheet_has_no_priority_and_no_branch_until_picked(
+    qtbot: QtBot, env: Env
+) -> None:
+    """Issue 14 §2: nothing preselected; a sheet cannot leave without a priority."""
+    sheet = await make_sheet(qtbot, env)
+    assert sheet.priority.value() == "" and sheet.branch.value() == ""
+    assert not any(b.isChecked() for b in sheet.priority._buttons.values())
+    type_text(sheet.callback, "06 12 34 56 78")
+    sheet.location.setFocus()
+    type_text(sheet.location, "45.7640, 4.8357")
+    sheet.motive.setFocus()
+    type_text(sheet.motive, "M03.06")
+    sheet.branch.setFocus()
+    type_text(sheet.branch, "s")
+    sheet.callback.setFocus()
+    press(sheet.callback, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert sheet.dossier.status is Status.DRAFT
+    assert "Priorité manquante" in sheet.messages["priority"].text()
+    assert sheet.priority.hasFocus()  # straight to what is missing
+    operator("1")
+    press(sheet.priority, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert sheet.dossier.status is Status.TRANSMITTED
+    assert sheet.dossier.priority == "P1"
 
 
 async def test_tab_order_is_keyboard_first(qtbot: QtBot, env: Env) -> None:

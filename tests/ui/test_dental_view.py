@@ -383,7 +383,7 @@ async def test_back_to_a_physician_transfers_a_dent_queue_dossier_to_amu(
     d.location.insee = "69266"
     d.location.city = "Villeurbanne"
     d.motive_code = "M03.22"
-    d.patient.age = "P34Y"
+    d.patient.age, d.priority = "P34Y", "P2"
     d.branch = Branch.DENT
     d.dental_reason = "DENT.CELLULITE"
     transmit(d, env.desk._now(), env.desk.actor)
@@ -465,6 +465,7 @@ async def test_a_dental_dossier_view_opens_the_dental_view_on_it(
         d.caller.callback = "0612345678"
         d.location.insee, d.location.city = "69266", "Villeurbanne"
         d.motive_code, d.patient.age, d.branch = "M03.22", "P34Y", branch
+        d.priority = "P2"
         if branch is Branch.DENT:
             d.dental_reason = "DENT.CELLULITE"
         transmit(d, env.desk._now(), env.desk.actor)

@@ -132,6 +132,7 @@ async def test_day_list_model_contract_and_live_updates(
     type_text(sheet.motive, "M03.06")
     assert window.day_model.index(0, 2).data() == "Douleur thoracique"  # live, before transmission
     assert window.day_model.index(0, 3).data() == "Lyon"
+    type_text(sheet.priority, "2")
     sheet.branch.setFocus()
     type_text(sheet.branch, "s")
     sheet.transmit()

@@ -431,6 +431,7 @@ async def test_a_booking_for_a_dossier_from_the_osnp_queue_notes_and_closes_it(
         d.location.city, d.location.insee = "Villeurbanne", "69266"
         d.location.lat, d.location.lon = 45.7719, 4.8902
         d.motive_code, d.patient.age, d.branch = "M03.14", "P34Y", Branch.SNP
+        d.priority = "P2"
         transmit(d, env.desk._now(), env.desk.actor)
         enqueue = client.operation("enqueue", d.case_id, dossier=d.to_dict(), queue="OSNP")
         await client.submit(enqueue)
