@@ -173,7 +173,7 @@ class CallSheet(QWidget):
         self.motive.setCompleter(self._motive_completer)
         self._motive_completer.activated.connect(lambda text: self._on_text("motive", text))
         self.motive.textEdited.connect(lambda t: self._on_text("motive", t))
-        self.motive.editingFinished.connect(lambda: self._reveal("motive"))
+        self.motive.editingFinished.connect(self._settle_motive)
         self.motive_label = named(QLabel(), "motiveLabel")
         self.motive_label.setStyleSheet("color: #37474f;")
         mbox = QVBoxLayout()
@@ -540,6 +540,21 @@ class CallSheet(QWidget):
         if labels != self._motive_model.stringList():
             self._motive_model.setStringList(labels)
         self._open_popup(self._motive_completer, self.motive, bool(labels))
+
+    def _settle_motive(self) -> None:
+        """Leaving the field (Tab, Entrée) with one suggestion only takes it:
+        the list offers nothing else to choose."""
+        text = self.motive.text()
+        if not self.dossier.motive_code and text.strip() and self.dossier.status is Status.DRAFT:
+            matches = self._motives.search(text, limit=2)
+            if len(matches) == 1:
+                popup = self._motive_completer.popup()
+                if popup is not None:
+                    popup.hide()
+                display = motive_display(matches[0])
+                self.motive.setText(display)
+                self._on_text("motive", display)
+        self._reveal("motive")
 
     def _apply_age(self, text: str) -> None:
         try:

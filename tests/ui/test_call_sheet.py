@@ -156,10 +156,11 @@ async def test_phone_validation_is_inline_and_clears(qtbot: QtBot, env: Env) -> 
 
 
 def operator(*strokes: str | Qt.Key) -> None:
-    """Type as the operator does: every stroke goes to whichever widget has
-    the focus then (text is typed, a key is pressed)."""
+    """Type as the operator does: every stroke goes where a keyboard's would,
+    to the open popup (a list of suggestions) if any, else to the widget with
+    the focus (text is typed, a key is pressed)."""
     for stroke in strokes:
-        widget = QApplication.focusWidget()
+        widget = QApplication.activePopupWidget() or QApplication.focusWidget()
         assert widget is not None
         if isinstance(stroke, str):
             type_text(widget, stroke)
@@ -308,6 +309,31 @@ async def test_motive_type_ahead_on_code_and_label(qtbot: QtBot, env: Env) -> No
     type_text(sheet.motive, "m03.06")
     assert sheet.dossier.motive_code == "M03.06"
     assert "Douleur thoracique" in sheet.motive_label.text()
+
+
+@pytest.mark.parametrize("key", [Qt.Key.Key_Tab, Qt.Key.Key_Return])
+async def test_the_only_motive_suggestion_is_taken_by_tab_or_enter(
+    qtbot: QtBot, env: Env, key: Qt.Key
+) -> None:
+    """Issue 14 §3: « fievre » has one suggestion (M03.14); Tab or Entrée takes it."""
+    sheet = await make_sheet(qtbot, env)
+    sheet.motive.setFocus()
+    operator("fievre")
+    assert len(sheet._motive_model.stringList()) == 1
+    operator(key)
+    assert sheet.dossier.motive_code == "M03.14"
+    assert sheet.motive.text().startswith("M03.14 — ")
+    assert not sheet.messages["motive"].isVisible()
+    if key == Qt.Key.Key_Tab:
+        assert QApplication.focusWidget() is sheet.age
+    # two suggestions or more: the operator still chooses
+    sheet.motive.setFocus()
+    sheet.motive.selectAll()
+    operator("douleur")
+    assert len(sheet._motive_model.stringList()) > 1
+    operator(Qt.Key.Key_Tab)
+    assert sheet.dossier.motive_code == ""
+    assert "Choisissez un motif" in sheet.messages["motive"].text()
 
 
 async def test_notes_are_timestamped_and_an_unfinished_note_is_kept(qtbot: QtBot, env: Env) -> None:
