@@ -450,6 +450,31 @@ def add_note(
     )
 
 
+# decision types that send someone: the form must say which resource
+_NEEDS_RESOURCE = frozenset({"INTER", "ORIENT"})
+
+
+def decision_problems(
+    care_level: str, decision_type: str, resource_type: str = ""
+) -> dict[str, str]:
+    """Field → French message for what a regulator's medical decision lacks.
+
+    A decision states the care level (R1–R4) and its type; nothing is taken
+    by default.  An intervention or an orientation names its resource."""
+    out: dict[str, str] = {}
+    if not care_level:
+        out["care_level"] = "Niveau de soins manquant (R1 à R4)."
+    elif care_level not in codelist("care_level"):
+        out["care_level"] = f"Niveau de soins « {care_level} » invalide (R1 à R4)."
+    if not decision_type:
+        out["decision_type"] = "Type de décision manquant."
+    elif decision_type not in codelist("decision_type"):
+        out["decision_type"] = f"Type de décision inconnu : « {decision_type} »."
+    elif decision_type in _NEEDS_RESOURCE and not resource_type:
+        out["resource_type"] = "Une intervention ou une orientation précise la ressource."
+    return out
+
+
 def new_case_ids(
     owner: str, departement: str, samu_letter: str, at: datetime, sequence: int
 ) -> tuple[str, str]:

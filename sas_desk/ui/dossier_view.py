@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from sas_desk.models.codes import codelist
-from sas_desk.models.dossier import Dossier, Event
+from sas_desk.models.dossier import Dossier, Event, decision_problems
 from sas_desk.models.queue import QueueError, role_may
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver
@@ -107,7 +107,7 @@ class DossierView(QWidget):
         decision_col.addWidget(QLabel("<b>Décision</b>"))
         form = QFormLayout()
         self.care_level = _combo("careLevel", "care_level")
-        self.decision_type = _combo("decisionType", "decision_type", optional=False)
+        self.decision_type = _combo("decisionType", "decision_type")  # nothing preselected
         self.resource_type = _combo("resourceType", "resource_type")
         self.orientation_type = _combo("orientationType", "orientation_type")
         self.decision_note = named(QLineEdit(), "decisionNote")
@@ -196,10 +196,17 @@ class DossierView(QWidget):
             "orientation_type": str(self.orientation_type.currentData() or ""),
             "freetext": self.decision_note.text().strip(),
         }
-        if decision["decision_type"] in ("INTER", "ORIENT") and not decision["resource_type"]:
-            self.message.show_message("Une intervention ou une orientation précise la ressource.")
-            return
         care = str(self.care_level.currentData() or "")
+        problems = decision_problems(care, decision["decision_type"], decision["resource_type"])
+        if problems:
+            self.message.show_message("Décision non enregistrée : " + " ".join(problems.values()))
+            fields = {
+                "care_level": self.care_level,
+                "decision_type": self.decision_type,
+                "resource_type": self.resource_type,
+            }
+            fields[next(iter(problems))].setFocus()
+            return
         self._submit("decide", care_level=care, decisions=[decision], note=decision["freetext"])
 
     def _submit(self, kind: str, **data: Any) -> None:

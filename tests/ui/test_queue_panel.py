@@ -19,6 +19,7 @@ from sas_desk.models.queue import ItemStatus, QueueName, WaitLimits, queues_for_
 from sas_desk.services.queues.client import Outbox, QueueClient
 from sas_desk.services.queues.sqlite import SqliteBackend
 from sas_desk.ui.dossier_view import DossierView
+from sas_desk.ui.keys import press, type_text
 from sas_desk.ui.queue_panel import QueuePanel
 from tests.helpers.flaky import FlakyBackend
 from tests.ui.conftest import Env, until
@@ -407,3 +408,49 @@ async def test_dossier_view_keeps_a_refused_note_and_offers_decisions_to_regulat
     finally:
         for client in clients:
             await client.stop()
+
+
+async def test_a_decision_starts_empty_and_needs_care_level_and_type(
+    tmp_path: Path, qtbot: QtBot, env: Env
+) -> None:
+    """Issue 14 §5: claim, Ctrl+Entrée untouched must not record a decision."""
+    clock = Clock()
+    backend = SqliteBackend(tmp_path / "queues.sqlite", now=clock, poll_interval=0.02)
+    client = QueueClient(
+        backend, Outbox(tmp_path / "outbox.sqlite"), Actor("MRL", "mrl.t", "POSTE-MRL"), now=clock
+    )
+    await client.start()
+    try:
+        case = dossier(9, clock)
+        await client.enqueue(case)
+        await client.submit(client.operation("claim", case.case_id, lease_s=600))
+        stored = await client.dossier(case.case_id)
+        assert stored is not None
+        view = DossierView(
+            client, env.desk, env.resolver, stored, await client.events(case.case_id)
+        )
+        qtbot.addWidget(view)
+        view.show()
+        view.activateWindow()
+        await until(view.isActiveWindow)
+        assert view.care_level.currentData() == "" and view.decision_type.currentData() == ""
+        view.note.setFocus()
+        press(view.note, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+        assert "Niveau de soins manquant" in view.message.text()
+        assert "Type de décision manquant" in view.message.text()
+        assert view.care_level.hasFocus()  # straight to the first thing missing
+        type_text(view.care_level, "R3")
+        press(view.care_level, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+        assert view.decision_type.hasFocus()
+        type_text(view.decision_type, "C")  # CONSEIL
+        assert view.decision_type.currentData() == "CONSEIL"
+        kinds = [e.kind for e in await client.events(case.case_id)]
+        assert EventKind.DECIDED not in kinds  # nothing was recorded on defaults
+        press(view.decision_type, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+        await until(lambda: "Décision enregistrée" in view.message.text(), timeout=10)
+        events = await client.events(case.case_id)
+        assert events[-1].kind is EventKind.DECIDED
+        assert events[-1].data["care_level"] == "R3"
+        assert events[-1].data["decisions"] == ["CONSEIL"]
+    finally:
+        await client.stop()

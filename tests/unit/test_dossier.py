@@ -25,6 +25,7 @@ from sas_desk.models.dossier import (
     Patient,
     Status,
     add_note,
+    decision_problems,
     new_case_ids,
     transmit,
 )
@@ -202,6 +203,27 @@ def test_default_priority_is_p2() -> None:
     assert "priority" not in d.problems()
     assert d.status is Status.DRAFT
     assert d.is_open
+
+
+@pytest.mark.parametrize(
+    ("care", "kind", "resource", "expected"),
+    [
+        ("", "", "", {"care_level", "decision_type"}),  # nothing taken by default
+        ("R3", "", "", {"decision_type"}),
+        ("", "CONSEIL", "", {"care_level"}),
+        ("R9", "CONSEIL", "", {"care_level"}),
+        ("R3", "NIMPORTE", "", {"decision_type"}),
+        ("R2", "INTER", "", {"resource_type"}),
+        ("R2", "ORIENT", "LIBERAL.MG", set()),
+        ("R4", "CONSEIL", "", set()),
+    ],
+)
+def test_a_decision_states_its_care_level_and_type(
+    care: str, kind: str, resource: str, expected: set[str]
+) -> None:
+    problems = decision_problems(care, kind, resource)
+    assert set(problems) == expected
+    assert all(text.endswith(".") or text.endswith("».") for text in problems.values())
 
 
 def test_problems_of_a_complete_dossier() -> None:
