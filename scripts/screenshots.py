@@ -144,7 +144,10 @@ def make_first_run(out: Path):  # type: ignore[no-untyped-def]
         type_text(s3.note, "Joue gonflée depuis hier, 39°C, avale difficilement.")
         await settle(300)
         save(window, out, "06b-dental-sheet-with-advice")
-        s3.transmit()
+        s3.transmit()  # Valence is not the centre's département: confirmed on screen
+        await settle(200)
+        save(window, out, "06c-confirm-out-of-territory")
+        QTest.keyClick(s3.confirm_button, Qt.Key.Key_Return)
         window.tabs.setCurrentIndex(0)
         sheet.transmit()
         # three more calls for the general-medicine regulators

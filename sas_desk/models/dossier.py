@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from sas_desk.models.validation import (
     Age,
     ValidationError,
     check_coordinates,
+    departement_of,
     normalize_phone,
     validate_insee,
 )
@@ -79,6 +81,17 @@ class Branch(enum.StrEnum):
 
 
 PRIORITIES = ("P0", "P1", "P2", "P3", "NR")
+URGENT = ("P0", "P1")  # may leave without a callback number, once confirmed
+
+
+class ConfirmationNeeded(ValidationError):
+    """The dossier may be transmitted, but only once the operator confirmed
+    what is unusual about it.  ``questions``: key → French text; the keys are
+    given back to :func:`transmit` as ``confirmed``."""
+
+    def __init__(self, questions: dict[str, str]) -> None:
+        super().__init__(" ".join(questions.values()), next(iter(questions)))
+        self.questions = questions
 
 
 @dataclass
@@ -189,8 +202,9 @@ class Dossier:
     def problems(self) -> dict[str, str]:
         """Field → French message for what prevents transmission."""
         out: dict[str, str] = {}
-        if not self.caller.callback:
-            out["callback"] = "Numéro de rappel manquant."
+        if not self.caller.callback.strip():
+            if self.priority not in URGENT:  # P0/P1: asked for confirmation instead
+                out["callback"] = "Numéro de rappel manquant."
         else:
             try:
                 normalize_phone(self.caller.callback)
@@ -224,6 +238,35 @@ class Dossier:
             out["branch"] = "Filière manquante : AMU, SNP ou dentaire."
         elif self.branch is Branch.DENT and not self.dental_reason:
             out["dental_reason"] = "Motif dentaire manquant."
+        return out
+
+    def confirmations(self, departement: str = "") -> dict[str, str]:
+        """Key → French question for what may leave only once the operator
+        confirmed it (the answer is recorded with the transmission):
+        a place nobody located, a place outside the centre's ``departement``,
+        a P0/P1 with no callback number."""
+        out: dict[str, str] = {}
+        loc = self.location
+        if not (loc.insee or loc.has_position):
+            if loc.address.strip():
+                out["unlocated"] = (
+                    "Lieu non localisé (ni commune ni coordonnées) : "
+                    "le régulateur ne saura pas où envoyer."
+                )
+        elif departement and loc.insee and departement_of(loc.insee) != departement:
+            out["out_of_territory"] = (
+                f"Lieu hors du territoire du centre : département {departement_of(loc.insee)}, "
+                f"le centre couvre le {departement}."
+            )
+        elif departement and not loc.insee:
+            out["out_of_territory"] = (
+                "Position hors des communes du territoire du centre (aucune commune connue)."
+            )
+        if self.priority in URGENT and not self.caller.callback.strip():
+            out["no_callback"] = (
+                f"{self.priority} sans numéro de rappel : personne ne pourra rappeler "
+                "si l'appel coupe."
+            )
         return out
 
     def warnings(self) -> dict[str, str]:
@@ -380,21 +423,36 @@ class Event:
 # ---------------------------------------------------------------------------- operations
 
 
-def transmit(dossier: Dossier, at: datetime, actor: Actor) -> Event:
+def transmit(
+    dossier: Dossier,
+    at: datetime,
+    actor: Actor,
+    *,
+    departement: str = "",
+    confirmed: Collection[str] = (),
+) -> Event:
     """Hand the dossier over: perimeter and attribution follow the branch.
 
-    Raises :class:`ValidationError` listing what is missing; the dossier is
-    left unchanged in that case.
+    Raises :class:`ValidationError` listing what is missing, or
+    :class:`ConfirmationNeeded` for what the operator has not ``confirmed``
+    yet (see :meth:`Dossier.confirmations`, ``departement`` being the
+    centre's); the dossier is left unchanged in both cases.  What was
+    confirmed is recorded in the event.
     """
     if dossier.status is not Status.DRAFT:
         raise ValidationError(_NOT_OPEN[dossier.status], "status")
     problems = dossier.problems()
     if problems:
         raise ValidationError(" ".join(problems.values()), next(iter(problems)))
+    questions = dossier.confirmations(departement)
+    pending = {k: v for k, v in questions.items() if k not in confirmed}
+    if pending:
+        raise ConfirmationNeeded(pending)
     assert dossier.branch is not None
     dossier.perimeter = dossier.branch.perimeter
     dossier.attribution = dossier.branch.attribution
-    dossier.caller.callback = normalize_phone(dossier.caller.callback)
+    callback = dossier.caller.callback.strip()
+    dossier.caller.callback = normalize_phone(callback) if callback else ""
     dossier.status = Status.TRANSMITTED
     dossier.transmitted_at = at
     dossier.revision += 1
@@ -409,7 +467,8 @@ def transmit(dossier: Dossier, at: datetime, actor: Actor) -> Event:
             "attribution": dossier.attribution,
             "priority": dossier.priority,
             "motive": dossier.motive_code,
-        },
+        }
+        | ({"confirmed": questions} if questions else {}),
     )
 
 

@@ -6,7 +6,7 @@ panel is a thin view over this.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -94,12 +94,28 @@ class Desk:
         self._changed(dossier)
         return event
 
-    def transmit(self, dossier: Dossier) -> Event:
-        """Raises ``ValidationError`` (French) when the sheet is incomplete."""
-        event = dm.transmit(dossier, self._now(), self.actor)
+    def transmit(self, dossier: Dossier, confirmed: Collection[str] = ()) -> Event:
+        """Raises ``ValidationError`` (French) when the sheet is incomplete,
+        ``ConfirmationNeeded`` for what the operator has not ``confirmed``
+        (unlocated place, outside the centre's département, P0/P1 with no
+        callback number); what was confirmed goes into the event."""
+        event = dm.transmit(
+            dossier,
+            self._now(),
+            self.actor,
+            departement=self.config.departement,
+            confirmed=confirmed,
+        )
         self.journal.submit(dossier, event)
         self._changed(dossier)
-        log.info("dossier %s transmitted to %s", dossier.case_id, dossier.attribution)
+        log.info(
+            "dossier %s transmitted to %s%s",
+            dossier.case_id,
+            dossier.attribution,
+            f" (confirmed: {', '.join(event.data['confirmed'])})"
+            if "confirmed" in event.data
+            else "",
+        )
         return event
 
     def resume(self, dossier: Dossier) -> Event:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 
 from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from sas_desk.models.codes import Code, codelist
-from sas_desk.models.dossier import Branch, Dossier, Status
+from sas_desk.models.dossier import Branch, ConfirmationNeeded, Dossier, Status
 from sas_desk.models.validation import (
     Age,
     ValidationError,
@@ -278,12 +279,44 @@ class CallSheet(QWidget):
         self.messages["note"] = msg
         outer.addWidget(msg)
 
+        # what may leave only once confirmed (unlocated place…): inline, not modal
+        self.confirm_bar = named(QFrame(), "confirmBar")
+        self.confirm_bar.setStyleSheet(
+            "QFrame#confirmBar { background: #fff4d6; border: 1px solid #b35c00;"
+            " border-radius: 4px; }"
+        )
+        cbar = QHBoxLayout(self.confirm_bar)
+        cbar.setContentsMargins(8, 4, 8, 4)
+        self.confirm_text = named(QLabel(), "confirmText")
+        self.confirm_text.setWordWrap(True)
+        cbar.addWidget(self.confirm_text, 1)
+        self.confirm_button = named(
+            QPushButton("Transmettre quand même  (Entrée)"), "confirmTransmit"
+        )
+        self.confirm_button.clicked.connect(lambda: self._confirmed())
+        cancel = named(QPushButton("Corriger  (Échap)"), "confirmCancel")
+        cancel.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        cancel.clicked.connect(lambda: self._cancel_confirmation())
+        cbar.addWidget(self.confirm_button)
+        cbar.addWidget(cancel)
+        for seq, slot in (
+            ("Return", self._confirmed),
+            ("Enter", self._confirmed),
+            ("Escape", self._cancel_confirmation),
+        ):
+            sc = QShortcut(QKeySequence(seq), self.confirm_button)
+            sc.setContext(Qt.ShortcutContext.WidgetShortcut)
+            sc.activated.connect(slot)
+        self.confirm_bar.hide()
+        self._questions: dict[str, str] = {}
+        outer.addWidget(self.confirm_bar)
+
         bottom = QHBoxLayout()
         self.summary = Message()
         bottom.addWidget(self.summary, 1)
         self.transmit_button = named(QPushButton("Transmettre  (Ctrl+Entrée)"), "transmit")
         self.transmit_button.setStyleSheet("font-weight: bold; padding: 6px 14px;")
-        self.transmit_button.clicked.connect(self.transmit)
+        self.transmit_button.clicked.connect(lambda: self.transmit())
         bottom.addWidget(self.transmit_button)
         outer.addLayout(bottom)
         line = QFrame()
@@ -299,7 +332,7 @@ class CallSheet(QWidget):
         for seq in ("Ctrl+Return", "Ctrl+Enter"):
             sc = QShortcut(QKeySequence(seq), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            sc.activated.connect(self.transmit)
+            sc.activated.connect(lambda: self.transmit())
         self.setTabOrder(self.callback, self.location)
         for a, b in [
             (self.location, self.floor),
@@ -413,6 +446,8 @@ class CallSheet(QWidget):
             return
         d = self.dossier
         d.inputs[key] = text
+        if self._questions:  # the answer was to the sheet as it was
+            self._cancel_confirmation(refocus=False)
         apply = getattr(self, f"_apply_{key}", None)
         if apply is not None:
             apply(text)
@@ -646,13 +681,16 @@ class CallSheet(QWidget):
         self.note.clear()
         self._render_notes()
 
-    def transmit(self) -> None:
+    def transmit(self, confirmed: Collection[str] = ()) -> None:
         if self.dossier.status is not Status.DRAFT:
             return
         if self.note.text().strip():
             self._add_note()  # a note typed but not yet added goes with the dossier
         try:
-            self.desk.transmit(self.dossier)
+            self.desk.transmit(self.dossier, confirmed)
+        except ConfirmationNeeded as exc:
+            self._ask_confirmation(exc.questions)
+            return
         except ValidationError:
             problems = self.dossier.problems()
             for key, text in problems.items():
@@ -665,6 +703,8 @@ class CallSheet(QWidget):
             if isinstance(widget, QWidget):
                 widget.setFocus()
             return
+        self._questions = {}
+        self.confirm_bar.hide()
         self.summary.show_message(
             f"Transmis à {self.dossier.transmitted_at:%H:%M:%S} — {self.dossier.attribution}"
             f" ({codelist('attribution').label(self.dossier.attribution)}).",
@@ -673,6 +713,30 @@ class CallSheet(QWidget):
         self._set_read_only()
         self._refresh_title()
         self.transmitted.emit(self.dossier.case_id)
+
+    def _ask_confirmation(self, questions: dict[str, str]) -> None:
+        """Show what is unusual and wait for an explicit answer: Entrée on
+        « Transmettre quand même » sends (the answer goes into the log),
+        Échap goes back to the field concerned."""
+        self._questions = dict(questions)
+        self.confirm_text.setText(
+            "<b>Confirmer la transmission ?</b><br>" + "<br>".join(questions.values())
+        )
+        self.confirm_bar.show()
+        self.summary.show_message("")
+        self.confirm_button.setFocus()
+
+    def _confirmed(self) -> None:
+        if self._questions:
+            self.transmit(confirmed=tuple(self._questions))
+
+    def _cancel_confirmation(self, *, refocus: bool = True) -> None:
+        keys = self._questions
+        self._questions = {}
+        self.confirm_bar.hide()
+        if refocus:
+            field = self.callback if "no_callback" in keys else self.location
+            field.setFocus()
 
     def _set_read_only(self) -> None:
         for w in (

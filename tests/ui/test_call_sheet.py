@@ -220,6 +220,75 @@ async def test_transmit_sets_perimeter_and_attribution(
     assert stored is not None and stored.status is Status.TRANSMITTED
 
 
+def ctrl_enter() -> None:
+    widget = QApplication.focusWidget()
+    assert widget is not None
+    press(widget, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+
+
+async def test_an_unlocated_place_is_sent_only_once_confirmed_and_logged(
+    qtbot: QtBot, env: Env
+) -> None:
+    """Issue 14 §4: « Trifouillis-les-Oies », grey « Lieu non localisé », P1."""
+    sheet = await make_sheet(qtbot, env)
+    operator("06 12 34 56 78", Qt.Key.Key_Tab, "Trifouillis-les-Oies")
+    sheet.motive.setFocus()
+    operator("M03.06", Qt.Key.Key_Tab, "67", Qt.Key.Key_Tab, "m", Qt.Key.Key_Tab, "1")
+    operator(Qt.Key.Key_Tab, "a")
+    assert sheet.place_label.text() == "Lieu non localisé"
+    ctrl_enter()
+    d = sheet.dossier
+    assert d.status is Status.DRAFT
+    assert sheet.confirm_bar.isVisible()
+    assert "Lieu non localisé" in sheet.confirm_text.text()
+    assert sheet.confirm_button.hasFocus()
+    ctrl_enter()  # a second Ctrl+Entrée is no answer
+    assert d.status is Status.DRAFT
+    operator(Qt.Key.Key_Escape)  # « Corriger »: back to the place
+    assert not sheet.confirm_bar.isVisible() and sheet.location.hasFocus()
+    assert d.status is Status.DRAFT
+    ctrl_enter()
+    assert sheet.confirm_button.hasFocus()
+    operator(Qt.Key.Key_Return)  # « Transmettre quand même »
+    assert d.status is Status.TRANSMITTED
+    assert not sheet.confirm_bar.isVisible()
+    assert await env.journal.flush(timeout=5)
+    event = (await env.journal.events(d.case_id))[-1]
+    assert event.kind is EventKind.TRANSMITTED
+    assert list(event.data["confirmed"]) == ["unlocated"]
+    assert "Lieu non localisé" in event.data["confirmed"]["unlocated"]
+
+
+@pytest.mark.parametrize(
+    ("place", "callback", "priority", "key", "text"),
+    [
+        ("Grenoble", "06 12 34 56 78", "2", "out_of_territory", "hors du territoire"),
+        ("45.7640, 4.8357", "", "0", "no_callback", "P0 sans numéro de rappel"),
+    ],
+)
+async def test_out_of_territory_or_urgent_without_callback_asks_confirmation(
+    qtbot: QtBot, env: Env, place: str, callback: str, priority: str, key: str, text: str
+) -> None:
+    sheet = await make_sheet(qtbot, env)
+    operator(callback, Qt.Key.Key_Tab, place)
+    sheet.motive.setFocus()
+    operator("M03.06", Qt.Key.Key_Tab, "67", Qt.Key.Key_Tab, Qt.Key.Key_Tab, priority)
+    operator(Qt.Key.Key_Tab, "a")
+    ctrl_enter()
+    assert sheet.dossier.status is Status.DRAFT
+    assert text in sheet.confirm_text.text()
+    type_text(sheet.note, "x")  # the sheet changed: the question goes, to be asked again
+    assert not sheet.confirm_bar.isVisible()
+    sheet.note.clear()
+    sheet.dossier.inputs["note"] = ""
+    ctrl_enter()
+    operator(Qt.Key.Key_Enter)
+    assert sheet.dossier.status is Status.TRANSMITTED
+    assert await env.journal.flush(timeout=5)
+    event = (await env.journal.events(sheet.dossier.case_id))[-1]
+    assert list(event.data["confirmed"]) == [key]
+
+
 async def test_incomplete_sheet_is_not_transmitted(qtbot: QtBot, env: Env) -> None:
     sheet = await make_sheet(qtbot, env)
     type_text(sheet.callback, "06 12 34 56 78")

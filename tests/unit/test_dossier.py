@@ -16,6 +16,7 @@ from sas_desk.models.dossier import (
     Actor,
     Branch,
     Caller,
+    ConfirmationNeeded,
     Decision,
     Dossier,
     Event,
@@ -53,6 +54,7 @@ def complete() -> Dossier:
     d = draft()
     d.caller.callback = "06 12 34 56 78"
     d.location.address = "12 rue de la République, Lyon"
+    d.location.city, d.location.insee = "Lyon", "69123"
     d.motive_code = "M03.06"
     d.motive_label = "Douleur thoracique"
     d.priority = "P1"
@@ -226,6 +228,46 @@ def test_a_decision_states_its_care_level_and_type(
     assert all(text.endswith(".") or text.endswith("».") for text in problems.values())
 
 
+def test_unusual_dossiers_leave_only_once_confirmed_and_the_answer_is_logged() -> None:
+    actor = Actor("ARM", "arm", "POSTE")
+    d = complete()
+    d.location = Location(address="Trifouillis-les-Oies")
+    d.priority = "P1"
+    d.caller.callback = ""  # a P1 may leave without a number, once confirmed
+    assert d.problems() == {}
+    assert set(d.confirmations("69")) == {"unlocated", "no_callback"}
+    with pytest.raises(ConfirmationNeeded) as caught:
+        transmit(d, T1, actor, departement="69", confirmed=("unlocated",))
+    assert set(caught.value.questions) == {"no_callback"}
+    assert d.status is Status.DRAFT
+    event = transmit(d, T1, actor, departement="69", confirmed=("unlocated", "no_callback"))
+    assert set(event.data["confirmed"]) == {"unlocated", "no_callback"}
+    assert d.status is Status.TRANSMITTED and d.caller.callback == ""
+
+
+@pytest.mark.parametrize(
+    ("insee", "lat", "departement", "expected"),
+    [
+        ("69123", 45.76, "69", set()),
+        ("38185", 45.19, "69", {"out_of_territory"}),
+        ("", 45.76, "69", {"out_of_territory"}),  # a position near no commune of ours
+        ("38185", 45.19, "", set()),  # no territory given: nothing to compare
+    ],
+)
+def test_a_place_outside_the_centre_asks_confirmation(
+    insee: str, lat: float, departement: str, expected: set[str]
+) -> None:
+    d = complete()
+    d.location = Location(insee=insee, lat=lat, lon=4.8)
+    assert set(d.confirmations(departement)) == expected
+
+
+def test_a_p2_without_callback_is_still_refused() -> None:
+    d = complete()
+    d.caller.callback, d.priority = "", "P2"
+    assert "callback" in d.problems()
+
+
 def test_problems_of_a_complete_dossier() -> None:
     assert complete().problems() == {}
     assert full().problems() == {}
@@ -233,10 +275,12 @@ def test_problems_of_a_complete_dossier() -> None:
 
 def _no_callback(d: Dossier) -> None:
     d.caller.callback = ""
+    d.priority = "P2"  # a P0/P1 asks for confirmation instead
 
 
 def _blank_callback(d: Dossier) -> None:
     d.caller.callback = "   "
+    d.priority = "P2"
 
 
 def _bad_callback(d: Dossier) -> None:
@@ -244,7 +288,7 @@ def _bad_callback(d: Dossier) -> None:
 
 
 def _no_location(d: Dossier) -> None:
-    d.location.address = "  "
+    d.location = Location(address="  ")
 
 
 def _bad_insee(d: Dossier) -> None:
