@@ -9,6 +9,7 @@ how long they have waited.
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -186,6 +187,15 @@ class QueueItem:
 
 def ordered(items: list[QueueItem]) -> list[QueueItem]:
     return sorted(items, key=QueueItem.sort_key)
+
+
+def next_to_take(items: Iterable[QueueItem], queues: Collection[QueueName]) -> QueueItem | None:
+    """The head of ``queues`` taken together: the waiting item nobody holds
+    that comes first in queue order (priority, then longest wait)."""
+    free = [
+        i for i in items if i.queue in queues and i.claim is None and i.status is ItemStatus.WAITING
+    ]
+    return min(free, key=QueueItem.sort_key, default=None)
 
 
 @dataclass(frozen=True)

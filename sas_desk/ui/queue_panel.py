@@ -35,6 +35,7 @@ from sas_desk.models.queue import (
     QueueItem,
     QueueName,
     WaitLimits,
+    next_to_take,
     role_may,
 )
 from sas_desk.services.queues.client import QueueClient
@@ -53,6 +54,7 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("close", "Clôturer", "Ctrl+K"),
 )
 SUPERVISOR_ACTIONS: tuple[tuple[str, str, str], ...] = (("reassign", "Réattribuer…", "Ctrl+E"),)
+TAKE_NEXT = ("take_next", "Prendre le suivant", "F2")  # the head of my queues, from anywhere
 BACK_TO_QUEUE = ""  # reassign choice: no holder, the item waits in its queue again
 
 
@@ -174,8 +176,14 @@ class QueuePanel(QWidget):
             view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
             view.horizontalHeader().setStretchLastSection(True)
             view.activated.connect(self._activated)
+            # the head is selected: Entrée and the action keys work at once
+            for signal in (proxy.rowsInserted, proxy.rowsRemoved, proxy.modelReset):
+                signal.connect(lambda *_, v=view: self._keep_current(v))
+            proxy.layoutChanged.connect(lambda *_, v=view: self._keep_current(v))
             self.tabs.addTab(view, queue.label)
             self.views[queue] = view
+        self.tabs.currentChanged.connect(lambda _i: self._follow_tab())
+        self._follow_tab()
         layout.addWidget(self.tabs, 1)
 
         # transfer and hand-back bars (inline, not modal), a reason each
@@ -231,10 +239,16 @@ class QueuePanel(QWidget):
         # to itself; reassigning is the supervisor's
         role = client.actor.role
         actions = [a for a in ACTIONS + SUPERVISOR_ACTIONS if role_may(role, a[0])]
+        if role_may(role, "claim"):
+            actions.insert(0, TAKE_NEXT)
         for i, (kind, text, keys) in enumerate(actions):
             action = QAction(text, self)
             action.setShortcut(QKeySequence(keys))
-            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.setShortcutContext(
+                Qt.ShortcutContext.WindowShortcut
+                if kind == "take_next"
+                else Qt.ShortcutContext.WidgetWithChildrenShortcut
+            )
             action.triggered.connect(lambda _=False, k=kind: self.act(k))
             self.addAction(action)
             button = named(QPushButton(f"{text}\n{keys}"), f"action_{kind}")
@@ -364,6 +378,30 @@ class QueuePanel(QWidget):
                     return True
         return False
 
+    def _keep_current(self, view: QTableView) -> None:
+        """No row current (start, or the current one left): the head is."""
+        proxy = view.model()
+        if not view.currentIndex().isValid() and proxy.rowCount() > 0:
+            view.setCurrentIndex(proxy.index(0, 0))
+
+    def _follow_tab(self) -> None:
+        """Focus given to the panel goes to the table of the tab shown."""
+        view = self.current_view()
+        if view is not None:
+            had_focus = self.tabs.hasFocus() or any(v.hasFocus() for v in self.views.values())
+            self.setFocusProxy(view)
+            if had_focus:
+                view.setFocus()
+
+    def take_next(self) -> None:
+        """Claim the head of my queues (the first free item, all tabs together)."""
+        item = next_to_take(self.model.items(), self.queues)
+        if item is None:
+            self.message.show_message("Aucun dossier en attente dans vos files.", info=True)
+            return
+        self.select(item.case_id)
+        self.run("claim", item.case_id, lease_s=self.client.lease_s)
+
     def _activated(self, index: QModelIndex) -> None:
         item = index.siblingAtColumn(0).data(Qt.ItemDataRole.UserRole + 1)
         if not isinstance(item, QueueItem):
@@ -376,6 +414,9 @@ class QueuePanel(QWidget):
 
     # ------------------------------------------------------------------ actions
     def act(self, kind: str) -> None:
+        if kind == "take_next":
+            self.take_next()
+            return
         item = self.selected()
         if item is None:
             self.message.show_message("Sélectionnez d'abord un dossier dans la file.")

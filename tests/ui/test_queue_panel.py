@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QApplication, QLabel
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
@@ -314,6 +314,41 @@ async def test_server_down_shows_offline_and_nothing_is_lost(
     await until(lambda: b.panel.model.item(case.case_id) is not None, timeout=10)
 
 
+async def test_the_head_is_selected_and_f2_takes_the_next(
+    room: tuple[Clock, Station, Station, Station], qtbot: QtBot
+) -> None:
+    """Issue 14 §12: Entrée works before any click; one key takes the head."""
+    clock, a, b, _sup = room
+    late, urgent = dossier(20, clock, priority="P3"), dossier(21, clock, priority="P1")
+    await a.client.enqueue(late)
+    clock.t += timedelta(seconds=5)
+    await a.client.enqueue(urgent)
+    await until(lambda: len(rows(a.panel, QueueName.SNP)) == 2, timeout=10)
+    a.panel.activateWindow()
+    await until(a.panel.isActiveWindow)
+    item = a.panel.selected()
+    assert item is not None and item.case_id == urgent.case_id  # the head, unclicked
+    opened: list[str] = []
+    a.panel.open_dossier.connect(opened.append)
+    a.panel.setFocus()
+    focus = QApplication.focusWidget()
+    assert focus is a.panel.views[QueueName.SNP]
+    press(focus, Qt.Key.Key_Return)  # Entrée on the head claims it
+    await until(lambda: opened == [urgent.case_id], timeout=10)
+    # the other workstation: F2 takes the next free one, whatever is selected
+    b.panel.activateWindow()
+    await until(b.panel.isActiveWindow)
+    await until(lambda: held(b.panel, urgent.case_id), timeout=10)
+    b.panel.select(urgent.case_id)
+    press(b.panel.views[QueueName.SNP], Qt.Key.Key_F2)
+    await until(lambda: "Prendre : fait" in b.panel.message.text(), timeout=10)
+    item = b.panel.model.item(late.case_id)
+    assert item is not None and item.claim is not None
+    assert item.claim.workstation == "POSTE-MRL-2"
+    press(b.panel.views[QueueName.SNP], Qt.Key.Key_F2)
+    assert "Aucun dossier en attente" in b.panel.message.text()
+
+
 async def test_keyboard_claim_opens_the_dossier(
     room: tuple[Clock, Station, Station, Station], qtbot: QtBot
 ) -> None:
@@ -335,12 +370,18 @@ async def test_keyboard_claim_opens_the_dossier(
 @pytest.mark.parametrize(
     ("role", "offered"),
     [
-        ("ARM", ["claim", "release", "transfer", "close"]),
-        ("OSNP", ["claim", "release", "transfer", "hand_back", "close"]),
-        ("MRU", ["claim", "release", "transfer", "request_booking", "hand_back", "close"]),
-        ("MRL", ["claim", "release", "transfer", "request_booking", "hand_back", "close"]),
-        ("DENT", ["claim", "release", "transfer", "hand_back", "close"]),
-        ("SUP", ["claim", "release", "transfer", "hand_back", "close", "reassign"]),
+        ("ARM", ["take_next", "claim", "release", "transfer", "close"]),
+        ("OSNP", ["take_next", "claim", "release", "transfer", "hand_back", "close"]),
+        (
+            "MRU",
+            ["take_next", "claim", "release", "transfer", "request_booking", "hand_back", "close"],
+        ),
+        (
+            "MRL",
+            ["take_next", "claim", "release", "transfer", "request_booking", "hand_back", "close"],
+        ),
+        ("DENT", ["take_next", "claim", "release", "transfer", "hand_back", "close"]),
+        ("SUP", ["take_next", "claim", "release", "transfer", "hand_back", "close", "reassign"]),
     ],
 )
 async def test_each_role_is_offered_only_what_it_may_do(
