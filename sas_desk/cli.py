@@ -11,6 +11,7 @@ sas-desk [--data-dir DIR] roster import FILE [--sectors FILE]
 sas-desk [--config PATH] [--data-dir DIR] roster who (--commune CODE_OU_NOM | --sector CODE)
          [--at "AAAA-MM-JJ HH:MM"]
 sas-desk [--config PATH] [--data-dir DIR] roster status | roster sync
+sas-desk [--config PATH] server … (the room server: sas_desk/server/cli.py)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sas_desk import __version__
+from sas_desk.server.cli import add_server_parser, run_server_command
 from sas_desk.services.config import ROLES, Config, ConfigError, load_config
 from sas_desk.services.queues.cli import add_db_parser, run_db_command
 
@@ -91,11 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     rsub.add_parser("status", help="tableau en vigueur, dernière synchronisation, alertes")
     rsub.add_parser("sync", help="met à jour les tableaux depuis les sources configurées")
     add_db_parser(sub)
+    add_server_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "server":  # its own [server] table, not a workstation's configuration
+        return run_server_command(args)
     try:
         config = load_config(args.config, args.data_dir)
     except ConfigError as exc:

@@ -251,3 +251,36 @@ class Operation:
     operator: str
     workstation: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- reading
+
+READ_ALL_ROLES = frozenset({"SUP"})
+
+
+def may_read_queue(role: str, queue: QueueName) -> bool:
+    """Whether ``role`` sees ``queue`` (snapshot, change stream): the queues
+    it works, every queue for the supervisor."""
+    return role in READ_ALL_ROLES or queue in queues_for_role(role)
+
+
+def may_read(role: str, operator: str, queue: QueueName | None, actors: Iterable[str]) -> bool:
+    """Whether ``operator`` working as ``role`` may read a dossier and its
+    events.  ``queue``: the queue the dossier waits or is held in now (None
+    once closed); ``actors``: the operators of its events.  The supervisor
+    reads everything; any other role a dossier in one of its queues, or one
+    the operator acted on (transmitted, claimed, decided…)."""
+    if role in READ_ALL_ROLES:
+        return True
+    if queue is not None and may_read_queue(role, queue):
+        return True
+    return bool(operator) and operator in set(actors)
+
+
+def read_refusal(queue: QueueName | None = None) -> str:
+    """The French message of a refused read."""
+    if queue is not None:
+        return f"La file {queue.label} est hors de vos files : consultation refusée."
+    return (
+        "Ce dossier n'est pas dans vos files et vous n'y êtes pas intervenu : consultation refusée."
+    )

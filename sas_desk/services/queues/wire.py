@@ -105,6 +105,93 @@ class ErrorBody(msgspec.Struct, frozen=True):
     claim: ClaimBody | None = None
 
 
+class SessionRequest(msgspec.Struct, frozen=True):
+    """``POST /v1/session``: who logs in, for which role, from which workstation."""
+
+    login: str
+    password: str
+    role: str
+    workstation: str
+
+
+class RefreshRequest(msgspec.Struct, frozen=True):
+    """``POST /v1/session/refresh``: the refresh token (used once: both rotate)."""
+
+    refresh_token: str
+
+
+class SessionBody(msgspec.Struct, frozen=True):
+    """A session's tokens and who it speaks for (as the server decided)."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int  # seconds the access token stays valid
+    operator: str
+    role: str
+    workstation: str
+    display_name: str = ""
+
+
+class RenewRequest(msgspec.Struct, frozen=True):
+    """``POST /v1/renew``: ``lease_s`` is bounded by the server's settings."""
+
+    lease_s: float | None = None
+
+
+class RenewResult(msgspec.Struct, frozen=True):
+    renewed: int
+
+
+class SnapshotBody(msgspec.Struct, frozen=True):
+    """``GET /v1/queues/{queue}``: the items in queue order."""
+
+    items: list[ItemBody]
+
+
+class DossierBody(msgspec.Struct, frozen=True):
+    """``GET /v1/dossiers/{case_id}``: ``Dossier.to_dict()``."""
+
+    dossier: dict[str, Any]
+
+
+class EventsBody(msgspec.Struct, frozen=True):
+    """``GET /v1/dossiers/{case_id}/events``: oldest first."""
+
+    events: list[EventBody]
+
+
+class QueueCount(msgspec.Struct, frozen=True):
+    queue: str
+    waiting: int
+    claimed: int
+    oldest_waiting_since: str | None = None  # the longest-waiting WAITING item
+
+
+class WorkstationBody(msgspec.Struct, frozen=True):
+    workstation: str
+    operator: str
+    role: str
+    streams: int  # change streams it has open
+
+
+class RoomBody(msgspec.Struct, frozen=True):
+    """``GET /v1/room``: the supervision screen's figures."""
+
+    at: str
+    queues: list[QueueCount]
+    workstations: list[WorkstationBody]
+
+
+class HealthBody(msgspec.Struct, frozen=True):
+    status: str
+
+
+class ByeBody(msgspec.Struct, frozen=True):
+    """SSE ``event: bye``: the server closes the stream (shutdown)."""
+
+    reason_fr: str
+
+
 # --------------------------------------------------------------------------- conversions
 
 

@@ -1,0 +1,192 @@
+"""``sas-desk server``: run the room server, and its administration.
+
+sas-desk [--config F] server --dsn DSN [--schema S] --listen HOST:PORT
+         [--tls-cert F --tls-key F] [--allow-superuser]
+sas-desk server user add LOGIN --role R [--role R…] [--name "…"] [--rpps N] --dsn DSN [--schema S]
+sas-desk server user disable LOGIN --dsn DSN
+sas-desk server user list --dsn DSN
+
+Passwords are read from the terminal (twice), or from the first line of
+stdin when it is not a terminal; never from the command line.
+
+Only argparse at import time: the server's libraries load when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROLES = ("ARM", "MRU", "MRL", "OSNP", "DENT", "SUP")
+_MIN_PASSWORD = 12
+
+
+def _db_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--dsn",
+        default=default,
+        help="base de la salle : postgresql://… ou sqlite:///chemin/du/fichier",
+    )
+    parser.add_argument("--schema", default=default, help="schéma PostgreSQL (défaut : sas_desk)")
+
+
+def add_server_parser(subparsers: Any) -> None:
+    server = subparsers.add_parser("server", help="serveur de la salle de régulation (API HTTPS)")
+    _db_options(server, suppress=False)
+    server.add_argument("--listen", help="adresse d'écoute HOTE:PORT (défaut 127.0.0.1:8443)")
+    server.add_argument("--tls-cert", type=Path, help="certificat du serveur (PEM)")
+    server.add_argument("--tls-key", type=Path, help="clé privée du certificat (PEM)")
+    server.add_argument(
+        "--allow-superuser",
+        action="store_true",
+        default=None,
+        help="accepte un compte PostgreSQL superutilisateur (déconseillé)",
+    )
+    actions = server.add_subparsers(dest="server_action")
+    user = actions.add_parser("user", help="comptes des opérateurs")
+    uactions = user.add_subparsers(dest="user_action", required=True)
+    add = uactions.add_parser("add", help="crée un compte (mot de passe demandé)")
+    add.add_argument("login")
+    add.add_argument(
+        "--role", action="append", required=True, choices=ROLES, help="rôle permis (répétable)"
+    )
+    add.add_argument("--name", default="", help="nom affiché")
+    add.add_argument("--rpps", default="", help="numéro RPPS (professionnels de santé)")
+    _db_options(add, suppress=True)
+    disable = uactions.add_parser("disable", help="désactive un compte (sessions révoquées)")
+    disable.add_argument("login")
+    _db_options(disable, suppress=True)
+    enable = uactions.add_parser("enable", help="réactive un compte")
+    enable.add_argument("login")
+    _db_options(enable, suppress=True)
+    ulist = uactions.add_parser("list", help="liste les comptes (JSON, une ligne par compte)")
+    _db_options(ulist, suppress=True)
+
+
+def run_server_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from sas_desk.server.settings import (
+        ServerSettings,
+        SettingsError,
+        from_toml,
+        parse_listen,
+        with_environment,
+    )
+
+    try:
+        settings = from_toml(args.config) if args.config is not None else ServerSettings()
+        overrides: dict[str, Any] = {}
+        if args.dsn:
+            overrides["dsn"] = args.dsn
+        if args.schema:
+            overrides["schema"] = args.schema
+        if getattr(args, "listen", None):
+            overrides["host"], overrides["port"] = parse_listen(args.listen)
+        for key in ("tls_cert", "tls_key", "allow_superuser"):
+            if getattr(args, key, None) is not None:
+                overrides[key] = getattr(args, key)
+        settings = with_environment(replace(settings, **overrides))
+        if not settings.dsn:
+            raise SettingsError("Serveur : adresse de la base (--dsn) manquante.")
+    except SettingsError as exc:
+        print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
+        return 1
+    if args.server_action == "user":
+        return asyncio.run(_user_command(settings, args))
+    from sas_desk.server.serve import run
+
+    return run(settings)
+
+
+def read_password(login: str) -> str:
+    """From the terminal (asked twice), or the first line of stdin."""
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"Mot de passe de {login} : ")
+        second = getpass.getpass("Confirmez : ")
+        if first != second:
+            raise ValueError("les deux saisies diffèrent")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+async def _user_command(settings: Any, args: argparse.Namespace) -> int:
+    from sas_desk.server.auth import hash_password
+    from sas_desk.server.store import Account, AccountExists, StoreUnavailable, open_store
+
+    store = open_store(settings.dsn, settings.schema)
+    try:
+        await store.open()
+    except StoreUnavailable as exc:
+        print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
+        return 1
+    try:
+        if args.user_action == "add":
+            try:
+                password = read_password(args.login)
+            except (ValueError, EOFError) as exc:
+                print(f"sas-desk server : mot de passe non lu ({exc}).", file=sys.stderr)
+                return 1
+            if len(password) < _MIN_PASSWORD:
+                print(
+                    f"sas-desk server : mot de passe trop court ({_MIN_PASSWORD} caractères au "
+                    "moins).",
+                    file=sys.stderr,
+                )
+                return 1
+            account = Account(
+                login=args.login,
+                display_name=args.name,
+                roles=tuple(dict.fromkeys(args.role)),
+                rpps=args.rpps,
+            )
+            try:
+                await store.add_account(
+                    account,
+                    await asyncio.to_thread(hash_password, password),
+                    datetime.now().astimezone(),
+                )
+            except AccountExists:
+                print(f"sas-desk server : le compte {args.login} existe déjà.", file=sys.stderr)
+                return 1
+            print(f"Compte {args.login} créé ({', '.join(account.roles)}).")
+            return 0
+        if args.user_action in ("disable", "enable"):
+            if not await store.set_disabled(args.login, args.user_action == "disable"):
+                print(f"sas-desk server : compte inconnu : {args.login}.", file=sys.stderr)
+                return 1
+            state = (
+                "désactivé (sessions révoquées)" if args.user_action == "disable" else "réactivé"
+            )
+            print(f"Compte {args.login} {state}.")
+            return 0
+        for account in await store.accounts():
+            print(
+                json.dumps(
+                    {
+                        "login": account.login,
+                        "name": account.display_name,
+                        "roles": list(account.roles),
+                        "rpps": account.rpps,
+                        "disabled": account.disabled,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return 0
+    except StoreUnavailable as exc:
+        print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()

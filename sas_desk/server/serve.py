@@ -1,0 +1,128 @@
+"""Running the room server: open the stores, refuse what is unsafe, serve
+with uvicorn, stop cleanly on SIGTERM (streams say ``bye``, in-flight
+requests finish, then the stores close)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from sas_desk.server.app import SHUTDOWN_FR, ServerClock, create_app
+from sas_desk.server.settings import ServerSettings, SettingsError
+from sas_desk.server.store import ServerStore, StoreUnavailable, open_store
+from sas_desk.server.stream import Hub
+from sas_desk.services.queues.api import BackendUnavailable, QueueBackend
+
+log = logging.getLogger("sas_desk.server")
+
+
+def open_backend(settings: ServerSettings, clock: ServerClock) -> QueueBackend:
+    path = settings.sqlite_path
+    if path is not None:
+        from sas_desk.services.queues.sqlite import SqliteBackend
+
+        return SqliteBackend(path, now=clock.now)
+    from sas_desk.services.queues.postgres import PostgresBackend
+
+    return PostgresBackend(
+        settings.dsn,
+        now=clock.now,
+        schema=settings.schema,
+        application_name="sas-desk-server",
+        pool_size=8,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, plus: the streams are told ``bye`` as soon as SIGTERM/SIGINT
+    arrives (otherwise they would hold the graceful shutdown open)."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.hub.begin_close(SHUTDOWN_FR)
+        # not re-raised after the graceful shutdown (uvicorn's default): the
+        # stores close and the process exits 0, which is what systemd expects
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+async def serve(settings: ServerSettings) -> int:
+    settings = settings.checked()
+    clock = ServerClock()
+    backend = open_backend(settings, clock)
+    store: ServerStore = open_store(settings.dsn, settings.schema)
+    try:
+        await store.open()
+        if await store.is_superuser() and not settings.allow_superuser:
+            raise SettingsError(
+                "Serveur : le compte PostgreSQL est superutilisateur ; utilisez le compte du "
+                "serveur (droits limités, voir docs/deploy-room-server.md) ou --allow-superuser."
+            )
+        await backend.open()
+    except (StoreUnavailable, BackendUnavailable, SettingsError) as exc:
+        await backend.close()
+        await store.close()
+        print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
+        return 1
+    hub = Hub(backend, settings.ring_size)
+    app = create_app(settings, backend, store, clock=clock, hub=hub)
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        await backend.close()
+        await store.close()
+        print(
+            f"sas-desk server : impossible d'écouter sur {settings.host}:{settings.port} "
+            f"({exc.strerror}).",
+            file=sys.stderr,
+        )
+        return 1
+    port = sock.getsockname()[1]
+    options: dict[str, Any] = {}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        options = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        server_header=False,
+        **options,
+    )
+    server = _Server(config, hub)
+    bound = ServerSettings(**{**settings.__dict__, "port": port})
+    # the first line on stdout says where it listens (tests start it on port 0)
+    print(f"LISTEN {bound.base_url}", flush=True)
+    log.info("room server listening on %s (store: %s)", bound.base_url, store.kind)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        await backend.close()
+        await store.close()
+        sock.close()
+    return 0 if server.started else 1
+
+
+def run(settings: ServerSettings) -> int:
+    try:
+        return asyncio.run(serve(settings))
+    except SettingsError as exc:
+        print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
+        return 1

@@ -1,0 +1,161 @@
+"""The room server's settings: command line, or a ``[server]`` TOML table.
+
+Every bad value is a :class:`SettingsError` with a French message naming
+where it came from; the command prints it and exits 1.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+TEST_CLOCK_ENV = "SAS_DESK_SERVER_TEST_CLOCK_TOKEN"
+
+
+class SettingsError(Exception):
+    def __init__(self, message_fr: str) -> None:
+        super().__init__(message_fr)
+        self.message_fr = message_fr
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    dsn: str = ""
+    schema: str = "sas_desk"
+    host: str = "127.0.0.1"
+    port: int = 8443
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allow_superuser: bool = False
+    lease_s: float = 120.0  # a claim's lease when the client names none
+    max_lease_s: float = 600.0  # the longest lease a client may ask for
+    access_ttl_s: float = 900.0  # access token: 15 minutes
+    refresh_ttl_s: float = 12 * 3600.0  # refresh token: one shift
+    expire_every_s: float = 2.0  # the lease expiry loop's period
+    keepalive_s: float = 15.0  # SSE comment line period
+    ring_size: int = 2048  # change sets kept for Last-Event-ID resume
+    max_failures: int = 5  # failed logins within lockout_s lock the login...
+    lockout_s: float = 60.0  # ...for lockout_s
+    shutdown_grace_s: float = 10.0  # in-flight requests get this long on SIGTERM
+    test_clock_token: str = ""  # PUT /_test/clock (loopback only)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """``sqlite:///path/to/file`` selects the SQLite store."""
+        if self.dsn.startswith("sqlite://"):
+            return Path(self.dsn.removeprefix("sqlite://"))
+        return None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    def checked(self) -> ServerSettings:
+        """Refuses an incomplete or unsafe configuration (French message)."""
+        if not self.dsn:
+            raise SettingsError("Serveur : adresse de la base (--dsn) manquante.")
+        if not (self.dsn.startswith(("postgresql://", "postgres://", "sqlite://"))):
+            raise SettingsError(
+                "Serveur : --dsn attendu sous la forme postgresql://… ou sqlite:///chemin."
+            )
+        if self.sqlite_path is not None and not str(self.sqlite_path):
+            raise SettingsError("Serveur : chemin du fichier SQLite manquant (sqlite:///chemin).")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError("Serveur : --tls-cert et --tls-key vont ensemble.")
+        if not self.tls and not self.loopback:
+            raise SettingsError(
+                f"Serveur : TLS obligatoire pour écouter sur {self.host} "
+                "(--tls-cert et --tls-key) ; sans TLS, seulement sur la boucle locale "
+                "(127.0.0.1 ou ::1)."
+            )
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise SettingsError(f"Serveur : fichier TLS introuvable : {path}.")
+        if not 0 < self.lease_s <= self.max_lease_s:
+            raise SettingsError("Serveur : lease_s doit être positif et au plus max_lease_s.")
+        if self.test_clock_token and not self.loopback:
+            raise SettingsError(
+                f"Serveur : {TEST_CLOCK_ENV} (horloge de test) interdit hors boucle locale."
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise SettingsError(f"Serveur : --listen « {value} » invalide (attendu HOTE:PORT).")
+    return host.strip("[]"), int(port)
+
+
+_FLOAT_KEYS = {f.name for f in fields(ServerSettings) if f.type == "float"}
+_INT_KEYS = {f.name for f in fields(ServerSettings) if f.type == "int"}
+_TOML_KEYS = {f.name for f in fields(ServerSettings)} - {"host", "port", "test_clock_token"} | {
+    "listen"
+}
+
+
+def from_toml(path: Path) -> ServerSettings:
+    """The ``[server]`` table of a TOML file (other tables are ignored)."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"Configuration ({path}) illisible : {exc.strerror}.") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"Configuration ({path}) : TOML invalide ({exc}).") from None
+    table = raw.get("server", {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"Configuration ({path}) : [server] doit être une table.")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"Configuration ({path}) : [server] {key}"
+        if key not in _TOML_KEYS:
+            raise SettingsError(f"Configuration ({path}) : clé inconnue « {key} » dans [server].")
+        if key == "listen":
+            if not isinstance(value, str):
+                raise SettingsError(f"{where} : texte HOTE:PORT attendu.")
+            values["host"], values["port"] = parse_listen(value)
+        elif key in ("tls_cert", "tls_key"):
+            if not isinstance(value, str):
+                raise SettingsError(f"{where} : chemin attendu.")
+            values[key] = (path.parent / value).expanduser()
+        elif key == "allow_superuser":
+            if not isinstance(value, bool):
+                raise SettingsError(f"{where} : true ou false attendu.")
+            values[key] = value
+        elif key in _FLOAT_KEYS or key in _INT_KEYS:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise SettingsError(f"{where} : nombre positif attendu.")
+            values[key] = int(value) if key in _INT_KEYS else float(value)
+        else:
+            if not isinstance(value, str):
+                raise SettingsError(f"{where} : texte attendu.")
+            values[key] = value
+    return ServerSettings(**values)
+
+
+def with_environment(settings: ServerSettings) -> ServerSettings:
+    token = os.environ.get(TEST_CLOCK_ENV, "")
+    return replace(settings, test_clock_token=token) if token else settings
