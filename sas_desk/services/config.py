@@ -92,47 +92,51 @@ class IdentitySettings:
 IDENTITY_MODES = ("code", "ciba")
 
 
-def identity_settings(table: Any, where: str) -> IdentitySettings:
-    """Read and check an ``[identity]`` table (also used by the room server)."""
+def identity_settings(table: Any, path: Path) -> IdentitySettings:
+    """Read and check an ``[identity]`` table; a bad value raises ``_Bad``
+    (the loader adds the file and the line)."""
     if not isinstance(table, dict):
-        raise ConfigError(f"Configuration ({where}) : [identity] doit être une section (table).")
+        raise ConfigError(f"Configuration ({path}) : [identity] doit être une section (table).")
     known = set(IdentitySettings.__dataclass_fields__)
     values: dict[str, str] = {}
     for key, value in table.items():
         if key not in known:
-            raise ConfigError(f"Configuration ({where}) : clé inconnue « {key} » dans [identity].")
+            raise ConfigError(f"Configuration ({path}) : clé inconnue « {key} » dans [identity].")
         if not isinstance(value, str):
-            raise ConfigError(f"Configuration ({where}) : [identity] {key} doit être un texte.")
+            raise _Bad("identity", key, "doit être un texte")
         values[key] = value.strip()
     identity = IdentitySettings(**values)
     for prefix in ("psc", "establishment"):
-        issuer = getattr(identity, f"{prefix}_issuer")
-        if not issuer:
+        if not getattr(identity, f"{prefix}_issuer"):
             continue
-        if not _secure_url(issuer):
-            raise ConfigError(
-                f"Configuration ({where}) : [identity] {prefix}_issuer doit être une adresse "
-                "https:// (http:// seulement sur la boucle locale)."
+        if not _secure_url(getattr(identity, f"{prefix}_issuer")):
+            raise _Bad(
+                "identity",
+                f"{prefix}_issuer",
+                "doit être une adresse https:// (http:// seulement sur la boucle locale)",
             )
         if not getattr(identity, f"{prefix}_client_id"):
-            raise ConfigError(
-                f"Configuration ({where}) : [identity] {prefix}_client_id est requis "
-                f"avec {prefix}_issuer."
-            )
+            raise _Bad("identity", f"{prefix}_client_id", f"est requis avec {prefix}_issuer")
         if "openid" not in getattr(identity, f"{prefix}_scope").split():
-            raise ConfigError(
-                f"Configuration ({where}) : [identity] {prefix}_scope doit contenir openid."
-            )
+            raise _Bad("identity", f"{prefix}_scope", "doit contenir openid")
     if identity.psc_mode not in IDENTITY_MODES:
-        raise ConfigError(
-            f"Configuration ({where}) : [identity] psc_mode vaut « code » ou « ciba », "
-            f"pas « {identity.psc_mode} »."
-        )
+        raise _Bad("identity", "psc_mode", f"doit valoir code ou ciba (lu : {identity.psc_mode})")
     if not identity.establishment_login_claim:
-        raise ConfigError(
-            f"Configuration ({where}) : [identity] establishment_login_claim ne peut être vide."
-        )
+        raise _Bad("identity", "establishment_login_claim", "ne peut être vide")
     return identity
+
+
+def load_identity(path: Path) -> IdentitySettings:
+    """The ``[identity]`` table of *path* alone (the room server's
+    configuration file); :class:`ConfigError` naming file and line."""
+    text = read_config_text(path)
+    try:
+        return identity_settings(parse_toml(text, path).get("identity", {}), path)
+    except _Bad as bad:
+        line = _line_of(text, bad.section, bad.key)
+        raise _refused(
+            path, f"ligne {line}" if line else "", f"[{bad.section}] {bad.key} {bad.detail}"
+        ) from None
 
 
 def _secure_url(url: str) -> bool:
@@ -323,7 +327,7 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
 def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Config:
     values: dict[str, Any] = {"source": path}
     if "identity" in raw:
-        values["identity"] = identity_settings(raw.pop("identity"), str(path))
+        values["identity"] = identity_settings(raw.pop("identity"), path)
     if "vendors" in raw:
         values["vendors"] = _vendors(raw.pop("vendors"), path)
     for section, content in raw.items():

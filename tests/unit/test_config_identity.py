@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sas_desk.services.config import ConfigError, IdentitySettings, load_config
+from sas_desk.services.config import ConfigError, IdentitySettings, load_config, load_identity
 
 GOOD = """\
 [identity]
@@ -58,18 +58,27 @@ def test_loopback_http_issuer_allowed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('psc_issuer = "http://psc.example/realm"\npsc_client_id = "c"', "psc_issuer doit être une adresse https://"),
-        ('psc_issuer = "https://psc.example/realm"', "psc_client_id est requis"),
-        ('establishment_issuer = "ftp://idp"\nestablishment_client_id = "c"', "establishment_issuer doit être"),
-        ('psc_mode = "device"', "psc_mode vaut « code » ou « ciba »"),
+        ('psc_issuer = "http://psc.example/realm"\npsc_client_id = "c"', "ligne 2) : [identity] psc_issuer doit être une adresse https://"),
+        ('psc_issuer = "https://psc.example/realm"', "[identity] psc_client_id est requis avec psc_issuer"),
+        ('establishment_issuer = "ftp://idp"\nestablishment_client_id = "c"', "[identity] establishment_issuer doit être"),
+        ('psc_mode = "device"', "ligne 2) : [identity] psc_mode doit valoir code ou ciba (lu : device)"),
         ('psc_secret = "x"', "clé inconnue « psc_secret » dans [identity]"),
-        ("psc_client_id = 12", "[identity] psc_client_id doit être un texte"),
-        ('psc_issuer = "https://p/r"\npsc_client_id = "c"\npsc_scope = "scope_all"', "psc_scope doit contenir openid"),
-        ('establishment_login_claim = ""', "establishment_login_claim ne peut être vide"),
+        ("psc_client_id = 12", "ligne 2) : [identity] psc_client_id doit être un texte"),
+        ('psc_issuer = "https://p/r"\npsc_client_id = "c"\npsc_scope = "scope_all"', "ligne 4) : [identity] psc_scope doit contenir openid"),
+        ('establishment_login_claim = ""', "[identity] establishment_login_claim ne peut être vide"),
     ],
 )  # fmt: skip
 def test_identity_refusals(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in refused(write(tmp_path, f"[identity]\n{text}\n"))
+
+
+def test_load_identity_alone_for_the_room_server(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nlisten = "127.0.0.1:8443"\n\n' + GOOD)
+    assert load_identity(path).psc_mode == "ciba"
+    bad = write(tmp_path, '[identity]\npsc_mode = "sms"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_identity(bad)
+    assert f"({bad}, ligne 2)" in caught.value.message_fr
 
 
 def test_identity_must_be_a_table(tmp_path: Path) -> None:

@@ -243,6 +243,18 @@ class OidcBroker:
     async def finish(
         self, flow_id: str, *, code: str = "", state: str = "", iss: str = "", error: str = ""
     ) -> FlowResult | Pending:
+        """Exchange the code (or poll CIBA) and verify the identity; a refusal
+        names its provider (``AuthError.provider``)."""
+        provider = self._flows[flow_id].provider if flow_id in self._flows else ""
+        try:
+            return await self._finish(flow_id, code=code, state=state, iss=iss, error=error)
+        except AuthError as exc:
+            exc.provider = provider
+            raise
+
+    async def _finish(
+        self, flow_id: str, *, code: str, state: str, iss: str, error: str
+    ) -> FlowResult | Pending:
         flow = self._flows.get(flow_id)
         now = self._clock()
         if flow is None:

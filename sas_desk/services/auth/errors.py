@@ -44,3 +44,4 @@ class AuthError(Exception):
         # ``detail`` is for the log (never a token); the message is for the user
         super().__init__(f"{code}: {detail}" if detail else code)
         self.detail = detail
+        self.provider = ""  # which provider refused, when known (audit)
