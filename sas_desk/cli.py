@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.role:
         config = replace(config, role=args.role)
+    if args.command not in ("simulator", "fhir", "db"):  # data dir 0700, files 0600 (issue 15)
+        from sas_desk.services.private import make_private
+
+        make_private(config.data_dir)
     if args.command == "fhir":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
         return _fhir_command(args)
