@@ -130,6 +130,8 @@ PSC_USERS: tuple[SimUser, ...] = (
             regulation_access=True),
     SimUser("810100000037", "Inès", "Moreau", profession="40",
             profession_label="Chirurgien-Dentiste", regulation_access=True),
+    SimUser("810100000052", "Léa", "Roux", profession="10", profession_label="Médecin",
+            regulation_access=True),
     # a professional PSC knows and no room account has (tests: unknown RPPS)
     SimUser("810100000045", "Hugo", "Petit", profession="10", profession_label="Médecin"),
 )  # fmt: skip

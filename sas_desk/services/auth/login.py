@@ -10,9 +10,12 @@
   approves on the e-CPS app, and the workstation asks the server to finish at
   the interval it says.
 
-Both return the room server's session answer (the JSON of ``POST
-/v1/session``).  Refusals raise :class:`AuthError` with the server's French
-message.  No provider token ever reaches the workstation.
+Both return the room server's answer carrying the session (200, the same
+``SessionBody`` as ``POST /v1/session``), for the caller's session holder to
+take (``RoomSession``).  With an ``httpx`` client that has the room's
+``base_url``, pass ``room_url=""``.  Refusals raise :class:`AuthError` with
+the server's code and French message.  No provider token ever reaches the
+workstation.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import msgspec
@@ -86,7 +88,7 @@ class OidcLogin:
         opener: Opener,
         provider: str = "psc",
         timeout: float = 300.0,
-    ) -> dict[str, Any]:
+    ) -> httpx.Response:
         async with LoopbackReceiver() as receiver:
             started = await self._start(
                 OidcStartBody(
@@ -111,7 +113,7 @@ class OidcLogin:
                 error=params.get("error", ""),
             ),
         )
-        return dict(msgspec.json.decode(response.content))
+        return response
 
     async def with_ciba(
         self,
@@ -122,7 +124,7 @@ class OidcLogin:
         on_binding_message: Callable[[str], None],
         provider: str = "psc",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> dict[str, Any]:
+    ) -> httpx.Response:
         started = await self._start(
             OidcStartBody(
                 role=role,
@@ -142,4 +144,4 @@ class OidcLogin:
             if response.status_code == 202:
                 interval = msgspec.json.decode(response.content, type=OidcPendingAnswer).interval
                 continue
-            return dict(msgspec.json.decode(response.content))
+            return response
