@@ -407,6 +407,10 @@ class Event:
     actor: Actor
     data: dict[str, Any] = field(default_factory=dict)
     seq: int | None = None  # assigned by the store
+    # the queue store's log (hash chain, see services/queues/machine.py):
+    op_id: str = ""  # the operation that made it ("" for a lease expiry)
+    prev_hash: str = ""  # hash of the previous event of the dossier ("" for the first)
+    hash: str = ""
 
     def to_row(self) -> dict[str, Any]:
         return {

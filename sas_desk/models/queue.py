@@ -284,3 +284,13 @@ def read_refusal(queue: QueueName | None = None) -> str:
     return (
         "Ce dossier n'est pas dans vos files et vous n'y êtes pas intervenu : consultation refusée."
     )
+
+
+@dataclass(frozen=True)
+class LogBreak:
+    """One break found in a dossier's hash-chained event log (an event
+    deleted, altered or inserted behind the store's back)."""
+
+    case_id: str
+    seq: int | None  # the event where the chain breaks (None: the dossier's end)
+    what_fr: str

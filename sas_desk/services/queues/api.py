@@ -3,11 +3,13 @@
 every backend (``tests/integration/queues``).
 
 Every mutation is an :class:`~sas_desk.models.queue.Operation` applied with
-:meth:`QueueBackend.apply`.  Operations carry an idempotency key (``op_id``):
+:meth:`QueueBackend.apply`; what it does is decided by the one state machine
+(``services/queues/machine.py``), the stores only persist its answer.  Operations carry an idempotency key (``op_id``):
 applying the same operation twice has the effect of applying it once and
 returns the same outcome (this is what makes the offline outbox replay
 exactly once).  Each applied operation appends one event to the dossier's
-log (operator, role, workstation, time) in the same transaction.
+log (operator, role, workstation, time) in the same transaction; each event
+carries the hash of the previous event of its dossier (:meth:`verify_log`).
 
 Operation kinds and their ``data``:
 
@@ -17,7 +19,7 @@ Operation kinds and their ``data``:
                   attribution).  Stores the dossier (server copy) and puts it
                   WAITING at the back of its priority.  Re-enqueueing a
                   dossier already queued is a no-op returning the item.
-``claim``         ``lease_s`` (default 120).  WAITING → CLAIMED by the
+``claim``         ``lease_s`` (default 120, at most ``MAX_LEASE_S``).  WAITING → CLAIMED by the
                   operation's workstation; raises ``ClaimConflict`` when
                   someone else holds it (re-claiming one's own claim renews it).
 ``release``       ``reason``.  Holder only (or role SUP) → WAITING, keeps its
@@ -53,7 +55,7 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 
 from sas_desk.models.dossier import Dossier, Event
-from sas_desk.models.queue import ChangeSet, Operation, QueueItem, QueueName
+from sas_desk.models.queue import ChangeSet, LogBreak, Operation, QueueError, QueueItem, QueueName
 
 
 class BackendUnavailable(Exception):
@@ -77,6 +79,7 @@ OPERATION_KINDS = (
     "reassign",
 )
 DEFAULT_LEASE_S = 120.0
+MAX_LEASE_S = 900.0  # a lease is a heartbeat, not a reservation: longer ones are refused
 DEFAULT_RENEW_S = 30.0
 
 
@@ -126,3 +129,13 @@ class QueueBackend(abc.ABC):
     @abc.abstractmethod
     async def events(self, case_id: str) -> list[Event]:
         """The dossier's event log, oldest first."""
+
+    async def verify_log(self) -> list[LogBreak]:
+        """Check the hash chain of every dossier's log (see
+        ``machine.verify_chain``); returns the breaks found, none when intact.
+        Stores implement it; a backend that cannot (a remote workstation)
+        refuses with a French message."""
+        raise QueueError(
+            "Vérification du journal impossible depuis ce poste : lancez-la sur le serveur.",
+            "unsupported",
+        )

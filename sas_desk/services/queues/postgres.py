@@ -35,8 +35,7 @@ import math
 import re
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -46,13 +45,11 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
-from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import (
     Actor,
     Dossier,
     Event,
     EventKind,
-    Status,
 )
 from sas_desk.models.queue import (
     ROLE_QUEUES,
@@ -60,6 +57,7 @@ from sas_desk.models.queue import (
     Claim,
     ClaimConflict,
     ItemStatus,
+    LogBreak,
     NotFound,
     NotHolder,
     Operation,
@@ -69,14 +67,23 @@ from sas_desk.models.queue import (
     WaitLimits,
     ordered,
     priority_rank,
-    queue_for_attribution,
 )
-from sas_desk.services.queues import rules
 from sas_desk.services.queues.api import (
     DEFAULT_LEASE_S,
     OPERATION_KINDS,
     BackendUnavailable,
     QueueBackend,
+)
+from sas_desk.services.queues.machine import (
+    NEEDS_DOSSIER,
+    Change,
+    check_operation,
+    expired,
+    lease_end,
+    op_id_reused,
+    seal,
+    transition,
+    verify_log,
 )
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "PostgresBackend", "SchemaTooNew", "upgrade"]
@@ -190,6 +197,18 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             FOR EACH ROW EXECUTE FUNCTION events_append_only();
         CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
             FOR EACH STATEMENT EXECUTE FUNCTION events_append_only();
+        """,
+    ),
+    (
+        3,
+        "journal chaîné par empreintes",
+        # each event carries the hash of the previous event of its dossier and
+        # its own (services/queues/machine.py); the item keeps its dossier's
+        # last hash, so a deleted last event shows.  Older events stay unchained.
+        """
+        ALTER TABLE events ADD COLUMN prev_hash text NOT NULL DEFAULT '';
+        ALTER TABLE events ADD COLUMN hash text NOT NULL DEFAULT '';
+        ALTER TABLE items ADD COLUMN log_head text NOT NULL DEFAULT '';
         """,
     ),
 )
@@ -493,7 +512,7 @@ def _item_from_row(row: Mapping[str, Any]) -> QueueItem:
     )
 
 
-def _item_params(item: QueueItem, at: datetime) -> dict[str, Any]:
+def _item_params(item: QueueItem, at: datetime, head: str) -> dict[str, Any]:
     c = item.claim
     return {
         "case_id": item.case_id,
@@ -515,6 +534,7 @@ def _item_params(item: QueueItem, at: datetime) -> dict[str, Any]:
         "version": item.version,
         "alert": item.alert,
         "updated_at": at,
+        "log_head": head,
     }
 
 
@@ -618,212 +638,10 @@ def _event_from_row(row: Mapping[str, Any]) -> Event:
         actor=Actor(row["role"], row["operator"], row["workstation"]),
         data=dict(row["data"] or {}),
         seq=int(row["seq"]),
+        op_id=row["op_id"] or "",
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
     )
-
-
-# --------------------------------------------------------------------------- transitions
-
-
-@dataclass(frozen=True)
-class _Change:
-    """What an operation does: the item to write (possibly CLOSED), the
-    dossier to write (when it changed), the event, and what ``apply`` returns."""
-
-    item: QueueItem | None  # None: nothing to write (no-op)
-    dossier: Dossier | None
-    event: Event | None
-    result: QueueItem | None
-
-
-def _lease(data: Mapping[str, Any]) -> timedelta:
-    return timedelta(seconds=rules.lease_seconds(data))
-
-
-def _transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) -> _Change:
-    """The pure part of ``apply``: what ``op`` does to the item and the server
-    dossier.  Raises :class:`QueueError` (nothing is written then)."""
-    if op.at.tzinfo is None:
-        raise QueueError("Heure de l'opération sans fuseau horaire.", "invalid")
-    if not isinstance(op.data, dict):
-        raise QueueError("Données de l'opération invalides.", "invalid")
-    at = op.at
-    actor = Actor(op.role, op.operator, op.workstation)
-    data = op.data
-    payload: dict[str, Any]
-
-    def change(
-        current: QueueItem,
-        new: QueueItem,
-        kind: EventKind,
-        payload: dict[str, Any],
-        *,
-        dossier: Dossier | None = None,
-    ) -> _Change:
-        new = replace(new, version=current.version + 1)
-        result = None if new.status is ItemStatus.CLOSED else new
-        return _Change(new, dossier, Event(op.case_id, at, kind, actor, payload), result)
-
-    def move(current: QueueItem, to: QueueName, kind: EventKind, **payload: Any) -> _Change:
-        if to is current.queue:
-            raise QueueError(f"Le dossier est déjà dans la file {to.label}.", "same_queue")
-        new = replace(
-            current, queue=to, status=ItemStatus.WAITING, claim=None, waiting_since=at, alert=""
-        )
-        return change(current, new, kind, {"from": current.queue.value, "to": to.value, **payload})
-
-    if op.kind == "enqueue":
-        raw = data.get("dossier")
-        if not isinstance(raw, dict):
-            raise QueueError("Dossier absent : mise en file impossible.", "invalid")
-        try:
-            sent = Dossier.from_dict(raw)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise QueueError("Dossier illisible : mise en file impossible.", "invalid") from None
-        if sent.case_id != op.case_id:
-            raise QueueError(
-                "Le dossier transmis ne correspond pas à l'opération de mise en file.", "invalid"
-            )
-        wanted = data.get("queue")
-        queue = rules.queue_arg(wanted) if wanted else queue_for_attribution(sent.attribution)
-        if queue is None:
-            raise QueueError(
-                "Filière du dossier inconnue : impossible de choisir une file.", "no_queue"
-            )
-        if item is not None and item.status is not ItemStatus.CLOSED:
-            return _Change(None, None, None, item)  # already queued: nothing to do
-        if dossier is not None:  # a closed dossier sent again
-            rules.merge_server_side(sent, dossier)
-        code = sent.motive_code
-        new = QueueItem(
-            case_id=op.case_id,
-            queue=queue,
-            status=ItemStatus.WAITING,
-            priority=sent.priority,
-            waiting_since=at,
-            motive_code=code,
-            motive_label=sent.motive_label or (codelist("motive").label(code) if code else ""),
-            commune=sent.commune_label,
-            age=sent.patient.age,
-            sex=sent.patient.sex,
-            version=item.version + 1 if item is not None else 1,
-        )
-        payload = {"queue": queue.value, "priority": new.priority, "reopened": item is not None}
-        return _Change(new, sent, Event(op.case_id, at, EventKind.ENQUEUED, actor, payload), new)
-
-    if item is None:
-        raise NotFound(op.case_id)
-    rules.check_role(op, item)
-
-    if op.kind == "note":
-        assert dossier is not None
-        note_id = rules.medical_note(dossier, rules.text_arg(data, "text"), op)
-        return change(item, item, EventKind.MEDICAL_NOTE, {"note_id": note_id}, dossier=dossier)
-
-    if item.status is ItemStatus.CLOSED:
-        raise QueueError("Ce dossier est clôturé : il n'est plus dans les files.", "closed")
-
-    if op.kind == "claim":
-        lease = _lease(data)
-        expires = at + lease
-        held = item.claim
-        payload = {"queue": item.queue.value, "lease_s": lease.total_seconds()}
-        if held is not None and held.workstation == op.workstation:  # one's own: renewed
-            claim = Claim(
-                op.workstation, op.operator, op.role, held.claimed_at, max(held.expires_at, expires)
-            )
-            payload["renewed"] = True
-        else:
-            if held is not None and held.expires_at > at:
-                raise ClaimConflict(held)
-            if held is not None:  # a lease that ran out and nobody expired yet
-                payload["expired_claim"] = _claim_json(held)
-            claim = Claim(op.workstation, op.operator, op.role, at, expires)
-        payload["expires_at"] = claim.expires_at.isoformat()
-        new = replace(item, status=ItemStatus.CLAIMED, claim=claim, alert="")
-        return change(item, new, EventKind.CLAIMED, payload)
-
-    if op.kind == "release":
-        held = rules.holder(item, op, supervisor=True)
-        if held is None:
-            raise NotHolder(item.case_id, None)  # nobody holds it: nothing to release
-        new = replace(item, status=ItemStatus.WAITING, claim=None, alert="")
-        payload = {"reason": rules.text_arg(data, "reason"), "holder": _claim_json(held)}
-        return change(item, new, EventKind.RELEASED, payload)
-
-    if op.kind == "transfer":
-        to = rules.queue_arg(data.get("to"))
-        rules.holder(item, op, supervisor=True)
-        return move(item, to, EventKind.TRANSFERRED, reason=rules.text_arg(data, "reason"))
-
-    if op.kind == "decide":
-        rules.holder(item, op, supervisor=False)
-        assert dossier is not None
-        care_level = rules.text_arg(data, "care_level")
-        if care_level and care_level not in codelist("care_level"):
-            raise QueueError(f"Niveau de soins « {care_level} » invalide (R1 à R4).", "invalid")
-        decisions = rules.decisions(data.get("decisions"), at)
-        note_text = rules.text_arg(data, "note").strip()
-        if not (care_level or decisions or note_text):
-            raise QueueError(
-                "Décision vide : niveau de soins, décision ou note médicale attendu.", "invalid"
-            )
-        if care_level:
-            dossier.care_level = care_level
-        dossier.decisions.extend(decisions)
-        dossier.revision += 1
-        payload = {"care_level": care_level, "decisions": [d.decision_type for d in decisions]}
-        if note_text:
-            payload["note_id"] = rules.medical_note(dossier, note_text, op)
-        return change(item, item, EventKind.DECIDED, payload, dossier=dossier)
-
-    if op.kind == "request_booking":
-        rules.holder(item, op, supervisor=False)
-        assert dossier is not None
-        note_text = rules.text_arg(data, "note").strip()
-        moved = move(item, QueueName.OSNP, EventKind.BOOKING_REQUESTED)
-        if not note_text:
-            return moved
-        assert moved.event is not None
-        moved.event.data["note_id"] = rules.medical_note(dossier, note_text, op)
-        return replace(moved, dossier=dossier)
-
-    if op.kind == "hand_back":
-        rules.holder(item, op, supervisor=False)
-        return move(
-            item, QueueName.ARM, EventKind.HANDED_BACK, reason=rules.text_arg(data, "reason")
-        )
-
-    if op.kind == "close":
-        held = rules.holder(item, op, supervisor=True)
-        assert dossier is not None
-        dossier.status = Status.CLOSED
-        dossier.revision += 1
-        new = replace(item, status=ItemStatus.CLOSED, claim=None, alert="")
-        payload = {"queue": item.queue.value, "reason": rules.text_arg(data, "reason")}
-        if held is not None and held.workstation != op.workstation:
-            payload["holder"] = _claim_json(held)
-        return change(item, new, EventKind.CLOSED, payload, dossier=dossier)
-
-    if op.kind == "reassign":
-        workstation = rules.text_arg(data, "to_workstation")
-        payload = {"from": _claim_json(item.claim)}
-        if workstation:
-            lease = _lease(data)
-            claim = Claim(
-                workstation,
-                rules.text_arg(data, "to_operator"),
-                rules.text_arg(data, "to_role"),
-                at,
-                at + lease,
-            )
-            new = replace(item, status=ItemStatus.CLAIMED, claim=claim, alert="")
-            payload["to"] = _claim_json(claim)
-        else:
-            new = replace(item, status=ItemStatus.WAITING, claim=None, alert="")
-            payload["to"] = None
-        return change(item, new, EventKind.REASSIGNED, payload)
-
-    raise QueueError(f"Opération inconnue : « {op.kind} ».", "unknown_kind")
 
 
 # --------------------------------------------------------------------------- SQL
@@ -848,6 +666,7 @@ _ITEM_COLUMNS = (
     "version",
     "alert",
     "updated_at",
+    "log_head",
 )
 _UPSERT_ITEM = (
     "INSERT INTO items ({cols}) VALUES ({vals}) ON CONFLICT (case_id) DO UPDATE SET {sets}".format(
@@ -857,9 +676,9 @@ _UPSERT_ITEM = (
     )
 )
 _INSERT_EVENT = (
-    "INSERT INTO events (case_id, at, kind, role, operator, workstation, op_id, data) "
-    "VALUES (%(e_case_id)s, %(e_at)s, %(e_kind)s, %(e_role)s, %(e_operator)s, "
-    "%(e_workstation)s, %(e_op_id)s, %(e_data)s)"
+    "INSERT INTO events (case_id, at, kind, role, operator, workstation, op_id, data, "
+    "prev_hash, hash) VALUES (%(e_case_id)s, %(e_at)s, %(e_kind)s, %(e_role)s, "
+    "%(e_operator)s, %(e_workstation)s, %(e_op_id)s, %(e_data)s, %(e_prev_hash)s, %(e_hash)s)"
 )
 _UPSERT_DOSSIER = (
     "INSERT INTO dossiers (case_id, data, updated_at) VALUES (%(d_case_id)s, %(d_data)s, %(d_at)s) "
@@ -871,7 +690,6 @@ _SELECT_ITEM_DOSSIER = (
     "SELECT i.*, d.data AS dossier FROM items i JOIN dossiers d USING (case_id) "
     "WHERE i.case_id = %s FOR UPDATE OF i, d"
 )
-_NEEDS_DOSSIER = frozenset({"enqueue", "decide", "note", "close", "request_booking"})
 # ``set_config(…, true)`` inside the statement lasts for its (implicit,
 # autocommit) transaction, commit included: what only records an answer is
 # committed without waiting for the WAL flush, in one round trip and without
@@ -921,8 +739,9 @@ def _conditional_write(*, event: bool) -> str:
     if event:
         parts.append(
             "e AS (INSERT INTO events (case_id, at, kind, role, operator, workstation, op_id, "
-            "data) SELECT %(e_case_id)s, %(e_at)s, %(e_kind)s, %(e_role)s, %(e_operator)s, "
-            "%(e_workstation)s, %(e_op_id)s, %(e_data)s FROM u)"
+            "data, prev_hash, hash) SELECT %(e_case_id)s, %(e_at)s, %(e_kind)s, %(e_role)s, "
+            "%(e_operator)s, %(e_workstation)s, %(e_op_id)s, %(e_data)s, %(e_prev_hash)s, "
+            "%(e_hash)s FROM u)"
         )
     return "WITH " + ", ".join(parts) + " SELECT pg_notify(%(n_channel)s, %(n_payload)s) FROM u"
 
@@ -949,22 +768,22 @@ def _write_statement(*, item: bool, dossier: bool, event: bool, outcome: bool) -
 def _write_params(
     channel: str,
     at: datetime,
-    item: QueueItem | None,
-    dossier: Dossier | None,
-    event: Event | None,
+    change: Change,
+    head: str,
     op_id: str | None,
     outcome: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    """Parameters of :func:`_write_statement` for what the machine decided;
+    ``head``: the hash of the dossier's last event, which the event (there is
+    one with every item written) is chained to."""
     params: dict[str, Any] = {}
+    item, dossier, event = change.item, change.dossier, change.event
     if item is not None:
-        params.update({f"i_{k}": v for k, v in _item_params(item, at).items()})
+        assert event is not None, "every item change is logged"
+        event = seal(event, head)
+        params.update({f"i_{k}": v for k, v in _item_params(item, at, event.hash).items()})
         params["n_channel"] = channel
         params["n_payload"] = f"{item.queue.value}:{item.case_id}:{item.version}"
-    if dossier is not None:
-        params.update(
-            {"d_case_id": dossier.case_id, "d_data": Jsonb(dossier.to_dict()), "d_at": at}
-        )
-    if event is not None:
         row = event.to_row()
         params.update(
             {
@@ -974,9 +793,15 @@ def _write_params(
                 "e_role": row["role"],
                 "e_operator": row["operator"],
                 "e_workstation": row["workstation"],
-                "e_op_id": op_id,
+                "e_op_id": event.op_id or None,
                 "e_data": Jsonb(row["data"]),
+                "e_prev_hash": event.prev_hash,
+                "e_hash": event.hash,
             }
+        )
+    if dossier is not None:
+        params.update(
+            {"d_case_id": dossier.case_id, "d_data": Jsonb(dossier.to_dict()), "d_at": at}
         )
     if outcome is not None:
         params.update({"o_outcome": Jsonb(outcome), "o_op_id": op_id})
@@ -1128,7 +953,7 @@ class PostgresBackend(QueueBackend):
 
     async def _apply_tx(self, conn: Conn, op: Operation) -> dict[str, Any]:
         stamp = _aware(self._now())  # when the server copy changed (updated_at, applied_at)
-        if op.kind not in _NEEDS_DOSSIER:
+        if op.kind not in NEEDS_DOSSIER:
             outcome = await self._apply_optimistic(conn, op, stamp)
             if outcome is not None:
                 return outcome
@@ -1143,9 +968,21 @@ class PostgresBackend(QueueBackend):
         on a lock held across a round trip: fifty workstations clicking the
         same head of queue get their answer in two or three round trips each.
         Returns ``None`` when the item kept changing under us (the locked path
-        decides then)."""
+        decides then).
+
+        A claim's read may refuse it in the same statement (see
+        ``_READ_OR_REFUSE_CLAIM``): only for a claim that passes
+        :func:`machine.check_operation`, where that SQL condition is exactly
+        the machine's ``ClaimConflict`` case (item present, in a queue of the
+        role, not closed, held by another workstation whose lease runs past
+        the operation's time)."""
+        try:
+            check_operation(op)
+            fast_refusal = op.kind == "claim"
+        except QueueError:
+            fast_refusal = False  # the machine refuses it below, with its own reason
         for _ in range(_OPTIMISTIC_TRIES):
-            if op.kind == "claim":  # every read of a claim may refuse it at once
+            if fast_refusal:  # every read of a claim may refuse it at once
                 row = await self._read_or_refuse_claim(conn, op, stamp)
                 if row is not None and row["refused"] is not None:
                     refused: dict[str, Any] = row["refused"]
@@ -1155,14 +992,14 @@ class PostgresBackend(QueueBackend):
                 row = await cur.fetchone()
             item = _item_from_row(row) if row else None
             try:
-                change = _transition(op, item, None)
+                change = transition(op, item, None)
             except QueueError as exc:
                 return await self._record_outcome(conn, op, stamp, _error_json(exc, op.case_id))
             outcome = {"item": _item_json(change.result) if change.result else None}
-            if change.item is None or item is None:
+            if change.item is None or item is None or row is None:
                 return await self._record_outcome(conn, op, stamp, outcome)
             params = _write_params(
-                self.channel, stamp, change.item, None, change.event, op.op_id, None
+                self.channel, stamp, change, str(row["log_head"]), op.op_id, None
             )
             params.update(
                 {"expected": item.version, "o_op_id": op.op_id, "o_kind": op.kind}
@@ -1220,7 +1057,7 @@ class PostgresBackend(QueueBackend):
     async def _apply_locked(self, conn: Conn, op: Operation, stamp: datetime) -> dict[str, Any]:
         """One transaction, two round trips (pipeline mode): BEGIN + claim the
         op_id + lock the item (and the dossier); then write + NOTIFY + COMMIT."""
-        query = _SELECT_ITEM_DOSSIER if op.kind in _NEEDS_DOSSIER else _SELECT_ITEM
+        query = _SELECT_ITEM_DOSSIER if op.kind in NEEDS_DOSSIER else _SELECT_ITEM
         async with conn.pipeline(), conn.transaction():
             fresh = await conn.execute(
                 "INSERT INTO applied_ops (op_id, kind, case_id, applied_at) "
@@ -1241,11 +1078,12 @@ class PostgresBackend(QueueBackend):
                 return await self._replayed(conn, op)
             row = await cur.fetchone()
             item = _item_from_row(row) if row else None
+            head = str(row["log_head"]) if row else ""
             dossier = None
             if row is not None and "dossier" in row:
                 dossier = Dossier.from_dict(row["dossier"])
             try:
-                change = _transition(op, item, dossier)
+                change = transition(op, item, dossier)
             except QueueError as exc:
                 outcome = _error_json(exc, op.case_id)
                 await conn.execute(_SET_OUTCOME, {"o_outcome": Jsonb(outcome), "o_op_id": op.op_id})
@@ -1258,15 +1096,7 @@ class PostgresBackend(QueueBackend):
                     event=change.event is not None,
                     outcome=True,
                 ),
-                _write_params(
-                    self.channel,
-                    stamp,
-                    change.item,
-                    change.dossier,
-                    change.event,
-                    op.op_id,
-                    outcome,
-                ),
+                _write_params(self.channel, stamp, change, head, op.op_id, outcome),
             )
         return outcome
 
@@ -1278,17 +1108,16 @@ class PostgresBackend(QueueBackend):
         if row is None or row["outcome"] is None:  # pragma: no cover - defensive
             raise psycopg.errors.SerializationFailure("applied operation not found")
         if (row["kind"], row["case_id"]) != (op.kind, op.case_id):
-            raise QueueError(
-                "Identifiant d'opération déjà utilisé pour une autre opération.", "op_id_reused"
-            )
+            raise op_id_reused()
         stored: dict[str, Any] = row["outcome"]
         return stored
 
     async def renew(self, workstation: str, at: datetime, lease_s: float = DEFAULT_LEASE_S) -> int:
-        expires = _aware(at) + timedelta(seconds=lease_s)
+        expires = lease_end(_aware(at), lease_s)
 
         async def renew(conn: Conn) -> int:
-            # leases only grow; every claim held counts, extended or not
+            # machine.renewed() in one statement: leases only grow (no event);
+            # every claim held counts, extended or not
             cur = await conn.execute(
                 "WITH held AS ("
                 "  SELECT case_id, expires_at FROM items WHERE status = 'CLAIMED'"
@@ -1329,37 +1158,28 @@ class PostgresBackend(QueueBackend):
                 )
                 for row in await cur.fetchall():
                     item = _item_from_row(row)
-                    assert item.claim is not None
-                    claim = item.claim
-                    new_item = replace(
-                        item,
-                        status=ItemStatus.WAITING,
-                        claim=None,
-                        version=item.version + 1,
-                        alert=f"Prise en charge expirée : poste {claim.workstation} muet",
-                    )
-                    event = Event(
-                        item.case_id,
-                        at,
-                        EventKind.LEASE_EXPIRED,
-                        Actor(claim.role, claim.operator, claim.workstation),
-                        {
-                            "queue": item.queue.value,
-                            "claimed_at": claim.claimed_at.isoformat(),
-                            "expired_at": claim.expires_at.isoformat(),
-                        },
-                    )
+                    change = expired(item, at)
+                    if change is None:  # pragma: no cover - the query selected it
+                        continue
+                    new_item, event = change
                     await conn.execute(
                         _write_statement(item=True, dossier=False, event=True, outcome=False),
-                        _write_params(self.channel, stamp, new_item, None, event, None, None),
+                        _write_params(
+                            self.channel,
+                            stamp,
+                            Change(new_item, None, event, new_item),
+                            str(row["log_head"]),
+                            None,
+                            None,
+                        ),
                     )
                     out.append(new_item)
             return out
 
-        expired = ordered(await self._run("expire", expire))
-        for item in expired:
+        done = ordered(await self._run("expire", expire))
+        for item in done:
             log.warning("claim on %s expired (workstation silent)", item.case_id)
-        return expired
+        return done
 
     # ---------------------------------------------------------------- reads
     async def snapshot(self, queues: Iterable[QueueName]) -> list[QueueItem]:
@@ -1382,6 +1202,16 @@ class PostgresBackend(QueueBackend):
             return [_event_from_row(r) for r in await cur.fetchall()]
 
         return await self._run("events", read)
+
+    async def verify_log(self) -> list[LogBreak]:
+        async def read(conn: Conn) -> list[LogBreak]:
+            cur = await conn.execute("SELECT * FROM events ORDER BY case_id, seq")
+            events = [_event_from_row(r) for r in await cur.fetchall()]
+            cur = await conn.execute("SELECT case_id, log_head FROM items")
+            heads = {r["case_id"]: r["log_head"] for r in await cur.fetchall()}
+            return verify_log(events, heads)
+
+        return await self._run("verify_log", read)
 
     # ---------------------------------------------------------------- watch
     async def watch(self, queues: Iterable[QueueName]) -> AsyncGenerator[ChangeSet, None]:

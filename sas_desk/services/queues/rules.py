@@ -8,6 +8,7 @@ in how they store the result.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -24,7 +25,7 @@ from sas_desk.models.queue import (
     forbidden_reason,
 )
 from sas_desk.models.validation import ValidationError
-from sas_desk.services.queues.api import DEFAULT_LEASE_S
+from sas_desk.services.queues.api import DEFAULT_LEASE_S, MAX_LEASE_S
 
 
 def text_arg(data: Mapping[str, Any], key: str) -> str:
@@ -47,8 +48,23 @@ def lease_seconds(data: Mapping[str, Any], key: str = "lease_s") -> float:
     value = data.get(key, DEFAULT_LEASE_S)
     if value is None:
         return DEFAULT_LEASE_S
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise QueueError("Durée de prise en charge invalide.", "invalid")
+    return checked_lease(value)
+
+
+def checked_lease(value: Any) -> float:
+    """A lease duration in seconds: finite, > 0 and at most :data:`MAX_LEASE_S`
+    (a client once sent ``3e9`` and held an item for a century)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+        or value > MAX_LEASE_S
+    ):
+        raise QueueError(
+            f"Durée de prise en charge invalide : entre 0 et {MAX_LEASE_S:.0f} secondes.",
+            "invalid",
+        )
     return float(value)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import functools
 import json
 import logging
@@ -34,19 +33,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import (
     Actor,
     Dossier,
     Event,
     EventKind,
-    Status,
 )
 from sas_desk.models.queue import (
     ChangeSet,
     Claim,
     ClaimConflict,
     ItemStatus,
+    LogBreak,
     NotFound,
     NotHolder,
     Operation,
@@ -56,12 +54,10 @@ from sas_desk.models.queue import (
     WaitLimits,
     ordered,
     priority_rank,
-    queue_for_attribution,
 )
-from sas_desk.services.queues import rules
+from sas_desk.services.queues import machine
 from sas_desk.services.queues.api import (
     DEFAULT_LEASE_S,
-    OPERATION_KINDS,
     BackendUnavailable,
     QueueBackend,
 )
@@ -157,14 +153,24 @@ def _m1(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m1,)
+def _m2(conn: sqlite3.Connection) -> None:
+    """The hash-chained log: each event carries the hash of the previous event
+    of its dossier and its own; the item keeps its dossier's last hash (so a
+    deleted last event shows).  Events written before stay unchained."""
+    conn.execute("ALTER TABLE events ADD COLUMN prev_hash TEXT NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE items ADD COLUMN log_head TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m1, _m2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _ITEM_COLUMNS = (
     "case_id, queue, status, priority, waiting_since, motive_code, motive_label, commune, "
     "age, sex, claim_workstation, claim_operator, claim_role, claimed_at, claim_expires_at, "
-    "version, alert"
+    "version, alert, log_head"
 )
+_EVENT_COLUMNS = "seq, case_id, at, kind, role, operator, workstation, data, op_id, prev_hash, hash"
 
 
 # ---------------------------------------------------------------------------- conversions
@@ -201,6 +207,20 @@ def _item_from_row(row: Sequence[Any]) -> QueueItem:
         claim=claim,
         version=int(row[15]),
         alert=row[16],
+    )
+
+
+def _event_from_row(r: Sequence[Any]) -> Event:
+    return Event(
+        r[1],
+        datetime.fromisoformat(r[2]),
+        EventKind(r[3]),
+        Actor(r[4], r[5], r[6]),
+        json.loads(r[7]),
+        seq=int(r[0]),
+        op_id=r[8] or "",
+        prev_hash=r[9],
+        hash=r[10],
     )
 
 
@@ -433,26 +453,22 @@ class _Store:
         ).fetchone()
         if row is not None:
             if (row[0], row[1]) != (op.kind, op.case_id):
-                return _error_outcome(
-                    QueueError(
-                        "Identifiant d'opération déjà utilisé pour une autre opération : "
-                        "opération refusée.",
-                        "op_id_reused",
-                    )
-                )
+                return _error_outcome(machine.op_id_reused())
             recorded: dict[str, Any] = json.loads(row[2])
             return recorded
-        conn.execute("SAVEPOINT op")
+        outcome: dict[str, Any]
         try:
-            item = self._dispatch(op)
-            outcome: dict[str, Any] = {
-                "ok": True,
-                "item": _item_to_dict(item) if item is not None else None,
-            }
+            item, head = self._item_head(op.case_id)
+            stored = None
+            if op.kind in machine.NEEDS_DOSSIER and item is not None:
+                stored = self._dossier(op.case_id)
+            change = machine.transition(op, item, stored)
         except QueueError as exc:
-            conn.execute("ROLLBACK TO op")
             outcome = _error_outcome(exc)
-        conn.execute("RELEASE op")
+        else:
+            self._persist(change, item, head)
+            result = change.result
+            outcome = {"ok": True, "item": _item_to_dict(result) if result is not None else None}
         conn.execute(
             "INSERT INTO applied_ops(op_id, kind, case_id, at, applied_at, outcome) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -460,272 +476,35 @@ class _Store:
                 op.op_id,
                 op.kind,
                 op.case_id,
-                op.at.isoformat(),
+                op.at.isoformat() if isinstance(op.at, datetime) else str(op.at),
                 self._now().isoformat(),
                 json.dumps(outcome, ensure_ascii=False),
             ),
         )
         return outcome
 
-    def _dispatch(self, op: Operation) -> QueueItem | None:
-        if op.kind not in OPERATION_KINDS:
-            raise QueueError(f"Opération inconnue : « {op.kind} ».", "unknown_kind")
-        if op.at.tzinfo is None:
-            raise QueueError("Heure de l'opération sans fuseau horaire.", "invalid")
-        if not isinstance(op.data, dict):
-            raise QueueError("Données de l'opération invalides.", "invalid")
-        if op.kind == "enqueue":
-            return self._enqueue(op)
-        item = self._item(op.case_id)
-        if item is None:
-            raise NotFound(op.case_id)
-        rules.check_role(op, item)
-        if op.kind == "note":
-            return self._note(op, item)
-        if item.status is ItemStatus.CLOSED:
-            raise QueueError("Ce dossier est clôturé : il n'est plus dans les files.", "closed")
-        handler: Callable[[Operation, QueueItem], QueueItem | None] = {
-            "claim": self._claim,
-            "release": self._release,
-            "transfer": self._transfer,
-            "decide": self._decide,
-            "request_booking": self._request_booking,
-            "hand_back": self._hand_back,
-            "close": self._close,
-            "reassign": self._reassign,
-        }[op.kind]
-        return handler(op, item)
+    def _persist(self, change: machine.Change, old: QueueItem | None, head: str) -> None:
+        """Write what the machine decided (inside the caller's transaction)."""
+        if change.dossier is not None:
+            self._save_dossier(change.dossier)
+        if change.item is not None:
+            assert change.event is not None, "every item change is logged"
+            event = machine.seal(change.event, head)
+            self._save_item(change.item, old.queue if old else change.item.queue, event.hash)
+            self._insert_event(event)
 
-    # ------------------------------------------------------------------ operation kinds
-    def _enqueue(self, op: Operation) -> QueueItem | None:
-        raw = op.data.get("dossier")
-        if not isinstance(raw, dict):
-            raise QueueError("Dossier absent : mise en file impossible.", "invalid")
-        try:
-            dossier = Dossier.from_dict(raw)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise QueueError("Dossier illisible : mise en file impossible.", "invalid") from None
-        if dossier.case_id != op.case_id:
-            raise QueueError(
-                "Le dossier transmis ne correspond pas à l'opération de mise en file.", "invalid"
-            )
-        wanted = op.data.get("queue")
-        queue = rules.queue_arg(wanted) if wanted else queue_for_attribution(dossier.attribution)
-        if queue is None:
-            raise QueueError(
-                "Filière du dossier inconnue : impossible de choisir une file.", "no_queue"
-            )
-        existing = self._item(op.case_id)
-        if existing is not None and existing.status is not ItemStatus.CLOSED:
-            return existing  # already queued: nothing to do
-        stored = self._dossier(op.case_id)
-        if stored is not None:  # a closed dossier sent again: keep what regulators added
-            rules.merge_server_side(dossier, stored)
-        self._save_dossier(dossier)
-        item = QueueItem(
-            case_id=op.case_id,
-            queue=queue,
-            status=ItemStatus.WAITING,
-            priority=dossier.priority,
-            waiting_since=op.at,
-            motive_code=dossier.motive_code,
-            motive_label=dossier.motive_label,
-            commune=dossier.commune_label,
-            age=dossier.patient.age,
-            sex=dossier.patient.sex,
-            version=existing.version + 1 if existing else 1,
-        )
-        self._save_item(item, existing.queue if existing else queue)
-        self._event(
-            op,
-            EventKind.ENQUEUED,
-            {"queue": queue.value, "priority": item.priority, "reopened": existing is not None},
-        )
-        return item
-
-    def _claim(self, op: Operation, item: QueueItem) -> QueueItem:
-        lease = rules.lease_seconds(op.data)
-        expires = op.at + timedelta(seconds=lease)
-        current = item.claim
-        data: dict[str, Any] = {"queue": item.queue.value, "lease_s": lease}
-        if current is not None and current.workstation == op.workstation:
-            claim = Claim(
-                op.workstation,
-                op.operator,
-                op.role,
-                current.claimed_at,
-                max(current.expires_at, expires),
-            )
-            data["renewed"] = True
-            new = dataclasses.replace(item, claim=claim)
-        else:
-            if current is not None and current.expires_at > op.at:
-                raise ClaimConflict(current)
-            if current is not None:
-                data["expired_claim"] = _claim_to_dict(current)
-            claim = Claim(op.workstation, op.operator, op.role, op.at, expires)
-            new = dataclasses.replace(item, status=ItemStatus.CLAIMED, claim=claim, alert="")
-        data["expires_at"] = claim.expires_at.isoformat()
-        return self._change(op, item, new, EventKind.CLAIMED, data)
-
-    def _release(self, op: Operation, item: QueueItem) -> QueueItem:
-        holder = rules.holder(item, op, supervisor=True)
-        if holder is None:
-            raise NotHolder(item.case_id, None)  # nobody holds it: nothing to release
-        new = dataclasses.replace(item, status=ItemStatus.WAITING, claim=None)
-        data = {"reason": rules.text_arg(op.data, "reason"), "holder": _claim_to_dict(holder)}
-        return self._change(op, item, new, EventKind.RELEASED, data)
-
-    def _transfer(self, op: Operation, item: QueueItem) -> QueueItem:
-        target = rules.queue_arg(op.data.get("to"))
-        rules.holder(item, op, supervisor=True)
-        return self._move(
-            op, item, target, EventKind.TRANSFERRED, {"reason": rules.text_arg(op.data, "reason")}
-        )
-
-    def _decide(self, op: Operation, item: QueueItem) -> QueueItem:
-        rules.holder(item, op, supervisor=False)
-        care_level = rules.text_arg(op.data, "care_level")
-        if care_level and care_level not in codelist("care_level"):
-            raise QueueError(f"Niveau de soins « {care_level} » invalide (R1 à R4).", "invalid")
-        raw_decisions = op.data.get("decisions") or []
-        if not isinstance(raw_decisions, list):
-            raise QueueError("Décisions invalides : liste attendue.", "invalid")
-        decisions = [rules.decision(raw, op.at) for raw in raw_decisions]
-        note_text = rules.text_arg(op.data, "note").strip()
-        if not (care_level or decisions or note_text):
-            raise QueueError(
-                "Décision vide : niveau de soins, décision ou note médicale attendu.", "invalid"
-            )
-        dossier = self._require_dossier(op.case_id)
-        if care_level:
-            dossier.care_level = care_level
-        dossier.decisions.extend(decisions)
-        dossier.revision += 1
-        data: dict[str, Any] = {
-            "care_level": care_level,
-            "decisions": [d.decision_type for d in decisions],
-        }
-        if note_text:
-            data["note_id"] = rules.medical_note(dossier, note_text, op)
-        self._save_dossier(dossier)
-        return self._change(op, item, item, EventKind.DECIDED, data)
-
-    def _request_booking(self, op: Operation, item: QueueItem) -> QueueItem:
-        rules.holder(item, op, supervisor=False)
-        data: dict[str, Any] = {}
-        note_text = rules.text_arg(op.data, "note").strip()
-        if note_text:
-            dossier = self._require_dossier(op.case_id)
-            data["note_id"] = rules.medical_note(dossier, note_text, op)
-            self._save_dossier(dossier)
-        return self._move(op, item, QueueName.OSNP, EventKind.BOOKING_REQUESTED, data)
-
-    def _hand_back(self, op: Operation, item: QueueItem) -> QueueItem:
-        rules.holder(item, op, supervisor=False)
-        data = {"reason": rules.text_arg(op.data, "reason")}
-        return self._move(op, item, QueueName.ARM, EventKind.HANDED_BACK, data)
-
-    def _close(self, op: Operation, item: QueueItem) -> None:
-        holder = rules.holder(item, op, supervisor=True)
-        dossier = self._require_dossier(op.case_id)
-        dossier.status = Status.CLOSED
-        dossier.revision += 1
-        self._save_dossier(dossier)
-        new = dataclasses.replace(item, status=ItemStatus.CLOSED, claim=None, alert="")
-        data: dict[str, Any] = {
-            "queue": item.queue.value,
-            "reason": rules.text_arg(op.data, "reason"),
-        }
-        if holder is not None and holder.workstation != op.workstation:
-            data["holder"] = _claim_to_dict(holder)
-        self._change(op, item, new, EventKind.CLOSED, data)
-        return None
-
-    def _note(self, op: Operation, item: QueueItem) -> QueueItem | None:
-        text = rules.text_arg(op.data, "text").strip()
-        if not text:
-            raise QueueError("Note vide.", "invalid")
-        dossier = self._require_dossier(op.case_id)
-        note_id = rules.medical_note(dossier, text, op)
-        self._save_dossier(dossier)
-        new = self._change(op, item, item, EventKind.MEDICAL_NOTE, {"note_id": note_id})
-        return new if new.status is not ItemStatus.CLOSED else None
-
-    def _reassign(self, op: Operation, item: QueueItem) -> QueueItem:
-        workstation = rules.text_arg(op.data, "to_workstation")
-        data: dict[str, Any] = {"from": _claim_to_dict(item.claim) if item.claim else None}
-        if workstation:
-            lease = rules.lease_seconds(op.data)
-            claim = Claim(
-                workstation,
-                rules.text_arg(op.data, "to_operator"),
-                rules.text_arg(op.data, "to_role"),
-                op.at,
-                op.at + timedelta(seconds=lease),
-            )
-            new = dataclasses.replace(item, status=ItemStatus.CLAIMED, claim=claim, alert="")
-            data["to"] = _claim_to_dict(claim)
-        else:
-            new = dataclasses.replace(item, status=ItemStatus.WAITING, claim=None, alert="")
-            data["to"] = None
-        return self._change(op, item, new, EventKind.REASSIGNED, data)
-
-    # ------------------------------------------------------------------ helpers
-    def _move(
-        self,
-        op: Operation,
-        item: QueueItem,
-        target: QueueName,
-        kind: EventKind,
-        data: dict[str, Any],
-    ) -> QueueItem:
-        if target is item.queue:
-            raise QueueError(f"Le dossier est déjà dans la file {target.label}.", "same_queue")
-        new = dataclasses.replace(
-            item,
-            queue=target,
-            status=ItemStatus.WAITING,
-            claim=None,
-            waiting_since=op.at,
-            alert="",
-        )
-        return self._change(
-            op, item, new, kind, {"from": item.queue.value, "to": target.value, **data}
-        )
-
-    def _change(
-        self,
-        op: Operation,
-        old: QueueItem,
-        new: QueueItem,
-        kind: EventKind,
-        data: dict[str, Any],
-    ) -> QueueItem:
-        new = dataclasses.replace(new, version=old.version + 1)
-        self._save_item(new, old.queue)
-        self._event(op, kind, data)
-        return new
-
-    def _item(self, case_id: str, conn: sqlite3.Connection | None = None) -> QueueItem | None:
-        row = (
-            (conn or self.conn)
-            .execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE case_id = ?", (case_id,))
-            .fetchone()
-        )
-        return _item_from_row(row) if row else None
+    def _item_head(self, case_id: str) -> tuple[QueueItem | None, str]:
+        """The item and the hash of its dossier's last event."""
+        row = self.conn.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE case_id = ?", (case_id,)
+        ).fetchone()
+        return (_item_from_row(row), str(row[17])) if row else (None, "")
 
     def _dossier(self, case_id: str) -> Dossier | None:
         row = self.conn.execute(
             "SELECT data FROM dossiers WHERE case_id = ?", (case_id,)
         ).fetchone()
         return Dossier.from_dict(json.loads(row[0])) if row else None
-
-    def _require_dossier(self, case_id: str) -> Dossier:
-        dossier = self._dossier(case_id)
-        if dossier is None:
-            raise NotFound(case_id)
-        return dossier
 
     def _save_dossier(self, dossier: Dossier) -> None:
         self.conn.execute(
@@ -738,11 +517,11 @@ class _Store:
             ),
         )
 
-    def _save_item(self, item: QueueItem, from_queue: QueueName) -> None:
+    def _save_item(self, item: QueueItem, from_queue: QueueName, head: str) -> None:
         claim = item.claim
         self.conn.execute(
             f"INSERT OR REPLACE INTO items({_ITEM_COLUMNS}, priority_rank, waiting_us, "
-            "claim_expires_us) VALUES (" + ", ".join("?" * 20) + ")",
+            "claim_expires_us) VALUES (" + ", ".join("?" * 21) + ")",
             (
                 item.case_id,
                 item.queue.value,
@@ -761,6 +540,7 @@ class _Store:
                 claim.expires_at.isoformat() if claim else None,
                 item.version,
                 item.alert,
+                head,
                 priority_rank(item.priority),
                 _us(item.waiting_since),
                 _us(claim.expires_at) if claim else None,
@@ -774,56 +554,41 @@ class _Store:
         if seq % _PRUNE_EVERY == 0:
             self.conn.execute("DELETE FROM changes WHERE seq <= ?", (seq - _CHANGES_KEPT,))
 
-    def _event(self, op: Operation, kind: EventKind, data: dict[str, Any]) -> None:
-        self._insert_event(
-            op.case_id, op.at, kind, Actor(op.role, op.operator, op.workstation), data, op.op_id
-        )
-
-    def _insert_event(
-        self,
-        case_id: str,
-        at: datetime,
-        kind: EventKind,
-        actor: Actor,
-        data: dict[str, Any],
-        op_id: str | None,
-    ) -> None:
+    def _insert_event(self, event: Event) -> None:
         self.conn.execute(
-            "INSERT INTO events(case_id, at, kind, role, operator, workstation, op_id, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events(case_id, at, kind, role, operator, workstation, op_id, data, "
+            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                case_id,
-                at.isoformat(),
-                kind.value,
-                actor.role,
-                actor.operator,
-                actor.workstation,
-                op_id,
-                json.dumps(data, ensure_ascii=False),
+                event.dossier_id,
+                event.at.isoformat(),
+                event.kind.value,
+                event.actor.role,
+                event.actor.operator,
+                event.actor.workstation,
+                event.op_id or None,
+                json.dumps(event.data, ensure_ascii=False),
+                event.prev_hash,
+                event.hash,
             ),
         )
 
-    def _claimed(self, where: str, params: Sequence[Any]) -> list[QueueItem]:
+    def _claimed(self, where: str, params: Sequence[Any]) -> list[tuple[QueueItem, str]]:
         rows = self.conn.execute(
             f"SELECT {_ITEM_COLUMNS} FROM items WHERE status = 'CLAIMED' AND {where} ORDER BY case_id",
             params,
         ).fetchall()
-        return [_item_from_row(r) for r in rows]
+        return [(_item_from_row(r), str(r[17])) for r in rows]
 
     # ------------------------------------------------------------------ leases
     def renew(self, workstation: str, at: datetime, lease_s: float) -> int:
-        _us(at)  # refuses a naive time
-        expires = at + timedelta(seconds=lease_s)
+        expires = machine.lease_end(at, lease_s)
 
         def run() -> int:
             held = self._claimed("claim_workstation = ?", (workstation,))
-            for item in held:
-                assert item.claim is not None
-                if item.claim.expires_at < expires:
-                    claim = dataclasses.replace(item.claim, expires_at=expires)
-                    self._save_item(
-                        dataclasses.replace(item, claim=claim, version=item.version + 1), item.queue
-                    )
+            for item, head in held:
+                new = machine.renewed(item, workstation, expires)
+                if new is not None:
+                    self._save_item(new, item.queue, head)
             return len(held)
 
         return self._write(run)
@@ -831,29 +596,14 @@ class _Store:
     def expire(self, at: datetime) -> list[QueueItem]:
         def run() -> list[QueueItem]:
             out: list[QueueItem] = []
-            for item in self._claimed("claim_expires_us <= ?", (_us(at),)):
-                claim = item.claim
-                assert claim is not None
-                new = dataclasses.replace(
-                    item,
-                    status=ItemStatus.WAITING,
-                    claim=None,
-                    alert=f"Prise en charge expirée : poste {claim.workstation} muet",
-                    version=item.version + 1,
-                )
-                self._save_item(new, item.queue)
-                self._insert_event(
-                    item.case_id,
-                    at,
-                    EventKind.LEASE_EXPIRED,
-                    Actor(claim.role, claim.operator, claim.workstation),
-                    {
-                        "queue": item.queue.value,
-                        "claimed_at": claim.claimed_at.isoformat(),
-                        "expired_at": claim.expires_at.isoformat(),
-                    },
-                    None,
-                )
+            for item, head in self._claimed("claim_expires_us <= ?", (_us(at),)):
+                change = machine.expired(item, at)
+                if change is None:  # pragma: no cover - the query selected it
+                    continue
+                new, event = change
+                sealed = machine.seal(event, head)
+                self._save_item(new, item.queue, sealed.hash)
+                self._insert_event(sealed)
                 out.append(new)
             return ordered(out)
 
@@ -883,21 +633,22 @@ class _Store:
 
     def events(self, case_id: str) -> list[Event]:
         rows = self.conn.execute(
-            "SELECT seq, case_id, at, kind, role, operator, workstation, data FROM events "
-            "WHERE case_id = ? ORDER BY seq",
-            (case_id,),
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = ? ORDER BY seq", (case_id,)
         ).fetchall()
-        return [
-            Event(
-                r[1],
-                datetime.fromisoformat(r[2]),
-                EventKind(r[3]),
-                Actor(r[4], r[5], r[6]),
-                json.loads(r[7]),
-                seq=int(r[0]),
-            )
-            for r in rows
-        ]
+        return [_event_from_row(r) for r in rows]
+
+    def verify_log(self) -> list[LogBreak]:
+        """Every dossier's chain, and its end against the head kept with the item."""
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Event], dict[str, str]]:
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY case_id, seq"
+            ).fetchall()
+            heads = dict(conn.execute("SELECT case_id, log_head FROM items").fetchall())
+            return [_event_from_row(r) for r in rows], heads
+
+        events, heads = self._read(read)
+        return machine.verify_log(events, heads)
 
     # ------------------------------------------------------------------ watching
     def _watcher(self) -> sqlite3.Connection:
@@ -1106,6 +857,9 @@ class SqliteBackend(QueueBackend):
 
     async def events(self, case_id: str) -> list[Event]:
         return await self._run(lambda store: store.events(case_id))
+
+    async def verify_log(self) -> list[LogBreak]:
+        return await self._run(lambda store: store.verify_log())
 
     async def watch(self, queues: Iterable[QueueName]) -> AsyncIterator[ChangeSet]:
         cursor = _Cursor(frozenset(QueueName(q) for q in queues))

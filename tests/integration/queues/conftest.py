@@ -35,6 +35,9 @@ class Store:
     kind: str
     make: Callable[[], QueueBackend]
     tamper: Callable[[str], str | None]
+    # run one SQL statement on the store with the events' append-only guard
+    # off, as the schema owner could ("{events}" / "{items}": the tables)
+    unguarded: Callable[[str], None] = lambda statement: None
     cleanup: Callable[[], None] = lambda: None
     opened: list[QueueBackend] = field(default_factory=list)
 
@@ -112,7 +115,23 @@ def _sqlite_store(tmp_path: Path, clock: FakeClock) -> Store:
         finally:
             conn.close()
 
-    return Store("sqlite", lambda: SqliteBackend(path, now=clock), tamper)
+    def unguarded(statement: str) -> None:
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            triggers = conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"
+            ).fetchall()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DROP TRIGGER events_no_update")
+            conn.execute("DROP TRIGGER events_no_delete")
+            conn.execute(statement.format(events="events", items="items"))
+            for (ddl,) in triggers:
+                conn.execute(ddl)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    return Store("sqlite", lambda: SqliteBackend(path, now=clock), tamper, unguarded)
 
 
 # ---------------------------------------------------------------------------- postgres
@@ -161,6 +180,15 @@ def _postgres_store(clock: FakeClock) -> Store:
             conn.rollback()
             return None
 
+    def unguarded(statement: str) -> None:
+        events = sql.Identifier(schema, "events")
+        with psycopg.connect(PG_DSN) as conn:  # one transaction, committed on exit
+            conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(events))
+            conn.execute(
+                sql.SQL(statement).format(events=events, items=sql.Identifier(schema, "items"))
+            )
+            conn.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(events))
+
     def cleanup() -> None:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
@@ -169,5 +197,6 @@ def _postgres_store(clock: FakeClock) -> Store:
         "postgres",
         lambda: PostgresBackend(PG_DSN, now=clock, schema=schema),
         tamper,
+        unguarded,
         cleanup,
     )

@@ -726,6 +726,77 @@ async def test_events_are_append_only(
     assert await backend.events(d.case_id) == before
 
 
+async def test_the_log_is_hash_chained_and_breaks_are_reported(
+    backend: QueueBackend, store: Store, clock: FakeClock
+) -> None:
+    """Each event carries the hash of the previous event of its dossier;
+    ``verify_log`` finds an event deleted, altered, or cut off the end by
+    someone who disabled the append-only guard (a schema owner)."""
+    a, b, c, e = make_dossier(1), make_dossier(2), make_dossier(3), make_dossier(4)
+    for d in (a, b, c, e):
+        await enqueue(backend, clock, d)
+        await claim(backend, clock, d.case_id)
+        await backend.apply(op("release", d.case_id, MRU, clock.advance(1), reason="pause"))
+    await backend.expire(clock.advance(1))  # nothing to expire: no event
+    log = await backend.events(a.case_id)
+    assert [ev.prev_hash for ev in log] == ["", log[0].hash, log[1].hash]
+    assert all(len(ev.hash) == 64 for ev in log) and len({ev.hash for ev in log}) == 3
+    assert await backend.verify_log() == []
+
+    middle = (await backend.events(b.case_id))[1]
+    store.unguarded(f"DELETE FROM {{events}} WHERE seq = {middle.seq}")
+    altered = (await backend.events(c.case_id))[1]
+    store.unguarded(f"UPDATE {{events}} SET operator = 'dr.someone.else' WHERE seq = {altered.seq}")
+    last = (await backend.events(e.case_id))[-1]
+    store.unguarded(f"DELETE FROM {{events}} WHERE seq = {last.seq}")
+
+    breaks = await backend.verify_log()
+    found = {(x.case_id, x.seq) for x in breaks}
+    after_middle = (await backend.events(b.case_id))[1]
+    assert (b.case_id, after_middle.seq) in found  # its predecessor is gone
+    assert (c.case_id, altered.seq) in found  # content changed
+    assert (e.case_id, None) in found  # the end of the log is gone
+    assert not any(x.case_id == a.case_id for x in breaks)
+    assert all(x.what_fr for x in breaks)
+
+
+async def test_leases_are_bounded(backend: QueueBackend, clock: FakeClock) -> None:
+    """A lease is finite, positive and at most MAX_LEASE_S: a client once sent
+    3e9 seconds and held an item for a century."""
+    from sas_desk.services.queues.api import MAX_LEASE_S
+
+    d = make_dossier(1)
+    await enqueue(backend, clock, d)
+    for lease in (3e9, float("inf"), float("nan"), MAX_LEASE_S + 1, 0, -1, "60"):
+        with pytest.raises(QueueError) as refused:
+            await backend.apply(op("claim", d.case_id, MRU, clock(), lease_s=lease))
+        assert refused.value.code == "invalid" and "secondes" in refused.value.message_fr
+        with pytest.raises(QueueError) as refused:
+            await backend.apply(
+                op("reassign", d.case_id, SUP, clock(), to_workstation="P", lease_s=lease)
+            )
+        assert refused.value.code == "invalid"
+    item = await claim(backend, clock, d.case_id, lease_s=MAX_LEASE_S)
+    assert item.claim is not None
+    assert item.claim.expires_at == clock() + timedelta(seconds=MAX_LEASE_S)
+    for lease in (3e9, float("inf"), 0):
+        with pytest.raises(QueueError) as refused:
+            await backend.renew(MRU.workstation, clock(), lease)
+        assert refused.value.code == "invalid"
+    (shown,) = await backend.snapshot([QueueName.AMU])
+    assert shown.claim == item.claim
+
+
+async def test_motive_label_falls_back_to_the_code_list(
+    backend: QueueBackend, clock: FakeClock
+) -> None:
+    from sas_desk.models.codes import codelist
+
+    d = make_dossier(1, motive=("M01.03", ""))
+    item = await enqueue(backend, clock, d)
+    assert item.motive_label == codelist("motive").label("M01.03") != ""
+
+
 # ---------------------------------------------------------------------------- leases
 
 

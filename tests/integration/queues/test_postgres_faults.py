@@ -553,7 +553,7 @@ def interleave(
     write, ``writes`` times; returns the list of calls made to the rules."""
     from sas_desk.services.queues import postgres
 
-    real = postgres._transition
+    real = postgres.transition
     calls: list[int] = []
 
     def racing(op: Operation, item: Any, dossier: Any) -> Any:
@@ -567,7 +567,7 @@ def interleave(
                 )
         return change
 
-    monkeypatch.setattr(postgres, "_transition", racing)
+    monkeypatch.setattr(postgres, "transition", racing)
     return calls
 
 
