@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post, put
@@ -75,6 +75,9 @@ from sas_desk.services.queues.wire import (
     http_status,
     item_body,
 )
+
+if TYPE_CHECKING:
+    from sas_desk.server.oidc import OidcLogins
 
 log = logging.getLogger("sas_desk.server")
 
@@ -277,6 +280,7 @@ def create_app(
     clock: ServerClock | None = None,
     authenticator: Authenticator | None = None,
     hub: Hub | None = None,
+    identity: OidcLogins | None = None,
 ) -> Litestar:
     """The ASGI application over opened stores (the caller opens and closes them)."""
     clock = clock or ServerClock()
@@ -628,6 +632,11 @@ def create_app(
             return TestClockResult(at=at.isoformat(), expired=[item_body(i) for i in expired])
 
         handlers.append(set_clock)
+
+    if identity is not None:  # login through PSC / the establishment IdP (server/oidc.py)
+        from sas_desk.server.oidc import oidc_handlers
+
+        handlers.extend(oidc_handlers(room, identity))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -100,6 +100,9 @@ def run_server_command(args: argparse.Namespace) -> int:
         settings = with_environment(replace(settings, **overrides))
         if not settings.dsn:
             raise SettingsError("Serveur : adresse de la base (--dsn) manquante.")
+        from sas_desk.server.identity import identity_from_file  # [identity]: OIDC login
+
+        identity = identity_from_file(args.config)
     except SettingsError as exc:
         print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
         return 1
@@ -107,7 +110,7 @@ def run_server_command(args: argparse.Namespace) -> int:
         return asyncio.run(_user_command(settings, args))
     from sas_desk.server.serve import run
 
-    return run(settings)
+    return run(settings, identity)
 
 
 def read_password(login: str) -> str:

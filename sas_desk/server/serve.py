@@ -18,6 +18,7 @@ from sas_desk.server.app import SHUTDOWN_FR, ServerClock, create_app
 from sas_desk.server.settings import ServerSettings, SettingsError
 from sas_desk.server.store import ServerStore, StoreUnavailable, open_store
 from sas_desk.server.stream import Hub
+from sas_desk.services.config import IdentitySettings
 from sas_desk.services.queues.api import BackendUnavailable, QueueBackend
 
 log = logging.getLogger("sas_desk.server")
@@ -58,7 +59,7 @@ class _Server(uvicorn.Server):
             self.should_exit = True
 
 
-async def serve(settings: ServerSettings) -> int:
+async def serve(settings: ServerSettings, identity: IdentitySettings | None = None) -> int:
     settings = settings.checked()
     clock = ServerClock()
     backend = open_backend(settings, clock)
@@ -77,7 +78,18 @@ async def serve(settings: ServerSettings) -> int:
         print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
         return 1
     hub = Hub(backend, settings.ring_size)
-    app = create_app(settings, backend, store, clock=clock, hub=hub)
+    logins = None
+    if identity is not None:  # OIDC login (server/oidc.py)
+        from sas_desk.server.oidc import open_logins
+
+        try:
+            logins = open_logins(identity, store)
+        except SettingsError as exc:
+            await backend.close()
+            await store.close()
+            print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
+            return 1
+    app = create_app(settings, backend, store, clock=clock, hub=hub, identity=logins)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -114,15 +126,17 @@ async def serve(settings: ServerSettings) -> int:
     try:
         await server.serve(sockets=[sock])
     finally:
+        if logins is not None:
+            await logins.close()
         await backend.close()
         await store.close()
         sock.close()
     return 0 if server.started else 1
 
 
-def run(settings: ServerSettings) -> int:
+def run(settings: ServerSettings, identity: IdentitySettings | None = None) -> int:
     try:
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, identity))
     except SettingsError as exc:
         print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
         return 1

@@ -113,6 +113,7 @@ class RoomServer:
         *,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        config: Path | None = None,
     ) -> RoomServer:
         token = secrets.token_hex(8)
         stderr_path = log_dir / f"room-server-{uuid4().hex[:6]}.log"
@@ -126,6 +127,7 @@ class RoomServer:
             sys.executable,
             "-m",
             "sas_desk",
+            *(("--config", str(config)) if config is not None else ()),  # e.g. [identity]
             "server",
             "--dsn",
             db.dsn,
