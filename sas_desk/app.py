@@ -253,6 +253,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         report, _ = await opening
         log.debug("startup: journal open, queues started (%s)", queues.backend.name)
         desk = Desk(config, journal, actor, clock.now)
+        desk.queues = queues  # orientations and ARM additions go to the room's log
         await desk.prepare()
         unfinished = await journal.unfinished()
         today = await journal.of_day(clock.now().date())

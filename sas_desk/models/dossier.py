@@ -364,6 +364,7 @@ class EventKind(enum.StrEnum):
     LEASE_EXPIRED = "LEASE_EXPIRED"
     ORIENTED = "ORIENTED"  # a slot booked at a vendor (OSNP orientation)
     DENTAL_ORIENTED = "DENTAL_ORIENTED"  # the dental regulator's orientation
+    UPDATED = "UPDATED"  # the ARM added information after transmission
 
     @property
     def label(self) -> str:
@@ -387,6 +388,7 @@ class EventKind(enum.StrEnum):
             "LEASE_EXPIRED": "Prise en charge expirée (poste muet)",
             "ORIENTED": "Orientation : rendez-vous pris",
             "DENTAL_ORIENTED": "Orientation dentaire",
+            "UPDATED": "Complément de l'ARM",
         }[self.value]
 
 

@@ -52,6 +52,9 @@ def queues_for_role(role: str) -> tuple[QueueName, ...]:
 # follows a physician's decision of a consultation within 48 h.
 DECIDING_ROLES = frozenset({"MRU", "MRL", "DENT"})
 BOOKING_ROLES = frozenset({"MRU", "MRL"})
+# who records an orientation: a booking (OSNP, or the regulator who books
+# himself) or the dental regulator's orientation
+ORIENTING_ROLES = frozenset({"OSNP", "MRU", "MRL", "DENT"})
 
 
 def forbidden_reason(role: str, kind: str, queue: QueueName) -> str | None:
@@ -68,6 +71,13 @@ def forbidden_reason(role: str, kind: str, queue: QueueName) -> str | None:
         return "Seul un médecin régulateur demande un rendez-vous (OSNP)."
     if kind == "reassign" and role != "SUP":
         return "Seul le superviseur peut réattribuer un dossier."
+    if kind == "update" and role != "ARM":
+        return "Seul un ARM complète un dossier après sa transmission."
+    if kind == "orient":
+        if role not in ORIENTING_ROLES:
+            return "Seuls l'OSNP, les médecins régulateurs et le dentiste régulateur orientent."
+        if queue not in queues_for_role(role):
+            return f"Ce dossier est dans la file {queue.label}, hors de vos files : orientation impossible."
     return None
 
 

@@ -5,19 +5,27 @@ panel is a thin view over this.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sas_desk.models import dossier as dm
 from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
+from sas_desk.models.queue import QueueError, QueueItem
+from sas_desk.models.validation import ValidationError
 from sas_desk.services.config import Config
 from sas_desk.services.journal.service import Journal
+from sas_desk.services.queues.client import QueueClient
 
 log = logging.getLogger("sas_desk.desk")
 
 Listener = Callable[[Dossier], None]
+ErrorListener = Callable[[Dossier, str], None]
+# event kinds of the local journal that are also operations of the room's log
+_ORIENTATIONS = {EventKind.ORIENTED: "booking", EventKind.DENTAL_ORIENTED: "dental"}
 
 
 @dataclass
@@ -36,6 +44,12 @@ class Desk:
         self._now = now
         self._seq: _Sequence | None = None
         self._listeners: list[Listener] = []
+        self._error_listeners: list[ErrorListener] = []
+        # the room's queues: orientations and the ARM's additions after
+        # transmission go to the dossier's log there (None: this desk alone)
+        self.queues: QueueClient | None = None
+        self._sending: set[asyncio.Task[QueueItem | None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def on_change(self, listener: Listener) -> None:
         """``listener(dossier)`` after every recorded change (not every keystroke)."""
@@ -45,8 +59,15 @@ class Desk:
         for listener in list(self._listeners):
             listener(dossier)
 
+    def on_queue_error(self, listener: ErrorListener) -> None:
+        """``listener(dossier, message_fr)`` when the room refused what this desk sent."""
+        self._error_listeners.append(listener)
+
     async def prepare(self) -> None:
         """Read today's highest sequence so new numbers follow on."""
+        # the loop sends go on: a Qt slot may run from a nested event loop,
+        # where asyncio.get_running_loop() fails (see queues.sqlite._Wake)
+        self._loop = asyncio.get_running_loop()
         today = self._now().date()
         self._seq = _Sequence(today, await self.journal.max_sequence(today))
 
@@ -150,3 +171,78 @@ class Desk:
         self.journal.submit(dossier, event)
         self._changed(dossier)
         return event
+
+    # ---------------------------------------------------------------- the room's log
+    def record_orientation(
+        self, dossier: Dossier, event: Event
+    ) -> asyncio.Task[QueueItem | None] | None:
+        """A booking outcome (ORIENTED) or a dental orientation
+        (DENTAL_ORIENTED): kept in the local journal and, for a transmitted
+        dossier, sent to the room as an ``orient`` operation so that every
+        workstation sees it in the dossier's timeline (offline: the outbox
+        keeps it).  Returns the sending task (None when nothing is sent)."""
+        orientation = _ORIENTATIONS[event.kind]
+        self.journal.submit(dossier, event)
+        details = {k: v for k, v in event.data.items() if k != "text"}
+        text = str(event.data.get("text", "")) or event.kind.label
+        return self._send(
+            dossier,
+            "orient",
+            {"orientation": orientation, "text": text, "details": details},
+        )
+
+    def update_transmitted(
+        self, dossier: Dossier, note: str = "", priority: str = ""
+    ) -> tuple[Event, asyncio.Task[QueueItem | None] | None]:
+        """The ARM adds what the caller said after transmission: a note and/or
+        a new priority, on the local copy (journal) and in the room
+        (``update``: the holder sees it highlighted; a P0/P1 upgrade moves the
+        item up its queue).  Raises ``ValidationError`` when there is nothing
+        to add."""
+        note = note.strip()
+        if priority == dossier.priority:
+            priority = ""
+        if not (note or priority):
+            raise ValidationError("Complément vide : note ou nouvelle priorité attendue.", "note")
+        if priority and priority not in dm.PRIORITIES:
+            raise ValidationError(f"Priorité « {priority} » invalide.", "priority")
+        data: dict[str, Any] = {"highlight": True}
+        if priority:
+            data.update(priority_from=dossier.priority, priority_to=priority)
+            dossier.priority = priority
+            dossier.revision += 1
+        if note:
+            data["note_id"] = dm.add_note(dossier, note, self._now(), self.actor).data["note_id"]
+            data["text"] = note
+        event = Event(dossier.case_id, self._now(), EventKind.UPDATED, self.actor, data)
+        self.journal.submit(dossier, event)
+        self._changed(dossier)
+        sent: dict[str, Any] = {}
+        if note:
+            sent["note"] = note
+        if priority:
+            sent["priority"] = priority
+        return event, self._send(dossier, "update", sent)
+
+    def _send(
+        self, dossier: Dossier, kind: str, data: dict[str, Any]
+    ) -> asyncio.Task[QueueItem | None] | None:
+        client = self.queues
+        if client is None or dossier.status not in (Status.TRANSMITTED, Status.CLOSED):
+            return None  # the room does not know this dossier
+        op = client.operation(kind, dossier.case_id, **data)
+
+        async def send() -> QueueItem | None:
+            try:
+                return await client.submit(op)
+            except QueueError as exc:
+                log.warning("%s of %s refused by the room: %s", kind, dossier.case_id, exc.code)
+                for listener in list(self._error_listeners):
+                    listener(dossier, exc.message_fr)
+                return None
+
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(send(), name=f"desk-{kind}")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        return task

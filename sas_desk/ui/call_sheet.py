@@ -80,6 +80,9 @@ class CallSheet(QWidget):
         self._geo_task: asyncio.Task[None] | None = None  # the lookup in flight
         self._motives = codelist("motive")
         self._motive_index: dict[str, Code] = {motive_display(c): c for c in self._motives}
+        # after transmission the ARM still adds notes and changes the priority:
+        # each is an ``update`` for the room (not in a sheet opened read-only)
+        self._may_update = not read_only
         self._build()
         self._load()
         if read_only or dossier.status is not Status.DRAFT:
@@ -442,7 +445,12 @@ class CallSheet(QWidget):
 
     # ------------------------------------------------------------------ editing
     def _on_text(self, key: str, text: str) -> None:
-        if self._loading or self.dossier.status is not Status.DRAFT:
+        if self._loading:
+            return
+        if self._updatable() and key == "priority" and text:
+            self._send_update(priority=text)
+            return
+        if self.dossier.status is not Status.DRAFT:
             return
         d = self.dossier
         d.inputs[key] = text
@@ -672,9 +680,29 @@ class CallSheet(QWidget):
             self.messages[key].show_message("⚠ " + advice, warn=True)
 
     # ------------------------------------------------------------------ actions
+    def _updatable(self) -> bool:
+        return self._may_update and self.dossier.status is Status.TRANSMITTED
+
+    def _send_update(self, note: str = "", priority: str = "") -> None:
+        """What the ARM adds after transmission: kept in the sheet and sent to
+        the room, where the regulator sees it highlighted."""
+        try:
+            self.desk.update_transmitted(self.dossier, note=note, priority=priority)
+        except ValidationError as exc:
+            self.summary.show_message(exc.message)
+            return
+        self.note.clear()
+        self._render_notes()
+        self._refresh_title()
+        what = "Note" if note else f"Priorité {priority}"
+        self.summary.show_message(f"{what} envoyée au régulateur.", info=True)
+
     def _add_note(self) -> None:
         text = self.note.text()
         if not text.strip():
+            return
+        if self._updatable():
+            self._send_update(note=text)
             return
         self.dossier.inputs["note"] = ""
         self.desk.add_note(self.dossier, text)
@@ -747,11 +775,15 @@ class CallSheet(QWidget):
             self.interphone,
             self.motive,
             self.age,
-            self.note,
         ):
             w.setReadOnly(True)
-        for picker in (self.sex, self.priority, self.branch):
+        for picker in (self.sex, self.branch):
             picker.setReadOnly(True)
+        updatable = self._updatable()
+        self.note.setReadOnly(not updatable)
+        self.priority.setReadOnly(not updatable)
+        if updatable:
+            self.note.setPlaceholderText("Complément pour le régulateur — Entrée pour l'envoyer")
         self.caller_type.setEnabled(False)
         self.dental_reason.setEnabled(False)
         self.transmit_button.setEnabled(False)

@@ -191,6 +191,7 @@ class DentalOrientation:
     text: str
     entry: RosterEntry | None = None
     event: Event | None = None
+    sent: Any = None  # the desk's task sending it to the room's log (None: not sent)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -1002,6 +1003,7 @@ class DentalView(QWidget):
         if note:
             text += f" ; {note}"
         event: Event | None = None
+        sent: Any = None
         if self.dossier is not None and self.desk is not None:
             data: dict[str, Any] = {
                 "orientation": chosen.value,
@@ -1027,7 +1029,7 @@ class DentalView(QWidget):
                 self.desk.actor,
                 data,
             )
-            self.desk.journal.submit(self.dossier, event)
+            sent = self.desk.record_orientation(self.dossier, event)
             self.triage_message.show_message(
                 f"Orientation enregistrée dans le dossier "
                 f"{self.dossier.sender_case_id or self.dossier.case_id} : {chosen.short}.",
@@ -1039,7 +1041,7 @@ class DentalView(QWidget):
                 f"Orientation : {chosen.short} (aucun dossier ouvert : rien n'est enregistré).",
                 warn=True,
             )
-        result = DentalOrientation(self.dossier, chosen, s.orientation, text, entry, event)
+        result = DentalOrientation(self.dossier, chosen, s.orientation, text, entry, event, sent)
         self.oriented.emit(result)
         return result
 

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -35,6 +36,7 @@ from sas_desk.ui.widgets import Message, named
 log = logging.getLogger("sas_desk.ui.dossier")
 
 RIGHT_WIDTH = 420  # timeline, medical note and decision
+HIGHLIGHT_FILL = "#fff3c4"  # an ARM's addition after transmission, in the timeline
 
 
 def _combo(
@@ -175,7 +177,17 @@ class DossierView(QWidget):
                     value = value.get("operator") or value.get("workstation") or ""
                 if value:
                     detail += f" — {value}"
-            self.timeline.addItem(f"{e.at.astimezone():%H:%M:%S}  {e.kind.label}  {who}{detail}")
+            if e.data.get("priority_to"):
+                detail += f" — priorité {e.data.get('priority_from', '')} → {e.data['priority_to']}"
+            row = QListWidgetItem(f"{e.at.astimezone():%H:%M:%S}  {e.kind.label}  {who}{detail}")
+            if e.data.get("highlight"):  # the ARM added something: the holder must see it
+                row.setText("★ " + row.text())
+                row.setBackground(QColor(HIGHLIGHT_FILL))
+                font = row.font()
+                font.setBold(True)
+                row.setFont(font)
+                row.setData(Qt.ItemDataRole.UserRole, "highlight")
+            self.timeline.addItem(row)
         self.timeline.scrollToBottom()
 
     def add_note(self) -> None:
@@ -236,4 +248,5 @@ class DossierView(QWidget):
             self.dossier = dossier
             self.sheet.dossier = dossier
             self.sheet._render_notes()
+            self.sheet.priority.set_value(dossier.priority)  # an ARM may have raised it
         self.show_events(events)

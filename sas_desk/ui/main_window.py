@@ -124,6 +124,7 @@ class MainWindow(QMainWindow):
         self.slot_panel: SlotSearchPanel | None = None
         self.slot_source: Any = None  # the SlotService, once the app built it
         self.orientation_task: asyncio.Task[None] | None = None  # booking → queue (tests)
+        self.view_refresh: asyncio.Task[None] | None = None  # the last view refresh (tests)
         self._slot_starter: Callable[[], object] | None = None
         self._slot_note = "Annuaire des praticiens en cours de chargement…"
         self.dental_view: DentalView | None = None
@@ -254,6 +255,9 @@ class MainWindow(QMainWindow):
         journal.add_listener(self._on_save_state)
         if queue_client is not None:
             queue_client.add_listener(self._on_link_state)
+            if desk.queues is None:  # orientations and ARM additions go to the room's log
+                desk.queues = queue_client
+            desk.on_queue_error(self._on_room_refused)
         desk.on_change(self.day_model.upsert)
         if report is not None and report.notice_fr:
             self.banner(report.notice_fr, "warning")
@@ -310,12 +314,21 @@ class MainWindow(QMainWindow):
             self.queue_client, queues, self.limits, self.desk._now, supervisor=role == "SUP"
         )
         panel.open_dossier.connect(self.open_dossier_view)
+        panel.items_changed.connect(self._refresh_open_views)
         self.queue_panel = panel
         title = "Files" if role != "ARM" else "Retours ARM"
         index = self.left_tabs.insertTab(0 if role != "ARM" else 1, panel, title)
         if role != "ARM":
             self.left_tabs.setCurrentIndex(index)
         panel.start()
+
+    def _refresh_open_views(self, case_ids: list[str]) -> None:
+        """An item changed in the room (an ARM's addition, a decision from
+        another workstation): the open dossier views re-read their log."""
+        for case_id in case_ids:
+            view = self._dossier_view(case_id)
+            if view is not None:
+                self.view_refresh = spawn(view.refresh(), "dossier-refresh")
 
     def open_dossier_view(self, case_id: str) -> None:
         spawn(self._open_dossier_view(case_id), "open-dossier")
@@ -463,7 +476,7 @@ class MainWindow(QMainWindow):
             return
         to_amu = result.orientation is Orientation.MEDECIN
         self.dental_task = spawn(
-            self._dental_to_queue(view, result.text, to_amu), "dental-orientation"
+            self._dental_to_queue(view, result.text, to_amu, result.sent), "dental-orientation"
         )
 
     def make_room(self, widget: QWidget) -> None:
@@ -484,12 +497,22 @@ class MainWindow(QMainWindow):
                 return w
         return None
 
-    async def _dental_to_queue(self, view: DossierView, text: str, to_amu: bool) -> None:
+    def _on_room_refused(self, dossier: Dossier, message_fr: str) -> None:
+        self.banner(
+            f"Dossier {dossier.sender_case_id or dossier.case_id} : {message_fr}", "warning"
+        )
+
+    async def _dental_to_queue(
+        self, view: DossierView, text: str, to_amu: bool, sent: Any = None
+    ) -> None:
+        """The orientation itself went to the room's log (``sent``: the desk's
+        ``orient``); "back to a physician" then transfers the dossier."""
         assert self.queue_client is not None
         case_id = view.dossier.case_id
         client = self.queue_client
+        if sent is not None:
+            await sent
         try:
-            await client.submit(client.operation("note", case_id, text=text))
             if to_amu:
                 await client.submit(client.operation("transfer", case_id, to="AMU", reason=text))
         except (QueueError, BackendUnavailable) as exc:
@@ -505,8 +528,9 @@ class MainWindow(QMainWindow):
         await view.refresh()
 
     def _on_booked(self, booking: Any) -> None:
-        """A booking the operator confirmed: a dossier from the queues gets the
-        orientation as a note and leaves the OSNP queue."""
+        """A booking the operator confirmed: the orientation went to the room's
+        log (the desk's ``orient``); a dossier from the queues then leaves the
+        OSNP queue."""
         panel = self.slot_panel
         dossier = panel.dossier if panel is not None else None
         from_queue = any(
@@ -521,12 +545,16 @@ class MainWindow(QMainWindow):
             f"Orientation : RDV {booking.slot.start:%d/%m %H:%M} — {booking.offer.candidate.name}"
             f", {booking.offer.address} (via {booking.offer.candidate.vendor})"
         )
-        self.orientation_task = spawn(self._close_oriented(dossier.case_id, text), "orientation")
+        sent = panel.orientation_sent if panel is not None else None
+        self.orientation_task = spawn(
+            self._close_oriented(dossier.case_id, text, sent), "orientation"
+        )
 
-    async def _close_oriented(self, case_id: str, text: str) -> None:
+    async def _close_oriented(self, case_id: str, text: str, sent: Any = None) -> None:
         assert self.queue_client is not None
+        if sent is not None:
+            await sent  # the orientation first: a closed item takes no more
         try:
-            await self.queue_client.submit(self.queue_client.operation("note", case_id, text=text))
             await self.queue_client.submit(
                 self.queue_client.operation("close", case_id, reason=text)
             )

@@ -132,6 +132,7 @@ class _ReasonForm:
 
 class QueuePanel(QWidget):
     open_dossier = Signal(str)  # case id: show the dossier view
+    items_changed = Signal(list)  # case ids another change set touched (open views refresh)
     status = Signal(str)
 
     def __init__(
@@ -285,6 +286,8 @@ class QueuePanel(QWidget):
             try:
                 async for changes in self.client.watch(self.queues):
                     self.model.apply(changes)
+                    if not changes.reset:
+                        self.items_changed.emit([i.case_id for i in changes.items])
                     delay = 0.2
             except asyncio.CancelledError:
                 raise

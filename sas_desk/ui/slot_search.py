@@ -496,6 +496,7 @@ class SlotSearchPanel(QWidget):
         self.last_update: SearchUpdate | None = None
         self.running = False
         self.pending_booking: Booking | None = None
+        self.orientation_sent: Any = None  # the desk's task sending the last booking to the room
         self._source: SearchSource | None = None
         self._source_ready = asyncio.Event() if _loop_running() else None
         self._source_note = "Annuaire des praticiens en cours de chargement…"
@@ -1248,7 +1249,7 @@ class SlotSearchPanel(QWidget):
         recorded = ""
         if self.dossier is not None and self.desk is not None:
             event = orientation_event(self.dossier, booking, self.desk, self.now())
-            self.desk.journal.submit(self.dossier, event)
+            self.orientation_sent = self.desk.record_orientation(self.dossier, event)
             recorded = f" Orientation enregistrée dans le dossier {self.dossier.sender_case_id}."
         log.info(
             "booking confirmed: vendor %s, slot %s", booking.offer.candidate.vendor, booking.slot.id

@@ -407,7 +407,10 @@ async def test_back_to_a_physician_transfers_a_dent_queue_dossier_to_amu(
     item = next(i for i in items if i.case_id == d.case_id)
     assert item.queue is QueueName.AMU and item.status is ItemStatus.WAITING
     events = await queues.events(d.case_id)
-    assert [e.kind for e in events][-2:] == [EventKind.MEDICAL_NOTE, EventKind.TRANSFERRED]
+    # the orientation is an event of the room's log (the desk's orient), then the transfer
+    assert [e.kind for e in events][-2:] == [EventKind.DENTAL_ORIENTED, EventKind.TRANSFERRED]
+    assert events[-2].actor.role == "DENT" and events[-2].data["orientation"] == "dental"
+    assert "Orientation dentaire : Médecin (AMU)" in events[-2].data["text"]
     assert "Orientation dentaire : Médecin (AMU)" in str(events[-1].data)
     assert "transféré à la file AMU" in view.triage_message.text()
 

@@ -446,11 +446,18 @@ async def test_a_booking_for_a_dossier_from_the_osnp_queue_notes_and_closes_it(
         await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
         offer = panel.model.rows()[0].offer
         # the operator confirmed the booking on the vendor's page
-        panel.booked.emit(Booking(offer, offer.slots[0], "https://vendor/book", env.desk._now()))
+        panel.pending_booking = Booking(
+            offer, offer.slots[0], "https://vendor/book", env.desk._now()
+        )
+        panel._on_booking_answer(True)
         assert window.orientation_task is not None
         await until(window.orientation_task.done, timeout=10)
         events = await client.events(d.case_id)
-        assert [e.kind for e in events][-2:] == [EventKind.MEDICAL_NOTE, EventKind.CLOSED]
+        # the booking is an event of the room's log (the desk's orient), then the close
+        assert [e.kind for e in events][-2:] == [EventKind.ORIENTED, EventKind.CLOSED]
+        assert events[-2].actor.role == "OSNP" and events[-2].data["orientation"] == "booking"
+        assert events[-2].data["slot_id"] == offer.slots[0].id
+        assert offer.candidate.name in events[-2].data["text"]
         assert offer.candidate.name in str(events[-1].data)  # the orientation, as the reason
         assert not any(
             i.case_id == d.case_id for i in await client.backend.snapshot([QueueName.OSNP])

@@ -41,6 +41,16 @@ Operation kinds and their ``data``:
 ``reassign``      SUP only.  ``to_workstation``, ``to_operator``, ``to_role``
                   → CLAIMED by them (fresh lease); with ``to_workstation``
                   empty → WAITING.
+``orient``        ``orientation`` (``booking``: a slot booked at a vendor,
+                  event ORIENTED; ``dental``: the dental regulator's
+                  orientation, event DENTAL_ORIENTED), ``text`` (summary),
+                  ``details`` (flat JSON object).  Booking: OSNP, MRL, MRU;
+                  dental: DENT; within their queues, item not held by
+                  another workstation.  Item unchanged (version bumped).
+``update``        ``note`` and/or ``priority``.  ARM role only, any queue,
+                  item not closed: the ARM adds what the caller said after
+                  transmission.  A new priority re-ranks the item (a P0/P1
+                  upgrade moves it up); event UPDATED with ``highlight``.
 ================  ==========================================================
 
 Errors are :class:`~sas_desk.models.queue.QueueError` subclasses with French
@@ -77,6 +87,8 @@ OPERATION_KINDS = (
     "close",
     "note",
     "reassign",
+    "orient",
+    "update",
 )
 DEFAULT_LEASE_S = 120.0
 MAX_LEASE_S = 900.0  # a lease is a heartbeat, not a reservation: longer ones are refused

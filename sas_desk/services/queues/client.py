@@ -36,7 +36,10 @@ from sas_desk.services.queues.api import (
 log = logging.getLogger("sas_desk.queues")
 T = TypeVar("T")
 
-OFFLINE_KINDS = frozenset({"enqueue"})  # an ARM transmitting; the rest needs the server
+# what may wait in the outbox: facts that must reach the dossier's log and
+# need no answer to go on (an ARM transmitting or adding to a dossier, a
+# booking made at the vendor, a dental orientation); the rest needs the server
+OFFLINE_KINDS = frozenset({"enqueue", "update", "orient"})
 
 
 @dataclass(frozen=True)

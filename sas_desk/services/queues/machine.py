@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sas_desk.models.codes import codelist
-from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
+from sas_desk.models.dossier import PRIORITIES, Actor, Dossier, Event, EventKind, Status, add_note
 from sas_desk.models.queue import (
     Claim,
     ClaimConflict,
@@ -51,13 +51,15 @@ from sas_desk.models.queue import (
     QueueError,
     QueueItem,
     QueueName,
+    priority_rank,
     queue_for_attribution,
 )
+from sas_desk.models.validation import ValidationError
 from sas_desk.services.queues import rules
 from sas_desk.services.queues.api import OPERATION_KINDS
 
 # kinds whose transition reads or writes the server dossier (the stores load it)
-NEEDS_DOSSIER = frozenset({"enqueue", "decide", "note", "close", "request_booking"})
+NEEDS_DOSSIER = frozenset({"enqueue", "decide", "note", "close", "request_booking", "update"})
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,91 @@ def transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) -
             payload["to"] = None
         return change(item, new, EventKind.REASSIGNED, payload)
 
+    if op.kind == "orient":
+        return _orient(op, item, change)
+
+    if op.kind == "update":
+        return _update(op, item, server_dossier(), change)
+
     raise QueueError(f"Opération inconnue : « {op.kind} ».", "unknown_kind")  # pragma: no cover
+
+
+_ORIENTATIONS = {
+    "booking": (EventKind.ORIENTED, frozenset({"OSNP", "MRU", "MRL"})),
+    "dental": (EventKind.DENTAL_ORIENTED, frozenset({"DENT"})),
+}
+_SCALAR = (str, int, float, bool, type(None))
+
+
+def _orient(op: Operation, item: QueueItem, change: Callable[..., Change]) -> Change:
+    """An orientation recorded in the dossier's log: a slot booked at a vendor
+    (OSNP, or the regulator who booked himself) or the dental regulator's
+    orientation.  Within the role's queues (checked before), and not while
+    another workstation holds the item: its holder or anyone of the queue
+    when nobody holds it (a booking made while the lease ran out is kept)."""
+    orientation = rules.text_arg(op.data, "orientation")
+    if orientation not in _ORIENTATIONS:
+        raise QueueError(f"Type d'orientation inconnu : « {orientation} ».", "invalid")
+    kind, roles = _ORIENTATIONS[orientation]
+    if op.role not in roles:
+        what = "un rendez-vous" if orientation == "booking" else "une orientation dentaire"
+        raise QueueError(f"Votre rôle ne permet pas d'enregistrer {what}.", "forbidden")
+    held = item.claim
+    if held is not None and held.workstation != op.workstation and held.expires_at > op.at:
+        raise NotHolder(item.case_id, held)
+    text = rules.text_arg(op.data, "text").strip()
+    if not text:
+        raise QueueError("Orientation sans résumé : texte attendu.", "invalid")
+    details = op.data.get("details") or {}
+    if not isinstance(details, dict) or not all(
+        isinstance(k, str)
+        and (isinstance(v, _SCALAR) or (isinstance(v, list) and all(isinstance(x, str) for x in v)))
+        for k, v in details.items()
+    ):
+        raise QueueError("Détails de l'orientation invalides : objet simple attendu.", "invalid")
+    payload = {**details, "orientation": orientation, "text": text}
+    result: Change = change(item, item, kind, payload)
+    return result
+
+
+def _update(
+    op: Operation, item: QueueItem, stored: Dossier, change: Callable[..., Change]
+) -> Change:
+    """The ARM adds what the caller said after transmission: a note and/or a
+    new priority.  Any ARM of the room (the caller may call back on another
+    line), whoever holds the item; not once closed.  A new priority re-ranks
+    the item (its wait is kept: a P0/P1 upgrade moves it up its queue).  The
+    event says ``highlight`` so the holder's timeline shows it."""
+    text = rules.text_arg(op.data, "note").strip()
+    priority = rules.text_arg(op.data, "priority")
+    if priority and priority not in PRIORITIES:
+        raise QueueError(f"Priorité « {priority} » invalide (P0, P1, P2, P3 ou NR).", "invalid")
+    if priority == stored.priority:
+        priority = ""
+    if not (text or priority):
+        raise QueueError("Complément vide : note ou nouvelle priorité attendue.", "invalid")
+    payload: dict[str, Any] = {"highlight": True}
+    new = item
+    if priority:
+        payload.update(
+            priority_from=stored.priority,
+            priority_to=priority,
+            upgrade=priority_rank(priority) < priority_rank(stored.priority),
+        )
+        stored.priority = priority
+        stored.revision += 1
+        new = replace(item, priority=priority)
+    if text:
+        try:
+            add_note(
+                stored, text, op.at, Actor(op.role, op.operator, op.workstation), medical=False
+            )
+        except ValidationError as exc:  # pragma: no cover - stripped text is never empty
+            raise QueueError(exc.message, "invalid") from None
+        payload["note_id"] = stored.notes[-1].note_id
+        payload["text"] = text
+    result: Change = change(item, new, EventKind.UPDATED, payload, dossier=stored)
+    return result
 
 
 def _enqueue(

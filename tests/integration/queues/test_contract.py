@@ -797,6 +797,107 @@ async def test_motive_label_falls_back_to_the_code_list(
     assert item.motive_label == codelist("motive").label("M01.03") != ""
 
 
+# ---------------------------------------------------------------------------- one dossier log
+
+
+async def test_orientations_go_into_the_dossier_log(
+    backend: QueueBackend, peer: QueueBackend, clock: FakeClock
+) -> None:
+    """A booking (OSNP) and a dental orientation (DENT) are events of the
+    server log, seen from any workstation; only the roles that orient, in
+    their queues, and not while another workstation holds the item."""
+    d = make_dossier(1, branch=Branch.SNP)
+    await enqueue(backend, clock, d)
+    await claim(backend, clock, d.case_id, MRL)
+    await backend.apply(op("request_booking", d.case_id, MRL, clock()))
+    booking = {
+        "orientation": "booking",
+        "text": "RDV 15/03 09:00 — Dr Martin",
+        "details": {"slot_id": "s1", "start": "2026-03-15T09:00:00+01:00", "modes": ["CAB"]},
+    }
+    refusals = [
+        (ARM, booking, "forbidden"),  # an ARM does not orient
+        (DENT, {**booking, "orientation": "dental"}, "forbidden"),  # not its queue
+        (OSNP, {**booking, "orientation": "dental"}, "forbidden"),  # not a dentist
+        (OSNP, {**booking, "orientation": "taxi"}, "invalid"),
+        (OSNP, {**booking, "text": "  "}, "invalid"),
+        (OSNP, {**booking, "details": {"nested": {"a": 1}}}, "invalid"),
+    ]
+    for actor, data, code in refusals:
+        with pytest.raises(QueueError) as refused:
+            await backend.apply(op("orient", d.case_id, actor, clock(), **data))
+        assert refused.value.code == code, (actor.role, data)
+    await claim(peer, clock, d.case_id, OSNP)
+    colleague = Actor("OSNP", "osnp.autre", "POSTE-08")
+    with pytest.raises(NotHolder):  # someone else holds it
+        await backend.apply(op("orient", d.case_id, colleague, clock(), **booking))
+    item = await peer.apply(op("orient", d.case_id, OSNP, clock.advance(5), **booking))
+    assert (
+        item is not None and item.claim is not None and item.claim.workstation == OSNP.workstation
+    )
+    last = (await backend.events(d.case_id))[-1]
+    assert (last.kind, last.actor, last.data["text"], last.data["slot_id"]) == (
+        EventKind.ORIENTED,
+        OSNP,
+        "RDV 15/03 09:00 — Dr Martin",
+        "s1",
+    )
+
+    dental = make_dossier(2, branch=Branch.DENT)
+    await enqueue(backend, clock, dental)
+    data = {"orientation": "dental", "text": "Orientation dentaire : cabinet", "details": {}}
+    item = await backend.apply(op("orient", dental.case_id, DENT, clock(), **data))  # unheld
+    assert item is not None and item.claim is None
+    (event,) = [e for e in await peer.events(dental.case_id) if e.kind is EventKind.DENTAL_ORIENTED]
+    assert event.actor == DENT and event.data["orientation"] == "dental"
+    assert await backend.verify_log() == []
+
+
+async def test_an_arm_update_adds_a_note_and_reranks_the_item(
+    backend: QueueBackend, peer: QueueBackend, clock: FakeClock
+) -> None:
+    """After transmission the ARM adds a note and/or a new priority: the
+    dossier gets them, a P1 upgrade moves the item up its queue, and the
+    event is flagged for the holder."""
+    first, late = make_dossier(1, priority="P2"), make_dossier(2, priority="P3")
+    await enqueue(backend, clock, first)
+    clock.advance(30)
+    await enqueue(backend, clock, late)
+    await claim(peer, clock, late.case_id, MRU)
+    for actor, data, code in [
+        (MRU, {"note": "x"}, "forbidden"),
+        (OSNP, {"note": "x"}, "forbidden"),
+        (ARM, {}, "invalid"),
+        (ARM, {"note": "  "}, "invalid"),
+        (ARM, {"priority": "P3"}, "invalid"),  # unchanged: nothing to add
+        (ARM, {"priority": "P9"}, "invalid"),
+    ]:
+        with pytest.raises(QueueError) as refused:
+            await backend.apply(op("update", late.case_id, actor, clock(), **data))
+        assert refused.value.code == code, (actor.role, data)
+    at = clock.advance(10)
+    item = await backend.apply(
+        op("update", late.case_id, ARM, at, note=" le patient a fait un malaise ", priority="P1")
+    )
+    assert item is not None and item.priority == "P1"
+    assert item.claim is not None and item.claim.workstation == MRU.workstation  # still held
+    assert ids(await peer.snapshot([QueueName.AMU])) == [late.case_id, first.case_id]
+    stored = await peer.dossier(late.case_id)
+    assert stored is not None and stored.priority == "P1"
+    assert stored.notes[-1].text == "le patient a fait un malaise"
+    assert stored.notes[-1].operator == ARM.operator
+    last = (await peer.events(late.case_id))[-1]
+    assert (last.kind, last.actor, last.at) == (EventKind.UPDATED, ARM, at)
+    assert last.data["highlight"] is True and last.data["upgrade"] is True
+    assert (last.data["priority_from"], last.data["priority_to"]) == ("P3", "P1")
+    item = await backend.apply(op("update", late.case_id, ARM, clock(), note="rappel : adresse"))
+    assert item is not None and item.priority == "P1"
+    await peer.apply(op("close", late.case_id, MRU, clock()))
+    with pytest.raises(QueueError) as refused:
+        await backend.apply(op("update", late.case_id, ARM, clock(), note="trop tard"))
+    assert refused.value.code == "closed"
+
+
 # ---------------------------------------------------------------------------- leases
 
 

@@ -76,6 +76,20 @@ DATA: dict[str, list[dict[str, Any]]] = {
         {"to_workstation": ""},
         {"to_workstation": "POSTE-04", "to_role": "MRL", "lease_s": 3e9},
     ],
+    "orient": [
+        {"orientation": "booking", "text": "RDV demain 9 h", "details": {"slot_id": "s1"}},
+        {"orientation": "dental", "text": "cabinet de garde", "details": {"modes": ["CAB"]}},
+        {"orientation": "taxi", "text": "x"},
+        {"orientation": "booking", "text": ""},
+        {"orientation": "booking", "text": "x", "details": {"a": {"b": 1}}},
+    ],
+    "update": [
+        {"note": "malaise", "priority": "P0"},
+        {"note": " rappel "},
+        {"priority": "P3"},
+        {"priority": "P9"},
+        {},
+    ],
     "unknown": [{}],
 }
 ENQUEUE = [{}, {"queue": "SNP"}, {"queue": "XX"}, {"dossier": "garbage"}]
