@@ -150,6 +150,12 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+# A valid multi-byte UTF-8 sequence: a file holding one was written in UTF-8.
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+
+
 def decode_text(data: bytes) -> tuple[str, str]:
     """``(text, encoding)``: UTF-8 (with or without BOM) or Windows-1252.
     Binary content, UTF-16 and control characters are refused."""
@@ -195,7 +201,22 @@ def decode_text(data: bytes) -> tuple[str, str]:
     else:
         try:
             text, encoding = data.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as bad_utf8:
+            if _UTF8_SEQUENCE.search(data):
+                # UTF-8 accents elsewhere: this byte is damage, not Windows-1252
+                # (read as such, « Martin » became « Méÿþrtin » in the roster in force)
+                at = bad_utf8.start
+                line = data.count(b"\n", 0, at) + 1
+                raise RosterFormatError(
+                    [
+                        Issue(
+                            f"ligne {line}",
+                            "",
+                            f"texte UTF-8 endommagé (octet 0x{data[at]:02x} invalide à la "
+                            f"position {at}) : réenregistrez le fichier en « CSV UTF-8 »",
+                        )
+                    ]
+                ) from None
             try:
                 text, encoding = data.decode("cp1252"), "windows-1252"
             except UnicodeDecodeError as exc:
@@ -799,11 +820,17 @@ _LOCATION_TOWN = re.compile(r"^(.*?),?\s*(\d{5})\s+(.+)$")
 def _unfold(text: str) -> list[tuple[int, str]]:
     """Content lines with the physical line number each starts on (RFC 5545 §3.1)."""
     out: list[tuple[int, str]] = []
+    parts: list[str] = []  # the pieces of the line being unfolded: joined once (linear)
+    start = 0
     for number, line in enumerate(text.splitlines(), start=1):
-        if line[:1] in (" ", "\t") and out:
-            out[-1] = (out[-1][0], out[-1][1] + line[1:])
+        if line[:1] in (" ", "\t") and parts:
+            parts.append(line[1:])
         elif line.strip():
-            out.append((number, line))
+            if parts:
+                out.append((start, "".join(parts)))
+            parts, start = [line], number
+    if parts:
+        out.append((start, "".join(parts)))
     return out
 
 

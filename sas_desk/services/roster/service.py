@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 
+#: Problems listed one by one (a file of a million bad lines gives the first ones and a count).
+MAX_LISTED = 50
+
+
 class RosterImportError(RosterError):
     """The file was refused: nothing changed; :attr:`issues` lists every problem."""
 
@@ -67,8 +71,15 @@ class RosterImportError(RosterError):
             "invalid",
         )
 
-    def lines_fr(self) -> list[str]:
-        return [self.message_fr, *(f"  - {issue}" for issue in self.issues)]
+    def lines_fr(self, limit: int = MAX_LISTED) -> list[str]:
+        """The message and the first *limit* problems, then how many more."""
+        lines = [self.message_fr, *(f"  - {issue}" for issue in self.issues[:limit])]
+        if len(self.issues) > limit:
+            more = len(self.issues) - limit
+            lines.append(
+                f"  … et {more} autre{'s' if more > 1 else ''} erreur{'s' if more > 1 else ''}"
+            )
+        return lines
 
 
 @dataclass(frozen=True)
