@@ -2,7 +2,8 @@
 
 sas-desk [--config PATH] [--data-dir DIR] [--role ROLE] [--smoke]
 sas-desk simulator [--port N] [--tls-cert PEM --tls-key PEM [--client-ca PEM]]
-sas-desk [--data-dir DIR] dossier import-rseda FILE
+sas-desk [--data-dir DIR] dossier import-rseda FILE   (exit 3: case already stored and
+         different — both kept, see the message)
 sas-desk [--data-dir DIR] dossier export-rseda ID
 sas-desk fhir parse FILE
 sas-desk [--config PATH] [--data-dir DIR] slots search (--near "LAT, LON" | --commune NOM|INSEE)
@@ -180,18 +181,19 @@ async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
                 log.warning("RS-EDA %s refused: %s (%s)", args.file, exc.message, exc.field)
                 print(f"sas-desk : {args.file} : {exc.message}", file=sys.stderr)
                 return 1
-            desk.import_dossier(dossier)
-            if not await journal.flush(timeout=10) or not (
-                journal.last_state and journal.last_state.ok
+            outcome = await desk.import_received(dossier)
+            if outcome.kind != "same" and (
+                not await journal.flush(timeout=10)
+                or not (journal.last_state and journal.last_state.ok)
             ):
                 msg = (
                     journal.last_state.message_fr if journal.last_state else "journal indisponible"
                 )
                 print(f"sas-desk : dossier non enregistré : {msg}", file=sys.stderr)
                 return 1
-            print(f"Dossier importé : {dossier.case_id}", file=sys.stderr)
-            print(dossier.case_id)
-            return 0
+            print(outcome.message_fr, file=sys.stderr)
+            print(outcome.dossier.case_id)
+            return 3 if outcome.kind == "conflict" else 0
         loaded = await journal.load(args.id)
         if loaded is None:
             print(f"sas-desk : dossier introuvable : {args.id}", file=sys.stderr)

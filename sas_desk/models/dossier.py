@@ -351,6 +351,7 @@ class EventKind(enum.StrEnum):
     TRANSMITTED = "TRANSMITTED"
     ABANDONED = "ABANDONED"
     IMPORTED = "IMPORTED"  # from an RS-EDA message
+    IMPORT_CONFLICT = "IMPORT_CONFLICT"  # a message for a known case: kept apart, nothing lost
     ENQUEUED = "ENQUEUED"
     CLAIMED = "CLAIMED"
     RELEASED = "RELEASED"
@@ -375,6 +376,7 @@ class EventKind(enum.StrEnum):
             "TRANSMITTED": "Dossier transmis",
             "ABANDONED": "Fiche abandonnée",
             "IMPORTED": "Dossier importé (RS-EDA)",
+            "IMPORT_CONFLICT": "Import en conflit : version reçue conservée à part",
             "ENQUEUED": "Mis en file",
             "CLAIMED": "Pris en charge",
             "RELEASED": "Remis en file",

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sas_desk.models import dossier as dm
 from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
@@ -26,6 +26,41 @@ Listener = Callable[[Dossier], None]
 ErrorListener = Callable[[Dossier, str], None]
 # event kinds of the local journal that are also operations of the room's log
 _ORIENTATIONS = {EventKind.ORIENTED: "booking", EventKind.DENTAL_ORIENTED: "dental"}
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    kind: Literal["new", "same", "conflict"]
+    dossier: Dossier  # what the import stored (the copy, for a conflict)
+    existing: Dossier | None  # the dossier already stored under that caseId
+    message_fr: str
+
+
+# bookkeeping that differs between two copies of the same content
+_META = ("revision",)
+
+
+def _content(d: Dossier) -> dict[str, Any]:
+    data = d.to_dict()
+    for key in _META:
+        data.pop(key, None)
+    return data
+
+
+_FIELD_FR = {"notes": "notes", "decisions": "décisions", "status": "statut"}
+
+
+def _differences(a: Dossier, b: Dossier) -> str:
+    left, right = _content(a), _content(b)
+    keys = sorted(k for k in left.keys() | right.keys() if left.get(k) != right.get(k))
+    parts = []
+    for key in keys[:4]:
+        if key in ("notes", "decisions"):
+            parts.append(f"{_FIELD_FR[key]} : {len(left[key])} ici, {len(right[key])} reçues")
+        else:
+            parts.append(_FIELD_FR.get(key, key))
+    more = f" et {len(keys) - 4} autres champs" if len(keys) > 4 else ""
+    return "champs différents : " + ", ".join(parts) + more
 
 
 @dataclass
@@ -159,6 +194,64 @@ class Desk:
         self.journal.submit(dossier, event)
         self._changed(dossier)
         return event
+
+    async def import_received(self, dossier: Dossier) -> ImportOutcome:
+        """Import a received dossier without ever losing what is stored.
+
+        A new case is imported.  A known case whose content is identical is
+        left alone.  A known case that differs (edited here, or a different
+        message under the same caseId) is kept as it is, and the received
+        version is stored beside it under ``<caseId>-importN`` with an event on
+        both: the operator compares and keeps one (abandons the other)."""
+        existing = await self.journal.load(dossier.case_id)
+        if existing is None:
+            self.import_dossier(dossier)
+            return ImportOutcome("new", dossier, None, f"Dossier importé : {dossier.case_id}")
+        if _content(existing) == _content(dossier):
+            return ImportOutcome(
+                "same",
+                existing,
+                existing,
+                f"Dossier {dossier.case_id} déjà présent, identique : rien à importer.",
+            )
+        n = 1
+        while await self.journal.load(f"{dossier.case_id}-import{n}") is not None:
+            n += 1
+        copy = replace(dossier, case_id=f"{dossier.case_id}-import{n}")
+        at = self._now()
+        self.journal.submit(
+            copy,
+            Event(
+                copy.case_id,
+                at,
+                EventKind.IMPORTED,
+                self.actor,
+                {"status": copy.status.value, "conflict_with": dossier.case_id},
+            ),
+        )
+        self.journal.submit(
+            existing,
+            Event(
+                existing.case_id,
+                at,
+                EventKind.IMPORT_CONFLICT,
+                self.actor,
+                {"received_as": copy.case_id},
+            ),
+        )
+        self._changed(copy)
+        log.warning(
+            "import of known case %s differs: kept apart as %s", dossier.case_id, copy.case_id
+        )
+        return ImportOutcome(
+            "conflict",
+            copy,
+            existing,
+            f"Conflit : le dossier {dossier.case_id} existe déjà et diffère de la version "
+            f"reçue ({_differences(existing, dossier)}). Rien n'est perdu : le dossier "
+            f"existant est inchangé et la version reçue est conservée sous {copy.case_id}. "
+            "Comparez-les et gardez l'un des deux (abandonnez l'autre).",
+        )
 
     def import_dossier(self, dossier: Dossier) -> Event:
         event = Event(
