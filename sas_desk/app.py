@@ -39,6 +39,25 @@ class RunOptions:
     on_ready: Callable[[object], Awaitable[None]] | None = None  # test/bench hook, gets the window
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The log file; a disk that fills up or turns read-only stops it (one
+    line says so on stderr) instead of printing a traceback per record."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            sys.stderr.write(
+                "sas-desk : journal d'exécution impossible à écrire (disque plein ou en "
+                "lecture seule) : il continue sur la console seulement.\n"
+            )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+
 def setup_logging(data_dir: Path, verbose: bool = False) -> None:
     root = logging.getLogger()
     if any(getattr(h, "_sas_desk", False) for h in root.handlers):
@@ -53,7 +72,7 @@ def setup_logging(data_dir: Path, verbose: bool = False) -> None:
     try:
         logs = data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
+        handler = _LogFile(
             logs / "sas-desk.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8"
         )
         handler.setFormatter(fmt)

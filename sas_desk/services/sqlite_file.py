@@ -6,8 +6,10 @@ is made (the directory re-syncs, the rosters keep a copy)."""
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -83,3 +85,30 @@ def open_versioned(
     except (sqlite3.Error, OSError) as exc:
         raise classify(exc) from exc
     return db
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """A SQLite error saying the file itself is unusable (not busy, not the disk)."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and any(
+        word in text for word in ("not a database", "malformed", "corrupt", "encrypted")
+    )
+
+
+def move_aside(path: Path, now: datetime) -> Path:
+    """Rename a damaged file (and its ``-wal``/``-shm``) to
+    ``<name>.endommage-<stamp>`` beside it, for support to look at; the
+    caller then creates a fresh one.  ``OSError`` when it cannot be moved."""
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.endommage-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.endommage-{stamp}-{n}")
+        n += 1
+    shutil.move(str(path), str(target))
+    for suffix in ("-wal", "-shm"):
+        side = Path(str(path) + suffix)
+        if side.exists():
+            shutil.move(str(side), str(target) + suffix)
+    log.error("%s was damaged; moved to %s", path, target)
+    return target

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
+from sas_desk.services.sqlite_file import move_aside
 
 log = logging.getLogger("sas_desk.journal")
 
@@ -176,22 +176,11 @@ class JournalStore:
             raise _Damaged(f"version {version} plus récente que ce programme ({SCHEMA_VERSION})")
 
     def _move_aside(self, why: str) -> Path:
-        stamp = self._now().strftime("%Y%m%d-%H%M%S")
-        target = self.path.with_name(f"{self.path.name}.endommage-{stamp}")
-        n = 1
-        while target.exists():
-            target = self.path.with_name(f"{self.path.name}.endommage-{stamp}-{n}")
-            n += 1
-        log.error("journal %s unreadable (%s); moving it to %s", self.path, why, target)
+        log.error("journal %s unreadable (%s); moving it aside", self.path, why)
         try:
-            shutil.move(str(self.path), str(target))
-            for suffix in ("-wal", "-shm"):
-                side = Path(str(self.path) + suffix)
-                if side.exists():
-                    shutil.move(str(side), str(target) + suffix)
+            return move_aside(self.path, self._now())
         except OSError as exc:
             raise classify(exc) from exc
-        return target
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         version = int(db.execute("PRAGMA user_version").fetchone()[0])

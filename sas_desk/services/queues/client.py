@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -32,6 +33,7 @@ from sas_desk.services.queues.api import (
     BackendUnavailable,
     QueueBackend,
 )
+from sas_desk.services.sqlite_file import is_damaged, move_aside
 
 log = logging.getLogger("sas_desk.queues")
 T = TypeVar("T")
@@ -62,18 +64,59 @@ class Outbox:
             max_workers=1, thread_name_prefix="outbox"
         )
         self._conn: sqlite3.Connection | None = None
+        self.notice_fr = ""  # what the operator must know about this file, if anything
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=5.0, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "op_id TEXT UNIQUE NOT NULL, op TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
-            "last_error TEXT NOT NULL DEFAULT '')"
+        """Open the file; a damaged one is moved aside (like the journal) and a
+        new one made; an unusable data directory (a file, read-only, full)
+        gives an outbox in memory: the workstation starts either way."""
+        try:
+            self._conn = self._connect(self.path)
+            return
+        except (sqlite3.Error, OSError) as exc:
+            error: BaseException = exc
+        if is_damaged(error):
+            try:
+                moved = move_aside(self.path, datetime.now().astimezone())
+                self._conn = self._connect(self.path)
+                self.notice_fr = (
+                    f"La file d'envoi hors ligne était endommagée : elle a été mise de côté "
+                    f"sous « {moved.name} » et une nouvelle a été créée."
+                )
+                return
+            except (sqlite3.Error, OSError) as exc:
+                error = exc
+        log.error("outbox %s unusable (%s): kept in memory", self.path, error)
+        self._conn = self._connect(None)
+        self.notice_fr = (
+            f"La file d'envoi hors ligne ne peut pas être enregistrée dans « {self.path.parent} » "
+            f"({_reason_fr(error, self.path.parent)}) : elle est gardée en mémoire, une transmission hors ligne "
+            "serait perdue si le poste s'arrêtait."
         )
-        self._conn = conn
+
+    @staticmethod
+    def _connect(path: Path | None) -> sqlite3.Connection:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            ":memory:" if path is None else str(path), timeout=5.0, isolation_level=None
+        )
+        try:
+            if path is not None:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                check = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise sqlite3.DatabaseError(f"malformed: quick_check {check}")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "op_id TEXT UNIQUE NOT NULL, op TEXT NOT NULL, "
+                "attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '')"
+            )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
@@ -146,6 +189,20 @@ def encode_op(op: Operation) -> dict[str, Any]:
     }
 
 
+def _reason_fr(exc: BaseException, folder: Path) -> str:
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return "c'est un fichier, pas un dossier"
+    if (
+        isinstance(exc, PermissionError)
+        or "readonly" in str(exc)
+        or (folder.is_dir() and not os.access(folder, os.W_OK))
+    ):
+        return "lecture seule"
+    if "full" in str(exc) or getattr(exc, "errno", None) == 28:
+        return "disque plein"
+    return exc.__class__.__name__
+
+
 def decode_op(raw: dict[str, Any]) -> Operation:
     return Operation(
         op_id=raw["op_id"],
@@ -194,7 +251,9 @@ class QueueClient:
         except BackendUnavailable as exc:
             self._set_state(False, exc.message_fr)
         pending = await self.outbox.count()
-        self._set_state(self.state.online, self.state.message_fr, pending=pending)
+        notices = [n for n in (getattr(self.backend, "notice_fr", ""), self.outbox.notice_fr) if n]
+        message = " ".join([self.state.message_fr, *notices]).strip()
+        self._set_state(self.state.online, message, pending=pending)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._replay_loop(), name="queues-replay"),

@@ -61,6 +61,7 @@ from sas_desk.services.queues.api import (
     BackendUnavailable,
     QueueBackend,
 )
+from sas_desk.services.sqlite_file import is_damaged, move_aside
 
 log = logging.getLogger("sas_desk.queues")
 T = TypeVar("T")
@@ -809,6 +810,7 @@ class SqliteBackend(QueueBackend):
         )
         # owned by the executor thread
         self._store: _Store | None = None
+        self.notice_fr = ""  # set when a damaged file was moved aside
         self._generation = 0
         # owned by the event loop
         self._closed = False
@@ -914,7 +916,7 @@ class SqliteBackend(QueueBackend):
         try:
             store = self._store
             if store is None:
-                store = _Store(self.path, now=self._now, busy_timeout=self._busy_timeout)
+                store = self._open_store()
                 self._store = store
                 self._generation += 1
             return fn(store)
@@ -930,6 +932,21 @@ class SqliteBackend(QueueBackend):
             if not _is_busy(exc):
                 self._close_store()  # reopen on the next call
             raise _unavailable(exc) from exc
+
+    def _open_store(self) -> _Store:
+        """A damaged file is moved aside (like the journal) and a new one made:
+        otherwise every call fails and the workstation stays offline forever."""
+        try:
+            return _Store(self.path, now=self._now, busy_timeout=self._busy_timeout)
+        except sqlite3.DatabaseError as exc:
+            if not is_damaged(exc):
+                raise
+            moved = move_aside(self.path, self._now())
+        self.notice_fr = (
+            f"Le fichier des files de ce poste était endommagé : il a été mis de côté sous "
+            f"« {moved.name} » et un nouveau a été créé (les dossiers restent dans le journal)."
+        )
+        return _Store(self.path, now=self._now, busy_timeout=self._busy_timeout)
 
     def _close_store(self) -> None:
         store, self._store = self._store, None
