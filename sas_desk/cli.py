@@ -49,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command")
     sim = sub.add_parser("simulator", help="lance le simulateur des interfaces nationales")
-    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--host", default="127.0.0.1", help="adresse d'écoute (boucle locale)")
+    sim.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="accepte une adresse non locale (le simulateur est alors joignable du réseau)",
+    )
     sim.add_argument("--port", type=int, default=8765)
     sim.add_argument("--tls-cert", type=Path, help="certificat serveur (PEM) : sert en HTTPS")
     sim.add_argument("--tls-key", type=Path, help="clé privée du certificat serveur (PEM)")
@@ -134,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
                 client_ca=args.client_ca,
+                allow_remote=args.allow_remote,
             )
-        except (ValueError, OSError) as exc:  # incomplete TLS options, unreadable PEM
+        except (ValueError, OSError) as exc:  # TLS options, unreadable PEM, remote address
             print(f"Simulateur : {exc}", file=sys.stderr)
             return 2
         return 0

@@ -25,7 +25,8 @@ Where faults come from, combined (a query fault adds to the configured one):
   at run time ``Simulator.set_faults("hygie", "error:1")``; a target is a
   vendor name, or ``directory`` for the directory feed;
 - the query string of one request: ``…/Slot?…&_fault=latency:300``
-  (``%2C`` or ``,`` between items).  A malformed ``_fault`` is answered 400.
+  (``%2C`` or ``,`` between items), with the simulator's admin token in the
+  ``X-Simulator-Token`` header (else 403).  A malformed ``_fault`` is answered 400.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ __all__ = ["HANG_LIMIT_S", "FaultSpec", "FaultSyntaxError", "parse_faults"]
 #: A hanging request gives up after this long when the client's departure
 #: cannot be noticed (TLS connections).
 HANG_LIMIT_S = 600.0
-#: The largest oversized body the simulator agrees to build.
-MAX_OVERSIZED_MB = 512.0
+#: The largest oversized body the simulator agrees to build: just above the
+#: vendor client's 32 MiB cap (what the fault is for), never hundreds of MiB.
+MAX_OVERSIZED_MB = 40.0
 
 
 class FaultSyntaxError(ValueError):

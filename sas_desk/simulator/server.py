@@ -23,6 +23,11 @@ demonstrated and tested offline with its real HTTP clients:
   an establishment IdP), see :mod:`.oidc`;
 - ``GET /health``.
 
+``/_admin/…`` and any request with a ``_fault`` query need the simulator's
+admin token in the ``X-Simulator-Token`` header (``Simulator.admin_token``;
+``sas-desk simulator`` prints it): 403 otherwise.  ``sas-desk simulator``
+serves on loopback only unless ``--allow-remote``.
+
 The territory (:mod:`.offer`) is seeded (``seed=``) and its clock injectable
 (``clock=``); faults are injected per vendor (:mod:`.faults`); HTTPS with an
 optional client-certificate requirement (mTLS) is enabled by ``tls_cert`` /
@@ -36,8 +41,11 @@ module and register it in :func:`default_routes`.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
+import secrets
 import select
 import socket
 import ssl
@@ -142,6 +150,14 @@ class Route:
         return path == self.prefix or path.startswith(self.prefix + "/")
 
 
+#: The header carrying :attr:`RouteTable.admin_token`.
+ADMIN_HEADER = "X-Simulator-Token"
+
+
+def _privileged(request: Request) -> bool:
+    return request.path.startswith("/_admin") or "_fault" in request.query
+
+
 class RouteTable:
     """Path prefix -> handler.  The longest matching prefix wins.
 
@@ -149,8 +165,12 @@ class RouteTable:
     ``/search/`` and ``/search/anything`` but not ``/searchlight``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, admin_token: str | None = None) -> None:
         self._routes: list[Route] = []
+        #: Required (header :data:`ADMIN_HEADER`) by ``/_admin/…`` and by any
+        #: ``_fault`` query: whoever can reach the port cannot reshape the
+        #: territory nor make the simulator build huge answers.
+        self.admin_token = admin_token or secrets.token_urlsafe(24)
 
     def add(self, prefix: str, handler: Handler, *, methods: Iterable[str] = ("GET",)) -> None:
         if not prefix.startswith("/"):
@@ -176,6 +196,11 @@ class RouteTable:
         route = self.resolve(request.path)
         if route is None:
             return error_response(404, f"no route for {request.path}")
+        if _privileged(request) and not hmac.compare_digest(
+            request.headers.get(ADMIN_HEADER.lower(), "").encode(), self.admin_token.encode()
+        ):
+            logger.warning("simulator: %s %s refused (admin token)", request.method, request.path)
+            return error_response(403, f"admin token required ({ADMIN_HEADER} header)")
         if request.method not in route.methods:
             allowed = ", ".join(sorted(route.methods))
             status, headers, body = error_response(405, f"method {request.method} not allowed")
@@ -538,6 +563,15 @@ class Simulator:
         return int(self._server.server_address[1])
 
     @property
+    def admin_token(self) -> str:
+        """What ``/_admin/…`` and ``_fault`` requests send in :data:`ADMIN_HEADER`."""
+        return self.routes.admin_token
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {ADMIN_HEADER: self.routes.admin_token}
+
+    @property
     def base_url(self) -> str:
         scheme = "https" if self._tls is not None else "http"
         return f"{scheme}://{_url_host(self._host)}:{self.port}"
@@ -589,6 +623,22 @@ class Simulator:
         self.stop()
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _public_host(host: str) -> str:
+    """A host name others can use for a wildcard bind; the address itself otherwise."""
+    if host in ("", "0.0.0.0", "::"):
+        return socket.getfqdn()
+    return f"[{host}]" if ":" in host else host
+
+
 def _url_host(host: str) -> str:
     if host in ("", "0.0.0.0"):
         return "127.0.0.1"
@@ -604,12 +654,26 @@ def serve_forever(
     tls_cert: str | Path | None = None,
     tls_key: str | Path | None = None,
     client_ca: str | Path | None = None,
+    allow_remote: bool = False,
 ) -> None:
-    """Serve in the foreground until Ctrl-C (``sas-desk simulator --port N``)."""
+    """Serve in the foreground until Ctrl-C (``sas-desk simulator --port N``).
+    Only on a loopback address unless *allow_remote* (then the printed URL is
+    one the network can use, not 127.0.0.1)."""
     tls = _tls_files(tls_cert, tls_key, client_ca)
-    server = _Server((host, port), default_routes(), tls.context() if tls else None)
-    url = f"{server.scheme}://{_url_host(host)}:{server.server_address[1]}"
+    if not allow_remote and not _is_loopback(host):
+        raise ValueError(
+            f"l'adresse « {host} » exposerait le simulateur (données fictives, pages "
+            "d'administration) au réseau : servez sur 127.0.0.1, ou ajoutez --allow-remote "
+            "en connaissance de cause."
+        )
+    routes = default_routes()
+    server = _Server((host, port), routes, tls.context() if tls else None)
+    shown = _url_host(host) if _is_loopback(host) else _public_host(host)
+    url = f"{server.scheme}://{shown}:{server.server_address[1]}"
     print(f"Simulateur SAS Desk : {url}", flush=True)
+    if not _is_loopback(host):
+        print(f"Attention : simulateur ouvert au réseau sur {host}.", flush=True)
+    print(f"Jeton d'administration ({ADMIN_HEADER}) : {routes.admin_token}", flush=True)
     logger.info("simulator listening on %s", url)
     try:
         server.serve_forever()

@@ -422,6 +422,7 @@ async def test_sync_from_the_simulator_and_candidates_around_lyon(
         target = found[-1]
         response = await client.post(
             sim.base_url + "/_admin/directory",
+            headers=sim.admin_headers,
             json={
                 "op": "rename",
                 "practitioner": target.practitioner.national_id,
@@ -432,6 +433,7 @@ async def test_sync_from_the_simulator_and_candidates_around_lyon(
         assert response.status_code == 200
         response = await client.post(
             sim.base_url + "/_admin/directory",
+            headers=sim.admin_headers,
             json={"op": "deactivate-place", "role": found[0].place.id},
         )
         assert response.status_code == 200

@@ -168,6 +168,7 @@ def test_incremental_sync_sees_changes_and_deletions(sim: Simulator, http: httpx
     response = http.post(
         sim.base_url + "/_admin/directory",
         json={"op": "set-en-sus", "practitioner": fx["multi"][0], "phone": "+33639981234"},
+        headers=sim.admin_headers,
     )
     assert response.status_code == 200
     sim.offer.remove_practitioner(fx["multi"][1])
@@ -201,9 +202,13 @@ def test_directory_bad_queries(sim: Simulator, http: httpx.Client, query: str, s
 
 def test_admin_route_rejects_bad_changes(sim: Simulator, http: httpx.Client) -> None:
     admin = sim.base_url + "/_admin/directory"
-    assert http.post(admin, content=b"not json").status_code == 400
-    assert http.post(admin, json={"op": "explode"}).status_code == 400
+    token = sim.admin_headers
+    assert http.post(admin, content=b"not json", headers=token).status_code == 400
+    assert http.post(admin, json={"op": "explode"}, headers=token).status_code == 400
     assert (
-        http.post(admin, json={"op": "remove-practitioner", "practitioner": "8"}).status_code == 404
+        http.post(
+            admin, json={"op": "remove-practitioner", "practitioner": "8"}, headers=token
+        ).status_code
+        == 404
     )
-    assert http.get(admin).status_code == 405
+    assert http.get(admin, headers=token).status_code == 405

@@ -14,7 +14,7 @@ import pytest
 
 from sas_desk.services.fhir.bundle import BundleError, OperationOutcomeError, parse_bundle
 from sas_desk.simulator.faults import FaultSpec, FaultSyntaxError, parse_faults
-from sas_desk.simulator.server import Simulator
+from sas_desk.simulator.server import ADMIN_HEADER, Simulator
 from tests.helpers.fhir_sim import fixed_clock, ps_query
 
 SLOW = "hygie"
@@ -44,8 +44,10 @@ def url(meta: dict[str, dict[str, Any]], vendor: str, extra: str = "") -> str:
     return f"{v['base_url']}/Slot?{ps_query(v['practitioner_ids'][:5], extra=extra)}"
 
 
-def get(target: str, timeout: float = 10.0) -> httpx.Response:
-    return httpx.get(target, timeout=timeout, trust_env=False)
+def get(target: str, timeout: float = 10.0, token: str = "") -> httpx.Response:
+    """``token``: the simulator's admin token, which ``_fault`` queries need."""
+    headers = {ADMIN_HEADER: token} if token else {}
+    return httpx.get(target, timeout=timeout, trust_env=False, headers=headers)
 
 
 def test_fault_syntax() -> None:
@@ -81,15 +83,15 @@ def test_latency_on_one_vendor_only(sim: Simulator, meta: dict[str, dict[str, An
     assert fast_done < 0.4
 
 
-def test_latency_from_the_query_string(meta: dict[str, dict[str, Any]]) -> None:
+def test_latency_from_the_query_string(sim: Simulator, meta: dict[str, dict[str, Any]]) -> None:
     started = time.perf_counter()
-    response = get(url(meta, "epione", "&_fault=latency:250"))
+    response = get(url(meta, "epione", "&_fault=latency:250"), token=sim.admin_token)
     assert response.status_code == 200 and time.perf_counter() - started >= 0.25
     assert parse_bundle(response.content).skipped == ()
 
 
 def test_error_rate(sim: Simulator, meta: dict[str, dict[str, Any]]) -> None:
-    response = get(url(meta, SLOW, "&_fault=error:1:503"))
+    response = get(url(meta, SLOW, "&_fault=error:1:503"), token=sim.admin_token)
     assert response.status_code == 503
     with pytest.raises(OperationOutcomeError, match="Erreur simulée"):
         parse_bundle(response.content)
@@ -122,15 +124,15 @@ def test_hang_ends_when_the_client_leaves() -> None:
         vendors = {v["name"]: v for v in get(local.base_url + "/_meta").json()}
         threads_before = threading.active_count()
         with pytest.raises(httpx.ReadTimeout):
-            get(url(vendors, SLOW, "&_fault=hang"), 0.2)
+            get(url(vendors, SLOW, "&_fault=hang"), 0.2, token=local.admin_token)
         deadline = time.monotonic() + 5
         while threading.active_count() > threads_before and time.monotonic() < deadline:
             time.sleep(0.02)
         assert threading.active_count() <= threads_before
 
 
-def test_broken_json(meta: dict[str, dict[str, Any]]) -> None:
-    response = get(url(meta, SLOW, "&_fault=broken-json"))
+def test_broken_json(sim: Simulator, meta: dict[str, dict[str, Any]]) -> None:
+    response = get(url(meta, SLOW, "&_fault=broken-json"), token=sim.admin_token)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/fhir+json")
     with pytest.raises(json.JSONDecodeError):
@@ -149,8 +151,8 @@ def test_oversized_body(sim: Simulator, meta: dict[str, dict[str, Any]]) -> None
     assert len(get(url(meta, "asclepia")).content) < 1024 * 1024
 
 
-def test_bad_fault_in_the_query_is_a_400(meta: dict[str, dict[str, Any]]) -> None:
-    response = get(url(meta, SLOW, "&_fault=explode"))
+def test_bad_fault_in_the_query_is_a_400(sim: Simulator, meta: dict[str, dict[str, Any]]) -> None:
+    response = get(url(meta, SLOW, "&_fault=explode"), token=sim.admin_token)
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
 
@@ -162,7 +164,9 @@ def test_faults_from_a_demo_style_mapping() -> None:
         vendors = {v["name"]: v for v in get(local.base_url + "/_meta").json()}
         assert get(url(vendors, SLOW)).status_code == 500
         assert get(url(vendors, "asclepia")).status_code == 200
-        history = get(local.base_url + "/directory/_history?_count=1&_fault=error:1")
+        history = get(
+            local.base_url + "/directory/_history?_count=1&_fault=error:1", token=local.admin_token
+        )
         assert history.status_code == 500
     with pytest.raises(FaultSyntaxError):
         Simulator(demo={"simulator_faults": {SLOW: "sometimes"}})

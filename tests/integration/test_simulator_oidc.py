@@ -124,8 +124,16 @@ def test_userinfo_carries_the_psc_claims(sim: Simulator, http: httpx.Client) -> 
 
 
 def test_admin_quirks_endpoint(sim: Simulator, http: httpx.Client) -> None:
-    ok = http.post(sim.base_url + "/_admin/oidc", json={"provider": "psc", "acr": "eidas0"})
+    ok = http.post(
+        sim.base_url + "/_admin/oidc",
+        json={"provider": "psc", "acr": "eidas0"},
+        headers=sim.admin_headers,
+    )
     assert ok.status_code == 200
     assert sim.identity.psc.quirks.acr == "eidas0"
-    bad = http.post(sim.base_url + "/_admin/oidc", json={"provider": "psc", "colour": "red"})
+    bad = http.post(
+        sim.base_url + "/_admin/oidc",
+        json={"provider": "psc", "colour": "red"},
+        headers=sim.admin_headers,
+    )
     assert bad.status_code == 400
