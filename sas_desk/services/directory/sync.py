@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections import Counter
@@ -36,6 +35,7 @@ from typing import Any, NoReturn
 
 import httpx
 
+from sas_desk.models.limits import InputError, decode_json
 from sas_desk.services.directory.feed import Change, InvalidEntry, read_entry, stamp_instant
 from sas_desk.services.directory.store import ApplyCounts, DirectoryError, DirectoryStore
 from sas_desk.services.fhir.bundle import outcome_text
@@ -243,9 +243,9 @@ class DirectorySync:
         data: Any = None
         decode_error: str | None = None
         try:
-            data = json.loads(response.content)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            decode_error = str(exc) or exc.__class__.__name__
+            data = decode_json(response.content)
+        except InputError as exc:  # syntax, depth, a 5,000-digit integer, NUL…
+            decode_error = exc.message_fr
         if response.status_code >= 400:
             text = (
                 outcome_text(data)

@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from sas_desk.models.limits import InputError, decode_json
+
 __all__ = [
     "KINDS",
     "MAX_LIMIT",
@@ -164,9 +166,11 @@ class BanGeocoder:
             raise GeocodingError(message, reason="http_status", status=status)
 
         try:
-            payload = response.json()
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            self._log_failure(f"body is not JSON ({len(response.content)} bytes)", text)
+            payload = decode_json(response.content)
+        except InputError as exc:  # not JSON, too deep, a 5,000-digit integer…
+            self._log_failure(
+                f"body refused ({exc.detail_fr}, {len(response.content)} bytes)", text
+            )
             raise GeocodingError(MSG_INVALID, reason="invalid_response", status=200) from exc
 
         features = payload.get("features") if isinstance(payload, dict) else None
