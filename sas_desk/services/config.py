@@ -424,6 +424,8 @@ def _take(
         value = float(value)
     if not isinstance(value, kind):
         raise _Bad(name, key, f"doit être de type {kind.__name__}")
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise _Bad(name, key, "ne doit pas contenir de caractère de contrôle (NUL, tabulation…)")
     rule = _RULES.get((name.split(" n° ")[0], key))
     problem = rule(value) if rule is not None else ""
     if problem:
@@ -476,6 +478,18 @@ def _identifier(value: Any) -> str:
     return "doit être un nom simple (minuscules, chiffres, « _ », 63 caractères au plus)"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _pattern(regex: str, what: str) -> Rule:
+    compiled = re.compile(regex)
+
+    def rule(value: Any) -> str:
+        return "" if compiled.fullmatch(str(value)) else f"doit être {what}"
+
+    return rule
+
+
 def _one_of(*allowed: str) -> Rule:
     def rule(value: Any) -> str:
         return "" if value in allowed else f"doit valoir {', '.join(allowed)}"
@@ -488,6 +502,16 @@ Rule = Callable[[Any], str]
 DAY_S = 86_400.0
 # (section, key) -> rule: every number has a range, every URL a scheme.
 _RULES: dict[tuple[str, str], Rule] = {
+    ("organisation", "owner"): _pattern(
+        r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+){0,9}",
+        "un identifiant Hub Santé (ex. fr.health.samu690)",
+    ),
+    ("organisation", "departement"): _pattern(
+        r"\d{2}|2[AB]|97[1-6]", "un code de département (69, 2A, 974…)"
+    ),
+    ("organisation", "samu_letter"): _pattern(r"[A-Z]", "une lettre majuscule"),
+    ("workstation", "name"): _pattern(r"\S.{0,62}", "un nom de 1 à 63 caractères"),
+    ("workstation", "operator"): _pattern(r"\S.{0,62}", "un nom de 1 à 63 caractères"),
     ("geocoder", "url"): _http_url,
     ("geocoder", "timeout"): _between(0, 120, "secondes", above=True),
     ("demo", "simulator_port"): _between(0, 65535),

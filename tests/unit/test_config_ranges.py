@@ -24,7 +24,7 @@ def refused(tmp_path: Path, text: str) -> str:
     return caught.value.message_fr
 
 
-HEAD = '[organisation]\nowner = "fr.health.samu690"\n\n'
+HEAD = "# poste de test\n# (trois lignes d'en-tête)\n\n"
 
 
 @pytest.mark.parametrize(
@@ -60,6 +60,12 @@ HEAD = '[organisation]\nowner = "fr.health.samu690"\n\n'
         ("[rosters]\ntimeout = 0\n", 5, "[rosters] timeout doit être positif"),
         ("[rosters]\nsync_every_s = 5\n", 5, "[rosters] sync_every_s doit valoir au moins 60"),
         ("[queues]\nlease_s = 20\nrenew_s = 30\n", 5, "[queues] lease_s doit dépasser renew_s"),
+        ('[organisation]\ndepartement = "6"\n', 5, "[organisation] departement doit être un code"),
+        ('[organisation]\nsamu_letter = "ab"\n', 5, "[organisation] samu_letter doit être une"),
+        ('[workstation]\nname = ""\n', 5, "[workstation] name doit être un nom de 1 à 63"),
+        ('[workstation]\noperator = "a\\u0000b"\n', 5, "[workstation] operator ne doit pas"),
+        ('[queues]\ndsn = "host=x\\n"\n', 5, "[queues] dsn ne doit pas contenir"),
+        ('[organisation]\nowner = "fr health/samu"\n', 5, "[organisation] owner doit être"),
         (
             '[[vendors]]\nname = "A"\nbase_url = "https://a"\n\n'
             '[[vendors]]\nname = "B"\nbase_url = "https://b"\ntimeout = -1\n',
