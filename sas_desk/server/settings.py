@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+from sas_desk.services.config import ConfigError, parse_toml, read_config_text
 
 TEST_CLOCK_ENV = "SAS_DESK_SERVER_TEST_CLOCK_TOKEN"
 
@@ -119,12 +120,10 @@ _TOML_KEYS = {f.name for f in fields(ServerSettings)} - {"host", "port", "test_c
 
 def from_toml(path: Path) -> ServerSettings:
     """The ``[server]`` table of a TOML file (other tables are ignored)."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError(f"Configuration ({path}) illisible : {exc.strerror}.") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"Configuration ({path}) : TOML invalide ({exc}).") from None
+    try:  # the workstation's bounded reader: size, BOM, NUL, depth, huge integers
+        raw = parse_toml(read_config_text(path), path)
+    except ConfigError as exc:
+        raise SettingsError(exc.message_fr) from None
     table = raw.get("server", {})
     if not isinstance(table, dict):
         raise SettingsError(f"Configuration ({path}) : [server] doit être une table.")

@@ -72,3 +72,18 @@ def test_hostile_config_is_refused_in_french_with_exit_1(tmp_path: Path, hostile
     assert "Traceback" not in result.stderr and "Error" not in result.stderr
     assert "Configuration " in result.stderr and str(path) in result.stderr
     assert reason in result.stderr
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE))
+def test_hostile_room_server_settings_are_a_settings_error(tmp_path: Path, hostile: str) -> None:
+    from sas_desk.server.settings import SettingsError, from_toml
+
+    if hostile == "dev_zero":
+        path = Path("/dev/zero")
+    else:
+        path = tmp_path / "server.toml"
+        body = "a = " + DEEP if hostile == "deep" else "[server]\nlease_s = " + "9" * 5001
+        path.write_text(body + "\n")
+    with pytest.raises(SettingsError) as caught:
+        from_toml(path)
+    assert str(path) in caught.value.message_fr
