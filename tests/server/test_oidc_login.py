@@ -21,17 +21,12 @@ import pytest_asyncio
 from sas_desk.server.store import open_store
 from sas_desk.services.auth.errors import MESSAGES, AuthError
 from sas_desk.services.auth.login import OidcLogin
-from sas_desk.simulator.oidc import (
-    DEMO_CLIENT_ID,
-    DEMO_ESTABLISHMENT_SECRET,
-    DEMO_PSC_SECRET,
-)
+from sas_desk.simulator.oidc import DEMO_PSC_SECRET
 from sas_desk.simulator.server import Simulator
 from tests.helpers.oidc_browser import establishment_browser, phone, psc_browser
-from tests.helpers.room_server import ROOT, RoomDatabase, RoomServer
+from tests.helpers.oidc_room import CLAIRE, HUGO, INES, LEA, PAUL, start_oidc_room
+from tests.helpers.room_server import ROOT, RoomServer
 
-CLAIRE, PAUL, INES, HUGO = "810100000011", "810100000029", "810100000037", "810100000045"
-LEA = "810100000052"
 WORKSTATION = "POSTE-OIDC"
 
 
@@ -43,44 +38,7 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture(scope="module")
 def room(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoomServer]:
-    folder = tmp_path_factory.mktemp("oidc-room")
-    db = RoomDatabase.sqlite(folder)
-
-    async def accounts() -> None:
-        await db.add_user(
-            "dr.martin", ["MRL", "MRU"], "inutilise-ici-123", name="Dr Martin", rpps="10100000011"
-        )
-        await db.add_user(
-            "dr.bernard", ["MRU"], "inutilise-ici-123", name="Dr Bernard", rpps="10100000029"
-        )
-        await db.add_user(
-            "dr.moreau", ["DENT"], "inutilise-ici-123", name="Dr Moreau", rpps="10100000037"
-        )
-        await db.add_user("arm.dupont", ["ARM"], "inutilise-ici-123", name="Julie Dupont")
-        store = open_store(db.dsn, db.schema)
-        await store.open()
-        try:
-            await store.set_disabled("dr.bernard", True)
-        finally:
-            await store.close()
-
-    asyncio.run(accounts())
-    config = folder / "server.toml"
-    config.write_text(
-        "[identity]\n"
-        f'psc_issuer = "{sim.psc_issuer}"\n'
-        f'psc_client_id = "{DEMO_CLIENT_ID}"\n'
-        f'establishment_issuer = "{sim.establishment_issuer}"\n'
-        f'establishment_client_id = "{DEMO_CLIENT_ID}"\n',
-        encoding="utf-8",
-    )
-    credentials = folder / "credentials"
-    credentials.mkdir(mode=0o700)
-    (credentials / "oidc-psc").write_text(DEMO_PSC_SECRET)
-    (credentials / "oidc-etablissement").write_text(DEMO_ESTABLISHMENT_SECRET)
-    server = RoomServer.start(
-        db, folder, config=config, env={"CREDENTIALS_DIRECTORY": str(credentials)}
-    )
+    server = start_oidc_room(sim, tmp_path_factory.mktemp("oidc-room"))
     try:
         yield server
     finally:
