@@ -18,7 +18,8 @@ from tests.helpers.room_server import RoomDatabase, RoomServer
 from tests.integration.queues.support import ARM, DENT, MRL, MRU, MRU2, OSNP, SUP
 
 PASSWORD = "mot-de-passe-de-test"
-ACTORS = (ARM, MRU, MRU2, MRL, OSNP, DENT, SUP)
+ARM2 = Actor("ARM", "arm.bis", "POSTE-08")  # an ARM who transmitted nothing
+ACTORS = (ARM, ARM2, MRU, MRU2, MRL, OSNP, DENT, SUP)
 
 
 def make_database(kind: str, tmp: Path) -> RoomDatabase:
@@ -63,6 +64,20 @@ def room_server(
         assert code == 0, server.stderr_path.read_text()
 
 
+def token(server: RoomServer, actor: Actor) -> str:
+    """An access token for ``actor`` (one login per actor and server)."""
+    key = (actor.operator, actor.role, actor.workstation)
+    if key not in server.tokens:
+        server.tokens[key] = server.login(actor.operator, PASSWORD, actor.role, actor.workstation)
+    return str(server.tokens[key]["access_token"])
+
+
+def client(server: RoomServer, actor: Actor) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {token(server, actor)}"}
+    )
+
+
 class Sessions:
     """One logged-in httpx client per actor (role and workstation as in the tests)."""
 
@@ -72,17 +87,9 @@ class Sessions:
 
     async def __call__(self, actor: Actor) -> httpx.AsyncClient:
         if actor not in self.clients:
-            key = (actor.operator, actor.role, actor.workstation)
-            body = self.server.tokens.get(key)  # one login per actor and server
-            if body is None:
-                body = await asyncio.to_thread(
-                    self.server.login, actor.operator, PASSWORD, actor.role, actor.workstation
-                )
-                self.server.tokens[key] = body
+            access = await asyncio.to_thread(token, self.server, actor)
             self.clients[actor] = httpx.AsyncClient(
-                base_url=self.server.url,
-                headers={"Authorization": f"Bearer {body['access_token']}"},
-                timeout=10,
+                base_url=self.server.url, headers={"Authorization": f"Bearer {access}"}, timeout=10
             )
         return self.clients[actor]
 
