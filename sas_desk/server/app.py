@@ -203,9 +203,13 @@ def client_address(request: Request[Any, Any, Any]) -> str:
 # --------------------------------------------------------------------------- errors
 
 
-def _respond(status: int, body: ErrorBody) -> Response[ErrorBody]:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return Response(body, status_code=status, headers=headers)
+def _respond(
+    status: int, body: ErrorBody, headers: dict[str, str] | None = None
+) -> Response[ErrorBody]:
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return Response(body, status_code=status, headers=headers or None)
 
 
 def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorBody]:
@@ -244,7 +248,7 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
             code="invalid" if exc.status_code < 500 else "internal",
             message_fr=f"Requête refusée par le serveur de la salle ({exc.status_code}).",
         )
-    return _respond(exc.status_code, body)
+    return _respond(exc.status_code, body, dict(exc.headers or {}))  # e.g. Allow on a 405
 
 
 def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
@@ -319,9 +323,14 @@ def create_app(
         await room.store.ping()
         return HealthBody(status="ok")
 
+    document: dict[str, Any] = {}
+
     @get("/v1/openapi.json", include_in_schema=False)
     async def openapi(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        return request.app.openapi_schema.to_schema()
+        """The OpenAPI document (no auth)."""
+        if not document:
+            document.update(_document(request.app.openapi_schema.to_schema()))
+        return document
 
     # ------------------------------------------------------------ session
     @post(
@@ -484,9 +493,9 @@ def create_app(
         security=_BEARER,
         tags=["files"],
     )
-    async def queue_snapshot(queue: str, who: Principal) -> SnapshotBody:
+    async def queue_snapshot(queue: QueueName, who: Principal) -> SnapshotBody:
         """The items of one queue, in queue order (only the role's queues)."""
-        name = _queue(queue)
+        name = queue
         if not may_read_queue(who.role, name):
             raise forbidden(read_refusal(name))
         items = await room.backend.snapshot([name])
@@ -550,7 +559,7 @@ def create_app(
     )
     async def stream(
         who: Principal,
-        queue: Annotated[list[str] | None, Parameter(query="queue", required=False)] = None,
+        queue: Annotated[list[QueueName] | None, Parameter(query="queue", required=False)] = None,
         last_event_id: Annotated[
             str | None, Parameter(header="Last-Event-ID", required=False)
         ] = None,
@@ -558,7 +567,7 @@ def create_app(
         """Server-Sent Events: ``changes`` (a reset, then increments; ids
         ``<boot>.<n>`` for ``Last-Event-ID``), keep-alive comments, ``bye``."""
         if queue:
-            names = [_queue(q) for q in queue]
+            names = list(queue)
             for name in names:
                 if not may_read_queue(who.role, name):
                     raise forbidden(read_refusal(name))
@@ -684,6 +693,21 @@ def create_app(
     )
     app.state.room = room
     return app
+
+
+def _document(schema: dict[str, Any]) -> dict[str, Any]:
+    """Litestar's document, with what it cannot say: renew's body is
+    optional, and a malformed request (400) is answered with an ErrorBody."""
+    renew = schema.get("paths", {}).get("/v1/renew", {}).get("post", {})
+    if "requestBody" in renew:
+        renew["requestBody"]["required"] = False
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            if "400" in responses:
+                responses["400"] = {"description": "Requête mal formée", "content": error}
+    return schema
 
 
 def _queue(value: str) -> QueueName:

@@ -15,7 +15,7 @@ so the panel's messages do not depend on the backend.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -33,6 +33,10 @@ from sas_desk.models.queue import (
 )
 
 # --------------------------------------------------------------------------- bodies
+
+# an identifier, login or workstation name: present and bounded (what the
+# server stores and audits)
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class ClaimBody(msgspec.Struct, frozen=True):
@@ -83,9 +87,9 @@ class OperationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=False)
     come from the server's session and clock, never from this body; fields
     a client adds for them are ignored."""
 
-    op_id: str
+    op_id: Id
     kind: str
-    case_id: str
+    case_id: Id
     data: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -108,10 +112,10 @@ class ErrorBody(msgspec.Struct, frozen=True):
 class SessionRequest(msgspec.Struct, frozen=True):
     """``POST /v1/session``: who logs in, for which role, from which workstation."""
 
-    login: str
-    password: str
+    login: Id
+    password: Annotated[str, msgspec.Meta(max_length=1024)]
     role: str
-    workstation: str
+    workstation: Id
 
 
 class RefreshRequest(msgspec.Struct, frozen=True):
