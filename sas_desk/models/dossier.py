@@ -282,6 +282,16 @@ class Dossier:
         return out
 
     @property
+    def has_content(self) -> bool:
+        """Something was typed in (a field or a note)."""
+        return bool(self.notes) or any(v.strip() for v in self.inputs.values())
+
+    @property
+    def is_blank(self) -> bool:
+        """A draft nobody typed anything in (a sheet opened ahead of a call)."""
+        return self.status is Status.DRAFT and not self.has_content
+
+    @property
     def is_open(self) -> bool:
         return self.status is Status.DRAFT
 
@@ -485,6 +495,20 @@ _NOT_OPEN = {
     Status.CLOSED: "Ce dossier est clôturé : il ne peut plus être transmis.",
     Status.ABANDONED: "Cette fiche a été abandonnée : elle ne peut plus être transmise.",
 }
+
+# Who answers the 15 and fills call sheets: the ARM's seat.  A supervisor
+# who takes a call switches to it (Ctrl+Maj+R), so the log says who did what.
+CALL_TAKING_ROLES = frozenset({"ARM"})
+
+
+def check_may_take_calls(role: str) -> None:
+    """Raises :class:`ValidationError` (French) for a role that does not take calls."""
+    if role not in CALL_TAKING_ROLES:
+        raise ValidationError(
+            "Nouvel appel : la prise d'appel se fait au poste ARM (changer de rôle : Ctrl+Maj+R).",
+            "role",
+        )
+
 
 # Workstation role (config.ROLES) -> operator role of a note.  The room
 # supervisor is an ARM, not a physician: their notes must not read "MEDECIN".

@@ -113,10 +113,14 @@ class Desk:
         return self._seq.last
 
     # ---------------------------------------------------------------- operations
-    def new_call(self) -> Dossier:
-        """A new call sheet; the reception time is stamped now.  No priority
-        and no branch: the ARM picks both (a sheet must not leave with a
-        priority nobody chose)."""
+    def new_call(self, *, answered: bool = True) -> Dossier:
+        """A new call sheet.  ``answered``: a call is on the line, its
+        reception time is now; otherwise (a sheet opened ahead of the next
+        call) it is the first keystroke's (:meth:`touch`) or :meth:`answer`'s.
+        No priority and no branch: the ARM picks both (a sheet must not leave
+        with a priority nobody chose).  Only a call-taking role may do this
+        (``ValidationError`` otherwise)."""
+        dm.check_may_take_calls(self.actor.role)
         at = self._now()
         case_id, local = dm.new_case_ids(
             self.config.owner,
@@ -129,7 +133,7 @@ class Desk:
             case_id=case_id,
             sender_case_id=local,
             created_at=at,
-            received_at=at,
+            received_at=at if answered else None,
             owner=self.config.owner,
             priority="",
         )
@@ -140,9 +144,30 @@ class Desk:
         return dossier
 
     def touch(self, dossier: Dossier) -> None:
-        """The sheet was edited (fields already set by the caller): save it."""
+        """The sheet was edited (fields already set by the caller): save it.
+        The first keystroke on a sheet opened ahead of the call is when the
+        call was received."""
+        if dossier.received_at is None and dossier.status is Status.DRAFT:
+            dossier.received_at = self._now()
         dossier.revision += 1
         self.journal.submit(dossier)
+
+    def answer(self, dossier: Dossier) -> None:
+        """A call arrives on a blank sheet (Ctrl+N with one open): its
+        reception time is now, not when the sheet was opened."""
+        if not dossier.is_blank:
+            raise ValueError("answer() is for a blank sheet")
+        dossier.received_at = self._now()
+        dossier.revision += 1
+        self.journal.submit(dossier)
+        self._changed(dossier)
+
+    def discard_blank(self, dossier: Dossier) -> Event | None:
+        """A blank sheet closed, or left from an earlier session: abandoned
+        (kept in the log), so it is not an unfinished call forever."""
+        if not dossier.is_blank:
+            return None
+        return self.abandon(dossier, "Fiche vide : aucun appel saisi.")
 
     def add_note(self, dossier: Dossier, text: str) -> Event:
         event = dm.add_note(dossier, text, self._now(), self.actor)

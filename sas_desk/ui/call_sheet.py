@@ -402,8 +402,10 @@ class CallSheet(QWidget):
 
     def _refresh_title(self) -> None:
         d = self.dossier
-        received = d.received_at or d.created_at
-        title = f"{d.sender_case_id or d.case_id}  —  reçu à {received:%H:%M:%S}"
+        if d.received_at is None:
+            title = f"{d.sender_case_id or d.case_id}  —  prête : l'heure de l'appel sera celle de la première saisie"
+        else:
+            title = f"{d.sender_case_id or d.case_id}  —  reçu à {d.received_at:%H:%M:%S}"
         if d.status is Status.TRANSMITTED and d.transmitted_at:
             title += f"  —  transmis à {d.transmitted_at:%H:%M:%S} ({d.attribution})"
         elif d.status is not Status.DRAFT:
@@ -414,7 +416,9 @@ class CallSheet(QWidget):
     def tab_title(self) -> str:
         d = self.dossier
         mark = "✓ " if d.status is Status.TRANSMITTED else ""
-        when = (d.received_at or d.created_at).strftime("%H:%M")
+        if d.received_at is None:
+            return "Nouvel appel"
+        when = d.received_at.strftime("%H:%M")
         return f"{mark}{d.priority} {when} {d.commune_label or ''}".strip()
 
     def _render_notes(self) -> None:
@@ -459,7 +463,10 @@ class CallSheet(QWidget):
         apply = getattr(self, f"_apply_{key}", None)
         if apply is not None:
             apply(text)
+        unstamped = d.received_at is None
         self.desk.touch(d)
+        if unstamped and d.received_at is not None:  # the call's first keystroke
+            self._refresh_title()
         self.edited.emit()
         if key in self._shown:
             self._reveal(key)
@@ -791,6 +798,10 @@ class CallSheet(QWidget):
     def set_save_state(self, text: str, ok: bool) -> None:
         self.state.setText(text)
         self.state.setStyleSheet("color: #2e7d32;" if ok else "color: #b00020; font-weight: bold;")
+
+    def answered(self) -> None:
+        """The desk stamped the call's reception time (Ctrl+N on this blank sheet)."""
+        self._refresh_title()
 
     def focus_first(self) -> None:
         self.callback.setFocus()

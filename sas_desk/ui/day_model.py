@@ -9,7 +9,7 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
 from sas_desk.models.codes import codelist
-from sas_desk.models.dossier import Dossier
+from sas_desk.models.dossier import Dossier, Status
 from sas_desk.ui.table_model import RowsModel
 from sas_desk.ui.widgets import PRIORITY_COLOURS
 
@@ -53,12 +53,25 @@ class DayModel(RowsModel):
     # feeding -------------------------------------------------------------
     def reset(self, dossiers: list[Dossier]) -> None:
         self.beginResetModel()
-        self._rows = sorted(dossiers, key=lambda d: d.created_at, reverse=True)
+        # the case id carries the day's sequence: calls of the same second
+        # keep their order after a restart
+        self._rows = sorted(
+            (d for d in dossiers if not _empty_shell(d)),
+            key=lambda d: (d.created_at, d.case_id),
+            reverse=True,
+        )
         self._pos = {d.case_id: i for i, d in enumerate(self._rows)}
         self.endResetModel()
 
     def upsert(self, dossier: Dossier) -> None:
         row = self._pos.get(dossier.case_id)
+        if _empty_shell(dossier):
+            if row is not None:
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self._rows[row]
+                self._pos = {d.case_id: i for i, d in enumerate(self._rows)}
+                self.endRemoveRows()
+            return
         if row is not None:
             self._rows[row] = dossier
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
@@ -70,3 +83,8 @@ class DayModel(RowsModel):
 
     def dossier_at(self, row: int) -> Dossier | None:
         return self._rows[row] if 0 <= row < len(self._rows) else None
+
+
+def _empty_shell(d: Dossier) -> bool:
+    """A blank sheet discarded (nothing was typed): no call to list."""
+    return d.status is Status.ABANDONED and not d.has_content

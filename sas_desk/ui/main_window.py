@@ -25,8 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sas_desk.models.dossier import Dossier, Status
+from sas_desk.models.dossier import CALL_TAKING_ROLES, Dossier, Status
 from sas_desk.models.queue import QueueError, WaitLimits, queues_for_role
+from sas_desk.models.validation import ValidationError
 from sas_desk.services.config import ROLES, Config
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver
@@ -117,7 +118,9 @@ class MainWindow(QMainWindow):
         self.desk = desk
         self.journal = journal
         self.resolver = resolver
-        self.unfinished = unfinished
+        # a sheet left blank by an earlier session is no unfinished call
+        self.unfinished = [d for d in unfinished if not d.is_blank]
+        self._blank_left = [d for d in unfinished if d.is_blank]
         self.queue_client = queue_client
         self.limits = limits or WaitLimits()
         self.queue_panel: QueuePanel | None = None
@@ -259,6 +262,8 @@ class MainWindow(QMainWindow):
                 desk.queues = queue_client
             desk.on_queue_error(self._on_room_refused)
         desk.on_change(self.day_model.upsert)
+        for blank in self._blank_left:
+            desk.discard_blank(blank)
         if report is not None and report.notice_fr:
             self.banner(report.notice_fr, "warning")
         if journal.open_error is not None:
@@ -285,7 +290,7 @@ class MainWindow(QMainWindow):
             self._resume_banner.deleteLater()
             self._resume_banner = None
         if role == "ARM" and self.tabs.count() == 0 and not self.unfinished:
-            self.new_call()
+            self.new_call(answered=False)  # ready ahead of the call: stamped on its first key
         elif role == "OSNP":  # the OSNP's main screen
             self.open_slot_search()
         elif role == "DENT":  # the dental regulator's main screen
@@ -645,11 +650,34 @@ class MainWindow(QMainWindow):
         self._resume_banner = None
 
     # ------------------------------------------------------------------ sheets
-    def new_call(self) -> CallSheet | None:
+    def new_call(self, *, answered: bool = True) -> CallSheet | None:
+        """Ctrl+N: a sheet for the call on the line — the blank one already
+        open if any (stamped now), else a new one.  Refused, with a word in
+        the status bar, to a role that does not take calls."""
         if not self.role:
             self.show_role_picker()
             return None
-        dossier = self.desk.new_call()
+        blank = next(
+            (
+                w
+                for i in range(self.tabs.count())
+                if isinstance(w := self.tabs.widget(i), CallSheet) and w.dossier.is_blank
+            ),
+            None,
+        )
+        if blank is not None:
+            if answered:
+                self.desk.answer(blank.dossier)
+                blank.answered()
+            self.tabs.setCurrentWidget(blank)
+            self.right.setCurrentIndex(1)
+            blank.focus_first()
+            return blank
+        try:
+            dossier = self.desk.new_call(answered=answered)
+        except ValidationError as exc:
+            self.statusBar().showMessage(exc.message, 10000)
+            return None
         sheet = self.open_sheet(dossier)
         sheet.focus_first()
         return sheet
@@ -660,7 +688,7 @@ class MainWindow(QMainWindow):
             if isinstance(existing, CallSheet) and existing.dossier.case_id == dossier.case_id:
                 self.tabs.setCurrentIndex(i)
                 return existing
-        read_only = self.role not in ("ARM", "") or dossier.status is not Status.DRAFT
+        read_only = self.role not in CALL_TAKING_ROLES or dossier.status is not Status.DRAFT
         sheet = CallSheet(self.desk, self.resolver, dossier, read_only=read_only)
         index = self.tabs.addTab(sheet, sheet.tab_title())
         sheet.title_changed.connect(lambda t, s=sheet: self._retitle(s, t))
@@ -690,6 +718,7 @@ class MainWindow(QMainWindow):
         self.tabs.removeTab(index)
         if isinstance(widget, CallSheet):
             widget.shutdown()
+            self.desk.discard_blank(widget.dossier)  # nothing typed: no call to resume
         widget.deleteLater()
         if self.tabs.count() == 0:
             self.right.setCurrentIndex(0)

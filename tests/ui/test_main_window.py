@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
 from sas_desk.models.dossier import EventKind, Status
+from sas_desk.services import clock
 from sas_desk.services.journal.service import SaveState
 from sas_desk.services.journal.store import OpenReport
 from sas_desk.ui.call_sheet import CallSheet
@@ -143,3 +144,81 @@ async def test_day_list_model_contract_and_live_updates(
     window.new_call()
     qtmodeltester.check(window.day_model)
     assert window.day_model.rowCount() == 2
+
+
+async def test_a_sheet_opened_ahead_is_stamped_by_the_first_keystroke(
+    qtbot: QtBot, env: Env
+) -> None:
+    """Issue 14 §8: the auto-opened sheet was stamped when it opened, not
+    when the call came."""
+    t = [clock.now()]
+    env.desk._now = lambda: t[0]
+    window = await open_window(qtbot, env, role="ARM")
+    sheet = window.current_sheet()
+    assert sheet is not None
+    assert sheet.dossier.received_at is None
+    assert "première saisie" in sheet.title.text()
+    t[0] += timedelta(minutes=5)  # opened at 06:58, the call comes at 07:03
+    type_text(sheet.callback, "0")
+    received = sheet.dossier.received_at
+    assert received == sheet.dossier.created_at + timedelta(minutes=5)
+    assert f"reçu à {received:%H:%M:%S}" in sheet.title.text()
+    type_text(sheet.callback, "6")
+    assert sheet.dossier.received_at == received  # the first keystroke's, once
+    assert await env.journal.flush(timeout=5)
+    stored = await env.journal.load(sheet.dossier.case_id)
+    assert stored is not None and stored.received_at == received
+
+
+async def test_ctrl_n_answers_on_the_blank_sheet_instead_of_leaving_it_behind(
+    qtbot: QtBot, env: Env
+) -> None:
+    """Issue 14 §14: an ARM's Ctrl+N left the auto-created empty sheet as a
+    « fiche non terminée » forever."""
+    t = [clock.now()]
+    env.desk._now = lambda: t[0]
+    window = await open_window(qtbot, env, role="ARM")
+    blank = window.current_sheet()
+    assert blank is not None
+    t[0] += timedelta(minutes=5)
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert window.tabs.count() == 1 and window.current_sheet() is blank
+    assert blank.dossier.received_at == t[0]  # Ctrl+N's time
+    assert blank.callback.hasFocus()
+    type_text(blank.callback, "0612")
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    second = window.current_sheet()
+    assert window.tabs.count() == 2 and second is not blank
+    window.close_sheet(window.tabs.indexOf(second))  # closed blank: abandoned, not unfinished
+    assert await env.journal.flush(timeout=5)
+    unfinished = [d.case_id for d in await env.journal.unfinished()]
+    assert unfinished == [blank.dossier.case_id]
+    kinds = [e.kind for e in await env.journal.events(second.dossier.case_id)]
+    assert kinds[-1] is EventKind.ABANDONED
+    assert window.day_model.rowCount() == 1  # nothing to list for the blank one
+
+
+async def test_a_blank_sheet_left_by_an_earlier_session_is_not_offered_again(
+    qtbot: QtBot, env: Env
+) -> None:
+    blank = env.desk.new_call(answered=False)
+    assert await env.journal.flush(timeout=5)
+    window = await open_window(qtbot, env, role="ARM", unfinished=await env.journal.unfinished())
+    assert window.findChild(object, "resumeBanner") is None
+    assert await env.journal.flush(timeout=5)
+    sheet = window.current_sheet()
+    assert sheet is not None and sheet.dossier.case_id != blank.case_id
+    assert [d.case_id for d in await env.journal.unfinished()] == [sheet.dossier.case_id]
+    stored = await env.journal.load(blank.case_id)
+    assert stored is not None and stored.status is Status.ABANDONED
+    assert window.day_model.rowCount() == 1
+
+
+async def test_supervisor_ctrl_n_says_where_calls_are_taken(qtbot: QtBot, env: Env) -> None:
+    """Issue 14 §14: a supervisor's Ctrl+N made a dead read-only draft."""
+    window = await open_window(qtbot, env, role="SUP")
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert window.tabs.count() == 0
+    assert "poste ARM" in window.statusBar().currentMessage()
+    assert await env.journal.flush(timeout=5)
+    assert await env.journal.unfinished() == []
