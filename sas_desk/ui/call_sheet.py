@@ -75,6 +75,7 @@ class CallSheet(QWidget):
         self.resolver = resolver
         self.dossier = dossier
         self._loading = False
+        self._summary_failed = False  # the footer lists why a transmission was refused
         self._shown: set[str] = set()  # fields whose message is displayed
         self._places: dict[str, Place] = {}
         self._geo_task: asyncio.Task[None] | None = None  # the lookup in flight
@@ -463,6 +464,8 @@ class CallSheet(QWidget):
         apply = getattr(self, f"_apply_{key}", None)
         if apply is not None:
             apply(text)
+        if self._summary_failed:  # the footer follows the corrections
+            self._show_summary_problems()
         unstamped = d.received_at is None
         self.desk.touch(d)
         if unstamped and d.received_at is not None:  # the call's first keystroke
@@ -732,7 +735,8 @@ class CallSheet(QWidget):
                 if key in self.messages:
                     self._shown.add(key)
                     self.messages[key].show_message(text)
-            self.summary.show_message("Impossible de transmettre : " + " ".join(problems.values()))
+            self._summary_failed = True
+            self._show_summary_problems()
             first = next((k for k in FIELDS if k in problems), None)
             widget = getattr(self, first, None) if first else None
             if isinstance(widget, QWidget):
@@ -748,6 +752,16 @@ class CallSheet(QWidget):
         self._set_read_only()
         self._refresh_title()
         self.transmitted.emit(self.dossier.case_id)
+
+    def _show_summary_problems(self) -> None:
+        """The footer after a refused transmission: what still prevents it,
+        nothing once everything was corrected."""
+        problems = self.dossier.problems()
+        if problems:
+            self.summary.show_message("Impossible de transmettre : " + " ".join(problems.values()))
+        else:
+            self._summary_failed = False
+            self.summary.show_message("")
 
     def _ask_confirmation(self, questions: dict[str, str]) -> None:
         """Show what is unusual and wait for an explicit answer: Entrée on

@@ -302,6 +302,27 @@ async def test_incomplete_sheet_is_not_transmitted(qtbot: QtBot, env: Env) -> No
     assert not sheet.callback.isReadOnly()
 
 
+async def test_the_footer_follows_the_corrections(qtbot: QtBot, env: Env) -> None:
+    """Issue 14 §9: « Numéro de rappel invalide » stayed in the footer after
+    the number was corrected."""
+    sheet = await make_sheet(qtbot, env)
+    fill_valid(sheet)
+    sheet.branch.setFocus()
+    operator("a")
+    sheet.callback.setFocus()
+    sheet.callback.selectAll()
+    operator("06 12 34")
+    ctrl_enter()
+    assert sheet.dossier.status is Status.DRAFT
+    assert "Numéro de rappel invalide" in sheet.summary.text()
+    operator(" 56")
+    assert "Numéro de rappel invalide" in sheet.summary.text()  # still wrong: still said
+    operator(" 78")
+    assert not sheet.summary.isVisible() and sheet.summary.text() == ""
+    ctrl_enter()
+    assert sheet.dossier.status is Status.TRANSMITTED
+
+
 async def test_pasted_position_and_aml(qtbot: QtBot, env: Env) -> None:
     sheet = await make_sheet(qtbot, env)
     sheet.location.setFocus()
