@@ -443,13 +443,14 @@ class MainWindow(QMainWindow):
             self.dental_view.refresh_status()
 
     def open_dental_view(self, dossier: Dossier | None = None) -> DentalView:
-        """The dental regulator's view; from a dental dossier (the current
-        one by default) with its commune and reason prefilled."""
-        from sas_desk.ui.dental_view import DentalView, in_dental_branch
+        """The dental regulator's view; from a dossier (the one on screen by
+        default, whatever its branch: a physician holding it may want the
+        on-call dentist too) with its commune and reason prefilled."""
+        from sas_desk.ui.dental_view import DentalView
 
         if dossier is None:
             current = self.tabs.currentWidget()
-            if isinstance(current, DossierView | CallSheet) and in_dental_branch(current.dossier):
+            if isinstance(current, DossierView | CallSheet):
                 dossier = current.dossier
         view = self.dental_view
         if view is None:

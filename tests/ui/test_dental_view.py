@@ -505,3 +505,34 @@ async def test_a_young_childs_dossier_gets_the_milk_tooth_advice(
     dossier.patient.age = "P14Y"
     view.prefill(dossier)
     assert "à réimplanter au plus vite" in view.suggestion_label.text()
+
+
+@pytest.mark.parametrize("role", ["DENT", "MRL"])
+async def test_ctrl_d_from_a_claimed_dossier_opens_the_dental_view_on_it(
+    qtbot: QtBot, env: Env, queues: QueueClient, service: RosterService, role: str
+) -> None:
+    """Issue 14 §16: Ctrl+D from a claimed dossier opened the dental view
+    unlinked (commune empty)."""
+    d: Dossier = env.desk.new_call()
+    d.caller.callback = "0612345678"
+    d.location.insee, d.location.city = "69266", "Villeurbanne"
+    d.motive_code, d.patient.age, d.priority = "M03.22", "P34Y", "P2"
+    d.branch = Branch.DENT if role == "DENT" else Branch.SNP
+    d.dental_reason = "DENT.DOULEUR" if role == "DENT" else ""
+    transmit(d, env.desk._now(), env.desk.actor)
+    await queues.enqueue(d)
+    window = await open_window(qtbot, env, role=role, queue_client=queues)
+    window.set_roster_service(service)
+    panel = window.queue_panel
+    assert panel is not None
+    await until(lambda: panel.model.item(d.case_id) is not None)
+    panel.select(d.case_id)
+    qtbot.keyClick(panel.current_view(), Qt.Key.Key_Return)  # claim: the dossier opens
+    await until(lambda: window._dossier_view(d.case_id) is not None)
+    view = window._dossier_view(d.case_id)
+    await until(lambda: window.tabs.currentWidget() is view)
+    qtbot.keyClick(view.note, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
+    dental = window.dental_view
+    assert dental is not None and window.tabs.currentWidget() is dental
+    assert dental.dossier is not None and dental.dossier.case_id == d.case_id
+    assert dental.commune.text() == "Villeurbanne (69266)"
