@@ -74,7 +74,8 @@ def convert(src: Path, name: str, title: str) -> dict[str, object]:
     entries = []
     for row in rows[1:]:
         code = row[1].strip()
-        labels = [_one_line(row[i]) for i in label_cols if i < len(row)]
+        # some national labels carry an editing mark ("#Conseil Médical"): not shown
+        labels = [_one_line(row[i]).lstrip("#").strip() for i in label_cols if i < len(row)]
         entries.append((code, labels, _one_line(row[desc_col]) if desc_col < len(row) else ""))
     known = {c for c, _, _ in entries}
     by_code: dict[str, dict[str, object]] = {}

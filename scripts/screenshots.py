@@ -60,6 +60,21 @@ def save(widget: QWidget, out: Path, name: str) -> None:
     path = out / f"{name}.png"
     picture.save(str(path))
     print(path)
+    screen = window.screen().availableGeometry()
+    if window.width() > screen.width() or window.height() > screen.height():
+        print(
+            f"  WIDER THAN THE SCREEN: {window.width()}x{window.height()} on {screen.width()}x{screen.height()}"
+        )
+        wide = sorted(
+            (w for w in window.findChildren(QWidget) if w.isVisible()),
+            key=lambda w: w.minimumSizeHint().width(),
+            reverse=True,
+        )
+        for w in wide[:12]:
+            text = w.text()[:50] if hasattr(w, "text") and callable(w.text) else ""
+            print(
+                f"    {w.minimumSizeHint().width():5d} {type(w).__name__} {w.objectName()} {text!r}"
+            )
 
 
 async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]

@@ -97,6 +97,7 @@ class CallSheet(QWidget):
         self.title = QLabel()
         self.title.setObjectName("SheetTitle")
         self.title.setStyleSheet("font-size: 15px; font-weight: bold;")
+        self.title.setWordWrap(True)  # beside a regulator's timeline the sheet is narrow
         self.state = QLabel()
         self.state.setObjectName("SheetState")
         header.addWidget(self.title, 1)
@@ -144,6 +145,7 @@ class CallSheet(QWidget):
         self._geo_timer.timeout.connect(self._geocode)
         self.place_label = named(QLabel(), "placeLabel")
         self.place_label.setStyleSheet("color: #37474f;")
+        self.place_label.setWordWrap(True)
         loc_box = QVBoxLayout()
         loc_box.setSpacing(1)
         loc_box.addWidget(self.location)
@@ -181,6 +183,7 @@ class CallSheet(QWidget):
         self.motive.editingFinished.connect(self._settle_motive)
         self.motive_label = named(QLabel(), "motiveLabel")
         self.motive_label.setStyleSheet("color: #37474f;")
+        self.motive_label.setWordWrap(True)
         mbox = QVBoxLayout()
         mbox.setSpacing(1)
         mbox.addWidget(self.motive)
@@ -262,6 +265,11 @@ class CallSheet(QWidget):
         self.caller_type.currentIndexChanged.connect(
             lambda _i: self._on_text("caller_type", str(self.caller_type.currentData() or ""))
         )
+        for combo in (self.caller_type, self.dental_reason):  # long labels: no width forced
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(16)
         form.addRow(buddy("&Appelant", self.caller_type), self.caller_type)
 
         outer.addLayout(form)
@@ -272,6 +280,8 @@ class CallSheet(QWidget):
         self.notes = named(QListWidget(), "notes")
         self.notes.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.notes.setMinimumHeight(70)
+        self.notes.setWordWrap(True)  # whole notes, also in a narrow dossier view
+        self.notes.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         outer.addWidget(self.notes, 1)
         self.note = named(
             QLineEdit(placeholderText="Nouvelle note — Entrée pour l'ajouter"), "note"
@@ -303,14 +313,10 @@ class CallSheet(QWidget):
         cancel.clicked.connect(lambda: self._cancel_confirmation())
         cbar.addWidget(self.confirm_button)
         cbar.addWidget(cancel)
-        for seq, slot in (
-            ("Return", self._confirmed),
-            ("Enter", self._confirmed),
-            ("Escape", self._cancel_confirmation),
-        ):
-            sc = QShortcut(QKeySequence(seq), self.confirm_button)
-            sc.setContext(Qt.ShortcutContext.WidgetShortcut)
-            sc.activated.connect(slot)
+        self.confirm_button.setAutoDefault(True)  # Entrée on it clicks it
+        escape = QShortcut(QKeySequence("Escape"), self.confirm_button)
+        escape.setContext(Qt.ShortcutContext.WidgetShortcut)
+        escape.activated.connect(lambda: self._cancel_confirmation())
         self.confirm_bar.hide()
         self._questions: dict[str, str] = {}
         outer.addWidget(self.confirm_bar)

@@ -464,6 +464,7 @@ class DentalView(QWidget):
         self.choose_file = self._choose_file  # replaced in tests
         self.last_import: asyncio.Task[None] | None = None
         self.dossier_label = named(QLabel(), "dentalDossier")
+        self.dossier_label.setWordWrap(True)
         self.dossier_label.setStyleSheet("color: #1565c0; font-weight: bold;")
         self.dossier_label.hide()
         outer.addWidget(self.dossier_label)
@@ -518,6 +519,7 @@ class DentalView(QWidget):
         self.on_call_table = EntryTable("onCallTable")
         col.addWidget(self.on_call_table)
         self.next_title = named(QLabel("<b>Prochaines gardes</b>"), "nextTitle")
+        self.next_title.setWordWrap(True)
         col.addWidget(self.next_title)
         self.next_table = EntryTable("nextTable")
         col.addWidget(self.next_table)

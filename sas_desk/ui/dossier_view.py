@@ -39,15 +39,17 @@ RIGHT_WIDTH = 420  # timeline, medical note and decision
 HIGHLIGHT_FILL = "#fff3c4"  # an ARM's addition after transmission, in the timeline
 
 
-def _combo(
-    name: str, list_name: str, leaves_only: bool = False, optional: bool = True
-) -> QComboBox:
+def _combo(name: str, list_name: str, *, with_code: bool = True) -> QComboBox:
+    """A code list to choose from, nothing chosen at first.  ``with_code``:
+    the code is shown before the label (R3, CONSEIL…); otherwise the label
+    alone, which then fits the column (the code is in the tooltip)."""
     combo = named(QComboBox(), name)
-    if optional:
-        combo.addItem("—", "")
-    codes = codelist(list_name).leaves() if leaves_only else tuple(codelist(list_name))
-    for code in codes:
-        combo.addItem(f"{code.code} — {code.label}", code.code)
+    combo.addItem("—", "")
+    for code in codelist(list_name):
+        combo.addItem(f"{code.code} — {code.label}" if with_code else code.label, code.code)
+        combo.setItemData(
+            combo.count() - 1, f"{code.code} — {code.label}", Qt.ItemDataRole.ToolTipRole
+        )
     # long labels must not widen the column (the open list shows them whole)
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(18)
@@ -110,8 +112,8 @@ class DossierView(QWidget):
         form = QFormLayout()
         self.care_level = _combo("careLevel", "care_level")
         self.decision_type = _combo("decisionType", "decision_type")  # nothing preselected
-        self.resource_type = _combo("resourceType", "resource_type")
-        self.orientation_type = _combo("orientationType", "orientation_type")
+        self.resource_type = _combo("resourceType", "resource_type", with_code=False)
+        self.orientation_type = _combo("orientationType", "orientation_type", with_code=False)
         self.decision_note = named(QLineEdit(), "decisionNote")
         form.addRow("Niveau de soins", self.care_level)
         form.addRow("Type de décision", self.decision_type)

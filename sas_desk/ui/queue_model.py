@@ -22,6 +22,8 @@ from sas_desk.ui.widgets import PRIORITY_COLOURS
 
 COLUMNS = ("Priorité", "Attente", "Motif", "Commune", "Âge / sexe", "Pris par")
 WAIT_COLUMN = 1
+MOTIVE_COLUMN = 2
+COMMUNE_COLUMN = 3
 AGE_BACKGROUND = {AgeState.OK: None, AgeState.DUE: "#ffe0b2", AgeState.LATE: "#ffcdd2"}
 ItemRole = Qt.ItemDataRole.UserRole + 1
 QueueRole = Qt.ItemDataRole.UserRole + 2
@@ -80,7 +82,8 @@ class QueueModel(RowsModel):
             if col == 4:
                 return age_sex(item)
             if col == 5:
-                return f"{item.claim.operator} ({item.claim.workstation})" if item.claim else ""
+                # who; the workstation and since when are in the tooltip
+                return (item.claim.operator or item.claim.workstation) if item.claim else ""
         if role == Qt.ItemDataRole.ForegroundRole and col == 0:
             return QBrush(QColor(PRIORITY_COLOURS.get(item.priority, "#000000")))
         if role == Qt.ItemDataRole.BackgroundRole and col == WAIT_COLUMN:
@@ -89,6 +92,10 @@ class QueueModel(RowsModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             state = self.limits.state(item.priority, item.waited(now))
             tip = f"{item.case_id} — {state.label}"
+            if item.motive_code or item.motive_label:
+                tip += f"\n{item.motive_label or codelist('motive').label(item.motive_code)}"
+            if item.commune:
+                tip += f"\n{item.commune}"
             if item.claim:
                 tip += f"\nPris par {item.claim.describe()}"
             if item.alert:

@@ -40,7 +40,13 @@ from sas_desk.models.queue import (
 )
 from sas_desk.services.queues.client import QueueClient
 from sas_desk.ui.aio import spawn
-from sas_desk.ui.queue_model import QueueFilter, QueueModel, format_wait
+from sas_desk.ui.queue_model import (
+    COMMUNE_COLUMN,
+    MOTIVE_COLUMN,
+    QueueFilter,
+    QueueModel,
+    format_wait,
+)
 from sas_desk.ui.widgets import Message, named
 
 log = logging.getLogger("sas_desk.ui.queues")
@@ -66,19 +72,30 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _inline_bar(
     title: str, fields: list[tuple[QWidget, int]], ok_text: str, on_ok: Callable[[], None]
 ) -> QWidget:
-    """A hidden inline form (not a modal dialog): title, fields, OK, Annuler."""
+    """A hidden inline form (not a modal dialog): the title and the first
+    fields on one row; the last field (what is typed) with OK and Annuler on
+    a row of its own, so that it keeps a usable width in a narrow list."""
     bar_widget = QWidget()
-    bar = QHBoxLayout(bar_widget)
-    bar.setContentsMargins(0, 0, 0, 0)
-    bar.addWidget(QLabel(title))
-    for widget, stretch in fields:
-        bar.addWidget(widget, stretch)
+    rows = QVBoxLayout(bar_widget)
+    rows.setContentsMargins(0, 0, 0, 0)
+    rows.setSpacing(2)
+    top = QHBoxLayout()
+    top.addWidget(QLabel(title))
+    *first, (typed, _stretch) = fields
+    for widget, stretch in first:
+        top.addWidget(widget, stretch)
+    top.addStretch(0 if first else 1)
+    rows.addLayout(top)
+    bar = QHBoxLayout()
+    typed.setMinimumWidth(180)
+    bar.addWidget(typed, 1)
     ok = QPushButton(ok_text)
     ok.clicked.connect(on_ok)
     bar.addWidget(ok)
     cancel = QPushButton("Annuler")
     cancel.clicked.connect(bar_widget.hide)
     bar.addWidget(cancel)
+    rows.addLayout(bar)
     bar_widget.hide()
     return bar_widget
 
@@ -164,6 +181,8 @@ class QueuePanel(QWidget):
         layout.addWidget(self.strip)
         self.tabs = named(QTabWidget(), "queueTabs")
         self.views: dict[QueueName, QTableView] = {}
+        self._following_head: set[QTableView] = set()  # current row = head, not chosen
+        self._setting_head = False
         for queue in queues:
             proxy = QueueFilter(queue)
             proxy.setSourceModel(self.model)
@@ -174,10 +193,21 @@ class QueuePanel(QWidget):
             view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
             view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
             view.verticalHeader().hide()
-            view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-            view.horizontalHeader().setStretchLastSection(True)
+            # motive and commune share what is left, elided (whole in the
+            # tooltip): age/sex and holder stay in view beside an open dossier
+            header = view.horizontalHeader()
+            header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+            for column in (MOTIVE_COLUMN, COMMUNE_COLUMN):
+                header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
+            header.setMinimumSectionSize(36)
+            header.setStretchLastSection(False)
+            view.setTextElideMode(Qt.TextElideMode.ElideRight)
+            view.setWordWrap(False)  # one line a dossier, elided
             view.activated.connect(self._activated)
             # the head is selected: Entrée and the action keys work at once
+            view.selectionModel().currentChanged.connect(
+                lambda *_, v=view: self._on_current_changed(v)
+            )
             for signal in (proxy.rowsInserted, proxy.rowsRemoved, proxy.modelReset):
                 signal.connect(lambda *_, v=view: self._keep_current(v))
             proxy.layoutChanged.connect(lambda *_, v=view: self._keep_current(v))
@@ -382,10 +412,23 @@ class QueuePanel(QWidget):
         return False
 
     def _keep_current(self, view: QTableView) -> None:
-        """No row current (start, or the current one left): the head is."""
+        """No row chosen by the operator (start, or the chosen one left):
+        the head is current, and stays the head as the queue changes."""
         proxy = view.model()
-        if not view.currentIndex().isValid() and proxy.rowCount() > 0:
-            view.setCurrentIndex(proxy.index(0, 0))
+        current = view.currentIndex()
+        if proxy.rowCount() == 0:
+            return
+        if not current.isValid() or (view in self._following_head and current.row() != 0):
+            self._setting_head = True
+            try:
+                view.setCurrentIndex(proxy.index(0, 0))
+            finally:
+                self._setting_head = False
+            self._following_head.add(view)
+
+    def _on_current_changed(self, view: QTableView) -> None:
+        if not self._setting_head:  # the operator moved: their choice stays
+            self._following_head.discard(view)
 
     def _follow_tab(self) -> None:
         """Focus given to the panel goes to the table of the tab shown."""

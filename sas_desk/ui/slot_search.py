@@ -577,8 +577,6 @@ class SlotSearchPanel(QWidget):
         self.cancel_button = named(QPushButton("Annuler  (Échap)"), "cancelButton")
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.setEnabled(False)
-        form.addWidget(self.search_button)
-        form.addWidget(self.cancel_button)
         self.platform_button = named(QPushButton("Plateforme SAS  (Ctrl+Maj+P)"), "platformButton")
         self.platform_button.setToolTip(
             "Ouvre la recherche de la plateforme nationale SAS, pré-remplie avec ce lieu"
@@ -589,8 +587,12 @@ class SlotSearchPanel(QWidget):
         # the place found, and the national platform's link for it
         place_row = QHBoxLayout()
         self.place_label = named(QLabel(), "searchPlace")
+        self.place_label.setWordWrap(True)
         self.place_label.setStyleSheet("color: #555;")
         place_row.addWidget(self.place_label, 1)
+        # the buttons on this row: the fields' row stays within a 1366 px screen
+        place_row.addWidget(self.search_button)
+        place_row.addWidget(self.cancel_button)
         place_row.addWidget(self.platform_button)
         self.message = Message()
         outer.addLayout(place_row)
@@ -605,7 +607,10 @@ class SlotSearchPanel(QWidget):
         facets.addWidget(QLabel("Disponible sous"))
         for band in Band:
             self.band_buttons[band] = self._toggle(facets, band.label, f"band_{band.name}")
-        facets.addSpacing(10)
+        facets.addStretch(1)
+        outer.addLayout(facets)
+        facets = QHBoxLayout()  # types and modes on a row of their own (screen width)
+        facets.setSpacing(2)
         facets.addWidget(QLabel("Type"))
         for t in SlotType:
             self.type_buttons[t] = self._toggle(
@@ -630,6 +635,7 @@ class SlotSearchPanel(QWidget):
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(10)
         self.summary = named(QLabel("Saisissez un lieu puis Entrée."), "searchSummary")
+        self.summary.setWordWrap(True)
         status.addWidget(self.progress)
         status.addWidget(self.summary, 1)
         status.addWidget(sort_label)
@@ -641,7 +647,6 @@ class SlotSearchPanel(QWidget):
         vendor_holder = named(QWidget(), "vendorRow")
         vendor_holder.setLayout(self.vendor_row)
         self.vendor_row.setContentsMargins(0, 0, 0, 0)
-        self.vendor_row.addStretch(1)
         outer.addWidget(vendor_holder)
         self.vendor_errors = named(QLabel(), "vendorErrors")
         self.vendor_errors.setStyleSheet("color: #b00020;")
@@ -1115,7 +1120,8 @@ class SlotSearchPanel(QWidget):
             label = self.vendor_labels.get(name)
             if label is None:
                 label = named(QLabel(), f"vendor_{name}")
-                self.vendor_row.insertWidget(self.vendor_row.count() - 1, label)
+                label.setWordWrap(True)  # many vendors: two lines, never wider than the screen
+                self.vendor_row.addWidget(label, 1)  # the labels share the row
                 self.vendor_labels[name] = label
             colour = STATE_COLOURS[status.state]
             text = f"<span style='color:{colour}'>●</span> <b>{name}</b> : {status.state.label}"

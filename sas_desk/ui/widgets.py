@@ -40,6 +40,7 @@ class KeyPicker(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setObjectName("KeyPicker")
         self._value = ""
+        self._read_only = False
         self._keys: dict[str, str] = {}
         self._buttons: dict[str, QPushButton] = {}
         self._group = QButtonGroup(self)
@@ -52,9 +53,9 @@ class KeyPicker(QWidget):
             button.setCheckable(True)
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.setProperty("value", value)
-            if colour:
+            if colour:  # not bold: a bold label no longer fits the button sized for it
                 button.setStyleSheet(
-                    f"QPushButton:checked {{ background: {colour}; color: white; font-weight: bold; }}"
+                    f"QPushButton:checked {{ background: {colour}; color: white; }}"
                 )
             button.clicked.connect(lambda _=False, v=value: self._pick(v))
             self._group.addButton(button)
@@ -68,6 +69,9 @@ class KeyPicker(QWidget):
 
     def set_value(self, value: str, *, emit: bool = False) -> None:
         self._value = value
+        if self._read_only:
+            for v, b in self._buttons.items():
+                b.setHidden(v != value)
         button = self._buttons.get(value)
         if button is not None:
             button.setChecked(True)
@@ -111,8 +115,12 @@ class KeyPicker(QWidget):
         painter.end()
 
     def setReadOnly(self, read_only: bool) -> None:
-        for b in self._buttons.values():
+        """Read-only, the row shows what was chosen only (narrow, nothing to
+        misread among greyed alternatives)."""
+        self._read_only = read_only
+        for value, b in self._buttons.items():
             b.setEnabled(not read_only)
+            b.setHidden(read_only and value != self._value)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus if read_only else Qt.FocusPolicy.StrongFocus)
 
 

@@ -508,3 +508,23 @@ async def test_p0_outside_amu_is_flagged_without_blocking(qtbot: QtBot, env: Env
     sheet.branch.setFocus()
     type_text(sheet.branch, "a")
     assert sheet.messages["branch"].text() == ""
+
+
+async def test_a_chosen_button_shows_its_whole_label(qtbot: QtBot, env: Env) -> None:
+    """Issue 14 §17: « P1 Prioritaire [1 » — the chosen label was clipped."""
+    sheet = await make_sheet(qtbot, env)
+    sheet.priority.setFocus()
+    operator("1", Qt.Key.Key_Tab, "s")
+    for picker, value in ((sheet.priority, "P1"), (sheet.branch, "SNP")):
+        button = picker._buttons[value]
+        assert button.isChecked()
+        image = button.grab().toImage()
+        # the white text painted on the coloured button ends before its edge
+        text_columns = [
+            x
+            for x in range(2, image.width() - 2)
+            for y in range(3, image.height() - 3)
+            if min(image.pixelColor(x, y).getRgb()[:3]) > 200
+        ]
+        assert text_columns, button.text()
+        assert max(text_columns) <= image.width() - 6, (button.text(), image.width())

@@ -267,3 +267,11 @@ def test_codelist_built_by_hand() -> None:
 )
 def test_fold(text: str, folded: str) -> None:
     assert fold(text) == folded
+
+
+@pytest.mark.parametrize("name", LIST_NAMES)
+def test_labels_carry_no_editing_mark(name: str) -> None:
+    """Issue 14 §17: « ORIENT — #Orientation Transport » shown to the regulator."""
+    for code in codelist(name):
+        assert not code.label.startswith("#"), (name, code.code, code.label)
+        assert not any(part.startswith("#") for part in code.path), (name, code.code)
