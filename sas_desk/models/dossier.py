@@ -376,6 +376,13 @@ class EventKind(enum.StrEnum):
     ORIENTED = "ORIENTED"  # a slot booked at a vendor (OSNP orientation)
     DENTAL_ORIENTED = "DENTAL_ORIENTED"  # the dental regulator's orientation
     UPDATED = "UPDATED"  # the ARM added information after transmission
+    # Hub Santé (services/hub): what partners and the SAS platform send or answer
+    HUB_UPDATE = "HUB_UPDATE"  # an RS-EDA-MAJ applied
+    HUB_SHARED = "HUB_SHARED"  # sent to a partner (RS-EDA / RS-EDA-MAJ)
+    HUB_ACK = "HUB_ACK"  # the partner's RC-REF about what we sent
+    HUB_ERROR = "HUB_ERROR"  # an RS-ERROR about what we sent
+    HUB_ALARM = "HUB_ALARM"  # not acknowledged before its expiry: phone the partner
+    APPOINTMENT = "APPOINTMENT"  # a SAS appointment (RS-SAS-RDV) attached or changed
 
     @property
     def label(self) -> str:
@@ -401,6 +408,12 @@ class EventKind(enum.StrEnum):
             "ORIENTED": "Orientation : rendez-vous pris",
             "DENTAL_ORIENTED": "Orientation dentaire",
             "UPDATED": "Complément de l'ARM",
+            "HUB_UPDATE": "Mise à jour reçue du partenaire (Hub Santé)",
+            "HUB_SHARED": "Envoyé au partenaire (Hub Santé)",
+            "HUB_ACK": "Accusé de réception du partenaire",
+            "HUB_ERROR": "Erreur Hub Santé",
+            "HUB_ALARM": "Non reçu par le partenaire : téléphonez",
+            "APPOINTMENT": "Rendez-vous SAS",
         }[self.value]
 
 

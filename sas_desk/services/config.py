@@ -23,6 +23,7 @@ import platformdirs
 
 from sas_desk.models.limits import InputError, decode_utf8
 from sas_desk.services.bounded import MAX_CONFIG_BYTES, read_bounded
+from sas_desk.services.hub.settings import HubSettings, parse_hub
 
 log = logging.getLogger("sas_desk.config")
 
@@ -205,6 +206,12 @@ class Config:
     roster_urls: tuple[str, ...] = ()
     roster_timeout: float = 20.0
     roster_sync_s: float = 3600.0  # the sources are fetched again this often (ETag: cheap)
+    # Hub Santé (``[hub]``, see services/hub/settings.py); None = not connected
+    hub: HubSettings | None = None
+
+    @property
+    def hub_path(self) -> Path:
+        return self.data_dir / "hub.sqlite"
 
     @property
     def directory_path(self) -> Path:
@@ -328,6 +335,14 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     values: dict[str, Any] = {"source": path}
     if "identity" in raw:
         values["identity"] = identity_settings(raw.pop("identity"), path)
+    if "hub" in raw:
+        hub = raw.pop("hub")
+        if not isinstance(hub, dict):
+            raise ConfigError(f"Configuration ({path}) : [hub] doit être une section (table).")
+        try:
+            values["hub"] = parse_hub(hub)
+        except ValueError as exc:
+            raise ConfigError(f"Configuration ({path}) : {exc}") from None
     if "vendors" in raw:
         values["vendors"] = _vendors(raw.pop("vendors"), path)
     for section, content in raw.items():

@@ -1,0 +1,515 @@
+"""What the Hub Santé agent does with each message, without AMQP.
+
+:meth:`HubProcessor.handle` gets the bytes of one delivery and the queue it came
+from and returns a :class:`Verdict`: ``ack`` (stored; the caller then sends
+``basic.ack``) or not (unreadable: ``basic.nack(requeue=false)``, the hub turns
+it into an error 500 for the sender).  The order is always:
+
+1. parse the envelope; unreadable → recorded in ``rejected``, nack;
+2. persist it in ``inbound`` keyed by ``distributionID``; a key already done is
+   a duplicate or a redelivery: nothing changes, ack;
+3. apply it (dossier, appointment, ledger) and queue the answers (RC-REF step
+   ``INTEGRE`` for every functional message, RS-ERROR 701/702/704/409 when it
+   is refused) in the outbox, then mark it ``done`` — the answers and the
+   ``done`` mark are one transaction;
+4. ack.
+
+A crash between 2 and 3 leaves the row ``received``: :meth:`recover` applies it
+again at start (dossier writes are skipped when the case's log already holds
+that ``distributionID``).  Acks (RC-REF) are never acknowledged; errors
+(RS-ERROR) update the ledger and the dossier's timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sas_desk.models import hub
+from sas_desk.models.appointment import (
+    Appointment,
+    AppointmentError,
+    Change,
+    classify,
+    parse_appointment,
+    timeline_text,
+)
+from sas_desk.models.dossier import EventKind
+from sas_desk.models.hub import Envelope, HubMessageError
+from sas_desk.models.rseda import from_rseda, to_rseda
+from sas_desk.models.rseda_update import update_case_id
+from sas_desk.models.validation import ValidationError
+from sas_desk.services.hub.cases import CaseSink
+from sas_desk.services.hub.settings import HubSettings
+from sas_desk.services.hub.store import AsyncHubStore, HubStore, Outbound
+
+log = logging.getLogger("sas_desk.hub")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ack: bool
+    distribution_id: str = ""
+    kind: str = ""
+    model: str = ""
+    outcome: str = ""  # see OUTCOMES
+    case_id: str | None = None
+    appointment_id: str | None = None
+    detail: str = ""
+    answers: tuple[str, ...] = ()  # distributionIDs queued in reply
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "distributionID": self.distribution_id or None,
+            "kind": self.kind or None,
+            "model": self.model or None,
+            "outcome": self.outcome,
+            "caseId": self.case_id,
+            "appointmentId": self.appointment_id,
+            "detail": self.detail or None,
+        }
+
+
+OUTCOMES = {
+    "integrated": "intégré",
+    "updated": "mis à jour",
+    "appointment_created": "rendez-vous créé",
+    "appointment_updated": "rendez-vous mis à jour",
+    "appointment_unchanged": "rendez-vous inchangé",
+    "refused": "refusé (erreur renvoyée)",
+    "stored": "conservé (modèle non traité)",
+    "acknowledged": "accusé de réception enregistré",
+    "error_recorded": "erreur enregistrée",
+    "duplicate": "doublon ignoré",
+    "unreadable": "illisible (rejeté)",
+}
+
+
+@dataclass
+class _Plan:
+    """What processing one message decided, written in one transaction."""
+
+    outcome: str
+    detail: str = ""
+    case_id: str | None = None
+    appointment_id: str | None = None
+    answers: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (envelope, model)
+    extra: Callable[[HubStore], None] | None = None
+
+
+class HubProcessor:
+    def __init__(
+        self,
+        settings: HubSettings,
+        store: AsyncHubStore,
+        cases: CaseSink,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.cases = cases
+        self._now = now
+        self._lock = asyncio.Lock()  # one message at a time: idempotency is per key
+        self.alarm_listeners: list[Callable[[Outbound], None]] = []
+
+    @property
+    def client_id(self) -> str:
+        return self.settings.client_id
+
+    # ------------------------------------------------------------------ receiving
+    async def handle(self, queue: str, data: bytes) -> Verdict:
+        async with self._lock:
+            return await self._handle(queue, data)
+
+    async def _handle(self, queue: str, data: bytes) -> Verdict:
+        at = self._now().isoformat()
+        try:
+            env = hub.parse_envelope(data)
+        except HubMessageError as exc:
+            text, reason = data.decode("utf-8", "replace"), exc.message_fr
+            await self.store.run(
+                lambda s: s.record_rejected(queue=queue, reason=reason, body=text, at=at)
+            )
+            log.warning("unreadable message on %s rejected: %s", queue, exc.message_fr)
+            return Verdict(False, outcome="unreadable", detail=exc.message_fr)
+        raw = data.decode("utf-8") if isinstance(data, bytes) else str(data)
+        known = await self.store.run(
+            lambda s: s.record_inbound(
+                distribution_id=env.distribution_id,
+                queue=queue,
+                sender=env.sender_id,
+                kind=env.kind,
+                model=env.model,
+                envelope=raw,
+                at=at,
+            )
+        )
+        if known == "done":
+            log.info("duplicate %s ignored", env.distribution_id)
+            return Verdict(True, env.distribution_id, env.kind, env.model, "duplicate")
+        return await self._apply(env)
+
+    async def recover(self) -> list[Verdict]:
+        """Apply what was persisted but not processed before a crash."""
+        pending = await self.store.run(lambda s: s.unfinished_inbound())
+        out = []
+        for _queue, text in pending:
+            env = hub.parse_envelope(text)
+            async with self._lock:
+                out.append(await self._apply(env))
+        if out:
+            log.info("hub: %d message(s) recovered after a restart", len(out))
+        return out
+
+    async def _apply(self, env: Envelope) -> Verdict:
+        if env.kind == "Ack" or env.root == "reference":
+            plan = await self._on_ack(env)
+        elif env.kind == "Error" or env.root == "error":
+            plan = await self._on_error(env)
+        elif env.root == "appointment":
+            plan = await self._on_appointment(env)
+        elif env.root == "createCaseHealth":
+            plan = await self._on_case(env)
+        elif env.root == "createCaseHealthUpdate":
+            plan = await self._on_update(env)
+        else:
+            plan = _Plan("stored", f"modèle {env.model} conservé sans traitement")
+            self._answer(plan, env, hub.ack_body(env.distribution_id, step="RECU"), "RC-REF")
+        at = self._now().isoformat()
+
+        def write(s: HubStore) -> None:
+            if plan.extra is not None:
+                plan.extra(s)
+            for envelope, model in plan.answers:
+                self._enqueue(s, envelope, model, plan.case_id, env.distribution_id, at)
+            s.finish_inbound(
+                env.distribution_id,
+                outcome=plan.outcome,
+                detail=plan.detail,
+                at=at,
+                case_id=plan.case_id,
+                appointment_id=plan.appointment_id,
+            )
+
+        await self.store.atomic(write)
+        log.info(
+            "hub: %s %s from %s: %s", env.model, env.distribution_id, env.sender_id, plan.outcome
+        )
+        return Verdict(
+            True,
+            env.distribution_id,
+            env.kind,
+            env.model,
+            plan.outcome,
+            plan.case_id,
+            plan.appointment_id,
+            plan.detail,
+            tuple(e["distributionID"] for e, _ in plan.answers),
+        )
+
+    def _answer(self, plan: _Plan, env: Envelope, body: dict[str, Any], model: str) -> str:
+        envelope = self._envelope(env.sender_id, body, model, status=env.status)
+        plan.answers.append((envelope, model))
+        return str(envelope["distributionID"])
+
+    def _refuse(self, plan: _Plan, env: Envelope, code: int, cause: str) -> None:
+        """RS-ERROR to the sender, then an RC-REF marking the message refused."""
+        plan.outcome = "refused"
+        plan.detail = f"{code} {hub.error_label(code)} : {cause}"
+        error_id = self._answer(
+            plan, env, hub.error_body(code, cause, env.distribution_id, env.raw), "RS-ERROR"
+        )
+        self._answer(
+            plan,
+            env,
+            hub.ack_body(
+                env.distribution_id, step="ERREUR", refused=True, error_distribution_id=error_id
+            ),
+            "RC-REF",
+        )
+
+    async def _on_case(self, env: Envelope) -> _Plan:
+        try:
+            dossier = from_rseda(env.message)
+        except ValidationError as exc:
+            plan = _Plan("refused")
+            self._refuse(plan, env, 704, exc.message)
+            return plan
+        plan = _Plan("integrated", case_id=dossier.case_id)
+        if await self.cases.applied(dossier.case_id, env.distribution_id):
+            pass  # recovery: written before a crash
+        elif await self.cases.load(dossier.case_id) is not None:
+            self._refuse(plan, env, 701, f"le dossier {dossier.case_id} existe déjà")
+            return plan
+        else:
+            await self.cases.create(dossier, env.distribution_id, env.sender_id)
+        self._answer(plan, env, hub.ack_body(env.distribution_id), "RC-REF")
+        return plan
+
+    async def _on_update(self, env: Envelope) -> _Plan:
+        try:
+            case_id = update_case_id(env.message)
+        except ValidationError as exc:
+            plan = _Plan("refused")
+            self._refuse(plan, env, 704, exc.message)
+            return plan
+        plan = _Plan("updated", case_id=case_id)
+        if not await self.cases.applied(case_id, env.distribution_id):
+            try:
+                changes = await self.cases.update(
+                    case_id, env.message, env.distribution_id, env.sender_id
+                )
+            except ValidationError as exc:
+                self._refuse(plan, env, 704, exc.message)
+                return plan
+            if changes is None:
+                self._refuse(
+                    plan, env, 702, f"dossier {case_id} inconnu : mise à jour sans création"
+                )
+                return plan
+            plan.detail = " ; ".join(changes)
+        self._answer(plan, env, hub.ack_body(env.distribution_id), "RC-REF")
+        return plan
+
+    async def _on_appointment(self, env: Envelope) -> _Plan:
+        try:
+            appt = parse_appointment(env.message)
+        except AppointmentError as exc:
+            plan = _Plan("refused")
+            self._refuse(plan, env, 704, exc.message_fr)
+            return plan
+        stored = await self.store.run(lambda s: s.appointment(appt.appointment_id))
+        known = parse_appointment({"appointment": stored.body}) if stored else None
+        change = classify(appt, known)
+        plan = _Plan(
+            {
+                Change.CREATED: "appointment_created",
+                Change.CREATED_FROM_UPDATE: "appointment_created",
+                Change.UPDATED: "appointment_updated",
+                Change.UNCHANGED: "appointment_unchanged",
+                Change.DUPLICATE: "refused",
+            }[change],
+            appointment_id=appt.appointment_id,
+            case_id=stored.case_id if stored else None,
+        )
+        if change is Change.DUPLICATE:
+            self._refuse(
+                plan,
+                env,
+                409,
+                f"rendez-vous {appt.appointment_id} déjà créé (CreateAppointment en double)",
+            )
+            return plan
+        plan.detail = f"{appt.status} {appt.start.isoformat()}"
+        at = self._now().isoformat()
+
+        def put(s: HubStore, a: Appointment = appt) -> None:
+            s.put_appointment(
+                appointment_id=a.appointment_id,
+                status=a.status,
+                start=a.start.isoformat(),
+                created=a.created.isoformat(),
+                body=a.raw,
+                distribution_id=env.distribution_id,
+                change=change.value,
+                at=at,
+            )
+
+        plan.extra = put
+        if (
+            stored is not None
+            and stored.case_id
+            and change is Change.UPDATED
+            and not await self.cases.applied(stored.case_id, env.distribution_id)
+        ):
+            await self.cases.record(
+                stored.case_id,
+                EventKind.APPOINTMENT,
+                {
+                    "appointment_id": appt.appointment_id,
+                    "status": appt.status,
+                    "text": timeline_text(appt),
+                    "distribution_id": env.distribution_id,
+                    "sender": env.sender_id,
+                },
+            )
+        self._answer(plan, env, hub.ack_body(env.distribution_id), "RC-REF")
+        return plan
+
+    async def _on_ack(self, env: Envelope) -> _Plan:
+        ref = env.body
+        target = str(ref.get("distributionID", ""))
+        refused = ref.get("refused") is True
+        step = str(ref.get("step", "")) if isinstance(ref.get("step"), str) else ""
+        at = self._now().isoformat()
+        state = "refused" if refused else "acknowledged"
+        settled = await self.store.run(
+            lambda s: s.settle(target, state, step=step or ("ERREUR" if refused else "RECU"), at=at)
+        )
+        plan = _Plan("acknowledged", f"{target} : {state} {step}".strip())
+        if settled is not None and settled.case_id:
+            plan.case_id = settled.case_id
+            if not await self.cases.applied(settled.case_id, env.distribution_id):
+                await self.cases.record(
+                    settled.case_id,
+                    EventKind.HUB_ACK,
+                    {
+                        "ref": target,
+                        "refused": refused,
+                        "step": step,
+                        "sender": env.sender_id,
+                        "distribution_id": env.distribution_id,
+                    },
+                )
+        return plan
+
+    async def _on_error(self, env: Envelope) -> _Plan:
+        err = env.body
+        code_obj = err.get("errorCode") if isinstance(err.get("errorCode"), dict) else {}
+        code = code_obj.get("statusCode") if isinstance(code_obj, dict) else None
+        label = code_obj.get("statusString", "") if isinstance(code_obj, dict) else ""
+        cause = str(err.get("errorCause", ""))
+        refs = [str(err.get("referencedDistributionID", ""))]
+        source = err.get("sourceMessage")
+        if isinstance(source, dict) and isinstance(source.get("distributionID"), str):
+            refs.append(source["distributionID"])
+        number = int(code) if isinstance(code, int | float) and not isinstance(code, bool) else 0
+        text = f"{number} {label}".strip()
+        at = self._now().isoformat()
+
+        def settle(s: HubStore) -> Outbound | None:
+            for ref in refs:
+                found = s.settle(ref, "error", error=f"{text} : {cause}", at=at) if ref else None
+                if found is not None:
+                    return found
+            return None
+
+        settled = await self.store.run(settle)
+        plan = _Plan("error_recorded", f"{text} : {cause}")
+        if settled is not None and settled.case_id:
+            plan.case_id = settled.case_id
+            if not await self.cases.applied(settled.case_id, env.distribution_id):
+                explanation = hub.ERROR_CODES.get(number, ("", "erreur"))[1]
+                await self.cases.record(
+                    settled.case_id,
+                    EventKind.HUB_ERROR,
+                    {
+                        "ref": settled.distribution_id,
+                        "code": number,
+                        "status": label,
+                        "cause": cause,
+                        "text": f"Erreur {number} ({explanation}) sur l'envoi à {settled.recipient}",
+                        "sender": env.sender_id,
+                        "distribution_id": env.distribution_id,
+                    },
+                )
+        return plan
+
+    # ------------------------------------------------------------------ sending
+    def _envelope(
+        self, recipient: str, body: dict[str, Any], model: str, *, status: str = ""
+    ) -> dict[str, Any]:
+        now = self._now()
+        return hub.build_envelope(
+            sender=self.client_id,
+            recipient=recipient,
+            body=body,
+            sent_at=now,
+            expires_at=now + timedelta(seconds=self.settings.expiry_for(model)),
+            status=status or self.settings.status,
+        )
+
+    def _enqueue(
+        self,
+        s: HubStore,
+        envelope: dict[str, Any],
+        model: str,
+        case_id: str | None,
+        ref: str | None,
+        at: str,
+    ) -> None:
+        expires = datetime.fromisoformat(envelope["dateTimeExpires"]).timestamp()
+        s.enqueue(
+            envelope=envelope, model=model, case_id=case_id, ref=ref, expires_ts=expires, at=at
+        )
+
+    async def share_case(self, case_id: str, recipient: str) -> str:
+        """Queue the dossier as an RS-EDA to ``recipient``; its distributionID.
+
+        Raises :class:`ValueError` (French) when the case is unknown or the
+        recipient is not a client id."""
+        if not hub.is_client_id(recipient):
+            raise ValueError(f"destinataire « {recipient} » invalide (ex. fr.health.samu380)")
+        if recipient == self.client_id:
+            raise ValueError("le destinataire ne peut pas être ce centre lui-même")
+        dossier = await self.cases.load(case_id)
+        if dossier is None:
+            raise ValueError(f"dossier introuvable : {case_id}")
+        envelope = self._envelope(recipient, to_rseda(dossier), "RS-EDA")
+        at = self._now().isoformat()
+        await self.store.atomic(lambda s: self._enqueue(s, envelope, "RS-EDA", case_id, None, at))
+        did = str(envelope["distributionID"])
+        await self.cases.record(
+            case_id,
+            EventKind.HUB_SHARED,
+            {"to": recipient, "model": "RS-EDA", "ref": did, "sender": self.client_id},
+        )
+        return did
+
+    async def check_expiry(self) -> list[Outbound]:
+        """Turn what waited past its expiry into ``expired`` (alarm on the dossier)."""
+        now = self._now()
+        expired = await self.store.atomic(lambda s: s.expire(now.timestamp(), now.isoformat()))
+        for row in expired:
+            if row.alarm:
+                log.warning(
+                    "hub: %s to %s not acknowledged before expiry",
+                    row.distribution_id,
+                    row.recipient,
+                )
+                if row.case_id:
+                    await self.cases.record(
+                        row.case_id,
+                        EventKind.HUB_ALARM,
+                        {
+                            "ref": row.distribution_id,
+                            "to": row.recipient,
+                            "text": f"{row.model} non reçu par {row.recipient} : téléphonez au partenaire",
+                            "sender": self.client_id,
+                        },
+                    )
+                for listener in list(self.alarm_listeners):
+                    listener(row)
+        return expired
+
+    # ------------------------------------------------------------------ appointments
+    async def attach(self, appointment_id: str, case_id: str, by: str) -> None:
+        """Attach an appointment to a dossier (one key, nothing retyped)."""
+        stored = await self.store.run(lambda s: s.appointment(appointment_id))
+        if stored is None:
+            raise ValueError(f"rendez-vous introuvable : {appointment_id}")
+        if await self.cases.load(case_id) is None:
+            raise ValueError(f"dossier introuvable : {case_id}")
+        appt = parse_appointment({"appointment": stored.body})
+        at = self._now().isoformat()
+        await self.store.atomic(lambda s: s.attach(appointment_id, case_id, by, at))
+        await self.cases.record(
+            case_id,
+            EventKind.APPOINTMENT,
+            {
+                "appointment_id": appointment_id,
+                "status": appt.status,
+                "text": timeline_text(appt),
+                "attached_by": by,
+                "sender": by,
+            },
+        )
+
+
+def decode(text: str) -> Any:
+    return json.loads(text)
