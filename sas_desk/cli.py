@@ -2,6 +2,8 @@
 
 sas-desk [--config PATH] [--data-dir DIR] [--role ROLE] [--smoke]
 sas-desk simulator [--port N] [--tls-cert PEM --tls-key PEM [--client-ca PEM]]
+sas-desk simulator hub --url amqp://guest:guest@127.0.0.1:5672/ [--vhost V] --client ID…
+sas-desk [--config PATH] [--data-dir DIR] hub status|receive|send|appointments|attach|ledger
 sas-desk [--data-dir DIR] dossier import-rseda FILE   (exit 3: case already stored and
          different — both kept, see the message)
 sas-desk [--data-dir DIR] dossier export-rseda ID
@@ -28,6 +30,7 @@ from pathlib import Path
 from sas_desk import __version__
 from sas_desk.server.cli import add_server_parser, run_server_command
 from sas_desk.services.config import ROLES, Config, ConfigError, load_config
+from sas_desk.services.hub.cli import add_hub_parser
 from sas_desk.services.queues.cli import add_db_parser, run_db_command
 
 log = logging.getLogger("sas_desk.cli")
@@ -59,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--tls-cert", type=Path, help="certificat serveur (PEM) : sert en HTTPS")
     sim.add_argument("--tls-key", type=Path, help="clé privée du certificat serveur (PEM)")
     sim.add_argument("--client-ca", type=Path, help="AC des certificats clients exigés (mTLS, PEM)")
+    sim.add_argument(
+        "target", nargs="?", choices=["hub"], help="hub : Hub Santé local sur un RabbitMQ"
+    )
+    sim.add_argument("--url", help="RabbitMQ du Hub local (amqp://guest:guest@127.0.0.1:5672/)")
+    sim.add_argument("--vhost", help="vhost du Hub local (défaut : celui de l'URL)")
+    sim.add_argument(
+        "--client", action="append", default=[], help="identifiant d'un client Hub (répétable)"
+    )
+    sim.add_argument(
+        "--ttl-ms", type=int, default=86_400_000, help="durée de vie des files clientes (ms)"
+    )
     dossier = sub.add_parser("dossier", help="import / export de dossiers")
     dsub = dossier.add_subparsers(dest="action", required=True)
     imp = dsub.add_parser("import-rseda", help="lit un message RS-EDA (createCaseHealth)")
@@ -100,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     rsub.add_parser("sync", help="met à jour les tableaux depuis les sources configurées")
     add_db_parser(sub)
     add_server_parser(sub)
+    add_hub_parser(sub)
     return p
 
 
@@ -128,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_roster_command(config, args)
     from sas_desk.app import install_crash_handler, setup_logging
 
+    if args.command == "simulator" and args.target == "hub":
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+        return _hub_simulator(args)
+    if args.command == "hub":
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+        from sas_desk.services.hub.cli import run_hub_command
+
+        return asyncio.run(run_hub_command(config, args))
     if args.command == "simulator":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
         from sas_desk.simulator.server import serve_forever
@@ -161,6 +184,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
+    if args.action == "import-rseda":
+        hub_body = _hub_document(args.file)
+        if hub_body is not None:
+            # RS-EDA-MAJ, RS-SAS-RDV…: the Hub agent's own processing
+            from sas_desk.services.hub.cli import import_document
+
+            return await import_document(config, hub_body)
+    return await _dossier_journal_command(config, args)
+
+
+def _hub_document(path: Path) -> object | None:
+    """The file's JSON when it holds a Hub message other than RS-EDA; None
+    otherwise (unreadable files are reported by the RS-EDA path)."""
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return body if _hub_root(body) not in ("", "createCaseHealth") else None
+
+
+async def _dossier_journal_command(config: Config, args: argparse.Namespace) -> int:
     from sas_desk.models.dossier import Actor
     from sas_desk.models.limits import InputError
     from sas_desk.models.rseda import from_rseda, to_rseda
@@ -208,6 +252,47 @@ async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
         return 0
     finally:
         await journal.close()
+
+
+def _hub_root(body: object) -> str:
+    """The Hub use-case key of a file (bare or enveloped), '' when none is found."""
+    from sas_desk.models.hub import HubMessageError, unwrap
+
+    try:
+        message, _env = unwrap(body)
+    except HubMessageError:
+        return ""
+    return next((k for k in message if k in _HUB_ROOTS), "")
+
+
+_HUB_ROOTS = ("createCaseHealth", "createCaseHealthUpdate", "appointment", "reference", "error")
+
+
+def _hub_simulator(args: argparse.Namespace) -> int:
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    from sas_desk.models.hub import is_client_id
+    from sas_desk.simulator.hub import serve
+
+    if not args.url or not args.client:
+        print("Simulateur Hub : --url et au moins un --client sont requis.", file=sys.stderr)
+        return 2
+    bad = [c for c in args.client if not is_client_id(c)]
+    if bad:
+        print(f"Simulateur Hub : identifiant client invalide « {bad[0]} ».", file=sys.stderr)
+        return 2
+    url = args.url
+    if args.vhost:
+        parts = urlsplit(url)
+        url = urlunsplit((parts.scheme, parts.netloc, "/" + quote(args.vhost, safe=""), "", ""))
+    try:
+        asyncio.run(serve(url, args.client, args.ttl_ms))
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, ConnectionError) as exc:
+        print(f"Simulateur Hub : RabbitMQ injoignable ({exc}).", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _fhir_command(args: argparse.Namespace) -> int:

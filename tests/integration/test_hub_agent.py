@@ -432,3 +432,58 @@ async def test_connection_closed_by_the_server_mid_burst_loses_and_duplicates_no
             assert len(rows) == 200 and {r["outcome"] for r in rows} == {"appointment_created"}
     finally:
         await close_node(me)
+
+
+async def test_the_local_hub_answers_every_error_code_to_the_sender(
+    broker: str, tmp_path: Path
+) -> None:
+    async with Partner(broker, PARTNER) as samu:
+        good = samu.envelope(load_example(EDA))
+
+        async def raw(body: bytes, **props: Any) -> None:
+            message = aio_pika.Message(body, **props)
+            await samu.exchange.publish(message, routing_key=PARTNER)
+
+        persistent = {"content_type": "application/json", "delivery_mode": 2}
+        await raw(json.dumps(good).encode(), content_type="application/json", delivery_mode=1)
+        await raw(json.dumps(good).encode(), content_type="text/plain", delivery_mode=2)
+        await raw(b'{"distributionID": "fr.health.samu380_x", oops', **persistent)
+        await raw(
+            json.dumps(Partner(broker, SAS).envelope(load_example(EDA))).encode(), **persistent
+        )
+        broken = samu.envelope(load_example(EDA))
+        broken.pop("descriptor")
+        await raw(json.dumps(broken).encode(), **persistent)
+        past = datetime.now().astimezone() - timedelta(hours=2)
+        expired = hub.build_envelope(
+            sender=PARTNER,
+            recipient=ME,
+            body=load_example(EDA),
+            sent_at=past,
+            expires_at=past + timedelta(hours=1),
+        )
+        await raw(json.dumps(expired).encode(), **persistent)
+        await samu.publish(samu.envelope(load_example(EDA), to="fr.health.samu999"))
+        # expires in the recipient's queue (nobody consumes it): dead letter → 500
+        soon = datetime.now().astimezone()
+        short = hub.build_envelope(
+            sender=PARTNER,
+            recipient=ME,
+            body=load_example(EDA),
+            sent_at=soon,
+            expires_at=soon + timedelta(seconds=1),
+        )
+        await samu.publish(short)
+        errors = await samu.drain("info", 8, timeout=20)
+    by_code = {message_of(e)["error"]["errorCode"]["statusCode"]: e for e in errors}
+    assert sorted(by_code) == [100, 101, 102, 200, 300, 400, 500, 501]
+    for env in errors:
+        assert env["senderID"] == hub.HUB_ID and env["distributionKind"] == "Error"
+        assert full_errors(env) == []
+
+    def ref(code: int) -> str:
+        return str(message_of(by_code[code])["error"]["referencedDistributionID"])
+
+    assert ref(100) == good["distributionID"] and ref(102) == "fr.health.samu380_x"
+    assert ref(500) == short["distributionID"]
+    assert "descriptor" in message_of(by_code[300])["error"]["errorCause"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -158,15 +159,72 @@ class HubProcessor:
         """Apply what was persisted but not processed before a crash."""
         pending = await self.store.run(lambda s: s.unfinished_inbound())
         out = []
-        for _queue, text in pending:
-            env = hub.parse_envelope(text)
+        for queue, text in pending:
+            try:
+                env = self._local_envelope(json.loads(text)) if queue == "file" else None
+                env = env or hub.parse_envelope(text)
+            except (HubMessageError, ValueError) as exc:
+                log.error("hub: stored message unreadable at recovery: %s", exc)
+                continue
             async with self._lock:
-                out.append(await self._apply(env))
+                out.append(await self._apply(env, answer=queue != "file"))
         if out:
             log.info("hub: %d message(s) recovered after a restart", len(out))
         return out
 
-    async def _apply(self, env: Envelope) -> Verdict:
+    async def import_document(self, document: Any, source: str = "fichier") -> Verdict:
+        """A message read from a file (``dossier import-rseda``): an envelope or
+        a bare body, processed like a delivery but without answering anyone.
+        Raises :class:`HubMessageError` (French) when it is not a Hub message."""
+        message, env = hub.unwrap(document)
+        if env is None:
+            env = self._local_envelope({"message": message}, source)
+        assert env is not None
+        raw = json.dumps(env.raw, ensure_ascii=False)
+        at = self._now().isoformat()
+        async with self._lock:
+            ready = env
+            known = await self.store.run(
+                lambda s: s.record_inbound(
+                    distribution_id=ready.distribution_id,
+                    queue="file",
+                    sender=ready.sender_id,
+                    kind=ready.kind,
+                    model=ready.model,
+                    envelope=raw,
+                    at=at,
+                )
+            )
+            if known == "done":
+                return Verdict(True, env.distribution_id, env.kind, env.model, "duplicate")
+            return await self._apply(env, answer=False)
+
+    def _local_envelope(self, document: Any, source: str = "fichier") -> Envelope | None:
+        """A bare body stored as ``{"message": ..., "local_id": ...}``."""
+        if not isinstance(document, dict) or "content" in document:
+            return None
+        message = document.get("message")
+        if not isinstance(message, dict):
+            return None
+        root, model = hub.model_of(message)
+        local_id = str(document.get("local_id") or f"local_{uuid.uuid4()}")
+        document["local_id"] = local_id
+        now = self._now()
+        return Envelope(
+            distribution_id=local_id,
+            sender_id=str(document.get("source", source)),
+            recipient_id=self.client_id,
+            kind="Report",
+            status="Actual",
+            sent_at=now,
+            expires_at=now,
+            root=root,
+            model=model,
+            message=message,
+            raw={"message": message, "local_id": local_id, "source": source},
+        )
+
+    async def _apply(self, env: Envelope, *, answer: bool = True) -> Verdict:
         if env.kind == "Ack" or env.root == "reference":
             plan = await self._on_ack(env)
         elif env.kind == "Error" or env.root == "error":
@@ -180,6 +238,8 @@ class HubProcessor:
         else:
             plan = _Plan("stored", f"modèle {env.model} conservé sans traitement")
             self._answer(plan, env, hub.ack_body(env.distribution_id, step="RECU"), "RC-REF")
+        if not answer:
+            plan.answers.clear()  # a file: nobody to answer
         at = self._now().isoformat()
 
         def write(s: HubStore) -> None:
