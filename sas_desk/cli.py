@@ -197,9 +197,12 @@ async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
 def _hub_document(path: Path) -> object | None:
     """The file's JSON when it holds a Hub message other than RS-EDA; None
     otherwise (unreadable files are reported by the RS-EDA path)."""
+    from sas_desk.models.limits import InputError
+    from sas_desk.services.bounded import MAX_MESSAGE_BYTES, load_json
+
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        body = load_json(path, MAX_MESSAGE_BYTES)
+    except InputError:
         return None
     return body if _hub_root(body) not in ("", "createCaseHealth") else None
 

@@ -18,12 +18,13 @@ message against the national JSON Schemas).  Problems are reported in French
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sas_desk.models.limits import InputError, decode_json
 
 __all__ = [
     "ACK_STEPS",
@@ -321,9 +322,9 @@ def parse_envelope(data: bytes | str | dict[str, Any]) -> Envelope:
     """
     if isinstance(data, bytes | str):
         try:
-            decoded = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HubMessageError(f"message illisible : JSON invalide ({exc})") from None
+            decoded = decode_json(data)  # the house limits: depth, digits, NUL, NaN
+        except InputError as exc:
+            raise HubMessageError(f"message illisible : {exc.message_fr}") from None
     else:
         decoded = data
     problems = check_envelope(decoded, strict_header=False)
