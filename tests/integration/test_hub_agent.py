@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import aio_pika
 import pytest
@@ -305,12 +306,12 @@ async def test_redelivery_after_the_agent_is_killed_between_persist_and_ack(
     persisted = asyncio.Event()
     never = asyncio.Event()
 
-    async def die_after_persist(env: hub.Envelope) -> Verdict:
+    async def die_after_persist(todo: list[Any]) -> list[Verdict]:
         persisted.set()
         await never.wait()  # killed here: persisted, not processed, not acked
         raise AssertionError("unreachable")
 
-    first.processor._apply = die_after_persist  # type: ignore[method-assign]
+    first.processor._apply_all = die_after_persist  # type: ignore[method-assign]
     async with Partner(broker, PARTNER) as samu:
         eda = samu.envelope(load_example(EDA))
         await samu.publish(eda)
@@ -392,9 +393,15 @@ async def test_a_shared_case_is_acknowledged_or_refused_and_expires_with_an_alar
         await until(lambda: getattr(me.store.sync.outbound(silent), "state", "") == "expired")
         row = me.store.sync.outbound(silent)
         assert row is not None and row.alarm
-        await kinds_when(me, dossier.case_id, 10)
-        events = await me.journal.events(dossier.case_id)
-        assert events[-1].kind is EventKind.HUB_ALARM and events[-1].data["ref"] == silent
+        alarms: list[Any] = []
+        for _ in range(750):  # the alarm reaches the dossier's timeline
+            events = await me.journal.events(dossier.case_id)
+            alarms = [e for e in events if e.kind is EventKind.HUB_ALARM]
+            if alarms:
+                break
+            await asyncio.sleep(0.02)
+        assert [a.data["ref"] for a in alarms] == [silent], [e.kind for e in events]
+        assert "téléphonez" in alarms[0].data["text"]
     finally:
         await close_node(me)
 
@@ -487,3 +494,43 @@ async def test_the_local_hub_answers_every_error_code_to_the_sender(
     assert ref(100) == good["distributionID"] and ref(102) == "fr.health.samu380_x"
     assert ref(500) == short["distributionID"]
     assert "descriptor" in message_of(by_code[300])["error"]["errorCause"]
+
+
+async def test_the_outbox_waits_for_the_broker_and_leaves_exactly_once(tmp_path: Path) -> None:
+    """No broker at start (the vhost does not exist yet): the agent retries with
+    backoff, the shared case waits in the durable outbox, and leaves once."""
+    from tests.helpers import rabbit
+
+    with rabbit.own_vhost() as probe:
+        pass  # the broker is reachable (else unavailable()); the probe vhost is gone
+    name = f"sasdesk-test-late-{uuid4().hex[:8]}"
+    url = rabbit.vhost_url(name)
+    clock = Clock()
+    me = await make_node(tmp_path / "me", ME, url, clock, start=False)
+    me.task = asyncio.create_task(me.agent.run())
+    try:
+        dossier = from_rseda(load_example(EDA))
+        await me.processor.cases.create(dossier, f"{ME}_local", ME)
+        sent = await me.processor.share_case(dossier.case_id, PARTNER)
+        me.agent.wake()
+        await until(lambda: bool(me.agent.status.last_error), what="a failed connection")
+        assert not me.agent.status.connected
+        assert "hors ligne" in me.agent.status.label_fr
+        assert getattr(me.store.sync.outbound(sent), "state", "") == "queued"
+        assert rabbit._ctl("add_vhost", name).returncode == 0
+        rabbit._ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        simulator = HubSimulator(url, [ME, PARTNER])
+        await simulator.start()
+        try:
+            await until(lambda: me.agent.status.connected, timeout=20, what="reconnection")
+            await until(lambda: getattr(me.store.sync.outbound(sent), "state", "") == "confirmed")
+            async with Partner(url, PARTNER) as samu:
+                received = await samu.drain("message", 1)
+            assert received[0]["distributionID"] == sent
+            assert me.store.sync.outbound(sent).attempts == 1  # type: ignore[union-attr]
+        finally:
+            await simulator.stop()
+    finally:
+        await close_node(me)
+        rabbit._ctl("delete_vhost", name)
+    assert probe

@@ -110,6 +110,9 @@ class HubAgent:
         self.status = HubStatus(False, None)
         self.status_listeners: list[Callable[[HubStatus], None]] = []
         self.last_activity = 0.0  # loop time of the last delivery handled
+        self._inbox: asyncio.Queue[tuple[str, aio_pika.abc.AbstractIncomingMessage]] = (
+            asyncio.Queue()
+        )
         self.connects = 0
 
     # ------------------------------------------------------------------ control
@@ -163,6 +166,9 @@ class HubAgent:
 
     async def _session(self) -> None:
         closed = asyncio.Event()
+        # deliveries of this connection only: after a reconnection the broker
+        # redelivers what was not acked, the old delivery tags are void
+        self._inbox = asyncio.Queue()
         connection = await aio_pika.connect(
             connection_url(self.settings),
             ssl_context=tls_context(self.settings),
@@ -185,20 +191,21 @@ class HubAgent:
             self._set_status(True)
             log.info("hub connected to %s as %s", self.settings.safe_url, self.settings.client_id)
             publisher = asyncio.create_task(self._publish_loop(exchange, closed))
+            worker = asyncio.create_task(self._process_loop())
             stop = asyncio.create_task(self._stop.wait())
             lost = asyncio.create_task(closed.wait())
+            tasks = (publisher, worker, stop, lost)
             try:
-                done, _ = await asyncio.wait(
-                    {publisher, stop, lost}, return_when=asyncio.FIRST_COMPLETED
-                )
+                done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (publisher, stop, lost):
+                for task in tasks:
                     task.cancel()
-                for task in (publisher, stop, lost):
+                for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-            if publisher in done and publisher.exception() is not None:
-                raise publisher.exception()  # type: ignore[misc]
+            for task in (publisher, worker):
+                if task in done and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
             if lost in done and not self._stop.is_set():
                 raise ConnectionError("connexion fermée par le serveur")
         finally:
@@ -208,18 +215,28 @@ class HubAgent:
 
     def _consumer(self, queue: str) -> Callable[[aio_pika.abc.AbstractIncomingMessage], Any]:
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            verdict = await self.processor.handle(queue, message.body)
-            if verdict.ack:
-                await message.ack()
-            else:
-                await message.nack(requeue=False)
-            self.last_activity = asyncio.get_running_loop().time()
-            if verdict.answers:
-                self._wake.set()
-            if self._on_processed is not None:
-                self._on_processed(verdict)
+            self._inbox.put_nowait((queue, message))
 
         return on_message
+
+    async def _process_loop(self) -> None:
+        """Hand what arrived together to the processor as one batch (group
+        commit), then ack each message (nack the unreadable ones)."""
+        while True:
+            batch = [await self._inbox.get()]
+            while not self._inbox.empty() and len(batch) < self._prefetch:
+                batch.append(self._inbox.get_nowait())
+            verdicts = await self.processor.handle_batch([(q, m.body) for q, m in batch])
+            for (_queue, message), verdict in zip(batch, verdicts, strict=True):
+                if verdict.ack:
+                    await message.ack()
+                else:
+                    await message.nack(requeue=False)
+                if verdict.answers:
+                    self._wake.set()
+                if self._on_processed is not None:
+                    self._on_processed(verdict)
+            self.last_activity = asyncio.get_running_loop().time()
 
     async def _publish_loop(
         self, exchange: aio_pika.abc.AbstractExchange, closed: asyncio.Event

@@ -43,6 +43,11 @@ class CaseSink(Protocol):
         """Put a Hub event on a dossier's timeline; False when unknown."""
         ...
 
+    async def flush(self) -> None:
+        """Make every write above durable; raises :class:`OSError` when it
+        cannot (the message then stays unprocessed and is not acked)."""
+        ...
+
 
 class JournalCases:
     """A :class:`CaseSink` over the workstation's local journal."""
@@ -103,9 +108,10 @@ class JournalCases:
         return True
 
     async def _write(self, dossier: Dossier, event: Event) -> None:
-        self.journal.submit(dossier, event)
-        if not await self.journal.flush(timeout=10) or not (
-            self.journal.last_state and self.journal.last_state.ok
-        ):
-            state = self.journal.last_state
+        self.journal.submit(dossier, event)  # durable at the next flush()
+
+    async def flush(self) -> None:
+        done = await self.journal.flush(timeout=10)
+        state = self.journal.last_state
+        if not done or (state is not None and not state.ok):
             raise OSError(state.message_fr if state else "journal indisponible")

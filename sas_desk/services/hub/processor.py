@@ -47,7 +47,7 @@ from sas_desk.models.rseda_update import update_case_id
 from sas_desk.models.validation import ValidationError
 from sas_desk.services.hub.cases import CaseSink
 from sas_desk.services.hub.settings import HubSettings
-from sas_desk.services.hub.store import AsyncHubStore, HubStore, Outbound
+from sas_desk.services.hub.store import AsyncHubStore, HubStore, Outbound, StoredAppointment
 
 log = logging.getLogger("sas_desk.hub")
 
@@ -116,6 +116,8 @@ class HubProcessor:
         self.cases = cases
         self._now = now
         self._lock = asyncio.Lock()  # one message at a time: idempotency is per key
+        self._recovering = False
+        self._batch_appointments: dict[str, StoredAppointment] = {}
         self.alarm_listeners: list[Callable[[Outbound], None]] = []
 
     @property
@@ -124,50 +126,77 @@ class HubProcessor:
 
     # ------------------------------------------------------------------ receiving
     async def handle(self, queue: str, data: bytes) -> Verdict:
-        async with self._lock:
-            return await self._handle(queue, data)
+        """One delivery (see :meth:`handle_batch`)."""
+        return (await self.handle_batch([(queue, data)]))[0]
 
-    async def _handle(self, queue: str, data: bytes) -> Verdict:
+    async def handle_batch(self, deliveries: list[tuple[str, bytes]]) -> list[Verdict]:
+        """Deliveries that arrived together, in order; one verdict each.
+
+        Group commit: one transaction persists them all, the dossier writes are
+        flushed once, one transaction records the outcomes and answers — three
+        disk syncs for the batch instead of three per message."""
+        async with self._lock:
+            return await self._handle_batch(deliveries)
+
+    async def _handle_batch(self, deliveries: list[tuple[str, bytes]]) -> list[Verdict]:
         at = self._now().isoformat()
-        try:
-            env = hub.parse_envelope(data)
-        except HubMessageError as exc:
-            text, reason = data.decode("utf-8", "replace"), exc.message_fr
-            await self.store.run(
-                lambda s: s.record_rejected(queue=queue, reason=reason, body=text, at=at)
-            )
-            log.warning("unreadable message on %s rejected: %s", queue, exc.message_fr)
-            return Verdict(False, outcome="unreadable", detail=exc.message_fr)
-        raw = data.decode("utf-8") if isinstance(data, bytes) else str(data)
-        known = await self.store.run(
-            lambda s: s.record_inbound(
-                distribution_id=env.distribution_id,
-                queue=queue,
-                sender=env.sender_id,
-                kind=env.kind,
-                model=env.model,
-                envelope=raw,
-                at=at,
-            )
-        )
-        if known == "done":
-            log.info("duplicate %s ignored", env.distribution_id)
-            return Verdict(True, env.distribution_id, env.kind, env.model, "duplicate")
-        return await self._apply(env)
+        verdicts: list[Verdict | None] = [None] * len(deliveries)
+        parsed: list[tuple[int, str, Envelope, str]] = []
+        rejected: list[tuple[str, str, str]] = []
+        for i, (queue, data) in enumerate(deliveries):
+            try:
+                env = hub.parse_envelope(data)
+            except HubMessageError as exc:
+                rejected.append((queue, exc.message_fr, data.decode("utf-8", "replace")))
+                log.warning("unreadable message on %s rejected: %s", queue, exc.message_fr)
+                verdicts[i] = Verdict(False, outcome="unreadable", detail=exc.message_fr)
+                continue
+            parsed.append((i, queue, env, data.decode("utf-8")))
+
+        def persist(s: HubStore) -> list[str | None]:
+            for queue, reason, text in rejected:
+                s.record_rejected(queue=queue, reason=reason, body=text, at=at)
+            return [
+                s.record_inbound(
+                    distribution_id=env.distribution_id,
+                    queue=queue,
+                    sender=env.sender_id,
+                    kind=env.kind,
+                    model=env.model,
+                    envelope=raw,
+                    at=at,
+                )
+                for _, queue, env, raw in parsed
+            ]
+
+        known = await self.store.atomic(persist)
+        todo: list[tuple[int, Envelope, bool, bool]] = []
+        seen: set[str] = set()
+        for (i, _queue, env, _raw), state in zip(parsed, known, strict=True):
+            if state == "done" or env.distribution_id in seen:
+                log.info("duplicate %s ignored", env.distribution_id)
+                verdicts[i] = Verdict(True, env.distribution_id, env.kind, env.model, "duplicate")
+            else:
+                seen.add(env.distribution_id)
+                todo.append((i, env, True, state == "received"))
+        for i, verdict in zip((t[0] for t in todo), await self._apply_all(todo), strict=True):
+            verdicts[i] = verdict
+        return [v for v in verdicts if v is not None]
 
     async def recover(self) -> list[Verdict]:
         """Apply what was persisted but not processed before a crash."""
         pending = await self.store.run(lambda s: s.unfinished_inbound())
-        out = []
-        for queue, text in pending:
+        todo: list[tuple[int, Envelope, bool, bool]] = []
+        for n, (queue, text) in enumerate(pending):
             try:
                 env = self._local_envelope(json.loads(text)) if queue == "file" else None
                 env = env or hub.parse_envelope(text)
             except (HubMessageError, ValueError) as exc:
                 log.error("hub: stored message unreadable at recovery: %s", exc)
                 continue
-            async with self._lock:
-                out.append(await self._apply(env, answer=queue != "file"))
+            todo.append((n, env, queue != "file", True))
+        async with self._lock:
+            out = await self._apply_all(todo)
         if out:
             log.info("hub: %d message(s) recovered after a restart", len(out))
         return out
@@ -184,7 +213,7 @@ class HubProcessor:
         at = self._now().isoformat()
         async with self._lock:
             ready = env
-            known = await self.store.run(
+            known = await self.store.atomic(
                 lambda s: s.record_inbound(
                     distribution_id=ready.distribution_id,
                     queue="file",
@@ -197,7 +226,7 @@ class HubProcessor:
             )
             if known == "done":
                 return Verdict(True, env.distribution_id, env.kind, env.model, "duplicate")
-            return await self._apply(env, answer=False)
+            return (await self._apply_all([(0, env, False, known == "received")]))[0]
 
     def _local_envelope(self, document: Any, source: str = "fichier") -> Envelope | None:
         """A bare body stored as ``{"message": ..., "local_id": ...}``."""
@@ -224,53 +253,82 @@ class HubProcessor:
             raw={"message": message, "local_id": local_id, "source": source},
         )
 
-    async def _apply(self, env: Envelope, *, answer: bool = True) -> Verdict:
-        if env.kind == "Ack" or env.root == "reference":
-            plan = await self._on_ack(env)
-        elif env.kind == "Error" or env.root == "error":
-            plan = await self._on_error(env)
-        elif env.root == "appointment":
-            plan = await self._on_appointment(env)
-        elif env.root == "createCaseHealth":
-            plan = await self._on_case(env)
-        elif env.root == "createCaseHealthUpdate":
-            plan = await self._on_update(env)
-        else:
-            plan = _Plan("stored", f"modèle {env.model} conservé sans traitement")
-            self._answer(plan, env, hub.ack_body(env.distribution_id, step="RECU"), "RC-REF")
-        if not answer:
-            plan.answers.clear()  # a file: nobody to answer
+    async def _applied(self, case_id: str, distribution_id: str) -> bool:
+        """Whether the case already holds this message's effect: only possible
+        when re-processing a message persisted before a crash (a new message
+        cannot have been applied, so the case log is not read then)."""
+        return self._recovering and await self.cases.applied(case_id, distribution_id)
+
+    async def _apply_all(self, todo: list[tuple[int, Envelope, bool, bool]]) -> list[Verdict]:
+        """Plan each message in order (dossier writes submitted), flush the
+        dossiers, then record outcomes and answers in one transaction."""
+        if not todo:
+            return []
+        self._batch_appointments = {}
+        planned: list[tuple[Envelope, _Plan]] = []
+        for _, env, answer, recovering in todo:
+            plan = await self._plan(env, recovering)
+            if not answer:
+                plan.answers.clear()  # a file: nobody to answer
+            planned.append((env, plan))
+        await self.cases.flush()  # the dossiers are durable before "done"
         at = self._now().isoformat()
 
         def write(s: HubStore) -> None:
-            if plan.extra is not None:
-                plan.extra(s)
-            for envelope, model in plan.answers:
-                self._enqueue(s, envelope, model, plan.case_id, env.distribution_id, at)
-            s.finish_inbound(
-                env.distribution_id,
-                outcome=plan.outcome,
-                detail=plan.detail,
-                at=at,
-                case_id=plan.case_id,
-                appointment_id=plan.appointment_id,
-            )
+            for env, plan in planned:
+                if plan.extra is not None:
+                    plan.extra(s)
+                for envelope, model in plan.answers:
+                    self._enqueue(s, envelope, model, plan.case_id, env.distribution_id, at)
+                s.finish_inbound(
+                    env.distribution_id,
+                    outcome=plan.outcome,
+                    detail=plan.detail,
+                    at=at,
+                    case_id=plan.case_id,
+                    appointment_id=plan.appointment_id,
+                )
 
         await self.store.atomic(write)
-        log.info(
-            "hub: %s %s from %s: %s", env.model, env.distribution_id, env.sender_id, plan.outcome
-        )
-        return Verdict(
-            True,
-            env.distribution_id,
-            env.kind,
-            env.model,
-            plan.outcome,
-            plan.case_id,
-            plan.appointment_id,
-            plan.detail,
-            tuple(e["distributionID"] for e, _ in plan.answers),
-        )
+        out = []
+        for env, plan in planned:
+            log.info(
+                "hub: %s %s from %s: %s",
+                env.model,
+                env.distribution_id,
+                env.sender_id,
+                plan.outcome,
+            )
+            out.append(
+                Verdict(
+                    True,
+                    env.distribution_id,
+                    env.kind,
+                    env.model,
+                    plan.outcome,
+                    plan.case_id,
+                    plan.appointment_id,
+                    plan.detail,
+                    tuple(e["distributionID"] for e, _ in plan.answers),
+                )
+            )
+        return out
+
+    async def _plan(self, env: Envelope, recovering: bool) -> _Plan:
+        self._recovering = recovering
+        if env.kind == "Ack" or env.root == "reference":
+            return await self._on_ack(env)
+        if env.kind == "Error" or env.root == "error":
+            return await self._on_error(env)
+        if env.root == "appointment":
+            return await self._on_appointment(env)
+        if env.root == "createCaseHealth":
+            return await self._on_case(env)
+        if env.root == "createCaseHealthUpdate":
+            return await self._on_update(env)
+        plan = _Plan("stored", f"modèle {env.model} conservé sans traitement")
+        self._answer(plan, env, hub.ack_body(env.distribution_id, step="RECU"), "RC-REF")
+        return plan
 
     def _answer(self, plan: _Plan, env: Envelope, body: dict[str, Any], model: str) -> str:
         envelope = self._envelope(env.sender_id, body, model, status=env.status)
@@ -301,7 +359,7 @@ class HubProcessor:
             self._refuse(plan, env, 704, exc.message)
             return plan
         plan = _Plan("integrated", case_id=dossier.case_id)
-        if await self.cases.applied(dossier.case_id, env.distribution_id):
+        if await self._applied(dossier.case_id, env.distribution_id):
             pass  # recovery: written before a crash
         elif await self.cases.load(dossier.case_id) is not None:
             self._refuse(plan, env, 701, f"le dossier {dossier.case_id} existe déjà")
@@ -319,7 +377,7 @@ class HubProcessor:
             self._refuse(plan, env, 704, exc.message)
             return plan
         plan = _Plan("updated", case_id=case_id)
-        if not await self.cases.applied(case_id, env.distribution_id):
+        if not await self._applied(case_id, env.distribution_id):
             try:
                 changes = await self.cases.update(
                     case_id, env.message, env.distribution_id, env.sender_id
@@ -343,7 +401,9 @@ class HubProcessor:
             plan = _Plan("refused")
             self._refuse(plan, env, 704, exc.message_fr)
             return plan
-        stored = await self.store.run(lambda s: s.appointment(appt.appointment_id))
+        stored = self._batch_appointments.get(appt.appointment_id) or await self.store.run(
+            lambda s: s.appointment(appt.appointment_id)
+        )
         known = parse_appointment({"appointment": stored.body}) if stored else None
         change = classify(appt, known)
         plan = _Plan(
@@ -381,11 +441,17 @@ class HubProcessor:
             )
 
         plan.extra = put
+        self._batch_appointments[appt.appointment_id] = StoredAppointment(
+            appt.appointment_id,
+            appt.raw,
+            stored.case_id if stored else None,
+            env.distribution_id,
+        )
         if (
             stored is not None
             and stored.case_id
             and change is Change.UPDATED
-            and not await self.cases.applied(stored.case_id, env.distribution_id)
+            and not await self._applied(stored.case_id, env.distribution_id)
         ):
             await self.cases.record(
                 stored.case_id,
@@ -414,7 +480,7 @@ class HubProcessor:
         plan = _Plan("acknowledged", f"{target} : {state} {step}".strip())
         if settled is not None and settled.case_id:
             plan.case_id = settled.case_id
-            if not await self.cases.applied(settled.case_id, env.distribution_id):
+            if not await self._applied(settled.case_id, env.distribution_id):
                 await self.cases.record(
                     settled.case_id,
                     EventKind.HUB_ACK,
@@ -453,7 +519,7 @@ class HubProcessor:
         plan = _Plan("error_recorded", f"{text} : {cause}")
         if settled is not None and settled.case_id:
             plan.case_id = settled.case_id
-            if not await self.cases.applied(settled.case_id, env.distribution_id):
+            if not await self._applied(settled.case_id, env.distribution_id):
                 explanation = hub.ERROR_CODES.get(number, ("", "erreur"))[1]
                 await self.cases.record(
                     settled.case_id,
@@ -519,6 +585,7 @@ class HubProcessor:
             EventKind.HUB_SHARED,
             {"to": recipient, "model": "RS-EDA", "ref": did, "sender": self.client_id},
         )
+        await self.cases.flush()
         return did
 
     async def check_expiry(self) -> list[Outbound]:
@@ -545,6 +612,8 @@ class HubProcessor:
                     )
                 for listener in list(self.alarm_listeners):
                     listener(row)
+        if expired:
+            await self.cases.flush()
         return expired
 
     # ------------------------------------------------------------------ appointments
@@ -569,7 +638,4 @@ class HubProcessor:
                 "sender": by,
             },
         )
-
-
-def decode(text: str) -> Any:
-    return json.loads(text)
+        await self.cases.flush()
