@@ -5,8 +5,8 @@
 A fresh vhost (``rabbitmqctl add_vhost``, deleted after) with the local hub
 (``sas-desk simulator hub`` in its own process: the dispatcher hop is part of
 every figure).  The SAS platform and a partner centre (this process) publish
-half RS-SAS-RDV (new appointments) and half RS-EDA-MAJ (a note on a known
-case) to ``fr.health.samu690``, whose agent runs here on its own data dir.
+half RS-SAS-RDV (new appointments) and half RS-EDA-MAJ (a note on one of 20
+known cases) to ``fr.health.samu690``, whose agent runs here on its own data dir.
 
 1. **Latency** at ``--rate`` messages/s: from publish to "stored (hub store or
    journal), RC-REF queued, basic.ack sent" (the agent's ``on_processed``),
@@ -44,7 +44,6 @@ import aio_pika  # noqa: E402
 
 from sas_desk.models import hub  # noqa: E402
 from sas_desk.models.dossier import Dossier  # noqa: E402
-from sas_desk.models.rseda import to_rseda  # noqa: E402
 from sas_desk.services.hub.agent import HubAgent  # noqa: E402
 from sas_desk.services.hub.cases import JournalCases  # noqa: E402
 from sas_desk.services.hub.processor import HubProcessor, Verdict  # noqa: E402
@@ -55,7 +54,7 @@ from sas_desk.services.journal.service import Journal  # noqa: E402
 ME, PARTNER, SAS = "fr.health.samu690", "fr.health.samu380", "fr.health.ptfsas"
 GOAL_P99_MS = 100.0
 GOAL_RATIO = 0.5
-CASE_ID = "fr.health.samu380.DRFR1538B2634100001"
+CASES = [f"fr.health.samu380.DRFR1538B26341{n:05d}" for n in range(1, 21)]  # 20 open cases
 
 
 def now() -> datetime:
@@ -89,7 +88,7 @@ def appointment(n: int, run: str) -> dict[str, Any]:
 def update(n: int, run: str) -> dict[str, Any]:
     return {
         "createCaseHealthUpdate": {
-            "caseId": CASE_ID,
+            "caseId": CASES[n % len(CASES)],
             "medicalNote": [
                 {
                     "medicalNoteId": f"fr.health.samu380.medicalNote.{run}.{n}",
@@ -179,11 +178,12 @@ async def measure(url: str, count: int, rate: float, data: Path) -> dict[str, An
     await store.open()
     cases = JournalCases(journal, now)
     processor = HubProcessor(settings, store, cases, now)
-    # the case the updates are about
-    await cases.create(
-        Dossier(case_id=CASE_ID, created_at=now(), owner=PARTNER), f"{PARTNER}_seed", PARTNER
-    )
-    assert to_rseda(await journal.load(CASE_ID))  # type: ignore[arg-type]
+    # the cases the updates are about
+    for case_id in CASES:
+        await cases.create(
+            Dossier(case_id=case_id, created_at=now(), owner=PARTNER), f"{PARTNER}_seed", PARTNER
+        )
+    await cases.flush()
     done_at: dict[str, float] = {}
     outcomes: dict[str, str] = {}
 

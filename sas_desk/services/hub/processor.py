@@ -588,6 +588,31 @@ class HubProcessor:
         await self.cases.flush()
         return did
 
+    async def consulted(self, case_id: str) -> list[str]:
+        """A person opened the dossier: an RC-REF step ``CONSULTE`` to each
+        partner whose message about it was not yet seen (once per message).
+        Returns the acknowledged distributionIDs."""
+        async with self._lock:
+            pending = await self.store.run(lambda s: s.unconsulted(case_id))
+            if not pending:
+                return []
+            at = self._now().isoformat()
+            answers = []
+            for did, sender, text in pending:
+                status = hub.parse_envelope(text).status
+                envelope = self._envelope(
+                    sender, hub.ack_body(did, step="CONSULTE"), "RC-REF", status=status
+                )
+                answers.append((did, envelope))
+
+            def write(s: HubStore) -> None:
+                for did, envelope in answers:
+                    self._enqueue(s, envelope, "RC-REF", case_id, did, at)
+                    s.mark_consulted(did, at)
+
+            await self.store.atomic(write)
+            return [did for did, _ in answers]
+
     async def check_expiry(self) -> list[Outbound]:
         """Turn what waited past its expiry into ``expired`` (alarm on the dossier)."""
         now = self._now()

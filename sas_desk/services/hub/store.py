@@ -123,7 +123,12 @@ def _m1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = (_m1,)
+def _m2(db: sqlite_utils.Database) -> None:
+    # when a person first opened what the message brought (RC-REF step CONSULTE sent)
+    db.execute("ALTER TABLE inbound ADD COLUMN consulted_at TEXT")
+
+
+MIGRATIONS = (_m1, _m2)
 
 
 @dataclass(frozen=True)
@@ -290,6 +295,22 @@ class HubStore:
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def unconsulted(self, case_id: str) -> list[tuple[str, str, str]]:
+        """(distributionID, sender, envelope) of the partners' messages applied
+        to this case that nobody has opened yet."""
+        rows = self.conn.execute(
+            "SELECT distribution_id, sender, envelope FROM inbound WHERE case_id = ? "
+            "AND outcome IN ('integrated', 'updated') AND consulted_at IS NULL "
+            "AND queue != 'file' ORDER BY rowid",
+            (case_id,),
+        ).fetchall()
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+    def mark_consulted(self, distribution_id: str, at: str) -> None:
+        self.conn.execute(
+            "UPDATE inbound SET consulted_at = ? WHERE distribution_id = ?", (at, distribution_id)
+        )
 
     def record_rejected(self, *, queue: str, reason: str, body: str, at: str) -> None:
         self.conn.execute(
