@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import PRIORITIES, Actor, Dossier, Event, EventKind, Status, add_note
@@ -301,6 +303,7 @@ def _orient(op: Operation, item: QueueItem, change: Callable[..., Change]) -> Ch
     if not isinstance(details, dict) or not all(
         isinstance(k, str)
         and (isinstance(v, _SCALAR) or (isinstance(v, list) and all(isinstance(x, str) for x in v)))
+        and not (isinstance(v, float) and not math.isfinite(v))
         for k, v in details.items()
     ):
         raise QueueError("Détails de l'orientation invalides : objet simple attendu.", "invalid")
@@ -449,6 +452,9 @@ def expired(item: QueueItem, at: datetime) -> tuple[QueueItem, Event] | None:
 # --------------------------------------------------------------------------- the hash chain
 
 
+_ENCODER = msgspec.json.Encoder(order="sorted")
+
+
 def canonical(event: Event, prev_hash: str) -> bytes:
     """The bytes an event's hash covers: its dossier, time (UTC), kind, actor,
     operation id, data and the previous event's hash, as compact JSON with
@@ -464,8 +470,9 @@ def canonical(event: Event, prev_hash: str) -> bytes:
         "data": event.data,
         "prev": prev_hash,
     }
-    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return text.encode("utf-8")
+    # msgspec: compact UTF-8 JSON, keys sorted at every level, floats as the
+    # shortest repr (a third of json.dumps' cost, on every event written)
+    return _ENCODER.encode(body)
 
 
 def event_hash(event: Event, prev_hash: str) -> str:

@@ -822,6 +822,7 @@ async def test_orientations_go_into_the_dossier_log(
         (OSNP, {**booking, "orientation": "taxi"}, "invalid"),
         (OSNP, {**booking, "text": "  "}, "invalid"),
         (OSNP, {**booking, "details": {"nested": {"a": 1}}}, "invalid"),
+        (OSNP, {**booking, "details": {"pain": float("nan")}}, "invalid"),
     ]
     for actor, data, code in refusals:
         with pytest.raises(QueueError) as refused:
