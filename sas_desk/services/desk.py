@@ -230,7 +230,7 @@ class Desk:
         both: the operator compares and keeps one (abandons the other)."""
         existing = await self.journal.load(dossier.case_id)
         if existing is None:
-            self.import_dossier(dossier)
+            self._import_new(dossier)
             return ImportOutcome("new", dossier, None, f"Dossier importé : {dossier.case_id}")
         if _content(existing) == _content(dossier):
             return ImportOutcome(
@@ -278,7 +278,7 @@ class Desk:
             "Comparez-les et gardez l'un des deux (abandonnez l'autre).",
         )
 
-    def import_dossier(self, dossier: Dossier) -> Event:
+    def _import_new(self, dossier: Dossier) -> Event:
         event = Event(
             dossier.case_id,
             self._now(),
