@@ -36,6 +36,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from sas_desk import __version__
 from sas_desk.models.queue import (
+    ROLE_QUEUES,
     ItemStatus,
     NotFound,
     Operation,
@@ -81,7 +82,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sas_desk.server")
 
-ROLES = ("ARM", "MRU", "MRL", "OSNP", "DENT", "SUP")
+ROLES = tuple(ROLE_QUEUES)  # the roles a session may take
 LEASED_KINDS = frozenset({"claim", "reassign"})
 SHUTDOWN_FR = "Le serveur de la salle s'arrête (maintenance ou redémarrage) : reconnexion."
 _MAX_TEXT = 200  # login, workstation: a bound on what is stored and audited

@@ -5,6 +5,8 @@ sas-desk [--config F] server --dsn DSN [--schema S] --listen HOST:PORT
 sas-desk server user add LOGIN --role R [--role R…] [--name "…"] [--rpps N] --dsn DSN [--schema S]
 sas-desk server user disable LOGIN --dsn DSN
 sas-desk server user list --dsn DSN
+sas-desk [--config F] server check | verify-log [--dsn DSN]
+sas-desk server db upgrade --dsn OWNER_DSN | db grant --dsn OWNER_DSN --to ROLE [--print]
 
 Passwords are read from the terminal (twice), or from the first line of
 stdin when it is not a terminal; never from the command line.
@@ -25,7 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROLES = ("ARM", "MRU", "MRL", "OSNP", "DENT", "SUP")
+from sas_desk.models.queue import ROLE_QUEUES
+
 _MIN_PASSWORD = 12
 
 
@@ -39,25 +42,40 @@ def _db_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument("--schema", default=default, help="schéma PostgreSQL (défaut : sas_desk)")
 
 
+def _serve_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--listen", default=default, help="adresse d'écoute HOTE:PORT (défaut 127.0.0.1:8443)"
+    )
+    parser.add_argument(
+        "--tls-cert", type=Path, default=default, help="certificat du serveur (PEM)"
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, default=default, help="clé privée du certificat (PEM)"
+    )
+    parser.add_argument(
+        "--allow-superuser",
+        action="store_true",
+        default=default,
+        help="accepte un compte PostgreSQL superutilisateur (déconseillé)",
+    )
+
+
 def add_server_parser(subparsers: Any) -> None:
     server = subparsers.add_parser("server", help="serveur de la salle de régulation (API HTTPS)")
     _db_options(server, suppress=False)
-    server.add_argument("--listen", help="adresse d'écoute HOTE:PORT (défaut 127.0.0.1:8443)")
-    server.add_argument("--tls-cert", type=Path, help="certificat du serveur (PEM)")
-    server.add_argument("--tls-key", type=Path, help="clé privée du certificat (PEM)")
-    server.add_argument(
-        "--allow-superuser",
-        action="store_true",
-        default=None,
-        help="accepte un compte PostgreSQL superutilisateur (déconseillé)",
-    )
+    _serve_options(server, suppress=False)
     actions = server.add_subparsers(dest="server_action")
     user = actions.add_parser("user", help="comptes des opérateurs")
     uactions = user.add_subparsers(dest="user_action", required=True)
     add = uactions.add_parser("add", help="crée un compte (mot de passe demandé)")
     add.add_argument("login")
     add.add_argument(
-        "--role", action="append", required=True, choices=ROLES, help="rôle permis (répétable)"
+        "--role",
+        action="append",
+        required=True,
+        choices=tuple(ROLE_QUEUES),
+        help="rôle permis (répétable)",
     )
     add.add_argument("--name", default="", help="nom affiché")
     add.add_argument("--rpps", default="", help="numéro RPPS (professionnels de santé)")
@@ -70,6 +88,25 @@ def add_server_parser(subparsers: Any) -> None:
     _db_options(enable, suppress=True)
     ulist = uactions.add_parser("list", help="liste les comptes (JSON, une ligne par compte)")
     _db_options(ulist, suppress=True)
+    check = actions.add_parser(
+        "check", help="vérifie configuration, base (joignable, à jour) et certificat"
+    )
+    _db_options(check, suppress=True)
+    _serve_options(check, suppress=True)
+    verify = actions.add_parser(
+        "verify-log", help="vérifie la chaîne d'empreintes du journal des événements"
+    )
+    _db_options(verify, suppress=True)
+    db = actions.add_parser("db", help="tables de la salle (compte propriétaire)")
+    dactions = db.add_subparsers(dest="db_action", required=True)
+    up = dactions.add_parser("upgrade", help="crée ou met à jour les tables (files et serveur)")
+    _db_options(up, suppress=True)
+    grant = dactions.add_parser(
+        "grant", help="donne au rôle du serveur ses droits (ajout seul sur les journaux)"
+    )
+    grant.add_argument("--to", required=True, help="rôle PostgreSQL du serveur")
+    grant.add_argument("--print", action="store_true", help="affiche les instructions SQL")
+    _db_options(grant, suppress=True)
 
 
 def run_server_command(args: argparse.Namespace) -> int:
@@ -108,6 +145,16 @@ def run_server_command(args: argparse.Namespace) -> int:
         return 1
     if args.server_action == "user":
         return asyncio.run(_user_command(settings, args))
+    if args.server_action in ("check", "verify-log", "db"):
+        from sas_desk.server import admin
+
+        if args.server_action == "check":
+            return asyncio.run(admin.check(settings))
+        if args.server_action == "verify-log":
+            return asyncio.run(admin.verify_log(settings))
+        if args.db_action == "upgrade":
+            return asyncio.run(admin.upgrade(settings))
+        return asyncio.run(admin.grant(settings, args.to, print_only=args.print))
     from sas_desk.server.serve import run
 
     return run(settings, identity)

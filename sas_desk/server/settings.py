@@ -47,9 +47,7 @@ class ServerSettings:
     @property
     def sqlite_path(self) -> Path | None:
         """``sqlite:///path/to/file`` selects the SQLite store."""
-        if self.dsn.startswith("sqlite://"):
-            return Path(self.dsn.removeprefix("sqlite://"))
-        return None
+        return sqlite_path(self.dsn)
 
     @property
     def tls(self) -> bool:
@@ -92,6 +90,15 @@ class ServerSettings:
                 f"Serveur : {TEST_CLOCK_ENV} (horloge de test) interdit hors boucle locale."
             )
         return self
+
+
+def sqlite_path(dsn: str) -> Path | None:
+    """``sqlite:///abs/path`` (or ``sqlite:////abs/path``, or
+    ``sqlite://relative/path``): the SQLite file; None for another DSN."""
+    if not dsn.startswith("sqlite://"):
+        return None
+    rest = dsn.removeprefix("sqlite://")
+    return Path(rest[1:] if rest.startswith("//") else rest)
 
 
 def is_loopback(host: str) -> bool:

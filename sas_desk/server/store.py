@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
+from sas_desk.server.settings import sqlite_path
+
 log = logging.getLogger("sas_desk.server.store")
 T = TypeVar("T")
 
@@ -772,6 +774,7 @@ def _pg_message(exc: psycopg.Error) -> str:
 
 
 def open_store(dsn: str, schema: str) -> ServerStore:
-    if dsn.startswith("sqlite://"):
-        return SqliteServerStore(Path(dsn.removeprefix("sqlite://")))
+    path = sqlite_path(dsn)
+    if path is not None:
+        return SqliteServerStore(path)
     return PostgresServerStore(dsn, schema)

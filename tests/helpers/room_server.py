@@ -114,6 +114,7 @@ class RoomServer:
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         config: Path | None = None,
+        allow_superuser: bool = True,
     ) -> RoomServer:
         token = secrets.token_hex(8)
         stderr_path = log_dir / f"room-server-{uuid4().hex[:6]}.log"
@@ -135,7 +136,8 @@ class RoomServer:
             db.schema,
             "--listen",
             "127.0.0.1:0",
-            "--allow-superuser",  # the test database's account is a superuser
+            # the test database's account is a superuser
+            *(("--allow-superuser",) if allow_superuser else ()),
             *extra_args,
         ]
         with stderr_path.open("w") as err:
