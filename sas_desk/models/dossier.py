@@ -131,6 +131,7 @@ class Location:
     lon: float | None = None
     precision: str = ""  # VILLE RUE ADRESSE EXACTE INCONNUE
     is_aml: bool = False
+    radius_m: float | None = None  # uncertainty radius of an AML position
     position_at: datetime | None = None
     floor: str = ""
     access_code: str = ""

@@ -320,6 +320,39 @@ class Position:
     radius_m: float | None = None  # AML uncertainty radius, when given
     is_aml: bool = False
 
+    @property
+    def precision(self) -> str:
+        """RS-EDA precision: coordinates typed in are taken as exact; an AML
+        position is as precise as its uncertainty radius says."""
+        return precision_for_radius(self.radius_m) if self.is_aml else "EXACTE"
+
+
+# uncertainty radius (m) up to which a position has that RS-EDA precision
+_PRECISION_RADII: tuple[tuple[float, str], ...] = (
+    (25.0, "EXACTE"),
+    (100.0, "ADRESSE"),
+    (500.0, "RUE"),
+    (5000.0, "VILLE"),
+)
+
+
+def precision_for_radius(radius_m: float | None) -> str:
+    """An AML uncertainty radius as an RS-EDA precision (``rd=1500`` is a
+    town, not an exact point); no radius given: unknown."""
+    if radius_m is None:
+        return "INCONNUE"
+    for limit, precision in _PRECISION_RADII:
+        if radius_m <= limit:
+            return precision
+    return "INCONNUE"
+
+
+def format_radius(radius_m: float) -> str:
+    """« ± 15 m », « ± 1 500 m », « ± 12 km »."""
+    if radius_m >= 10000:
+        return f"± {radius_m / 1000:.0f} km"
+    return "± " + f"{radius_m:,.0f}".replace(",", "\u202f") + " m"
+
 
 _NUM = r"[-+]?\d{1,3}(?:[.,]\d+)?"
 _DMS = re.compile(

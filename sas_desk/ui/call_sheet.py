@@ -35,6 +35,7 @@ from sas_desk.models.validation import (
     Age,
     ValidationError,
     format_phone,
+    format_radius,
     normalize_phone,
     parse_age,
     parse_position,
@@ -449,7 +450,11 @@ class CallSheet(QWidget):
             assert loc.lat is not None and loc.lon is not None
             parts.append(f"{loc.lat:.5f}, {loc.lon:.5f}")
         if loc.is_aml:
-            parts.append("position AML")
+            parts.append(
+                f"position AML {format_radius(loc.radius_m)}"
+                if loc.radius_m is not None
+                else "position AML (rayon inconnu)"
+            )
         if loc.precision:
             parts.append(f"précision {loc.precision.lower()}")
         self.place_label.setText(" — ".join(parts) if parts else "Lieu non localisé")
@@ -510,7 +515,8 @@ class CallSheet(QWidget):
             loc.lat = loc.lon = None
         if pos is not None:
             loc.lat, loc.lon, loc.is_aml = pos.lat, pos.lon, pos.is_aml
-            loc.precision = "EXACTE"
+            loc.radius_m = pos.radius_m
+            loc.precision = pos.precision
             loc.position_at = self.desk._now()
             loc.address = ""
             commune = self.resolver.nearest_commune(pos.lat, pos.lon)
@@ -526,8 +532,8 @@ class CallSheet(QWidget):
         if exact is not None:
             self._set_place(exact)
             return
-        if loc.precision in ("EXACTE", "ADRESSE", "RUE", "VILLE"):
-            loc.lat = loc.lon = None
+        if loc.precision:  # a place was resolved: the text no longer says it
+            loc.lat = loc.lon = loc.radius_m = None
             loc.city = loc.insee = loc.postcode = loc.precision = ""
             loc.number = loc.way_name = ""
         self._render_place()
@@ -543,6 +549,7 @@ class CallSheet(QWidget):
         loc.precision = {"housenumber": "ADRESSE", "street": "RUE"}.get(place.kind, "VILLE")
         loc.position_at = self.desk._now()
         loc.is_aml = False
+        loc.radius_m = None
         self._render_place()
 
     def _on_place_chosen(self, text: str) -> None:

@@ -342,6 +342,32 @@ async def test_pasted_position_and_aml(qtbot: QtBot, env: Env) -> None:
     assert loc.lat is None
 
 
+@pytest.mark.parametrize(
+    ("rd", "precision", "shown"),
+    [
+        ("12", "EXACTE", "± 12 m"),
+        ("1500", "VILLE", "± 1\u202f500 m"),
+        ("", "INCONNUE", "rayon inconnu"),
+    ],
+)
+async def test_an_aml_position_is_as_precise_as_its_radius(
+    qtbot: QtBot, env: Env, rd: str, precision: str, shown: str
+) -> None:
+    """Issue 14 §10: rd=1500 was shown as « précision exacte »."""
+    sheet = await make_sheet(qtbot, env)
+    sheet.location.setFocus()
+    radius = f";rd={rd}" if rd else ""
+    operator(f'A"ML=1;lt=+45.76720;lg=+004.88010{radius};top=20261125160000')
+    loc = sheet.dossier.location
+    assert loc.is_aml and loc.precision == precision
+    assert loc.radius_m == (float(rd) if rd else None)
+    label = sheet.place_label.text()
+    assert shown in label and f"précision {precision.lower()}" in label
+    sheet.location.selectAll()
+    operator("rue inconnue")  # the text no longer is the position: nothing kept
+    assert loc.precision == "" and loc.radius_m is None and loc.lat is None
+
+
 async def test_commune_typed_in_full_or_by_insee_code(qtbot: QtBot, env: Env) -> None:
     sheet = await make_sheet(qtbot, env)
     sheet.location.setFocus()

@@ -603,3 +603,28 @@ def test_parse_position_not_a_position(text: str) -> None:
 )
 def test_parse_position_outside_france(text: str, fragment: str) -> None:
     assert fragment in refused(parse_position, text, "coords")
+
+
+@pytest.mark.parametrize(
+    ("radius", "precision"),
+    [
+        (None, "INCONNUE"),
+        (5, "EXACTE"),
+        (25, "EXACTE"),
+        (80, "ADRESSE"),
+        (400, "RUE"),
+        (1500, "VILLE"),
+        (5000, "VILLE"),
+        (12000, "INCONNUE"),
+    ],
+)
+def test_an_aml_radius_maps_to_a_precision(radius: float | None, precision: str) -> None:
+    from sas_desk.models.validation import precision_for_radius
+
+    assert precision_for_radius(radius) == precision
+
+
+def test_typed_coordinates_are_exact_an_aml_one_follows_its_radius() -> None:
+    assert parse_position("45.764, 4.8357").precision == "EXACTE"  # type: ignore[union-attr]
+    aml = parse_position('A"ML=1;lt=+45.76720;lg=+004.88010;rd=1500;top=1')
+    assert aml is not None and aml.radius_m == 1500 and aml.precision == "VILLE"
