@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -90,7 +91,7 @@ from sas_desk.models.search import (
     sas_platform_link,
 )
 from sas_desk.models.slots import ConsultationMode, Slot, SlotType
-from sas_desk.models.validation import ValidationError, parse_position
+from sas_desk.models.validation import Age, ValidationError, parse_position
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.radius import FALLBACK_RADIUS_KM, default_radius_km
 from sas_desk.services.geo.resolver import LocationResolver, Place
@@ -444,14 +445,41 @@ class BookingStrip(QFrame):
         row.addWidget(self.label, 1)
         self.yes = named(QPushButton("Rendez-vous pris  [O]"), "bookedYes")
         self.no = named(QPushButton("Non réservé  [N]"), "bookedNo")
+        self.copy = named(QPushButton("Copier l'adresse  [C]"), "bookingCopy")
+        self.copy.clicked.connect(self.copy_url)
+        self.copy.hide()
         self.yes.clicked.connect(lambda: self.answered.emit(True))
         self.no.clicked.connect(lambda: self.answered.emit(False))
+        row.addWidget(self.copy)
         row.addWidget(self.yes)
         row.addWidget(self.no)
+        self.url = ""
         self.hide()
+
+    def ask(self, text: str, url: str, *, opened: bool) -> None:
+        """Ask for the outcome; when no browser could be opened, say so and
+        offer the page's address to copy (C) into a browser by hand."""
+        self.url = url
+        if not opened:
+            text = (
+                "<b>Aucun navigateur n'a pu être ouvert.</b> Copiez l'adresse de la page "
+                f"(C) et ouvrez-la dans un navigateur : <code>{html.escape(url)}</code><br>{text}"
+            )
+        self.label.setText(text)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.copy.setVisible(not opened)
+        self.show()
+        self.setFocus()
+
+    def copy_url(self) -> None:
+        QGuiApplication.clipboard().setText(self.url)
+        self.copy.setText("Adresse copiée  [C]")
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         text = event.text().upper()
+        if text == "C" and self.copy.isVisible():
+            self.copy_url()
+            return
         if text == "O":
             self.answered.emit(True)
             return
@@ -506,6 +534,8 @@ class SlotSearchPanel(QWidget):
         self._geo_task: asyncio.Task[None] | None = None
         self._places: dict[str, Place] = {}
         self._radius_touched = False
+        self._default_radius = FALLBACK_RADIUS_KM
+        self._who = ""  # the dossier searched for, before the place
         self._show_map = show_map
         config = desk.config if desk is not None else None
         if config is not None and not tiles_url:  # the organisation's tile server, if any
@@ -788,8 +818,16 @@ class SlotSearchPanel(QWidget):
                 self._set_place(exact)
         who = f"Dossier {dossier.sender_case_id or dossier.case_id}"
         if dossier.patient.age:
-            who += f" — patient {dossier.patient.age.removeprefix('P').lower()}"
-        self.place_label.setText(who + (f" — {self.place.label}" if self.place else ""))
+            try:
+                age = Age.from_iso(dossier.patient.age).display()
+            except ValidationError:
+                age = dossier.patient.age
+            who += f" — patient de {age}"
+        self._who = who
+        if self.place is not None:
+            self._render_place_label()
+        else:
+            self.place_label.setText(who)
 
     def set_place(self, place: Place) -> None:
         self.where.setText(place.label)
@@ -807,18 +845,33 @@ class SlotSearchPanel(QWidget):
             self.radius.setValue(radius)
             self.radius.blockSignals(False)
             self._radius_touched = False
-        where = f"{place.city} ({place.insee})" if place.insee else "cette position"
-        at = f"{place.lat:.5f}, {place.lon:.5f}"
-        self.place_label.setText(
-            f"{place.label}{'' if place.label == at else ' — ' + at}"
-            f" — rayon par défaut de {where} : {self.radius.value()} km"
-        )
+        self._default_radius = self.radius.value()
+        self._render_place_label()
         self.message.show_message("")
         if self.map is not None:
             self.map.set_patient(place.lat, place.lon, self.radius.value())
 
+    def _render_place_label(self) -> None:
+        """The place, and the radius searched beside the département's
+        default (one figure only when they agree)."""
+        place = self.place
+        if place is None:
+            return
+        where = f"{place.city} ({place.insee})" if place.insee else "cette position"
+        at = f"{place.lat:.5f}, {place.lon:.5f}"
+        radius = self.radius.value()
+        default = self._default_radius
+        said = (
+            f"rayon par défaut de {where} : {radius} km"
+            if radius == default
+            else f"rayon choisi : {radius} km (par défaut à {where} : {default} km)"
+        )
+        text = f"{place.label}{'' if place.label == at else ' — ' + at} — {said}"
+        self.place_label.setText(f"{self._who} — {text}" if self._who else text)
+
     def _on_radius_edited(self, value: int) -> None:
         self._radius_touched = True
+        self._render_place_label()
         if self.map is not None and self.place is not None:
             self.map.set_patient(self.place.lat, self.place.lon, value)
 
@@ -947,7 +1000,14 @@ class SlotSearchPanel(QWidget):
             self.message.show_message("Choisissez d'abord un lieu pour la plateforme SAS.")
             return
         log.info("opening the SAS platform's contextual search")
-        self.open_url(QUrl(link))
+        if self.open_url(QUrl(link)) is False:
+            QGuiApplication.clipboard().setText(link)
+            self.message.show_message(
+                "Aucun navigateur n'a pu être ouvert : l'adresse de la plateforme SAS est "
+                "copiée, collez-la dans un navigateur.",
+                warn=True,
+            )
+            return
         self.message.show_message(
             "Recherche ouverte dans la plateforme SAS (navigateur).", info=True
         )
@@ -1230,13 +1290,17 @@ class SlotSearchPanel(QWidget):
         log.info(
             "booking page opened: vendor %s, slot %s", offer_row.offer.candidate.vendor, slot.id
         )
-        self.open_url(QUrl(url))
-        self.booking.label.setText(
-            f"Page de réservation ouverte dans le navigateur : <b>{offer_row.offer.candidate.name}</b>, "
-            f"{slot_label(slot.start, self.now())} ({slot.start:%d/%m}). Le rendez-vous est-il pris ?"
+        opened = self.open_url(QUrl(url)) is not False  # QDesktopServices: False = no browser
+        if not opened:
+            log.warning("no web browser could be opened for the booking page")
+        what = f"<b>{offer_row.offer.candidate.name}</b>, {slot_label(slot.start, self.now())} ({slot.start:%d/%m})"
+        self.booking.copy.setText("Copier l'adresse  [C]")
+        self.booking.ask(
+            (f"Page de réservation ouverte dans le navigateur : {what}." if opened else f"{what} :")
+            + " Le rendez-vous est-il pris ?",
+            url,
+            opened=opened,
         )
-        self.booking.show()
-        self.booking.setFocus()
         return booking
 
     def _on_booking_answer(self, booked: bool) -> None:

@@ -299,6 +299,71 @@ async def test_not_booked_records_nothing(qtbot: QtBot, env: Env, slots: SlotSer
     assert not [e for e in events if e.kind is EventKind.ORIENTED]
 
 
+async def test_the_search_header_says_the_patients_age_in_french(
+    qtbot: QtBot, env: Env, slots: SlotService
+) -> None:
+    """Issue 14 §11: « patient 4y » in the header."""
+    panel = make_panel(qtbot, env, slots, Browser())
+    dossier: Dossier = env.desk.new_call()
+    dossier.location.lat, dossier.location.lon = 45.7640, 4.8357
+    for iso, said in (("P4Y", "patient de 4 ans"), ("P8M", "patient de 8 mois")):
+        dossier.patient.age = iso
+        panel.prefill(dossier)
+        assert said in panel.place_label.text()
+        assert iso[1:].lower() not in panel.place_label.text()
+
+
+async def test_the_radius_said_is_the_one_searched(
+    qtbot: QtBot, env: Env, slots: SlotService
+) -> None:
+    """Issue 14 §17: « Rayon 1 km » beside « rayon par défaut … : 5 km »."""
+    panel = make_panel(qtbot, env, slots, Browser())
+    lyon(panel)
+    assert "rayon par défaut de Lyon (69123) : 5 km" in panel.place_label.text()
+    panel.radius.setFocus()
+    panel.radius.selectAll()
+    type_text(panel.radius, "1")
+    assert panel.radius.value() == 1
+    text = panel.place_label.text()
+    assert "rayon choisi : 1 km (par défaut à Lyon (69123) : 5 km)" in text, text
+
+
+class NoBrowser(Browser):
+    """A machine where no browser can be started (QDesktopServices says False)."""
+
+    def __call__(self, url: QUrl) -> bool:
+        self.opened.append(url.toString())
+        return False
+
+
+async def test_no_browser_is_said_and_the_booking_address_offered_to_copy(
+    qtbot: QtBot, env: Env, slots: SlotService
+) -> None:
+    """Issue 14 §7: « page de réservation ouverte » when no browser started."""
+    browser = NoBrowser()
+    panel = make_panel(qtbot, env, slots, browser)
+    dossier: Dossier = env.desk.new_call()
+    dossier.location.lat, dossier.location.lon = 45.7640, 4.8357
+    panel.prefill(dossier)
+    panel.start_search()
+    await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    panel.list.setFocus()
+    QTest.keyClick(panel.list, Qt.Key.Key_1)
+    assert len(browser.opened) == 1
+    question = panel.booking.label.text()
+    assert "Aucun navigateur" in question and "ouverte dans le navigateur" not in question
+    assert panel.booking.copy.isVisible() and panel.booking.hasFocus()
+    QGuiApplication.clipboard().setText("")
+    QTest.keyClick(panel.booking, Qt.Key.Key_C)
+    assert QGuiApplication.clipboard().text() == browser.opened[0]
+    assert panel.booking.isVisible()  # still asked: booked by hand, or not
+    QTest.keyClick(panel.booking, Qt.Key.Key_N)
+    assert not panel.booking.isVisible()
+    panel.open_platform()
+    assert "Aucun navigateur" in panel.message.text()
+    assert QGuiApplication.clipboard().text() == browser.opened[-1]
+
+
 async def test_volunteers_when_few_results_and_phone_copied_with_one_key(
     qtbot: QtBot, env: Env, slots: SlotService
 ) -> None:
