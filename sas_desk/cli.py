@@ -36,6 +36,51 @@ from sas_desk.services.queues.cli import add_db_parser, run_db_command
 log = logging.getLogger("sas_desk.cli")
 
 
+# argparse's own words (usage, help of -h, errors) in French: the command
+# line speaks the operator's language like the window does
+_ARGPARSE_FR = {
+    "usage: ": "utilisation : ",
+    "positional arguments": "arguments",
+    "options": "options",
+    "show this help message and exit": "affiche cette aide et quitte",
+    "show program's version number and exit": "affiche la version et quitte",
+    "%(prog)s: error: %(message)s\n": "%(prog)s : erreur : %(message)s\n",
+    "the following arguments are required: %s": "arguments obligatoires manquants : %s",
+    "unrecognized arguments: %s": "arguments inconnus : %s",
+    "invalid choice: %(value)r (choose from %(choices)s)": (
+        "choix invalide : %(value)r (au choix : %(choices)s)"
+    ),
+    "argument %(argument_name)s: %(message)s": "argument %(argument_name)s : %(message)s",
+    "expected one argument": "une valeur attendue",
+    "expected at most one argument": "une valeur au plus",
+    "expected at least one argument": "au moins une valeur attendue",
+    "invalid %(type)s value: %(value)r": "valeur invalide (%(type)s) : %(value)r",
+    "not allowed with argument %s": "incompatible avec l'argument %s",
+    "one of the arguments %s is required": "l'un des arguments %s est obligatoire",
+    "ambiguous option: %(option)s could match %(matches)s": (
+        "option ambiguë : %(option)s peut être %(matches)s"
+    ),
+    "ignored explicit argument %r": "valeur explicite ignorée : %r",
+    "unknown parser %(parser_name)r (choices: %(choices)s)": (
+        "commande inconnue %(parser_name)r (au choix : %(choices)s)"
+    ),
+}
+
+
+def _fr(message: str) -> str:
+    return _ARGPARSE_FR.get(message, message)
+
+
+def _fr_n(singular: str, plural: str, n: int) -> str:
+    if singular == "expected %s argument":
+        return "%s valeur attendue" if n == 1 else "%s valeurs attendues"
+    return singular if n == 1 else plural
+
+
+argparse._ = _fr  # type: ignore[attr-defined]  # argparse looks these up when it speaks
+argparse.ngettext = _fr_n  # type: ignore[attr-defined]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sas-desk", description="SAS Desk — poste de régulation SAS")
     p.add_argument("--version", action="version", version=f"sas-desk {__version__}")
@@ -49,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--smoke", action="store_true", help="démarre, affiche la fenêtre et quitte (code 0)"
     )
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="journal détaillé (niveau DEBUG) sur la console",
+    )
     sub = p.add_subparsers(dest="command")
     sim = sub.add_parser("simulator", help="lance le simulateur des interfaces nationales")
     sim.add_argument("--host", default="127.0.0.1", help="adresse d'écoute (boucle locale)")
@@ -231,7 +281,8 @@ async def _dossier_journal_command(config: Config, args: argparse.Namespace) -> 
                 print(f"sas-desk : {exc.message_fr}", file=sys.stderr)
                 return 1
             except ValidationError as exc:
-                log.warning("RS-EDA %s refused: %s (%s)", args.file, exc.message, exc.field)
+                # the user reads the French line below; the log keeps the field
+                log.info("RS-EDA %s refused: field %s", args.file, exc.field)
                 print(f"sas-desk : {args.file} : {exc.message}", file=sys.stderr)
                 return 1
             outcome = await desk.import_received(dossier)
@@ -317,7 +368,7 @@ def _fhir_command(args: argparse.Namespace) -> int:
     try:
         result = parse_bundle(body)
     except BundleError as exc:
-        log.warning("bundle %s refused: %s", args.file, exc.message_fr)
+        log.info("bundle %s refused", args.file)  # the French line below is the user's
         print(f"sas-desk : {args.file} : {exc.message_fr}", file=sys.stderr)
         return 1
     out = sys.stdout

@@ -211,3 +211,32 @@ def test_slots_search_refuses_bad_input_in_french(
     result = sas_desk("slots", "search", *args, data_dir=tmp_path)
     assert result.returncode == 1
     assert message in result.stderr
+
+
+ENGLISH = ("usage:", "show this help", "positional arguments", "error:", "required", "refused")
+
+
+def test_help_and_errors_speak_french(tmp_path: Path) -> None:
+    """Issue 14 §11: argparse's English help, -v undescribed."""
+    shown = sas_desk("--help")
+    assert shown.returncode == 0
+    assert shown.stdout.startswith("utilisation : sas-desk")
+    assert "affiche cette aide et quitte" in shown.stdout
+    assert "journal détaillé" in shown.stdout  # -v, --verbose is described
+    sub = sas_desk("fhir", "parse", "--help")
+    wrong = sas_desk("dossier", "import-rseda")  # the file is missing
+    for out in (shown.stdout, sub.stdout, wrong.stderr):
+        assert not [w for w in ENGLISH if w in out], out
+    assert wrong.returncode == 2
+    assert "erreur : arguments obligatoires manquants : file" in wrong.stderr
+
+
+def test_fhir_parse_refusal_is_one_french_line(tmp_path: Path) -> None:
+    """Issue 14 §11: an English warning line came before the French one."""
+    bad = tmp_path / "bundle.json"
+    bad.write_text('{"resourceType": "Patient"}', encoding="utf-8")
+    run = sas_desk("fhir", "parse", str(bad))
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sas-desk : "), run.stderr
+    assert not [w for w in ENGLISH if w in run.stderr]
