@@ -699,9 +699,12 @@ class DentalView(QWidget):
         else:
             span = ""
             if v.first_day and v.last_day:
-                span = f", du {v.first_day:%d/%m/%Y} au {v.last_day:%d/%m/%Y}"
+                span = f", gardes du {v.first_day:%d/%m/%Y} au {v.last_day:%d/%m/%Y}"
             imported = v.imported_at.astimezone(PARIS)
-            text = f"Tableau de garde en vigueur : du {imported:%d/%m/%Y} ({v.source}){span}."
+            text = (
+                f"Tableau de garde en vigueur : importé le {imported:%d/%m/%Y} "
+                f"(source : {v.source}){span}."
+            )
             if self.service is not None and self.service.sources:
                 text += (
                     f"  Dernière synchronisation réussie : "

@@ -4,6 +4,7 @@ real SQLite queue store."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -293,7 +294,12 @@ async def test_status_always_visible_and_banner_when_stale_or_offline(
         view = make_view(qtbot, env, svc)
         assert view.last_status is not None
         await until(view.last_status.done)
-        assert "Tableau de garde en vigueur : du " in view.status_label.text()
+        # issue 14 §17: « du 07/12/2026 (démo), du 13/12/2026 au … » said two things as one
+        assert re.search(
+            r"Tableau de garde en vigueur : importé le \d\d/\d\d/\d{4} \(source : [^)]+\), "
+            r"gardes du \d\d/\d\d/\d{4} au \d\d/\d\d/\d{4}\.",
+            view.status_label.text(),
+        ), view.status_label.text()
         assert "Dernière synchronisation réussie : 05/12/2026 08:00" in view.status_label.text()
         assert view.status_banner.isHidden()
         # the source fails after its last success: offline, the cached roster is used
