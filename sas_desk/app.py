@@ -120,6 +120,8 @@ def run(config: Config, options: RunOptions) -> int:
 
     from sas_desk.ui.aio import event_loop
 
+    clock.use_zone(config.timezone)  # one clock: the room's, before Qt reads the zone
+
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName("SAS Desk")

@@ -186,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "fhir":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
         return _fhir_command(args)
+    if args.command in ("roster", "slots", "dossier", None):
+        from sas_desk.services import clock
+
+        clock.use_zone(config.timezone)  # the room's time, as the window shows it
     if args.command == "roster":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
         from sas_desk.services.roster.cli import run_roster_command

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
@@ -159,6 +160,9 @@ class Config:
     owner: str = "fr.health.samu690"  # Hub Santé id of the CRRA
     departement: str = "69"
     samu_letter: str = "A"
+    # the room's time zone: every time is stamped and shown in it (overseas
+    # centres set theirs, e.g. America/Cayenne, Indian/Reunion)
+    timezone: str = "Europe/Paris"
     workstation: str = field(default_factory=socket.gethostname)
     operator: str = field(default_factory=lambda: os.environ.get("USER", "operateur"))
     role: str | None = None  # preset role; None = ask at start
@@ -302,7 +306,7 @@ def _refused(path: Path, where: str, detail: str, what: str = "invalide") -> Con
 # section -> keys it may hold; anything else is a typo that must not be ignored
 # (a misspelt ``url`` would silently start the demo simulator in a real room)
 _KNOWN_KEYS: dict[str, frozenset[str]] = {
-    "organisation": frozenset({"owner", "departement", "samu_letter"}),
+    "organisation": frozenset({"owner", "departement", "samu_letter", "timezone"}),
     "workstation": frozenset({"name", "operator", "role"}),
     "geocoder": frozenset({"url", "timeout"}),
     "demo": frozenset({"enabled", "simulator_port"}),
@@ -368,6 +372,7 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     _take(values, org, "owner", str, "organisation")
     _take(values, org, "departement", str, "organisation")
     _take(values, org, "samu_letter", str, "organisation")
+    _take(values, org, "timezone", str, "organisation")
     _take(values, ws, "workstation", str, "workstation", key="name")
     _take(values, ws, "operator", str, "workstation")
     _take(values, ws, "role", str, "workstation")
@@ -493,6 +498,16 @@ def _identifier(value: Any) -> str:
     return "doit être un nom simple (minuscules, chiffres, « _ », 63 caractères au plus)"
 
 
+def _time_zone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ValueError, ZoneInfoNotFoundError):
+        return (
+            "doit être un fuseau horaire IANA (ex. Europe/Paris, America/Cayenne, Indian/Reunion)"
+        )
+    return ""
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -525,6 +540,7 @@ _RULES: dict[tuple[str, str], Rule] = {
         r"\d{2}|2[AB]|97[1-6]", "un code de département (69, 2A, 974…)"
     ),
     ("organisation", "samu_letter"): _pattern(r"[A-Z]", "une lettre majuscule"),
+    ("organisation", "timezone"): _time_zone,
     ("workstation", "name"): _pattern(r"\S.{0,62}", "un nom de 1 à 63 caractères"),
     ("workstation", "operator"): _pattern(r"\S.{0,62}", "un nom de 1 à 63 caractères"),
     ("geocoder", "url"): _http_url,

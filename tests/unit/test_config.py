@@ -367,3 +367,14 @@ def test_roster_sync_period(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, "[rosters]\nsync_every_s = 5\n"))
     assert "au moins 60 secondes" in err.value.message_fr
+
+
+def test_the_rooms_time_zone_defaults_to_paris_and_overseas_centres_set_theirs(
+    tmp_path: Path,
+) -> None:
+    """Issue 14 §18: one clock, the room's (``[organisation] timezone``)."""
+    assert load_config(None, tmp_path).timezone == "Europe/Paris"
+    path = write(tmp_path, '[organisation]\ntimezone = "America/Cayenne"\n')
+    assert load_config(path, tmp_path).timezone == "America/Cayenne"
+    message = refused(write(tmp_path, '[organisation]\ntimezone = "Mars/Olympus"\n'))
+    assert "[organisation] timezone" in message and "fuseau horaire IANA" in message
