@@ -463,8 +463,9 @@ class CallSheet(QWidget):
     def _on_text(self, key: str, text: str) -> None:
         if self._loading:
             return
-        if self._updatable() and key == "priority" and text:
-            self._send_update(priority=text)
+        if self._updatable() and key == "priority":
+            if text and text != self.dossier.priority:  # the same key again: nothing new
+                self._send_update(priority=text)
             return
         if self.dossier.status is not Status.DRAFT:
             return

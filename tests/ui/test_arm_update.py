@@ -68,10 +68,12 @@ async def test_a_note_and_a_priority_after_transmission_reach_the_holder_highlig
     sheet.priority.setFocus()
     type_text(sheet.priority, "1")
     assert d.priority == "P1"
+    type_text(sheet.priority, "1")  # the same key again sends nothing
+    assert "Priorité P1 envoyée" in sheet.summary.text()
 
     await until(lambda: not env.desk._sending)  # both updates answered by the room
     events = [e for e in await mrl.events(d.case_id) if e.kind is EventKind.UPDATED]
-    assert [e.actor.role for e in events] == ["ARM", "ARM"]
+    assert [e.actor.role for e in events] == ["ARM", "ARM"]  # note, priority: no third
     assert all(e.data["highlight"] for e in events)
     stored = await mrl.dossier(d.case_id)
     assert stored is not None and stored.priority == "P1"
