@@ -58,17 +58,22 @@ class JournalCases:
         self.journal = journal
         self._now = now
         self._workstation = workstation
+        # written since the last flush(): handed to the journal together there,
+        # so that a batch touching a case ten times serialises it once
+        self._held: dict[str, Dossier] = {}
+        self._events: list[Event] = []
 
     def _actor(self, sender: str) -> Actor:
         return Actor("HUB", sender, self._workstation)
 
     async def load(self, case_id: str) -> Dossier | None:
-        return await self.journal.load(case_id)
+        held = self._held.get(case_id)
+        return held if held is not None else await self.journal.load(case_id)
 
     async def applied(self, case_id: str, distribution_id: str) -> bool:
-        return any(
-            e.data.get(SOURCE) == distribution_id for e in await self.journal.events(case_id)
-        )
+        events = [e for e in self._events if e.dossier_id == case_id]
+        events += await self.journal.events(case_id)
+        return any(e.data.get(SOURCE) == distribution_id for e in events)
 
     async def create(self, dossier: Dossier, distribution_id: str, sender: str) -> None:
         # the same event as ``Desk.import_dossier`` (``dossier import-rseda``),
@@ -85,7 +90,7 @@ class JournalCases:
     async def update(
         self, case_id: str, body: dict[str, Any], distribution_id: str, sender: str
     ) -> list[str] | None:
-        dossier = await self.journal.load(case_id)
+        dossier = await self.load(case_id)
         if dossier is None:
             return None
         changes = apply_update(dossier, body, self._now())
@@ -100,7 +105,7 @@ class JournalCases:
         return changes
 
     async def record(self, case_id: str, kind: EventKind, data: dict[str, Any]) -> bool:
-        dossier = await self.journal.load(case_id)
+        dossier = await self.load(case_id)
         if dossier is None:
             return False
         event = Event(case_id, self._now(), kind, self._actor(str(data.get("sender", ""))), data)
@@ -108,9 +113,14 @@ class JournalCases:
         return True
 
     async def _write(self, dossier: Dossier, event: Event) -> None:
-        self.journal.submit(dossier, event)  # durable at the next flush()
+        self._held[dossier.case_id] = dossier  # handed over and made durable by flush()
+        self._events.append(event)
 
     async def flush(self) -> None:
+        held, events = self._held, self._events
+        self._held, self._events = {}, []
+        for case_id, dossier in held.items():
+            self.journal.submit(dossier, *(e for e in events if e.dossier_id == case_id))
         done = await self.journal.flush(timeout=10)
         state = self.journal.last_state
         if not done or (state is not None and not state.ok):
