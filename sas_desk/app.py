@@ -242,6 +242,43 @@ async def _start_rosters(config: Config, window: MainWindow, communes: CommuneIn
             await asyncio.sleep(config.roster_sync_s)  # a period, not a wait for a result
 
 
+async def _run_hub(config: Config, journal: Journal, window: MainWindow) -> None:
+    """The Hub Santé agent inside the app: its status in the status bar, an
+    error banner for each message a partner did not acknowledge in time."""
+    from sas_desk.services.hub.agent import HubAgent
+    from sas_desk.services.hub.cases import JournalCases
+    from sas_desk.services.hub.processor import HubProcessor
+    from sas_desk.services.hub.store import AsyncHubStore, HubStoreError, Outbound
+
+    assert config.hub is not None
+    store = AsyncHubStore(config.hub_path)
+    try:
+        await store.open()
+    except HubStoreError as exc:
+        window.set_hub_status("Hub Santé : base locale inaccessible", False)
+        window.banner(exc.message_fr, "error")
+        await store.close()
+        return
+    cases = JournalCases(journal, clock.now, config.workstation)
+    processor = HubProcessor(config.hub, store, cases, clock.now)
+
+    def alarm(row: Outbound) -> None:
+        window.hub_alarm(
+            f"Hub Santé : {row.model} non reçu par {row.recipient} avant expiration "
+            f"({row.case_id or 'sans dossier'}) — téléphonez au partenaire."
+        )
+
+    processor.alarm_listeners.append(alarm)
+    agent = HubAgent(config.hub, processor)
+    agent.status_listeners.append(lambda st: window.set_hub_status(st.label_fr, st.connected))
+    window.set_hub_status("Hub Santé : connexion…", False)
+    try:
+        await agent.run()
+    finally:
+        await agent.stop()
+        await store.close()
+
+
 async def main(app: object, config: Config, options: RunOptions) -> int:
     from PySide6.QtCore import QCoreApplication
 
@@ -341,6 +378,8 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             aio.spawn(_start_rosters(config, started_window, resolver.index), "roster-service")
 
         window.set_roster_starter(start_rosters)
+        if config.hub is not None:  # the embedded Hub Santé agent (single workstation)
+            aio.spawn(_run_hub(config, journal, started_window), "hub-agent")
         if options.on_ready is not None:
             await options.on_ready(window)
         await closed.wait()

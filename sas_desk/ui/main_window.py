@@ -221,6 +221,7 @@ class MainWindow(QMainWindow):
             self.set_simulator_url(simulator_url)
         self.save_label = named(QLabel("Journal : prêt"), "saveLabel")
         bar.addPermanentWidget(self.save_label)
+        self.hub_label: QLabel | None = None  # shown once [hub] is configured
 
         new_call = QAction("Nouvel appel", self)
         new_call.setShortcut(QKeySequence("Ctrl+N"))
@@ -610,6 +611,18 @@ class MainWindow(QMainWindow):
                 self._offline_banner.label.setText(text)
         for message in state.failed:
             self.banner(f"Action refusée par le serveur au rejeu : {message}", "error")
+
+    def set_hub_status(self, label: str, connected: bool) -> None:
+        """Hub Santé indicator: « connecté » / « hors ligne depuis HH:MM »."""
+        if self.hub_label is None:
+            self.hub_label = named(QLabel(), "hubLabel")
+            self.statusBar().addPermanentWidget(self.hub_label)
+        self.hub_label.setText(label)
+        self.hub_label.setStyleSheet("" if connected else "color: #b00020; font-weight: bold;")
+
+    def hub_alarm(self, text: str) -> Banner:
+        """A message the partner did not acknowledge in time: phone them."""
+        return self.banner(text, "error")
 
     def set_simulator_url(self, url: str) -> None:
         """The demo's simulator is started once the window is up: its address
