@@ -1,6 +1,6 @@
 """Render the identity login (issue 15) to PNG: the Pro Santé Connect login
-waiting for the e-CPS approval (CIBA, binding message on screen), and a
-refusal in French.  Runs a real room server process with ``[identity]``
+waiting for the e-CPS approval (CIBA, binding message on screen), a
+refusal in French, and the screen lock.  Runs a real room server process with ``[identity]``
 against the simulator's PSC (the test helpers start both).
 
     QT_QPA_PLATFORM=offscreen python scripts/identity_screenshots.py [OUT_DIR]
@@ -22,6 +22,7 @@ from sas_desk.simulator.oidc import DEMO_CLIENT_ID
 from sas_desk.simulator.server import Simulator
 from sas_desk.ui.aio import event_loop
 from sas_desk.ui.identity_login import IdentityLogin
+from sas_desk.ui.session_lock import SessionLock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,6 +80,29 @@ async def shots(out: Path, sim: Simulator, room_url: str) -> None:
         await until(panel.error.isVisible)
         box.grab().save(str(out / "15c-psc-role-refused.png"))
         box.close()
+    lock_screen(out)
+
+
+def lock_screen(out: Path) -> None:
+    """The lock over a window (a fake clock five minutes on)."""
+    from PySide6.QtWidgets import QMainWindow, QTextEdit
+
+    async def never(_: str) -> bool:
+        return False
+
+    now = [0.0]
+    window = QMainWindow()
+    window.setWindowTitle("SAS Desk")
+    window.setCentralWidget(QTextEdit("Dossier en cours…"))
+    window.resize(900, 560)
+    window.show()
+    lock = SessionLock(
+        window, operator="Dr Martin (MRL)", reauthenticate=never, clock=lambda: now[0]
+    )
+    now[0] += 300
+    lock.check()
+    window.grab().save(str(out / "15d-lock-screen.png"))
+    window.close()
 
 
 def main() -> None:

@@ -1,0 +1,175 @@
+"""Screen lock after inactivity (issue 15; PGSSI-S: a shared room's
+workstation must not show a dossier to whoever walks by).
+
+:class:`SessionLock` watches the keyboard and mouse of the whole
+application.  After ``lock_after_s`` without input (5 min by default) it
+covers the window with an opaque panel that hides every patient field and
+swallows input meant for the window underneath; the panel's
+« Déverrouiller » asks the injected ``reauthenticate`` coroutine to
+identify the operator again — ``"lock"`` after a short absence,
+``"reauth"`` (a full login: PSC, the establishment IdP or the password)
+after ``reauth_after_s`` (20 min).  Nothing else stops: the loop, the
+queues, the alerts keep running under the panel.
+
+Time comes from an injected monotonic ``clock`` and :meth:`check` runs on a
+timer (tests call it after moving a fake clock).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from sas_desk.ui.aio import spawn
+from sas_desk.ui.widgets import named
+
+__all__ = ["SessionLock"]
+
+LOCKED_FR = "Poste verrouillé"
+REFUSED_FR = "Identification refusée : le poste reste verrouillé."
+
+COVER_COLOUR = "#1f2933"
+
+_INPUT = frozenset(
+    {
+        QEvent.Type.KeyPress,
+        QEvent.Type.KeyRelease,
+        QEvent.Type.MouseButtonPress,
+        QEvent.Type.MouseButtonRelease,
+        QEvent.Type.MouseButtonDblClick,
+        QEvent.Type.Wheel,
+        QEvent.Type.ShortcutOverride,
+    }
+)
+
+
+class _Cover(QWidget):
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setObjectName("lockCover")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # paints its background
+        self.setStyleSheet(
+            f"#lockCover {{ background: {COVER_COLOUR}; }} #lockCover QLabel {{ color: white; }}"
+        )
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        self.title = named(QLabel(LOCKED_FR), "lockTitle")
+        self.title.setStyleSheet("font-size: 28px; font-weight: bold;")
+        self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.who = named(QLabel(""), "lockWho")
+        self.who.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.button = named(QPushButton("Déverrouiller"), "unlockButton")
+        self.button.setDefault(True)
+        self.error = named(QLabel(""), "lockError")
+        self.error.setStyleSheet("color: #ffb4a9; font-weight: bold;")
+        self.error.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        for widget in (self.title, self.who, self.button, self.error):
+            layout.addWidget(widget, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addStretch(1)
+        self.hide()
+
+
+class SessionLock(QObject):
+    locked = Signal()
+    unlocked = Signal()
+
+    def __init__(
+        self,
+        window: QWidget,
+        *,
+        operator: str,
+        reauthenticate: Callable[[str], Awaitable[bool]],
+        lock_after_s: float = 300.0,
+        reauth_after_s: float = 1200.0,
+        clock: Callable[[], float] = time.monotonic,
+        tick_ms: int = 1000,
+    ) -> None:
+        super().__init__(window)
+        if not 0 < lock_after_s <= reauth_after_s:
+            raise ValueError("0 < lock_after_s <= reauth_after_s")
+        self._window = window
+        self.operator = operator
+        self._reauthenticate = reauthenticate
+        self.lock_after_s = lock_after_s
+        self.reauth_after_s = reauth_after_s
+        self._clock = clock
+        self.last_activity = clock()
+        self._unlocking = False
+        self.cover = _Cover(window)
+        self.cover.button.clicked.connect(self.unlock)
+        window.installEventFilter(self)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self)
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.check)
+        self._timer.start(tick_ms)
+
+    @property
+    def is_locked(self) -> bool:
+        return self.cover.isVisible()
+
+    def idle_s(self) -> float:
+        return self._clock() - self.last_activity
+
+    def check(self) -> None:
+        if not self.is_locked and self.idle_s() >= self.lock_after_s:
+            self.lock()
+
+    def lock(self) -> None:
+        if self.is_locked:
+            return
+        self.cover.who.setText(f"Session de {self.operator} — identifiez-vous pour reprendre.")
+        self.cover.error.setText("")
+        self.cover.setGeometry(self._window.rect())
+        self.cover.show()
+        self.cover.raise_()
+        self.cover.button.setFocus()
+        self.locked.emit()
+
+    def unlock(self) -> None:
+        if not self.is_locked or self._unlocking:
+            return
+        reason = "reauth" if self.idle_s() >= self.reauth_after_s else "lock"
+        self._unlocking = True
+        self.cover.button.setEnabled(False)
+        spawn(self._unlock(reason), name="session-unlock")
+
+    async def _unlock(self, reason: str) -> None:
+        try:
+            ok = await self._reauthenticate(reason)
+        finally:
+            self._unlocking = False
+            self.cover.button.setEnabled(True)
+        if not ok:
+            self.cover.error.setText(REFUSED_FR)
+            return
+        self.last_activity = self._clock()
+        self.cover.hide()
+        self.unlocked.emit()
+
+    def _inside_cover(self, obj: QObject) -> bool:
+        current: QObject | None = obj
+        while current is not None:
+            if current is self.cover:
+                return True
+            current = current.parent()
+        return False
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        kind = event.type()
+        if obj is self._window and kind == QEvent.Type.Resize and self.is_locked:
+            self.cover.setGeometry(self._window.rect())
+            return False
+        if kind not in _INPUT:
+            return False
+        if not self.is_locked:
+            self.last_activity = self._clock()
+            return False
+        # locked: input reaches the cover only, never the dossier underneath
+        if isinstance(obj, QWidget) and obj.window() is self._window:
+            return not self._inside_cover(obj)
+        return False
