@@ -5,6 +5,7 @@ test users (tests of the OIDC login, server side and UI)."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sas_desk.server.store import open_store
@@ -38,7 +39,10 @@ def start_oidc_room(sim: Simulator, folder: Path) -> RoomServer:
         finally:
             await store.close()
 
-    asyncio.run(accounts())
+    # in a thread of its own: asyncio.run() on the main thread would unset the
+    # event loop of the tests that follow (the UI tests share one loop)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, accounts()).result()
     config = folder / "server.toml"
     config.write_text(
         "[identity]\n"
