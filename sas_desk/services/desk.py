@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from sas_desk.models import dossier as dm
@@ -161,6 +161,29 @@ class Desk:
         dossier.revision += 1
         self.journal.submit(dossier)
         self._changed(dossier)
+
+    async def previous_calls(
+        self, callback: str, current: Dossier, hours: float = 72.0
+    ) -> list[Dossier]:
+        """The dossiers of the last ``hours`` with the same callback number
+        (E.164), newest first, ``current`` left out: shown as the ARM types
+        the number (a caller who calls again, a worsening)."""
+        now = self._now()
+        since = now - timedelta(hours=hours)
+        found: list[Dossier] = []
+        day = since.date()
+        while day <= now.date():
+            for d in await self.journal.of_day(day):
+                when = d.received_at or d.created_at
+                if (
+                    d.case_id != current.case_id
+                    and d.caller.callback == callback
+                    and since <= when <= now
+                    and d.has_content
+                ):
+                    found.append(d)
+            day += timedelta(days=1)
+        return sorted(found, key=lambda d: (d.received_at or d.created_at, d.case_id), reverse=True)
 
     def discard_blank(self, dossier: Dossier) -> Event | None:
         """A blank sheet closed, or left from an earlier session: abandoned

@@ -128,6 +128,16 @@ class CallSheet(QWidget):
         self.callback.textEdited.connect(lambda t: self._on_text("callback", t))
         self.callback.editingFinished.connect(lambda: self._reveal("callback"))
         add("Numéro de &rappel", self.callback, "callback")
+        # earlier calls from this number (72 h), found as the number is typed
+        self.previous = named(QLabel(), "previousCalls")
+        self.previous.setWordWrap(True)
+        self.previous.setStyleSheet(
+            "background: #e3f0ff; border-radius: 3px; padding: 2px 4px; color: #0d3c61;"
+        )
+        self.previous.hide()
+        form.addRow("", self.previous)
+        self._previous_for = ""  # the number last looked up
+        self._previous_task: asyncio.Task[None] | None = None
 
         self.location = named(
             QLineEdit(placeholderText="Adresse, commune, code INSEE, ou « lat, lon » (AML)"),
@@ -493,6 +503,52 @@ class CallSheet(QWidget):
             self.dossier.caller.callback = normalize_phone(text)
         except ValidationError:
             self.dossier.caller.callback = text.strip()
+            self._look_up_previous("")
+            return
+        self._look_up_previous(self.dossier.caller.callback)
+
+    def _look_up_previous(self, number: str) -> None:
+        """A complete number: its calls of the last 72 h (off the GUI thread)."""
+        if number == self._previous_for:
+            return
+        self._previous_for = number
+        if self._previous_task is not None and not self._previous_task.done():
+            self._previous_task.cancel()
+        if not number:
+            self.previous.hide()
+            return
+        self._previous_task = spawn(self._show_previous(number), "previous-calls")
+
+    async def _show_previous(self, number: str) -> None:
+        found = await self.desk.previous_calls(number, self.dossier)
+        if number != self._previous_for:
+            return  # the operator typed on
+        if not found:
+            self.previous.hide()
+            return
+        today = self.desk._now().date()
+        lines = []
+        for d in found[:4]:
+            when = d.received_at or d.created_at
+            day = "aujourd'hui" if when.date() == today else f"le {when:%d/%m}"
+            what = ", ".join(
+                x
+                for x in (
+                    d.priority,
+                    d.motive_label.rsplit(";", 1)[-1].strip() if d.motive_code else "",
+                    d.commune_label,
+                    d.status.label.lower(),
+                )
+                if x
+            )
+            lines.append(f"{day} à {when:%H:%M} — {what}")
+        more = f" (et {len(found) - 4} autres)" if len(found) > 4 else ""
+        n = len(found)
+        self.previous.setText(
+            f"⟲ <b>{n} appel{'s' if n > 1 else ''} de ce numéro en 72 h</b>{more} : "
+            + " ; ".join(lines)
+        )
+        self.previous.show()
 
     def _apply_floor(self, text: str) -> None:
         self.dossier.location.floor = text.strip()
@@ -837,8 +893,9 @@ class CallSheet(QWidget):
     def shutdown(self) -> None:
         """Stop background lookups (the sheet is closing)."""
         self._geo_timer.stop()
-        if self._geo_task is not None and not self._geo_task.done():
-            self._geo_task.cancel()
+        for task in (self._geo_task, self._previous_task):
+            if task is not None and not task.done():
+                task.cancel()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

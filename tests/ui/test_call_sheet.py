@@ -554,3 +554,31 @@ async def test_a_chosen_button_shows_its_whole_label(qtbot: QtBot, env: Env) -> 
         ]
         assert text_columns, button.text()
         assert max(text_columns) <= image.width() - 6, (button.text(), image.width())
+
+
+async def test_earlier_calls_from_the_number_show_as_it_is_typed(qtbot: QtBot, env: Env) -> None:
+    """Issue 14, what the room needs: the day's and the last 72 h's dossiers
+    for that callback number."""
+    earlier = env.desk.new_call()
+    earlier.inputs["callback"] = "06 12 34 56 78"
+    earlier.caller.callback = "+33612345678"
+    earlier.motive_code, earlier.motive_label = "M03.06", "Problème médical; Douleur thoracique"
+    earlier.location.city, earlier.location.insee = "Lyon", "69123"
+    earlier.priority = "P1"
+    env.desk.touch(earlier)
+    other = env.desk.new_call()
+    other.inputs["callback"] = "07 00 00 00 01"
+    other.caller.callback = "+33700000001"
+    env.desk.touch(other)
+    assert await env.journal.flush(timeout=5)
+    sheet = await make_sheet(qtbot, env)
+    operator("06 12 34 56 7")
+    assert not sheet.previous.isVisible()
+    operator("8")
+    await until(sheet.previous.isVisible)
+    text = sheet.previous.text()
+    assert "1 appel de ce numéro en 72 h" in text
+    assert f"aujourd'hui à {earlier.received_at:%H:%M}" in text  # type: ignore[str-format]
+    assert "P1, Douleur thoracique, Lyon" in text
+    operator(Qt.Key.Key_Backspace)  # no longer a whole number: nothing shown
+    assert not sheet.previous.isVisible()
