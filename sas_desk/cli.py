@@ -15,6 +15,8 @@ sas-desk [--config PATH] [--data-dir DIR] roster who (--commune CODE_OU_NOM | --
          [--at "AAAA-MM-JJ HH:MM"]
 sas-desk [--config PATH] [--data-dir DIR] roster status | roster sync
 sas-desk [--config PATH] server … (the room server: sas_desk/server/cli.py)
+sas-desk [--config PATH] [--data-dir DIR] stats --from AAAA-MM-JJ --to AAAA-MM-JJ
+         [--format csv|json] [--by hour|day|month] [--out FICHIER]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sas_desk.server.cli import add_server_parser, run_server_command
 from sas_desk.services.config import ROLES, Config, ConfigError, load_config
 from sas_desk.services.hub.cli import add_hub_parser
 from sas_desk.services.queues.cli import add_db_parser, run_db_command
+from sas_desk.services.stats.cli import add_stats_parser, run_stats_command
 
 log = logging.getLogger("sas_desk.cli")
 
@@ -165,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_parser(sub)
     add_server_parser(sub)
     add_hub_parser(sub)
+    add_stats_parser(sub)
     return p
 
 
@@ -228,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
         return asyncio.run(run_db_command(args))
+    if args.command == "stats":
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+        return asyncio.run(run_stats_command(config, args))
     setup_logging(config.data_dir, args.verbose)
     if args.command == "dossier":
         return asyncio.run(_dossier_command(config, args))

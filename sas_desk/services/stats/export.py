@@ -1,0 +1,81 @@
+"""Reports out of the room: CSV and JSON, privacy rules applied
+(:func:`sas_desk.models.stats.export_rows`), and the source a configuration
+points at."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from sas_desk.models.queue import WaitLimits
+from sas_desk.models.stats import (
+    Cell,
+    Granularity,
+    Period,
+    Report,
+    build_report,
+    export_rows,
+)
+from sas_desk.services.stats import StatsSource
+
+
+def open_source(config: Any) -> StatsSource:
+    """The statistics source of a configuration's queue store: PostgreSQL
+    when ``[queues] dsn`` is set, else the SQLite file of the data dir."""
+    if getattr(config, "queues_dsn", ""):
+        from sas_desk.services.stats.postgres import PostgresStatsSource
+
+        return PostgresStatsSource(config.queues_dsn, config.queues_schema)
+    from sas_desk.services.stats.sqlite import SqliteStatsSource
+
+    return SqliteStatsSource(config.queues_path)
+
+
+async def make_report(
+    source: StatsSource, period: Period, by: Granularity, limits: WaitLimits
+) -> Report:
+    return build_report(await source.raw(period, by, limits), period, by)
+
+
+def _cell(value: Cell) -> Cell:
+    return "" if value is None else value
+
+
+def write_csv(report: Report, out: TextIO) -> int:
+    """The export rows as CSV (``;`` separated, as French spreadsheets
+    expect; decimal point kept); returns the rows written."""
+    rows = export_rows(report)
+    writer = csv.writer(out, delimiter=";", lineterminator="\n")
+    writer.writerow(report.columns)
+    for row in rows:
+        writer.writerow([_cell(row[c]) for c in report.columns])
+    return len(rows)
+
+
+def write_json(report: Report, out: TextIO) -> int:
+    rows = export_rows(report)
+    doc = {
+        "debut": report.period.first.isoformat(),
+        "fin": report.period.last.isoformat(),
+        "fuseau": report.period.tz,
+        "par": report.by.value,
+        "colonnes": report.columns,
+        "lignes": rows,
+        "secret_statistique": "effectifs de 1 à 10 remplacés par « <11 »",
+    }
+    json.dump(doc, out, ensure_ascii=False, indent=1)
+    out.write("\n")
+    return len(rows)
+
+
+def export_text(report: Report, fmt: str) -> str:
+    buffer = io.StringIO()
+    (write_json if fmt == "json" else write_csv)(report, buffer)
+    return buffer.getvalue()
+
+
+def iter_csv_lines(report: Report) -> Iterable[str]:  # pragma: no cover - convenience
+    yield from export_text(report, "csv").splitlines()

@@ -1,0 +1,71 @@
+"""The statistics queries both sources run (``:name`` parameters; the
+PostgreSQL source rewrites them to ``%(name)s``).
+
+Step 1 (dialect-specific, in each source) fills a temporary table
+``stats_facts``: one row per dossier first put in a queue during the period,
+with its bucket, branch, priority, motive, age and commune as typed, the
+times (epoch seconds) of reception, transmission, first claim and first
+decision, and the facts the outcome rules read.  Step 2 (here, portable)
+groups that table: only counts and delay histograms come back.
+"""
+
+from __future__ import annotations
+
+from sas_desk.models.stats import DENTAL_NOTE_LABELS, DENTAL_NOTE_PREFIX
+
+FACT_COLUMNS = (
+    "case_id, bucket, branch, priority, motive, age, insee, recv, tx, cl, de, "
+    "liberal, booking, booked, to_amu, smur, emergency, decided, advice, dental"
+)
+
+# the national attribution → branch (as Branch.from_attribution) when a
+# dossier (an imported one) has no branch of its own
+BRANCH_CASE = """COALESCE(NULLIF({branch}, ''), CASE
+    WHEN {attribution} LIKE 'DRM.SPE.DENT%' THEN 'DENT'
+    WHEN {attribution} LIKE 'DRM.MRL%' THEN 'SNP'
+    WHEN {attribution} LIKE 'DRM.MRU%' THEN 'AMU'
+    ELSE '' END)"""
+
+
+def dental_case(text: str) -> str:
+    """SQL CASE: the orientation code at the start of the dental view's note."""
+    whens = " ".join(
+        f"WHEN {text} LIKE '{DENTAL_NOTE_PREFIX}{label}%' THEN '{code.value}'"
+        for label, code in DENTAL_NOTE_LABELS
+    )
+    return f"CASE {whens} ELSE '' END"
+
+
+def within_case(delay: str) -> str:
+    """1 / 0 whether ``delay`` is within the limit of the dossier's priority;
+    NULL for NR (no limit)."""
+    return (
+        f"CASE priority WHEN 'P0' THEN CASE WHEN {delay} <= :p0 THEN 1 ELSE 0 END "
+        f"WHEN 'P1' THEN CASE WHEN {delay} <= :p1 THEN 1 ELSE 0 END "
+        f"WHEN 'P2' THEN CASE WHEN {delay} <= :p2 THEN 1 ELSE 0 END "
+        f"WHEN 'P3' THEN CASE WHEN {delay} <= :p3 THEN 1 ELSE 0 END END"
+    )
+
+
+COUNTS = """SELECT bucket, branch, priority, substr(motive, 1, 3), liberal,
+    CASE WHEN de IS NULL THEN 0 ELSE 1 END, count(*)
+FROM stats_facts GROUP BY 1, 2, 3, 4, 5, 6"""
+AGES = "SELECT bucket, age, count(*) FROM stats_facts GROUP BY 1, 2"
+DEPARTEMENTS = "SELECT bucket, insee, count(*) FROM stats_facts GROUP BY 1, 2"
+SNP = """SELECT bucket, to_amu, smur, emergency, booked, booking, decided, advice, count(*)
+FROM stats_facts WHERE branch = 'SNP' GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"""
+DENTAL = """SELECT bucket, to_amu, dental, count(*)
+FROM stats_facts WHERE branch = 'DENT' GROUP BY 1, 2, 3"""
+_DELAY_PAIRS = (
+    ("reception_transmission", "recv", "tx"),
+    ("transmission_prise", "tx", "cl"),
+    ("prise_decision", "cl", "de"),
+)
+DELAYS = " UNION ALL ".join(
+    f"""SELECT bucket, '{name}', CAST(round({end} - {start}) AS INTEGER),
+    {within_case(f"({end} - {start})")}, count(*)
+FROM stats_facts WHERE {start} IS NOT NULL AND {end} IS NOT NULL AND {end} >= {start}
+GROUP BY 1, 2, 3, 4"""
+    for name, start, end in _DELAY_PAIRS
+)
+LOAD_KINDS = {"ENQUEUED": "transmis", "CLAIMED": "pris", "DECIDED": "decides", "CLOSED": "clotures"}

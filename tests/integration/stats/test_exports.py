@@ -1,0 +1,140 @@
+"""What leaves the room: no name, phone, address, free text, birth date,
+case id, operator or workstation in any export, and no count from 1 to 10
+that could be read or rebuilt from the totals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sas_desk.models.queue import WaitLimits
+from sas_desk.models.stats import SMALL_CELL, SUPPRESSED, Granularity, export_rows, parse_period
+from sas_desk.services.stats.export import export_text, make_report
+from tests.integration.stats.day import KNOWN_SECRETS
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "by"),
+    [
+        ("2026-03-14", "2026-03-14", Granularity.HOUR),
+        ("2026-03-13", "2026-03-15", Granularity.DAY),
+        ("2026-03-01", "2026-03-31", Granularity.MONTH),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+async def test_no_export_contains_a_known_name(played, first, last, by, fmt) -> None:  # type: ignore[no-untyped-def]
+    period = parse_period(first, last, by)
+    report = await make_report(played.source, period, by, WaitLimits())
+    assert any(report.load), "the report itself knows who did what (screen only)"
+    text = export_text(report, fmt)
+    assert "dossiers" in text
+    leaked = [s for s in KNOWN_SECRETS if s.lower() in text.lower()]
+    assert leaked == []
+
+
+async def test_small_cells_are_suppressed_and_cannot_be_rebuilt(played) -> None:  # type: ignore[no-untyped-def]
+    period = parse_period("2026-03-14", "2026-03-14", Granularity.DAY)
+    report = await make_report(played.source, period, Granularity.DAY, WaitLimits())
+    (row,) = export_rows(report)
+    (raw,) = report.rows
+    assert row["dossiers"] == 11  # 11 is shown
+    assert row["filiere_amu"] == SUPPRESSED and row["priorite_p2"] == SUPPRESSED
+    assert row["non_decides"] == SUPPRESSED and row["decides"] == SUPPRESSED
+    assert row["priorite_p1"] == SUPPRESSED
+    # shares and delays on fewer than 11 dossiers are suppressed too
+    assert row["delai_transmission_prise_p50_s"] == SUPPRESSED
+    assert row["part_mg_liberal_pct"] == SUPPRESSED
+    assert row["delai_reception_transmission_p50_s"] == 60  # 11 dossiers: shown
+    for column, value in row.items():
+        original = raw[column]
+        if isinstance(original, int) and 0 < original < SMALL_CELL:
+            assert value == SUPPRESSED, column
+    for total, parts in report.groups:
+        hidden = [p for p in parts if row[p] == SUPPRESSED]
+        if hidden and row[total] != SUPPRESSED:
+            assert sum(int(raw[p] or 0) for p in hidden) >= SMALL_CELL, (total, hidden)
+
+
+def sas_desk(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.run(
+        [sys.executable, "-m", "sas_desk", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_the_command_line_on_the_sqlite_store(sqlite_played, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data_dir = sqlite_played.source.path.parent
+    done = sas_desk(
+        "--data-dir",
+        str(data_dir),
+        "stats",
+        "--from",
+        "2026-03-14",
+        "--to",
+        "2026-03-14",
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["par"] == "day"
+    (line,) = doc["lignes"]
+    assert line["periode"] == "2026-03-14" and line["dossiers"] == 11
+    assert not [s for s in KNOWN_SECRETS if s.lower() in done.stdout.lower()]
+    out = tmp_path / "mars.csv"
+    done = sas_desk(
+        "--data-dir",
+        str(data_dir),
+        "stats",
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-31",
+        "--by",
+        "month",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    header, first = out.read_text(encoding="utf-8").splitlines()
+    assert header.startswith("periode;dossiers;filiere_amu")
+    assert first.startswith("2026-03;13;")
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "message"),
+    [
+        ("2026-03-15", "2026-03-14", "la fin (14/03/2026) précède le début (15/03/2026)"),
+        ("14/03/2026", "2026-03-14", "format attendu AAAA-MM-JJ"),
+        ("2026-02-30", "2026-03-14", "inexistante"),
+    ],
+)
+async def test_a_bad_period_exits_1_with_a_french_message(
+    sqlite_played, first, last, message
+) -> None:  # type: ignore[no-untyped-def]
+    done = sas_desk(
+        "--data-dir",
+        str(sqlite_played.source.path.parent),
+        "stats",
+        "--from",
+        first,
+        "--to",
+        last,
+    )
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""

@@ -1,0 +1,175 @@
+"""The pure side of the statistics: periods, buckets, percentiles, outcome
+rules and the privacy rules of exports."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from sas_desk.models.stats import (
+    SUPPRESSED,
+    DentalOrientation,
+    Granularity,
+    SnpOutcome,
+    StatsError,
+    age_band,
+    bucket_of,
+    buckets,
+    chapter_of,
+    dental_orientation,
+    departement_of,
+    parse_period,
+    percentile,
+    snp_outcome,
+    suppress_row,
+)
+
+
+def test_a_period_is_whole_local_days() -> None:
+    period = parse_period("2026-03-14", "2026-03-15")
+    assert period.days == 2
+    assert period.start.isoformat() == "2026-03-14T00:00:00+01:00"
+    assert period.end.isoformat() == "2026-03-16T00:00:00+01:00"
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "by", "message"),
+    [
+        ("2026-3-14", "2026-03-14", Granularity.DAY, "format attendu AAAA-MM-JJ"),
+        ("2026-02-29", "2026-03-14", Granularity.DAY, "inexistante"),
+        ("2026-03-15", "2026-03-14", Granularity.DAY, "précède le début"),
+        ("2024-01-01", "2026-01-01", Granularity.MONTH, "Période trop longue"),
+        ("2026-01-01", "2026-06-30", Granularity.HOUR, "détail par heure"),
+    ],
+)
+def test_bad_periods_are_refused_in_french(
+    first: str, last: str, by: Granularity, message: str
+) -> None:
+    with pytest.raises(StatsError) as caught:
+        parse_period(first, last, by)
+    assert message in caught.value.message_fr
+
+
+def test_hour_buckets_follow_the_clock_changes() -> None:
+    spring = buckets(parse_period("2026-03-29", "2026-03-29", Granularity.HOUR), Granularity.HOUR)
+    assert len(spring) == 23 and "2026-03-29T02" not in spring
+    autumn = buckets(parse_period("2026-10-25", "2026-10-25", Granularity.HOUR), Granularity.HOUR)
+    assert len(autumn) == 24 and autumn.count("2026-10-25T02") == 1
+    assert buckets(parse_period("2026-01-30", "2026-03-02"), Granularity.MONTH) == [
+        "2026-01",
+        "2026-02",
+        "2026-03",
+    ]
+
+
+def test_buckets_are_in_local_time() -> None:
+    zone = parse_period("2026-07-01", "2026-07-01").zone
+    late = datetime(2026, 6, 30, 22, 30, tzinfo=UTC)  # 00:30 in Paris (UTC+2)
+    assert bucket_of(late, Granularity.DAY, zone) == "2026-07-01"
+    assert bucket_of(late, Granularity.HOUR, zone) == "2026-07-01T00"
+    assert bucket_of(late, Granularity.MONTH, zone) == "2026-07"
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = {10: 1, 30: 2, 60: 3, 90: 1, 120: 3, 180: 1}  # 11 values
+    assert percentile(values, 50) == 60  # 6th
+    assert percentile(values, 90) == 120  # 10th
+    assert percentile({5: 1}, 90) == 5
+    assert percentile({}, 50) is None
+    assert percentile({1: 1, 2: 1}, 50) == 1 and percentile({1: 1, 2: 1}, 51) == 2
+
+
+@pytest.mark.parametrize(
+    ("age", "band"),
+    [
+        ("P3M", "0_4"),
+        ("P2W", "0_4"),
+        ("P4Y", "0_4"),
+        ("P5Y", "5_17"),
+        ("P18Y", "18_44"),
+        ("P64Y", "45_64"),
+        ("P65Y", "65_74"),
+        ("P102Y", "75_plus"),
+        ("", "inconnu"),
+        ("67 ans", "inconnu"),
+    ],
+)
+def test_age_bands(age: str, band: str) -> None:
+    assert age_band(age) == band
+
+
+@pytest.mark.parametrize(
+    ("insee", "dep"),
+    [("69123", "69"), ("2A004", "2A"), ("97411", "974"), ("", "inconnu"), ("6912", "inconnu")],
+)
+def test_departement_rather_than_commune(insee: str, dep: str) -> None:
+    assert departement_of(insee) == dep
+
+
+def test_motive_chapter() -> None:
+    assert chapter_of("M01.02") == "M01" and chapter_of("M03") == "M03"
+    assert chapter_of("") == "M07" and chapter_of("X") == "M07"
+
+
+def test_snp_outcome_takes_the_first_that_applies() -> None:
+    base = {
+        "to_amu": False,
+        "smur": False,
+        "emergency": False,
+        "booked": False,
+        "booking_requested": False,
+        "decisions": 0,
+        "advice_only": False,
+    }
+    assert snp_outcome(**base) is SnpOutcome.SANS_DECISION
+    assert snp_outcome(**{**base, "decisions": 1, "advice_only": True}) is SnpOutcome.CONSEIL
+    assert snp_outcome(**{**base, "decisions": 2}) is SnpOutcome.AUTRE
+    assert (
+        snp_outcome(**{**base, "decisions": 1, "booking_requested": True})
+        is SnpOutcome.RDV_DEMANDE
+    )
+    assert (
+        snp_outcome(**{**base, "booking_requested": True, "booked": True}) is SnpOutcome.RDV_PRIS
+    )
+    assert snp_outcome(**{**base, "booked": True, "emergency": True}) is SnpOutcome.URGENCES
+    assert snp_outcome(**{**base, "emergency": True, "smur": True}) is SnpOutcome.SMUR
+    assert snp_outcome(**{**base, "smur": True, "to_amu": True}) is SnpOutcome.TRANSFERT_AMU
+
+
+def test_dental_orientation() -> None:
+    assert dental_orientation(False, "DENTISTE_GARDE") is DentalOrientation.DENTISTE_GARDE
+    assert dental_orientation(True, "CONSEIL") is DentalOrientation.MEDECIN
+    assert dental_orientation(False, "") is DentalOrientation.NON_RENSEIGNE
+
+
+GROUPS = [("total", ("a", "b", "c", "d"))]
+
+
+def test_a_lone_small_cell_takes_the_next_smallest_with_it() -> None:
+    row = {"total": 60, "a": 3, "b": 12, "c": 20, "d": 25}
+    out = suppress_row(row, GROUPS, {})
+    assert out == {"total": 60, "a": SUPPRESSED, "b": SUPPRESSED, "c": 20, "d": 25}
+
+
+def test_small_cells_adding_up_below_11_take_another_with_them() -> None:
+    row = {"total": 50, "a": 2, "b": 3, "c": 20, "d": 25}
+    out = suppress_row(row, GROUPS, {})
+    assert [out[k] for k in "abcd"] == [SUPPRESSED, SUPPRESSED, SUPPRESSED, 25]
+
+
+def test_zeros_stay_and_a_small_total_hides_its_parts() -> None:
+    row = {"total": 7, "a": 7, "b": 0, "c": 0, "d": 0}
+    out = suppress_row(row, GROUPS, {})
+    assert out == {"total": SUPPRESSED, "a": SUPPRESSED, "b": 0, "c": 0, "d": 0}
+
+
+def test_nothing_small_nothing_hidden() -> None:
+    row = {"total": 55, "a": 11, "b": 0, "c": 20, "d": 24}
+    assert suppress_row(row, GROUPS, {}) == row
+
+
+def test_figures_on_few_dossiers_are_hidden() -> None:
+    row = {"n": 9, "p50": 120, "m": 40, "q": 80.0, "z": 0, "r": None}
+    out = suppress_row(row, [], {"p50": "n", "q": "m", "r": "z"})
+    assert out == {"n": SUPPRESSED, "p50": SUPPRESSED, "m": 40, "q": 80.0, "z": 0, "r": None}
