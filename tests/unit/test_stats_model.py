@@ -126,12 +126,9 @@ def test_snp_outcome_takes_the_first_that_applies() -> None:
     assert snp_outcome(**{**base, "decisions": 1, "advice_only": True}) is SnpOutcome.CONSEIL
     assert snp_outcome(**{**base, "decisions": 2}) is SnpOutcome.AUTRE
     assert (
-        snp_outcome(**{**base, "decisions": 1, "booking_requested": True})
-        is SnpOutcome.RDV_DEMANDE
+        snp_outcome(**{**base, "decisions": 1, "booking_requested": True}) is SnpOutcome.RDV_DEMANDE
     )
-    assert (
-        snp_outcome(**{**base, "booking_requested": True, "booked": True}) is SnpOutcome.RDV_PRIS
-    )
+    assert snp_outcome(**{**base, "booking_requested": True, "booked": True}) is SnpOutcome.RDV_PRIS
     assert snp_outcome(**{**base, "booked": True, "emergency": True}) is SnpOutcome.URGENCES
     assert snp_outcome(**{**base, "emergency": True, "smur": True}) is SnpOutcome.SMUR
     assert snp_outcome(**{**base, "smur": True, "to_amu": True}) is SnpOutcome.TRANSFERT_AMU

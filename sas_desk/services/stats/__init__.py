@@ -12,10 +12,10 @@ test suite checks them on the same hand-built day.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from sas_desk.models.board import RecentEvent
 from sas_desk.models.queue import WaitLimits
 from sas_desk.models.stats import Granularity, Period, RawStats
 
@@ -28,18 +28,6 @@ class StatsUnavailable(Exception):
         self.message_fr = message_fr
 
 
-@dataclass(frozen=True)
-class ActivityEvent:
-    """One event of the recent activity, without its dossier's content."""
-
-    at: datetime
-    kind: str
-    role: str
-    operator: str
-    workstation: str
-    case_id: str
-
-
 class StatsSource(Protocol):
     """Read-only statistics over one queue store."""
 
@@ -47,7 +35,7 @@ class StatsSource(Protocol):
         """Grouped counts of the dossiers first put in a queue during ``period``."""
         ...
 
-    async def activity(self, since: datetime, until: datetime) -> list[ActivityEvent]:
+    async def activity(self, since: datetime, until: datetime) -> list[RecentEvent]:
         """The events of ``[since, until)``, oldest first (the board's last hour)."""
         ...
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import psycopg
 
+from sas_desk.models.board import RecentEvent
 from sas_desk.models.queue import WaitLimits
 from sas_desk.models.stats import DENTAL_NOTE_PREFIX, Granularity, Period, RawStats
-from sas_desk.services.stats import ActivityEvent, StatsUnavailable, sql
+from sas_desk.services.stats import StatsUnavailable, sql
 
 log = logging.getLogger("sas_desk.stats")
 
@@ -157,7 +158,7 @@ class PostgresStatsSource:
             await conn.close()
         return out
 
-    async def activity(self, since: datetime, until: datetime) -> list[ActivityEvent]:
+    async def activity(self, since: datetime, until: datetime) -> list[RecentEvent]:
         conn = await self._connect()
         try:
             cur = await conn.execute(
@@ -165,7 +166,7 @@ class PostgresStatsSource:
                 "WHERE at >= %s AND at < %s ORDER BY seq",
                 (since, until),
             )
-            return [ActivityEvent(*r) for r in await cur.fetchall()]
+            return [RecentEvent(*r) for r in await cur.fetchall()]
         except psycopg.Error as exc:
             raise StatsUnavailable(
                 f"Lecture de l'activité impossible ({type(exc).__name__})."

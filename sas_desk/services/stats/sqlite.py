@@ -17,9 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sas_desk.models.board import RecentEvent
 from sas_desk.models.queue import WaitLimits
 from sas_desk.models.stats import DENTAL_NOTE_PREFIX, Granularity, Period, RawStats, bucket_of
-from sas_desk.services.stats import ActivityEvent, StatsUnavailable, sql
+from sas_desk.services.stats import StatsUnavailable, sql
 
 T = TypeVar("T")
 
@@ -167,8 +168,8 @@ class SqliteStatsSource:
 
         return await self._run(read)
 
-    async def activity(self, since: datetime, until: datetime) -> list[ActivityEvent]:
-        def read(conn: sqlite3.Connection) -> list[ActivityEvent]:
+    async def activity(self, since: datetime, until: datetime) -> list[RecentEvent]:
+        def read(conn: sqlite3.Connection) -> list[RecentEvent]:
             rows = conn.execute(
                 "SELECT at, kind, role, operator, workstation, case_id FROM events "
                 f"WHERE julianday(at) >= ? AND julianday(at) < ? "
@@ -176,7 +177,7 @@ class SqliteStatsSource:
                 (_jd(since - _MARGIN), _jd(until + _MARGIN), since.timestamp(), until.timestamp()),
             ).fetchall()
             return [
-                ActivityEvent(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4], r[5])
+                RecentEvent(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4], r[5])
                 for r in rows
             ]
 
