@@ -1,6 +1,7 @@
 """Command line: ``sas-desk`` (the app) and its sub-commands.
 
 sas-desk [--config PATH] [--data-dir DIR] [--role ROLE] [--smoke]
+sas-desk [--config PATH] [--data-dir DIR] --wall      (the room's wall screen)
 sas-desk simulator [--port N] [--tls-cert PEM --tls-key PEM [--client-ca PEM]]
 sas-desk simulator hub --url amqp://guest:guest@127.0.0.1:5672/ [--vhost V] --client ID…
 sas-desk [--config PATH] [--data-dir DIR] hub status|receive|send|appointments|attach|ledger
@@ -96,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--smoke", action="store_true", help="démarre, affiche la fenêtre et quitte (code 0)"
+    )
+    p.add_argument(
+        "--wall",
+        action="store_true",
+        help="écran mural de la salle : tableau plein écran, lecture seule",
     )
     p.add_argument(
         "-v",
@@ -239,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dossier":
         return asyncio.run(_dossier_command(config, args))
     install_crash_handler(config.data_dir)
+    if args.wall:
+        from sas_desk.wall import run_wall
+
+        return run_wall(config, smoke=args.smoke)
     from sas_desk.app import RunOptions, run
 
     return run(config, RunOptions(smoke=args.smoke))

@@ -197,6 +197,20 @@ class SnpOutcome(enum.StrEnum):
             "SANS_DECISION": "Sans décision",
         }[self.value]
 
+    @property
+    def short(self) -> str:
+        """For a chart's slice."""
+        return {
+            "TRANSFERT_AMU": "AMU",
+            "SMUR": "SMUR",
+            "URGENCES": "Urgences",
+            "RDV_PRIS": "RDV pris",
+            "RDV_DEMANDE": "RDV demandé",
+            "CONSEIL": "Conseil",
+            "AUTRE": "Autre",
+            "SANS_DECISION": "Sans déc.",
+        }[self.value]
+
 
 def snp_outcome(
     *,

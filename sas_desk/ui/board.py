@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import threading
 from collections.abc import Callable
 from datetime import date, datetime
@@ -91,6 +92,7 @@ class Board(QWidget):
         *,
         wall: bool = False,
         tz: str = "Europe/Paris",
+        owns_source: bool = False,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -101,6 +103,7 @@ class Board(QWidget):
         self._now = now
         self.wall = wall
         self.tz = tz
+        self._owns_source = owns_source
         self.items: dict[str, QueueItem] = {}
         self.events: list[RecentEvent] = []
         self.outcomes: dict[str, int] = {}
@@ -116,10 +119,13 @@ class Board(QWidget):
         self._outcomes_at = 0.0
         self.busy: set[str] = set()
 
+        chart_font = QFont(self.font())
         if wall:
             font = QFont(self.font())
             font.setPointSizeF(font.pointSizeF() * 1.6)
             self.setFont(font)
+            chart_font.setPointSizeF(chart_font.pointSizeF() * 1.15)
+        self._chart_font = chart_font
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -162,15 +168,17 @@ class Board(QWidget):
         self.late_table = named(QTableWidget(0, len(late_columns)), "boardLate")
         self.late_table.setHorizontalHeaderLabels(late_columns)
         self._read_only(self.late_table, selectable=not wall)
-        self.late_table.horizontalHeader().setStretchLastSection(True)
+        self._columns(self.late_table, stretch=late_columns.index("Motif"))
         self.late_table.doubleClicked.connect(lambda _i: self.act("open"))
         grid.addWidget(self._boxed("En retard d'abord", self.late_table), 0, 1)
         # staff on position
         staff_columns = ["Poste", "Opérateur", "Rôle", "Tient", "Depuis", "Décidés 1 h", "État"]
+        if wall:  # large type: the room reads workstations and roles
+            staff_columns = ["Poste", "Rôle", "Tient", "Depuis", "Déc. 1 h", "État"]
         self.staff_table = named(QTableWidget(0, len(staff_columns)), "boardStaff")
         self.staff_table.setHorizontalHeaderLabels(staff_columns)
         self._read_only(self.staff_table, selectable=not wall)
-        self.staff_table.horizontalHeader().setStretchLastSection(True)
+        self._columns(self.staff_table, stretch=0 if wall else staff_columns.index("Opérateur"))
         for table in (self.late_table, self.staff_table):
             table.itemSelectionChanged.connect(lambda t=table: self._only_one_selection(t))
         grid.addWidget(self._boxed("Postes en activité", self.staff_table), 1, 0)
@@ -193,6 +201,8 @@ class Board(QWidget):
         self.flow_series.attachAxis(self.flow_axis)
         self.flow_values = QValueAxis()
         self.flow_values.setLabelFormat("%d")
+        self.flow_values.setTickType(QValueAxis.TickType.TicksDynamic)
+        self.flow_values.setTickAnchor(0)
         self.flow_chart.addAxis(self.flow_values, Qt.AlignmentFlag.AlignLeft)
         self.flow_series.attachAxis(self.flow_values)
         self.flow_view = named(QChartView(self.flow_chart), "boardFlow")
@@ -200,13 +210,22 @@ class Board(QWidget):
         charts.addWidget(self.flow_view, 3)
         self.snp_chart = QChart()
         self.snp_chart.setTitle("SNP aujourd'hui : issues")
-        self.snp_chart.legend().setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.snp_chart.legend().hide()  # labels on the slices: a legend would be elided
         self.snp_chart.setMargins(QMargins(2, 2, 2, 2))
         self.snp_series = QPieSeries()
+        self.snp_series.setPieSize(0.5)
         self.snp_chart.addSeries(self.snp_series)
         self.snp_view = named(QChartView(self.snp_chart), "boardSnp")
         self.snp_view.setRenderHint(QPainter.RenderHint.Antialiasing)
         charts.addWidget(self.snp_view, 2)
+        if wall:  # charts keep their own fonts: a little larger on the wall
+            chart_title = QFont(chart_font)
+            chart_title.setBold(True)
+            for chart in (self.flow_chart, self.snp_chart):
+                chart.setTitleFont(chart_title)
+                chart.legend().setFont(chart_font)
+            for axis in (self.flow_axis, self.flow_values):
+                axis.setLabelsFont(chart_font)
         charts_box = QWidget()
         charts_box.setLayout(charts)
         charts.setContentsMargins(0, 0, 0, 0)
@@ -263,6 +282,21 @@ class Board(QWidget):
             table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
             table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
+    @staticmethod
+    def _columns(table: QTableWidget, *, stretch: int) -> None:
+        """Columns fit their contents; one takes the rest (and elides): no
+        horizontal scrolling, on the wall either."""
+        header = table.horizontalHeader()
+        for col in range(table.columnCount()):
+            mode = (
+                QHeaderView.ResizeMode.Stretch
+                if col == stretch
+                else (QHeaderView.ResizeMode.ResizeToContents)
+            )
+            header.setSectionResizeMode(col, mode)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        table.setWordWrap(False)
+
     def _boxed(self, title: str, widget: QWidget) -> QWidget:
         box = QWidget()
         inner = QVBoxLayout(box)
@@ -291,6 +325,9 @@ class Board(QWidget):
         if shiboken6.isValid(self._timer):
             self._timer.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_source and self.source is not None:
+            source, self.source = self.source, None
+            spawn(source.close(), "board-source-close")
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.stop()
@@ -433,7 +470,6 @@ class Board(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, x.case_id if not self.wall else None)
         if selected:
             self._reselect(table, selected)
-        table.resizeColumnsToContents()
 
     def _paint_staff(self, staff: tuple[StaffRow, ...]) -> None:
         table = self.staff_table
@@ -454,8 +490,11 @@ class Board(QWidget):
                 str(s.decided_last_hour),
                 state,
             ]
+            if self.wall:
+                del values[1]
             for col, value in enumerate(values):
-                colour = STATE_COLOURS[AgeState.LATE] if (s.silent and col == 6) else None
+                last = col == len(values) - 1
+                colour = STATE_COLOURS[AgeState.LATE] if (s.silent and last) else None
                 item = self._set(table, row, col, value, colour)
                 held = s.held[0][0] if s.held and not self.wall else None
                 item.setData(Qt.ItemDataRole.UserRole, held)
@@ -467,7 +506,6 @@ class Board(QWidget):
         index = self.reassign_to.findData(current) if current is not None else -1
         self.reassign_to.setCurrentIndex(max(0, index))
         self.reassign_to.blockSignals(False)
-        table.resizeColumnsToContents()
 
     def _paint_flow(self, fig: BoardFigures) -> None:
         labels = [f"{slot.astimezone():%H:%M}" for slot in fig.flow.slots]
@@ -484,7 +522,9 @@ class Board(QWidget):
                     if bar_set.at(i) != v:
                         bar_set.replace(i, float(v))
             top = max(top, *values) if values else top
-        self.flow_values.setRange(0, top)
+        step = max(1, math.ceil(top / 5))  # whole numbers on the axis
+        self.flow_values.setTickInterval(step)
+        self.flow_values.setRange(0, step * math.ceil(top / step))
 
     def _paint_outcomes(self) -> None:
         shown = {
@@ -498,8 +538,10 @@ class Board(QWidget):
             n = shown.get(outcome.value)
             if not n:
                 continue
-            pie = self.snp_series.append(f"{outcome.label} ({n})", n)
+            pie = self.snp_series.append(f"{outcome.short} {n}", n)
             pie.setProperty("code", outcome.value)
+            pie.setLabelVisible(True)
+            pie.setLabelFont(self._chart_font)
         if not shown:
             self.snp_chart.setTitle("SNP aujourd'hui : aucune issue encore")
         else:

@@ -284,6 +284,7 @@ class MainWindow(QMainWindow):
         self.role_changed.emit(role)
         log.info("role set to %s", role)
         self._build_queue_panel(role)
+        self._build_board(role)
         # the unfinished sheets are the ARM's: offered to whoever takes the ARM seat
         if role == "ARM" and self.unfinished and self._resume_banner is None:
             self._offer_resume(self.unfinished)
@@ -335,6 +336,37 @@ class MainWindow(QMainWindow):
             view = self._dossier_view(case_id)
             if view is not None:
                 self.view_refresh = spawn(view.refresh(), "dossier-refresh")
+
+    def _build_board(self, role: str) -> None:
+        """The supervisor's board, first tab of the right side (not closable)."""
+        from sas_desk.ui.board import Board
+
+        board = getattr(self, "board", None)
+        if isinstance(board, Board):
+            board.stop()
+            self.tabs.removeTab(self.tabs.indexOf(board))
+            board.deleteLater()
+            self.board = None
+        if role != "SUP" or self.queue_client is None:
+            return
+        from PySide6.QtWidgets import QTabBar
+
+        from sas_desk.services.stats.export import open_source
+
+        board = Board(
+            self.queue_client,
+            open_source(self.config),
+            self.limits,
+            self.desk._now,
+            owns_source=True,
+        )
+        board.open_dossier.connect(self.open_dossier_view)
+        index = self.tabs.insertTab(0, board, "Tableau de salle")
+        self.tabs.tabBar().setTabButton(index, QTabBar.ButtonPosition.RightSide, None)
+        self.tabs.setCurrentIndex(index)
+        self.right.setCurrentIndex(1)
+        self.board = board
+        board.start()
 
     def open_dossier_view(self, case_id: str) -> None:
         spawn(self._open_dossier_view(case_id), "open-dossier")

@@ -22,7 +22,7 @@ from sas_desk.services.queues.sqlite import SqliteBackend
 from sas_desk.services.stats.sqlite import SqliteStatsSource
 from sas_desk.ui.board import STATE_COLOURS, Board
 from tests.helpers.board_room import PATIENT, Room, case_id
-from tests.ui.conftest import until
+from tests.ui.conftest import Env, open_window, until
 
 pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
 TZ = timezone(timedelta(hours=1))
@@ -181,3 +181,45 @@ async def test_the_wall_is_read_only_large_and_without_case_ids(qtbot: QtBot, ro
         assert case_id(name).rsplit(".", 1)[-1] not in every_text
     assert PATIENT not in every_text
     board.stop()
+
+
+async def test_the_supervisor_lands_on_the_board(qtbot: QtBot, room: Setup, env: Env) -> None:
+    from dataclasses import replace
+
+    from PySide6.QtWidgets import QTabBar
+
+    env.config = replace(env.config, data_dir=room.path.parent)  # the room's queue file
+    window = await open_window(qtbot, env, role="SUP", queue_client=room.client)
+    board = window.tabs.widget(0)
+    assert isinstance(board, Board)
+    assert window.tabs.tabText(0) == "Tableau de salle"
+    assert window.tabs.tabBar().tabButton(0, QTabBar.ButtonPosition.RightSide) is None
+    await until(lambda: board.figures is not None and len(board.figures.late) >= 3, timeout=10)
+    opened: list[str] = []
+    window.open_dossier_view = opened.append  # type: ignore[method-assign]
+    board.open_dossier.disconnect()
+    board.open_dossier.connect(window.open_dossier_view)
+    board.late_table.selectRow(0)
+    board.act("open")
+    assert opened == [case_id("P1LATE")]
+    window.set_role("MRU")  # another role: no board
+    assert not any(isinstance(window.tabs.widget(i), Board) for i in range(window.tabs.count()))
+    window.close()
+
+
+def test_the_wall_screen_starts_from_the_command_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "sas_desk", "--data-dir", str(tmp_path), "--wall", "--smoke"],
+        cwd=root,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "WALL OK" in done.stdout and "queues=sqlite" in done.stdout
