@@ -26,6 +26,7 @@ from tests.ui.conftest import Env, open_window, until
 
 pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
 TZ = timezone(timedelta(hours=1))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -207,15 +208,16 @@ async def test_the_supervisor_lands_on_the_board(qtbot: QtBot, room: Setup, env:
     window.close()
 
 
-def test_the_wall_screen_starts_from_the_command_line(tmp_path: Path) -> None:
+async def test_the_wall_screen_starts_from_the_command_line(tmp_path: Path) -> None:
+    import asyncio
     import os
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "sas_desk", "--data-dir", str(tmp_path), "--wall", "--smoke"],
-        cwd=root,
+        cwd=ROOT,
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
         capture_output=True,
         text=True,
