@@ -170,3 +170,31 @@ def test_figures_on_few_dossiers_are_hidden() -> None:
     row = {"n": 9, "p50": 120, "m": 40, "q": 80.0, "z": 0, "r": None}
     out = suppress_row(row, [], {"p50": "n", "q": "m", "r": "z"})
     assert out == {"n": SUPPRESSED, "p50": SUPPRESSED, "m": 40, "q": 80.0, "z": 0, "r": None}
+
+
+def test_seq_search_finds_the_first_event_of_a_time_with_gaps_in_seq() -> None:
+    from datetime import timedelta
+
+    from sas_desk.services.stats.sql import seq_search
+
+    t0 = datetime(2026, 3, 14, tzinfo=UTC)
+    events = {s: t0 + timedelta(minutes=s) for s in (1, 2, 5, 9, 10, 40, 41)}  # gaps
+
+    def first_from(seq: int) -> tuple[int, datetime] | None:
+        found = [s for s in sorted(events) if s >= seq]
+        return (found[0], events[found[0]]) if found else None
+
+    def run(target: datetime) -> int:
+        search = seq_search(1, 42, target)
+        try:
+            probe = next(search)
+            while True:
+                probe = search.send(first_from(probe))
+        except StopIteration as done:
+            return int(done.value)
+
+    assert run(t0 + timedelta(minutes=6)) == 6  # the next event is seq 9
+    assert first_from(run(t0 + timedelta(minutes=6))) == (9, events[9])
+    assert run(t0) == 1
+    assert first_from(run(t0 + timedelta(minutes=41))) == (41, events[41])
+    assert first_from(run(t0 + timedelta(hours=2))) is None

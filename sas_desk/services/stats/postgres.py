@@ -55,7 +55,7 @@ WITH e AS (
         bool_or(kind = 'BOOKING_REQUESTED') AS booking,
         bool_or(kind = 'CLOSED' AND data->>'queue' = 'OSNP') AS booked,
         bool_or(kind = 'TRANSFERRED' AND data->>'to' = 'AMU') AS to_amu
-    FROM events WHERE at >= :start AND at < :scan
+    FROM events WHERE seq >= :lo_seq AND seq < :hi_seq AND at >= :start AND at < :scan
     GROUP BY case_id
 ), f AS (
     SELECT e.*, d.data AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
@@ -87,9 +87,27 @@ FROM f"""
 
 
 _LOAD = """SELECT to_char(at AT TIME ZONE :tz, :fmt), role, operator, kind, count(*)
-FROM events WHERE at >= :start AND at < :end
+FROM events WHERE seq >= :lo_seq AND seq < :hi_seq AND at >= :start AND at < :end
   AND kind IN ('ENQUEUED', 'CLAIMED', 'DECIDED', 'CLOSED') AND data->>'renewed' IS NULL
 GROUP BY 1, 2, 3, 4"""
+
+
+async def _seq_at(conn: psycopg.AsyncConnection[Any], target: datetime) -> int:
+    """The first seq at or after ``target`` (by bisection on the key)."""
+    cur = await conn.execute("SELECT COALESCE(min(seq), 0), COALESCE(max(seq), 0) + 1 FROM events")
+    row = await cur.fetchone()
+    assert row is not None
+    search = sql.seq_search(int(row[0]), int(row[1]), target)
+    try:
+        probe = next(search)
+        while True:
+            cur = await conn.execute(
+                "SELECT seq, at FROM events WHERE seq >= %s ORDER BY seq LIMIT 1", (probe,)
+            )
+            found = await cur.fetchone()
+            probe = search.send((int(found[0]), found[1]) if found else None)
+    except StopIteration as done:
+        return int(done.value)
 
 
 class PostgresStatsSource:
@@ -131,6 +149,8 @@ class PostgresStatsSource:
             async with conn.transaction():
                 # one snapshot for every query (a temporary table forbids READ ONLY)
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                params["lo_seq"] = await _seq_at(conn, period.start - sql.CLOCK_SLACK)
+                params["hi_seq"] = await _seq_at(conn, period.end + SCAN_SLACK + sql.CLOCK_SLACK)
                 await conn.execute(pg(_facts_sql()), params)
 
                 async def rows(query: str) -> list[tuple[Any, ...]]:
@@ -163,8 +183,9 @@ class PostgresStatsSource:
         try:
             cur = await conn.execute(
                 "SELECT at, kind, role, operator, workstation, case_id FROM events "
-                "WHERE at >= %s AND at < %s ORDER BY seq",
-                (since, until),
+                "WHERE seq > (SELECT COALESCE(max(seq), 0) FROM events) - %s "
+                "AND at >= %s AND at < %s ORDER BY seq",
+                (sql.RECENT_EVENTS, since, until),
             )
             return [RecentEvent(*r) for r in await cur.fetchall()]
         except psycopg.Error as exc:

@@ -11,7 +11,37 @@ groups that table: only counts and delay histograms come back.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from datetime import datetime, timedelta
+
 from sas_desk.models.stats import DENTAL_NOTE_LABELS, DENTAL_NOTE_PREFIX
+
+# Events are appended in time order, give or take clocks and late replays:
+# the seq range of a period is found by bisection on the primary key (a few
+# dozen index lookups) and the scans stay within it, so a month's report does
+# not read the whole year.  An event written more than CLOCK_SLACK out of
+# order could be missed.
+CLOCK_SLACK = timedelta(days=1)
+RECENT_EVENTS = 50_000  # the board's last hour is within the last 50,000 events
+
+
+def seq_search(
+    lo: int, hi: int, target: datetime
+) -> Generator[int, tuple[int, datetime] | None, int]:
+    """The first seq in ``[lo, hi)`` whose event is at or after ``target``.
+
+    A generator that yields the seq to probe and receives the first event
+    (seq, at) at or after it (None when there is none), so that the SQLite
+    (blocking) and PostgreSQL (async) sources share it."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found = yield mid
+        if found is None or found[1] >= target:
+            hi = mid
+        else:
+            lo = found[0] + 1
+    return lo
+
 
 FACT_COLUMNS = (
     "case_id, bucket, branch, priority, motive, age, insee, recv, tx, cl, de, "

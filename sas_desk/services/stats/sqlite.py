@@ -58,7 +58,8 @@ WITH e AS (
         MAX(kind = 'CLOSED' AND {j}(data, '$.queue') = 'OSNP') AS booked,
         MAX(kind = 'TRANSFERRED' AND {j}(data, '$.to') = 'AMU') AS to_amu
     FROM (SELECT case_id, kind, role, data, {_seconds("at")} AS ts FROM events
-          WHERE julianday(at) >= :jstart AND julianday(at) < :jscan)
+          WHERE seq >= :lo_seq AND seq < :hi_seq
+            AND julianday(at) >= :jstart AND julianday(at) < :jscan)
     GROUP BY case_id
 ), f AS (
     SELECT e.*, d.data AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
@@ -136,6 +137,8 @@ class SqliteStatsSource:
 
         def read(conn: sqlite3.Connection) -> RawStats:
             self._bucket = bucket
+            params["lo_seq"] = _seq_at(conn, period.start - sql.CLOCK_SLACK)
+            params["hi_seq"] = _seq_at(conn, period.end + SCAN_SLACK + sql.CLOCK_SLACK)
             conn.execute("BEGIN")
             try:
                 conn.execute("DROP TABLE IF EXISTS temp.stats_facts")
@@ -152,7 +155,8 @@ class SqliteStatsSource:
                         for r in conn.execute(
                             f"""SELECT stats_bucket({_seconds("at")}), role, operator, kind,
                                 count(*) FROM events
-                            WHERE julianday(at) >= :jstart AND julianday(at) < :jend
+                            WHERE seq >= :lo_seq AND seq < :hi_seq
+                              AND julianday(at) >= :jstart AND julianday(at) < :jend
                               AND {_seconds("at")} >= :start AND {_seconds("at")} < :end
                               AND kind IN ('ENQUEUED', 'CLAIMED', 'DECIDED', 'CLOSED')
                               AND json_extract(data, '$.renewed') IS NULL
@@ -172,9 +176,16 @@ class SqliteStatsSource:
         def read(conn: sqlite3.Connection) -> list[RecentEvent]:
             rows = conn.execute(
                 "SELECT at, kind, role, operator, workstation, case_id FROM events "
-                f"WHERE julianday(at) >= ? AND julianday(at) < ? "
+                "WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM events) - ? "
+                f"AND julianday(at) >= ? AND julianday(at) < ? "
                 f"AND {_seconds('at')} >= ? AND {_seconds('at')} < ? ORDER BY seq",
-                (_jd(since - _MARGIN), _jd(until + _MARGIN), since.timestamp(), until.timestamp()),
+                (
+                    sql.RECENT_EVENTS,
+                    _jd(since - _MARGIN),
+                    _jd(until + _MARGIN),
+                    since.timestamp(),
+                    until.timestamp(),
+                ),
             ).fetchall()
             return [
                 RecentEvent(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4], r[5])
@@ -191,6 +202,24 @@ class SqliteStatsSource:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, close)
         self._executor.shutdown(wait=True)
+
+
+def _seq_at(conn: sqlite3.Connection, target: datetime) -> int:
+    """The first seq at or after ``target`` (by bisection on the key)."""
+    lo, hi = conn.execute(
+        "SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) + 1 FROM events"
+    ).fetchone()
+    search = sql.seq_search(int(lo), int(hi), target)
+    try:
+        probe = next(search)
+        while True:
+            row = conn.execute(
+                "SELECT seq, at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", (probe,)
+            ).fetchone()
+            found = (int(row[0]), datetime.fromisoformat(row[1])) if row else None
+            probe = search.send(found)
+    except StopIteration as done:
+        return int(done.value)
 
 
 def _message(exc: sqlite3.Error) -> str:
