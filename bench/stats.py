@@ -331,7 +331,7 @@ async def measure(source: Any, kind: str, baseline: Any) -> dict[str, Any]:
         )
 
     out["monthly_s"], _ = await timed(monthly)
-    now = datetime(YEAR, 11, 14, 15, 30, tzinfo=PARIS)  # a Friday afternoon
+    now = datetime(YEAR, 12, 31, 15, 30, tzinfo=PARIS)  # the last afternoon of the year
     today = parse_period(f"{now:%Y-%m-%d}", f"{now:%Y-%m-%d}", Granularity.DAY)
     current = items(now)
 

@@ -6,7 +6,9 @@
 SQLite queue file (``tests/helpers/board_room.py``: a late P1, a lost lease,
 a call-back due, a booking request near 48 h, the last hour's decisions),
 then saves the board (``board.png``, one late item selected), and the wall
-mode (``board-wall.png``).  Pictures stay out of git.
+mode (``board-wall.png``); then a year of a centre (``bench/stats.py``'s
+generator, 20,000 dossiers) for the statistics screen over March, by day
+(``stats.png``).  Pictures stay out of git.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from sas_desk.services.stats.sqlite import SqliteStatsSource
 from sas_desk.ui.aio import event_loop
 from sas_desk.ui.board import Board
 from tests.helpers.board_room import Room
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "stats.py"
 
 
 async def until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -77,6 +81,40 @@ async def shoot(out: Path) -> None:
             await backend.close()
 
 
+async def shoot_stats(out: Path) -> None:
+    import importlib.util
+
+    from PySide6.QtCore import QDate
+
+    from sas_desk.ui.stats_view import StatsView
+
+    spec = importlib.util.spec_from_file_location("bench_stats", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "queues.sqlite"
+        await asyncio.to_thread(bench.load_sqlite, path, 20_000)
+        source = SqliteStatsSource(path)
+        view = StatsView(source, WaitLimits(), lambda: datetime.now().astimezone())
+        view.setWindowTitle("SAS Desk — statistiques")
+        view.resize(1366, 768)
+        view.show()
+        view.first.setDate(QDate(bench.YEAR, 3, 1))
+        view.last.setDate(QDate(bench.YEAR, 3, 31))
+        task = view.run()
+        assert task is not None
+        await task
+        view.table.scrollTo(view.model.index(0, 0))
+        await asyncio.sleep(0.3)
+        target = out / "stats.png"
+        view.grab().save(str(target))
+        print(f"{target} {view.width()}x{view.height()}")
+        view.stop()
+        view.close()
+        await source.close()
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots")
     out.mkdir(parents=True, exist_ok=True)
@@ -85,6 +123,7 @@ def main() -> None:
     app.setQuitOnLastWindowClosed(False)
     with asyncio.Runner(loop_factory=lambda: event_loop(app)) as runner:
         runner.run(shoot(out))
+        runner.run(shoot_stats(out))
 
 
 if __name__ == "__main__":

@@ -340,6 +340,7 @@ class MainWindow(QMainWindow):
     def _build_board(self, role: str) -> None:
         """The supervisor's board, first tab of the right side (not closable)."""
         from sas_desk.ui.board import Board
+        from sas_desk.ui.stats_view import StatsView
 
         board = getattr(self, "board", None)
         if isinstance(board, Board):
@@ -347,6 +348,12 @@ class MainWindow(QMainWindow):
             self.tabs.removeTab(self.tabs.indexOf(board))
             board.deleteLater()
             self.board = None
+        stats = getattr(self, "stats_view", None)
+        if isinstance(stats, StatsView):
+            stats.stop()
+            self.tabs.removeTab(self.tabs.indexOf(stats))
+            stats.deleteLater()
+            self.stats_view = None
         if role != "SUP" or self.queue_client is None:
             return
         from PySide6.QtWidgets import QTabBar
@@ -363,6 +370,10 @@ class MainWindow(QMainWindow):
         board.open_dossier.connect(self.open_dossier_view)
         index = self.tabs.insertTab(0, board, "Tableau de salle")
         self.tabs.tabBar().setTabButton(index, QTabBar.ButtonPosition.RightSide, None)
+        stats = StatsView(open_source(self.config), self.limits, self.desk._now)
+        self.tabs.insertTab(1, stats, "Statistiques")
+        self.tabs.tabBar().setTabButton(1, QTabBar.ButtonPosition.RightSide, None)
+        self.stats_view = stats
         self.tabs.setCurrentIndex(index)
         self.right.setCurrentIndex(1)
         self.board = board

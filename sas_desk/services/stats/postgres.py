@@ -149,6 +149,12 @@ class PostgresStatsSource:
             async with conn.transaction():
                 # one snapshot for every query (a temporary table forbids READ ONLY)
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                # a year is a million groups by dossier: hash them in memory, not on disk
+                await conn.execute("SET LOCAL work_mem = '256MB'")
+                if period.days > 31:
+                    # the planner cannot guess how many dossiers the events group
+                    # into: over months, one pass on the dossiers beats a lookup each
+                    await conn.execute("SET LOCAL enable_nestloop = off")
                 params["lo_seq"] = await _seq_at(conn, period.start - sql.CLOCK_SLACK)
                 params["hi_seq"] = await _seq_at(conn, period.end + SCAN_SLACK + sql.CLOCK_SLACK)
                 await conn.execute(pg(_facts_sql()), params)

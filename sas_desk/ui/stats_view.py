@@ -1,0 +1,274 @@
+"""The statistics screen (role SUP): a period, a granularity, the report's
+table and its volumes as a chart; exports as CSV with the privacy rules.
+
+The report is read by the statistics source (async) and built on a worker
+thread; the GUI thread only fills the table model and the chart.  The table
+shows the whole report (inside the room); the export is what may leave it
+(:func:`sas_desk.models.stats.export_rows`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCharts import (
+    QBarCategoryAxis,
+    QBarSet,
+    QChart,
+    QChartView,
+    QStackedBarSeries,
+    QValueAxis,
+)
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QDate,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDateEdit,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sas_desk.models.queue import WaitLimits
+from sas_desk.models.stats import (
+    BRANCHES,
+    Granularity,
+    Report,
+    StatsError,
+    build_report,
+    parse_period,
+)
+from sas_desk.services.stats import StatsSource, StatsUnavailable
+from sas_desk.services.stats.export import write_csv
+from sas_desk.ui.aio import spawn
+from sas_desk.ui.widgets import Message, named
+
+log = logging.getLogger("sas_desk.ui.stats")
+
+BRANCH_COLOURS = {"AMU": "#c62828", "SNP": "#1565c0", "DENT": "#2e7d32"}
+BRANCH_LABELS = {"AMU": "AMU", "SNP": "SNP", "DENT": "Dentaire"}
+
+
+class ReportModel(QAbstractTableModel):
+    """Rows = periods, columns = the report's columns (French names)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.report: Report | None = None
+
+    def set_report(self, report: Report | None) -> None:
+        self.beginResetModel()
+        self.report = report
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return len(self.report.rows) if self.report and not parent.isValid() else 0
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return len(self.report.columns) if self.report and not parent.isValid() else 0
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = 0) -> Any:
+        if self.report is None or not index.isValid():
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            value = self.report.rows[index.row()][self.report.columns[index.column()]]
+            return "—" if value is None else str(value)
+        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() > 0:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
+        if self.report is None or role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if orientation == Qt.Orientation.Horizontal:
+            return self.report.columns[section]
+        return None
+
+
+class StatsView(QWidget):
+    """Period, granularity, report table and volumes chart."""
+
+    loaded = Signal()
+
+    def __init__(
+        self,
+        source: StatsSource | None,
+        limits: WaitLimits,
+        now: Callable[[], datetime],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("StatsView")
+        self.source = source
+        self.limits = limits
+        self._now = now
+        self.report: Report | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="stats-view"
+        )
+        self.task: asyncio.Task[None] | None = None
+
+        layout = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        today = QDate.currentDate()
+        self.first = named(QDateEdit(today.addDays(-(today.day() - 1))), "statsFrom")
+        self.last = named(QDateEdit(today), "statsTo")
+        for edit in (self.first, self.last):
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("dd/MM/yyyy")
+        self.by = named(QComboBox(), "statsBy")
+        for g in (Granularity.DAY, Granularity.HOUR, Granularity.MONTH):
+            self.by.addItem(f"par {g.label}", g.value)
+        run = named(QPushButton("Calculer"), "statsRun")
+        run.clicked.connect(self.run)
+        export = named(QPushButton("Exporter (CSV, secret statistique)…"), "statsExport")
+        export.clicked.connect(self.export_dialog)
+        bar.addWidget(QLabel("Du"))
+        bar.addWidget(self.first)
+        bar.addWidget(QLabel("au"))
+        bar.addWidget(self.last)
+        bar.addWidget(self.by)
+        bar.addWidget(run)
+        bar.addStretch(1)
+        bar.addWidget(export)
+        layout.addLayout(bar)
+        self.message = Message()
+        layout.addWidget(self.message)
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        self.chart = QChart()
+        self.chart.setTitle("Dossiers par filière")
+        self.chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
+        self.chart_view = named(QChartView(self.chart), "statsChart")
+        self.chart_view.setRenderHint(QPainter.RenderHint.Antialiasing)
+        split.addWidget(self.chart_view)
+        self.model = ReportModel()
+        self.table = named(QTableView(), "statsTable")
+        self.table.setModel(self.model)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        split.addWidget(self.table)
+        split.setSizes([300, 400])
+        layout.addWidget(split, 1)
+
+    def period_text(self) -> tuple[str, str]:
+        return (
+            self.first.date().toString("yyyy-MM-dd"),
+            self.last.date().toString("yyyy-MM-dd"),
+        )
+
+    def run(self) -> asyncio.Task[None] | None:
+        self.task = spawn(self._run(), "stats-report")
+        return self.task
+
+    async def _run(self) -> None:
+        by = Granularity(self.by.currentData())
+        first, last = self.period_text()
+        try:
+            period = parse_period(first, last, by)
+        except StatsError as exc:
+            self.message.show_message(exc.message_fr)
+            return
+        if self.source is None:
+            self.message.show_message("Statistiques indisponibles sur ce poste.")
+            return
+        self.message.show_message("Calcul en cours…", info=True)
+        try:
+            raw = await self.source.raw(period, by, self.limits)
+        except StatsUnavailable as exc:
+            self.message.show_message(exc.message_fr)
+            return
+        report = await asyncio.get_running_loop().run_in_executor(
+            self._executor, build_report, raw, period, by
+        )
+        self.show_report(report)
+
+    def show_report(self, report: Report) -> None:
+        self.report = report
+        self.model.set_report(report)
+        self._chart(report)
+        total = sum(int(r["dossiers"] or 0) for r in report.rows)
+        self.message.show_message(
+            f"{total} dossier(s) du {report.period.first:%d/%m/%Y} au "
+            f"{report.period.last:%d/%m/%Y}, {len(report.rows)} ligne(s).",
+            info=True,
+        )
+        self.loaded.emit()
+
+    def _chart(self, report: Report) -> None:
+        self.chart.removeAllSeries()
+        for axis in self.chart.axes():
+            self.chart.removeAxis(axis)
+        series = QStackedBarSeries()
+        for branch in BRANCHES:
+            bar_set = QBarSet(BRANCH_LABELS[branch])
+            bar_set.setColor(QColor(BRANCH_COLOURS[branch]))
+            bar_set.append([float(r[f"filiere_{branch.lower()}"] or 0) for r in report.rows])
+            series.append(bar_set)
+        self.chart.addSeries(series)
+        labels = [_short(str(r["periode"]), report.by) for r in report.rows]
+        axis = QBarCategoryAxis()
+        axis.append(labels)
+        self.chart.addAxis(axis, Qt.AlignmentFlag.AlignBottom)
+        series.attachAxis(axis)
+        values = QValueAxis()
+        values.setLabelFormat("%d")
+        top = max((int(r["dossiers"] or 0) for r in report.rows), default=0)
+        values.setRange(0, max(1, top))
+        values.applyNiceNumbers()
+        self.chart.addAxis(values, Qt.AlignmentFlag.AlignLeft)
+        series.attachAxis(values)
+
+    def export_dialog(self) -> None:
+        if self.report is None:
+            self.message.show_message("Calculez d'abord un rapport.")
+            return
+        first, last = self.period_text()
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Exporter", f"sas-{first}-{last}.csv", "CSV (*.csv)"
+        )
+        if name:
+            self.export(Path(name))
+
+    def export(self, path: Path) -> bool:
+        """The export rows (privacy rules applied) to ``path``."""
+        if self.report is None:
+            return False
+        try:
+            with path.open("w", encoding="utf-8", newline="") as out:
+                rows = write_csv(self.report, out)
+        except OSError as exc:
+            self.message.show_message(f"Export impossible : {path} ({exc.strerror}).")
+            return False
+        self.message.show_message(f"{rows} ligne(s) exportée(s) dans {path}.", info=True)
+        return True
+
+    def stop(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _short(period: str, by: Granularity) -> str:
+    """An axis label: ``14h``, ``07`` (day of the month), ``03/25``."""
+    if by is Granularity.HOUR:
+        return f"{period[11:13]}h"
+    if by is Granularity.DAY:
+        return period[8:10]
+    return f"{period[5:7]}/{period[2:4]}"

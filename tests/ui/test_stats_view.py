@@ -1,0 +1,80 @@
+"""The statistics screen over the hand-built day (SQLite): the table shows
+the worked-out figures, the chart the volumes, the export the privacy rules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from PySide6.QtCore import QDate
+from pytestqt.qtbot import QtBot
+
+from sas_desk.models.queue import WaitLimits
+from sas_desk.models.stats import SUPPRESSED
+from sas_desk.services.queues.sqlite import SqliteBackend
+from sas_desk.services.stats.sqlite import SqliteStatsSource
+from sas_desk.ui.stats_view import StatsView
+from tests.integration.queues.support import FakeClock
+from tests.integration.stats.day import EXPECTED, KNOWN_SECRETS, Day
+
+pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def source(tmp_path: Path) -> AsyncIterator[SqliteStatsSource]:
+    path = tmp_path / "queues.sqlite"
+    backend = SqliteBackend(path, now=FakeClock())
+    await backend.open()
+    await Day(backend).play()
+    await backend.close()
+    src = SqliteStatsSource(path)
+    yield src
+    await src.close()
+
+
+async def test_the_screen_shows_the_day_and_exports_it_safely(
+    qtbot: QtBot, source: SqliteStatsSource, tmp_path: Path
+) -> None:
+    view = StatsView(source, WaitLimits(), lambda: FakeClock()())
+    qtbot.addWidget(view)
+    view.resize(1366, 768)
+    view.show()
+    view.first.setDate(QDate(2026, 3, 13))
+    view.last.setDate(QDate(2026, 3, 15))
+    task = view.run()
+    assert task is not None
+    await task
+    model = view.model
+    assert model.rowCount() == 3
+    columns = view.report.columns if view.report else []
+    row = {columns[c]: model.index(1, c).data() for c in range(model.columnCount())}
+    assert row["periode"] == "2026-03-14"
+    assert row["dossiers"] == "11" and row["delai_transmission_prise_p90_s"] == "2400"
+    assert row["snp_rdv_pris"] == str(EXPECTED["snp_rdv_pris"])
+    assert "13 dossier(s)" in view.message.text()
+    # the chart: the volumes per branch, stacked per day
+    (series,) = view.chart.series()
+    sets = {s.label(): [s.at(i) for i in range(s.count())] for s in series.barSets()}
+    assert sets == {"AMU": [1.0, 3.0, 1.0], "SNP": [0.0, 5.0, 0.0], "Dentaire": [0.0, 3.0, 0.0]}
+    # the export carries the privacy rules, never a name
+    out = tmp_path / "export.csv"
+    assert view.export(out)
+    text = out.read_text(encoding="utf-8")
+    assert SUPPRESSED in text and "2026-03-14;11;" in text
+    assert [s for s in KNOWN_SECRETS if s.lower() in text.lower()] == []
+    view.stop()
+
+
+async def test_a_bad_period_is_told_in_french(qtbot: QtBot, source: SqliteStatsSource) -> None:
+    view = StatsView(source, WaitLimits(), lambda: FakeClock()())
+    qtbot.addWidget(view)
+    view.first.setDate(QDate(2026, 3, 15))
+    view.last.setDate(QDate(2026, 3, 14))
+    task = view.run()
+    assert task is not None
+    await task
+    assert "précède le début" in view.message.text()
+    assert view.report is None
+    view.stop()
