@@ -106,15 +106,15 @@ class Room:
         await self.enqueue("P1LATE", A, "P1", 10, ("M01.03", "Détresse respiratoire"))
         await self.enqueue("AMUOK", A, "P2", 2, ("M02.05", "Traumatisme"))
         await self.enqueue("HELD", S, "P2", 6)
-        await self.op("claim", "HELD", MRL, self.t(4), lease_s=86400)
+        await self.op("claim", "HELD", MRL, self.t(4), lease_s=900)
         await self.enqueue("CALLBACK", S, "P2", 30)
-        await self.op("claim", "CALLBACK", MRL, self.t(29), lease_s=86400)
+        await self.op("claim", "CALLBACK", MRL, self.t(29), lease_s=900)
         await self.op("hand_back", "CALLBACK", MRL, self.t(25), reason="rappeler")
         await self.enqueue("LOST", A, "P2", 9, ("M03.01", "Douleur thoracique"))
         await self.op("claim", "LOST", MRU9, self.t(8), lease_s=60)
         await self.backend.expire(self.t(5))
         await self.enqueue("BOOKING", S, "P2", 40 * 60)
-        await self.op("claim", "BOOKING", MRL, self.t(40 * 60 - 2), lease_s=60)
+        await self.op("claim", "BOOKING", MRL, self.t(40 * 60 - 2), lease_s=900)
         await self.op("request_booking", "BOOKING", MRL, self.t(40 * 60 - 3), note="")
         await self.enqueue("DENTW", D, "P3", 8, ("M03.30", "Douleur dentaire"))
         # the last hour's work
@@ -128,7 +128,7 @@ class Room:
         ):
             branch = A if actor is MRU else S
             await self.enqueue(name, branch, "P2", 55 - 10 * i)
-            await self.op("claim", name, actor, self.t(52 - 10 * i), lease_s=86400)
+            await self.op("claim", name, actor, self.t(52 - 10 * i), lease_s=900)
             await self.op(
                 "decide", name, actor, self.t(50 - 10 * i), care_level="R4", decisions=[decision]
             )

@@ -118,7 +118,7 @@ class Day:
 
     async def do(self, kind: str, n: int, actor: Actor, when: datetime, **data: Any) -> None:
         if kind == "claim":
-            data.setdefault("lease_s", 7200)
+            data.setdefault("lease_s", 900)
         await self.backend.apply(op(kind, self.dossiers[n].case_id, actor, when, **data))
 
     async def enqueue(self, n: int, when: datetime, *args: Any) -> None:
@@ -141,7 +141,7 @@ class Day:
         await self.enqueue(1, at(10, 1), A, "P0", "M01.01", "P67Y", "69266", at(9, 59, 30))
         await self.do("claim", 1, MRU, at(10, 1, 30))
         await self.decide(1, MRU, at(10, 3, 30), decision_type="INTER", resource_type="SMUR.ADULT")
-        await self.do("close", 1, MRU, at(10, 20), reason="")
+        await self.do("close", 1, MRU, at(10, 15), reason="")
         # 2 AMU P1
         await self.enqueue(2, at(11, 2), A, "P1", "M02.01", "P30Y", "69123", at(11, 0))
         await self.do("claim", 2, MRU, at(11, 8))
