@@ -314,7 +314,7 @@ async def timed(fn: Any, runs: int = 3) -> tuple[float, Any]:
     return best, value
 
 
-async def measure(source: Any, kind: str, baseline: Any) -> dict[str, Any]:
+async def measure(source: Any, kind: str, baseline: Any, runs: int = 2) -> dict[str, Any]:
     out: dict[str, Any] = {}
     year = parse_period(f"{YEAR}-01-01", f"{YEAR}-12-31", Granularity.MONTH)
 
@@ -322,7 +322,7 @@ async def measure(source: Any, kind: str, baseline: Any) -> dict[str, Any]:
         raw = await source.raw(year, Granularity.MONTH, LIMITS)
         return build_report(raw, year, Granularity.MONTH)
 
-    out["yearly_s"], report = await timed(yearly, 2)
+    out["yearly_s"], report = await timed(yearly, runs)
     march = parse_period(f"{YEAR}-03-01", f"{YEAR}-03-31", Granularity.DAY)
 
     async def monthly() -> Any:
@@ -330,7 +330,7 @@ async def measure(source: Any, kind: str, baseline: Any) -> dict[str, Any]:
             await source.raw(march, Granularity.DAY, LIMITS), march, Granularity.DAY
         )
 
-    out["monthly_s"], _ = await timed(monthly)
+    out["monthly_s"], _ = await timed(monthly, runs)
     now = datetime(YEAR, 12, 31, 15, 30, tzinfo=PARIS)  # the last afternoon of the year
     today = parse_period(f"{now:%Y-%m-%d}", f"{now:%Y-%m-%d}", Granularity.DAY)
     current = items(now)
@@ -355,7 +355,7 @@ async def measure(source: Any, kind: str, baseline: Any) -> dict[str, Any]:
     out["csv_rows"] = rows
     out["csv_rows_per_s"] = round(rows / elapsed) if elapsed else None
     out["csv_columns"] = len(rep.columns)
-    out["baseline_s"], base = await timed(baseline, 2)
+    out["baseline_s"], base = await timed(baseline, runs)
     ours = {r["periode"]: r for r in report.rows}
     mismatch = [
         m
@@ -449,6 +449,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dossiers", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=("postgres", "sqlite", "both"), default="both")
+    parser.add_argument("--runs", type=int, default=2, help="best of N for each timing")
     parser.add_argument(
         "--dsn",
         default=os.environ.get("SAS_DESK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -469,7 +470,7 @@ def main() -> int:
                 f"postgres: {args.dossiers:,} dossiers, {n_events:,} events loaded in {load_s:.1f} s"
             )
             source = PostgresStatsSource(args.dsn, schema)
-            res = asyncio.run(measure(source, "postgres", pg_baseline(args.dsn, schema)))
+            res = asyncio.run(measure(source, "postgres", pg_baseline(args.dsn, schema), args.runs))
         finally:
             with psycopg.connect(args.dsn, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -492,7 +493,7 @@ def main() -> int:
 
             async def run_sqlite() -> dict[str, Any]:
                 try:
-                    return await measure(source, "sqlite", sqlite_baseline(path))
+                    return await measure(source, "sqlite", sqlite_baseline(path), args.runs)
                 finally:
                     await source.close()
 
