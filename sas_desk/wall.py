@@ -39,7 +39,15 @@ async def wall_main(config: Config, *, smoke: bool = False) -> int:
         renew_s=config.renew_s,
     )
     await client.start()
-    board = Board(client, open_source(config), limits, clock.now, wall=True, owns_source=True)
+    board = Board(
+        client,
+        open_source(config),
+        limits,
+        clock.now,
+        wall=True,
+        owns_source=True,
+        tz=config.timezone,
+    )
     board.setWindowTitle("SAS Desk — tableau de salle")
     closed = asyncio.Event()
     QCoreApplication.instance().lastWindowClosed.connect(closed.set)  # type: ignore[union-attr]

@@ -366,11 +366,14 @@ class MainWindow(QMainWindow):
             self.limits,
             self.desk._now,
             owns_source=True,
+            tz=self.config.timezone,
         )
         board.open_dossier.connect(self.open_dossier_view)
         index = self.tabs.insertTab(0, board, "Tableau de salle")
         self.tabs.tabBar().setTabButton(index, QTabBar.ButtonPosition.RightSide, None)
-        stats = StatsView(open_source(self.config), self.limits, self.desk._now)
+        stats = StatsView(
+            open_source(self.config), self.limits, self.desk._now, tz=self.config.timezone
+        )
         self.tabs.insertTab(1, stats, "Statistiques")
         self.tabs.tabBar().setTabButton(1, QTabBar.ButtonPosition.RightSide, None)
         self.stats_view = stats

@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 from sas_desk.models.queue import WaitLimits
 from sas_desk.models.stats import (
     BRANCHES,
+    DEFAULT_TZ,
     Granularity,
     Report,
     StatsError,
@@ -115,9 +116,12 @@ class StatsView(QWidget):
         limits: WaitLimits,
         now: Callable[[], datetime],
         parent: QWidget | None = None,
+        *,
+        tz: str = DEFAULT_TZ,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("StatsView")
+        self.tz = tz
         self.source = source
         self.limits = limits
         self._now = now
@@ -183,7 +187,7 @@ class StatsView(QWidget):
         by = Granularity(self.by.currentData())
         first, last = self.period_text()
         try:
-            period = parse_period(first, last, by)
+            period = parse_period(first, last, by, self.tz)
         except StatsError as exc:
             self.message.show_message(exc.message_fr)
             return

@@ -38,7 +38,7 @@ async def run_stats_command(config: Any, args: argparse.Namespace) -> int:
 
     by = Granularity(args.by)
     try:
-        period = parse_period(args.first, args.last, by)
+        period = parse_period(args.first, args.last, by, config.timezone)
     except StatsError as exc:
         print(f"sas-desk stats : {exc.message_fr}", file=sys.stderr)
         return 1
