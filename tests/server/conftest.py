@@ -34,6 +34,16 @@ def make_database(kind: str, tmp: Path) -> RoomDatabase:
         raise
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RoomDatabase]:
+    """An empty room database of one's own (no accounts, no server)."""
+    database = make_database(request.param, tmp_path)
+    try:
+        yield database
+    finally:
+        database.drop()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def room_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -155,15 +155,6 @@ def test_check_names_an_expired_certificate_and_unmigrated_tables(tmp_path: Path
     assert "Traceback" not in r.stderr + ok.stderr
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RoomDatabase]:
-    database = make_database(request.param, tmp_path)
-    try:
-        yield database
-    finally:
-        database.drop()
-
-
 def test_verify_log_reports_a_deleted_event(db: RoomDatabase, tmp_path: Path) -> None:
     asyncio.run(db.add_user("arm.martin", ["ARM"], PASSWORD))
     server = RoomServer.start(db, tmp_path)

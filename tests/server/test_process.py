@@ -9,11 +9,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.helpers.room_server import ROOT, RoomDatabase, RoomServer
 from tests.helpers.sse import SseReader
@@ -34,15 +32,6 @@ def sas_desk(
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RoomDatabase]:
-    database = make_database(request.param, tmp_path)
-    try:
-        yield database
-    finally:
-        database.drop()
 
 
 def test_tls_is_mandatory_off_loopback(tmp_path: Path) -> None:
