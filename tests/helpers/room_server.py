@@ -18,6 +18,7 @@ items).  ``tests/server/conftest.py`` wraps this in fixtures.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import secrets
@@ -26,11 +27,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 import argon2
@@ -40,8 +42,16 @@ ROOT = Path(__file__).resolve().parents[2]
 # accounts made by tests hash cheaply (the parameters travel in the hash):
 # the server verifies them in milliseconds instead of ~0.5 s each
 TEST_HASHER = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+T = TypeVar("T")
 PG_DSN = os.environ.get("SAS_DESK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 START_TIMEOUT_S = 30.0
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)`` in a thread of its own: on the main thread it
+    would unset the event loop that the UI tests that follow share."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from sas_desk.models.dossier import Actor
 from tests.conftest import unavailable
-from tests.helpers.room_server import RoomDatabase, RoomServer
+from tests.helpers.room_server import RoomDatabase, RoomServer, run_async
 from tests.integration.queues.support import ARM, DENT, MRL, MRU, MRU2, OSNP, SUP
 
 PASSWORD = "mot-de-passe-de-test"
@@ -55,7 +55,7 @@ def room_db(
             await db.add_user(actor.operator, [actor.role], PASSWORD, name=actor.operator)
         await db.add_user("multi", ["MRU", "SUP"], PASSWORD, name="Dr Multi")
 
-    asyncio.run(accounts())
+    run_async(accounts())
     try:
         yield db
     finally:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,7 @@ import httpx
 import pytest
 import trustme
 
-from tests.helpers.room_server import PG_DSN, RoomDatabase, RoomServer
+from tests.helpers.room_server import PG_DSN, RoomDatabase, RoomServer, run_async
 from tests.integration.queues.support import make_dossier
 from tests.server.conftest import make_database
 from tests.server.test_process import sas_desk
@@ -57,7 +56,7 @@ def test_the_server_runs_with_insert_only_rights_on_the_logs(
     assert "GRANT SELECT, INSERT ON" in printed.stdout and '"events"' in printed.stdout
     granted = sas_desk("server", "db", "grant", *base, "--to", role)
     assert granted.returncode == 0, granted.stderr
-    asyncio.run(owner.add_user("dr.durand", ["MRU", "ARM"], PASSWORD))
+    run_async(owner.add_user("dr.durand", ["MRU", "ARM"], PASSWORD))
     # the limited role passes the check without --allow-superuser
     check = sas_desk("server", "check", "--dsn", limited.dsn, "--schema", limited.schema)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -156,7 +155,7 @@ def test_check_names_an_expired_certificate_and_unmigrated_tables(tmp_path: Path
 
 
 def test_verify_log_reports_a_deleted_event(db: RoomDatabase, tmp_path: Path) -> None:
-    asyncio.run(db.add_user("arm.martin", ["ARM"], PASSWORD))
+    run_async(db.add_user("arm.martin", ["ARM"], PASSWORD))
     server = RoomServer.start(db, tmp_path)
     try:
         auth = {

@@ -15,7 +15,7 @@ import pytest
 
 from sas_desk.models.dossier import Branch
 from sas_desk.server.store import open_store
-from tests.helpers.room_server import RoomServer
+from tests.helpers.room_server import RoomServer, run_async
 from tests.helpers.sse import SseReader
 from tests.integration.queues.support import ARM, DENT, MRU, MRU2, SUP, make_dossier
 from tests.server.conftest import PASSWORD, Sessions
@@ -110,14 +110,14 @@ def test_refresh_rotates_and_logout_revokes(room_server: RoomServer) -> None:
 def test_five_failures_in_a_minute_lock_the_login(room_server: RoomServer) -> None:
     url = f"{room_server.url}/v1/session"
     login = f"locked.{uuid4().hex[:6]}"
-    asyncio.run(room_server.db.add_user(login, ["MRU"], PASSWORD))
+    run_async(room_server.db.add_user(login, ["MRU"], PASSWORD))
     bad = {"login": login, "password": "faux", "role": "MRU", "workstation": "P"}
     assert [httpx.post(url, json=bad).status_code for _ in range(5)] == [401] * 5
     good = {**bad, "password": PASSWORD}
     locked = httpx.post(url, json=good)
     assert locked.status_code == 429
     assert locked.json()["code"] == "locked"
-    entries = asyncio.run(_audit(room_server))
+    entries = run_async(_audit(room_server))
     mine = [(e.action, e.outcome) for e in entries if e.operator == login]
     assert mine == [("login", "unauthorized")] * 5 + [("login", "locked")]
 

@@ -7,7 +7,6 @@ code ``forbidden`` and a French message elsewhere."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from uuid import uuid4
 
@@ -16,7 +15,7 @@ import pytest
 
 from sas_desk.models.dossier import Actor
 from sas_desk.models.queue import QueueName
-from tests.helpers.room_server import RoomServer
+from tests.helpers.room_server import RoomServer, run_async
 from tests.helpers.sse import SseReader
 from tests.integration.queues.support import ARM, DENT, MRL, MRU, MRU2, OSNP, SUP, make_dossier
 from tests.server.conftest import ARM2, client, token
@@ -164,7 +163,7 @@ def test_the_stream_carries_only_the_roles_queues(
 
     for actor in READERS:
         # one dossier was placed in each queue: exactly the role's queues show
-        assert asyncio.run(first_reset(actor)) == {q.value for q in MATRIX[actor.role]}
+        assert run_async(first_reset(actor)) == {q.value for q in MATRIX[actor.role]}
 
 
 def test_only_the_supervisor_reassigns_and_decisions_are_medical(

@@ -15,7 +15,7 @@ from uuid import uuid4
 import httpx
 
 from sas_desk.models.dossier import Actor
-from tests.helpers.room_server import RoomDatabase, RoomServer
+from tests.helpers.room_server import RoomDatabase, RoomServer, run_async
 from tests.integration.queues.support import make_dossier
 
 PASSWORD = "un-mot-de-passe-solide"
@@ -69,7 +69,7 @@ def test_killed_mid_claims_then_replayed_converges(db: RoomDatabase, tmp_path: P
             await db.add_user(actor.operator, ["MRU"], PASSWORD)
         await db.add_user("arm.a", ["ARM"], PASSWORD)
 
-    asyncio.run(setup())
+    run_async(setup())
     server = RoomServer.start(db, tmp_path)
     arm = server.login("arm.a", PASSWORD, "ARM", "POSTE-ARM")["access_token"]
     case_ids = []
@@ -95,14 +95,14 @@ def test_killed_mid_claims_then_replayed_converges(db: RoomDatabase, tmp_path: P
     with httpx.stream("GET", f"{server.url}/v1/stream", headers=auth, timeout=10) as s:
         first_id = next(line for line in s.iter_lines() if line.startswith("id:"))[3:].strip()
     ops = {(a.operator, c): uuid4().hex for c in case_ids for a in CLAIMERS}
-    before = asyncio.run(_claims(server, tokens, ops, kill_after=len(ops) // 3))
+    before = run_async(_claims(server, tokens, ops, kill_after=len(ops) // 3))
     server.process.wait(10)
     assert server.stop() == -signal.SIGKILL
     assert 0 < len(before) < len(ops)
 
     restarted = RoomServer.start(db, tmp_path)  # same database, new boot
     try:
-        after = asyncio.run(_claims(restarted, tokens, ops, kill_after=len(ops) + 1))
+        after = run_async(_claims(restarted, tokens, ops, kill_after=len(ops) + 1))
         assert len(after) == len(ops)  # sessions survived the crash
         for key, answer in before.items():
             assert after[key] == answer, key  # a replay gets the same answer

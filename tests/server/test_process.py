@@ -4,7 +4,6 @@ that survive a restart."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers.room_server import ROOT, RoomDatabase, RoomServer
+from tests.helpers.room_server import ROOT, RoomDatabase, RoomServer, run_async
 from tests.helpers.sse import SseReader
 from tests.server.conftest import make_database
 
@@ -108,7 +107,7 @@ def test_user_add_reads_the_password_from_stdin_and_disable_locks_out(
 def test_sigterm_says_bye_to_streams_and_exits_0_and_sessions_survive_a_restart(
     db: RoomDatabase, tmp_path: Path
 ) -> None:
-    asyncio.run(db.add_user("sup.b", ["SUP"], PASSWORD))
+    run_async(db.add_user("sup.b", ["SUP"], PASSWORD))
     server = RoomServer.start(db, tmp_path)
     body = server.login("sup.b", PASSWORD, "SUP", "POSTE-SUP")
     auth = {"Authorization": f"Bearer {body['access_token']}"}
@@ -124,7 +123,7 @@ def test_sigterm_says_bye_to_streams_and_exits_0_and_sessions_survive_a_restart(
             bye = await reader.next()
             return [(first.event, first.json()["reset"]), (bye.event, bye.json())]
 
-    seen = asyncio.run(follow())
+    seen = run_async(follow())
     assert seen[0] == ("changes", True)
     event, data = seen[1]
     assert event == "bye"
