@@ -10,7 +10,7 @@ import os
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from sas_desk.services.queues.api import QueueBackend
 from sas_desk.services.queues.client import Outbox, QueueClient
 
 if TYPE_CHECKING:
+    from sas_desk.services.queues.remote import RoomSession
     from sas_desk.simulator.server import Simulator
     from sas_desk.ui.main_window import MainWindow
 
@@ -37,6 +38,7 @@ log = logging.getLogger("sas_desk")
 class RunOptions:
     smoke: bool = False
     on_ready: Callable[[object], Awaitable[None]] | None = None  # test/bench hook, gets the window
+    on_login: Callable[[object], Awaitable[None]] | None = None  # test hook, gets the login dialog
 
 
 class _LogFile(logging.handlers.RotatingFileHandler):
@@ -96,20 +98,18 @@ def install_crash_handler(data_dir: Path) -> None:
     sys.excepthook = hook
 
 
-def build_queue_backend(config: Config, limits: WaitLimits) -> QueueBackend:
-    """PostgreSQL when ``[queues] dsn`` is set (the plateau), else the SQLite
-    file in the data dir (processes of one machine)."""
-    if config.queues_dsn:
-        from sas_desk.services.queues.postgres import PostgresBackend
+def build_queue_backend(
+    config: Config, limits: WaitLimits, session: RoomSession | None = None
+) -> QueueBackend:
+    """The room server when ``[room] url`` is set (``session``: the
+    workstation's session with it), else the embedded queues: the SQLite
+    file in the data dir (processes of one machine, no login)."""
+    if config.room_url:
+        from sas_desk.services.queues.remote import RemoteBackend, RoomSession
 
-        return PostgresBackend(
-            config.queues_dsn,
-            now=clock.now,
-            limits=limits,
-            schema=config.queues_schema,
-            ssl=dict(config.queues_ssl) or None,
-            application_name=f"sas-desk {config.workstation}"[:63],
-        )
+        if session is None:
+            session = RoomSession(config.room_url, config.room_station, ca=config.room_ca)
+        return RemoteBackend(session)
     from sas_desk.services.queues.sqlite import SqliteBackend
 
     return SqliteBackend(config.queues_path, now=clock.now, limits=limits)
@@ -279,6 +279,33 @@ async def _run_hub(config: Config, journal: Journal, window: MainWindow) -> None
         await store.close()
 
 
+async def _open_session(config: Config, options: RunOptions) -> tuple[RoomSession, Config] | None:
+    """Production mode: the login dialog until the room server opens a
+    session (or the operator quits: None).  The configuration then carries
+    the session's operator and role."""
+    from sas_desk.services.queues.api import BackendUnavailable
+    from sas_desk.services.queues.remote import RoomSession
+    from sas_desk.ui.login_dialog import LoginDialog
+
+    dialog = LoginDialog(config.room_url, config.room_station, role=config.role or "")
+    session = RoomSession(
+        config.room_url, config.room_station, ca=config.room_ca, credentials=dialog.ask
+    )
+    session.listeners.append(dialog.session_changed)
+    hook = asyncio.ensure_future(options.on_login(dialog)) if options.on_login else None
+    try:
+        info = await session.ensure()
+    except BackendUnavailable as exc:
+        log.info("no room session (%s): quitting", exc.message_fr)
+        await session.close()
+        dialog.deleteLater()
+        return None
+    if hook is not None:
+        await hook
+    log.info("room session: %s as %s on %s", info.operator, info.role, info.workstation)
+    return session, replace(config, operator=info.operator, role=info.role)
+
+
 async def main(app: object, config: Config, options: RunOptions) -> int:
     from PySide6.QtCore import QCoreApplication
 
@@ -288,11 +315,21 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     simulator: Simulator | None = None
     geocoder_url = config.geocoder_url
     client: Any = None  # httpx.AsyncClient, created once the window is up
+    session: RoomSession | None = None
+    if config.room_url:  # production: who acts is the room server's session
+        opened = await _open_session(config, options)
+        if opened is None:
+            return 0
+        session, config = opened
     journal = Journal(config.journal_path, now=clock.now)
-    actor = Actor(role=config.role or "", operator=config.operator, workstation=config.workstation)
+    actor = Actor(
+        role=config.role or "",
+        operator=config.operator,
+        workstation=config.room_station if session is not None else config.workstation,
+    )
     limits = WaitLimits(*config.wait_limits)
     queues = QueueClient(
-        build_queue_backend(config, limits),
+        build_queue_backend(config, limits, session),
         Outbox(config.outbox_path),
         actor,
         now=clock.now,
@@ -327,6 +364,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             today=today,
             queue_client=queues,
             limits=limits,
+            session=session,
         )
         closed = asyncio.Event()
         QCoreApplication.instance().lastWindowClosed.connect(closed.set)  # type: ignore[union-attr]

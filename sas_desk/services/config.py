@@ -8,6 +8,7 @@ configuration (a room must know which servers it talks to).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -171,10 +172,11 @@ class Config:
     geocoder_timeout: float = 3.0
     # simulator (demo)
     simulator_port: int = 0  # 0 = any free port
-    # handoff queues: empty dsn = the SQLite file in the data dir (one machine)
-    queues_dsn: str = ""
-    queues_schema: str = "sas_desk"
-    queues_ssl: tuple[tuple[str, str], ...] = ()  # sslmode, sslrootcert, sslcert, sslkey
+    # the room server ([room]): empty url = the embedded queues, a SQLite file in
+    # the data dir (one machine, no login)
+    room_url: str = ""
+    room_ca: str = ""  # the room's CA (PEM); empty = the system store
+    room_workstation: str = ""  # the name the server knows; empty = ``workstation``
     lease_s: float = 120.0
     renew_s: float = 30.0
     wait_limits: tuple[float, float, float, float] = (
@@ -197,6 +199,11 @@ class Config:
     map_tiles_cache: str = ""  # empty = <data dir>/tiles
     # login through Pro Santé Connect / the establishment's IdP ([identity])
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+
+    @property
+    def room_station(self) -> str:
+        """The workstation's name for the room server."""
+        return self.room_workstation or self.workstation
 
     @property
     def tiles_cache_path(self) -> Path:
@@ -316,14 +323,9 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
     ),
     "map": frozenset({"tiles_url", "tiles_cache"}),
     "rosters": frozenset({"urls", "timeout", "sync_every_s"}),
+    "room": frozenset({"url", "ca", "workstation"}),
     "queues": frozenset(
         {
-            "dsn",
-            "schema",
-            "sslmode",
-            "sslrootcert",
-            "sslcert",
-            "sslkey",
             "lease_s",
             "renew_s",
             "wait_p0",
@@ -349,6 +351,7 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
             raise ConfigError(f"Configuration ({path}) : {exc}") from None
     if "vendors" in raw:
         values["vendors"] = _vendors(raw.pop("vendors"), path)
+    _no_direct_database(raw, path)
     for section, content in raw.items():
         if section not in _KNOWN_KEYS:
             raise ConfigError(f"Configuration ({path}) : section inconnue [{section}].")
@@ -380,21 +383,13 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     _take(values, geo, "geocoder_timeout", float, "geocoder", key="timeout")
     _take(values, demo, "simulator_port", int, "demo")
     _take(values, paths, "data_dir", str, "paths")
-    _take(values, queues, "queues_dsn", str, "queues", key="dsn")
-    _take(values, queues, "queues_schema", str, "queues", key="schema")
     _take(values, queues, "lease_s", float, "queues")
     _take(values, queues, "renew_s", float, "queues")
-    ssl: list[tuple[str, str]] = []
-    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
-        one: dict[str, Any] = {}
-        _take(one, queues, key, str, "queues")
-        if key in one:
-            ssl.append((key, one[key]))
-    if ssl:
-        values["queues_ssl"] = tuple(ssl)
+    if "room" in raw:
+        _room(values, raw["room"], demo, path)
     limits = list(Config.wait_limits)
     for i in range(4):
-        one = {}
+        one: dict[str, Any] = {}
         _take(one, queues, f"wait_p{i}", float, "queues")
         if f"wait_p{i}" in one:
             limits[i] = one[f"wait_p{i}"]
@@ -428,6 +423,77 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
         raise ConfigError(f"Configuration ({path}) : rôle inconnu « {values['role']} ».")
     values.update(overrides)
     return Config(**values)
+
+
+_DIRECT_KEYS = ("dsn", "schema", "sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
+def _no_direct_database(raw: dict[str, Any], path: Path) -> None:
+    """Workstations no longer reach the room's database: they go through
+    the room server, which alone knows who acts."""
+    queues = raw.get("queues")
+    if not isinstance(queues, dict):
+        return
+    direct = [key for key in _DIRECT_KEYS if key in queues]
+    if direct:
+        raise ConfigError(
+            f"Configuration ({path}) : [queues] {direct[0]} n'est plus accepté — les postes "
+            "ne se connectent plus directement à la base des files, ils passent par le "
+            "serveur de salle. Supprimez "
+            + ", ".join(direct)
+            + ' de [queues] et écrivez à la place :\n[room]\nurl = "https://…"   '
+            "# l'adresse du serveur de salle (sas-desk server)\n"
+            'ca = "/chemin/ac-salle.pem"   # si son certificat vient de l\'AC de '
+            "l'établissement"
+        )
+
+
+def room_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the room server's address (French), or None:
+    HTTPS only, except on loopback (a server on this machine, tests)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "adresse illisible"
+    if parts.scheme not in ("https", "http") or not host:
+        return "adresse https://… attendue"
+    if parts.username or parts.password:
+        return "l'adresse ne doit contenir ni identifiant ni mot de passe"
+    if parts.scheme == "http" and not is_loopback(host):
+        return "http:// (non chiffré) est refusé hors de ce poste : écrivez https://…"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _room(values: dict[str, Any], room: dict[str, Any], demo: dict[str, Any], path: Path) -> None:
+    """``[room]``: production mode.  The server's address (https, or http on
+    loopback), its CA; the demo simulator is refused."""
+    _take(values, room, "room_url", str, "room", key="url")
+    _take(values, room, "room_ca", str, "room", key="ca")
+    _take(values, room, "room_workstation", str, "room", key="workstation")
+    url = values.get("room_url", "")
+    if not url:
+        raise ConfigError(f'Configuration ({path}) : [room] url est requis (url = "https://…").')
+    problem = room_url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"Configuration ({path}) : [room] url : {problem}.")
+    if values.get("room_ca"):
+        values["room_ca"] = str(Path(values["room_ca"]).expanduser())
+    if demo.get("enabled") is True:
+        raise ConfigError(
+            f"Configuration ({path}) : [demo] enabled = true est refusé avec [room] "
+            "(poste de production : pas de simulateur de démonstration)."
+        )
+    values["demo"] = False
 
 
 def _take(

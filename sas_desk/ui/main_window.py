@@ -43,6 +43,7 @@ from sas_desk.ui.queue_panel import QueuePanel
 from sas_desk.ui.widgets import Banner, named
 
 if TYPE_CHECKING:
+    from sas_desk.services.queues.remote import RoomSession, SessionInfo
     from sas_desk.ui.dental_view import DentalOrientation, DentalView
     from sas_desk.ui.slot_search import SlotSearchPanel
 
@@ -111,8 +112,10 @@ class MainWindow(QMainWindow):
         simulator_url: str = "",
         queue_client: QueueClient | None = None,
         limits: WaitLimits | None = None,
+        session: RoomSession | None = None,
     ) -> None:
         super().__init__()
+        self.session = session  # production: the room server's session
         self.setObjectName("MainWindow")
         self.config = config
         self.desk = desk
@@ -211,7 +214,12 @@ class MainWindow(QMainWindow):
         self.role_button.setFlat(True)
         self.role_button.clicked.connect(self.show_role_picker)
         bar.addWidget(self.role_button)
-        bar.addWidget(QLabel(f"Poste : {config.workstation}"))
+        self.session_label = named(QLabel(""), "sessionLabel")
+        if session is not None:
+            bar.addWidget(self.session_label)
+        bar.addWidget(
+            QLabel(f"Poste : {config.room_station if session is not None else config.workstation}")
+        )
         mode = (
             "Démonstration (simulateur local)" if config.demo else f"Organisation : {config.owner}"
         )
@@ -229,7 +237,7 @@ class MainWindow(QMainWindow):
         close_tab = QAction("Fermer la fiche", self)
         close_tab.setShortcut(QKeySequence("Ctrl+W"))
         close_tab.triggered.connect(lambda: self.close_sheet(self.tabs.currentIndex()))
-        change_role = QAction("Changer de rôle", self)
+        change_role = QAction("Changer de rôle" if session is None else "Changer de session", self)
         change_role.setShortcut(QKeySequence("Ctrl+Shift+R"))
         change_role.triggered.connect(self.show_role_picker)
         focus_list = QAction("Dossiers du jour", self)
@@ -270,7 +278,12 @@ class MainWindow(QMainWindow):
         if journal.open_error is not None:
             self.banner(journal.open_error.message_fr, "error")
         self._resume_banner: Banner | None = None
-        if config.role:
+        if session is not None:
+            session.listeners.append(self._on_session)
+            if session.tokens.notice_fr:
+                self.banner(session.tokens.notice_fr, "warning").setObjectName("keyringNotice")
+            self._on_session(session.info)
+        elif config.role:
             self.set_role(config.role)
         else:
             self.picker.setFocus()
@@ -676,8 +689,37 @@ class MainWindow(QMainWindow):
         self.mode_label.setText(f"Démonstration (simulateur local) — {url}")
 
     def show_role_picker(self) -> None:
+        """The demo's role picker; in production the role is the session's:
+        changing it is a new login."""
+        if self.session is not None:
+            spawn(self._switch_session(), "switch-session")
+            return
         self.stack.setCurrentIndex(0)
         self.picker.setFocus()
+
+    # ------------------------------------------------------------------ room session
+    def _on_session(self, info: SessionInfo | None) -> None:
+        """The session's operator and role in the status bar; a new login
+        with another role changes the work view."""
+        if info is None:
+            self.session_label.setText("Session : fermée")
+            self.session_label.setStyleSheet("color: #b00020; font-weight: bold;")
+            return
+        self.session_label.setText(f"Session : {info.operator} ({info.role})")
+        self.session_label.setStyleSheet("")
+        self.desk.actor = replace(self.desk.actor, operator=info.operator)
+        if self.queue_client is not None:
+            self.queue_client.actor = replace(self.queue_client.actor, operator=info.operator)
+        if info.role != self.role and info.role in ROLES:
+            self.set_role(info.role)
+
+    async def _switch_session(self) -> None:
+        assert self.session is not None
+        await self.session.logout()
+        try:
+            await self.session.ensure()
+        except BackendUnavailable as exc:
+            self.banner(exc.message_fr, "error")
 
     # ------------------------------------------------------------------ banners
     def banner(self, text: str, level: str = "info") -> Banner:

@@ -22,6 +22,7 @@ from sas_desk.services.geo.resolver import LocationResolver
 from sas_desk.services.geo.territory import CommuneIndex
 from sas_desk.services.journal.service import Journal
 from sas_desk.simulator.server import Simulator
+from tests.integration.queues.room import RoomServer
 
 
 @dataclass
@@ -39,6 +40,16 @@ def simulator() -> Iterator[Simulator]:
     sim.start()
     yield sim
     sim.stop()
+
+
+@pytest.fixture(scope="session")
+def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoomServer]:
+    """A room server process (SQLite store) with the ARM's account."""
+    from tests.integration.queues.conftest import PG_DSN
+    from tests.integration.queues.room import room_server
+    from tests.integration.queues.support import ARM
+
+    yield from room_server("sqlite", tmp_path_factory.mktemp("room-ui"), PG_DSN, [ARM])
 
 
 @pytest.fixture(scope="session")

@@ -378,3 +378,69 @@ def test_the_rooms_time_zone_defaults_to_paris_and_overseas_centres_set_theirs(
     assert load_config(path, tmp_path).timezone == "America/Cayenne"
     message = refused(write(tmp_path, '[organisation]\ntimezone = "Mars/Olympus"\n'))
     assert "[organisation] timezone" in message and "fuseau horaire IANA" in message
+
+
+# ---------------------------------------------------------------------------- [room]
+
+
+def test_room_selects_production_with_its_ca(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(
+            tmp_path,
+            '[workstation]\nname = "POSTE-12"\n\n'
+            '[room]\nurl = "https://salle.samu38.local:8443"\nca = "~/ac-salle.pem"\n',
+        )
+    )
+    assert cfg.room_url == "https://salle.samu38.local:8443"
+    assert cfg.room_ca == str(Path("~/ac-salle.pem").expanduser())
+    assert cfg.room_station == "POSTE-12"
+    assert cfg.demo is False  # production: no simulator, even without a geocoder
+    named = load_config(
+        write(tmp_path, '[room]\nurl = "https://salle"\nworkstation = "SALLE-ARM-03"\n')
+    )
+    assert named.room_station == "SALLE-ARM-03" and named.room_ca == ""
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8443", "http://localhost:9000/", "http://[::1]:8080"]
+)
+def test_room_over_plain_http_on_loopback_only(tmp_path: Path, url: str) -> None:
+    assert load_config(write(tmp_path, f'[room]\nurl = "{url}"\n')).room_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("http://salle.samu38.local", "http:// (non chiffré) est refusé"),
+        ("http://10.0.0.5:8443", "http:// (non chiffré) est refusé"),
+        ("ftp://salle", "adresse https://… attendue"),
+        ("salle.samu38.local", "adresse https://… attendue"),
+        ("https://bob:secret@salle", "ni identifiant ni mot de passe"),
+        ("", "[room] url est requis"),
+    ],
+)
+def test_room_url_refusals(tmp_path: Path, url: str, fragment: str) -> None:
+    message = refused(write(tmp_path, f'[room]\nurl = "{url}"\n'))
+    assert fragment in message and "[room]" in message
+    assert "secret" not in message  # a password in the address is never echoed
+
+
+def test_room_refuses_the_demo_simulator(tmp_path: Path) -> None:
+    message = refused(write(tmp_path, '[demo]\nenabled = true\n\n[room]\nurl = "https://salle"\n'))
+    assert "[demo] enabled = true est refusé avec [room]" in message
+
+
+@pytest.mark.parametrize("key", ["dsn", "schema", "sslmode", "sslrootcert"])
+def test_direct_database_is_refused_with_what_to_write_instead(tmp_path: Path, key: str) -> None:
+    message = refused(
+        write(tmp_path, f'[queues]\n{key} = "postgresql://sas@queues.local/regulation"\n')
+    )
+    assert f"[queues] {key} n'est plus accepté" in message
+    assert '[room]\nurl = "https://…"' in message
+    assert "postgresql://" not in message  # the old DSN (and any password in it) not echoed
+
+
+def test_queue_timings_stay_in_queues(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[queues]\nlease_s = 90\nrenew_s = 20\nwait_p0 = 30\n"))
+    assert (cfg.lease_s, cfg.renew_s, cfg.wait_limits[0]) == (90.0, 20.0, 30.0)
+    assert cfg.room_url == "" and not hasattr(cfg, "queues_dsn")

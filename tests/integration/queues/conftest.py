@@ -1,5 +1,8 @@
 """One contract, every backend: the ``backend`` fixture runs each contract
-test against SQLite (a file in tmp) and PostgreSQL (a fresh schema).
+test against SQLite (a file in tmp), PostgreSQL (a fresh schema), and the
+room server (a real ``sas-desk server`` process) over PostgreSQL and over
+SQLite, reached by the workstation's :class:`RemoteBackend` (see
+``room.py`` for how the tests' actors and clock reach it).
 
 ``peer`` is a second backend instance on the same store: another
 workstation.  ``store`` reaches the storage underneath (raw SQL for the
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import uuid4
@@ -23,6 +26,13 @@ import pytest_asyncio
 from sas_desk.services.queues.api import QueueBackend
 from sas_desk.services.queues.sqlite import SqliteBackend
 from tests.conftest import unavailable
+from tests.integration.queues.room import (
+    Namespace,
+    RoomServer,
+    ServerAdapter,
+    Sessions,
+    room_server,
+)
 from tests.integration.queues.support import FakeClock
 
 PG_DSN = os.environ.get("SAS_DESK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -40,6 +50,7 @@ class Store:
     unguarded: Callable[[str], None] = lambda statement: None
     cleanup: Callable[[], None] = lambda: None
     opened: list[QueueBackend] = field(default_factory=list)
+    finish: Callable[[list[QueueBackend]], Awaitable[None]] | None = None  # before closing
 
     async def instance(self) -> QueueBackend:
         backend = self.make()
@@ -49,6 +60,8 @@ class Store:
 
     async def close(self) -> None:
         try:
+            if self.finish is not None:
+                await self.finish(self.opened)
             for backend in reversed(self.opened):
                 await backend.close()
         finally:
@@ -63,12 +76,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgres"])
+@pytest_asyncio.fixture(params=["sqlite", "postgres", "remote-postgres", "remote-sqlite"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[QueueBackend]:
     kind = request.param
-    store = _sqlite_store(tmp_path, clock) if kind == "sqlite" else _postgres_store(clock)
+    if kind == "sqlite":
+        store = _sqlite_store(tmp_path, clock)
+    elif kind == "postgres":
+        store = _postgres_store(clock)
+    else:
+        store = _remote_store(request.getfixturevalue(f"room_{kind.removeprefix('remote-')}"))
     request.node.stash[STORE] = store
     try:
         yield await store.instance()
@@ -199,4 +217,39 @@ def _postgres_store(clock: FakeClock) -> Store:
         tamper,
         unguarded,
         cleanup,
+    )
+
+
+# ---------------------------------------------------------------------------- the room server
+
+
+@pytest.fixture(scope="session")
+def room_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoomServer]:
+    yield from room_server("postgres", tmp_path_factory.mktemp("room-pg"), PG_DSN)
+
+
+@pytest.fixture(scope="session")
+def room_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoomServer]:
+    yield from room_server("sqlite", tmp_path_factory.mktemp("room-sqlite"), PG_DSN)
+
+
+def _remote_store(server: RoomServer) -> Store:
+    if server.process is None or server.process.poll() is not None:
+        server.start()  # a fault test stopped it
+    ns = Namespace()
+    sessions = Sessions(server)
+
+    async def finish(opened: list[QueueBackend]) -> None:
+        try:
+            if opened:
+                assert isinstance(opened[0], ServerAdapter)
+                await opened[0].leave_clean()
+        finally:
+            await sessions.close()
+
+    return Store(
+        f"remote-{server.kind}",
+        lambda: ServerAdapter(server, ns, sessions),
+        server.tamper,
+        finish=finish,
     )

@@ -578,7 +578,10 @@ async def test_each_role_acts_within_its_remit(backend: QueueBackend, clock: Fak
     with pytest.raises(ClaimConflict):
         await claim(backend, clock, amu.case_id, MRU2)
     await forbidden("claim", snp.case_id, ARM)
-    await forbidden("claim", snp.case_id, Actor("", "inconnu", "POSTE-99"))  # no role
+    if not backend.name.startswith("remote"):
+        # through the room server an operator without a role has no session at
+        # all (POST /v1/session refuses it: the server's authentication tests)
+        await forbidden("claim", snp.case_id, Actor("", "inconnu", "POSTE-99"))  # no role
     # holding an item does not make one a physician
     await claim(backend, clock, dent.case_id, SUP)  # the supervisor claims anywhere
     assert "médecin régulateur" in await forbidden("decide", dent.case_id, SUP, care_level="R4")
