@@ -284,7 +284,7 @@ async def _open_session(config: Config, options: RunOptions) -> tuple[RoomSessio
     session (or the operator quits: None).  The configuration then carries
     the session's operator and role."""
     from sas_desk.services.queues.api import BackendUnavailable
-    from sas_desk.services.queues.remote import RoomSession
+    from sas_desk.services.queues.remote import LoginCancelled, RoomSession
     from sas_desk.ui.login_dialog import LoginDialog
 
     dialog = LoginDialog(config.room_url, config.room_station, role=config.role or "")
@@ -293,13 +293,18 @@ async def _open_session(config: Config, options: RunOptions) -> tuple[RoomSessio
     )
     session.listeners.append(dialog.session_changed)
     hook = asyncio.ensure_future(options.on_login(dialog)) if options.on_login else None
-    try:
-        info = await session.ensure()
-    except BackendUnavailable as exc:
-        log.info("no room session (%s): quitting", exc.message_fr)
-        await session.close()
-        dialog.deleteLater()
-        return None
+    reason = ""
+    while True:
+        try:
+            info = await session.ensure(reason)
+            break
+        except LoginCancelled:
+            log.info("login abandoned: quitting")
+            await session.close()
+            dialog.deleteLater()
+            return None
+        except BackendUnavailable as exc:  # said in the dialog, which asks again
+            reason = exc.message_fr
     if hook is not None:
         await hook
     log.info("room session: %s as %s on %s", info.operator, info.role, info.workstation)

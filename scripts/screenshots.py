@@ -13,10 +13,12 @@ from the DENT queue: the on-call dentist of its commune next Sunday and the
 triage aid; then a trauma in Lyon with the phone copied, and a search by
 dentist name).
 
-With ``SAS_DESK_SHOTS_DSN=postgresql://…`` the workstations share the queues
-of that PostgreSQL server instead of the SQLite file (a schema of their own,
-created first and dropped at the end): the plateau's backend, driven the same
-way.
+With ``SAS_DESK_SHOTS_DSN=postgresql://…`` (or ``sqlite:///FILE``) the
+workstations work in production mode: a room server (``sas-desk server``,
+loopback) runs on that store (a PostgreSQL schema of its own, dropped at the
+end), each workstation logs in through the login dialog (the first one is
+refused once for its password and once for a role its account does not
+have: ``00-login*`` pictures) and the queues go through the server.
 """
 
 from __future__ import annotations
@@ -415,13 +417,36 @@ def make_dental(out: Path):  # type: ignore[no-untyped-def]
     return scenario
 
 
-def _postgres_schema(dsn: str) -> str:
-    """A fresh queue schema on the server of ``dsn`` (``sas-desk db upgrade``)."""
-    from sas_desk.services.queues.postgres import upgrade
+STATIONS = [  # name, operator, role
+    ("POSTE-ARM-03", "arm.durand", "ARM"),
+    ("POSTE-MRL-07", "dr.martin", "MRL"),
+    ("POSTE-SUP-01", "sup.bernard", "SUP"),
+    ("POSTE-OSNP-02", "osnp.leroy", "OSNP"),
+    ("POSTE-DENT-04", "dr.roux", "DENT"),
+]
 
-    schema = f"shots_{uuid.uuid4().hex[:10]}"
-    asyncio.run(upgrade(dsn, schema))
-    return schema
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "shots").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    dsn = os.environ.get("SAS_DESK_SHOTS_DSN", "")
+    with tempfile.TemporaryDirectory(prefix="sas-desk-shots-") as tmp:
+        if not dsn:
+            _all_stations(out, Path(tmp), None)
+            return
+        from sas_desk.models.dossier import Actor
+        from tests.integration.queues.room import RoomServer
+
+        kind = "sqlite" if dsn.startswith("sqlite:") else "postgres"
+        room = RoomServer(kind, dsn, f"shots_{uuid.uuid4().hex[:10]}", Path(tmp))
+        try:
+            room.start()
+            room.add_accounts(Actor(role, op, name) for name, op, role in STATIONS)
+            _all_stations(out, Path(tmp), room.url)
+        finally:
+            room.stop()
+            if kind == "postgres":
+                _drop_schema(dsn, room.schema)
 
 
 def _drop_schema(dsn: str, schema: str) -> None:
@@ -429,45 +454,65 @@ def _drop_schema(dsn: str, schema: str) -> None:
     from psycopg import sql
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "shots").resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    dsn = os.environ.get("SAS_DESK_SHOTS_DSN", "")
-    schema = _postgres_schema(dsn) if dsn else "sas_desk"
-    try:
-        _all_stations(out, dsn, schema)
-    finally:
-        if dsn:
-            _drop_schema(dsn, schema)
+def login_as(operator: str, role: str, out: Path | None = None):  # type: ignore[no-untyped-def]
+    """Fill the login dialog; with ``out``, first show it refused (a wrong
+    password, then a role the account does not have)."""
+    from tests.integration.queues.room import PASSWORD
+
+    async def fill(dialog, password: str, as_role: str) -> None:  # type: ignore[no-untyped-def]
+        dialog.login.clear()
+        type_text(dialog.login, operator)
+        dialog.role.setCurrentIndex(dialog.role.findData(as_role))
+        type_text(dialog.password, password)
+        QTest.keyClick(dialog.password, Qt.Key.Key_Return)
+
+    async def hook(dialog) -> None:  # type: ignore[no-untyped-def]
+        await until(dialog.isVisible)
+        await settle(200)
+        if out is not None:
+            type_text(dialog.login, operator)
+            await settle()
+            save(dialog, out, "00-login")
+            await fill(dialog, "pas-le-bon", role)
+            await until(lambda: dialog.error.isVisible() and not dialog.busy, 15)
+            await settle()
+            save(dialog, out, "00b-login-refused-password")
+            await fill(dialog, PASSWORD, "SUP")
+            await until(lambda: "SUP" in dialog.error.text() and not dialog.busy, 15)
+            await settle()
+            save(dialog, out, "00c-login-refused-role")
+        await fill(dialog, PASSWORD, role)
+
+    return hook
 
 
-def _all_stations(out: Path, dsn: str, schema: str) -> None:
-    with tempfile.TemporaryDirectory(prefix="sas-desk-shots-") as tmp:
-        data = Path(tmp)
-
-        def station(name: str, operator: str, role: str | None) -> Config:
+def _all_stations(out: Path, data: Path, room_url: str | None) -> None:
+    def station(name: str, role: str | None) -> tuple[Config, RunOptions]:
+        operator = next(op for n, op, _ in STATIONS if n == name)
+        if room_url is None:
             return Config(
-                data_dir=data,
-                workstation=name,
-                operator=operator,
-                role=role,
-                queues_dsn=dsn,
-                queues_schema=schema,
-            )
+                data_dir=data, workstation=name, operator=operator, role=role
+            ), RunOptions()
+        config = Config(data_dir=data, workstation=name, room_url=room_url, demo=False)
+        first = name == "POSTE-ARM-03" and role is None
+        login = login_as(operator, role or "ARM", out if first else None)
+        return config, RunOptions(on_login=login)
 
-        # several workstations in turn on one data dir: they share its queue store
-        run(station("POSTE-ARM-03", "arm.durand", None), RunOptions(on_ready=make_first_run(out)))
-        run(station("POSTE-ARM-03", "arm.durand", "ARM"), RunOptions(on_ready=make_restart(out)))
-        run(station("POSTE-MRL-07", "dr.martin", "MRL"), RunOptions(on_ready=make_regulator(out)))
-        run(
-            station("POSTE-SUP-01", "sup.bernard", "SUP"), RunOptions(on_ready=make_supervisor(out))
-        )
-        run(station("POSTE-ARM-03", "arm.durand", "ARM"), RunOptions(on_ready=make_arm_queue(out)))
-        run(station("POSTE-OSNP-02", "osnp.leroy", "OSNP"), RunOptions(on_ready=make_osnp(out)))
-        run(station("POSTE-DENT-04", "dr.roux", "DENT"), RunOptions(on_ready=make_dental(out)))
+    def go(name: str, role: str | None, scenario) -> None:  # type: ignore[no-untyped-def]
+        config, options = station(name, role)
+        run(config, RunOptions(on_login=options.on_login, on_ready=scenario))
+
+    # several workstations in turn on one data dir: they share its queue store
+    go("POSTE-ARM-03", None, make_first_run(out))
+    go("POSTE-ARM-03", "ARM", make_restart(out))
+    go("POSTE-MRL-07", "MRL", make_regulator(out))
+    go("POSTE-SUP-01", "SUP", make_supervisor(out))
+    go("POSTE-ARM-03", "ARM", make_arm_queue(out))
+    go("POSTE-OSNP-02", "OSNP", make_osnp(out))
+    go("POSTE-DENT-04", "DENT", make_dental(out))
 
 
 if __name__ == "__main__":

@@ -176,6 +176,10 @@ class LoginRefused(Exception):
         self.code = code
 
 
+class LoginCancelled(BackendUnavailable):
+    """No session: the operator gave up the login (or nobody can log in)."""
+
+
 # asked again with the French reason of the previous refusal ("" the first
 # time); None: the operator gave up
 CredentialProvider = Callable[[str], Awaitable[Credentials | None]]
@@ -382,17 +386,18 @@ class RoomSession:
             return await self._ask(reason_fr)
 
     async def _ask(self, reason_fr: str) -> SessionInfo:
+        """Credentials from the provider until the server accepts them;
+        :class:`LoginCancelled` when the operator gives up, and the
+        server's unavailability as is (asking again would not help)."""
         if self.credentials is None:
-            raise BackendUnavailable(SESSION_LOST_FR)
+            raise LoginCancelled(SESSION_LOST_FR)
         while True:
             credentials = await self.credentials(reason_fr)
             if credentials is None:
-                raise BackendUnavailable(SESSION_LOST_FR)
+                raise LoginCancelled(SESSION_LOST_FR)
             try:
                 return await self.login(credentials)
             except LoginRefused as exc:
-                reason_fr = exc.message_fr
-            except BackendUnavailable as exc:
                 reason_fr = exc.message_fr
 
     async def logout(self) -> None:
@@ -441,16 +446,24 @@ class RoomSession:
         content: bytes | None = None,
     ) -> httpx.Response:
         """One authenticated request; a 401 refreshes (or logs in again)
-        and retries once.  Network failures are :class:`BackendUnavailable`."""
+        and retries once.  A connection that fails is tried once more on a
+        fresh one (a keep-alive connection to a server that restarted): every
+        request of the API may be sent twice (operations are idempotent on
+        ``op_id``).  Network failures are :class:`BackendUnavailable`."""
         for attempt in (0, 1):
             token = await self._token()
             headers = {"Authorization": f"Bearer {token}"}
             if content is not None:
                 headers["Content-Type"] = "application/json"
             try:
-                response = await self.client.request(
-                    method, path, json=json, params=params, content=content, headers=headers
-                )
+                try:
+                    response = await self.client.request(
+                        method, path, json=json, params=params, content=content, headers=headers
+                    )
+                except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+                    response = await self.client.request(
+                        method, path, json=json, params=params, content=content, headers=headers
+                    )
             except httpx.HTTPError as exc:
                 raise _unavailable(exc) from None
             if response.status_code != 401 or attempt:
