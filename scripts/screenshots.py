@@ -18,7 +18,9 @@ workstations work in production mode: a room server (``sas-desk server``,
 loopback) runs on that store (a PostgreSQL schema of its own, dropped at the
 end), each workstation logs in through the login dialog (the first one is
 refused once for its password and once for a role its account does not
-have: ``00-login*`` pictures) and the queues go through the server.
+have: ``00-login*`` pictures) and the queues go through the server (the
+OSNP's and the dentist's pictures, which need the demo simulator, are left
+out).
 """
 
 from __future__ import annotations
@@ -248,6 +250,10 @@ def make_supervisor(out: Path):  # type: ignore[no-untyped-def]
         held = [i for i in panel.model.items() if i.claim is not None]
         if held:
             panel.tabs.setCurrentIndex(panel.queues.index(held[0].queue))
+            panel.select(held[0].case_id)
+            panel.act("claim")  # held by the MRL: refused, and said where the list is
+            await settle(600)
+            save(window, out, "12a-supervisor-claim-refused")
             panel.select(held[0].case_id)
             panel.act("reassign")
             await settle(200)
@@ -511,6 +517,9 @@ def _all_stations(out: Path, data: Path, room_url: str | None) -> None:
     go("POSTE-MRL-07", "MRL", make_regulator(out))
     go("POSTE-SUP-01", "SUP", make_supervisor(out))
     go("POSTE-ARM-03", "ARM", make_arm_queue(out))
+    if room_url is not None:  # production mode has no demo simulator (vendors, roster)
+        print("room mode: the OSNP's and the dentist's pictures need the demo simulator")
+        return
     go("POSTE-OSNP-02", "OSNP", make_osnp(out))
     go("POSTE-DENT-04", "DENT", make_dental(out))
 

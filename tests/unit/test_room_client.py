@@ -16,6 +16,7 @@ from sas_desk.services.queues import wire
 from sas_desk.services.queues.api import BackendUnavailable
 from sas_desk.services.queues.remote import (
     Credentials,
+    LoginRefused,
     RemoteBackend,
     RoomSession,
     SseEvent,
@@ -170,3 +171,29 @@ def test_without_a_usable_keyring_the_token_stays_in_memory_and_says_so() -> Non
         assert await store.load() is None
 
     asyncio.run(scenario())
+
+
+@pytest.mark.asyncio
+async def test_a_session_opened_elsewhere_is_taken() -> None:
+    """An OpenID Connect login (services/auth/login.py) ends with the same
+    SessionBody as POST /v1/session: the workstation's session takes it."""
+    session = RoomSession("http://127.0.0.1:9", "POSTE-01")
+    seen: list[object] = []
+    session.listeners.append(seen.append)
+    body = {
+        "access_token": "a",
+        "refresh_token": "r",
+        "expires_in": 900,
+        "operator": "dr.durand",
+        "role": "MRU",
+        "workstation": "POSTE-01",
+        "display_name": "Dr Durand",
+    }
+    info = await session.take(answer(200, body))
+    assert (info.operator, info.role, info.workstation) == ("dr.durand", "MRU", "POSTE-01")
+    assert seen == [info] and await session.tokens.load() == "r"
+    refused = {"error": "Forbidden", "code": "forbidden", "message_fr": "Compte désactivé."}
+    with pytest.raises(LoginRefused) as caught:
+        await session.take(answer(403, refused))
+    assert (caught.value.code, caught.value.message_fr) == ("forbidden", "Compte désactivé.")
+    await session.close()

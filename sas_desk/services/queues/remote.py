@@ -343,6 +343,18 @@ class RoomSession:
         log.warning("room login refused (%d %s)", response.status_code, code)
         raise LoginRefused(message, code)
 
+    async def take(self, response: httpx.Response) -> SessionInfo:
+        """A session the server opened another way: the 200 answer of an
+        OpenID Connect login (``services/auth/login.py``, run with
+        :attr:`client`), the same ``SessionBody`` as ``POST /v1/session``."""
+        if response.status_code != 200:
+            error = _error_body(response)
+            raise LoginRefused(
+                error.message_fr if error is not None else "Connexion refusée.",
+                error.code if error is not None else "invalid",
+            )
+        return await self._take(response)
+
     async def resume(self) -> SessionInfo | None:
         """A session again from the refresh token kept by the keyring; None
         when there is none or the server no longer accepts it."""
@@ -673,9 +685,10 @@ class RemoteBackend(QueueBackend):
         return [wire.event_from_body(b) for b in _EVENTS.decode(response.content).events]
 
     async def renew(self, workstation: str, at: datetime, lease_s: float = DEFAULT_LEASE_S) -> int:
-        """The server renews the leases of this session's workstation, for
-        its own lease: the arguments are the local backends'."""
-        response = await self.session.request("POST", "/v1/renew")
+        """The server renews the leases of this session's workstation (its
+        clock; ``lease_s`` cut to its bound); ``workstation`` and ``at`` are
+        the local backends' arguments, the session's and the server's here."""
+        response = await self.session.request("POST", "/v1/renew", json={"lease_s": lease_s})
         if response.status_code != 200:
             raise self._refusal(response)
         return _RENEWED.decode(response.content).renewed

@@ -735,6 +735,12 @@ async def test_the_log_is_hash_chained_and_breaks_are_reported(
     """Each event carries the hash of the previous event of its dossier;
     ``verify_log`` finds an event deleted, altered, or cut off the end by
     someone who disabled the append-only guard (a schema owner)."""
+    if backend.name.startswith("remote"):
+        pytest.skip(
+            "by design: the chain is the store's and verify_log runs on the server "
+            "(a workstation's RemoteBackend refuses it); covered by the sqlite and "
+            "postgres params"
+        )
     a, b, c, e = make_dossier(1), make_dossier(2), make_dossier(3), make_dossier(4)
     for d in (a, b, c, e):
         await enqueue(backend, clock, d)
@@ -766,6 +772,12 @@ async def test_the_log_is_hash_chained_and_breaks_are_reported(
 async def test_leases_are_bounded(backend: QueueBackend, clock: FakeClock) -> None:
     """A lease is finite, positive and at most MAX_LEASE_S: a client once sent
     3e9 seconds and held an item for a century."""
+    if backend.name.startswith("remote"):
+        pytest.skip(
+            "by design: the room server cuts a lease beyond its bound to its "
+            "max_lease_s instead of refusing it (docs/room-api.md); the refusals "
+            "asserted here are the stores' own"
+        )
     from sas_desk.services.queues.api import MAX_LEASE_S
 
     d = make_dossier(1)
