@@ -386,7 +386,7 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     _take(values, queues, "lease_s", float, "queues")
     _take(values, queues, "renew_s", float, "queues")
     if "room" in raw:
-        _room(values, raw["room"], demo, path)
+        _room(values, raw["room"], demo)
     limits = list(Config.wait_limits)
     for i in range(4):
         one: dict[str, Any] = {}
@@ -436,32 +436,34 @@ def _no_direct_database(raw: dict[str, Any], path: Path) -> None:
         return
     direct = [key for key in _DIRECT_KEYS if key in queues]
     if direct:
-        raise ConfigError(
-            f"Configuration ({path}) : [queues] {direct[0]} n'est plus accepté — les postes "
-            "ne se connectent plus directement à la base des files, ils passent par le "
-            "serveur de salle. Supprimez "
+        raise _Bad(
+            "queues",
+            direct[0],
+            "n'est plus accepté — les postes ne se connectent plus directement à la base "
+            "des files, ils passent par le serveur de salle. Supprimez "
             + ", ".join(direct)
             + ' de [queues] et écrivez à la place :\n[room]\nurl = "https://…"   '
             "# l'adresse du serveur de salle (sas-desk server)\n"
             'ca = "/chemin/ac-salle.pem"   # si son certificat vient de l\'AC de '
-            "l'établissement"
+            "l'établissement",
         )
 
 
 def room_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be the room server's address (French), or None:
-    HTTPS only, except on loopback (a server on this machine, tests)."""
+    """Why ``url`` cannot be the room server's address (French, after
+    "[room] url"), or None: HTTPS only, except on loopback (a server on this
+    machine, tests)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
     except ValueError:
-        return "adresse illisible"
+        return "est illisible"
     if parts.scheme not in ("https", "http") or not host:
-        return "adresse https://… attendue"
+        return "doit être une adresse https://…"
     if parts.username or parts.password:
-        return "l'adresse ne doit contenir ni identifiant ni mot de passe"
+        return "ne doit contenir ni identifiant ni mot de passe"
     if parts.scheme == "http" and not is_loopback(host):
-        return "http:// (non chiffré) est refusé hors de ce poste : écrivez https://…"
+        return "en http:// (non chiffré) est refusé hors de ce poste : écrivez https://…"
     return None
 
 
@@ -474,7 +476,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _room(values: dict[str, Any], room: dict[str, Any], demo: dict[str, Any], path: Path) -> None:
+def _room(values: dict[str, Any], room: dict[str, Any], demo: dict[str, Any]) -> None:
     """``[room]``: production mode.  The server's address (https, or http on
     loopback), its CA; the demo simulator is refused."""
     _take(values, room, "room_url", str, "room", key="url")
@@ -482,16 +484,18 @@ def _room(values: dict[str, Any], room: dict[str, Any], demo: dict[str, Any], pa
     _take(values, room, "room_workstation", str, "room", key="workstation")
     url = values.get("room_url", "")
     if not url:
-        raise ConfigError(f'Configuration ({path}) : [room] url est requis (url = "https://…").')
+        raise _Bad("room", "url", 'est requis (url = "https://…")')
     problem = room_url_problem(url)
     if problem is not None:
-        raise ConfigError(f"Configuration ({path}) : [room] url : {problem}.")
+        raise _Bad("room", "url", problem)
     if values.get("room_ca"):
         values["room_ca"] = str(Path(values["room_ca"]).expanduser())
     if demo.get("enabled") is True:
-        raise ConfigError(
-            f"Configuration ({path}) : [demo] enabled = true est refusé avec [room] "
-            "(poste de production : pas de simulateur de démonstration)."
+        raise _Bad(
+            "demo",
+            "enabled",
+            "= true est refusé avec [room] (poste de production : pas de simulateur "
+            "de démonstration)",
         )
     values["demo"] = False
 
@@ -558,12 +562,6 @@ def _http_url(value: Any) -> str:
     return "doit être une adresse http(s)"
 
 
-def _identifier(value: Any) -> str:
-    if re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", str(value)):
-        return ""
-    return "doit être un nom simple (minuscules, chiffres, « _ », 63 caractères au plus)"
-
-
 def _time_zone(value: Any) -> str:
     try:
         ZoneInfo(str(value))
@@ -582,13 +580,6 @@ def _pattern(regex: str, what: str) -> Rule:
 
     def rule(value: Any) -> str:
         return "" if compiled.fullmatch(str(value)) else f"doit être {what}"
-
-    return rule
-
-
-def _one_of(*allowed: str) -> Rule:
-    def rule(value: Any) -> str:
-        return "" if value in allowed else f"doit valoir {', '.join(allowed)}"
 
     return rule
 
@@ -612,10 +603,6 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("geocoder", "url"): _http_url,
     ("geocoder", "timeout"): _between(0, 120, "secondes", above=True),
     ("demo", "simulator_port"): _between(0, 65535),
-    ("queues", "schema"): _identifier,
-    ("queues", "sslmode"): _one_of(
-        "disable", "allow", "prefer", "require", "verify-ca", "verify-full"
-    ),
     ("queues", "lease_s"): _between(5, DAY_S, "secondes"),
     ("queues", "renew_s"): _between(1, 3600, "secondes"),
     **{("queues", f"wait_p{i}"): _between(0, 7 * DAY_S, "secondes", above=True) for i in range(4)},

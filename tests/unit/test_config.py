@@ -411,10 +411,10 @@ def test_room_over_plain_http_on_loopback_only(tmp_path: Path, url: str) -> None
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("http://salle.samu38.local", "http:// (non chiffré) est refusé"),
-        ("http://10.0.0.5:8443", "http:// (non chiffré) est refusé"),
-        ("ftp://salle", "adresse https://… attendue"),
-        ("salle.samu38.local", "adresse https://… attendue"),
+        ("http://salle.samu38.local", "[room] url en http:// (non chiffré) est refusé"),
+        ("http://10.0.0.5:8443", "[room] url en http:// (non chiffré) est refusé"),
+        ("ftp://salle", "[room] url doit être une adresse https://…"),
+        ("salle.samu38.local", "[room] url doit être une adresse https://…"),
         ("https://bob:secret@salle", "ni identifiant ni mot de passe"),
         ("", "[room] url est requis"),
     ],

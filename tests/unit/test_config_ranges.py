@@ -47,13 +47,18 @@ HEAD = "# poste de test\n# (trois lignes d'en-tête)\n\n"
         ('[geocoder]\nurl = "https://"\n', 5, "[geocoder] url doit être une adresse http(s)"),
         ("[geocoder]\ntimeout = -1\n", 5, "[geocoder] timeout doit être positif"),
         ("[geocoder]\ntimeout = 1e9\n", 5, "[geocoder] timeout doit être positif et au plus 120"),
+        ('[queues]\nschema = "sas_desk"\n', 5, "[queues] schema n'est plus accepté"),
+        ('[queues]\nlease_s = 90\nsslmode = "maybe"\n', 6, "[queues] sslmode n'est plus accepté"),
         (
-            '[queues]\nschema = "sas\\"; drop table x; --"\n',
+            '[room]\nurl = "http://salle.local"\n',
             5,
-            "[queues] schema doit être un nom simple",
+            "[room] url en http:// (non chiffré) est refusé",
         ),
-        ('[queues]\nschema = "sas\'desk"\n', 5, "[queues] schema doit être un nom simple"),
-        ('[queues]\nsslmode = "maybe"\n', 5, "[queues] sslmode doit valoir disable"),
+        (
+            '[demo]\nenabled = true\n[room]\nurl = "https://s"\n',
+            5,
+            "[demo] enabled = true est refusé",
+        ),
         ("[search]\nslow_s = -2\n", 5, "[search] slow_s doit être positif"),
         ("[search]\nper_vendor = 100000\n", 5, "[search] per_vendor doit valoir au moins 1"),
         ('[search]\ndirectory_url = "file:///etc"\n', 5, "[search] directory_url doit être"),
@@ -64,7 +69,11 @@ HEAD = "# poste de test\n# (trois lignes d'en-tête)\n\n"
         ('[organisation]\nsamu_letter = "ab"\n', 5, "[organisation] samu_letter doit être une"),
         ('[workstation]\nname = ""\n', 5, "[workstation] name doit être un nom de 1 à 63"),
         ('[workstation]\noperator = "a\\u0000b"\n', 5, "[workstation] operator ne doit pas"),
-        ('[queues]\ndsn = "host=x\\n"\n', 5, "[queues] dsn ne doit pas contenir"),
+        (
+            '[room]\nurl = "https://s"\nworkstation = "P\\n"\n',
+            6,
+            "[room] workstation ne doit pas contenir",
+        ),
         ('[organisation]\nowner = "fr health/samu"\n', 5, "[organisation] owner doit être"),
         (
             '[[vendors]]\nname = "A"\nbase_url = "https://a"\n\n'

@@ -241,7 +241,7 @@ class RoomSession:
     ) -> None:
         problem = room_url_problem(url)
         if problem is not None:
-            raise ValueError(f"[room] url : {problem}.")
+            raise ValueError(f"[room] url {problem}.")
         self.url = url.rstrip("/")
         self.workstation = workstation
         self.ca = ca
