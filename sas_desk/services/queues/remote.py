@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import ssl
 import time
@@ -596,6 +597,17 @@ _RENEWED = msgspec.json.Decoder(_Renewed)
 _ENCODER = msgspec.json.Encoder()
 
 
+def _json_numbers(value: Any) -> bool:
+    """Whether every number in ``value`` is one JSON can carry (finite)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_json_numbers(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_json_numbers(v) for v in value)
+    return True
+
+
 class RemoteBackend(QueueBackend):
     """The queues of the room, through its server."""
 
@@ -647,6 +659,10 @@ class RemoteBackend(QueueBackend):
         return wire.error_from_body(error)
 
     async def apply(self, op: Operation) -> QueueItem | None:
+        if not _json_numbers(op.data):  # JSON would carry them as null: refused here
+            raise QueueError(
+                "Valeur numérique invalide (infinie ou NaN) dans l'opération.", "invalid"
+            )
         request = wire.OperationRequest(
             op_id=op.op_id, kind=op.kind, case_id=op.case_id, data=op.data
         )

@@ -40,6 +40,7 @@ import httpx
 from sas_desk.models.dossier import Actor, Dossier, Event
 from sas_desk.models.queue import (
     ChangeSet,
+    LogBreak,
     Operation,
     QueueError,
     QueueItem,
@@ -48,11 +49,22 @@ from sas_desk.models.queue import (
 from sas_desk.services.queues import wire
 from sas_desk.services.queues.api import DEFAULT_LEASE_S, QueueBackend
 from sas_desk.services.queues.remote import Credentials, RemoteBackend, RoomSession, TokenStore
-from tests.integration.queues.support import ARM, DENT, MRL, MRL2, MRU, MRU2, OSNP, SUP
+from tests.integration.queues.support import (
+    ARM,
+    DENT,
+    MRL,
+    MRL2,
+    MRU,
+    MRU2,
+    OSNP,
+    SUP,
+    real_clock,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "mot-de-passe-de-test-1"
-ACTORS = (ARM, MRU, MRU2, MRL, MRL2, OSNP, DENT, SUP)
+OSNP2 = Actor("OSNP", "osnp.autre", "POSTE-08")  # a colleague in the contract tests
+ACTORS = (ARM, MRU, MRU2, MRL, MRL2, OSNP, OSNP2, DENT, SUP)
 CLOCK_ENV = "SAS_DESK_SERVER_TEST_CLOCK_TOKEN"
 
 
@@ -443,6 +455,27 @@ class ServerAdapter(QueueBackend):
     async def events(self, case_id: str) -> list[Event]:
         events = await self._reader.events(self.ns.out(case_id))
         return [replace(e, dossier_id=self.ns.back(e.dossier_id)) for e in events]
+
+    async def verify_log(self) -> list[LogBreak]:
+        """The server's store checks its own chain (what the server's
+        operator runs on the server; a workstation cannot)."""
+        store: QueueBackend
+        if self.server.kind == "sqlite":
+            from sas_desk.services.queues.sqlite import SqliteBackend
+
+            store = SqliteBackend(Path(self.server.dsn.removeprefix("sqlite:///")), now=real_clock)
+        else:
+            from sas_desk.services.queues.postgres import PostgresBackend
+
+            store = PostgresBackend(self.server.dsn, now=real_clock, schema=self.server.schema)
+        await store.open()
+        try:
+            breaks = await store.verify_log()
+        finally:
+            await store.close()
+        return [
+            replace(b, case_id=self.ns.back(b.case_id)) for b in breaks if self.ns.mine(b.case_id)
+        ]
 
     async def leave_clean(self) -> None:
         """Close what the test left in the queues (as the supervisor), so

@@ -737,9 +737,9 @@ async def test_the_log_is_hash_chained_and_breaks_are_reported(
     someone who disabled the append-only guard (a schema owner)."""
     if backend.name.startswith("remote"):
         pytest.skip(
-            "by design: the chain is the store's and verify_log runs on the server "
-            "(a workstation's RemoteBackend refuses it); covered by the sqlite and "
-            "postgres params"
+            "by design: tampering needs the store's owner (the server's database, "
+            "not reachable from a workstation; its RemoteBackend refuses verify_log); "
+            "covered by the sqlite and postgres params"
         )
     a, b, c, e = make_dossier(1), make_dossier(2), make_dossier(3), make_dossier(4)
     for d in (a, b, c, e):
