@@ -36,6 +36,24 @@ def _qasync_loop() -> asyncio.AbstractEventLoop:
     return event_loop(app)
 
 
+@pytest.fixture(autouse=True)
+def _room_zone_restored():  # type: ignore[no-untyped-def]
+    """A test that runs the app or the command line in-process sets the
+    room's time zone for the whole process (``clock.use_zone``: ``TZ``):
+    put back what was there, so no later test reads times in another zone."""
+    from sas_desk.services import clock
+
+    zone, tz = clock.zone(), os.environ.get("TZ")
+    yield
+    if clock.zone() != zone or os.environ.get("TZ") != tz:
+        clock.use_zone(getattr(zone, "key", None))
+        if tz is not None and os.environ.get("TZ") != tz:
+            os.environ["TZ"] = tz
+            import time
+
+            time.tzset()
+
+
 def unavailable(reason: str) -> None:
     """A needed service or reference folder is missing: fail in CI, skip elsewhere."""
     if IN_CI:
