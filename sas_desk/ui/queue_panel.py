@@ -531,7 +531,10 @@ class QueuePanel(QWidget):
         self.run("reassign", item.case_id, **data)
 
     def run(self, kind: str, case_id: str, **data: Any) -> asyncio.Task[None] | None:
-        if case_id in self.busy:
+        if case_id in self.busy:  # said, never dropped in silence
+            self.message.show_message(
+                "Une action est déjà en cours sur ce dossier : attendez sa réponse."
+            )
             return None
         self.busy.add(case_id)
         return spawn(self._run(kind, case_id, data), f"queue-{kind}")

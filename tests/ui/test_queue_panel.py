@@ -269,6 +269,9 @@ async def test_the_supervisor_reassigns_a_claim_from_the_keyboard(
     item = b.panel.model.item(held.case_id)
     assert item is not None and item.claim is not None
     assert (item.claim.operator, item.claim.role) == ("poste-mrl-2", "MRL")
+    # another workstation may see the change before the supervisor's own
+    # answer is in: the next action on the dossier waits for that answer
+    await until(lambda: held.case_id not in sup.panel.busy, timeout=10)
     # a workstation typed in takes the role of the queue; then back to the queue
     sup.panel.select(held.case_id)
     sup.panel.act("reassign")
@@ -282,6 +285,7 @@ async def test_the_supervisor_reassigns_a_claim_from_the_keyboard(
         ),
         timeout=10,
     )
+    await until(lambda: held.case_id not in sup.panel.busy, timeout=10)
     sup.panel.select(held.case_id)
     sup.panel.act("reassign")
     sup.panel.reassign_to.setCurrentIndex(0)
@@ -495,3 +499,16 @@ async def test_a_decision_starts_empty_and_needs_care_level_and_type(
         assert events[-1].data["decisions"] == ["CONSEIL"]
     finally:
         await client.stop()
+
+
+async def test_an_action_on_a_dossier_still_answering_is_said_not_dropped(
+    room: tuple[Clock, Station, Station, Station],
+) -> None:
+    clock, a, _b, _sup = room
+    case = dossier(30, clock)
+    await a.client.enqueue(case)
+    await until(lambda: a.panel.model.item(case.case_id) is not None, timeout=10)
+    a.panel.busy.add(case.case_id)  # an earlier action's answer not in yet
+    assert a.panel.run("claim", case.case_id) is None
+    assert "déjà en cours" in a.panel.message.text()
+    a.panel.busy.discard(case.case_id)
