@@ -33,6 +33,7 @@ from sas_desk.services.roster.formats import (
     parse_roster,
     parse_sectors,
 )
+from tests.helpers.rosters import JSON_ROSTER
 from tests.unit.test_fhir_bundle import bundle, practitioner, role, schedule, slot
 from tests.unit.test_roster_import import HEADER, ICS
 from tests.unit.test_rseda import full_dossier
@@ -231,29 +232,6 @@ ICS_NOISE = st.sampled_from(
         "END:VCALENDAR",
     ]
 ) | st.text(max_size=30)
-JSON_ROSTER = {
-    "format": "sas-desk-roster",
-    "version": 1,
-    "sectors": [{"code": "69-C", "name": "Lyon centre", "communes": ["69123", "69266"]}],
-    "entries": [
-        {
-            "date": "2027-01-03",
-            "start": "09:00",
-            "end": "12:00",
-            "sector": "69-C",
-            "family": "Martin",
-            "phone": "04 65 71 12 34",
-        },
-        {
-            "start": "2027-01-03T20:00:00+01:00",
-            "end": "2027-01-04T08:00:00+01:00",
-            "sector": "69-C",
-            "family": "Nuit",
-            "phone": "04 65 71 00 02",
-            "rpps": None,
-        },
-    ],
-}
 
 
 def _roster(data: bytes, name: str) -> None:

@@ -20,6 +20,7 @@ from sas_desk.services.roster import (
 )
 from sas_desk.services.roster.demo import demo_roster
 from sas_desk.services.roster.store import KEEP_VERSIONS
+from tests.helpers.rosters import JSON_ROSTER
 
 HEADER = "date;debut;fin;secteur;communes;nom;prenom;rpps;adresse;code_postal;ville;telephone;commentaire"
 NOW = datetime(2026, 12, 30, 10, 0, tzinfo=PARIS)
@@ -103,29 +104,7 @@ def test_icalendar_conventions(service: RosterService) -> None:
 
 
 def test_json_schema_with_sectors(service: RosterService) -> None:
-    doc = {
-        "format": "sas-desk-roster",
-        "version": 1,
-        "sectors": [{"code": "69-C", "name": "Lyon centre", "communes": ["69123", "69266"]}],
-        "entries": [
-            {
-                "date": "2027-01-03",
-                "start": "09:00",
-                "end": "12:00",
-                "sector": "69-C",
-                "family": "Martin",
-                "phone": "04 65 71 12 34",
-            },
-            {
-                "start": "2027-01-03T20:00:00+01:00",
-                "end": "2027-01-04T08:00:00+01:00",
-                "sector": "69-C",
-                "family": "Nuit",
-                "phone": "04 65 71 00 02",
-                "rpps": None,
-            },
-        ],
-    }
+    doc = JSON_ROSTER
     report = service.import_bytes(json.dumps(doc).encode(), "g.json")
     assert report.entries == 2 and report.sectors == 1
     assert service.on_call("69266", at("2027-01-04T07:00"))[0].family == "Nuit"
