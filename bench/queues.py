@@ -1,6 +1,7 @@
 """Regulator queues on PostgreSQL under a whole room: 50 workstations, one server.
 
     python bench/queues.py [--workstations N] [--seconds S] [--contested N] [--procs P] [--quick]
+                           [--via-server]
 
 Needs a PostgreSQL server (``--dsn``, else ``SAS_DESK_BENCH_PG_DSN``, else
 ``SAS_DESK_TEST_PG_DSN``, else ``postgresql://postgres@127.0.0.1:5432/test``)
@@ -41,6 +42,19 @@ would not fit in the default ``max_connections`` of 100 next to the pools).
    its own psycopg connection, spread over the same processes, racing over as
    many jobs per round as we made claim attempts per round.
 
+4. **Through the room server** (``--via-server``): after the three phases
+   above, the same room again (phases 1 and 2, a schema of its own) through a
+   ``sas-desk server`` process on loopback: accounts made with ``sas-desk
+   server user add`` (one per role, allowed MRU too), every workstation a
+   :class:`RemoteBackend` with its own session (its workstation name; a second
+   session of the same account as MRU for the contested phase: the server
+   takes the role from the session, never from the operation), every
+   observer a supervisor following ``/v1/stream`` (SSE).  The database
+   checks are the same; then both passes side by side with their ratio.
+   The RESULT line holds the server pass's keys (the goals are judged
+   there), ``direct_*`` for the baseline, the peer's (measured once, in the
+   direct pass), the ratios and ``via_server``.
+
 Also printed: each phase's CPU (client processes, postgres, the rest of the
 machine), the event loop's lag, and what the workstations' server sessions
 were doing (``pg_stat_activity`` every 50 ms: idle, running, waiting for a
@@ -68,9 +82,12 @@ import multiprocessing
 import os
 import queue
 import random
+import secrets
 import signal
 import statistics
+import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -94,8 +111,9 @@ from sas_desk.models.queue import (
     QueueItem,
     QueueName,
 )
-from sas_desk.services.queues.api import BackendUnavailable
+from sas_desk.services.queues.api import BackendUnavailable, QueueBackend
 from sas_desk.services.queues.postgres import PostgresBackend, upgrade
+from sas_desk.services.queues.remote import Credentials, RemoteBackend, RoomSession, TokenStore
 
 GOAL_CLAIM_P99_MS = 25.0
 GOAL_VISIBLE_P99_MS = 250.0
@@ -229,12 +247,25 @@ def machine_busy() -> float | None:
     return (sum(values[:7]) - values[3] - values[4]) / _ticks()
 
 
-class CpuMeter:
-    """CPU of this process (and, in process 0, of postgres and the machine)
-    over each phase."""
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) of one process (Linux): the room server."""
+    if pid is None:
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _ticks()
 
-    def __init__(self, machine: bool) -> None:
+
+class CpuMeter:
+    """CPU of this process (and, in process 0, of postgres, the room server
+    when there is one, and the machine) over each phase."""
+
+    def __init__(self, machine: bool, server_pid: int | None = None) -> None:
         self.machine = machine
+        self.server_pid = server_pid
         self.phases: dict[str, list[float | None]] = {}
         self._start: list[float | None] = []
 
@@ -250,6 +281,7 @@ class CpuMeter:
     def _sample(self) -> list[float | None]:
         sample: list[float | None] = [time.monotonic(), time.process_time()]
         sample += [postgres_cpu(), machine_busy()] if self.machine else [None, None]
+        sample.append(process_cpu(self.server_pid) if self.machine else None)
         return sample
 
 
@@ -266,13 +298,17 @@ def cpu_line(per_proc: list[dict[str, list[float | None]]], phase: str) -> str:
     ]
     pg = next((f[2] for f in found if f[2] is not None), None)
     busy = next((f[3] for f in found if f[3] is not None), None)
+    server = next((f[4] for f in found if len(f) > 4 and f[4] is not None), None)
     cores = os.cpu_count() or 1
+    if server is not None:
+        parts.append(f"room server {100 * server / wall:.0f}%")
     if pg is not None:
         parts.append(f"postgres {100 * pg / wall:.0f}%")
     if busy is not None:
         parts.append(f"machine {100 * busy / wall / cores:.0f}% busy ({cores} cores)")
         if pg is not None:  # other processes: someone else's load skews the figures
-            parts.append(f"other processes {max(0.0, 100 * (busy - pg - own) / wall):.0f}%")
+            others = busy - pg - own - (server or 0.0)
+            parts.append(f"other processes {max(0.0, 100 * others / wall):.0f}%")
     return ", ".join(parts)
 
 
@@ -360,6 +396,137 @@ class LogCounter(logging.Handler):
         self.seen[f"{record.levelname} {record.name}: {record.getMessage()}"] += 1
 
 
+# --------------------------------------------------------------------------- room server
+
+
+class MemoryTokens(TokenStore):
+    """A bench workstation keeps its refresh token in memory (no keyring)."""
+
+    async def load(self) -> str | None:
+        return self._memory
+
+    async def save(self, token: str) -> None:
+        self._memory = token
+
+    async def clear(self) -> None:
+        self._memory = None
+
+
+def account_roles(role: str) -> list[str]:
+    """The roles of the bench account of ``role``: its own, and MRU for the
+    contested phase (every workstation claims as an emergency regulator)."""
+    return [role] if role in ("MRU", "SUP") else [role, "MRU"]
+
+
+class RoomServerProcess:
+    """``sas-desk server`` on loopback (port chosen by the system) over a
+    schema of its own; its accounts made with ``sas-desk server user add``
+    (one per role, argon2 with the server's own parameters)."""
+
+    def __init__(self, dsn: str, schema: str, log_path: Path) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.log_path = log_path
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+        root = Path(__file__).resolve().parent.parent
+        self.cwd = root
+        self.env = {**os.environ, "PYTHONPATH": str(root)}
+
+    def _db(self) -> list[str]:
+        return ["--dsn", self.dsn, "--schema", self.schema]
+
+    def add_accounts(self) -> dict[str, tuple[str, str]]:
+        accounts: dict[str, tuple[str, str]] = {}
+        for role in [r for r, _ in ROLE_SHARE] + ["SUP"]:
+            login, password = f"bench.{role.lower()}", secrets.token_urlsafe(18)
+            roles = [arg for r in account_roles(role) for arg in ("--role", r)]
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "sas_desk",
+                    "server",
+                    "user",
+                    "add",
+                    login,
+                    *roles,
+                    *self._db(),
+                ],
+                input=password + "\n",
+                capture_output=True,
+                text=True,
+                cwd=self.cwd,
+                env=self.env,
+                timeout=120,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"server user add {login}: {done.stderr.strip()}")
+            accounts[role] = (login, password)
+        return accounts
+
+    def start(self) -> str:
+        with self.log_path.open("w") as err:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "sas_desk",
+                    "server",
+                    *self._db(),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--allow-superuser",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                cwd=self.cwd,
+                env=self.env,
+            )
+        lines: queue.Queue[str] = queue.Queue()
+
+        def pump() -> None:
+            assert self.process is not None and self.process.stdout is not None
+            for line in self.process.stdout:
+                lines.put(line.strip())
+
+        threading.Thread(target=pump, daemon=True).start()
+        try:
+            first = lines.get(timeout=60)
+        except queue.Empty:
+            first = ""
+        if not first.startswith("LISTEN "):
+            self.stop()
+            raise RuntimeError(f"room server did not start: {first} {self.log_path.read_text()}")
+        self.url = first.split()[1]
+        return self.url
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def stop(self) -> int | None:
+        """SIGTERM (streams told ``bye``, in-flight requests finish); its exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log_lines(self) -> list[str]:
+        try:
+            return [line for line in self.log_path.read_text().splitlines() if line.strip()]
+        except OSError:
+            return []
+
+
 # --------------------------------------------------------------------------- room
 
 
@@ -367,7 +534,7 @@ class Observer:
     """A workstation that only watches every queue: records when each
     (case_id, version) first shows up in its ``watch()`` stream."""
 
-    def __init__(self, name: str, backend: PostgresBackend) -> None:
+    def __init__(self, name: str, backend: QueueBackend) -> None:
         self.name = name
         self.backend = backend
         self.items: dict[str, QueueItem] = {}
@@ -417,9 +584,14 @@ class Observer:
 class Station:
     name: str
     role: str
-    backend: PostgresBackend
+    backend: QueueBackend
     observer: Observer
     rng: random.Random
+    # the contested phase's backend: every workstation claims as an emergency
+    # regulator (MRU).  Direct: the same backend (the role travels in the
+    # operation).  Through the server the role is the session's: a second
+    # session of the same account and workstation, opened as MRU.
+    contest: QueueBackend | None = None
 
     def op(self, kind: str, case_id: str, *, role: str = "", **data: Any) -> Operation:
         actor = Actor(role or self.role, f"op.{self.name}", self.name)
@@ -524,19 +696,28 @@ class Room:
         self.stations: list[Station] = []
         self.observers: list[Observer] = []
         self.observer_tasks: list[asyncio.Task[None]] = []
+        self.logins: list[tuple[RoomSession, Credentials]] = []
         self.serial = 0
         roles = allocate_roles(cfg["workstations"])
         self.roles = roles
         self.regulators = Counter(ROLE_QUEUE[r] for r in roles if r in ROLE_QUEUE)
 
-    def backend(self, name: str) -> PostgresBackend:
-        return PostgresBackend(
-            self.cfg["dsn"],
-            now=now,
-            schema=self.cfg["schema"],
-            application_name=name,
-            pool_size=self.cfg["pool"],
-        )
+    def backend(self, name: str, role: str) -> QueueBackend:
+        """A workstation's backend: its own PostgresBackend, or (``--via-server``)
+        its own session with the room server, logged in by :meth:`open`."""
+        url = self.cfg.get("server_url")
+        if not url:
+            return PostgresBackend(
+                self.cfg["dsn"],
+                now=now,
+                schema=self.cfg["schema"],
+                application_name=name,
+                pool_size=self.cfg["pool"],
+            )
+        login, password = self.cfg["accounts"][role]
+        session = RoomSession(url, name, tokens=MemoryTokens(url, name), timeout=60.0)
+        self.logins.append((session, Credentials(login, password, role)))
+        return RemoteBackend(session)
 
     def new_case_id(self) -> str:
         self.serial += 1
@@ -546,24 +727,39 @@ class Room:
         for i in range(self.cfg["observers"]):
             if i % self.procs == self.proc:
                 name = f"bench-obs{i}"
-                self.observers.append(Observer(name, self.backend(name)))
+                self.observers.append(Observer(name, self.backend(name, "SUP")))
+        via_server = bool(self.cfg.get("server_url"))
         for i, role in enumerate(self.roles):
             if i % self.procs != self.proc:
                 continue
             name = f"bench-ws{i:02d}"
             rng = random.Random(f"{self.cfg['seed']}:{name}")
             obs = self.observers[len(self.stations) % len(self.observers)]
-            self.stations.append(Station(name, role, self.backend(name), obs, rng))
-        backends = [o.backend for o in self.observers] + [s.backend for s in self.stations]
-        await asyncio.gather(*(b.open() for b in backends))
+            backend = self.backend(name, role)
+            contest = self.backend(name, "MRU") if via_server and role != "MRU" else backend
+            self.stations.append(Station(name, role, backend, obs, rng, contest))
+        await asyncio.gather(*(b.open() for b in self.backends()))
+        # the logins (argon2 on the server) before anything is timed
+        gate = asyncio.Semaphore(4)
+
+        async def login(session: RoomSession, credentials: Credentials) -> None:
+            async with gate:
+                await session.login(credentials)
+
+        await asyncio.gather(*(login(s, c) for s, c in self.logins))
         for obs in self.observers:
             self.observer_tasks.append(asyncio.create_task(obs.run(), name=obs.name))
         async with asyncio.timeout(10):
             await asyncio.gather(*(o.ready.wait() for o in self.observers))
 
+    def backends(self) -> list[QueueBackend]:
+        found = [o.backend for o in self.observers]
+        for st in self.stations:
+            found += [st.backend] if st.contest in (None, st.backend) else [st.backend, st.contest]
+        return found
+
     async def close(self) -> None:
-        backends = [s.backend for s in self.stations] + [o.backend for o in self.observers]
-        await asyncio.gather(*(b.close() for b in backends), return_exceptions=True)
+        await asyncio.gather(*(b.close() for b in self.backends()), return_exceptions=True)
         for task in self.observer_tasks:
             with contextlib.suppress(BaseException):
                 async with asyncio.timeout(5):
@@ -577,13 +773,19 @@ class Room:
                 return
             await asyncio.sleep(0.05)
 
-    async def apply(self, st: Station, op: Operation, prev_version: int = 0) -> QueueItem | None:
+    async def apply(
+        self,
+        st: Station,
+        op: Operation,
+        prev_version: int = 0,
+        backend: QueueBackend | None = None,
+    ) -> QueueItem | None:
         """``apply()`` on the station's backend, timed; a successful result
         is recorded for the visibility check.  Refusals are raised."""
         phase = self.stats.phase
         t0 = time.monotonic()
         try:
-            item = await st.backend.apply(op)
+            item = await (backend or st.backend).apply(op)
         finally:
             t1 = time.monotonic()
             ms = (t1 - t0) * 1000
@@ -677,7 +879,7 @@ class Room:
         for case_id in case_ids:
             t0 = time.monotonic()
             try:
-                item = await self.apply(st, st.op("claim", case_id, role="MRU"))
+                item = await self.apply(st, st.op("claim", case_id, role="MRU"), backend=st.contest)
             except ClaimConflict as exc:
                 ms = (time.monotonic() - t0) * 1000
                 self.stats.attempts.append(
@@ -739,7 +941,7 @@ SELECT CASE
   END, count(*)
 FROM pg_stat_activity
 WHERE datname = current_database() AND backend_start >= %s
-  AND application_name ~ '^bench-(ws|pgq)[0-9]+$'
+  AND application_name ~ %s
 GROUP BY 1
 """
 
@@ -756,7 +958,7 @@ async def activity_sampler(
         while True:
             await asyncio.sleep(0.05)
             phase = stats.phase
-            cur = await conn.execute(_ACTIVITY, (since,))
+            cur = await conn.execute(_ACTIVITY, (since, cfg["activity_apps"]))
             counts = found.setdefault(phase, Counter())
             for what, n in await cur.fetchall():
                 counts[what] += n
@@ -874,7 +1076,7 @@ async def worker(cfg: dict[str, Any], proc: int, barrier: Any | None) -> dict[st
     logs = LogCounter()
     logging.getLogger("sas_desk").addHandler(logs)
     logging.getLogger("sas_desk").setLevel(logging.WARNING)
-    cpu = CpuMeter(machine=proc == 0)
+    cpu = CpuMeter(machine=proc == 0, server_pid=cfg.get("server_pid"))
     res: dict[str, Any] = {"proc": proc, "error": None}
     beat = asyncio.create_task(heartbeat(stats))
     activity: dict[str, Counter[str]] = {}
@@ -907,9 +1109,7 @@ async def worker(cfg: dict[str, Any], proc: int, barrier: Any | None) -> dict[st
             await sync.wait()
             await room.quiet(limit_s=2.0)
         finally:
-            res["reconnects"] = sum(s.backend.reconnects for s in room.stations) + sum(
-                o.backend.reconnects for o in room.observers
-            )
+            res["reconnects"] = sum(getattr(b, "reconnects", 0) for b in room.backends())
             await room.close()
         res["observers"] = [o.plain() for o in room.observers]
         await sync.wait()
@@ -1323,7 +1523,7 @@ def report(cfg: dict[str, Any], results: list[dict[str, Any]]) -> tuple[dict[str
     peer_p50 = peer_p99 = ratio_p50 = ratio_p99 = peer_per_s = math.nan
     peer_name = None
     if not cfg["peer"]:
-        print("== peer: skipped (--no-peer) ==")
+        print(f"== peer: skipped ({cfg.get('peer_skipped', '--no-peer')}) ==")
     elif not peers or peers[0]["skipped"]:
         print(f"== peer: skipped: {peers[0]['skipped'] if peers else '?'} ==")
     else:
@@ -1440,6 +1640,7 @@ def report(cfg: dict[str, Any], results: list[dict[str, Any]]) -> tuple[dict[str
         "goal_visible_p99_ms": GOAL_VISIBLE_P99_MS,
         "trusted": trusted,
         "pass": ok_claim and ok_vis and ok_double and trusted,
+        "via_server": bool(cfg.get("server_url")),
     }
     return result, trusted
 
@@ -1469,6 +1670,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", default="sas-desk", help="random seed")
     parser.add_argument("--no-peer", action="store_true", help=f"skip the {PEER} comparison")
+    parser.add_argument(
+        "--via-server",
+        action="store_true",
+        help="then the same room through a room server process (HTTP + SSE), compared",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="10 workstations, 5 s, 1,000 contested claims"
     )
@@ -1514,6 +1720,8 @@ def main(argv: list[str] | None = None) -> int:
         "per_round": per_round,
         "rounds": max(1, math.ceil(args.contested / per_round)),
         "peer": not args.no_peer,
+        "activity_apps": "^bench-(ws|pgq)[0-9]+$",
+        "server_schema": f"bench_qs_{suffix}",
     }
     dsn = cfg["dsn"]
     # pools + observers (pool + LISTEN each) + the activity sampler + verify or
@@ -1552,7 +1760,14 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, on_term)
     results: list[dict[str, Any]] = []
     outcome: tuple[dict[str, Any], bool] | None = None
+    server: RoomServerProcess | None = None
+    schemas = [cfg["schema"], cfg["peer_schema"]] + (
+        [cfg["server_schema"]] if args.via_server else []
+    )
     try:
+        if args.via_server:
+            print()
+            print("======== 1. direct: every workstation its own PostgreSQL sessions ========")
         asyncio.run(upgrade(dsn, cfg["schema"]))  # once, before 50 backends look at it
         results = run_processes(cfg)
         failures = [res["error"] for res in results if res.get("error")]
@@ -1560,22 +1775,117 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ERROR in a client process:\n{failure}", file=sys.stderr)
         if not failures:
             outcome = report(cfg, results)
+        if outcome is not None and args.via_server:
+            direct = outcome
+            outcome = None
+            server_cfg = {
+                **cfg,
+                "schema": cfg["server_schema"],
+                "tag": f"S{cfg['tag']}",
+                "peer": False,
+                "peer_skipped": f"measured once, in the direct pass above ({PEER})",
+                # the server's own PostgreSQL sessions (queues pool, store, LISTEN)
+                "activity_apps": "^sas-desk-server$",
+            }
+            print()
+            print("======== 2. through the room server: HTTP + SSE, one server process ========")
+            log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-room-server-{suffix}.log"
+            server = RoomServerProcess(dsn, server_cfg["schema"], log_path)
+            asyncio.run(upgrade(dsn, server_cfg["schema"]))
+            t0 = time.monotonic()
+            server_cfg["accounts"] = server.add_accounts()
+            server_cfg["server_url"] = server.start()
+            server_cfg["server_pid"] = server.pid
+            print(
+                f"room server: {server_cfg['server_url']} (pid {server.pid}, schema "
+                f"{server_cfg['schema']}, log {log_path}); {len(server_cfg['accounts'])} "
+                f"accounts made with `sas-desk server user add` (one per role, with MRU for "
+                f"the contested phase) in {time.monotonic() - t0:.1f} s; every workstation "
+                "logs in (its own session and workstation name; a second session as MRU for "
+                "the contested phase), every observer as SUP and follows /v1/stream"
+            )
+            results = run_processes(server_cfg)
+            code = server.stop()
+            warnings = [line for line in server.log_lines() if "WARNING" in line or "ERROR" in line]
+            print(f"room server stopped (exit code {code}), {len(warnings)} warnings/errors logged")
+            for line in warnings[:10]:
+                print(f"  server log: {line}")
+            failures = [res["error"] for res in results if res.get("error")]
+            for failure in failures:
+                print(f"ERROR in a client process:\n{failure}", file=sys.stderr)
+            if not failures:
+                via = report(server_cfg, results)
+                outcome = compare(direct, via)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     except Exception:
         traceback.print_exc()
     finally:
         signal.signal(signal.SIGTERM, previous)
-        problems = drop_schemas(dsn, [cfg["schema"], cfg["peer_schema"]])
+        if server is not None:
+            server.stop()
+        problems = drop_schemas(dsn, schemas)
         if problems:
             print("cleanup problems: " + "; ".join(problems), file=sys.stderr)
         else:
-            print(f"cleanup  : schemas {cfg['schema']} and {cfg['peer_schema']} dropped")
+            print(f"cleanup  : schemas {', '.join(schemas)} dropped")
     if outcome is None:
         return 1
     result, trusted = outcome
     print("RESULT " + json.dumps(result))
     return 0 if trusted else 1
+
+
+def compare(
+    direct: tuple[dict[str, Any], bool], via: tuple[dict[str, Any], bool]
+) -> tuple[dict[str, Any], bool]:
+    """Side by side: the room through its server against direct PostgreSQL,
+    measured in the same run.  RESULT: the server pass's keys (the goals
+    are judged there), ``direct_*`` for the baseline, and the ratios."""
+    d, v = direct[0], via[0]
+
+    def ratio(a: float | None, b: float | None) -> float:
+        return a / b if a is not None and b else math.nan
+
+    lines = (
+        ("contested claims/s", "contested_claims_per_s", " /s"),
+        ("contested p50", "claim_contested_p50_ms", " ms"),
+        ("contested p99", "claim_contested_p99_ms", " ms"),
+        ("mixed claim p99", "claim_mixed_p99_ms", " ms"),
+        ("mixed operations/s", "ops_per_s", " /s"),
+        ("visible p99", "visible_p99_ms", " ms"),
+    )
+    print()
+    print("======== through the server vs direct PostgreSQL (same run) ========")
+    print(f"{'':22} {'direct':>10} {'server':>10} {'server/direct':>14}")
+    for label, key, unit in lines:
+        a, b = d.get(key), v.get(key)
+        shown = [f"{x:.1f}{unit}" if x is not None else "—" for x in (a, b)]
+        print(f"{label:22} {shown[0]:>10} {shown[1]:>10} {ratio(b, a):13.2f}×")
+    result = dict(v)
+    for key in (
+        "contested_claims_per_s",
+        "claim_contested_p50_ms",
+        "claim_contested_p99_ms",
+        "claim_mixed_p99_ms",
+        "claim_p99_ms",
+        "visible_p99_ms",
+        "ops_per_s",
+        "double_claims",
+        "trusted",
+        "pass",
+    ):
+        result[f"direct_{key}"] = d.get(key)
+    for key in ("peer", "peer_p50_ms", "peer_p99_ms", "peer_per_s", "ratio_p50", "ratio_p99"):
+        result[key] = d.get(key)  # the peer ran once, against the direct pass
+    result["server_direct_throughput_ratio"] = rounded(
+        ratio(v.get("contested_claims_per_s"), d.get("contested_claims_per_s"))
+    )
+    result["server_direct_p99_ratio"] = rounded(
+        ratio(v.get("claim_contested_p99_ms"), d.get("claim_contested_p99_ms"))
+    )
+    result["via_server"] = True
+    return result, direct[1] and via[1]
 
 
 if __name__ == "__main__":
