@@ -283,14 +283,20 @@ async def _open_session(config: Config, options: RunOptions) -> tuple[RoomSessio
     """Production mode: the login dialog until the room server opens a
     session (or the operator quits: None).  The configuration then carries
     the session's operator and role."""
+    from sas_desk.services.auth.login import OidcLogin
     from sas_desk.services.queues.api import BackendUnavailable
     from sas_desk.services.queues.remote import LoginCancelled, RoomSession
     from sas_desk.ui.login_dialog import LoginDialog
 
-    dialog = LoginDialog(config.room_url, config.room_station, role=config.role or "")
-    session = RoomSession(
-        config.room_url, config.room_station, ca=config.room_ca, credentials=dialog.ask
+    session = RoomSession(config.room_url, config.room_station, ca=config.room_ca)
+    dialog = LoginDialog(
+        config.room_url,
+        config.room_station,
+        role=config.role or "",
+        identity=config.identity,
+        oidc=lambda: OidcLogin(session.client, ""),  # the session's TLS settings
     )
+    session.credentials = dialog.ask
     session.listeners.append(dialog.session_changed)
     hook = asyncio.ensure_future(options.on_login(dialog)) if options.on_login else None
     reason = ""

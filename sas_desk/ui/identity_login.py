@@ -32,6 +32,7 @@ from sas_desk.services.auth.broker import national_id
 from sas_desk.services.auth.errors import AuthError
 from sas_desk.services.auth.login import OidcLogin
 from sas_desk.services.config import ROLES, IdentitySettings
+from sas_desk.services.queues.api import BackendUnavailable
 from sas_desk.ui.aio import spawn
 from sas_desk.ui.widgets import named
 
@@ -51,29 +52,38 @@ class IdentityLogin(QWidget):
 
     def __init__(
         self,
-        login: OidcLogin,
+        login: OidcLogin | Callable[[], OidcLogin],
         identity: IdentitySettings,
         workstation: str,
         *,
         role: str = "",
+        role_field: QComboBox | None = None,
         opener: Callable[[str], object] = open_in_system_browser,
         parent: QWidget | None = None,
     ) -> None:
+        """``login``: the OIDC client, or a function giving it when a login
+        starts (the room session's HTTP client exists once it is open);
+        ``role_field``: the role picker of the dialog that embeds the panel
+        (else the panel has its own)."""
         super().__init__(parent)
         self.setObjectName("IdentityLogin")
         self._login = login
         self._identity = identity
         self._workstation = workstation
-        self._opener = opener
+        self.opener = opener
         self._task: asyncio.Task[None] | None = None
         outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
         form = QFormLayout()
-        self.role = named(QComboBox(), "identityRole")
-        for code, label in ROLES.items():
-            self.role.addItem(f"{code} — {label}", code)
-        if role in ROLES:
-            self.role.setCurrentIndex(list(ROLES).index(role))
-        form.addRow("&Rôle", self.role)
+        if role_field is None:
+            self.role = named(QComboBox(), "identityRole")
+            for code, label in ROLES.items():
+                self.role.addItem(f"{code} — {label}", code)
+            if role in ROLES:
+                self.role.setCurrentIndex(list(ROLES).index(role))
+            form.addRow("&Rôle", self.role)
+        else:
+            self.role = role_field
         self.rpps = named(QLineEdit(), "rppsField")
         self.rpps.setPlaceholderText("11 chiffres")
         self.rpps.setMaxLength(12)
@@ -144,14 +154,18 @@ class IdentityLogin(QWidget):
         if not on:
             self.binding.hide()
 
+    def _client(self) -> OidcLogin:
+        return self._login if isinstance(self._login, OidcLogin) else self._login()
+
     async def _run(self, provider: str, hint: str, ciba: bool) -> None:
         role = str(self.role.currentData())
         self._busy(True)
         try:
             response: httpx.Response
+            login = self._client()
             if ciba:
                 self.state.setText("Demande envoyée à Pro Santé Connect…")
-                response = await self._login.with_ciba(
+                response = await login.with_ciba(
                     role=role,
                     workstation=self._workstation,
                     login_hint=hint,
@@ -160,13 +174,16 @@ class IdentityLogin(QWidget):
                 )
             else:
                 self.state.setText(WAIT_BROWSER_FR)
-                response = await self._login.with_browser(
+                response = await login.with_browser(
                     role=role,
                     workstation=self._workstation,
-                    opener=self._opener,
+                    opener=self.opener,
                     provider=provider,
                 )
         except AuthError as exc:
+            self.state.setText("")
+            self._show_error(exc.message_fr)
+        except BackendUnavailable as exc:
             self.state.setText("")
             self._show_error(exc.message_fr)
         except asyncio.CancelledError:

@@ -1,17 +1,25 @@
-"""The login to the room server: login, password, role; Enter submits.
+"""The login to the room server: the role, then Pro Santé Connect or the
+establishment's identity provider when ``[identity]`` names them, else the
+room's own login and password; Enter submits.
 
-Thin on purpose: the dialog only gathers :class:`Credentials` for the
+Thin on purpose: the dialog only gathers :class:`Credentials` (or the
+session an OpenID Connect login opened, :class:`OpenedSession`) for the
 session (``services/queues/remote.py``), which talks to the server, and
 shows the French reason of a refusal.  It is a credential provider:
 ``await dialog.ask(reason)`` shows it and resolves on submit (``None`` when
 the operator gives up); the session calls it again after a refusal, and it
 closes itself once the session is open.
+
+Unlocking the screen asks the same operator again: :meth:`ask_operator`
+shows the locked session's login (read-only) and says why.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+import httpx
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -24,9 +32,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sas_desk.services.config import ROLES
-from sas_desk.services.queues.remote import Credentials, SessionInfo
+from sas_desk.services.auth.login import OidcLogin
+from sas_desk.services.config import ROLES, IdentitySettings
+from sas_desk.services.queues.remote import Credentials, OpenedSession, SessionInfo
+from sas_desk.ui.identity_login import IdentityLogin, open_in_system_browser
 from sas_desk.ui.widgets import named
+
+Answer = Credentials | OpenedSession | None
 
 
 class LoginDialog(QDialog):
@@ -37,34 +49,53 @@ class LoginDialog(QDialog):
         *,
         login: str = "",
         role: str = "",
+        identity: IdentitySettings | None = None,
+        oidc: OidcLogin | Callable[[], OidcLogin] | None = None,
+        opener: Callable[[str], object] = open_in_system_browser,
         parent: QWidget | None = None,
     ) -> None:
+        """``identity`` + ``oidc``: the providers to offer (``[identity]``)
+        and the client of the room server's OIDC login; with a provider, the
+        password form is not offered (local passwords are for the demo and
+        sites without an identity provider)."""
         super().__init__(parent)
         self.setObjectName("LoginDialog")
         self.setWindowTitle("SAS Desk — identification")
-        self.setMinimumWidth(440)
-        self._pending: asyncio.Future[Credentials | None] | None = None
+        self.setMinimumWidth(480)
+        self._pending: asyncio.Future[Answer] | None = None
+        self._fixed = False  # the login is the locked session's
         outer = QVBoxLayout(self)
-        title = QLabel("Identification au serveur de salle")
-        title.setStyleSheet("font-size: 16px; font-weight: bold;")
-        outer.addWidget(title)
+        self.title = QLabel("Identification au serveur de salle")
+        self.title.setStyleSheet("font-size: 16px; font-weight: bold;")
+        outer.addWidget(self.title)
         where = QLabel(f"Serveur : {server}\nPoste : {workstation}")
         where.setStyleSheet("color: #555;")
         outer.addWidget(where)
-        form = QFormLayout()
-        self.login = named(QLineEdit(login), "loginField")
-        self.login.setPlaceholderText("identifiant")
-        self.password = named(QLineEdit(), "passwordField")
-        self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.role = named(QComboBox(), "roleField")
         for code, label in ROLES.items():
             self.role.addItem(f"{code} — {label}", code)
         if role in ROLES:
             self.role.setCurrentIndex(list(ROLES).index(role))
-        form.addRow("&Identifiant", self.login)
-        form.addRow("&Mot de passe", self.password)
+        form = QFormLayout()
         form.addRow("&Rôle", self.role)
-        outer.addLayout(form)
+        self.login = named(QLineEdit(login), "loginField")
+        self.login.setPlaceholderText("identifiant")
+        self.password = named(QLineEdit(), "passwordField")
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.oidc: IdentityLogin | None = None
+        if identity is not None and oidc is not None and (identity.psc or identity.establishment):
+            outer.addLayout(form)
+            self.oidc = IdentityLogin(
+                oidc, identity, workstation, role_field=self.role, opener=opener, parent=self
+            )
+            self.oidc.sessionOpened.connect(self._opened)
+            outer.addWidget(self.oidc)
+            self.login.hide()
+            self.password.hide()
+        else:
+            form.addRow("&Identifiant", self.login)
+            form.addRow("&Mot de passe", self.password)
+            outer.addLayout(form)
         self.error = named(QLabel(""), "loginError")
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #b00020; font-weight: bold;")
@@ -80,6 +111,7 @@ class LoginDialog(QDialog):
         self.submit_button.setText("Se connecter")
         self.submit_button.setObjectName("loginSubmit")
         self.submit_button.setDefault(True)
+        self.submit_button.setVisible(self.oidc is None)
         buttons.button(QDialogButtonBox.StandardButton.Cancel).setText("Quitter")
         buttons.accepted.connect(self.submit)
         buttons.rejected.connect(self.reject)
@@ -89,7 +121,7 @@ class LoginDialog(QDialog):
         self.password.returnPressed.connect(self.submit)
 
     # ------------------------------------------------------------ the provider
-    async def ask(self, reason_fr: str = "") -> Credentials | None:
+    async def ask(self, reason_fr: str = "") -> Answer:
         """Show the dialog (with why, after a refusal) and wait for the
         operator's credentials; ``None`` when they give up."""
         loop = asyncio.get_running_loop()
@@ -100,8 +132,33 @@ class LoginDialog(QDialog):
         self.show()
         self.raise_()
         self.activateWindow()
-        (self.password if self.login.text() else self.login).setFocus()
+        if self.oidc is not None:
+            self.role.setFocus()
+        else:
+            (self.password if self.login.text() else self.login).setFocus()
         return await self._pending
+
+    async def ask_operator(self, operator: str, role: str, title_fr: str, reason_fr: str) -> Answer:
+        """The same operator again (unlocking the screen): their login
+        shown read-only, the role of the locked session; then as
+        :meth:`ask`.  The login field and title come back afterwards."""
+        self.title.setText(title_fr)
+        self.login.setText(operator)
+        self._fixed = True
+        if role in ROLES:
+            self.role.setCurrentIndex(list(ROLES).index(role))
+        try:
+            return await self.ask(reason_fr)
+        finally:
+            self._fixed = False
+            self.login.setReadOnly(False)
+            self.title.setText("Identification au serveur de salle")
+
+    def _opened(self, response: httpx.Response) -> None:
+        """An OpenID Connect login opened a session: the answer for the
+        room session to take."""
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_result(OpenedSession(response))
 
     def session_changed(self, info: SessionInfo | None) -> None:
         """The session listener: an open session closes the dialog."""
@@ -129,6 +186,8 @@ class LoginDialog(QDialog):
         self._pending.set_result(credentials)
 
     def reject(self) -> None:
+        if self.oidc is not None:
+            self.oidc.cancel()
         if self._pending is not None and not self._pending.done():
             self._pending.set_result(None)
         self.hide()
@@ -140,7 +199,7 @@ class LoginDialog(QDialog):
     def _busy(self, busy: bool) -> None:
         """While the server answers: fields read-only (the focus stays where
         it is), role and button disabled."""
-        self.login.setReadOnly(busy)
+        self.login.setReadOnly(busy or self._fixed)
         self.password.setReadOnly(busy)
         self.role.setEnabled(not busy)
         self.submit_button.setEnabled(not busy)

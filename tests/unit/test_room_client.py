@@ -16,7 +16,9 @@ from sas_desk.services.queues import wire
 from sas_desk.services.queues.api import BackendUnavailable
 from sas_desk.services.queues.remote import (
     Credentials,
+    LoginCancelled,
     LoginRefused,
+    OpenedSession,
     RemoteBackend,
     RoomSession,
     SseEvent,
@@ -196,4 +198,54 @@ async def test_a_session_opened_elsewhere_is_taken() -> None:
     with pytest.raises(LoginRefused) as caught:
         await session.take(answer(403, refused))
     assert (caught.value.code, caught.value.message_fr) == ("forbidden", "Compte désactivé.")
+    await session.close()
+
+
+def session_body(access: str, operator: str, role: str = "ARM") -> dict[str, object]:
+    return {
+        "access_token": access,
+        "refresh_token": "r-" + access,
+        "expires_in": 900,
+        "operator": operator,
+        "role": role,
+        "workstation": "POSTE-01",
+    }
+
+
+@pytest.mark.asyncio
+async def test_relogin_replaces_the_session_and_closes_the_old_one() -> None:
+    """Unlocking or handing the workstation over: the provider's answer (a
+    password or a session an OIDC login opened) replaces the session, the
+    old one is closed on the server; giving up keeps the current one."""
+    deleted: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            deleted.append(request.headers["Authorization"])
+            return httpx.Response(204)
+        login = msgspec.json.decode(request.content)["login"]
+        return answer(200, session_body("a2", login))
+
+    answers: list[Credentials | OpenedSession | None] = [
+        Credentials("arm.durand", "secret", "ARM"),
+        OpenedSession(answer(200, session_body("a3", "arm.leroy"))),
+        None,
+    ]
+
+    async def provider(reason: str) -> Credentials | OpenedSession | None:
+        return answers.pop(0)
+
+    session = RoomSession(
+        "http://127.0.0.1:9", "POSTE-01", credentials=provider,
+        transport=httpx.MockTransport(server),
+    )  # fmt: skip
+    await session.take(answer(200, session_body("a1", "arm.durand")))
+    again = await session.relogin("Poste verrouillé")
+    assert again.operator == "arm.durand" and deleted == ["Bearer a1"]
+    handed = await session.relogin("Changement d'opérateur")
+    assert handed.operator == "arm.leroy" and deleted == ["Bearer a1", "Bearer a2"]
+    with pytest.raises(LoginCancelled):
+        await session.relogin("Changement d'opérateur")
+    assert session.info == handed and deleted == ["Bearer a1", "Bearer a2"]
+    assert await session.tokens.load() == "r-a3"
     await session.close()

@@ -181,9 +181,17 @@ class LoginCancelled(BackendUnavailable):
     """No session: the operator gave up the login (or nobody can log in)."""
 
 
+@dataclass(frozen=True)
+class OpenedSession:
+    """A session the server opened another way: the 200 answer of an OpenID
+    Connect login (``services/auth/login.py``), for :meth:`RoomSession.take`."""
+
+    response: httpx.Response
+
+
 # asked again with the French reason of the previous refusal ("" the first
 # time); None: the operator gave up
-CredentialProvider = Callable[[str], Awaitable[Credentials | None]]
+CredentialProvider = Callable[[str], Awaitable[Credentials | OpenedSession | None]]
 
 _LOGIN_FALLBACK_FR = {
     401: "Identifiant ou mot de passe incorrect.",
@@ -256,6 +264,7 @@ class RoomSession:
         self._access_until = 0.0  # monotonic
         self._refresh = ""
         self._lock = asyncio.Lock()
+        self.logins = 0  # logins through the provider, for relogin
         self.listeners: list[Callable[[SessionInfo | None], None]] = []
 
     # ------------------------------------------------------------ lifecycle
@@ -409,9 +418,36 @@ class RoomSession:
             if credentials is None:
                 raise LoginCancelled(SESSION_LOST_FR)
             try:
-                return await self.login(credentials)
+                if isinstance(credentials, OpenedSession):
+                    info = await self.take(credentials.response)
+                else:
+                    info = await self.login(credentials)
             except LoginRefused as exc:
                 reason_fr = exc.message_fr
+                continue
+            self.logins += 1
+            return info
+
+    async def relogin(self, reason_fr: str) -> SessionInfo:
+        """A new login while a session may be open (unlocking the screen, a
+        change of operator): the provider's credentials open a new session
+        that replaces the current one, which is then closed on the server.
+        :class:`LoginCancelled` when the operator gives up: the current
+        session (if any) is kept as it was.  A login that happened while
+        this one waited for the session's lock (another request asked) is
+        the answer."""
+        logins = self.logins
+        async with self._lock:
+            if self.info is not None and self._access and self.logins != logins:
+                return self.info
+            before = self._access
+            info = await self._ask(reason_fr)
+            if before and before != self._access and self._client is not None:
+                with contextlib.suppress(httpx.HTTPError):  # best effort
+                    await self.client.delete(
+                        "/v1/session", headers={"Authorization": f"Bearer {before}"}
+                    )
+            return info
 
     async def logout(self) -> None:
         """``DELETE /v1/session`` (best effort) and forget the tokens."""
