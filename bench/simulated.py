@@ -2,6 +2,7 @@
 JSON building never competes with the measured process for its interpreter.
 
     sim = Simulated(["latency:100"])   # one fault spec per vendor, cycled; () = none
+    sim = Simulated(density=2.5)       # 2.5× the demo's free slots per place
     ... sim.base_url ...
     sim.close()
 """
@@ -21,7 +22,7 @@ _SCRIPT = """\
 import json, sys, urllib.request
 from sas_desk.simulator.server import Simulator
 faults = json.loads(sys.argv[1])
-sim = Simulator(port=0)
+sim = Simulator(port=0, density=float(sys.argv[2]))
 sim.start()
 if faults:
     meta = json.loads(urllib.request.urlopen(sim.base_url + "/_meta", timeout=60).read())
@@ -37,10 +38,10 @@ class Simulated:
     """Started on construction; its base URL once it listens; stopped by
     :meth:`close` (it also stops when this process's end closes its stdin)."""
 
-    def __init__(self, faults: Sequence[str] = ()) -> None:
+    def __init__(self, faults: Sequence[str] = (), density: float = 1.0) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SCRIPT, json.dumps(list(faults))],
+            [sys.executable, "-c", _SCRIPT, json.dumps(list(faults)), str(density)],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,

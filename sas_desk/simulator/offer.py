@@ -364,10 +364,16 @@ class Offer:
         vendors: Sequence[Vendor] = DEFAULT_VENDORS,
         communes: Sequence[Commune] | None = None,
         streets: Sequence[Street] | None = None,
+        density: float = 1.0,
     ) -> None:
         if len(vendors) < 2:
             raise ValueError("the offer needs at least two vendors")
+        if not 0 < density <= 10:
+            raise ValueError(f"density must be in ]0, 10], not {density!r}")
         self.seed = seed
+        #: multiplies each place's share of free slots (benchmarks: a denser
+        #: territory than the demo's; 1 = the demo)
+        self.density = density
         self.vendors: tuple[Vendor, ...] = tuple(vendors)
         self._clock = clock or (lambda: datetime.now(PARIS))
         self._communes = communes
@@ -774,7 +780,11 @@ class Offer:
         if owner is None:
             return ()
         rng = random.Random(f"{self.seed}:{schedule_id}:{day.isoformat()}")
-        slots = _pfg_day(rng, owner, day) if isinstance(owner, Pfg) else _place_day(rng, owner, day)
+        slots = (
+            _pfg_day(rng, owner, day)
+            if isinstance(owner, Pfg)
+            else _place_day(rng, owner, day, self.density)
+        )
         with self._lock:
             if len(self._day_cache) > 200_000:
                 self._day_cache.clear()
@@ -914,7 +924,9 @@ def _stamp(dt: datetime) -> str:
     return dt.strftime("%Y%m%d%H%M")
 
 
-def _place_day(rng: random.Random, place: Place, day: date) -> tuple[SimSlot, ...]:
+def _place_day(
+    rng: random.Random, place: Place, day: date, density: float = 1.0
+) -> tuple[SimSlot, ...]:
     p = place.practitioner
     sessions = place.sessions.get(day.weekday())
     if not sessions or not place.active:
@@ -924,10 +936,11 @@ def _place_day(rng: random.Random, place: Place, day: date) -> tuple[SimSlot, ..
     reasons_pool = _REASONS[kind]
     walkin_morning = kind == "gp" and rng.random() < 0.1
     out: list[SimSlot] = []
+    free_rate = place.free_rate * density
     for n_session, (first, last) in enumerate(sessions):
         m = first
         while m + minutes <= last:
-            if rng.random() < place.free_rate:
+            if rng.random() < free_rate:
                 start = datetime.combine(day, time(m // 60, m % 60), tzinfo=PARIS)
                 end = start + timedelta(minutes=minutes)
                 if p.sas:

@@ -465,7 +465,8 @@ class Simulator:
     ``[demo]``-style mapping whose ``simulator_seed`` and ``simulator_faults``
     keys are read the same way (explicit arguments win).  ``tls_cert`` and
     ``tls_key`` switch to HTTPS, ``client_ca`` then requires client
-    certificates signed by that CA.
+    certificates signed by that CA. ``density`` multiplies the share of free
+    slots of every place (1: the demo territory; the benchmarks' large mode).
     """
 
     def __init__(
@@ -481,6 +482,7 @@ class Simulator:
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
         client_ca: str | Path | None = None,
+        density: float = 1.0,
     ) -> None:
         demo = demo or {}
         if seed is None:
@@ -496,7 +498,7 @@ class Simulator:
         all_faults.update(faults or {})
         self._host = host
         self._port = port
-        self.offer = Offer(seed, clock=clock)
+        self.offer = Offer(seed, clock=clock, density=density)
         self.faults = FaultBoard(seed, all_faults)
         from sas_desk.simulator.oidc import IdentityProviders
 

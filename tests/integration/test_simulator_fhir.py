@@ -197,6 +197,24 @@ def test_same_seed_same_territory_and_slots() -> None:
     assert snapshot(Offer(8))[0] != a[0]
 
 
+def test_density_multiplies_the_free_slots_on_the_same_territory() -> None:
+    """The benchmarks' denser territory (bench/ui_search.py --large): the same
+    practitioners, about twice the free slots at density 2."""
+
+    def week(offer: Offer) -> tuple[list[str], int]:
+        offer.ensure_built()
+        ids = [pl.schedule_id for p in offer.practitioners[:200] for pl in p.places]
+        days = [NOW.date() + timedelta(days=d) for d in range(3)]
+        return ids, sum(len(offer.day_slots(i, d)) for i in ids for d in days)
+
+    ids, normal = week(Offer(7, clock=fixed_clock))
+    dense_ids, dense = week(Offer(7, clock=fixed_clock, density=2.0))
+    assert dense_ids == ids
+    assert 1.6 * normal < dense < 2.4 * normal
+    with pytest.raises(ValueError):
+        Offer(7, density=0)
+
+
 def test_meta_lists_the_vendors(sim: Simulator, http: httpx.Client) -> None:
     meta = http.get(sim.base_url + "/_meta").json()
     assert isinstance(meta, list) and len(meta) >= 4
