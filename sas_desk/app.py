@@ -397,8 +397,8 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         # full garbage collections only when the operator is idle (gc_policy)
         from sas_desk.ui.gc_policy import IdleCollector
 
-        collector = IdleCollector(parent=window)
-        collector.start(app)
+        collector = IdleCollector(parent=window, busy=window.searching)
+        collector.start(window)
         # the window is up: now the demo simulator and the network side (TLS
         # context, httpx stack), off the path to the first window
         if config.demo and not geocoder_url:
@@ -435,7 +435,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         return 0
     finally:
         if collector is not None:
-            collector.stop(app)
+            collector.stop()
         slots_service = window.slot_source if window is not None else None
         roster_service = window.roster_service if window is not None else None
         await aio.cancel_all()

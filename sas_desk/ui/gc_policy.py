@@ -14,17 +14,25 @@ of a search or of a call being typed.  So:
   :attr:`IdleCollector.every_s`), or regardless after
   :attr:`IdleCollector.max_promotions` young collections have promoted
   objects since the last one (a room that never pauses still gets its
-  memory back).
+  memory back);
+* never while :attr:`IdleCollector.busy` says work is on screen (a slot
+  search filling its cards): the collection waits for the next check after;
+* the operator's input is watched on the main window's own native window
+  (``QWindow``), where keyboard and mouse events arrive before they reach a
+  widget — not on the whole application, whose every event (paints, timers,
+  thousands per search) would go through Python.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QWidget
 
 log = logging.getLogger("sas_desk.ui.gc")
 
@@ -49,6 +57,7 @@ class IdleCollector(QObject):
         check_s: float = 5.0,
         max_promotions: int = 2_000,
         clock: Callable[[], float] = time.monotonic,
+        busy: Callable[[], bool] = lambda: False,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -56,6 +65,9 @@ class IdleCollector(QObject):
         self.every_s = every_s
         self.max_promotions = max_promotions
         self._clock = clock
+        self.busy = busy
+        self.deferred = 0  # checks where a collection was due but work was on screen
+        self._watched: QObject | None = None
         self.last_input = clock()
         self.last_full = clock()
         self.collections = 0  # full collections run (diagnostics, tests)
@@ -64,19 +76,24 @@ class IdleCollector(QObject):
         self._timer.setInterval(int(check_s * 1000))
         self._timer.timeout.connect(self.tick)
 
-    def start(self, app: QObject) -> None:
+    def start(self, window: QObject) -> None:
         """Freeze what is alive now, keep automatic collections young, and
-        watch the operator's input."""
+        watch the operator's input on ``window`` (the main window: its native
+        window receives every key and mouse event meant for its widgets)."""
         gc.freeze()  # no collection first: it would pause the window just shown
         young0, young1, _ = self._saved
         gc.set_threshold(young0, young1, UNREACHABLE_THRESHOLD)
-        app.installEventFilter(self)
+        self._watched = _input_source(window)
+        self._watched.installEventFilter(self)
         self._timer.start()
         log.info("gc: %d objects frozen; full collections when idle", gc.get_freeze_count())
 
-    def stop(self, app: QObject) -> None:
+    def stop(self) -> None:
         self._timer.stop()
-        app.removeEventFilter(self)
+        if self._watched is not None:
+            with contextlib.suppress(RuntimeError):  # the window may be gone already
+                self._watched.removeEventFilter(self)
+            self._watched = None
         gc.set_threshold(*self._saved)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
@@ -94,8 +111,12 @@ class IdleCollector(QObject):
         return gc.get_count()[2] > self.max_promotions
 
     def tick(self) -> None:
-        if self.due():
-            self.collect()
+        if not self.due():
+            return
+        if self.busy():
+            self.deferred += 1  # a search is filling the screen: at the next check
+            return
+        self.collect()
 
     def collect(self) -> int:
         began = time.perf_counter()
@@ -108,3 +129,15 @@ class IdleCollector(QObject):
             (time.perf_counter() - began) * 1000,
         )
         return found
+
+
+def _input_source(window: QObject) -> QObject:
+    """Where ``window``'s input arrives first: a widget's native window."""
+    if isinstance(window, QWidget):
+        handle = window.windowHandle()
+        if handle is None:
+            window.winId()  # creates the native window (one is needed to show it anyway)
+            handle = window.windowHandle()
+        if handle is not None:
+            return handle
+    return window

@@ -449,6 +449,10 @@ class MainWindow(QMainWindow):
         if self.slot_panel is not None:
             self.slot_panel.set_source(source, note)
 
+    def searching(self) -> bool:
+        """A slot search is filling its cards (no full garbage collection then)."""
+        return self.slot_panel is not None and self.slot_panel.running
+
     def open_slot_search(self, dossier: Dossier | None = None) -> SlotSearchPanel:
         """The slot search tab; from a dossier (the current sheet or view by
         default) with its location prefilled."""

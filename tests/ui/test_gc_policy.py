@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 
 import pytest
-from PySide6.QtCore import QEvent, QPointF, Qt
-from PySide6.QtGui import QKeyEvent, QMouseEvent
-from PySide6.QtWidgets import QApplication, QLineEdit
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QLineEdit, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
 from sas_desk.ui.gc_policy import UNREACHABLE_THRESHOLD, IdleCollector
@@ -23,18 +23,34 @@ class Clock:
         return self.t
 
 
+class Busy:
+    def __init__(self) -> None:
+        self.on = False
+
+    def __call__(self) -> bool:
+        return self.on
+
+
 @pytest.fixture
-def policy(qtbot: QtBot) -> tuple[IdleCollector, Clock, QLineEdit]:
+def busy() -> Busy:
+    return Busy()
+
+
+@pytest.fixture
+def policy(qtbot: QtBot, busy: Busy) -> tuple[IdleCollector, Clock, QLineEdit]:
     clock = Clock()
-    collector = IdleCollector(idle_s=20, every_s=120, max_promotions=50, clock=clock)
-    app = QApplication.instance()
-    assert app is not None
+    collector = IdleCollector(idle_s=20, every_s=120, max_promotions=50, clock=clock, busy=busy)
     saved = gc.get_threshold()
-    collector.start(app)
-    field = QLineEdit()
-    qtbot.addWidget(field)
+    window = QWidget()
+    field = QLineEdit(window)
+    QVBoxLayout(window).addWidget(field)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    field.setFocus()
+    collector.start(window)
     yield collector, clock, field
-    collector.stop(app)
+    collector.stop()
     assert gc.get_threshold() == saved  # restored
     gc.unfreeze()  # leave the test process as it was (freezing is process-wide)
 
@@ -57,23 +73,17 @@ def test_a_full_collection_waits_for_the_operator_to_be_idle(
     collector.tick()
     assert collector.collections == 1
     clock.t += 200
-    QApplication.sendEvent(
-        field, QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_A, Qt.KeyboardModifier.NoModifier, "a")
-    )
+    handle = field.window().windowHandle()
+    assert handle is not None
+    # as the platform delivers them: to the native window, then the focused widget
+    QTest.keyClick(handle, Qt.Key.Key_A)
+    assert field.text() == "a"
     clock.t += 5  # typing 5 s ago: not idle
     collector.tick()
     assert collector.collections == 1
-    QApplication.sendEvent(
-        field,
-        QMouseEvent(
-            QEvent.Type.MouseButtonPress,
-            QPointF(1, 1),
-            QPointF(1, 1),
-            Qt.MouseButton.LeftButton,
-            Qt.MouseButton.LeftButton,
-            Qt.KeyboardModifier.NoModifier,
-        ),
-    )
+    clock.t += 30
+    QTest.mousePress(handle, Qt.MouseButton.LeftButton, pos=field.geometry().center())
+    QTest.mouseRelease(handle, Qt.MouseButton.LeftButton, pos=field.geometry().center())
     clock.t += 19
     collector.tick()
     assert collector.collections == 1
@@ -98,3 +108,40 @@ def test_a_room_that_never_pauses_still_gets_its_memory_back(
     collector.tick()
     assert collector.collections == 1
     assert gc.get_count()[2] == 0  # the full collection reset the count
+
+
+def test_no_full_collection_while_a_search_fills_the_screen(
+    policy: tuple[IdleCollector, Clock, QLineEdit], busy: Busy
+) -> None:
+    collector, clock, _field = policy
+    clock.t += 500  # idle long enough: due
+    assert collector.due()
+    busy.on = True
+    collector.tick()
+    assert collector.collections == 0
+    assert collector.deferred == 1
+    busy.on = False  # the search ended: the next check collects
+    collector.tick()
+    assert collector.collections == 1
+
+
+def test_input_is_watched_on_the_main_window_only(
+    policy: tuple[IdleCollector, Clock, QLineEdit], qtbot: QtBot
+) -> None:
+    """The filter is not on the application (every paint and timer of every
+    widget would go through Python): events for other windows never reach it."""
+    collector, clock, field = policy
+    app = QApplication.instance()
+    assert app is not None
+    assert collector._watched is field.window().windowHandle()
+    other = QLineEdit()
+    qtbot.addWidget(other)
+    other.show()
+    qtbot.waitExposed(other)
+    before = collector.last_input
+    clock.t += 50
+    handle = other.windowHandle()
+    assert handle is not None
+    QTest.keyClick(handle, Qt.Key.Key_B)
+    assert other.text() == "b"
+    assert collector.last_input == before  # not the main window: not seen
