@@ -163,9 +163,15 @@ def decode(body: bytes | bytearray | memoryview | str) -> Bundle | None:
     """The typed Bundle, or ``None`` when anything in it does not fit (not
     JSON, not a Bundle, a resource type or an element of another shape): the
     tolerant path then decides."""
-    if not isinstance(body, str):
-        try:  # the elements skipped unread must be valid UTF-8 too
-            body = bytes(body).decode("utf-8")
+    if isinstance(body, memoryview):
+        body = body.tobytes()
+    if not isinstance(body, str) and not body.isascii():
+        # the elements skipped unread must be valid UTF-8 too; the text is
+        # only checked, not kept: msgspec reads the bytes (handed a str, it
+        # would encode it back to UTF-8 first, which cost as much as the
+        # decoding itself)
+        try:
+            str(body, "utf-8")
         except UnicodeDecodeError:
             return None
     try:
