@@ -29,6 +29,7 @@ from sas_desk.services.queues.client import Outbox, QueueClient
 if TYPE_CHECKING:
     from sas_desk.services.queues.remote import RoomSession
     from sas_desk.simulator.server import Simulator
+    from sas_desk.ui.login_dialog import LoginDialog
     from sas_desk.ui.main_window import MainWindow
 
 log = logging.getLogger("sas_desk")
@@ -279,10 +280,13 @@ async def _run_hub(config: Config, journal: Journal, window: MainWindow) -> None
         await store.close()
 
 
-async def _open_session(config: Config, options: RunOptions) -> tuple[RoomSession, Config] | None:
+async def _open_session(
+    config: Config, options: RunOptions
+) -> tuple[RoomSession, Config, LoginDialog] | None:
     """Production mode: the login dialog until the room server opens a
     session (or the operator quits: None).  The configuration then carries
-    the session's operator and role."""
+    the session's operator and role; the dialog serves again (unlock,
+    change of operator)."""
     from sas_desk.services.auth.login import OidcLogin
     from sas_desk.services.queues.api import BackendUnavailable
     from sas_desk.services.queues.remote import LoginCancelled, RoomSession
@@ -314,7 +318,7 @@ async def _open_session(config: Config, options: RunOptions) -> tuple[RoomSessio
     if hook is not None:
         await hook
     log.info("room session: %s as %s on %s", info.operator, info.role, info.workstation)
-    return session, replace(config, operator=info.operator, role=info.role)
+    return session, replace(config, operator=info.operator, role=info.role), dialog
 
 
 async def main(app: object, config: Config, options: RunOptions) -> int:
@@ -327,11 +331,12 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     geocoder_url = config.geocoder_url
     client: Any = None  # httpx.AsyncClient, created once the window is up
     session: RoomSession | None = None
+    dialog: LoginDialog | None = None
     if config.room_url:  # production: who acts is the room server's session
         opened = await _open_session(config, options)
         if opened is None:
             return 0
-        session, config = opened
+        session, config, dialog = opened
     journal = Journal(config.journal_path, now=clock.now)
     actor = Actor(
         role=config.role or "",
@@ -376,6 +381,18 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             queue_client=queues,
             limits=limits,
             session=session,
+        )
+        from sas_desk.ui.session_gate import SessionGate
+
+        window.gate = SessionGate(
+            window,
+            operator=config.operator,
+            session=session,
+            dialog=dialog,
+            lock_after_s=config.lock_after_s,
+            reauth_after_s=config.reauth_after_s,
+            shift_ends=config.shift_ends,
+            now=clock.now,
         )
         closed = asyncio.Event()
         QCoreApplication.instance().lastWindowClosed.connect(closed.set)  # type: ignore[union-attr]

@@ -199,6 +199,12 @@ class Config:
     map_tiles_cache: str = ""  # empty = <data dir>/tiles
     # login through Pro Santé Connect / the establishment's IdP ([identity])
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    # the screen lock and the end of shift ([session]): locked after
+    # lock_after_s without input, a full login after reauth_after_s; at each
+    # shift end ("HH:MM", the room's time) the session is closed
+    lock_after_s: float = 300.0
+    reauth_after_s: float = 1200.0
+    shift_ends: tuple[str, ...] = ()
 
     @property
     def room_station(self) -> str:
@@ -324,6 +330,7 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
     "map": frozenset({"tiles_url", "tiles_cache"}),
     "rosters": frozenset({"urls", "timeout", "sync_every_s"}),
     "room": frozenset({"url", "ca", "workstation"}),
+    "session": frozenset({"lock_after_min", "reauth_after_min", "shift_end"}),
     "queues": frozenset(
         {
             "lease_s",
@@ -415,6 +422,7 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
                 f"Configuration ({path}) : [rosters] urls doit être une liste d'adresses http(s)."
             )
         values["roster_urls"] = tuple(urls)
+    _session(values, raw.get("session", {}))
     if values.get("lease_s", Config.lease_s) <= values.get("renew_s", Config.renew_s):
         raise _Bad("queues", "lease_s", "doit dépasser renew_s")
     if "data_dir" in values:
@@ -423,6 +431,32 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
         raise ConfigError(f"Configuration ({path}) : rôle inconnu « {values['role']} ».")
     values.update(overrides)
     return Config(**values)
+
+
+_SHIFT_END = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+
+
+def _session(values: dict[str, Any], session: dict[str, Any]) -> None:
+    """``[session]``: the screen lock's delays (minutes) and the shift ends."""
+    minutes: dict[str, Any] = {}
+    _take(minutes, session, "lock_after_min", float, "session")
+    _take(minutes, session, "reauth_after_min", float, "session")
+    lock = minutes.get("lock_after_min", Config.lock_after_s / 60)
+    reauth = minutes.get("reauth_after_min", Config.reauth_after_s / 60)
+    if reauth < lock:
+        raise _Bad("session", "reauth_after_min", "doit valoir au moins lock_after_min")
+    values["lock_after_s"], values["reauth_after_s"] = lock * 60, reauth * 60
+    if "shift_end" in session:
+        ends = session["shift_end"]
+        if not isinstance(ends, list) or not all(
+            isinstance(e, str) and _SHIFT_END.fullmatch(e) for e in ends
+        ):
+            raise _Bad(
+                "session",
+                "shift_end",
+                'doit être une liste d\'heures "HH:MM" (ex. ["08:00", "20:00"])',
+            )
+        values["shift_ends"] = tuple(sorted(set(ends)))
 
 
 _DIRECT_KEYS = ("dsn", "schema", "sslmode", "sslrootcert", "sslcert", "sslkey")
@@ -601,6 +635,8 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("workstation", "name"): _pattern(r"\S.{0,62}", "un nom de 1 à 63 caractères"),
     ("workstation", "operator"): _pattern(r"\S.{0,62}", "un nom de 1 à 63 caractères"),
     ("geocoder", "url"): _http_url,
+    ("session", "lock_after_min"): _between(1, 60, "minutes"),
+    ("session", "reauth_after_min"): _between(1, 24 * 60, "minutes"),
     ("geocoder", "timeout"): _between(0, 120, "secondes", above=True),
     ("demo", "simulator_port"): _between(0, 65535),
     ("queues", "lease_s"): _between(5, DAY_S, "secondes"),

@@ -45,6 +45,7 @@ from sas_desk.ui.widgets import Banner, named
 if TYPE_CHECKING:
     from sas_desk.services.queues.remote import RoomSession, SessionInfo
     from sas_desk.ui.dental_view import DentalOrientation, DentalView
+    from sas_desk.ui.session_gate import SessionGate
     from sas_desk.ui.slot_search import SlotSearchPanel
 
 log = logging.getLogger("sas_desk.ui")
@@ -116,6 +117,7 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__()
         self.session = session  # production: the room server's session
+        self.gate: SessionGate | None = None  # the screen lock, operator changes (app.py)
         self.setObjectName("MainWindow")
         self.config = config
         self.desk = desk
@@ -696,7 +698,10 @@ class MainWindow(QMainWindow):
         """The demo's role picker; in production the role is the session's:
         changing it is a new login."""
         if self.session is not None:
-            spawn(self._switch_session(), "switch-session")
+            if self.gate is not None:  # the next login replaces the session, screen covered
+                self.gate.change_operator()
+            else:
+                spawn(self._switch_session(), "switch-session")
             return
         self.stack.setCurrentIndex(0)
         self.picker.setFocus()

@@ -21,7 +21,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from sas_desk.ui.aio import spawn
 from sas_desk.ui.widgets import named
@@ -61,13 +68,24 @@ class _Cover(QWidget):
         self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.who = named(QLabel(""), "lockWho")
         self.who.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.why = named(QLabel(""), "lockWhy")
+        self.why.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.why.setWordWrap(True)
+        self.why.setStyleSheet("font-size: 15px; color: #ffe08a;")
+        self.why.hide()
         self.button = named(QPushButton("Déverrouiller"), "unlockButton")
         self.button.setDefault(True)
+        # more actions (the change of operator) go in this row
+        self.buttons = QHBoxLayout()
+        self.buttons.addWidget(self.button)
         self.error = named(QLabel(""), "lockError")
         self.error.setStyleSheet("color: #ffb4a9; font-weight: bold;")
         self.error.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        for widget in (self.title, self.who, self.button, self.error):
+        self.error.setWordWrap(True)
+        for widget in (self.title, self.who, self.why):
             layout.addWidget(widget, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addLayout(self.buttons)
+        layout.addWidget(self.error, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addStretch(1)
         self.hide()
 
@@ -112,6 +130,10 @@ class SessionLock(QObject):
     def is_locked(self) -> bool:
         return self.cover.isVisible()
 
+    @property
+    def unlocking(self) -> bool:
+        return self._unlocking
+
     def idle_s(self) -> float:
         return self._clock() - self.last_activity
 
@@ -119,7 +141,11 @@ class SessionLock(QObject):
         if not self.is_locked and self.idle_s() >= self.lock_after_s:
             self.lock()
 
-    def lock(self) -> None:
+    def lock(self, why_fr: str = "") -> None:
+        """Cover the window; ``why_fr`` says why when it is not inactivity
+        (end of shift, a session the server closed, a change of operator)."""
+        self.cover.why.setText(why_fr)
+        self.cover.why.setVisible(bool(why_fr))
         if self.is_locked:
             return
         self.cover.who.setText(f"Session de {self.operator} — identifiez-vous pour reprendre.")
@@ -139,15 +165,27 @@ class SessionLock(QObject):
         spawn(self._unlock(reason), name="session-unlock")
 
     async def _unlock(self, reason: str) -> None:
+        refusal = REFUSED_FR
         try:
             ok = await self._reauthenticate(reason)
+        except Exception as exc:  # a French reason (server unreachable…) is said
+            message = getattr(exc, "message_fr", "")
+            if not message:
+                raise
+            ok, refusal = False, f"{message} Le poste reste verrouillé."
         finally:
             self._unlocking = False
             self.cover.button.setEnabled(True)
         if not ok:
-            self.cover.error.setText(REFUSED_FR)
+            self.cover.error.setText(refusal)
             return
+        self.release()
+
+    def release(self) -> None:
+        """Uncover (the operator was identified, however that happened)."""
         self.last_activity = self._clock()
+        if not self.is_locked:
+            return
         self.cover.hide()
         self.unlocked.emit()
 

@@ -444,3 +444,37 @@ def test_queue_timings_stay_in_queues(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, "[queues]\nlease_s = 90\nrenew_s = 20\nwait_p0 = 30\n"))
     assert (cfg.lease_s, cfg.renew_s, cfg.wait_limits[0]) == (90.0, 20.0, 30.0)
     assert cfg.room_url == "" and not hasattr(cfg, "queues_dsn")
+
+
+# ---------------------------------------------------------------------------- [session]
+
+
+def test_session_lock_delays_and_shift_ends(tmp_path: Path) -> None:
+    default = load_config(write(tmp_path, "[session]\n"))
+    assert (default.lock_after_s, default.reauth_after_s, default.shift_ends) == (300, 1200, ())
+    config = load_config(
+        write(
+            tmp_path,
+            '[session]\nlock_after_min = 2\nreauth_after_min = 15\nshift_end = ["20:00", "08:00"]\n',
+        )
+    )
+    assert (config.lock_after_s, config.reauth_after_s) == (120, 900)
+    assert config.shift_ends == ("08:00", "20:00")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("lock_after_min = 0", "ligne 2) : [session] lock_after_min doit valoir au moins 1"),
+        ("lock_after_min = 30\nreauth_after_min = 10", "ligne 3) : [session] reauth_after_min"),
+        ('shift_end = ["25:00"]', "ligne 2) : [session] shift_end doit être une liste d'heures"),
+        ('shift_end = "20:00"', "ligne 2) : [session] shift_end doit être une liste d'heures"),
+        ("lock_after = 5", "clé inconnue « lock_after » dans [session]"),
+    ],
+)
+def test_session_settings_refused_with_file_line_and_key(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, f"[session]\n{body}\n"))
+    assert message in caught.value.message_fr

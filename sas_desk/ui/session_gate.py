@@ -1,0 +1,300 @@
+"""Who is at the keyboard (issue 15): the screen lock, the change of operator,
+the end of shift, and a session the room server closed.
+
+:class:`SessionGate` owns the window's :class:`~sas_desk.ui.session_lock.SessionLock`
+and, in production mode, stands between the room session and the login
+dialog (it is the session's credential provider):
+
+- **inactivity** locks the screen (``[session] lock_after_min``, 5 min); only
+  the same operator unlocks it (their login is shown read-only; an OpenID
+  Connect login that names someone else is refused and its session closed);
+  after ``reauth_after_min`` (20 min) the dialog asks for a full login;
+- **« Changer d'opérateur »** (menu, or the lock screen) hands the
+  workstation to the next operator without closing the open calls: the new
+  session replaces the old one, which the server closes; every action from
+  then on is the new operator's, the earlier ones stay the previous one's;
+- **end of shift** (``[session] shift_end``, the room's time) closes the
+  session on the server and locks: the next login may be anyone's;
+- **a session the server closed** (revoked, account disabled, expired) is
+  seen at the next request (the renewal of leases runs every
+  ``[queues] renew_s``) or the stream's: the screen locks and says so in
+  French, and the login dialog comes up.
+
+Nothing under the cover is touched: what was typed stays where it was.  In
+the demo (no room server) the lock still hides the window; unlocking is a
+click (there is no one to ask), and there is no change of operator.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as day_time
+from typing import TYPE_CHECKING
+
+import msgspec
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QPushButton
+
+from sas_desk.services.queues.api import BackendUnavailable
+from sas_desk.services.queues.remote import (
+    Credentials,
+    LoginCancelled,
+    OpenedSession,
+    RoomSession,
+    SessionInfo,
+)
+from sas_desk.ui.aio import spawn
+from sas_desk.ui.session_lock import SessionLock
+from sas_desk.ui.widgets import named
+
+if TYPE_CHECKING:
+    from sas_desk.ui.login_dialog import Answer, LoginDialog
+
+__all__ = ["SessionGate"]
+
+log = logging.getLogger("sas_desk.ui.session")
+
+HANDOVER_FR = (
+    "Changement d'opérateur : le prochain opérateur s'identifie. "
+    "Les appels en cours restent ouverts."
+)
+HANDOVER_TITLE_FR = "Changement d'opérateur"
+SHIFT_END_FR = "Fin de service : la session est fermée. Identifiez-vous pour continuer."
+SESSION_CLOSED_FR = (
+    "Session fermée par le serveur de salle (révoquée, compte désactivé ou expirée) : "
+    "identifiez-vous."
+)
+UNLOCK_TITLE_FR = "Poste verrouillé — identifiez-vous"
+REAUTH_TITLE_FR = "Reconnexion complète (plus de 20 minutes d'inactivité)"
+NOT_SAME_FR = (
+    "Ce poste est verrouillé par {operator} : seul {operator} le déverrouille. "
+    "Pour prendre le poste, choisissez « Changer d'opérateur »."
+)
+DEMO_FR = "Démonstration : pas de serveur de salle, le poste se déverrouille sans identification."
+
+
+class _Opened(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    access_token: str = ""
+    operator: str = ""
+
+
+@dataclass(frozen=True)
+class _Expect:
+    operator: str
+    role: str
+    title_fr: str
+
+
+class SessionGate(QObject):
+    operatorChanged = Signal(str, str)  # previous, next (logins)
+
+    def __init__(
+        self,
+        window: QMainWindow,
+        *,
+        operator: str,
+        session: RoomSession | None = None,
+        dialog: LoginDialog | None = None,
+        lock_after_s: float = 300.0,
+        reauth_after_s: float = 1200.0,
+        shift_ends: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] | None = None,
+        tick_ms: int = 1000,
+    ) -> None:
+        super().__init__(window)
+        self._window = window
+        self.session = session
+        self.dialog = dialog
+        self._now = now
+        self._shift_ends = tuple(
+            day_time(int(end[:2]), int(end[3:5])) for end in shift_ends if len(end) == 5
+        )
+        self._last_wall = now() if now is not None else None
+        self._expect: _Expect | None = None
+        self._closing = False  # our own logout: the listener does not say "closed by the server"
+        self._busy = False  # an unlock or a handover is asking: it handles the answer
+        self._lost = False  # locked because the session is gone: any login unlocks
+        self.lock = SessionLock(
+            window,
+            operator=operator,
+            reauthenticate=self._reauthenticate,
+            lock_after_s=lock_after_s,
+            reauth_after_s=reauth_after_s,
+            clock=clock,
+            tick_ms=tick_ms,
+        )
+        lock_now = QAction("Verrouiller le poste", window)
+        lock_now.setObjectName("lockNowAction")
+        lock_now.setShortcut(QKeySequence("Ctrl+Shift+L"))
+        lock_now.triggered.connect(lambda: self.lock.lock())
+        window.addAction(lock_now)
+        self.handover_button: QPushButton | None = None
+        if session is not None:
+            self.handover_button = named(QPushButton("Changer d'opérateur"), "handoverButton")
+            self.handover_button.clicked.connect(self.change_operator)
+            self.lock.cover.buttons.addWidget(self.handover_button)
+            handover = QAction("Changer d'opérateur", window)
+            handover.setObjectName("handoverAction")
+            handover.setShortcut(QKeySequence("Ctrl+Shift+O"))
+            handover.triggered.connect(self.change_operator)
+            window.addAction(handover)
+            if dialog is not None:
+                session.credentials = self._provide
+            session.listeners.append(self._on_session)
+        else:
+            self.lock.locked.connect(lambda: self.lock.cover.error.setText(DEMO_FR))
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.check)
+        if self._shift_ends and now is not None:
+            self._timer.start(tick_ms)
+
+    # ------------------------------------------------------------ clock
+    def check(self) -> None:
+        """The lock's inactivity check, then the shift ends passed since the
+        last check (the room's wall clock)."""
+        self.lock.check()
+        if self._now is None or self._last_wall is None:
+            return
+        wall, last = self._now(), self._last_wall
+        self._last_wall = wall
+        day = last.date()
+        while day <= wall.date():
+            for end in self._shift_ends:
+                at = datetime.combine(day, end, tzinfo=wall.tzinfo)
+                if last < at <= wall:
+                    self.end_shift()
+                    return
+            day += timedelta(days=1)
+
+    # ------------------------------------------------------------ actions
+    def end_shift(self) -> None:
+        log.info("end of shift: the session is closed")
+        self._lost = self.session is not None
+        self.lock.lock(SHIFT_END_FR)
+        if self.session is not None:
+            spawn(self._close_session(), name="shift-end")
+
+    async def _close_session(self) -> None:
+        assert self.session is not None
+        self._expect = None  # the next shift's operator may log in
+        self._closing = True
+        try:
+            await self.session.logout()
+        finally:
+            self._closing = False
+
+    def change_operator(self) -> None:
+        if self.session is None:
+            return
+        if self._busy:
+            return
+        self.lock.lock(HANDOVER_FR)
+        spawn(self._handover(), name="change-operator")
+
+    async def _handover(self) -> None:
+        assert self.session is not None
+        previous = self.lock.operator
+        self._expect = None
+        self._busy = True
+        try:
+            info = await self.session.relogin(HANDOVER_FR)
+        except LoginCancelled:  # the previous operator's session stays, locked
+            self.lock.cover.error.setText("Changement d'opérateur abandonné.")
+            return
+        except BackendUnavailable as exc:
+            self.lock.cover.error.setText(exc.message_fr)
+            return
+        finally:
+            self._busy = False
+        self._handed(previous, info)
+
+    def _handed(self, previous: str, info: SessionInfo) -> None:
+        self._lost = False
+        self.lock.operator = info.operator
+        if info.operator != previous:
+            log.info("operator changed at the workstation")
+            self.operatorChanged.emit(previous, info.operator)
+        self.lock.release()
+
+    async def _reauthenticate(self, reason: str) -> bool:
+        if self.session is None:
+            return True  # the demo: nobody to ask (the cover says so)
+        title = REAUTH_TITLE_FR if reason == "reauth" else UNLOCK_TITLE_FR
+        info = self.session.info
+        if info is not None:
+            self._expect = _Expect(self.lock.operator, info.role, title)
+        previous = self.lock.operator
+        self._busy = True
+        try:
+            got = await self.session.relogin(title)
+        except LoginCancelled:
+            return False
+        finally:
+            self._expect = None
+            self._busy = False
+        self._handed(previous, got)  # another operator: after an end of shift or a closed session
+        return True
+
+    # ------------------------------------------------------------ session
+    def _on_session(self, info: SessionInfo | None) -> None:
+        if info is None:
+            if not self._closing:
+                log.info("room session closed: the workstation locks")
+                self._expect = None
+                self._lost = True
+                self.lock.lock(SESSION_CLOSED_FR)
+            return
+        if self._lost and not self._busy:
+            # a login the session asked for by itself (after it was closed)
+            self._handed(self.lock.operator, info)
+
+    async def _provide(self, reason_fr: str) -> Answer:
+        """The session's credential provider: the dialog, and while the
+        screen is locked for inactivity, the same operator only."""
+        assert self.dialog is not None and self.session is not None
+        while True:
+            expect = self._expect
+            if expect is None:
+                return await self.dialog.ask(reason_fr)
+            got = await self.dialog.ask_operator(
+                expect.operator, expect.role, expect.title_fr, reason_fr
+            )
+            refused = NOT_SAME_FR.format(operator=expect.operator)
+            if isinstance(got, Credentials):
+                if got.login.strip() == expect.operator:
+                    return got
+            elif isinstance(got, OpenedSession):
+                opened = _opened(got)
+                if opened is None or opened.operator == expect.operator:
+                    return got
+                await self._close_stray(opened.access_token)
+                log.info("unlock refused: another operator identified")
+            else:
+                return got
+            reason_fr = refused
+
+    async def _close_stray(self, access_token: str) -> None:
+        """Close on the server a session opened by someone who may not
+        unlock this screen."""
+        assert self.session is not None
+        try:
+            await self.session.client.delete(
+                "/v1/session", headers={"Authorization": f"Bearer {access_token}"}
+            )
+        except Exception as exc:  # best effort: it expires on its own
+            log.warning("stray session not closed (%s)", type(exc).__name__)
+
+
+def _opened(got: OpenedSession) -> _Opened | None:
+    if got.response.status_code != 200:
+        return None  # a refusal: the session says it
+    try:
+        return msgspec.json.decode(got.response.content, type=_Opened)
+    except msgspec.DecodeError:
+        return None
