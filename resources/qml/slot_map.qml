@@ -1,7 +1,8 @@
 // The slot search map: the patient, the search circle, the places found
 // (grouped when they overlap), the selection shared with the list.
-// Context properties set by sas_desk/ui/slot_map.py: tilesUrl, tilesCache,
-// markers (list model), bridge (pick / zoomed).
+// Context properties set by sas_desk/ui/slot_map.py: baseKind (tiles,
+// territory, plain), tilesUrl, tilesCache, attribution, baseNote, territory
+// (the simulator's commune cells), markers (list model), bridge (pick / zoomed).
 import QtQuick
 import QtLocation
 import QtPositioning
@@ -15,6 +16,8 @@ Rectangle {
     property bool hasPatient: false
     readonly property bool tiled: tilesUrl !== ""
     readonly property alias zoom: map.zoomLevel
+    readonly property string pluginName: map.plugin ? map.plugin.name : ""  // tests
+    property int territoryItems: 0  // the simulator map's cells and names created (tests)
 
     function fit() {
         map.fitViewportToGeoShape(
@@ -41,6 +44,7 @@ Rectangle {
         activeMapType: root.tiled ? supportedMapTypes[supportedMapTypes.length - 1] : supportedMapTypes[0]
         center: QtPositioning.coordinate(root.patientLat, root.patientLon)
         zoomLevel: 12
+        copyrightsVisible: false  // the base map's attribution is drawn below
         onZoomLevelChanged: zoomTimer.restart()
 
         Timer { id: zoomTimer; interval: 120; onTriggered: bridge.zoomed(map.zoomLevel) }
@@ -52,6 +56,44 @@ Rectangle {
         DragHandler {
             target: null
             onTranslationChanged: (delta) => map.pan(-delta.x, -delta.y)
+        }
+
+        // the simulator's offline base map: one cell per commune, its name
+        MapItemView {
+            objectName: "territoryCells"
+            model: territory
+            delegate: MapPolygon {
+                z: -2
+                path: modelData.path
+                color: ["#f3efe2", "#e9f0e0", "#f1e6e0", "#e4ecf1", "#efe9f3"][index % 5]
+                border.color: "#b9b3a6"
+                border.width: 1
+                Component.onCompleted: root.territoryItems += 1
+                Component.onDestruction: root.territoryItems -= 1
+            }
+        }
+        MapItemView {
+            objectName: "territoryNames"
+            model: territory
+            delegate: MapQuickItem {
+                z: -1
+                coordinate: QtPositioning.coordinate(modelData.lat, modelData.lon)
+                anchorPoint.x: label.width / 2
+                anchorPoint.y: label.height / 2
+                visible: map.zoomLevel >= 12.5 || modelData.population >= 20000
+                         || (map.zoomLevel >= 11 && modelData.population >= 4000)
+                Component.onCompleted: root.territoryItems += 1
+                Component.onDestruction: root.territoryItems -= 1
+                sourceItem: Text {
+                    id: label
+                    text: modelData.name
+                    color: "#5d5a52"
+                    font.pixelSize: modelData.population >= 100000 ? 13 : 11
+                    font.italic: true
+                    style: Text.Outline
+                    styleColor: "#ffffff"
+                }
+            }
         }
 
         MapCircle {
@@ -143,8 +185,31 @@ Rectangle {
         }
     }
 
+    MapLegend {
+        objectName: "legend"
+        anchors.right: parent.right
+        anchors.bottom: credit.top
+        anchors.margins: 6
+        radiusKm: root.radiusMeters / 1000
+        hasPatient: root.hasPatient
+    }
+
+    Text {
+        id: credit
+        objectName: "attribution"
+        anchors.right: parent.right
+        anchors.bottom: parent.bottom
+        anchors.margins: 2
+        visible: text !== ""
+        text: attribution
+        font.pixelSize: 10
+        color: "#333"
+        style: Text.Outline
+        styleColor: "#ffffff"
+    }
+
     Rectangle {
-        visible: !root.tiled
+        visible: note.text !== ""
         anchors.top: parent.top
         anchors.left: parent.left
         anchors.right: parent.right
@@ -160,7 +225,8 @@ Rectangle {
             wrapMode: Text.WordWrap
             font.pixelSize: 11
             color: "#555"
-            text: "Pas de fond de carte (aucun serveur de tuiles configuré) : patient, rayon, lieux et échelle seulement."
+            text: baseNote !== "" ? baseNote
+                  : (baseKind === "plain" ? "Pas de fond de carte : patient, rayon, lieux et échelle seulement." : "")
         }
     }
 }

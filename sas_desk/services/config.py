@@ -195,8 +195,13 @@ class Config:
     # the national platform's contextual search (INT_L01) and the map's tiles
     sas_platform_url: str = "https://sas.sante.fr"
     sas_origin: str = ""  # our identifier in the link; empty = the organisation's owner id
+    # the map's base layer: ign (Plan IGN v2, default), url (tiles_url), simulateur, aucun
+    # (see services/geo/basemap.py); offline, the simulator's map or a plain background
+    map_source: str = "ign"
     map_tiles_url: str = ""  # XYZ template, e.g. https://tiles.samu69.local/{z}/{x}/{y}.png
     map_tiles_cache: str = ""  # empty = <data dir>/tiles
+    map_attribution: str = ""  # the credit shown for tiles_url's tiles
+    map_probe_timeout: float = 3.0  # seconds a tile has to answer before the fallback
     # login through Pro Santé Connect / the establishment's IdP ([identity])
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     # the screen lock and the end of shift ([session]): locked after
@@ -327,7 +332,7 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
     "search": frozenset(
         {"directory_url", "per_vendor", "slow_s", "sas_platform_url", "sas_origin"}
     ),
-    "map": frozenset({"tiles_url", "tiles_cache"}),
+    "map": frozenset({"source", "tiles_url", "tiles_cache", "attribution", "probe_timeout"}),
     "rosters": frozenset({"urls", "timeout", "sync_every_s"}),
     "room": frozenset({"url", "ca", "workstation"}),
     "session": frozenset({"lock_after_min", "reauth_after_min", "shift_end"}),
@@ -410,6 +415,13 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     tiles = raw.get("map", {})
     _take(values, tiles, "map_tiles_url", str, "map", key="tiles_url")
     _take(values, tiles, "map_tiles_cache", str, "map", key="tiles_cache")
+    _take(values, tiles, "map_source", str, "map", key="source")
+    _take(values, tiles, "map_attribution", str, "map", key="attribution")
+    _take(values, tiles, "map_probe_timeout", float, "map", key="probe_timeout")
+    if "source" not in tiles and values.get("map_tiles_url"):
+        values["map_source"] = "url"  # a tile server given is the one wanted
+    if values.get("map_source") == "url" and not values.get("map_tiles_url"):
+        raise _Bad("map", "source", "vaut url : tiles_url est alors requis")
     rosters = raw.get("rosters", {})
     _take(values, rosters, "roster_timeout", float, "rosters", key="timeout")
     _take(values, rosters, "roster_sync_s", float, "rosters", key="sync_every_s")
@@ -647,6 +659,9 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("search", "slow_s"): _between(0, 60, "secondes", above=True),
     ("search", "sas_platform_url"): _http_url,
     ("map", "tiles_url"): _http_url,
+    ("map", "source"): _pattern(r"ign|url|simulateur|aucun", "ign, url, simulateur ou aucun"),
+    ("map", "attribution"): _pattern(r".{0,120}", "un texte de 120 caractères au plus"),
+    ("map", "probe_timeout"): _between(0, 30, "secondes", above=True),
     ("rosters", "timeout"): _between(0, 600, "secondes", above=True),
     ("rosters", "sync_every_s"): _between(60, 7 * DAY_S, "secondes"),
     ("vendors", "base_url"): _http_url,

@@ -392,6 +392,11 @@ class Offer:
         self._booked: dict[str, dict[str, str]] = {}  # slot id → booking record
         self._listeners: list[Callable[[Iterable[str], Iterable[str]], None]] = []
 
+    @property
+    def communes(self) -> Sequence[Commune] | None:
+        """The communes given to the offer (``None``: the bundled demo's)."""
+        return self._communes
+
     # ---- clock
 
     def now(self) -> datetime:

@@ -21,6 +21,8 @@ demonstrated and tested offline with its real HTTP clients:
   sync sees it; the same from Python through ``Simulator.offer``;
 - the identity providers (Pro Santé Connect, with its e-CPS approval page, and
   an establishment IdP), see :mod:`.oidc`;
+- ``GET /basemap``: an offline base map of the territory (commune cells,
+  names, default search radii) for the desk's map, see :mod:`.basemap`;
 - ``GET /health``.
 
 ``/_admin/…`` and any request with a ``_fault`` query need the simulator's
@@ -220,6 +222,7 @@ def default_routes(
 ) -> RouteTable:
     """The routes the simulator serves (the territory of *offer*, default seed
     if none; faults from *faults*; the identity providers of *identity*)."""
+    from sas_desk.simulator.basemap import make_basemap_handler
     from sas_desk.simulator.directory import DirectoryFeed, make_directory_handler
     from sas_desk.simulator.oidc import IdentityProviders
     from sas_desk.simulator.vendors import (
@@ -235,6 +238,7 @@ def default_routes(
     table = RouteTable()
     table.add("/health", _health)
     table.add("/search", ban.make_search_handler(ban.BanDataset.from_resources()))
+    table.add("/basemap", make_basemap_handler(offer.communes))
     table.add("/vendors", make_vendor_handler(offer, faults), methods=("GET", "POST"))
     table.add("/directory", make_directory_handler(feed, faults))
     table.add("/_meta", make_meta_handler(offer))

@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         self.limits = limits or WaitLimits()
         self.queue_panel: QueuePanel | None = None
         self.slot_panel: SlotSearchPanel | None = None
+        self.simulator_url = ""  # the demo simulator's, once started
         self.slot_source: Any = None  # the SlotService, once the app built it
         self.orientation_task: asyncio.Task[None] | None = None  # booking → queue (tests)
         self.view_refresh: asyncio.Task[None] | None = None  # the last view refresh (tests)
@@ -466,7 +467,9 @@ class MainWindow(QMainWindow):
                 dossier = current.dossier
         panel = self.slot_panel
         if panel is None:
-            panel = SlotSearchPanel(self.resolver, now=self.desk._now, desk=self.desk)
+            panel = SlotSearchPanel(
+                self.resolver, now=self.desk._now, desk=self.desk, simulator_url=self.simulator_url
+            )
             panel.booked.connect(self._on_booked)
             ready = self.slot_source is not None and not self._slot_note.startswith("Annuaire des")
             panel.set_source(self.slot_source if ready else None, self._slot_note)
@@ -693,6 +696,9 @@ class MainWindow(QMainWindow):
         """The demo's simulator is started once the window is up: its address
         joins the mode shown in the status bar then."""
         self.mode_label.setText(f"Démonstration (simulateur local) — {url}")
+        self.simulator_url = url  # its offline base map serves the slot search map
+        if self.slot_panel is not None:
+            self.slot_panel.simulator_url = url
 
     def show_role_picker(self) -> None:
         """The demo's role picker; in production the role is the session's:

@@ -3,9 +3,13 @@ the patient, the search circle and the places found, grouped when they
 overlap at the current zoom; a click on a marker selects its card and the
 card selected in the list lights its marker.
 
-Tiles come from the XYZ server set in config (``%z/%x/%y`` URL) with a disk
-cache; without one the map draws the points, the circle and the scale on a
-plain background (the ``itemsoverlay`` plugin) and says so.
+Behind them, the base map chosen off the GUI thread
+(:func:`sas_desk.services.geo.basemap.choose_base_map`, ``[map] source``):
+tiles (IGN "Plan IGN v2" by default, or the organisation's XYZ server) with a
+disk cache and their attribution; offline, the demo simulator's map of its
+territory drawn in QML (commune cells and names); else a plain background
+(the ``itemsoverlay`` plugin) and a French note saying why.  A legend tells
+the dots apart.
 
 Imported when the search panel is first shown: QtQuick and QtLocation stay
 off the start-up path.
@@ -38,6 +42,7 @@ from PySide6.QtQuick import QQuickWindow, QSGRendererInterface
 from PySide6.QtQuickWidgets import QQuickWidget
 
 from sas_desk.paths import resource
+from sas_desk.services.geo.basemap import BaseMap
 from sas_desk.ui.offer_model import OfferRow
 
 log = logging.getLogger("sas_desk.ui.map")
@@ -140,6 +145,32 @@ class Bridge(QObject):
         self.zoom_changed.emit(zoom)
 
 
+def base_map_properties(base: BaseMap) -> dict[str, Any]:
+    """The QML context properties of the base layer: Qt's ``osm`` plugin
+    wants ``%z/%x/%y`` where the settings write ``{z}/{x}/{y}``."""
+    tiles = base.tiles_url if base.kind == "tiles" else ""
+    for axis in "zxy":
+        tiles = tiles.replace("{" + axis + "}", "%" + axis)
+    territory = base.territory
+    cells = [
+        {
+            "name": c.name,
+            "lat": c.lat,
+            "lon": c.lon,
+            "population": c.population,
+            "path": [{"latitude": lat, "longitude": lon} for lat, lon in c.cell],
+        }
+        for c in (territory.communes if territory is not None else ())
+    ]
+    return {
+        "baseKind": base.kind,
+        "tilesUrl": tiles,
+        "attribution": base.attribution,
+        "baseNote": base.note,
+        "territory": cells,
+    }
+
+
 _software_set = False
 
 
@@ -157,12 +188,17 @@ def _use_software_rendering() -> None:
 class SlotMap(QQuickWidget):
     picked = Signal(str)  # offer key
 
-    def __init__(self, *, tiles_url: str = "", cache_dir: str = "") -> None:
+    def __init__(
+        self, base: BaseMap | None = None, *, tiles_url: str = "", cache_dir: str = ""
+    ) -> None:
         _use_software_rendering()
         super().__init__()
         self.setResizeMode(QQuickWidget.ResizeMode.SizeRootObjectToView)
         self.setMinimumSize(280, 240)
-        self.tiles_url = tiles_url
+        if base is None:
+            base = BaseMap("tiles", tiles_url=tiles_url) if tiles_url else BaseMap("plain")
+        self.base = base
+        self.tiles_url = base.tiles_url if base.kind == "tiles" else ""
         self.markers = MarkerModel()
         self.bridge = Bridge(self)
         self.bridge.picked.connect(self._on_pick)
@@ -174,14 +210,15 @@ class SlotMap(QQuickWidget):
         self._regroup_timer = QTimer(self, singleShot=True, interval=150)
         self._regroup_timer.timeout.connect(self._regroup)
         context = self.rootContext()
-        context.setContextProperty("tilesUrl", tiles_url)
+        for name, value in base_map_properties(base).items():
+            context.setContextProperty(name, value)
         context.setContextProperty("tilesCache", cache_dir)
         context.setContextProperty("markers", self.markers)
         context.setContextProperty("bridge", self.bridge)
         self.setSource(QUrl.fromLocalFile(str(resource("qml", "slot_map.qml"))))
         if self.status() is QQuickWidget.Status.Error:
             log.error("map QML failed: %s", [e.toString() for e in self.errors()])
-        self.tiled = bool(tiles_url)
+        self.tiled = bool(self.tiles_url)
 
     @property
     def ok(self) -> bool:

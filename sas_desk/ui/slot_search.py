@@ -508,6 +508,7 @@ class SlotSearchPanel(QWidget):
         show_map: bool = True,
         tiles_url: str = "",
         tiles_cache: str = "",
+        simulator_url: str = "",
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -538,11 +539,21 @@ class SlotSearchPanel(QWidget):
         self._who = ""  # the dossier searched for, before the place
         self._show_map = show_map
         config = desk.config if desk is not None else None
-        if config is not None and not tiles_url:  # the organisation's tile server, if any
+        # the base map ([map] source): chosen off the GUI thread when the map is first shown
+        self._map_source = "url" if tiles_url else "ign"
+        self._map_attribution = ""
+        self._map_probe_s = 3.0
+        if config is not None and not tiles_url:
+            self._map_source = config.map_source
             tiles_url = config.map_tiles_url
             tiles_cache = tiles_cache or str(config.tiles_cache_path)
+            self._map_attribution = config.map_attribution
+            self._map_probe_s = config.map_probe_timeout
         self._tiles_url = tiles_url
         self._tiles_cache = tiles_cache
+        self.simulator_url = simulator_url  # the demo's, for its offline base map
+        self.base_map: Any = None  # BaseMap, once chosen
+        self._base_task: asyncio.Task[None] | None = None
         self.map: Any = None  # SlotMap, created when the panel is first shown
         self._build()
 
@@ -766,15 +777,35 @@ class SlotSearchPanel(QWidget):
     def _create_map(self) -> None:
         if self.map is not None or not self._show_map:
             return
+        if self.base_map is None:
+            if self._base_task is None:
+                self._base_task = spawn(self._choose_base_map(), "base-map")
+            if self._base_task is not None:
+                return  # the map comes when its base is chosen
+            from sas_desk.services.geo.basemap import BaseMap
+
+            self.base_map = BaseMap("plain", note="Fond de carte non chargé.")
         from sas_desk.ui.slot_map import SlotMap
 
-        self.map = SlotMap(tiles_url=self._tiles_url, cache_dir=self._tiles_cache)
+        self.map = SlotMap(base=self.base_map, cache_dir=self._tiles_cache)
         self.map.setObjectName("slotMap")
         self.map.picked.connect(self.select_key)
         layout = self.map_holder.layout()
         assert layout is not None
         layout.addWidget(self.map)
         self._sync_map(full=True)
+
+    async def _choose_base_map(self) -> None:
+        from sas_desk.services.geo.basemap import choose_base_map
+
+        self.base_map = await choose_base_map(
+            self._map_source,
+            tiles_url=self._tiles_url,
+            attribution=self._map_attribution,
+            simulator_url=self.simulator_url,
+            timeout=self._map_probe_s,
+        )
+        self._create_map()
 
     # ------------------------------------------------------------------ source
     def set_source(self, source: SearchSource | None, note: str = "") -> None:

@@ -358,6 +358,46 @@ def test_map_tiles_and_sas_platform_settings(tmp_path: Path) -> None:
     assert "[map] tiles_url doit être une adresse http(s)" in err.value.message_fr
 
 
+def test_map_base_layer_settings(tmp_path: Path) -> None:
+    assert (Config().map_source, Config().map_probe_timeout) == ("ign", 3.0)
+    # a tile server given without a source is the one wanted
+    cfg = load_config(write(tmp_path, '[map]\ntiles_url = "https://t.example/{z}/{x}/{y}.png"\n'))
+    assert cfg.map_source == "url"
+    cfg = load_config(
+        write(
+            tmp_path,
+            '[map]\nsource = "simulateur"\nattribution = "© SAMU 69"\nprobe_timeout = 1.5\n',
+        )
+    )
+    assert (cfg.map_source, cfg.map_attribution, cfg.map_probe_timeout) == (
+        "simulateur",
+        "© SAMU 69",
+        1.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            '[map]\nsource = "osm"\n',
+            "ligne 2) : [map] source doit être ign, url, simulateur ou aucun",
+        ),
+        ('[map]\nsource = "url"\n', "[map] source vaut url : tiles_url est alors requis"),
+        ("[map]\n\nprobe_timeout = -1\n", "ligne 3) : [map] probe_timeout doit être positif"),
+        ("[map]\nprobe_timeout = nan\n", "[map] probe_timeout doit être positif"),
+        ('[map]\nattribution = "' + "x" * 121 + '"\n', "[map] attribution doit être un texte"),
+        ("[map]\nsource = 3\n", "[map] source doit être de type str"),
+    ],
+)
+def test_bad_map_settings_are_refused_naming_the_line(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert fragment in err.value.message_fr
+
+
 def test_roster_sync_period(tmp_path: Path) -> None:
     cfg = load_config(
         write(tmp_path, '[rosters]\nurls = ["https://cdo.example/69.csv"]\nsync_every_s = 900\n')
