@@ -443,19 +443,18 @@ def _str(value: Any) -> str | None:
     return None
 
 
-def _reference(holder: Any) -> str | None:
-    if isinstance(holder, dict):
-        ref = holder.get("reference")
-        if isinstance(ref, str) and ref:
-            return ref
+def _coordinate(value: float | None, bound: float) -> float | None:
+    return value if value is not None and -bound <= value <= bound else None
+
+
+def _phone(telecom: tuple[wire.ContactPoint, ...] | None) -> str | None:
+    """The first phone of a typed ``telecom``, as E.164 (see :func:`phone_of`)."""
+    for point in telecom or ():
+        if point.system in (None, "phone"):
+            found = phone_number(point.value)
+            if found is not None:
+                return found
     return None
-
-
-def _coordinate(value: Any, bound: float) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    f = float(value)
-    return f if -bound <= f <= bound else None
 
 
 def _clock_time(value: Any) -> time | None:
@@ -497,6 +496,29 @@ _SlotKind = tuple[
 
 
 _KINDS: dict[bytes, _SlotKind] = {}  # see _TIMES; the key: wire.kind_key
+
+#: Practitioners, roles, places and structures are remembered across parses
+#: too, under the typed resource as decoded (frozen: hashed and compared in
+#: C) and, for what they lead to, the objects the reference resolved to in
+#: that Bundle: a vendor sends the same few hundred of them answer after
+#: answer, and converting them cost as much as the thousands of slots.
+#: Emptied when full, like the kinds.
+_RESOURCES_LIMIT = 20_000
+_PRACTITIONERS: dict[wire.Practitioner, Practitioner] = {}
+_ROLES: dict[tuple[wire.PractitionerRole, int, int], PractitionerRole] = {}
+_PLACES: dict[tuple[wire.Location | wire.Place, int], Location] = {}
+_ORGANIZATIONS: dict[wire.Organization, Organization] = {}
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    if len(cache) >= _RESOURCES_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 _HTTP = ("https://", "http://")
 _new_tuple = tuple.__new__
 _WireSlot = wire.Slot
@@ -548,7 +570,7 @@ class _Parser:
         return key  # type: ignore[no-any-return]
 
     def follow(
-        self, ref: str, rtype: str, convert: Callable[[str, dict[str, Any]], _T]
+        self, ref: str, rtype: str, convert: Callable[[str, Any], _T]
     ) -> tuple[_T | None, SkipReason | None]:
         """The converted resource a reference points to, or why there is none."""
         key = self.key_of(ref)
@@ -566,26 +588,27 @@ class _Parser:
 
     def optional(
         self,
-        owner: str,
-        holder: Any,
+        owner_type: str,
+        owner_id: str,
+        holder: wire.Reference | None,
         rtype: str,
-        convert: Callable[[str, dict[str, Any]], _T],
+        convert: Callable[[str, Any], _T],
     ) -> _T | None:
-        """What an optional reference of ``owner`` points to; ``None`` when it
+        """What an optional reference of the owner points to; ``None`` when it
         is absent or unusable (then logged at debug level: the owner stays)."""
-        ref = _reference(holder)
-        if ref is None:
+        ref = holder.reference if holder is not None else None
+        if not ref:
             return None
         found, why = self.follow(ref, rtype, convert)
         if why is not None:
-            log.debug("%s: %s %s left out (%s)", owner, rtype, ref, why.value)
+            log.debug("%s/%s: %s %s left out (%s)", owner_type, owner_id, rtype, ref, why.value)
         return found
 
-    def convert(
-        self, key: str, raw: dict[str, Any], convert: Callable[[str, dict[str, Any]], _T]
-    ) -> _T | None:
+    def convert(self, key: str, raw: Any, convert: Callable[[str, Any], _T]) -> _T | None:
         self.done[key] = None  # a reference cycle resolves to "invalid", never recurses
         rtype, _, rid = key.partition("/")
+        if isinstance(raw, dict):  # the tolerant path: read as the typed one would
+            raw = wire.resource_of(rtype, raw)
         try:
             obj: _T | None = convert(rid, raw)
         except _Invalid as exc:
@@ -662,7 +685,7 @@ class _Parser:
 
     def convert_all(self, order: list[Any]) -> Iterator[None]:
         """Convert the entries in order, pausing (yield) every :data:`SLICE`."""
-        converters: dict[str, Callable[[str, dict[str, Any]], Any]] = {
+        converters: dict[str, Callable[[str, Any], Any]] = {
             "Slot": self.slot,
             "Schedule": self.schedule,
             "Practitioner": self.practitioner,
@@ -913,18 +936,17 @@ class _Parser:
             found = self.specialties[key] = Specialty(code, system, text)
         return found
 
-    # ---- Schedule and who it belongs to (``r``: a dict on the tolerant path, a
-    # wire.Other on the typed one; both read with .get only)
+    # ---- Schedule and who it belongs to (``r``: the typed resource, as
+    # decoded, or read leniently from a dict on the tolerant path)
 
-    def schedule(self, rid: str, r: dict[str, Any]) -> Schedule:
+    def schedule(self, rid: str, r: wire.Schedule) -> Schedule:
         practitioner: Practitioner | None = None
         role: PractitionerRole | None = None
         location: Location | None = None
         problems: list[tuple[SkipReason, str]] = []
-        actors = r.get("actor")
-        for actor in actors if isinstance(actors, list) else ():
-            ref = _reference(actor)
-            if ref is None:
+        for actor in r.actor or ():
+            ref = actor.reference
+            if not ref:
                 continue
             key = self.key_of(ref) or ""
             why: SkipReason | None
@@ -952,14 +974,16 @@ class _Parser:
             log.debug("Schedule/%s: actor %s left out (%s)", rid, ref, why.value)
         return Schedule(rid, practitioner, role, location)
 
-    def practitioner(self, rid: str, r: dict[str, Any]) -> Practitioner:
+    def practitioner(self, rid: str, r: wire.Practitioner) -> Practitioner:
+        found = _PRACTITIONERS.get(r)
+        if found is not None:
+            return found
         national_id = kind = None
-        identifiers = r.get("identifier")
-        for ident in identifiers if isinstance(identifiers, list) else ():
-            if not isinstance(ident, dict) or ident.get("system") != OID_IDNAT_PS:
+        for ident in r.identifier or ():
+            if ident.system != OID_IDNAT_PS:
                 continue
-            value = ident.get("value")
-            kind = practitioner_id_kind(value) if isinstance(value, str) else None
+            value = ident.value
+            kind = practitioner_id_kind(value) if value is not None else None
             if kind is not None:
                 national_id = value
                 break
@@ -967,125 +991,128 @@ class _Parser:
             raise _Invalid(SkipReason.INVALID_IDENTIFIER, "no IdNat_PS 8+RPPS or 0+ADELI")
         family = None
         given: tuple[str, ...] = ()
-        names = r.get("name")
-        if isinstance(names, list) and names and isinstance(names[0], dict):
-            family = _str(names[0].get("family"))
-            raw_given = names[0].get("given")
-            if isinstance(raw_given, list):
-                given = tuple(g.strip() for g in raw_given if isinstance(g, str) and g.strip())
-        return Practitioner(rid, national_id, kind, family, given, phone_of(r.get("telecom")))
+        if r.name:
+            name = r.name[0]
+            family = _str(name.family)
+            given = tuple(g.strip() for g in name.given or () if g.strip())
+        found = Practitioner(rid, national_id, kind, family, given, _phone(r.telecom))
+        return _remember(_PRACTITIONERS, r, found)
 
-    def role(self, rid: str, r: dict[str, Any]) -> PractitionerRole:
+    def role(self, rid: str, r: wire.PractitionerRole) -> PractitionerRole:
         practitioner = self.optional(
-            f"PractitionerRole/{rid}", r.get("practitioner"), "Practitioner", self.practitioner
+            "PractitionerRole", rid, r.practitioner, "Practitioner", self.practitioner
         )
         location = None
-        locations = r.get("location")
-        if isinstance(locations, list):
-            for holder in locations:
-                ref = _reference(holder)
-                if ref is None:
-                    continue
-                if ref.startswith("#"):
-                    location = self._contained_location(rid, r, ref[1:])
-                else:
-                    location, _why = self.follow(ref, "Location", self.location)
-                if location is not None:
-                    break
+        for holder in r.location or ():
+            ref = holder.reference
+            if not ref:
+                continue
+            if ref.startswith("#"):
+                location = self._contained_location(rid, r, ref[1:])
+            else:
+                location, _why = self.follow(ref, "Location", self.location)
+            if location is not None:
+                break
         if location is None:
             log.debug("PractitionerRole/%s: no usable location", rid)
+        # the practitioner and place by identity: the remembered role holds
+        # them, so their ids cannot be reused while it is remembered
+        key = (r, id(practitioner), id(location))
+        found = _ROLES.get(key)
+        if found is not None:
+            return found
         org_id = org_kind = None
-        org = r.get("organization")
-        if isinstance(org, dict):
-            ident = org.get("identifier")
-            if isinstance(ident, dict) and ident.get("system", OID_IDNAT_STRUCT) == (
-                OID_IDNAT_STRUCT
-            ):
-                org_id = _str(ident.get("value"))
-                org_kind = structure_id_kind(org_id) if org_id else None
-        return PractitionerRole(
-            rid, practitioner, location, org_id, org_kind, phone_of(r.get("telecom"))
-        )
+        org = r.organization
+        ident = org.identifier if org is not None else None
+        if ident is not None and ident.system in (None, OID_IDNAT_STRUCT):
+            org_id = _str(ident.value)
+            org_kind = structure_id_kind(org_id) if org_id else None
+        found = PractitionerRole(rid, practitioner, location, org_id, org_kind, _phone(r.telecom))
+        return _remember(_ROLES, key, found)
 
-    def _contained_location(self, role_id: str, role: dict[str, Any], lid: str) -> Location | None:
-        contained = role.get("contained")
-        for res in contained if isinstance(contained, list) else ():
-            if (
-                isinstance(res, dict)
-                and res.get("resourceType") == "Location"
-                and res.get("id") == lid
-            ):
-                return self.location(lid, res)
+    def _contained_location(
+        self, role_id: str, role: wire.PractitionerRole, lid: str
+    ) -> Location | None:
+        for res in role.contained or ():
+            if res.resourceType == "Location" and res.id == lid:
+                return self.place(lid, res, None)
         log.debug("PractitionerRole/%s: contained location #%s not found", role_id, lid)
         return None
 
-    def location(self, rid: str, r: dict[str, Any]) -> Location:
+    def location(self, rid: str, r: wire.Location) -> Location:
+        organization = self.optional(
+            "Location", rid, r.managingOrganization, "Organization", self.organization
+        )
+        return self.place(rid, r, organization)
+
+    def place(
+        self, rid: str, r: wire.Location | wire.Place, organization: Organization | None
+    ) -> Location:
+        key = (r, id(organization))  # as for roles
+        found = _PLACES.get(key)
+        if found is not None:
+            return found
         identifier = identifier_system = None
-        identifiers = r.get("identifier")
-        if isinstance(identifiers, list) and identifiers and isinstance(identifiers[0], dict):
-            identifier = _str(identifiers[0].get("value"))
-            identifier_system = _str(identifiers[0].get("system"))
+        if r.identifier:
+            identifier = _str(r.identifier[0].value)
+            identifier_system = _str(r.identifier[0].system)
         address = Address()
-        raw_address = r.get("address")
-        if isinstance(raw_address, dict):
-            lines = raw_address.get("line")
+        if r.address is not None:
+            a = r.address
             address = Address(
-                tuple(x.strip() for x in lines if isinstance(x, str) and x.strip())
-                if isinstance(lines, list)
-                else (),
-                _str(raw_address.get("city")),
-                _str(raw_address.get("postalCode")),
+                tuple(x.strip() for x in a.line or () if x.strip()),
+                _str(a.city),
+                _str(a.postalCode),
             )
         lat = lon = None
-        position = r.get("position")
-        if isinstance(position, dict):
-            lat = _coordinate(position.get("latitude"), 90.0)
-            lon = _coordinate(position.get("longitude"), 180.0)
+        if r.position is not None:
+            lat = _coordinate(r.position.latitude, 90.0)
+            lon = _coordinate(r.position.longitude, 180.0)
             if lat is None or lon is None:
                 log.debug("Location/%s: position dropped (missing or out of range)", rid)
                 lat = lon = None
-        organization = self.optional(
-            f"Location/{rid}", r.get("managingOrganization"), "Organization", self.organization
-        )
-        hours: list[OpeningHours] = []
-        raw_hours = r.get("hoursOfOperation")
-        for h in raw_hours if isinstance(raw_hours, list) else ():
-            if not isinstance(h, dict):
-                continue
-            days = h.get("daysOfWeek")
-            hours.append(
-                OpeningHours(
-                    tuple(d for d in days if isinstance(d, str)) if isinstance(days, list) else (),
-                    h.get("allDay") is True,
-                    _clock_time(h.get("openingTime")),
-                    _clock_time(h.get("closingTime")),
-                )
+        hours = tuple(
+            OpeningHours(
+                h.daysOfWeek or (),
+                h.allDay is True,
+                _clock_time(h.openingTime),
+                _clock_time(h.closingTime),
             )
-        return Location(
+            for h in r.hoursOfOperation or ()
+        )
+        found = Location(
             rid,
             identifier,
             identifier_system,
-            _str(r.get("name")),
+            _str(r.name),
             address,
             lat,
             lon,
-            phone_of(r.get("telecom")),
+            _phone(r.telecom),
             organization,
-            tuple(hours),
+            hours,
         )
+        return _remember(_PLACES, key, found)
 
-    def organization(self, rid: str, r: dict[str, Any]) -> Organization:
-        found = structure_identifier(r.get("identifier"))
-        if found is None:
-            raise _Invalid(SkipReason.INVALID_IDENTIFIER, "no IdNat_Struct FINESS/SIRET/rang id")
-        national_id, kind = found
-        return Organization(rid, national_id, kind, _str(r.get("name")), phone_of(r.get("telecom")))
+    def organization(self, rid: str, r: wire.Organization) -> Organization:
+        found = _ORGANIZATIONS.get(r)
+        if found is not None:
+            return found
+        for ident in r.identifier or ():
+            if ident.system not in (None, OID_IDNAT_STRUCT):
+                continue
+            value = _str(ident.value)
+            kind = structure_id_kind(value) if value else None
+            if value and kind is not None:
+                found = Organization(rid, value, kind, _str(r.name), _phone(r.telecom))
+                return _remember(_ORGANIZATIONS, r, found)
+        raise _Invalid(SkipReason.INVALID_IDENTIFIER, "no IdNat_Struct FINESS/SIRET/rang id")
 
-    def healthcare_service(self, rid: str, r: dict[str, Any]) -> HealthcareService:
+    def healthcare_service(self, rid: str, r: wire.HealthcareService) -> HealthcareService:
         organization = self.optional(
-            f"HealthcareService/{rid}", r.get("providedBy"), "Organization", self.organization
+            "HealthcareService", rid, r.providedBy, "Organization", self.organization
         )
-        return HealthcareService(rid, organization, _str(r.get("name")))
+        return HealthcareService(rid, organization, _str(r.name))
 
 
 def _cpts_refs(extensions: tuple[wire.Extension, ...], out: list[str]) -> bool:

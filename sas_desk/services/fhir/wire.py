@@ -85,53 +85,112 @@ class Slot(msgspec.Struct, tag="Slot", tag_field="resourceType", gc=False):
     appointmentType: msgspec.Raw = _ABSENT
 
 
-class Other(msgspec.Struct, tag_field="resourceType", gc=False):
-    """The elements read from the resources a Slot leads to, as JSON values."""
-
-    id: Any = None
-    identifier: Any = None
-    name: Any = None
-    telecom: Any = None
-    actor: Any = None
-    practitioner: Any = None
-    organization: Any = None
-    location: Any = None
-    contained: Any = None
-    address: Any = None
-    position: Any = None
-    managingOrganization: Any = None
-    hoursOfOperation: Any = None
-    providedBy: Any = None
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """An element, read as from the dict the converters get on the
-        tolerant path (absent or null: ``default``)."""
-        value = getattr(self, name, None)
-        return default if value is None else value
+class Identifier(msgspec.Struct, frozen=True, gc=False):
+    system: str | None = None
+    value: str | None = None
 
 
-class Schedule(Other, tag="Schedule"):
-    pass
+class HumanName(msgspec.Struct, frozen=True, gc=False):
+    family: str | None = None
+    given: tuple[str, ...] | None = None
 
 
-class Practitioner(Other, tag="Practitioner"):
-    pass
+class ContactPoint(msgspec.Struct, frozen=True, gc=False):
+    system: str | None = None
+    value: str | None = None
 
 
-class PractitionerRole(Other, tag="PractitionerRole"):
-    pass
+class Address(msgspec.Struct, frozen=True, gc=False):
+    line: tuple[str, ...] | None = None
+    city: str | None = None
+    postalCode: str | None = None
 
 
-class Location(Other, tag="Location"):
-    pass
+class Position(msgspec.Struct, frozen=True, gc=False):
+    latitude: float | None = None
+    longitude: float | None = None
 
 
-class Organization(Other, tag="Organization"):
-    pass
+class Hours(msgspec.Struct, frozen=True, gc=False):
+    daysOfWeek: tuple[str, ...] | None = None
+    allDay: bool | None = None
+    openingTime: str | None = None
+    closingTime: str | None = None
 
 
-class HealthcareService(Other, tag="HealthcareService"):
-    pass
+class StructureReference(msgspec.Struct, frozen=True, gc=False):
+    """``PractitionerRole.organization``: the structure by its national id."""
+
+    reference: str | None = None
+    identifier: Identifier | None = None
+
+
+class Place(msgspec.Struct, frozen=True, gc=False):
+    """The elements read from a Location (standalone or contained)."""
+
+    resourceType: str | None = None  # a contained resource says its type
+    id: str | None = None
+    identifier: tuple[Identifier, ...] | None = None
+    name: str | None = None
+    address: Address | None = None
+    position: Position | None = None
+    telecom: tuple[ContactPoint, ...] | None = None
+    managingOrganization: Reference | None = None
+    hoursOfOperation: tuple[Hours, ...] | None = None
+
+
+# The resources a Slot leads to, each with the elements its converter reads;
+# frozen: equal resources hash alike (the parser remembers conversions).
+
+
+class Resource(msgspec.Struct, tag_field="resourceType", frozen=True, gc=False):
+    id: str | None = None
+
+
+class Schedule(Resource, tag="Schedule", frozen=True, gc=False):
+    actor: tuple[Reference, ...] | None = None
+
+
+class Practitioner(Resource, tag="Practitioner", frozen=True, gc=False):
+    identifier: tuple[Identifier, ...] | None = None
+    name: tuple[HumanName, ...] | None = None
+    telecom: tuple[ContactPoint, ...] | None = None
+
+
+class PractitionerRole(Resource, tag="PractitionerRole", frozen=True, gc=False):
+    practitioner: Reference | None = None
+    organization: StructureReference | None = None
+    location: tuple[Reference, ...] | None = None
+    contained: tuple[Place, ...] | None = None
+    telecom: tuple[ContactPoint, ...] | None = None
+
+
+class Location(Resource, tag="Location", frozen=True, gc=False):
+    identifier: tuple[Identifier, ...] | None = None
+    name: str | None = None
+    address: Address | None = None
+    position: Position | None = None
+    telecom: tuple[ContactPoint, ...] | None = None
+    managingOrganization: Reference | None = None
+    hoursOfOperation: tuple[Hours, ...] | None = None
+
+
+class Organization(Resource, tag="Organization", frozen=True, gc=False):
+    identifier: tuple[Identifier, ...] | None = None
+    name: str | None = None
+    telecom: tuple[ContactPoint, ...] | None = None
+
+
+class HealthcareService(Resource, tag="HealthcareService", frozen=True, gc=False):
+    providedBy: Reference | None = None
+    name: str | None = None
+
+
+Other = Schedule | Practitioner | PractitionerRole | Location | Organization | HealthcareService
+OTHER_TYPES: dict[str, type[Resource]] = {
+    cls.__name__: cls
+    for cls in (Schedule, Practitioner, PractitionerRole, Location, Organization, HealthcareService)
+}
 
 
 class Entry(msgspec.Struct, gc=False):
@@ -230,6 +289,14 @@ def slot_of(data: dict[str, Any]) -> Slot:
             except (TypeError, ValueError, OverflowError, msgspec.MsgspecError):
                 pass  # not a JSON value: left out
     return slot
+
+
+def resource_of(rtype: str, data: dict[str, Any]) -> Resource:
+    """A resource dict (of one of :data:`OTHER_TYPES`) read leniently, as
+    :func:`slot_of` reads a Slot. The dict is not modified."""
+    cls = OTHER_TYPES[rtype]
+    rid = data.get("id")
+    return _lenient(data, cls, cls(id=rid if isinstance(rid, str) else None))
 
 
 def _lenient(data: dict[str, Any], into: type[_S], fallback: _S) -> _S:
