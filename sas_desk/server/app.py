@@ -730,6 +730,9 @@ def _bounded(kind: str, data: dict[str, Any], settings: ServerSettings) -> dict[
     return data
 
 
+SESSION_CLOSED_FR = "Session fermée par le serveur de salle : identifiez-vous à nouveau."
+
+
 def _session_body(issued: Any) -> SessionBody:
     p = issued.principal
     return SessionBody(
@@ -757,6 +760,14 @@ async def _sse(
                     id=message.id,
                 )
             elif isinstance(message, KeepAlive):
+                if not await room.store.session_open(who.session_id):
+                    # revoked or account disabled: the workstation hears it
+                    # within a keep-alive period, and its next request is refused
+                    yield ServerSentEventMessage(
+                        data=msgspec.json.encode(ByeBody(reason_fr=SESSION_CLOSED_FR)).decode(),
+                        event="bye",
+                    )
+                    return
                 yield ServerSentEventMessage(comment="keep-alive")
             elif isinstance(message, Bye):
                 yield ServerSentEventMessage(

@@ -364,6 +364,18 @@ class ServerStore(abc.ABC):
         rows = await self.run(lambda tx: tx.execute(_VALID_ACCESS, (token_hash, at, False)))
         return (_principal(rows[0]), _aware(rows[0][5])) if rows else None
 
+    async def session_open(self, session_id: str) -> bool:
+        """Whether a session is neither revoked nor its account disabled
+        (a stream that outlives its access token checks this)."""
+        rows = await self.run(
+            lambda tx: tx.execute(
+                "SELECT 1 FROM sessions s JOIN accounts a ON a.login = s.login "
+                "WHERE s.session_id = %s AND s.revoked_at IS NULL AND a.disabled = %s",
+                (session_id, False),
+            )
+        )
+        return bool(rows)
+
     async def rotate(
         self,
         refresh_hash: str,
