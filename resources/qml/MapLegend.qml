@@ -1,22 +1,22 @@
-// The slot search map's legend: what the dots, their colours and the numbers
-// on them mean (used by slot_map.qml; same colours as its markers).
+// The slot search map's legend, a strip under the map (no dot hidden under
+// it): what the symbols, their colours and the numbers on them mean. Its
+// entries wrap to the map's width; the base map's credit ends it. Same colours as slot_map.qml's markers.
 import QtQuick
 
 Rectangle {
     id: legend
     property real radiusKm: 0
     property bool hasPatient: false
-    width: rows.implicitWidth + 12
-    height: rows.implicitHeight + 8
-    radius: 4
-    color: "#e6ffffff"
-    border.color: "#c8c8c8"
+    property string credit: ""
+    height: flow.implicitHeight + 8
+    color: "#f7f7f5"
+    border.color: "#d0d0d0"
 
     component Entry: Row {
         property alias label: text.text
         default property alias symbol: holder.data
-        spacing: 6
-        Item { id: holder; width: 18; height: 16 }
+        spacing: 4
+        Item { id: holder; width: 16; height: 16 }
         Text { id: text; font.pixelSize: 11; color: "#222"; anchors.verticalCenter: parent.verticalCenter }
     }
     component Dot: Rectangle {
@@ -25,10 +25,11 @@ Rectangle {
         border.color: "white"; border.width: 2
     }
 
-    Column {
-        id: rows
+    Flow {
+        id: flow
         x: 6; y: 4
-        spacing: 1
+        width: legend.width - 12
+        spacing: 10
         Entry {
             label: "Patient"
             visible: legend.hasPatient
@@ -39,7 +40,7 @@ Rectangle {
             }
         }
         Entry {
-            label: "Rayon de recherche (" + legend.radiusKm.toLocaleString(Qt.locale("fr_FR"), "f", legend.radiusKm % 1 ? 1 : 0) + " km)"
+            label: "Rayon " + legend.radiusKm.toLocaleString(Qt.locale("fr_FR"), "f", legend.radiusKm % 1 ? 1 : 0) + " km"
             visible: legend.hasPatient
             Rectangle {
                 anchors.centerIn: parent
@@ -49,15 +50,24 @@ Rectangle {
         }
         Entry { label: "Participe au SAS"; Dot { color: "#2e7d32" } }
         Entry { label: "Hors SAS"; Dot { color: "#1565c0" } }
-        Entry { label: "Lieu sélectionné"; Dot { color: "#ff6f00" } }
+        Entry { label: "Sélectionné"; Dot { color: "#ff6f00" } }
         Entry {
-            label: "Lieux regroupés (nombre) : cliquer pour zoomer"
+            label: "Groupe : nombre de lieux (clic : zoom)"
             Rectangle {
                 anchors.centerIn: parent
                 width: 16; height: 16; radius: 8
                 color: "#2e7d32"; border.color: "white"; border.width: 2
                 Text { anchors.centerIn: parent; text: "3"; color: "white"; font.pixelSize: 9; font.bold: true }
             }
+        }
+        Text {
+            objectName: "attribution"
+            visible: text !== ""
+            text: legend.credit
+            height: 16
+            verticalAlignment: Text.AlignVCenter
+            font.pixelSize: 10
+            color: "#555"
         }
     }
 }

@@ -38,7 +38,7 @@ Rectangle {
     Map {
         id: map
         objectName: "map"
-        anchors.fill: parent
+        anchors { left: parent.left; right: parent.right; top: parent.top; bottom: legend.top }
         plugin: root.tiled ? tilePlugin : plainPlugin
         color: "#eef1f4"
         activeMapType: root.tiled ? supportedMapTypes[supportedMapTypes.length - 1] : supportedMapTypes[0]
@@ -154,7 +154,7 @@ Rectangle {
     Item {
         id: scale
         anchors.left: parent.left
-        anchors.bottom: parent.bottom
+        anchors.bottom: legend.top
         anchors.margins: 10
         width: bar.width
         height: 24
@@ -186,26 +186,12 @@ Rectangle {
     }
 
     MapLegend {
+        id: legend
         objectName: "legend"
-        anchors.right: parent.right
-        anchors.bottom: credit.top
-        anchors.margins: 6
+        anchors { left: parent.left; right: parent.right; bottom: parent.bottom }
         radiusKm: root.radiusMeters / 1000
         hasPatient: root.hasPatient
-    }
-
-    Text {
-        id: credit
-        objectName: "attribution"
-        anchors.right: parent.right
-        anchors.bottom: parent.bottom
-        anchors.margins: 2
-        visible: text !== ""
-        text: attribution
-        font.pixelSize: 10
-        color: "#333"
-        style: Text.Outline
-        styleColor: "#ffffff"
+        credit: attribution  // the base map's, required by its licence
     }
 
     Rectangle {

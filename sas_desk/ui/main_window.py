@@ -698,7 +698,7 @@ class MainWindow(QMainWindow):
         self.mode_label.setText(f"Démonstration (simulateur local) — {url}")
         self.simulator_url = url  # its offline base map serves the slot search map
         if self.slot_panel is not None:
-            self.slot_panel.simulator_url = url
+            self.slot_panel.set_simulator_url(url)
 
     def show_role_picker(self) -> None:
         """The demo's role picker; in production the role is the session's:

@@ -798,13 +798,33 @@ class SlotSearchPanel(QWidget):
     async def _choose_base_map(self) -> None:
         from sas_desk.services.geo.basemap import choose_base_map
 
-        self.base_map = await choose_base_map(
-            self._map_source,
-            tiles_url=self._tiles_url,
-            attribution=self._map_attribution,
-            simulator_url=self.simulator_url,
-            timeout=self._map_probe_s,
-        )
+        while True:
+            simulator_url = self.simulator_url
+            base = await choose_base_map(
+                self._map_source,
+                tiles_url=self._tiles_url,
+                attribution=self._map_attribution,
+                simulator_url=simulator_url,
+                timeout=self._map_probe_s,
+            )
+            # the demo's simulator started meanwhile: its map may serve
+            if base.kind != "plain" or simulator_url == self.simulator_url:
+                break
+        self.base_map = base
+        self._base_task = None
+        self._create_map()
+
+    def set_simulator_url(self, url: str) -> None:
+        """The demo's simulator, started after the window: a map drawn on a
+        plain background for want of it is drawn again over its base map."""
+        self.simulator_url = url
+        current = self.map
+        if current is None or current.base.kind != "plain" or self._map_source == "aucun":
+            return
+        self.map = None
+        self.base_map = None
+        current.setParent(None)
+        current.deleteLater()
         self._create_map()
 
     # ------------------------------------------------------------------ source

@@ -70,11 +70,9 @@ async def test_legend_names_every_dot_colour_and_the_group_counts(qtbot: QtBot) 
     legend = child(slot_map, "legend")
     assert legend.property("visible") is True
     labels = texts(legend)
-    for wanted in ("Patient", "Rayon de recherche (5 km)", "Participe au SAS", "Hors SAS"):
+    for wanted in ("Patient", "Rayon 5 km", "Participe au SAS", "Hors SAS", "Sélectionné"):
         assert wanted in labels
-    assert "Lieu sélectionné" in labels and any(
-        t.startswith("Lieux regroupés (nombre)") for t in labels
-    )
+    assert "Groupe : nombre de lieux (clic : zoom)" in labels
     # the simulator's map: its cells and names under the dots, its credit, no note
     root = slot_map.rootObject()
     assert root.property("pluginName") == "itemsoverlay"
@@ -145,3 +143,26 @@ async def test_panel_chooses_the_base_map_per_setting_off_the_gui_thread(
     await until(lambda: panel.map is not None, timeout=10)
     assert panel.map.base.kind == kind and panel.map.base.note == note
     assert child(panel.map, "noTilesNote").property("text") == note
+
+
+async def test_a_plain_map_is_redrawn_over_the_simulators_once_it_starts(
+    qtbot: QtBot, env: Env
+) -> None:
+    """The demo starts its simulator after the window: an OSNP's panel shown
+    first had only a plain background to offer."""
+    dead = f"http://127.0.0.1:{_closed_port()}/{{z}}/{{x}}/{{y}}.png"
+    config = dataclasses.replace(env.config, map_source="url", map_tiles_url=dead)
+    saved, env.desk.config = env.desk.config, config
+    try:
+        panel = SlotSearchPanel(env.resolver, now=clock.now, desk=env.desk)
+    finally:
+        env.desk.config = saved
+    qtbot.addWidget(panel)
+    panel.show()
+    await until(lambda: panel.map is not None, timeout=10)
+    first = panel.map
+    assert first.base.kind == "plain" and "Serveur de tuiles injoignable" in first.base.note
+    panel.set_simulator_url(env.simulator_url)
+    await until(lambda: panel.map is not None and panel.map is not first, timeout=10)
+    assert panel.map.base.kind == "territory"
+    assert panel.map_holder.layout().count() == 1  # the plain map left the panel
