@@ -30,6 +30,8 @@ from sas_desk.services.directory.sync import DirectorySync
 from sas_desk.services.fhir.candidates import DirectoryCandidates
 from sas_desk.services.fhir.search import SlotSearch
 from sas_desk.services.fhir.vendor import VendorClient, VendorError
+from sas_desk.services.fhir.worker_client import SearchWorker
+from sas_desk.services.fhir.worker_protocol import Open
 from sas_desk.simulator.server import Simulator
 
 LYON = (45.7640, 4.8357)
@@ -62,9 +64,37 @@ async def directory(simulator: Simulator, tmp_path: Path) -> AsyncIterator[Direc
     store.close()
 
 
+class ViaWorker:
+    """The same engine in the search worker (a child process): ``run`` as
+    :meth:`SlotSearch.run`, through the app's side of the pipe."""
+
+    def __init__(self, store: DirectoryStore, endpoints: list[VendorEndpoint], **kw: Any) -> None:
+        assert store.path is not None
+        self.settings = Open(str(store.path), "", tuple(endpoints), **kw)
+
+    async def run(self, query: SearchQuery) -> AsyncIterator[SearchUpdate]:
+        worker = SearchWorker(now=lambda: datetime.now().astimezone())
+        try:
+            await worker.open(self.settings)
+            async for update in worker.search(query):
+                yield update
+        finally:
+            await worker.close()
+
+
+#: every engine test runs in this process and through the search worker
+VIA = pytest.mark.parametrize("via", ["in-process", "worker"])
+
+
 def engine(
-    sim: Simulator, store: DirectoryStore, endpoints: list[VendorEndpoint], **kw: Any
+    sim: Simulator,
+    store: DirectoryStore,
+    endpoints: list[VendorEndpoint],
+    via: str = "in-process",
+    **kw: Any,
 ) -> tuple[SlotSearch, list[VendorClient]]:
+    if via == "worker":
+        return ViaWorker(store, endpoints, **kw), []  # type: ignore[return-value]
     clients = [VendorClient(e) for e in endpoints]
     search = SlotSearch(
         {c.name: c for c in clients},
@@ -80,11 +110,12 @@ async def run(search: SlotSearch, query: SearchQuery) -> list[SearchUpdate]:
 
 
 @pytest.mark.asyncio
+@VIA
 async def test_a_search_around_lyon_gets_slots_from_every_vendor(
-    simulator: Simulator, directory: DirectoryStore
+    simulator: Simulator, directory: DirectoryStore, via: str
 ) -> None:
     endpoints = vendors_of(simulator)
-    search, clients = engine(simulator, directory, endpoints)
+    search, clients = engine(simulator, directory, endpoints, via)
     try:
         updates = await asyncio.wait_for(run(search, SearchQuery(*LYON, radius_km=10.0)), 60)
     finally:
@@ -110,11 +141,12 @@ async def test_a_search_around_lyon_gets_slots_from_every_vendor(
 
 
 @pytest.mark.asyncio
+@VIA
 async def test_dentists_are_searched_as_their_own_profession(
-    simulator: Simulator, directory: DirectoryStore
+    simulator: Simulator, directory: DirectoryStore, via: str
 ) -> None:
     endpoints = vendors_of(simulator)
-    search, clients = engine(simulator, directory, endpoints)
+    search, clients = engine(simulator, directory, endpoints, via)
     try:
         updates = await run(search, SearchQuery(*LYON, radius_km=15.0, specialty=DENTIST))
     finally:
@@ -132,15 +164,16 @@ async def test_dentists_are_searched_as_their_own_profession(
 
 
 @pytest.mark.asyncio
+@VIA
 async def test_one_vendor_failing_does_not_hold_the_others(
-    simulator: Simulator, directory: DirectoryStore
+    simulator: Simulator, directory: DirectoryStore, via: str
 ) -> None:
     endpoints = vendors_of(simulator)
     broken, hanging = endpoints[0].name, endpoints[1].name
     endpoints[1] = VendorEndpoint(hanging, endpoints[1].base_url, timeout=1.0)
     simulator.set_faults(broken, "error:1:503")
     simulator.set_faults(hanging, "hang")
-    search, clients = engine(simulator, directory, endpoints)
+    search, clients = engine(simulator, directory, endpoints, via)
     try:
         updates = await asyncio.wait_for(run(search, SearchQuery(*LYON, radius_km=8.0)), 30)
     finally:

@@ -124,11 +124,15 @@ class SlotService:
         )
         return report
 
-    def search(self, query: SearchQuery) -> AsyncIterator[SearchUpdate]:
+    def search(
+        self, query: SearchQuery, *, now: datetime | None = None
+    ) -> AsyncIterator[SearchUpdate]:
+        """One search; ``now``: the time it starts from when the caller's clock
+        is not this service's (the search worker gets the app's)."""
         engine = SlotSearch(
             self._clients,
             DirectoryCandidates(self._require(), self.vendors),
-            now=self._now,
+            now=self._now if now is None else (lambda: now),
             per_vendor=self.per_vendor,
             slow_after=self.slow_after,
         )
