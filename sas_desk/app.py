@@ -8,7 +8,6 @@ import logging
 import logging.handlers
 import os
 import sys
-import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,18 +84,22 @@ def setup_logging(data_dir: Path, verbose: bool = False) -> None:
 
 
 def install_crash_handler(data_dir: Path) -> None:
-    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        text = "".join(traceback.format_exception(kind, exc, tb))
-        log.critical("unhandled error\n%s", text)
-        try:
-            report = data_dir / "logs" / f"crash-{clock.now():%Y%m%d-%H%M%S}.txt"
-            report.write_text(text, encoding="utf-8")
-        except OSError:
-            pass
-        if os.environ.get("SAS_DESK_RAISE"):
+    """Every unhandled exception (main thread and Qt slots, other threads)
+    goes to the log with its traceback and to a crash report in
+    ``logs/``; once the window is up (:func:`main`), also to the crash
+    dialog, and so do the asyncio loop's.  ``SAS_DESK_RAISE`` also prints
+    it as Python would (development)."""
+    from sas_desk.ui import crash
+
+    crash.install(data_dir)
+    if os.environ.get("SAS_DESK_RAISE"):
+        ours = sys.excepthook
+
+        def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+            ours(kind, exc, tb)
             sys.__excepthook__(kind, exc, tb)
 
-    sys.excepthook = hook
+        sys.excepthook = hook
 
 
 def build_queue_backend(
@@ -324,9 +327,10 @@ async def _open_session(
 async def main(app: object, config: Config, options: RunOptions) -> int:
     from PySide6.QtCore import QCoreApplication
 
-    from sas_desk.ui import aio
+    from sas_desk.ui import aio, crash
 
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(crash.loop_handler)
     simulator: Simulator | None = None
     geocoder_url = config.geocoder_url
     client: Any = None  # httpx.AsyncClient, created once the window is up
@@ -394,6 +398,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             shift_ends=config.shift_ends,
             now=clock.now,
         )
+        crash.show_dialog(lambda: journal.available)  # a bug from now on is told on screen
         closed = asyncio.Event()
         QCoreApplication.instance().lastWindowClosed.connect(closed.set)  # type: ignore[union-attr]
         window.show()
@@ -451,6 +456,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         await closed.wait()
         return 0
     finally:
+        crash.hide_dialog()
         if collector is not None:
             collector.stop()
         slots_service = window.slot_source if window is not None else None

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sas_desk.models.errors import KnownError
+
 STATUSES: dict[str, str] = {
     "pending": "En attente",
     "booked": "Réservé",
@@ -34,7 +36,7 @@ _OFFSET_DT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[-+]\d{2}:\d{2}", r
 _RPPS = re.compile(r"81[0-9]{10}", re.ASCII)
 
 
-class AppointmentError(ValueError):
+class AppointmentError(KnownError, ValueError):
     """An unusable RS-SAS-RDV: ``message_fr`` names the field."""
 
     def __init__(self, message_fr: str, path: str = "") -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sas_desk.models.errors import KnownError
 from sas_desk.models.limits import InputError, decode_json
 
 __all__ = [
@@ -122,7 +123,7 @@ _ENVELOPE_KEYS = frozenset(
 _HEADER_KEYS = ("messageId", "sender", "sentAt", "kind", "status", "recipient")
 
 
-class HubMessageError(ValueError):
+class HubMessageError(KnownError, ValueError):
     """A message that cannot be used; ``message_fr`` names the place."""
 
     def __init__(self, message_fr: str, path: str = "") -> None:

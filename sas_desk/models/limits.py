@@ -15,6 +15,8 @@ import math
 import re
 from typing import Any
 
+from sas_desk.models.errors import KnownError
+
 __all__ = [
     "MAX_INT_DIGITS",
     "MAX_JSON_DEPTH",
@@ -31,7 +33,7 @@ MAX_JSON_DEPTH = 64
 MAX_INT_DIGITS = 20
 
 
-class InputError(ValueError):
+class InputError(KnownError, ValueError):
     """An input is refused.  :attr:`message_fr` names the source (file), the
     place in it (``ligne 3``, ``$.patient[0]``) when known, and the reason."""
 
@@ -39,12 +41,8 @@ class InputError(ValueError):
         self.detail_fr = detail_fr
         self.where = where
         self.source = source
-        super().__init__(self.message_fr)
-
-    @property
-    def message_fr(self) -> str:
-        head = ", ".join(p for p in (self.source, self.where) if p)
-        return f"{head} : {self.detail_fr}" if head else self.detail_fr
+        head = ", ".join(p for p in (source, where) if p)
+        super().__init__(f"{head} : {detail_fr}" if head else detail_fr)
 
     def located(self, source: str) -> InputError:
         """The same error, naming *source* (the file)."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sas_desk.models.errors import KnownError
+
 
 class QueueName(enum.StrEnum):
     AMU = "AMU"  # emergency regulators (MRU)
@@ -219,7 +221,7 @@ class ChangeSet:
     reset: bool = False
 
 
-class QueueError(Exception):
+class QueueError(KnownError):
     """A refused queue operation, with a French message for the user."""
 
     def __init__(self, message_fr: str, code: str = "") -> None:

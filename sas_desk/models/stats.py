@@ -21,6 +21,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sas_desk.models.codes import codelist
+from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import WaitLimits
 
 DEFAULT_TZ = "Europe/Paris"
@@ -30,7 +31,7 @@ MAX_HOUR_DAYS = 62  # hourly rows: two months at most (1,488 rows)
 SUPPRESSED = "<11"  # what an export shows instead of a small count
 
 
-class StatsError(Exception):
+class StatsError(KnownError):
     """A refused statistics request (bad period…), with a French message."""
 
     def __init__(self, message_fr: str) -> None:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import date
+
+from sas_desk.models.errors import KnownError
 
 
-class ValidationError(ValueError):
+class ValidationError(KnownError, ValueError):
     """Bad input.  ``message`` is French and shown to the user as is."""
 
     def __init__(self, message: str, field: str = "") -> None:

@@ -12,12 +12,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from sas_desk.models.errors import KnownError
 from sas_desk.services.config import ConfigError, parse_toml, read_config_text
 
 TEST_CLOCK_ENV = "SAS_DESK_SERVER_TEST_CLOCK_TOKEN"
 
 
-class SettingsError(Exception):
+class SettingsError(KnownError):
     def __init__(self, message_fr: str) -> None:
         super().__init__(message_fr)
         self.message_fr = message_fr

@@ -29,13 +29,14 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
+from sas_desk.models.errors import KnownError
 from sas_desk.server.settings import sqlite_path
 
 log = logging.getLogger("sas_desk.server.store")
 T = TypeVar("T")
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(KnownError):
     """The database cannot be reached or refused (French message)."""
 
     def __init__(self, message_fr: str) -> None:

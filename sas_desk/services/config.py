@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
+from sas_desk.models.errors import KnownError
 from sas_desk.models.limits import InputError, decode_utf8
 from sas_desk.services.bounded import MAX_CONFIG_BYTES, read_bounded
 from sas_desk.services.hub.settings import HubSettings, parse_hub
@@ -40,7 +41,7 @@ ROLES: dict[str, str] = {
 }
 
 
-class ConfigError(Exception):
+class ConfigError(KnownError):
     def __init__(self, message_fr: str) -> None:
         super().__init__(message_fr)
         self.message_fr = message_fr

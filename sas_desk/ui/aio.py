@@ -15,6 +15,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import qasync
 
+from sas_desk.models.errors import KnownError
+
 P = ParamSpec("P")
 R = TypeVar("R")
 log = logging.getLogger("sas_desk.ui")
@@ -23,7 +25,9 @@ _tasks: set[asyncio.Task[Any]] = set()
 
 
 def spawn(coro: Coroutine[Any, Any, R], name: str = "") -> asyncio.Task[R] | None:
-    """Run ``coro`` on the running app loop; exceptions are logged, never lost.
+    """Run ``coro`` on the running app loop; exceptions are never lost: a bug
+    goes to the crash dialog and the log (UI operations use
+    :func:`sas_desk.ui.operation.run_operation`, which also shows known errors).
 
     Without a running loop (only during shutdown) the work is dropped."""
     try:
@@ -43,8 +47,14 @@ def _done(task: asyncio.Task[Any]) -> None:
     if task.cancelled():
         return
     exc = task.exception()
-    if exc is not None:
-        log.error("background task %s failed", task.get_name(), exc_info=exc)
+    if exc is None:
+        return
+    if isinstance(exc, KnownError):  # known, but nobody said it: at least the log
+        log.error("background task %s failed: %s", task.get_name(), type(exc).__name__)
+        return
+    from sas_desk.ui import crash  # a bug: the log with its traceback, and the dialog
+
+    crash.report(exc, task.get_name())
 
 
 async def cancel_all() -> None:

@@ -56,11 +56,12 @@ from sas_desk.models.board import (
     StaffRow,
     board_figures,
 )
-from sas_desk.models.queue import AgeState, QueueError, QueueItem, QueueName, WaitLimits
+from sas_desk.models.queue import AgeState, QueueItem, QueueName, WaitLimits
 from sas_desk.models.stats import Granularity, Period, SnpOutcome, build_report
 from sas_desk.services.queues.client import QueueClient
 from sas_desk.services.stats import StatsSource, StatsUnavailable
 from sas_desk.ui.aio import spawn
+from sas_desk.ui.operation import run_operation
 from sas_desk.ui.queue_model import format_wait
 from sas_desk.ui.widgets import Message, named
 
@@ -623,18 +624,16 @@ class Board(QWidget):
         if self.client is None or case_id in self.busy:
             return None
         self.busy.add(case_id)
-        return spawn(self._run(kind, case_id, data), f"board-{kind}")
+        client = self.client
+        return run_operation(
+            client.submit(client.operation(kind, case_id, **data)),
+            name=f"board-{kind}",
+            show_error=self.message.show_message,
+            on_success=lambda item: self._done(kind, case_id, item),
+            on_finally=lambda: self.busy.discard(case_id),
+        )
 
-    async def _run(self, kind: str, case_id: str, data: dict[str, Any]) -> None:
-        assert self.client is not None
-        try:
-            item = await self.client.submit(self.client.operation(kind, case_id, **data))
-        except QueueError as exc:
-            self.message.show_message(exc.message_fr)
-            log.info("board %s on %s refused: %s", kind, case_id, exc.code)
-            return
-        finally:
-            self.busy.discard(case_id)
+    def _done(self, kind: str, case_id: str, item: QueueItem | None) -> None:
         label = {"release": "Libéré", "reassign": "Réattribué"}.get(kind, kind)
         self.message.show_message(f"{label} : {case_id.rsplit('.', 1)[-1]}.", info=True)
         if item is not None:

@@ -51,7 +51,7 @@ from sas_desk.models.dossier import Dossier, Event, EventKind
 from sas_desk.models.roster import PARIS, RosterEntry, is_on_call_day
 from sas_desk.models.validation import Age, ValidationError, format_phone
 from sas_desk.services.geo.territory import CommuneIndex
-from sas_desk.ui.aio import spawn
+from sas_desk.ui.operation import run_operation
 from sas_desk.ui.widgets import KeyPicker, Message, named
 
 if TYPE_CHECKING:
@@ -631,28 +631,29 @@ class DentalView(QWidget):
             return
         self.import_button.setEnabled(False)
         self._show_import([f"Import de « {Path(path).name} » en cours…"])
-        self.last_import = spawn(self._import(self.service, Path(path)), "roster-import")
+        self.last_import = run_operation(
+            self._import(self.service, Path(path)),
+            name="roster-import",
+            show_error=lambda text: self._show_import([text], error=True),
+            on_finally=lambda: self.import_button.setEnabled(True),
+        )
 
     async def _import(self, service: RosterService, path: Path) -> None:
+        """A refused file is listed problem by problem; any other known
+        error (disk, read-only store) goes to the runner, which says it."""
         from sas_desk.services.roster.service import RosterImportError
-        from sas_desk.services.roster.store import RosterError
 
         try:
             report = await asyncio.to_thread(service.import_file, path)
         except RosterImportError as exc:
             log.info("roster import refused: %d issues", len(exc.issues))
             self._show_import(exc.lines_fr(), error=True)
-        except RosterError as exc:
-            log.info("roster import refused: %s", exc.reason)
-            self._show_import([exc.message_fr], error=True)
-        else:
-            log.info("roster imported: version %s", report.version.id)
-            self._show_import(report.lines_fr())
-            self.refresh_status()
-            if self.answer is not None:
-                self.lookup()
-        finally:
-            self.import_button.setEnabled(True)
+            return
+        log.info("roster imported: version %s", report.version.id)
+        self._show_import(report.lines_fr())
+        self.refresh_status()
+        if self.answer is not None:
+            self.lookup()
 
     def _show_import(self, lines: Sequence[str], *, error: bool = False) -> None:
         self.import_report.setPlainText("\n".join(lines))
@@ -683,7 +684,11 @@ class DentalView(QWidget):
         if self.service is None:
             return
         dep = self.answer.insee[:2] if self.answer is not None else None
-        self.last_status = spawn(self._refresh_status(self.service, dep), "roster-status")
+        self.last_status = run_operation(
+            self._refresh_status(self.service, dep),
+            name="roster-status",
+            show_error=self.status_label.setText,
+        )
 
     async def _refresh_status(self, service: RosterService, dep: str | None) -> None:
         status = await asyncio.to_thread(service.status, dep)
@@ -800,9 +805,10 @@ class DentalView(QWidget):
         insee, label = resolved
         at, whole_day = when
         self._seq += 1
-        self.last_lookup = spawn(
+        self.last_lookup = run_operation(
             self._lookup(self.service, self._seq, _Answer(insee, label, at, whole_day, now)),
-            "dental-lookup",
+            name="dental-lookup",
+            show_error=self.message.show_message,
         )
 
     async def _lookup(self, service: RosterService, seq: int, answer: _Answer) -> None:
@@ -927,8 +933,10 @@ class DentalView(QWidget):
         if self.service is None:
             return
         self._search_seq += 1
-        self.last_search = spawn(
-            self._search(self.service, self._search_seq, text), "dentist-search"
+        self.last_search = run_operation(
+            self._search(self.service, self._search_seq, text),
+            name="dentist-search",
+            show_error=self.message.show_message,
         )
 
     async def _search(self, service: RosterService, seq: int, text: str) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -25,12 +26,12 @@ from PySide6.QtWidgets import (
 
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import Dossier, Event, decision_problems
-from sas_desk.models.queue import QueueError, role_may
+from sas_desk.models.queue import role_may
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver
 from sas_desk.services.queues.client import QueueClient
-from sas_desk.ui.aio import spawn
 from sas_desk.ui.call_sheet import CallSheet
+from sas_desk.ui.operation import run_operation
 from sas_desk.ui.widgets import Message, named
 
 log = logging.getLogger("sas_desk.ui.dossier")
@@ -223,20 +224,22 @@ class DossierView(QWidget):
             return
         self._submit("decide", care_level=care, decisions=[decision], note=decision["freetext"])
 
-    def _submit(self, kind: str, **data: Any) -> None:
-        spawn(self._apply(kind, data), f"dossier-{kind}")
+    def _submit(self, kind: str, **data: Any) -> asyncio.Task[None] | None:
+        return run_operation(
+            self._apply(kind, data),
+            name=f"dossier-{kind}",
+            show_error=self.message.show_message,
+            on_finally=lambda: self.note.setReadOnly(False) if kind == "note" else None,
+        )
 
     async def _apply(self, kind: str, data: dict[str, Any]) -> None:
-        try:
-            await self.client.submit(self.client.operation(kind, self.dossier.case_id, **data))
-        except QueueError as exc:
-            self.message.show_message(exc.message_fr)
-            return
-        finally:
-            if kind == "note":
-                self.note.setReadOnly(False)
-        if kind == "note" and self.note.text().strip() == data["text"]:
-            self.note.clear()
+        """Known errors (refused, server down) propagate to the runner, which
+        shows them and keeps the form as typed."""
+        await self.client.submit(self.client.operation(kind, self.dossier.case_id, **data))
+        if kind == "note":
+            self.note.setReadOnly(False)
+            if self.note.text().strip() == data["text"]:
+                self.note.clear()
         self.message.show_message(
             "Décision enregistrée." if kind == "decide" else "Note ajoutée.", info=True
         )

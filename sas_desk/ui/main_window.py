@@ -26,19 +26,18 @@ from PySide6.QtWidgets import (
 )
 
 from sas_desk.models.dossier import CALL_TAKING_ROLES, Dossier, Status
-from sas_desk.models.queue import QueueError, WaitLimits, queues_for_role
+from sas_desk.models.queue import WaitLimits, queues_for_role
 from sas_desk.models.validation import ValidationError
 from sas_desk.services.config import ROLES, Config
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver
 from sas_desk.services.journal.service import Journal, SaveState
 from sas_desk.services.journal.store import OpenReport
-from sas_desk.services.queues.api import BackendUnavailable
 from sas_desk.services.queues.client import LinkState, QueueClient
-from sas_desk.ui.aio import spawn
 from sas_desk.ui.call_sheet import CallSheet
 from sas_desk.ui.day_model import DayModel
 from sas_desk.ui.dossier_view import DossierView
+from sas_desk.ui.operation import run_operation
 from sas_desk.ui.queue_panel import QueuePanel
 from sas_desk.ui.widgets import Banner, named
 
@@ -51,6 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sas_desk.ui")
 LIST_MIN_WIDTH = 360  # the queue list beside an open dossier: priority, wait, motive
 ROLE_KEYS = {"ARM": "1", "OSNP": "2", "MRU": "3", "MRL": "4", "DENT": "5", "SUP": "6"}
+
+
+NOT_IN_QUEUE = "Orientation enregistrée localement ; file non mise à jour : "
 
 
 class RolePicker(QWidget):
@@ -351,7 +353,9 @@ class MainWindow(QMainWindow):
         for case_id in case_ids:
             view = self._dossier_view(case_id)
             if view is not None:
-                self.view_refresh = spawn(view.refresh(), "dossier-refresh")
+                self.view_refresh = run_operation(
+                    view.refresh(), name="dossier-refresh", show_error=view.message.show_message
+                )
 
     def _build_board(self, role: str) -> None:
         """The supervisor's board, first tab of the right side (not closable)."""
@@ -399,7 +403,9 @@ class MainWindow(QMainWindow):
         board.start()
 
     def open_dossier_view(self, case_id: str) -> None:
-        spawn(self._open_dossier_view(case_id), "open-dossier")
+        run_operation(
+            self._open_dossier_view(case_id), name="open-dossier", show_error=self._error_banner
+        )
 
     async def _open_dossier_view(self, case_id: str) -> None:
         assert self.queue_client is not None
@@ -409,12 +415,8 @@ class MainWindow(QMainWindow):
                 self.tabs.setCurrentIndex(i)
                 await w.refresh()
                 return
-        try:
-            dossier = await self.queue_client.dossier(case_id)
-            events = await self.queue_client.events(case_id)
-        except BackendUnavailable as exc:
-            self.banner(exc.message_fr, "error")
-            return
+        dossier = await self.queue_client.dossier(case_id)
+        events = await self.queue_client.events(case_id)
         if dossier is None:
             self.banner(f"Dossier {case_id} introuvable sur le serveur des files.", "error")
             return
@@ -550,8 +552,11 @@ class MainWindow(QMainWindow):
         if dossier is None or view is None or self.queue_client is None:
             return
         to_amu = result.orientation is Orientation.MEDECIN
-        self.dental_task = spawn(
-            self._dental_to_queue(view, result.text, to_amu, result.sent), "dental-orientation"
+        self.dental_task = run_operation(
+            self._dental_to_queue(view, result.text, to_amu, result.sent),
+            name="dental-orientation",
+            show_error=self._warning_banner,
+            error_prefix=NOT_IN_QUEUE,
         )
 
     def make_room(self, widget: QWidget) -> None:
@@ -587,15 +592,8 @@ class MainWindow(QMainWindow):
         client = self.queue_client
         if sent is not None:
             await sent
-        try:
-            if to_amu:
-                await client.submit(client.operation("transfer", case_id, to="AMU", reason=text))
-        except (QueueError, BackendUnavailable) as exc:
-            self.banner(
-                f"Orientation enregistrée localement ; file non mise à jour : {exc.message_fr}",
-                "warning",
-            )
-            return
+        if to_amu:
+            await client.submit(client.operation("transfer", case_id, to="AMU", reason=text))
         if to_amu and self.dental_view is not None:
             self.dental_view.triage_message.show_message(
                 "Dossier transféré à la file AMU (médecin régulateur).", info=True
@@ -621,23 +619,18 @@ class MainWindow(QMainWindow):
             f", {booking.offer.address} (via {booking.offer.candidate.vendor})"
         )
         sent = panel.orientation_sent if panel is not None else None
-        self.orientation_task = spawn(
-            self._close_oriented(dossier.case_id, text, sent), "orientation"
+        self.orientation_task = run_operation(
+            self._close_oriented(dossier.case_id, text, sent),
+            name="orientation",
+            show_error=self._warning_banner,
+            error_prefix=NOT_IN_QUEUE,
         )
 
     async def _close_oriented(self, case_id: str, text: str, sent: Any = None) -> None:
         assert self.queue_client is not None
         if sent is not None:
             await sent  # the orientation first: a closed item takes no more
-        try:
-            await self.queue_client.submit(
-                self.queue_client.operation("close", case_id, reason=text)
-            )
-        except (QueueError, BackendUnavailable) as exc:
-            self.banner(
-                f"Orientation enregistrée localement ; file non mise à jour : {exc.message_fr}",
-                "warning",
-            )
+        await self.queue_client.submit(self.queue_client.operation("close", case_id, reason=text))
 
     def _on_transmitted(self, case_id: str) -> None:
         sheet = next(
@@ -650,16 +643,12 @@ class MainWindow(QMainWindow):
         )
         if sheet is None or self.queue_client is None:
             return
-        spawn(self._enqueue(sheet.dossier), "enqueue")
-
-    async def _enqueue(self, dossier: Dossier) -> None:
-        assert self.queue_client is not None
-        try:
-            await self.queue_client.enqueue(dossier)
-        except QueueError as exc:
-            self.banner(
-                f"Dossier transmis localement mais pas mis en file : {exc.message_fr}", "error"
-            )
+        run_operation(
+            self.queue_client.enqueue(sheet.dossier),
+            name="enqueue",
+            show_error=self._error_banner,
+            error_prefix="Dossier transmis localement mais pas mis en file : ",
+        )
 
     def _on_link_state(self, state: LinkState) -> None:
         if state.online and not state.pending:
@@ -707,7 +696,9 @@ class MainWindow(QMainWindow):
             if self.gate is not None:  # the next login replaces the session, screen covered
                 self.gate.change_operator()
             else:
-                spawn(self._switch_session(), "switch-session")
+                run_operation(
+                    self._switch_session(), name="switch-session", show_error=self._error_banner
+                )
             return
         self.stack.setCurrentIndex(0)
         self.picker.setFocus()
@@ -731,12 +722,15 @@ class MainWindow(QMainWindow):
     async def _switch_session(self) -> None:
         assert self.session is not None
         await self.session.logout()
-        try:
-            await self.session.ensure()
-        except BackendUnavailable as exc:
-            self.banner(exc.message_fr, "error")
+        await self.session.ensure()
 
     # ------------------------------------------------------------------ banners
+    def _error_banner(self, text: str) -> None:
+        self.banner(text, "error")
+
+    def _warning_banner(self, text: str) -> None:
+        self.banner(text, "warning")
+
     def banner(self, text: str, level: str = "info") -> Banner:
         b = Banner(text, level)
         b.setObjectName(f"banner_{level}")

@@ -31,7 +31,6 @@ from sas_desk.models.queue import (
     PRIORITY_RANK,
     ROLE_QUEUES,
     AgeState,
-    QueueError,
     QueueItem,
     QueueName,
     WaitLimits,
@@ -40,6 +39,7 @@ from sas_desk.models.queue import (
 )
 from sas_desk.services.queues.client import QueueClient
 from sas_desk.ui.aio import spawn
+from sas_desk.ui.operation import run_operation
 from sas_desk.ui.queue_model import (
     COMMUNE_COLUMN,
     MOTIVE_COLUMN,
@@ -537,18 +537,16 @@ class QueuePanel(QWidget):
             )
             return None
         self.busy.add(case_id)
-        return spawn(self._run(kind, case_id, data), f"queue-{kind}")
-
-    async def _run(self, kind: str, case_id: str, data: dict[str, Any]) -> None:
         op = self.client.operation(kind, case_id, **data)
-        try:
-            item = await self.client.submit(op)
-        except QueueError as exc:
-            self.message.show_message(exc.message_fr)
-            log.info("queue %s on %s refused: %s", kind, case_id, exc.code)
-            return
-        finally:
-            self.busy.discard(case_id)
+        return run_operation(
+            self.client.submit(op),
+            name=f"queue-{kind}",
+            show_error=self.message.show_message,
+            on_success=lambda item: self._done(kind, case_id, item),
+            on_finally=lambda: self.busy.discard(case_id),
+        )
+
+    def _done(self, kind: str, case_id: str, item: QueueItem | None) -> None:
         form = self._reason_forms.get(kind)
         if form is not None:
             form.done(case_id)

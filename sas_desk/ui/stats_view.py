@@ -54,13 +54,12 @@ from sas_desk.models.stats import (
     DEFAULT_TZ,
     Granularity,
     Report,
-    StatsError,
     build_report,
     parse_period,
 )
 from sas_desk.services.stats import StatsSource, StatsUnavailable
 from sas_desk.services.stats.export import write_csv
-from sas_desk.ui.aio import spawn
+from sas_desk.ui.operation import run_operation
 from sas_desk.ui.widgets import Message, named
 
 log = logging.getLogger("sas_desk.ui.stats")
@@ -180,30 +179,28 @@ class StatsView(QWidget):
         )
 
     def run(self) -> asyncio.Task[None] | None:
-        self.task = spawn(self._run(), "stats-report")
+        """The report for the chosen period: a refused period or an
+        unreachable store is said, the table shown keeps the previous one."""
+        self.task = run_operation(
+            self._run(),
+            name="stats-report",
+            show_error=self.message.show_message,
+            on_success=self.show_report,
+            progress=self.message,
+            label="Calcul en cours…",
+        )
         return self.task
 
-    async def _run(self) -> None:
+    async def _run(self) -> Report:
         by = Granularity(self.by.currentData())
         first, last = self.period_text()
-        try:
-            period = parse_period(first, last, by, self.tz)
-        except StatsError as exc:
-            self.message.show_message(exc.message_fr)
-            return
+        period = parse_period(first, last, by, self.tz)
         if self.source is None:
-            self.message.show_message("Statistiques indisponibles sur ce poste.")
-            return
-        self.message.show_message("Calcul en cours…", info=True)
-        try:
-            raw = await self.source.raw(period, by, self.limits)
-        except StatsUnavailable as exc:
-            self.message.show_message(exc.message_fr)
-            return
-        report = await asyncio.get_running_loop().run_in_executor(
+            raise StatsUnavailable("Statistiques indisponibles sur ce poste.")
+        raw = await self.source.raw(period, by, self.limits)
+        return await asyncio.get_running_loop().run_in_executor(
             self._executor, build_report, raw, period, by
         )
-        self.show_report(report)
 
     def show_report(self, report: Report) -> None:
         self.report = report

@@ -3,6 +3,8 @@ to the operator (the room server sends both in its ``ErrorBody``)."""
 
 from __future__ import annotations
 
+from sas_desk.models.errors import KnownError
+
 __all__ = ["MESSAGES", "AuthError"]
 
 #: code -> the French message the operator reads
@@ -35,13 +37,13 @@ MESSAGES: dict[str, str] = {
 }
 
 
-class AuthError(Exception):
+class AuthError(KnownError):
     """A refused or failed login; ``message_fr`` is shown as is."""
 
     def __init__(self, code: str, detail: str = "", *, message_fr: str = "") -> None:
         self.code = code
-        self.message_fr = message_fr or MESSAGES.get(code, MESSAGES["provider_error"])
+        super().__init__(message_fr or MESSAGES.get(code, MESSAGES["provider_error"]))
         # ``detail`` is for the log (never a token); the message is for the user
-        super().__init__(f"{code}: {detail}" if detail else code)
+        self.args = (f"{code}: {detail}" if detail else code,)
         self.detail = detail
         self.provider = ""  # which provider refused, when known (audit)

@@ -39,6 +39,7 @@ from sas_desk.models.directory import (
     StructureKind,
     VendorEndpoint,
 )
+from sas_desk.models.errors import KnownError
 from sas_desk.models.geo import distance_km
 from sas_desk.models.slots import Address, Practitioner, PractitionerIdKind, StructureIdKind
 from sas_desk.services.directory.feed import Change, Delete, Put, fold
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 
-class DirectoryError(Exception):
+class DirectoryError(KnownError):
     """A known directory problem (not a bug): message for the user in French."""
 
     def __init__(self, message_fr: str, reason: str) -> None:

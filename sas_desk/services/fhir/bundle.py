@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, TypeVar
 
+from sas_desk.models.errors import KnownError
 from sas_desk.models.slots import (
     CATEGORY_CPTS,
     EXT_SLOT_SERVICE_TYPE,
@@ -172,7 +173,7 @@ class BundleResult:
         return counts
 
 
-class BundleError(Exception):
+class BundleError(KnownError):
     """The body cannot be read as a searchset Bundle: a vendor error."""
 
     def __init__(self, message_fr: str, outcome_text: str | None = None) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from sas_desk.models.errors import KnownError
 from sas_desk.models.search import SearchQuery, SearchUpdate
 from sas_desk.services.config import Config, VendorEndpoint
 from sas_desk.services.directory.store import DirectoryStore
@@ -32,7 +33,7 @@ from sas_desk.services.fhir.vendor import VendorClient
 log = logging.getLogger("sas_desk.fhir.service")
 
 
-class SlotServiceError(Exception):
+class SlotServiceError(KnownError):
     def __init__(self, message_fr: str) -> None:
         super().__init__(message_fr)
         self.message_fr = message_fr

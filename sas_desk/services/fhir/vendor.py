@@ -42,6 +42,7 @@ from urllib.parse import quote
 
 import httpx
 
+from sas_desk.models.errors import KnownError
 from sas_desk.models.slots import OID_IDNAT_PS, OID_IDNAT_STRUCT
 from sas_desk.services.config import VendorEndpoint
 from sas_desk.services.fhir.bundle import BundleError, BundleResult, parse_bundle, parse_steps
@@ -68,7 +69,7 @@ FHIR_JSON = "application/fhir+json"
 _SAFE = ":,"  # kept as is in parameter values; everything else reserved is encoded
 
 
-class VendorError(Exception):
+class VendorError(KnownError):
     """A request that brought no usable answer."""
 
     def __init__(self, message_fr: str, kind: str, outcome_text: str | None = None) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from sas_desk.models.errors import KnownError
 from sas_desk.models.limits import InputError, decode_json
 
 __all__ = [
@@ -56,7 +57,7 @@ class GeoResult:
     street: str | None
 
 
-class GeocodingError(Exception):
+class GeocodingError(KnownError):
     """The address search failed; ``message_fr`` can be shown to the operator as is.
 
     ``reason`` is one of ``"unreachable"``, ``"timeout"``, ``"http_status"``,

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from sas_desk.models.errors import KnownError
 from sas_desk.services.sqlite_file import open_versioned
 
 log = logging.getLogger("sas_desk.hub.store")
@@ -42,7 +43,7 @@ TO_PUBLISH = ("queued", "sent")
 FINAL = ("acknowledged", "refused", "error", "expired")
 
 
-class HubStoreError(Exception):
+class HubStoreError(KnownError):
     def __init__(self, message_fr: str) -> None:
         super().__init__(message_fr)
         self.message_fr = message_fr

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
+from sas_desk.models.errors import KnownError
 from sas_desk.services.sqlite_file import move_aside
 
 log = logging.getLogger("sas_desk.journal")
@@ -64,7 +65,7 @@ MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class JournalError(Exception):
+class JournalError(KnownError):
     """A known storage problem (not a bug): message for the user in French."""
 
     def __init__(self, message_fr: str, reason: str) -> None:

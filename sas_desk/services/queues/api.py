@@ -65,10 +65,11 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 
 from sas_desk.models.dossier import Dossier, Event
+from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import ChangeSet, LogBreak, Operation, QueueError, QueueItem, QueueName
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(KnownError):
     """The store cannot be reached (network, server down): retry later."""
 
     def __init__(self, message_fr: str = "Serveur des files injoignable.") -> None:

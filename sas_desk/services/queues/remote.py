@@ -40,6 +40,7 @@ import httpx
 import msgspec
 
 from sas_desk.models.dossier import Dossier, Event
+from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import ChangeSet, Operation, QueueError, QueueItem, QueueName, ordered
 from sas_desk.services.config import room_url_problem
 from sas_desk.services.queues import wire
@@ -167,7 +168,7 @@ class SessionInfo:
     workstation: str
 
 
-class LoginRefused(Exception):
+class LoginRefused(KnownError):
     """The server refused the login (``code``: ``unauthorized``,
     ``forbidden``, ``locked``, ``invalid``); ``message_fr`` for the operator."""
 

@@ -27,6 +27,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from sas_desk.models.errors import KnownError
 from sas_desk.models.limits import InputError, decode_json
 from sas_desk.models.roster import MAX_PERIOD, PARIS, RosterEntry, Sector
 from sas_desk.models.validation import ValidationError, normalize_phone, validate_insee
@@ -82,7 +83,7 @@ class Issue:
         return f"{head} : {self.message}"
 
 
-class RosterFormatError(Exception):
+class RosterFormatError(KnownError):
     """The file cannot be imported; :attr:`issues` lists every problem."""
 
     def __init__(self, issues: Sequence[Issue], source: str = "") -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import sqlite_utils
 
+from sas_desk.models.errors import KnownError
 from sas_desk.models.roster import MAX_PERIOD, PARIS, RosterEntry, Sector, fold_name
 from sas_desk.services.sqlite_file import open_versioned
 
@@ -43,7 +44,7 @@ _MAX_S = int(MAX_PERIOD.total_seconds())
 __all__ = ["KEEP_VERSIONS", "RosterError", "RosterStore", "SourceState", "VersionInfo"]
 
 
-class RosterError(Exception):
+class RosterError(KnownError):
     """A known roster problem (not a bug): message for the user in French."""
 
     def __init__(self, message_fr: str, reason: str = "io") -> None:

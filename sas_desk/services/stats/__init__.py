@@ -16,11 +16,12 @@ from datetime import datetime
 from typing import Protocol
 
 from sas_desk.models.board import RecentEvent
+from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import WaitLimits
 from sas_desk.models.stats import Granularity, Period, RawStats
 
 
-class StatsUnavailable(Exception):
+class StatsUnavailable(KnownError):
     """The store cannot be read (file missing, server down), French message."""
 
     def __init__(self, message_fr: str) -> None:
