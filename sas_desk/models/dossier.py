@@ -94,6 +94,27 @@ class ConfirmationNeeded(ValidationError):
         self.questions = questions
 
 
+#: the languages offered on the sheet (ISO 639-1, as RS-EDA ``caller.language``
+#: carries them), the most heard in French regulation rooms first
+CALLER_LANGUAGES: tuple[tuple[str, str], ...] = (
+    ("fr", "Français"),
+    ("en", "Anglais"),
+    ("es", "Espagnol"),
+    ("ar", "Arabe"),
+    ("pt", "Portugais"),
+    ("it", "Italien"),
+    ("de", "Allemand"),
+    ("tr", "Turc"),
+    ("ro", "Roumain"),
+    ("ru", "Russe"),
+    ("uk", "Ukrainien"),
+    ("pl", "Polonais"),
+    ("zh", "Chinois"),
+    ("nl", "Néerlandais"),
+    ("ht", "Créole haïtien"),
+)
+
+
 @dataclass
 class Caller:
     callback: str = ""  # E.164 once valid; the raw text while not

@@ -222,6 +222,72 @@ def _check_age(age: Age) -> Age:
     return age
 
 
+# --------------------------------------------------------------------------- birth date
+
+
+def parse_birth_date(text: str, today: date) -> date:
+    """``12/03/1961``, ``12-3-1961``, ``12.03.61``, ``12031961``, ``1961-03-12``.
+
+    A two-digit year is the latest that is not in the future (``12/03/24``
+    is 2024 in 2026, ``12/03/61`` is 1961).  A date in the future or more
+    than 130 years ago is refused."""
+    raw = text.strip()
+    if not raw:
+        raise ValidationError("Date de naissance manquante.", "birth_date")
+    m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", raw)
+    if m:
+        y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    else:
+        m = re.fullmatch(r"(\d{1,2})[/.\- ](\d{1,2})[/.\- ](\d{2}|\d{4})", raw) or re.fullmatch(
+            r"(\d{2})(\d{2})(\d{4}|\d{2})", raw
+        )
+        if not m:
+            raise ValidationError(
+                f"Date de naissance « {raw} » illisible : tapez JJ/MM/AAAA.", "birth_date"
+            )
+        d, mo, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if len(m.group(3)) == 2:
+            y += 2000 if 2000 + y <= today.year else 1900
+    try:
+        born = date(y, mo, d)
+    except ValueError:
+        raise ValidationError(
+            f"Date de naissance « {raw} » impossible (jour ou mois).", "birth_date"
+        ) from None
+    if born > today:
+        raise ValidationError(f"Date de naissance « {raw} » dans le futur.", "birth_date")
+    if today.year - born.year > _MAX["Y"]:
+        raise ValidationError(f"Date de naissance « {raw} » invraisemblable.", "birth_date")
+    return born
+
+
+def age_on(born: date, today: date) -> Age:
+    """The age a birth date gives, in the unit the sheet uses for it: days
+    under a month, months under two years, years after."""
+    months = (today.year - born.year) * 12 + today.month - born.month - (today.day < born.day)
+    if months < 1:
+        return Age((today - born).days, "D")
+    if months < 24:
+        return Age(months, "M")
+    return Age(months // 12, "Y")
+
+
+def age_agrees(age: Age, born: date, today: date) -> bool:
+    """Whether an age as typed fits a birth date (one unit of slack: "65"
+    said of someone about to turn 65 or just turned 66 is no contradiction
+    worth stopping for; 40 for 65 is)."""
+    days = (today - born).days
+    exact = {
+        "Y": age_on(born, today).years,
+        "M": ((today.year - born.year) * 12 + today.month - born.month - (today.day < born.day)),
+        "W": days / 7,
+        "D": float(days),
+    }[age.unit]
+    if age.unit == "Y":
+        exact = float(int(exact))
+    return abs(age.value - exact) <= 1
+
+
 # --------------------------------------------------------------------------- INSEE
 
 

@@ -1,7 +1,8 @@
 """The ARM's call sheet (fiche de régulation).
 
 Keyboard-first: Tab walks callback → location → access → motive → age →
-sex → priority → branch → caller type → note; single keys pick in the
+sex → priority → branch → patient's name, first name, birth date → caller
+type, name, language → note; single keys pick in the
 rows; Enter in the note field adds a timestamped note; Ctrl+Enter
 transmits.  Every keystroke goes into the dossier's ``inputs`` and to the
 journal (no save button, nothing modal).
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection
+from datetime import date
 
 from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
@@ -30,24 +32,35 @@ from PySide6.QtWidgets import (
 )
 
 from sas_desk.models.codes import Code, codelist
-from sas_desk.models.dossier import Branch, ConfirmationNeeded, Dossier, Status
+from sas_desk.models.dossier import CALLER_LANGUAGES, Branch, ConfirmationNeeded, Dossier, Status
 from sas_desk.models.validation import (
     Age,
     ValidationError,
+    age_agrees,
+    age_on,
     format_phone,
     format_radius,
     normalize_phone,
     parse_age,
+    parse_birth_date,
     parse_position,
 )
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver, Place
-from sas_desk.ui.aio import spawn
+from sas_desk.ui.operation import run_operation
 from sas_desk.ui.widgets import PRIORITY_COLOURS, KeyPicker, Message, named
 
 log = logging.getLogger("sas_desk.ui.sheet")
 
 FIELDS = ("callback", "location", "motive", "age", "priority", "branch", "dental_reason")
+
+
+def _french_date(iso: str) -> str:
+    """``1961-03-12`` → ``12/03/1961`` (as typed on the sheet)."""
+    try:
+        return date.fromisoformat(iso).strftime("%d/%m/%Y") if iso else ""
+    except ValueError:
+        return iso
 
 
 def motive_display(code: Code) -> str:
@@ -268,6 +281,31 @@ class CallSheet(QWidget):
         dbox.addWidget(msg)
         form.addRow(self.dental_label, dbox)
 
+        # who the patient is: typed once the urgent part is done; the birth
+        # date gives the age (the age field follows it)
+        ident = QHBoxLayout()
+        ident.setSpacing(4)
+        self.last_name = named(QLineEdit(placeholderText="Nom"), "last_name")
+        self.first_name = named(QLineEdit(placeholderText="Prénom"), "first_name")
+        self.birth_date = named(QLineEdit(placeholderText="Né(e) le JJ/MM/AAAA"), "birth_date")
+        self.birth_date.setMaximumWidth(150)
+        for key, edit in (
+            ("last_name", self.last_name),
+            ("first_name", self.first_name),
+            ("birth_date", self.birth_date),
+        ):
+            edit.setMaxLength(80)
+            edit.textEdited.connect(lambda t, k=key: self._on_text(k, t))
+            ident.addWidget(edit, 0 if key == "birth_date" else 1)
+        self.birth_date.editingFinished.connect(lambda: self._reveal("birth_date"))
+        ibox = QVBoxLayout()
+        ibox.setSpacing(1)
+        ibox.addLayout(ident)
+        msg = Message()
+        self.messages["birth_date"] = msg
+        ibox.addWidget(msg)
+        form.addRow(buddy("Pa&tient", self.last_name), ibox)
+
         self.caller_type = named(QComboBox(), "caller_type")
         self.caller_type.addItem("—", "")
         for code in codelist("caller_type"):
@@ -281,7 +319,22 @@ class CallSheet(QWidget):
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
             )
             combo.setMinimumContentsLength(16)
-        form.addRow(buddy("&Appelant", self.caller_type), self.caller_type)
+        self.caller_name = named(QLineEdit(placeholderText="Nom de l'appelant"), "caller_name")
+        self.caller_name.setMaxLength(80)
+        self.caller_name.textEdited.connect(lambda t: self._on_text("caller_name", t))
+        self.language = named(QComboBox(), "language")
+        for code, label in CALLER_LANGUAGES:
+            self.language.addItem(label, code)
+        self.language.setToolTip("Langue parlée par l'appelant")
+        self.language.currentIndexChanged.connect(
+            lambda _i: self._on_text("language", str(self.language.currentData() or "fr"))
+        )
+        crow = QHBoxLayout()
+        crow.setSpacing(4)
+        crow.addWidget(self.caller_type, 1)
+        crow.addWidget(self.caller_name, 1)
+        crow.addWidget(self.language)
+        form.addRow(buddy("&Appelant", self.caller_type), crow)
 
         outer.addLayout(form)
 
@@ -365,8 +418,13 @@ class CallSheet(QWidget):
             (self.sex, self.priority),
             (self.priority, self.branch),
             (self.branch, self.dental_reason),
-            (self.dental_reason, self.caller_type),
-            (self.caller_type, self.note),
+            (self.dental_reason, self.last_name),
+            (self.last_name, self.first_name),
+            (self.first_name, self.birth_date),
+            (self.birth_date, self.caller_type),
+            (self.caller_type, self.caller_name),
+            (self.caller_name, self.language),
+            (self.language, self.note),
             (self.note, self.transmit_button),
         ]:
             self.setTabOrder(a, b)
@@ -404,6 +462,11 @@ class CallSheet(QWidget):
             self.dental_reason.setCurrentIndex(max(self.dental_reason.findData(d.dental_reason), 0))
             index = self.caller_type.findData(d.caller.caller_type)
             self.caller_type.setCurrentIndex(max(index, 0))
+            self.last_name.setText(raw.get("last_name", d.patient.last_name))
+            self.first_name.setText(raw.get("first_name", d.patient.first_name))
+            self.birth_date.setText(raw.get("birth_date", _french_date(d.patient.birth_date)))
+            self.caller_name.setText(raw.get("caller_name", d.caller.name))
+            self.language.setCurrentIndex(max(self.language.findData(d.caller.language), 0))
             self.note.setText(raw.get("note", ""))
             self._render_notes()
             self._render_place()
@@ -414,7 +477,7 @@ class CallSheet(QWidget):
             self._loading = False
         self._refresh_title()
         # messages for what was already wrong before a crash
-        for key in ("callback", "location", "motive", "age"):
+        for key in ("callback", "location", "motive", "age", "birth_date"):
             if raw.get(key):
                 self._reveal(key)
 
@@ -517,7 +580,17 @@ class CallSheet(QWidget):
         if not number:
             self.previous.hide()
             return
-        self._previous_task = spawn(self._show_previous(number), "previous-calls")
+        self._previous_task = run_operation(
+            self._show_previous(number),
+            name="previous-calls",
+            show_error=self.previous_error,
+        )
+
+    def previous_error(self, text: str) -> None:
+        """The journal could not be read: the previous calls are not shown
+        (the sheet itself is unaffected)."""
+        self.previous.setText(f"Appels précédents indisponibles : {text}")
+        self.previous.show()
 
     async def _show_previous(self, number: str) -> None:
         found = await self.desk.previous_calls(number, self.dossier)
@@ -621,7 +694,11 @@ class CallSheet(QWidget):
         if self._geo_task is not None and not self._geo_task.done():
             self._geo_task.cancel()
         if len(text.strip()) >= 3:
-            self._geo_task = spawn(self._remote(text, local), "geocode")
+            self._geo_task = run_operation(
+                self._remote(text, local),
+                name="geocode",
+                show_error=self.messages["location"].show_message,
+            )
 
     async def _remote(self, text: str, local: list[Place]) -> None:
         places, error = await self.resolver.remote_suggestions(text)
@@ -719,6 +796,39 @@ class CallSheet(QWidget):
     def _apply_caller_type(self, value: str) -> None:
         self.dossier.caller.caller_type = value
 
+    def _apply_last_name(self, text: str) -> None:
+        self.dossier.patient.last_name = text.strip()
+
+    def _apply_first_name(self, text: str) -> None:
+        self.dossier.patient.first_name = text.strip()
+
+    def _apply_birth_date(self, text: str) -> None:
+        """A valid birth date sets the age (shown in the age field): one age
+        on the sheet, the one the date gives."""
+        p = self.dossier.patient
+        try:
+            born = parse_birth_date(text, self._today())
+        except ValidationError:
+            p.birth_date = ""
+            return
+        p.birth_date = born.isoformat()
+        age = age_on(born, self._today())
+        if self.age.text() != age.display():
+            self.age.setText(age.display())
+            self.dossier.inputs["age"] = age.display()
+            self._apply_age(age.display())
+            if "age" in self._shown:
+                self._reveal("age")
+
+    def _apply_caller_name(self, text: str) -> None:
+        self.dossier.caller.name = text.strip()
+
+    def _apply_language(self, value: str) -> None:
+        self.dossier.caller.language = value or "fr"
+
+    def _today(self) -> date:
+        return self.desk._now().date()
+
     # ------------------------------------------------------------------ validation display
     def _field_message(self, key: str) -> str:
         raw = self.dossier.inputs.get(key, "")
@@ -726,7 +836,13 @@ class CallSheet(QWidget):
             if key == "callback":
                 normalize_phone(raw)
             elif key == "age" and raw.strip():
-                parse_age(raw)
+                age = parse_age(raw)
+                born = self.dossier.patient.birth_date
+                if born and not age_agrees(age, date.fromisoformat(born), self._today()):
+                    told = age_on(date.fromisoformat(born), self._today()).display()
+                    return f"L'âge ne correspond pas à la date de naissance ({told})."
+            elif key == "birth_date" and raw.strip():
+                parse_birth_date(raw, self._today())
             elif key == "location":
                 if raw.strip():
                     parse_position(raw)
@@ -866,6 +982,10 @@ class CallSheet(QWidget):
             self.interphone,
             self.motive,
             self.age,
+            self.last_name,
+            self.first_name,
+            self.birth_date,
+            self.caller_name,
         ):
             w.setReadOnly(True)
         for picker in (self.sex, self.branch):
@@ -876,6 +996,7 @@ class CallSheet(QWidget):
         if updatable:
             self.note.setPlaceholderText("Complément pour le régulateur — Entrée pour l'envoyer")
         self.caller_type.setEnabled(False)
+        self.language.setEnabled(False)
         self.dental_reason.setEnabled(False)
         self.transmit_button.setEnabled(False)
 

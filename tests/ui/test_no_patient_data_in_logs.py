@@ -21,9 +21,12 @@ PHONE = "06 12 34 56 78"
 ADDRESS = "12 rue de la Rép"
 NOTE = "Sueurs froides, douleur irradiant au bras gauche"
 ACCESS = "4521B"
+# the identity fields (issue 14): patient's name, first name, birth date, caller's name
+LAST, FIRST, BORN, CALLER = "Quintanilla", "Bérengère", "17/09/1948", "Ysolde Quintanilla"
 FORBIDDEN = (
     PHONE, "0612345678", "+33612345678", "612345678",
     "rue de la R", "rue+de+la", "rue%20de", "%C3%A9", "Sueurs", "bras gauche", ACCESS,
+    "Quintanilla", "Bérengère", "rengère", "17/09/1948", "1948-09-17", "Ysolde",
 )  # fmt: skip
 
 
@@ -47,6 +50,15 @@ async def test_a_typed_and_transmitted_call_leaves_no_patient_field_in_the_logs(
     type_text(sheet.priority, "2")
     sheet.branch.setFocus()
     type_text(sheet.branch, "a")
+    sheet.last_name.setFocus()
+    type_text(sheet.last_name, LAST)
+    sheet.first_name.setFocus()
+    type_text(sheet.first_name, FIRST)
+    sheet.birth_date.setFocus()
+    type_text(sheet.birth_date, BORN)
+    sheet.caller_name.setFocus()
+    type_text(sheet.caller_name, CALLER)
+    assert sheet.dossier.patient.birth_date == "1948-09-17"  # typed, so there is a date to leak
     sheet.note.setFocus()
     type_text(sheet.note, NOTE)
     press(sheet.note, Qt.Key.Key_Return)
