@@ -18,6 +18,7 @@ sas-desk [--config PATH] [--data-dir DIR] roster status | roster sync
 sas-desk [--config PATH] server … (the room server: sas_desk/server/cli.py)
 sas-desk [--config PATH] [--data-dir DIR] stats --from AAAA-MM-JJ --to AAAA-MM-JJ
          [--format csv|json] [--by hour|day|month] [--out FICHIER]
+sas-desk [--config PATH] [--data-dir DIR] stats-rollup [--rebuild]
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
         return asyncio.run(run_db_command(args))
-    if args.command == "stats":
+    if args.command in ("stats", "stats-rollup"):
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
         return asyncio.run(run_stats_command(config, args))
     setup_logging(config.data_dir, args.verbose)

@@ -293,8 +293,14 @@ AGE_BANDS: tuple[tuple[str, int, int], ...] = (
 )
 
 
+_BAND_NAMES = frozenset(name for name, _, _ in AGE_BANDS)
+
+
 def age_band(iso_age: str) -> str:
-    """``P67Y`` → ``65_74``; months, weeks, days → ``0_4``; unknown → ``inconnu``."""
+    """``P67Y`` → ``65_74``; months, weeks, days → ``0_4``; unknown → ``inconnu``;
+    a band's own name (the rollup keeps bands) → itself."""
+    if iso_age in _BAND_NAMES:
+        return iso_age
     match = re.fullmatch(r"P(\d+)([YMWD])", iso_age or "")
     if match is None:
         return "inconnu"
@@ -308,8 +314,11 @@ def age_band(iso_age: str) -> str:
 
 def departement_of(insee: str) -> str:
     """The département of a commune's INSEE code (``69123`` → ``69``,
-    ``97411`` → ``974``, ``2A004`` → ``2A``); unknown → ``inconnu``."""
+    ``97411`` → ``974``, ``2A004`` → ``2A``); unknown → ``inconnu``; a
+    département's own code (the rollup keeps départements) → itself."""
     code = (insee or "").strip().upper()
+    if re.fullmatch(r"(\d{2}|2[AB]|97\d)", code):
+        return code
     if not re.fullmatch(r"(\d{5}|2[AB]\d{3})", code):
         return "inconnu"
     return code[:3] if code.startswith("97") else code[:2]

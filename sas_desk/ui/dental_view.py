@@ -1020,6 +1020,7 @@ class DentalView(QWidget):
         if self.dossier is not None and self.desk is not None:
             data: dict[str, Any] = {
                 "orientation": chosen.value,
+                "code": chosen.value,  # the room's event keeps it (statistics)
                 "suggested": s.orientation.value if s.orientation else "",
                 "signs": sorted(signs),
                 "pain": pain,

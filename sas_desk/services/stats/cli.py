@@ -3,6 +3,11 @@
 period, one row per hour, day or month, French column names, privacy rules
 applied (counts and delays only, cells below 11 suppressed, staff by role).
 
+``sas-desk stats-rollup [--rebuild]``: rolls up the closed days of the
+queue store (see :mod:`sas_desk.services.stats.rollup`) so that reports over
+months read per-hour aggregates; run it nightly (or let the room server do
+it).  Prints the rolled range.
+
 Exit codes: 0 done, 1 bad period or store unreadable (French message on
 stderr, no traceback).
 """
@@ -28,9 +33,50 @@ def add_stats_parser(subparsers: Any) -> None:
     stats.add_argument("--format", choices=("csv", "json"), default="csv")
     stats.add_argument("--by", choices=("hour", "day", "month"), default="day")
     stats.add_argument("--out", type=Path, help="fichier de sortie (défaut : sortie standard)")
+    roll = subparsers.add_parser(
+        "stats-rollup", help="agrège les jours clos pour les statistiques (à lancer chaque nuit)"
+    )
+    roll.add_argument(
+        "--rebuild", action="store_true", help="recalcule tous les agrégats depuis les événements"
+    )
+
+
+async def run_rollup_command(config: Any, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from sas_desk.services.stats import StatsUnavailable
+    from sas_desk.services.stats.export import open_source
+
+    started = time.perf_counter()
+    try:
+        source = open_source(config)
+    except ValueError as exc:
+        print(f"sas-desk stats-rollup : {exc}", file=sys.stderr)
+        return 1
+    try:
+        refresh = getattr(source, "refresh", None)
+        if refresh is None:
+            print("sas-desk stats-rollup : source sans agrégats.", file=sys.stderr)
+            return 1
+        lo, hi = await refresh(datetime.now(UTC), rebuild=args.rebuild)
+    except StatsUnavailable as exc:
+        print(f"sas-desk stats-rollup : {exc.message_fr}", file=sys.stderr)
+        return 1
+    finally:
+        await source.close()
+    if hi > lo:
+        first = datetime.fromtimestamp(lo, UTC)
+        last = datetime.fromtimestamp(hi - 86400, UTC)
+        print(f"Agrégats à jour : jours du {first:%d/%m/%Y} au {last:%d/%m/%Y} (UTC).")
+    else:
+        print("Aucun jour clos à agréger.")
+    log.info("stats rollup done in %.2f s", time.perf_counter() - started)
+    return 0
 
 
 async def run_stats_command(config: Any, args: argparse.Namespace) -> int:
+    if args.command == "stats-rollup":
+        return await run_rollup_command(config, args)
     from sas_desk.models.queue import WaitLimits
     from sas_desk.models.stats import Granularity, StatsError, parse_period
     from sas_desk.services.stats import StatsUnavailable

@@ -19,12 +19,12 @@ import psycopg
 
 from sas_desk.models.board import RecentEvent
 from sas_desk.models.queue import WaitLimits
-from sas_desk.models.stats import DENTAL_NOTE_PREFIX, Granularity, Period, RawStats
-from sas_desk.services.stats import StatsUnavailable, sql
+from sas_desk.models.stats import Granularity, Period, RawStats
+from sas_desk.services.stats import StatsUnavailable, rollup, sql
 
 log = logging.getLogger("sas_desk.stats")
 
-SCAN_SLACK = timedelta(days=7)
+LONG = timedelta(days=31)
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _FORMATS = {
     Granularity.HOUR: 'YYYY-MM-DD"T"HH24',
@@ -51,14 +51,21 @@ WITH e AS (
             AND COALESCE(data->>'reopened', 'false') <> 'true') AS tx,
         min(at) FILTER (WHERE kind = 'CLAIMED') AS cl,
         min(at) FILTER (WHERE kind = 'DECIDED') AS de,
-        bool_or(kind = 'DECIDED' AND role = 'MRL') AS liberal,
-        bool_or(kind = 'BOOKING_REQUESTED') AS booking,
-        bool_or(kind = 'CLOSED' AND data->>'queue' = 'OSNP') AS booked,
-        bool_or(kind = 'TRANSFERRED' AND data->>'to' = 'AMU') AS to_amu
+        min(at) FILTER (WHERE kind = 'DECIDED' AND role = 'MRL') AS liberal,
+        min(at) FILTER (WHERE kind = 'BOOKING_REQUESTED') AS booking,
+        min(at) FILTER (WHERE kind = 'CLOSED' AND data->>'queue' = 'OSNP') AS booked,
+        min(at) FILTER (WHERE kind = 'TRANSFERRED' AND data->>'to' = 'AMU') AS to_amu
     FROM events WHERE seq >= :lo_seq AND seq < :hi_seq AND at >= :start AND at < :scan
     GROUP BY case_id
 ), f AS (
-    SELECT e.*, d.data AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
+    SELECT e.case_id, e.tx,
+        CASE WHEN e.cl < e.tx + :slack THEN e.cl END AS cl,
+        CASE WHEN e.de < e.tx + :slack THEN e.de END AS de,
+        COALESCE(e.liberal < e.tx + :slack, false) AS liberal,
+        COALESCE(e.booking < e.tx + :slack, false) AS booking,
+        COALESCE(e.booked < e.tx + :slack, false) AS booked,
+        COALESCE(e.to_amu < e.tx + :slack, false) AS to_amu,
+        d.data AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
     WHERE e.tx >= :start AND e.tx < :end
 )
 SELECT case_id, to_char(tx AT TIME ZONE :tz, :fmt) AS bucket, branch,
@@ -79,9 +86,11 @@ SELECT case_id, to_char(tx AT TIME ZONE :tz, :fmt) AS bucket, branch,
     CASE WHEN branch = 'SNP' AND NOT EXISTS (SELECT 1
         FROM jsonb_array_elements(data->'decisions') x
         WHERE x->>'decision_type' NOT IN ('CONSEIL', 'PMT')) THEN 1 ELSE 0 END AS advice,
-    CASE WHEN branch = 'DENT' THEN COALESCE((SELECT {sql.dental_case("n->>'text'")}
-        FROM jsonb_array_elements(data->'notes') WITH ORDINALITY AS t(n, k)
-        WHERE n->>'text' LIKE '{DENTAL_NOTE_PREFIX}%' ORDER BY k DESC LIMIT 1), '')
+    CASE WHEN branch = 'DENT' THEN COALESCE((SELECT
+        {sql.dental_case("(o.data->>'code')", "(o.data->>'text')")}
+        FROM events o WHERE o.case_id = f.case_id AND o.kind = 'DENTAL_ORIENTED'
+            AND o.at >= f.tx AND o.at < f.tx + :slack
+        ORDER BY o.seq DESC LIMIT 1), '')
         ELSE '' END AS dental
 FROM f"""
 
@@ -110,15 +119,103 @@ async def _seq_at(conn: psycopg.AsyncConnection[Any], target: datetime) -> int:
         return int(done.value)
 
 
+async def _roll_state(conn: psycopg.AsyncConnection[Any]) -> tuple[int, int] | None:
+    """The rolled range [lo, hi) (epoch seconds), None when there is none
+    (no rollup table, or one of another definition)."""
+    cur = await conn.execute("SELECT to_regclass('stats_roll_state')")
+    found = await cur.fetchone()
+    if found is None or found[0] is None:
+        return None
+    cur = await conn.execute("SELECT version, lo, hi FROM stats_roll_state WHERE id = 1")
+    row = await cur.fetchone()
+    if row is None or row[0] != rollup.VERSION or row[2] <= row[1]:
+        return None
+    return int(row[1]), int(row[2])
+
+
+async def _facts(
+    conn: psycopg.AsyncConnection[Any],
+    start: datetime,
+    end: datetime,
+    base: dict[str, Any],
+    *,
+    by_priority: bool = False,
+) -> RawStats:
+    """The grouped counts of the dossiers put in a queue in [start, end),
+    computed from the events (delays by priority for the rollup)."""
+    params = {**base, "start": start, "end": end, "scan": end + sql.SCAN_SLACK}
+    # the planner cannot guess how many dossiers the events group into:
+    # over months, one pass on the dossiers beats a lookup each
+    await conn.execute(f"SET LOCAL enable_nestloop = {'off' if end - start > LONG else 'on'}")
+    params["lo_seq"] = await _seq_at(conn, start - sql.CLOCK_SLACK)
+    params["hi_seq"] = await _seq_at(conn, end + sql.SCAN_SLACK + sql.CLOCK_SLACK)
+    await conn.execute("DROP TABLE IF EXISTS stats_facts")
+    await conn.execute(pg(_facts_sql()), params)
+
+    async def rows(query: str) -> list[tuple[Any, ...]]:
+        cur = await conn.execute(pg(query), params)
+        return [tuple(r) for r in await cur.fetchall()]
+
+    return RawStats(
+        counts=await rows(sql.COUNTS),
+        ages=await rows(sql.AGES),
+        departements=await rows(sql.DEPARTEMENTS),
+        snp=await rows(sql.SNP),
+        dental=await rows(sql.DENTAL),
+        delays=await rows(sql.DELAYS_BY_PRIORITY if by_priority else sql.DELAYS),
+        load=[(r[0], r[1], r[2], sql.LOAD_KINDS[r[3]], int(r[4])) for r in await rows(_LOAD)],
+    )
+
+
+async def _rolled(
+    conn: psycopg.AsyncConnection[Any], part: rollup.Part, base: dict[str, Any]
+) -> RawStats:
+    """The rollup's counts of the part's hours, summed by the report's bucket."""
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS stats_hours (hour bigint PRIMARY KEY, bucket text) "
+        "ON COMMIT DROP"
+    )
+    await conn.execute("TRUNCATE stats_hours")
+    async with (
+        conn.cursor() as cursor,
+        cursor.copy("COPY stats_hours (hour, bucket) FROM STDIN") as copy,
+    ):
+        for row in part.hours:
+            await copy.write_row(row)
+    params = {**base, "rs": int(part.start.timestamp()), "re": int(part.end.timestamp())}
+
+    async def rows(query: str) -> list[tuple[Any, ...]]:
+        cur = await conn.execute(pg(query), params)
+        return [tuple(r) for r in await cur.fetchall()]
+
+    return RawStats(
+        counts=await rows(rollup.READ_COUNTS),
+        ages=await rows(rollup.READ_AGES),
+        departements=await rows(rollup.READ_DEPS),
+        snp=await rows(rollup.READ_SNP),
+        dental=await rows(rollup.READ_DENTAL),
+        delays=await rows(rollup.READ_DELAYS),
+        load=await rows(rollup.READ_LOAD),
+    )
+
+
 class PostgresStatsSource:
     """Statistics over one PostgreSQL schema of queues."""
 
-    def __init__(self, dsn: str, schema: str = "sas_desk", *, connect_timeout: int = 5) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        schema: str = "sas_desk",
+        *,
+        connect_timeout: int = 5,
+        use_rollup: bool = True,
+    ) -> None:
         if not _SCHEMA_RE.fullmatch(schema):
             raise ValueError(f"Nom de schéma invalide « {schema} ».")
         self.dsn = dsn
         self.schema = schema
         self.connect_timeout = connect_timeout
+        self.use_rollup = use_rollup  # False: every report from the events (tests, bench)
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         try:
@@ -136,14 +233,8 @@ class PostgresStatsSource:
             ) from None
 
     async def raw(self, period: Period, by: Granularity, limits: WaitLimits) -> RawStats:
-        params: dict[str, Any] = {
-            "start": period.start,
-            "end": period.end,
-            "scan": period.end + SCAN_SLACK,
-            "tz": period.tz,
-            "fmt": _FORMATS[by],
-        }
-        params.update({f"p{i}": limits.limit(f"P{i}") for i in range(4)})
+        base: dict[str, Any] = {"tz": period.tz, "fmt": _FORMATS[by], "slack": sql.SCAN_SLACK}
+        base.update({f"p{i}": limits.limit(f"P{i}") for i in range(4)})
         conn = await self._connect()
         try:
             async with conn.transaction():
@@ -151,30 +242,13 @@ class PostgresStatsSource:
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 # a year is a million groups by dossier: hash them in memory, not on disk
                 await conn.execute("SET LOCAL work_mem = '256MB'")
-                if period.days > 31:
-                    # the planner cannot guess how many dossiers the events group
-                    # into: over months, one pass on the dossiers beats a lookup each
-                    await conn.execute("SET LOCAL enable_nestloop = off")
-                params["lo_seq"] = await _seq_at(conn, period.start - sql.CLOCK_SLACK)
-                params["hi_seq"] = await _seq_at(conn, period.end + SCAN_SLACK + sql.CLOCK_SLACK)
-                await conn.execute(pg(_facts_sql()), params)
-
-                async def rows(query: str) -> list[tuple[Any, ...]]:
-                    cur = await conn.execute(pg(query), params)
-                    return [tuple(r) for r in await cur.fetchall()]
-
-                out = RawStats(
-                    counts=await rows(sql.COUNTS),
-                    ages=await rows(sql.AGES),
-                    departements=await rows(sql.DEPARTEMENTS),
-                    snp=await rows(sql.SNP),
-                    dental=await rows(sql.DENTAL),
-                    delays=await rows(sql.DELAYS),
-                    load=[
-                        (r[0], r[1], r[2], sql.LOAD_KINDS[r[3]], int(r[4]))
-                        for r in await rows(_LOAD)
-                    ],
-                )
+                state = await _roll_state(conn) if self.use_rollup else None
+                out = RawStats()
+                for part in rollup.split(period.start, period.end, by, period.zone, state):
+                    if part.rolled:
+                        rollup.extend(out, await _rolled(conn, part, base))
+                    else:
+                        rollup.extend(out, await _facts(conn, part.start, part.end, base))
         except psycopg.Error as exc:
             log.warning("stats query failed: %s", type(exc).__name__)
             raise StatsUnavailable(
@@ -183,6 +257,72 @@ class PostgresStatsSource:
         finally:
             await conn.close()
         return out
+
+    async def refresh(self, now: datetime, *, rebuild: bool = False) -> tuple[int, int]:
+        """Roll up the closed days not rolled yet (all of them again with
+        ``rebuild`` or after a change of the rollup's definition); returns
+        the rolled range [lo, hi) in epoch seconds (0, 0: nothing to roll).
+        Each run of days is its own transaction: an interrupted refresh
+        keeps what it committed and goes on from there next time."""
+        conn = await self._connect()
+        try:
+            async with conn.transaction():
+                for statement in rollup.ddl():
+                    await conn.execute(statement)
+            lo, hi = 0, 0
+            while True:
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        "SELECT version, lo, hi FROM stats_roll_state WHERE id = 1 FOR UPDATE"
+                    )
+                    row = await cur.fetchone()
+                    if row is None or rebuild or row[0] != rollup.VERSION:
+                        rebuild = False
+                        for table in rollup.TABLES:
+                            await conn.execute(f"DELETE FROM {table}")
+                        await conn.execute("DELETE FROM stats_roll_state")
+                        cur = await conn.execute("SELECT at FROM events ORDER BY seq LIMIT 1")
+                        first = await cur.fetchone()
+                        if first is None:
+                            return 0, 0
+                        lo = hi = rollup.day_floor(first[0] - sql.CLOCK_SLACK)
+                        await conn.execute(
+                            "INSERT INTO stats_roll_state VALUES (1, %s, %s, %s, %s)",
+                            (rollup.VERSION, lo, hi, now.isoformat()),
+                        )
+                    else:
+                        lo, hi = int(row[1]), int(row[2])
+                    until = rollup.closed_before(now)
+                    if hi >= until:
+                        return lo, hi
+                    start, end = next(iter(rollup.chunks(hi, until)))
+                    base: dict[str, Any] = {
+                        "tz": "UTC",
+                        "fmt": _FORMATS[Granularity.HOUR],
+                        "slack": sql.SCAN_SLACK,
+                    }
+                    raw = await _facts(conn, start, end, base, by_priority=True)
+                    for table, rows in rollup.rows_of(raw).items():
+                        columns = ", ".join(("hour", *rollup.TABLES[table]))
+                        async with (
+                            conn.cursor() as cursor,
+                            cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+                        ):
+                            for r in rows:
+                                await copy.write_row(r)
+                    hi = int(end.timestamp())
+                    await conn.execute(
+                        "UPDATE stats_roll_state SET hi = %s, built_at = %s WHERE id = 1",
+                        (hi, now.isoformat()),
+                    )
+                    log.info("stats rollup: %s .. %s rolled", start.date(), end.date())
+        except psycopg.Error as exc:
+            log.warning("stats rollup failed: %s", type(exc).__name__)
+            raise StatsUnavailable(
+                f"Mise à jour des agrégats impossible ({type(exc).__name__})."
+            ) from None
+        finally:
+            await conn.close()
 
     async def activity(self, since: datetime, until: datetime) -> list[RecentEvent]:
         conn = await self._connect()

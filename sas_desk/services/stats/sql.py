@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from datetime import datetime, timedelta
 
-from sas_desk.models.stats import DENTAL_NOTE_LABELS, DENTAL_NOTE_PREFIX
+from sas_desk.models.stats import DENTAL_NOTE_LABELS, DENTAL_NOTE_PREFIX, DentalOrientation
 
 # Events are appended in time order, give or take clocks and late replays:
 # the seq range of a period is found by bisection on the primary key (a few
@@ -22,6 +22,11 @@ from sas_desk.models.stats import DENTAL_NOTE_LABELS, DENTAL_NOTE_PREFIX
 # not read the whole year.  An event written more than CLOCK_SLACK out of
 # order could be missed.
 CLOCK_SLACK = timedelta(days=1)
+# A dossier's facts are the events of its first SCAN_SLACK after transmission:
+# a claim, a decision or a booking later than that is not the period's.  The
+# window is the dossier's own, so that a report gives the same figures however
+# its period is cut (a year, its months, the rollup's days).
+SCAN_SLACK = timedelta(days=7)
 RECENT_EVENTS = 50_000  # the board's last hour is within the last 50,000 events
 
 
@@ -57,13 +62,16 @@ BRANCH_CASE = """COALESCE(NULLIF({branch}, ''), CASE
     ELSE '' END)"""
 
 
-def dental_case(text: str) -> str:
-    """SQL CASE: the orientation code at the start of the dental view's note."""
+def dental_case(code: str, text: str) -> str:
+    """SQL CASE: a dental orientation event's code (``details.code``, what
+    the dental view sends), else the one its summary starts with (events
+    recorded before the code was sent), else ''."""
+    known = ", ".join(f"'{o.value}'" for o in DentalOrientation)
     whens = " ".join(
-        f"WHEN {text} LIKE '{DENTAL_NOTE_PREFIX}{label}%' THEN '{code.value}'"
-        for label, code in DENTAL_NOTE_LABELS
+        f"WHEN {text} LIKE '{DENTAL_NOTE_PREFIX}{label}%' THEN '{o.value}'"
+        for label, o in DENTAL_NOTE_LABELS
     )
-    return f"CASE {whens} ELSE '' END"
+    return f"CASE WHEN {code} IN ({known}) THEN {code} {whens} ELSE '' END"
 
 
 def within_case(delay: str) -> str:
@@ -91,11 +99,19 @@ _DELAY_PAIRS = (
     ("transmission_prise", "tx", "cl"),
     ("prise_decision", "cl", "de"),
 )
-DELAYS = " UNION ALL ".join(
-    f"""SELECT bucket, '{name}', CAST(round({end} - {start}) AS INTEGER),
-    {within_case(f"({end} - {start})")}, count(*)
+
+
+def _delays(within: bool) -> str:
+    return " UNION ALL ".join(
+        f"""SELECT bucket, '{name}', CAST(round({end} - {start}) AS INTEGER),
+    {within_case(f"({end} - {start})") if within else "priority"}, count(*)
 FROM stats_facts WHERE {start} IS NOT NULL AND {end} IS NOT NULL AND {end} >= {start}
 GROUP BY 1, 2, 3, 4"""
-    for name, start, end in _DELAY_PAIRS
-)
+        for name, start, end in _DELAY_PAIRS
+    )
+
+
+DELAYS = _delays(within=True)
+#: the rollup keeps the priority (the limits are applied when a report is read)
+DELAYS_BY_PRIORITY = _delays(within=False)
 LOAD_KINDS = {"ENQUEUED": "transmis", "CLAIMED": "pris", "DECIDED": "decides", "CLOSED": "clotures"}

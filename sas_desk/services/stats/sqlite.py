@@ -16,16 +16,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from sas_desk.models.board import RecentEvent
 from sas_desk.models.queue import WaitLimits
-from sas_desk.models.stats import DENTAL_NOTE_PREFIX, Granularity, Period, RawStats, bucket_of
-from sas_desk.services.stats import StatsUnavailable, sql
+from sas_desk.models.stats import Granularity, Period, RawStats, bucket_of
+from sas_desk.services.stats import StatsUnavailable, rollup, sql
 
 T = TypeVar("T")
 
 _EPOCH_JD = 2440587.5
-SCAN_SLACK = timedelta(days=7)  # events read after the period (late claims, decisions)
 _MARGIN = timedelta(seconds=1)
 
 
@@ -44,7 +44,6 @@ def _facts_sql() -> str:
     branch = sql.BRANCH_CASE.format(
         branch=f"{j}(d.data, '$.branch')", attribution=f"{j}(d.data, '$.attribution')"
     )
-    note_text = f"{j}(n.value, '$.text')"
     return f"""
 CREATE TEMP TABLE stats_facts AS
 WITH e AS (
@@ -53,16 +52,23 @@ WITH e AS (
             THEN ts END) AS tx,
         MIN(CASE WHEN kind = 'CLAIMED' THEN ts END) AS cl,
         MIN(CASE WHEN kind = 'DECIDED' THEN ts END) AS de,
-        MAX(kind = 'DECIDED' AND role = 'MRL') AS liberal,
-        MAX(kind = 'BOOKING_REQUESTED') AS booking,
-        MAX(kind = 'CLOSED' AND {j}(data, '$.queue') = 'OSNP') AS booked,
-        MAX(kind = 'TRANSFERRED' AND {j}(data, '$.to') = 'AMU') AS to_amu
+        MIN(CASE WHEN kind = 'DECIDED' AND role = 'MRL' THEN ts END) AS liberal,
+        MIN(CASE WHEN kind = 'BOOKING_REQUESTED' THEN ts END) AS booking,
+        MIN(CASE WHEN kind = 'CLOSED' AND {j}(data, '$.queue') = 'OSNP' THEN ts END) AS booked,
+        MIN(CASE WHEN kind = 'TRANSFERRED' AND {j}(data, '$.to') = 'AMU' THEN ts END) AS to_amu
     FROM (SELECT case_id, kind, role, data, {_seconds("at")} AS ts FROM events
           WHERE seq >= :lo_seq AND seq < :hi_seq
             AND julianday(at) >= :jstart AND julianday(at) < :jscan)
     GROUP BY case_id
 ), f AS (
-    SELECT e.*, d.data AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
+    SELECT e.case_id, e.tx,
+        CASE WHEN e.cl < e.tx + :slack THEN e.cl END AS cl,
+        CASE WHEN e.de < e.tx + :slack THEN e.de END AS de,
+        COALESCE(e.liberal < e.tx + :slack, 0) AS liberal,
+        COALESCE(e.booking < e.tx + :slack, 0) AS booking,
+        COALESCE(e.booked < e.tx + :slack, 0) AS booked,
+        COALESCE(e.to_amu < e.tx + :slack, 0) AS to_amu,
+        d.data AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
     WHERE e.tx >= :start AND e.tx < :end
 )
 SELECT case_id, stats_bucket(tx) AS bucket, branch,
@@ -81,23 +87,24 @@ SELECT case_id, stats_bucket(tx) AS bucket, branch,
         AS decided,
     CASE WHEN branch = 'SNP' THEN NOT EXISTS (SELECT 1 FROM json_each(data, '$.decisions') x
         WHERE {j}(x.value, '$.decision_type') NOT IN ('CONSEIL', 'PMT')) ELSE 0 END AS advice,
-    CASE WHEN branch = 'DENT' THEN COALESCE((SELECT {sql.dental_case("t")} FROM
-        (SELECT {note_text} AS t, CAST(n.key AS INTEGER) AS k FROM json_each(data, '$.notes') n)
-        WHERE t LIKE '{DENTAL_NOTE_PREFIX}%' ORDER BY k DESC LIMIT 1), '') ELSE '' END
-        AS dental
+    CASE WHEN branch = 'DENT' THEN COALESCE((SELECT
+        {sql.dental_case(f"{j}(o.data, '$.code')", f"{j}(o.data, '$.text')")}
+        FROM events o WHERE o.case_id = f.case_id AND o.kind = 'DENTAL_ORIENTED'
+            AND {_seconds("o.at")} >= f.tx AND {_seconds("o.at")} < f.tx + :slack
+        ORDER BY o.seq DESC LIMIT 1), '') ELSE '' END AS dental
 FROM f"""
 
 
 class SqliteStatsSource:
     """Statistics over one SQLite queue file (read-only)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, use_rollup: bool = True) -> None:
         self.path = path
+        self.use_rollup = use_rollup  # False: every report from the events (tests, bench)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="stats-sqlite"
         )
         self._conn: sqlite3.Connection | None = None
-        self._bucket: Callable[[float | None], str | None] = lambda _s: None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -115,62 +122,46 @@ class SqliteStatsSource:
             conn = sqlite3.connect(
                 f"file:{self.path}?mode=ro", uri=True, timeout=5.0, isolation_level=None
             )
-            conn.create_function("stats_bucket", 1, lambda s: self._bucket(s), deterministic=True)
             self._conn = conn
         return self._conn
 
     async def raw(self, period: Period, by: Granularity, limits: WaitLimits) -> RawStats:
-        params: dict[str, Any] = {
-            "jstart": _jd(period.start - _MARGIN),  # the exact bounds apply to seconds
-            "jscan": _jd(period.end + SCAN_SLACK),
-            "start": period.start.timestamp(),
-            "end": period.end.timestamp(),
-            "jend": _jd(period.end + _MARGIN),
-        }
-        params.update({f"p{i}": limits.limit(f"P{i}") for i in range(4)})
-        zone = period.zone
-
-        def bucket(seconds: float | None) -> str | None:
-            if seconds is None:
-                return None
-            return bucket_of(datetime.fromtimestamp(round(seconds, 3), UTC), by, zone)
+        limit_params = {f"p{i}": limits.limit(f"P{i}") for i in range(4)}
 
         def read(conn: sqlite3.Connection) -> RawStats:
-            self._bucket = bucket
-            params["lo_seq"] = _seq_at(conn, period.start - sql.CLOCK_SLACK)
-            params["hi_seq"] = _seq_at(conn, period.end + SCAN_SLACK + sql.CLOCK_SLACK)
-            conn.execute("BEGIN")
+            conn.execute("BEGIN")  # one snapshot for every query
             try:
-                conn.execute("DROP TABLE IF EXISTS temp.stats_facts")
-                conn.execute(_facts_sql(), params)
-                out = RawStats(
-                    counts=[tuple(r) for r in conn.execute(sql.COUNTS)],
-                    ages=[tuple(r) for r in conn.execute(sql.AGES)],
-                    departements=[tuple(r) for r in conn.execute(sql.DEPARTEMENTS)],
-                    snp=[tuple(r) for r in conn.execute(sql.SNP)],
-                    dental=[tuple(r) for r in conn.execute(sql.DENTAL)],
-                    delays=[tuple(r) for r in conn.execute(sql.DELAYS, params)],
-                    load=[
-                        (r[0], r[1], r[2], sql.LOAD_KINDS[r[3]], r[4])
-                        for r in conn.execute(
-                            f"""SELECT stats_bucket({_seconds("at")}), role, operator, kind,
-                                count(*) FROM events
-                            WHERE seq >= :lo_seq AND seq < :hi_seq
-                              AND julianday(at) >= :jstart AND julianday(at) < :jend
-                              AND {_seconds("at")} >= :start AND {_seconds("at")} < :end
-                              AND kind IN ('ENQUEUED', 'CLAIMED', 'DECIDED', 'CLOSED')
-                              AND json_extract(data, '$.renewed') IS NULL
-                            GROUP BY 1, 2, 3, 4""",
-                            params,
-                        )
-                    ],
-                )
-                conn.execute("DROP TABLE temp.stats_facts")
+                out = RawStats()
+                state = _roll_state(conn) if self.use_rollup else None
+                for part in rollup.split(period.start, period.end, by, period.zone, state):
+                    if part.rolled:
+                        rollup.extend(out, _rolled(conn, part, limit_params))
+                    else:
+                        facts = _facts(conn, part.start, part.end, by, period.zone, limit_params)
+                        rollup.extend(out, facts)
             finally:
                 conn.execute("ROLLBACK")
             return out
 
         return await self._run(read)
+
+    async def refresh(self, now: datetime, *, rebuild: bool = False) -> tuple[int, int]:
+        """Roll up the closed days not rolled yet (see
+        :meth:`PostgresStatsSource.refresh`), on a writing connection of its
+        own; returns the rolled range [lo, hi) in epoch seconds."""
+
+        def write() -> tuple[int, int]:
+            if not self.path.exists():
+                raise StatsUnavailable(f"Fichier des files introuvable : {self.path}.")
+            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            try:
+                return _refresh(conn, now, rebuild)
+            except sqlite3.Error as exc:
+                raise StatsUnavailable(_message(exc)) from None
+            finally:
+                conn.close()
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, write)
 
     async def activity(self, since: datetime, until: datetime) -> list[RecentEvent]:
         def read(conn: sqlite3.Connection) -> list[RecentEvent]:
@@ -202,6 +193,149 @@ class SqliteStatsSource:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, close)
         self._executor.shutdown(wait=True)
+
+
+def _bucket_function(conn: sqlite3.Connection, by: Granularity, zone: ZoneInfo) -> None:
+    def bucket(seconds: float | None) -> str | None:
+        if seconds is None:
+            return None
+        return bucket_of(datetime.fromtimestamp(round(seconds, 3), UTC), by, zone)
+
+    conn.create_function("stats_bucket", 1, bucket, deterministic=True)
+
+
+def _facts(
+    conn: sqlite3.Connection,
+    start: datetime,
+    end: datetime,
+    by: Granularity,
+    zone: ZoneInfo,
+    limit_params: dict[str, Any],
+    *,
+    by_priority: bool = False,
+) -> RawStats:
+    """The grouped counts of the dossiers put in a queue in [start, end),
+    computed from the events (delays by priority for the rollup)."""
+    params: dict[str, Any] = {
+        **limit_params,
+        "jstart": _jd(start - _MARGIN),  # the exact bounds apply to seconds
+        "jscan": _jd(end + sql.SCAN_SLACK),
+        "start": start.timestamp(),
+        "end": end.timestamp(),
+        "jend": _jd(end + _MARGIN),
+        "slack": sql.SCAN_SLACK.total_seconds(),
+        "lo_seq": _seq_at(conn, start - sql.CLOCK_SLACK),
+        "hi_seq": _seq_at(conn, end + sql.SCAN_SLACK + sql.CLOCK_SLACK),
+    }
+    _bucket_function(conn, by, zone)
+    conn.execute("DROP TABLE IF EXISTS temp.stats_facts")
+    conn.execute(_facts_sql(), params)
+    delays = sql.DELAYS_BY_PRIORITY if by_priority else sql.DELAYS
+    out = RawStats(
+        counts=[tuple(r) for r in conn.execute(sql.COUNTS)],
+        ages=[tuple(r) for r in conn.execute(sql.AGES)],
+        departements=[tuple(r) for r in conn.execute(sql.DEPARTEMENTS)],
+        snp=[tuple(r) for r in conn.execute(sql.SNP)],
+        dental=[tuple(r) for r in conn.execute(sql.DENTAL)],
+        delays=[tuple(r) for r in conn.execute(delays, params)],
+        load=[
+            (r[0], r[1], r[2], sql.LOAD_KINDS[r[3]], r[4])
+            for r in conn.execute(
+                f"""SELECT stats_bucket({_seconds("at")}), role, operator, kind,
+                    count(*) FROM events
+                WHERE seq >= :lo_seq AND seq < :hi_seq
+                  AND julianday(at) >= :jstart AND julianday(at) < :jend
+                  AND {_seconds("at")} >= :start AND {_seconds("at")} < :end
+                  AND kind IN ('ENQUEUED', 'CLAIMED', 'DECIDED', 'CLOSED')
+                  AND json_extract(data, '$.renewed') IS NULL
+                GROUP BY 1, 2, 3, 4""",
+                params,
+            )
+        ],
+    )
+    conn.execute("DROP TABLE temp.stats_facts")
+    return out
+
+
+def _roll_state(conn: sqlite3.Connection) -> tuple[int, int] | None:
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stats_roll_state'"
+    ).fetchone()
+    if found is None:
+        return None
+    row = conn.execute("SELECT version, lo, hi FROM stats_roll_state WHERE id = 1").fetchone()
+    if row is None or row[0] != rollup.VERSION or row[2] <= row[1]:
+        return None
+    return int(row[1]), int(row[2])
+
+
+def _rolled(conn: sqlite3.Connection, part: rollup.Part, limit_params: dict[str, Any]) -> RawStats:
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS stats_hours (hour INTEGER PRIMARY KEY, bucket TEXT)"
+    )
+    conn.execute("DELETE FROM temp.stats_hours")
+    conn.executemany("INSERT INTO temp.stats_hours VALUES (?, ?)", part.hours)
+    params = {**limit_params, "rs": int(part.start.timestamp()), "re": int(part.end.timestamp())}
+
+    def rows(query: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in conn.execute(query, params)]
+
+    out = RawStats(
+        counts=rows(rollup.READ_COUNTS),
+        ages=rows(rollup.READ_AGES),
+        departements=rows(rollup.READ_DEPS),
+        snp=rows(rollup.READ_SNP),
+        dental=rows(rollup.READ_DENTAL),
+        delays=rows(rollup.READ_DELAYS),
+        load=rows(rollup.READ_LOAD),
+    )
+    conn.execute("DELETE FROM temp.stats_hours")
+    return out
+
+
+def _refresh(conn: sqlite3.Connection, now: datetime, rebuild: bool) -> tuple[int, int]:
+    for statement in rollup.ddl():
+        conn.execute(statement)
+    utc = ZoneInfo("UTC")
+    no_limits = dict.fromkeys(("p0", "p1", "p2", "p3"), 0)
+    while True:
+        conn.execute("BEGIN IMMEDIATE")  # one writer at a time
+        try:
+            row = conn.execute(
+                "SELECT version, lo, hi FROM stats_roll_state WHERE id = 1"
+            ).fetchone()
+            if row is None or rebuild or row[0] != rollup.VERSION:
+                rebuild = False
+                for table in rollup.TABLES:
+                    conn.execute(f"DELETE FROM {table}")
+                conn.execute("DELETE FROM stats_roll_state")
+                first = conn.execute("SELECT at FROM events ORDER BY seq LIMIT 1").fetchone()
+                if first is None:
+                    conn.execute("COMMIT")
+                    return 0, 0
+                lo = hi = rollup.day_floor(datetime.fromisoformat(first[0]) - sql.CLOCK_SLACK)
+                conn.execute(
+                    "INSERT INTO stats_roll_state VALUES (1, ?, ?, ?, ?)",
+                    (rollup.VERSION, lo, hi, now.isoformat()),
+                )
+            else:
+                lo, hi = int(row[1]), int(row[2])
+            until = rollup.closed_before(now)
+            if hi >= until:
+                conn.execute("COMMIT")
+                return lo, hi
+            start, end = next(iter(rollup.chunks(hi, until)))
+            raw = _facts(conn, start, end, Granularity.HOUR, utc, no_limits, by_priority=True)
+            for table, rows in rollup.rows_of(raw).items():
+                conn.executemany(rollup.insert_sql(table, "?"), rows)
+            conn.execute(
+                "UPDATE stats_roll_state SET hi = ?, built_at = ? WHERE id = 1",
+                (int(end.timestamp()), now.isoformat()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
 
 def _seq_at(conn: sqlite3.Connection, target: datetime) -> int:

@@ -12,9 +12,9 @@ played through a real queue backend, whose figures are worked out below.
  6  SNP    P3  M03.02  P19Y    69266    10 ✓  1800 ✓    60 ✓   MRL: ORIENT URGENCES
  7  SNP    P2  M03.02  —       —       120 ✓  2400 ✗   780 ✓   MRL → AMU; MRU decides PMT
  8  SNP    NR  —       P50Y    69266    60 —     —       —     waits
- 9  DENT   P2  M03.03  P25Y    69266   120 ✓   120 ✓     —     DENT: note "Dentiste de garde", closed
-10  DENT   P3  M03.03  P10Y    69266    60 ✓   600 ✓     —     DENT: note "Médecin (AMU)", → AMU
-11  DENT   P2  M03.03  P67Y    69266    30 ✓     —       —     waits
+ 9  DENT   P2  M03.03  P25Y    69266   120 ✓   120 ✓     —     DENT: orient "Conseil" then "Dentiste de garde", closed
+10  DENT   P3  M03.03  P10Y    69266    60 ✓   600 ✓     —     DENT: orient "Médecin", → AMU
+11  DENT   P2  M03.03  P67Y    69266    30 ✓     —       —     waits (a note "Orientation dentaire : Conseil")
 === ====== === ====== ======= ====== ======== ====== ======== ==========================
 
 Plus dossier 0 (put in a queue on the 13th at 23:59, claimed on the 14th)
@@ -188,21 +188,44 @@ class Day:
         # 9 dental: on-call dentist
         await self.enqueue(9, at(20, 2), D, "P2", "M03.03", "P25Y", "69266", at(20, 0))
         await self.do("claim", 9, DENT, at(20, 4))
+        # two orientations: the last one counts; the first sends its code, the
+        # second only its summary (as the dental view did before sending codes)
         await self.do(
-            "note",
+            "orient",
+            9,
+            DENT,
+            at(20, 5),
+            orientation="dental",
+            text=f"Conseil ; {NOTE}",
+            details={"code": "CONSEIL"},
+        )
+        await self.do(
+            "orient",
             9,
             DENT,
             at(20, 6),
+            orientation="dental",
             text=f"Orientation dentaire : Dentiste de garde — Dr Mouton (secteur 3) ; {NOTE}",
+            details={},
         )
         await self.do("close", 9, DENT, at(20, 8), reason="")
         # 10 dental: back to a physician
         await self.enqueue(10, at(21, 1), D, "P3", "M03.03", "P10Y", "69266", at(21, 0))
         await self.do("claim", 10, DENT, at(21, 11))
-        await self.do("note", 10, DENT, at(21, 11, 30), text="Orientation dentaire : Médecin (AMU)")
+        await self.do(
+            "orient",
+            10,
+            DENT,
+            at(21, 11, 30),
+            orientation="dental",
+            text="Orientation dentaire : Médecin (AMU)",
+            details={"code": "MEDECIN"},
+        )
         await self.do("transfer", 10, DENT, at(21, 12), to="AMU", reason="retour médecin")
         # 11 dental, waits
         await self.enqueue(11, at(22, 0, 30), D, "P2", "M03.03", "P67Y", "69266", at(22, 0))
+        # a note is not an orientation, whatever it starts with
+        await self.do("note", 11, DENT, at(22, 1), text="Orientation dentaire : Conseil")
 
 
 EXPECTED: dict[str, Any] = {

@@ -138,3 +138,23 @@ async def test_a_bad_period_exits_1_with_a_french_message(
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+async def test_the_rollup_command_then_the_same_csv(sqlite_played, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``stats-rollup`` rolls the (long closed) hand-built day up; the report
+    then read from the rollup is the very CSV the events gave."""
+    import sqlite3
+
+    source = sqlite_played.source.path
+    with sqlite3.connect(source) as src, sqlite3.connect(tmp_path / "queues.sqlite") as dst:
+        src.backup(dst)  # the file and its write-ahead log
+    period = ("stats", "--from", "2026-03-13", "--to", "2026-03-15", "--by", "hour")
+    before = sas_desk("--data-dir", str(source.parent), *period)
+    done = sas_desk("--data-dir", str(tmp_path), "stats-rollup")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Agrégats à jour : jours du 12/03/2026 au ")
+    after = sas_desk("--data-dir", str(tmp_path), *period)
+    assert after.returncode == 0 and before.returncode == 0
+    assert after.stdout == before.stdout and "2026-03-14 10:00;<11;" in after.stdout
+    again = sas_desk("--data-dir", str(tmp_path), "stats-rollup", "--rebuild")
+    assert again.returncode == 0 and again.stdout == done.stdout

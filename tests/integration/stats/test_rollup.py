@@ -1,0 +1,291 @@
+"""The rollup gives the very figures the events give: a random room of six
+weeks (across the change to summer time; late claims, a decision more than
+seven days after transmission, reopened dossiers, dental orientations,
+transfers), rolled up, then random reports — period, granularity, time
+zone, waiting limits — read with and without the rollup (Hypothesis), on
+SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sas_desk.models.queue import WaitLimits
+from sas_desk.models.stats import Granularity, build_report, parse_period
+from sas_desk.services.stats import rollup
+from tests.conftest import unavailable
+from tests.helpers.room_server import run_async
+from tests.integration.queues.conftest import PG_DSN
+
+FIRST = date(2026, 3, 2)
+DAYS = 42
+NOW = datetime(2026, 4, 13, 12, tzinfo=UTC)  # closed: up to 4 April (UTC)
+ZONES = ("Europe/Paris", "America/Martinique", "Indian/Reunion", "UTC", "Asia/Kolkata")
+
+
+def room(seed: int = 11, per_day: int = 12) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(dossier rows (case_id, json, updated_at), event rows in time order)."""
+    rng = random.Random(seed)
+    dossiers, events = [], []
+    n = 0
+    for d in range(DAYS):
+        for _ in range(per_day):
+            n += 1
+            case_id = f"fr.health.samu690.DRFR1569A{n:012d}"
+            tx = datetime(2026, 3, 2, tzinfo=UTC) + timedelta(days=d, seconds=rng.randrange(86400))
+            branch = rng.choice(("AMU", "SNP", "DENT"))
+            role = {"AMU": "MRU", "SNP": rng.choice(("MRL", "MRU")), "DENT": "DENT"}[branch]
+            priority = rng.choice(("P0", "P1", "P2", "P3", "NR"))
+            ev = [(tx, "ENQUEUED", "ARM", {"queue": branch, "reopened": False})]
+            t = tx
+            decisions = []
+            if rng.random() < 0.85:
+                t += timedelta(seconds=rng.choice((5, 30, 600, 3600, 9 * 86400)))
+                ev.append((t, "CLAIMED", role, {"queue": branch}))
+                if rng.random() < 0.8:
+                    t += timedelta(seconds=rng.choice((20, 300, 8 * 86400)))
+                    kind = rng.choice(("CONSEIL", "PMT", "ORIENT", "INTER"))
+                    decisions.append(
+                        {
+                            "decision_type": kind,
+                            "resource_type": "SMUR.ADULT" if kind == "INTER" else "",
+                            "orientation_type": rng.choice(("URGENCES", "CABINET")),
+                        }
+                    )
+                    ev.append((t, "DECIDED", role, {"decisions": [kind]}))
+            if branch == "SNP" and rng.random() < 0.4:
+                t += timedelta(seconds=60)
+                ev.append((t, "BOOKING_REQUESTED", role, {"to": "OSNP"}))
+                if rng.random() < 0.7:
+                    t += timedelta(seconds=rng.choice((60, 10 * 86400)))
+                    ev.append((t, "CLOSED", "OSNP", {"queue": "OSNP"}))
+            if branch == "DENT" and rng.random() < 0.7:
+                for _ in range(rng.randrange(1, 3)):
+                    t += timedelta(seconds=90)
+                    code = rng.choice(("CONSEIL", "DENTISTE_JOUR", "DENTISTE_GARDE", ""))
+                    text = "Orientation dentaire : Dentiste de garde" if not code else "résumé"
+                    ev.append((t, "DENTAL_ORIENTED", "DENT", {"code": code, "text": text}))
+            if branch != "AMU" and rng.random() < 0.15:
+                t += timedelta(seconds=30)
+                ev.append((t, "TRANSFERRED", role, {"to": "AMU"}))
+            if rng.random() < 0.1:  # closed then sent again
+                t += timedelta(seconds=rng.choice((600, 2 * 86400)))
+                ev.append((t, "ENQUEUED", "ARM", {"queue": branch, "reopened": True}))
+            doc = {
+                "case_id": case_id,
+                "created_at": (tx - timedelta(seconds=rng.randrange(0, 400))).isoformat(),
+                "priority": priority,
+                "branch": branch,
+                "motive_code": rng.choice(("M01.01", "M03.02", "", "X")),
+                "patient": {"age": rng.choice(("P3M", "P15Y", "P40Y", "P70Y", "P90Y", ""))},
+                "location": {"insee": rng.choice(("69123", "2A004", "97411", "01053", ""))},
+                "decisions": decisions,
+                "notes": [],
+            }
+            dossiers.append((case_id, json.dumps(doc), tx.isoformat()))
+            for at, kind, who, data in ev:
+                events.append((case_id, at, kind, who, f"op.{who.lower()}", "POSTE-1", data))
+    events.sort(key=lambda e: e[1])
+    return dossiers, events
+
+
+@dataclass
+class Stores:
+    rolled: Any
+    plain: Any
+
+
+def _sqlite(tmp: Path) -> Iterator[Stores]:
+    from sas_desk.services.queues.sqlite import SqliteBackend
+    from sas_desk.services.stats.sqlite import SqliteStatsSource
+
+    path = tmp / "queues.sqlite"
+
+    async def create() -> None:
+        backend = SqliteBackend(path, now=lambda: NOW)
+        await backend.open()
+        await backend.close()
+
+    run_async(create())
+    dossiers, events = room()
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO dossiers(case_id, data, updated_at) VALUES (?, ?, ?)", dossiers)
+    conn.executemany(
+        "INSERT INTO events(case_id, at, kind, role, operator, workstation, data) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(e[0], e[1].isoformat(), *e[2:6], json.dumps(e[6])) for e in events],
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    stores = Stores(SqliteStatsSource(path), SqliteStatsSource(path, use_rollup=False))
+    yield stores
+    run_async(stores.rolled.close())
+    run_async(stores.plain.close())
+
+
+def _postgres() -> Iterator[Stores]:
+    import psycopg
+
+    from sas_desk.services.queues.postgres import upgrade
+    from sas_desk.services.stats.postgres import PostgresStatsSource
+
+    try:
+        psycopg.connect(PG_DSN, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        unavailable(f"PostgreSQL unreachable (SAS_DESK_TEST_PG_DSN): {exc}")
+    schema = f"roll_{uuid4().hex[:12]}"
+    run_async(upgrade(PG_DSN, schema))
+    dossiers, events = room()
+    try:
+        with psycopg.connect(PG_DSN, options=f"-c search_path={schema}") as conn:
+            with conn.cursor() as cur:
+                with cur.copy("COPY dossiers (case_id, data, updated_at) FROM STDIN") as copy:
+                    for row in dossiers:
+                        copy.write_row(row)
+                with cur.copy(
+                    "COPY events (case_id, at, kind, role, operator, workstation, data) FROM STDIN"
+                ) as copy:
+                    for e in events:
+                        copy.write_row((*e[:6], json.dumps(e[6])))
+            conn.commit()
+        yield Stores(
+            PostgresStatsSource(PG_DSN, schema),
+            PostgresStatsSource(PG_DSN, schema, use_rollup=False),
+        )
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"], scope="module")
+def stores(request, tmp_path_factory) -> Iterator[Stores]:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        yield from _sqlite(Path(tmp_path_factory.mktemp("roll")))
+    else:
+        yield from _postgres()
+
+
+def test_refresh_rolls_the_closed_days_and_is_idempotent(stores: Stores) -> None:
+    lo, hi = run_async(stores.rolled.refresh(NOW))
+    first_event = datetime(2026, 3, 2, tzinfo=UTC)
+    assert lo == int((first_event - timedelta(days=1)).timestamp())
+    # closed: 8 days (7 of the dossiers' window, 1 of clocks) before NOW's day
+    assert hi == int(datetime(2026, 4, 5, tzinfo=UTC).timestamp())
+    assert run_async(stores.rolled.refresh(NOW)) == (lo, hi)
+    later = NOW + timedelta(days=2)
+    assert run_async(stores.rolled.refresh(later))[1] == hi + 2 * rollup.DAY
+
+
+def _compare(stores: Stores, first: date, days: int, by: Granularity, tz: str, lim: int) -> None:
+    if by is Granularity.HOUR:
+        days = min(days, 10)
+    period = parse_period(f"{first}", f"{first + timedelta(days=days - 1)}", by, tz)
+    limits = WaitLimits(lim, 2 * lim, 10 * lim, 40 * lim)
+
+    async def both() -> tuple[Any, Any]:
+        return (
+            await stores.rolled.raw(period, by, limits),
+            await stores.plain.raw(period, by, limits),
+        )
+
+    rolled, plain = run_async(both())
+    a, b = build_report(rolled, period, by), build_report(plain, period, by)
+    assert a.columns == b.columns
+    assert a.rows == b.rows
+    assert sorted(_load_sum(a.load)) == sorted(_load_sum(b.load))
+
+
+def _load_sum(load: list[tuple[str, str, str, str, int]]) -> list[tuple[str, str, str, str, int]]:
+    """Load rows summed by key (the rolled part and the open days may both
+    give one row per key)."""
+    total: dict[tuple[str, str, str, str], int] = {}
+    for *key, n in load:
+        total[tuple(key)] = total.get(tuple(key), 0) + n  # type: ignore[index]
+    return [(*k, n) for k, n in total.items()]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    start=st.integers(-3, DAYS + 2),
+    days=st.integers(1, 50),
+    by=st.sampled_from(list(Granularity)),
+    tz=st.sampled_from(ZONES),
+    lim=st.sampled_from((10, 60, 300)),
+)
+def test_rolled_reports_equal_the_reports_from_the_events(
+    stores: Stores, start: int, days: int, by: Granularity, tz: str, lim: int
+) -> None:
+    run_async(stores.rolled.refresh(NOW))
+    _compare(stores, FIRST + timedelta(days=start), days, by, tz, lim)
+
+
+def test_a_rolled_report_reads_the_rollup(stores: Stores) -> None:
+    """Not the events: a rolled hour's count changed by hand shows."""
+    run_async(stores.rolled.refresh(NOW))
+    period = parse_period("2026-03-10", "2026-03-10", Granularity.DAY, "UTC")
+    before = build_report(
+        run_async(stores.rolled.raw(period, Granularity.DAY, WaitLimits())),
+        period,
+        Granularity.DAY,
+    ).rows[0]["dossiers"]
+    assert (
+        before
+        == build_report(
+            run_async(stores.plain.raw(period, Granularity.DAY, WaitLimits())),
+            period,
+            Granularity.DAY,
+        ).rows[0]["dossiers"]
+    )
+    hour = int(datetime(2026, 3, 10, 12, tzinfo=UTC).timestamp())
+    _execute(
+        stores,
+        f"INSERT INTO stats_roll_counts VALUES ({hour}, 'AMU', 'P2', 'M01', 0, 0, 1000)",
+    )
+    try:
+        after = build_report(
+            run_async(stores.rolled.raw(period, Granularity.DAY, WaitLimits())),
+            period,
+            Granularity.DAY,
+        ).rows[0]["dossiers"]
+        assert after == int(before or 0) + 1000
+    finally:
+        _execute(stores, f"DELETE FROM stats_roll_counts WHERE hour = {hour} AND n = 1000")
+
+
+def _execute(stores: Stores, statement: str) -> None:
+    source = stores.rolled
+    if hasattr(source, "path"):
+        conn = sqlite3.connect(str(source.path), isolation_level=None)
+        conn.execute(statement)
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(
+            source.dsn, autocommit=True, options=f"-c search_path={source.schema}"
+        ) as conn:
+            conn.execute(statement)
+
+
+def test_no_rollup_table_reads_the_events(tmp_path: Path) -> None:
+    stores = next(_sqlite(tmp_path))
+    period = parse_period("2026-03-01", "2026-03-31", Granularity.MONTH, "UTC")
+    got = run_async(stores.rolled.raw(period, Granularity.MONTH, WaitLimits()))
+    assert sum(n for *_, n in got.counts) == 30 * 12
+    run_async(stores.rolled.close())
