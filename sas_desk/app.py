@@ -237,7 +237,10 @@ async def _start_rosters(config: Config, window: MainWindow, communes: CommuneIn
     loop = asyncio.get_running_loop()
     ssl_context = await loop.run_in_executor(None, httpx.create_ssl_context)
     await loop.run_in_executor(None, _warm_imports)
-    async with httpx.AsyncClient(verify=ssl_context, follow_redirects=True) as client:
+    # a real room's sources are named exactly: a redirect is refused, not followed
+    async with httpx.AsyncClient(
+        verify=ssl_context, follow_redirects=not config.room_url
+    ) as client:
         sync = RosterSync(service, client, timeout=config.roster_timeout)
         while True:  # cancelled at shutdown
             results = await sync.run()

@@ -73,6 +73,9 @@ class ServerSettings:
             )
         if self.sqlite_path is not None and not str(self.sqlite_path):
             raise SettingsError("Serveur : chemin du fichier SQLite manquant (sqlite:///chemin).")
+        problem = postgres_tls_problem(self.dsn)
+        if problem:
+            raise SettingsError(problem)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("Serveur : --tls-cert et --tls-key vont ensemble.")
         if not self.tls and not self.loopback:
@@ -91,6 +94,29 @@ class ServerSettings:
                 f"Serveur : {TEST_CLOCK_ENV} (horloge de test) interdit hors boucle locale."
             )
         return self
+
+
+def postgres_tls_problem(dsn: str) -> str:
+    """A PostgreSQL server off this machine is reached with its certificate
+    and name verified (``sslmode=verify-full``); "" when fine."""
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        return ""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except ProgrammingError:  # psycopg says what is wrong when it connects
+        return ""
+    hosts = [h for h in str(params.get("host") or "").split(",") if h]
+    remote = [h for h in hosts if not h.startswith("/") and not is_loopback(h)]
+    if remote and params.get("sslmode") != "verify-full":
+        return (
+            f"Serveur : la base PostgreSQL {remote[0]} est hors de cette machine : "
+            "ajoutez sslmode=verify-full (et sslrootcert) à --dsn, le certificat et le nom "
+            "du serveur de base sont alors vérifiés."
+        )
+    return ""
 
 
 def sqlite_path(dsn: str) -> Path | None:

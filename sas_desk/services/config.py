@@ -442,8 +442,63 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
         values["data_dir"] = Path(values["data_dir"]).expanduser()
     if values.get("role") and values["role"] not in ROLES:
         raise ConfigError(f"Configuration ({path}) : rôle inconnu « {values['role']} ».")
+    if values.get("room_url"):
+        _production(values, path)
     values.update(overrides)
     return Config(**values)
+
+
+def _production(values: dict[str, Any], path: Path) -> None:
+    """A workstation of a real room (``[room]``): every address in https
+    (http only on this machine), and the mTLS client keys encrypted (their
+    passphrase in the keyring, :func:`key_passphrase`)."""
+    named = [
+        ("geocoder", "url", values.get("geocoder_url", "")),
+        ("search", "directory_url", values.get("directory_url", "")),
+        ("search", "sas_platform_url", values.get("sas_platform_url", "")),
+        ("map", "tiles_url", values.get("map_tiles_url", "")),
+    ]
+    named += [("rosters", "urls", url) for url in values.get("roster_urls", ())]
+    for section, key, url in named:
+        if url and not _secure_url(url.replace("{", "").replace("}", "")):
+            raise _Bad(
+                section, key, f"en http:// est refusé avec [room] : écrivez https:// ({url})"
+            )
+    for n, vendor in enumerate(values.get("vendors", ()), start=1):
+        where = f"Configuration ({path}) : [[vendors]] n° {n}"
+        if not _secure_url(vendor.base_url):
+            raise ConfigError(f"{where} : base_url en http:// est refusé avec [room].")
+        if vendor.client_key and unencrypted_key(Path(vendor.client_key).expanduser()):
+            raise ConfigError(
+                f"{where} : la clé privée {vendor.client_key} n'est pas chiffrée ; avec [room] "
+                "elle doit l'être (openssl pkcs8 -topk8 -v2 aes-256-cbc), sa phrase de passe "
+                f"dans le trousseau (service « {APP_NAME} », utilisateur « key:"
+                f"{vendor.client_key} »)."
+            )
+
+
+def unencrypted_key(path: Path) -> bool:
+    """Whether a PEM file holds a private key in the clear (an unreadable
+    file is not judged here: loading it says why)."""
+    try:
+        head = decode_utf8(read_bounded(path, 256 * 1024))
+    except (InputError, OSError):
+        return False
+    if "-----BEGIN ENCRYPTED PRIVATE KEY-----" in head or "Proc-Type: 4,ENCRYPTED" in head:
+        return False
+    return re.search(r"-----BEGIN (?:RSA |EC |DSA )?PRIVATE KEY-----", head) is not None
+
+
+def key_passphrase(key_path: str) -> str:
+    """The passphrase of an encrypted client key, from the keyring (service
+    ``sas-desk``, user ``key:<path as configured>``); "" when none."""
+    try:
+        import keyring
+
+        return keyring.get_password(APP_NAME, f"key:{key_path}") or ""
+    except Exception as exc:  # no usable keyring: the key cannot be opened
+        log.warning("keyring unusable for a client key (%s)", type(exc).__name__)
+        return ""
 
 
 _SHIFT_END = re.compile(r"([01]\d|2[0-3]):[0-5]\d")

@@ -223,3 +223,22 @@ async def test_no_network_uses_the_cached_roster(tmp_path: Path) -> None:
     )
     assert [e.family for e in svc.on_call("Lyon", SUNDAY)] == ["Local"]
     svc.close()
+
+
+@pytest.mark.asyncio
+async def test_a_redirect_is_refused_in_a_real_room(service: RosterService, server: Server) -> None:
+    """With [room] the app's client does not follow redirects: the roster
+    in force stays, and the status says to write the final address."""
+
+    def moved(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(302)
+        h.send_header("Location", "http://127.0.0.1:9/ailleurs.csv")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    server.answer = moved
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        [result] = await RosterSync(service, client, now=lambda: NOW).run()
+    assert (result.state, result.status_code) == ("failed", 302)
+    assert result.message_fr.startswith("Source des tableaux redirigée (HTTP 302)")
+    assert who(service) == ["Local"]

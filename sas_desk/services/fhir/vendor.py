@@ -44,7 +44,7 @@ import httpx
 
 from sas_desk.models.errors import KnownError
 from sas_desk.models.slots import OID_IDNAT_PS, OID_IDNAT_STRUCT
-from sas_desk.services.config import VendorEndpoint
+from sas_desk.services.config import VendorEndpoint, key_passphrase
 from sas_desk.services.fhir.bundle import BundleError, BundleResult, parse_bundle, parse_steps
 
 log = logging.getLogger("sas_desk.fhir.vendor")
@@ -141,7 +141,19 @@ def tls_context(endpoint: VendorEndpoint) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=endpoint.ca or None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if endpoint.client_cert:
-        context.load_cert_chain(endpoint.client_cert, endpoint.client_key or None)
+        # an encrypted key's passphrase comes from the keyring, never a terminal prompt
+        key = endpoint.client_key
+        try:
+            context.load_cert_chain(
+                endpoint.client_cert, key or None, password=lambda: key_passphrase(key)
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise VendorError(
+                f"Certificat client de {endpoint.name} inutilisable ({endpoint.client_key}) : "
+                "fichier illisible, ou clé chiffrée sans sa phrase de passe dans le trousseau "
+                f"(service « sas-desk », utilisateur « key:{key} »).",
+                "tls",
+            ) from exc
     return context
 
 

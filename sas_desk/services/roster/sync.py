@@ -146,6 +146,14 @@ class RosterSync:
                 status = response.status_code
                 if status == 304:
                     return status, b"", None, None, ""
+                if 300 <= status < 400:
+                    raise _Refused(
+                        "failed",
+                        f"Source des tableaux redirigée (HTTP {status}) : redirection refusée, "
+                        "écrivez l'adresse finale dans [rosters] urls ; le tableau local reste "
+                        "utilisé.",
+                        status,
+                    )
                 if status != 200:
                     raise _Refused(
                         "failed",
