@@ -3,20 +3,22 @@ facets and the sort applied on what is loaded.
 
 The model owns no I/O: the search panel hands it the offers of each
 :class:`~sas_desk.models.search.SearchUpdate`.  While a search fills it, new
-places are *inserted* where the sort puts them (the view keeps the operator's
-current card and scroll position); a facet or sort change re-filters the
-offers already on hand in one reset.
+places are *inserted* where the sort puts them (a binary search: the rows on
+screen are never re-sorted; the view keeps the operator's current card and
+scroll position); a facet or sort change re-filters the offers already on
+hand in one reset.
 """
 
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, QTimer
 
 from sas_desk.models.search import Facets, Offer
 from sas_desk.models.slots import Slot
@@ -54,9 +56,8 @@ def _sort_key(row: OfferRow, sort: SortKey) -> tuple[Any, ...]:
     return (sas, row.offer.distance_km, first, row.key)
 
 
-def _is_subsequence(old: list[str], new: list[str]) -> bool:
-    it = iter(new)
-    return all(any(k == n for n in it) for k in old)
+#: offers released per turn of the event loop after a clear (see ``clear``)
+RELEASE_CHUNK = 100
 
 
 class OfferModel(QAbstractListModel):
@@ -65,8 +66,14 @@ class OfferModel(QAbstractListModel):
         self._now = now
         self._offers: dict[str, Offer] = {}
         self._rows: dict[str, OfferRow] = {}  # offers with at least one kept slot
-        self._order: list[str] = []
+        self._order: list[str] = []  # row keys, in the sort's order
+        self._keys: list[tuple[Any, ...]] = []  # their sort keys (same order)
+        self._sort_keys: dict[str, tuple[Any, ...]] = {}
         self._index: dict[str, int] = {}
+        self._index_stale = False
+        self._released: list[Any] = []  # a previous search's objects, freed a chunk at a time
+        self._release_timer = QTimer(self, singleShot=True, interval=0)
+        self._release_timer.timeout.connect(self._release_some)
         self.facets = Facets()
         self.sort_key = SortKey.EARLIEST
         self.slot_count = 0  # slots shown (kept by the facets)
@@ -96,7 +103,14 @@ class OfferModel(QAbstractListModel):
         return self._rows[self._order[i]] if 0 <= i < len(self._order) else None
 
     def row_of(self, key: str) -> int:
+        if self._index_stale:
+            self._index = {k: i for i, k in enumerate(self._order)}
+            self._index_stale = False
         return self._index.get(key, -1)
+
+    def row_for(self, key: str) -> OfferRow | None:
+        """The card of ``key`` (``None``: not shown)."""
+        return self._rows.get(key)
 
     def rows(self) -> list[OfferRow]:
         return [self._rows[k] for k in self._order]
@@ -115,13 +129,34 @@ class OfferModel(QAbstractListModel):
 
     # ------------------------------------------------------------------ changes
     def clear(self) -> None:
+        """Empty the list at once; the previous offers (tens of thousands of
+        objects with a large search) are freed a chunk per turn of the event
+        loop afterwards, not in one pause."""
         self.beginResetModel()
-        self._offers.clear()
-        self._rows.clear()
+        old = self._offers
+        self._offers = {}
+        self._rows = {}
         self._order = []
+        self._keys = []
+        self._sort_keys = {}
         self._index = {}
+        self._index_stale = False
         self.slot_count = 0
         self.endResetModel()
+        if old:
+            self._released.extend(old.values())
+            del old
+            self._release_timer.start()
+
+    def _release_some(self) -> None:
+        del self._released[-RELEASE_CHUNK:]
+        if self._released:
+            self._release_timer.start()
+
+    @property
+    def releasing(self) -> int:
+        """Offers of a previous search not yet freed (tests)."""
+        return len(self._released)
 
     def _row(self, offer: Offer, now: datetime) -> OfferRow | None:
         if self.facets == Facets():
@@ -133,74 +168,66 @@ class OfferModel(QAbstractListModel):
 
     def merge(self, offers: Iterable[Offer]) -> list[str]:
         """Take the offers of an update (new places, or places with more
-        slots); returns the keys of the rows inserted."""
+        slots); returns the keys of the rows inserted.
+
+        A new row is inserted where the sort puts it (a binary search on the
+        rows' sort keys: what is on screen is not re-sorted); a row whose
+        sort key changed (an earlier slot arrived) moves to its new place;
+        the others are only repainted."""
         now = self._now()
+        inserted: list[str] = []
         changed: list[str] = []
+        keys, order = self._keys, self._order
         for offer in offers:
             self._offers[offer.key] = offer
             old = self._rows.get(offer.key)
             row = self._row(offer, now)
             if row is None:
                 if old is not None:  # cannot happen while slots only accumulate
-                    del self._rows[offer.key]
+                    self._remove(offer.key)
                 continue
             self._rows[offer.key] = row
             self.slot_count += len(row.slots) - (len(old.slots) if old is not None else 0)
-            changed.append(offer.key)
-        if not changed:
-            return []
-        new_order = sorted(self._rows, key=lambda k: _sort_key(self._rows[k], self.sort_key))
-        old_order = self._order
-        if len(new_order) >= len(old_order) and _is_subsequence(old_order, new_order):
-            inserted = self._insert_runs(old_order, new_order)
-        else:  # a place moved (an earlier slot arrived): re-lay the list
-            self.layoutAboutToBeChanged.emit()
-            persistent = self.persistentIndexList()
-            keys = [self._order[p.row()] if p.isValid() else None for p in persistent]
-            self._set_order(new_order)
-            self.changePersistentIndexList(
-                persistent,
-                [
-                    self.index(self._index[k])
-                    if k is not None and k in self._index
-                    else QModelIndex()
-                    for k in keys
-                ],
-            )
-            self.layoutChanged.emit()
-            inserted = [k for k in new_order if k not in set(old_order)]
-        fresh = set(inserted)
-        for key in changed:
-            if key not in fresh:
-                i = self._index[key]
-                self.dataChanged.emit(self.index(i), self.index(i))
-        return inserted
-
-    def _insert_runs(self, old_order: list[str], new_order: list[str]) -> list[str]:
-        """Insert the new keys, consecutive runs at once, keeping the old rows."""
-        present = set(old_order)
-        inserted: list[str] = []
-        current = list(old_order)
-        i = 0
-        while i < len(new_order):
-            if new_order[i] in present:
-                i += 1
+            sort_key = _sort_key(row, self.sort_key)
+            if old is None:
+                at = bisect_left(keys, sort_key)
+                self.beginInsertRows(QModelIndex(), at, at)
+                keys.insert(at, sort_key)
+                order.insert(at, offer.key)
+                self._sort_keys[offer.key] = sort_key
+                self._index_stale = True
+                self.endInsertRows()
+                inserted.append(offer.key)
                 continue
-            j = i
-            while j < len(new_order) and new_order[j] not in present:
-                j += 1
-            self.beginInsertRows(QModelIndex(), i, j - 1)
-            current[i:i] = new_order[i:j]
-            self._order = current
-            self.endInsertRows()
-            inserted.extend(new_order[i:j])
-            i = j
-        self._set_order(new_order)
+            changed.append(offer.key)
+            old_key = self._sort_keys[offer.key]
+            if old_key == sort_key:
+                continue
+            self._sort_keys[offer.key] = sort_key
+            src = bisect_left(keys, old_key)
+            dst = bisect_left(keys, sort_key)  # counted before the move
+            if dst in (src, src + 1):  # its place does not change
+                keys[src] = sort_key
+                continue
+            self.beginMoveRows(QModelIndex(), src, src, QModelIndex(), dst)
+            del keys[src], order[src]
+            at = dst if dst < src else dst - 1
+            keys.insert(at, sort_key)
+            order.insert(at, offer.key)
+            self._index_stale = True
+            self.endMoveRows()
+        for key in changed:
+            i = self.row_of(key)
+            self.dataChanged.emit(self.index(i), self.index(i))
         return inserted
 
-    def _set_order(self, order: list[str]) -> None:
-        self._order = order
-        self._index = {k: i for i, k in enumerate(order)}
+    def _remove(self, key: str) -> None:
+        del self._rows[key]
+        i = bisect_left(self._keys, self._sort_keys.pop(key))
+        self.beginRemoveRows(QModelIndex(), i, i)
+        del self._keys[i], self._order[i]
+        self._index_stale = True
+        self.endRemoveRows()
 
     def replace_offer(self, offer: Offer) -> None:
         """An offer that lost slots (one was booked): re-laid in one reset."""
@@ -221,6 +248,9 @@ class OfferModel(QAbstractListModel):
             if row is not None:
                 rows[key] = row
         self._rows = rows
-        self._set_order(sorted(rows, key=lambda k: _sort_key(rows[k], self.sort_key)))
+        self._sort_keys = {k: _sort_key(r, self.sort_key) for k, r in rows.items()}
+        self._order = sorted(rows, key=self._sort_keys.__getitem__)
+        self._keys = [self._sort_keys[k] for k in self._order]
+        self._index_stale = True
         self.slot_count = sum(len(r.slots) for r in rows.values())
         self.endResetModel()

@@ -47,7 +47,10 @@ from PySide6.QtGui import (
     QKeySequence,
     QMouseEvent,
     QPainter,
+    QPaintEvent,
     QPen,
+    QPixmap,
+    QResizeEvent,
     QShortcut,
 )
 from PySide6.QtWidgets import (
@@ -60,8 +63,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListView,
-    QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QStyle,
@@ -121,6 +124,9 @@ STATE_COLOURS = {
     VendorState.ERROR: "#b00020",
 }
 CARD_HEIGHT = 86
+LIST_BACKGROUND = "#f4f6f9"
+#: cards kept painted (a pixmap each, ≈ 240 KB at 700 px): a screenful and a bit
+CARD_CACHE = 48
 SLOT_W, SLOT_H, SLOT_GAP = 92, 24, 6
 DEFAULT_ORIGIN = "sas"
 #: updates arriving closer than this are applied together (one relayout and
@@ -213,6 +219,11 @@ class CardDelegate(QStyledItemDelegate):
     def __init__(self, panel: SlotSearchPanel) -> None:
         super().__init__(panel)
         self.panel = panel
+        # card key -> (row, what it was painted for, pixmap): a list repaint
+        # (each update, each scroll step) copies the pixmaps of the cards that
+        # did not change instead of laying out their text again in Python
+        self._cache: dict[str, tuple[OfferRow, tuple[Any, ...], QPixmap]] = {}
+        self.painted = 0  # cards laid out and drawn (not copied from the cache; tests)
         base = QFont()
         self.bold = QFont(base)
         self.bold.setBold(True)
@@ -225,6 +236,10 @@ class CardDelegate(QStyledItemDelegate):
     ) -> QSize:
         return QSize(option.rect.width() or 400, CARD_HEIGHT)
 
+    def forget(self) -> None:
+        """Drop the painted cards (the list was emptied or re-laid)."""
+        self._cache.clear()
+
     def paint(
         self,
         painter: QPainter,
@@ -234,8 +249,40 @@ class CardDelegate(QStyledItemDelegate):
         row: OfferRow | None = index.data(ROW_ROLE)
         if row is None:
             return
-        rect = option.rect.adjusted(4, 3, -4, -3)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        cursor = self.panel.slot_cursor if selected else -1
+        device = painter.device()
+        ratio = device.devicePixelRatioF() if device is not None else 1.0
+        now = self.panel.now()
+        # what the pixmap depends on besides the row itself ("auj."/"dem.": the day)
+        stamp = (option.rect.width(), option.rect.height(), selected, cursor, ratio, now.date())
+        cached = self._cache.get(row.key)
+        if cached is not None and cached[0] is row and cached[1] == stamp:
+            painter.drawPixmap(option.rect.topLeft(), cached[2])
+            return
+        pixmap = QPixmap(
+            max(1, round(option.rect.width() * ratio)), max(1, round(option.rect.height() * ratio))
+        )
+        pixmap.setDevicePixelRatio(ratio)
+        pixmap.fill(QColor(LIST_BACKGROUND))
+        card = QPainter(pixmap)
+        try:
+            self._paint_card(
+                card, QRect(0, 0, option.rect.width(), option.rect.height()), row, selected, cursor
+            )
+        finally:
+            card.end()
+        self.painted += 1
+        self._cache.pop(row.key, None)
+        self._cache[row.key] = (row, stamp, pixmap)
+        while len(self._cache) > CARD_CACHE:  # the oldest painted first
+            del self._cache[next(iter(self._cache))]
+        painter.drawPixmap(option.rect.topLeft(), pixmap)
+
+    def _paint_card(
+        self, painter: QPainter, whole: QRect, row: OfferRow, selected: bool, cursor: int
+    ) -> None:
+        rect = whole.adjusted(4, 3, -4, -3)
         offer, cand = row.offer, row.offer.candidate
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -302,8 +349,7 @@ class CardDelegate(QStyledItemDelegate):
         )
         # line 3: the next slots
         now = self.panel.now()
-        rects = _slot_rects(option.rect, len(row.slots))
-        cursor = self.panel.slot_cursor if selected else -1
+        rects = _slot_rects(whole, len(row.slots))
         painter.setFont(self.small)
         for i, r in enumerate(rects):
             slot = row.slots[i]
@@ -489,6 +535,115 @@ class BookingStrip(QFrame):
         super().keyPressEvent(event)
 
 
+# ---------------------------------------------------------------------------- status
+
+
+class ProgressLine(QWidget):
+    """A thin progress bar of fixed size that repaints when the event loop
+    gets to it (``QProgressBar.setValue`` repaints at once, synchronously:
+    inside each search update it also flushed every pending repaint of the
+    cards, twice a flush)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFixedSize(180, 10)
+        self._min, self._max, self._value = 0, 1, 0
+
+    def minimum(self) -> int:
+        return self._min
+
+    def maximum(self) -> int:
+        return self._max
+
+    def value(self) -> int:
+        return self._value
+
+    def setRange(self, low: int, high: int) -> None:
+        if (low, high) != (self._min, self._max):
+            self._min, self._max = low, high
+            self._value = max(low, min(self._value, high))
+            self.update()
+
+    def setValue(self, value: int) -> None:
+        value = max(self._min, min(value, self._max))
+        if value != self._value:
+            self._value = value
+            self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor("#dde3ea"))
+        painter.drawRoundedRect(self.rect(), 4, 4)
+        if self._max <= self._min:  # under way, nothing counted yet
+            painter.setBrush(QColor("#90caf9"))
+            painter.drawRoundedRect(self.rect(), 4, 4)
+        elif self._value > self._min:
+            part = (self._value - self._min) / (self._max - self._min)
+            bar = QRect(0, 0, max(8, round(self.width() * part)), self.height())
+            painter.setBrush(QColor("#1565c0"))
+            painter.drawRoundedRect(bar, 4, 4)
+        painter.end()
+
+
+class LabelStrip(QWidget):
+    """Labels side by side, of a fixed size set here from the strip's width.
+
+    A widget whose minimum and maximum sizes are equal asks no new layout of
+    its parents when its content changes (Qt re-lays out only what may change
+    size): a status label updated ten times a second then repaints itself,
+    where a label of the layout re-laid the panel, the tab widgets and the
+    window (≈ 28 ms each time)."""
+
+    def __init__(
+        self, name: str, *, lines: int = 1, spacing: int = 12, wrap_below: int = 0
+    ) -> None:
+        super().__init__()
+        self.setObjectName(name)
+        self.labels: list[QLabel] = []
+        self._spacing = spacing
+        self._lines = lines
+        # labels narrower than this get a second line (the strip's height
+        # changes with the window's width or the number of labels, never
+        # with their text)
+        self._wrap_below = wrap_below
+        self._line = self.fontMetrics().lineSpacing() + 2
+        self.setFixedHeight(self._line * lines)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+    def add(self, label: QLabel) -> QLabel:
+        label.setParent(self)
+        label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.labels.append(label)
+        self._place()
+        label.show()
+        return label
+
+    def sizeHint(self) -> QSize:
+        return QSize(200, self.height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, self.height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place()
+
+    def _place(self) -> None:
+        n = len(self.labels)
+        if not n:
+            return
+        each = max(0, (self.width() - self._spacing * (n - 1)) // n)
+        if self._wrap_below:
+            lines = 2 if each < self._wrap_below else 1
+            if self.height() != self._line * lines:
+                self.setFixedHeight(self._line * lines)
+        for i, label in enumerate(self.labels):
+            label.setFixedSize(each, self.height())
+            label.move(i * (each + self._spacing), 0)
+
+
 # ---------------------------------------------------------------------------- panel
 
 
@@ -670,25 +825,23 @@ class SlotSearchPanel(QWidget):
         sort_label = QLabel("&Tri")
         sort_label.setBuddy(self.sort)
 
+        # the status and the vendors' states change ten times a second while a
+        # search runs: labels of fixed size (see LabelStrip), reused search after search
         status = QHBoxLayout()
-        self.progress = named(QProgressBar(), "searchProgress")
-        self.progress.setMaximumWidth(180)
-        self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(10)
-        self.summary = named(QLabel("Saisissez un lieu puis Entrée."), "searchSummary")
+        self.progress = named(ProgressLine(), "searchProgress")
+        self.summary_strip = LabelStrip("searchSummaryStrip", lines=2)
+        self.summary = self.summary_strip.add(
+            named(QLabel("Saisissez un lieu puis Entrée."), "searchSummary")
+        )
         self.summary.setWordWrap(True)
         status.addWidget(self.progress)
-        status.addWidget(self.summary, 1)
+        status.addWidget(self.summary_strip, 1)
         status.addWidget(sort_label)
         status.addWidget(self.sort)
         outer.addLayout(status)
-        self.vendor_row = QHBoxLayout()
-        self.vendor_row.setSpacing(12)
+        self.vendor_row = LabelStrip("vendorRow", lines=1, wrap_below=260)
         self.vendor_labels: dict[str, QLabel] = {}
-        vendor_holder = named(QWidget(), "vendorRow")
-        vendor_holder.setLayout(self.vendor_row)
-        self.vendor_row.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(vendor_holder)
+        outer.addWidget(self.vendor_row)
         self.vendor_errors = named(QLabel(), "vendorErrors")
         self.vendor_errors.setStyleSheet("color: #b00020;")
         self.vendor_errors.setWordWrap(True)
@@ -710,12 +863,13 @@ class SlotSearchPanel(QWidget):
         self.list = named(CardList(), "offerList")
         self.list.setModel(self.model)
         self.delegate = CardDelegate(self)
+        self.model.modelReset.connect(self.delegate.forget)
         self.list.setItemDelegate(self.delegate)
         self.list.setUniformItemSizes(True)
         self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.setMouseTracking(False)
-        self.list.setStyleSheet("QListView { background: #f4f6f9; border: none; }")
+        self.list.setStyleSheet(f"QListView {{ background: {LIST_BACKGROUND}; border: none; }}")
         self.list.selectionModel().currentChanged.connect(self._on_current)
         self.delegate.slot_clicked.connect(self._on_slot_clicked)
         self.list.book.connect(self._book_current)
@@ -1103,14 +1257,15 @@ class SlotSearchPanel(QWidget):
         self.updates = 0
         self.last_update = None
         self.slot_cursor = 0
-        self.volunteers.set_volunteers([])
-        self.tabs.setTabText(1, "En sus")
+        if self.volunteers.volunteers:
+            self.volunteers.set_volunteers([])
+        if self.tabs.tabText(1) != "En sus":
+            self.tabs.setTabText(1, "En sus")
         self.notes.hide()
         self.vendor_errors.hide()
-        for label in self.vendor_labels.values():
-            self.vendor_row.removeWidget(label)
-            label.deleteLater()
-        self.vendor_labels = {}
+        for name, label in self.vendor_labels.items():  # kept: no relayout
+            label.setText(self._vendor_text(name, None))
+            label.setToolTip("")
         self.progress.setRange(0, 0)
         if self.map is not None:
             self.map.set_offers([])
@@ -1188,7 +1343,7 @@ class SlotSearchPanel(QWidget):
         self.progress.setRange(0, max(1, requests))
         self.progress.setValue(answered if requests else 1)
         if self.map is not None and inserted:
-            self.map.add_offers([self.model.row_at(self.model.row_of(k)) for k in inserted])
+            self.map.add_offers([self.model.row_for(k) for k in inserted])
         if update.done:
             self.volunteers.set_volunteers(update.volunteers)
             if update.volunteers:
@@ -1222,24 +1377,33 @@ class SlotSearchPanel(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.summary.setText(text)
-        self.summary.setStyleSheet("color: #b00020;" if error else "")
+        style = "color: #b00020;" if error else ""
+        if style != self.summary.styleSheet():
+            self.summary.setStyleSheet(style)
         self.cancel_button.setEnabled(False)
+
+    @staticmethod
+    def _vendor_text(name: str, status: VendorStatus | None) -> str:
+        state = status.state if status is not None else VendorState.WAITING
+        text = f"<span style='color:{STATE_COLOURS[state]}'>●</span> <b>{name}</b> : {state.label}"
+        if status is None:
+            return text
+        if state is VendorState.OK:
+            text += f" ({status.slots} créneaux)"
+        elif status.requests:
+            text += f" ({status.answered}/{status.requests})"
+        return text
 
     def _show_vendors(self, vendors: dict[str, VendorStatus]) -> None:
         errors = []
         for name, status in vendors.items():
             label = self.vendor_labels.get(name)
-            if label is None:
+            if label is None:  # a vendor first seen: its label stays for the next searches
                 label = named(QLabel(), f"vendor_{name}")
                 label.setWordWrap(True)  # many vendors: two lines, never wider than the screen
-                self.vendor_row.addWidget(label, 1)  # the labels share the row
+                self.vendor_row.add(label)
                 self.vendor_labels[name] = label
-            colour = STATE_COLOURS[status.state]
-            text = f"<span style='color:{colour}'>●</span> <b>{name}</b> : {status.state.label}"
-            if status.state is VendorState.OK:
-                text += f" ({status.slots} créneaux)"
-            elif status.requests:
-                text += f" ({status.answered}/{status.requests})"
+            text = self._vendor_text(name, status)
             if text != label.text():
                 label.setText(text)
                 label.setToolTip(status.message_fr or status.state.label)

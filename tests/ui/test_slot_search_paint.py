@@ -1,0 +1,169 @@
+"""The slot search panel repaints only what changed: status and vendor labels
+of fixed size reused search after search (no layout climbing to the tab
+widgets), no synchronous repaint inside an update, cards drawn from a cache."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from PySide6.QtCore import QCoreApplication, QEvent, QObject
+from PySide6.QtWidgets import QTabWidget
+from pytestqt.qtbot import QtBot
+
+from sas_desk.models.search import (
+    Candidate,
+    CandidateKind,
+    Offer,
+    SearchQuery,
+    SearchUpdate,
+    VendorState,
+    VendorStatus,
+)
+from sas_desk.models.slots import Schedule, Slot
+from sas_desk.services.geo.resolver import Place
+from sas_desk.ui.slot_search import SlotSearchPanel
+from tests.ui.conftest import Env, until
+
+pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
+
+NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+VENDORS = ("Alpha", "Bêta", "Gamma")
+
+
+def offer(n: int) -> Offer:
+    start = NOW + timedelta(minutes=15 * (n % 40))
+    slots = tuple(
+        Slot(f"s{n}-{i}", "Schedule/s", Schedule("s"), start + timedelta(hours=i),
+             start + timedelta(hours=i, minutes=15))
+        for i in range(3)
+    )  # fmt: skip
+    who = Candidate(
+        CandidateKind.PRACTITIONER, f"8{n:011d}", f"Dr N{n}", VENDORS[n % 3], 2.0, 45, 4
+    )
+    return Offer(f"{who.vendor}|{n}", who, slots, 1.0 + n / 10, 45.76, 4.83, f"{n} rue X")
+
+
+def update(step: int, steps: int) -> SearchUpdate:
+    vendors = {
+        v: VendorStatus(
+            v,
+            VendorState.OK if step == steps - 1 else VendorState.WAITING,
+            steps,
+            step + 1,
+            10 * step,
+        )
+        for v in VENDORS
+    }
+    offers = tuple(offer(n) for n in range(10 * step, 10 * step + 10))
+    return SearchUpdate(offers, vendors, 300, done=step == steps - 1, elapsed_s=0.1 * step)
+
+
+class Updates:
+    """A source whose searches give ``steps`` updates, one per turn of the loop."""
+
+    def __init__(self, steps: int = 6) -> None:
+        self.steps = steps
+
+    async def search(self, query: SearchQuery) -> AsyncIterator[SearchUpdate]:
+        for step in range(self.steps):
+            await asyncio.sleep(0)
+            yield update(step, self.steps)
+
+
+class Events(QObject):
+    def __init__(self, kind: QEvent.Type) -> None:
+        super().__init__()
+        self.kind = kind
+        self.seen: list[str] = []
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == self.kind:
+            self.seen.append(watched.objectName() or type(watched).__name__)
+        return False
+
+
+@pytest.fixture
+def panel(qtbot: QtBot, env: Env) -> Iterator[SlotSearchPanel]:
+    tabs = QTabWidget()  # as in the main window: the panel is a tab's page
+    tabs.setObjectName("sheets")
+    panel = SlotSearchPanel(env.resolver, now=lambda: datetime.now(UTC), show_map=False)
+    tabs.addTab(panel, "Créneaux")
+    qtbot.addWidget(tabs)
+    tabs.resize(1200, 700)
+    tabs.show()
+    qtbot.waitExposed(tabs)
+    panel.set_source(Updates())
+    panel.set_place(Place("Lyon (69001)", "municipality", "Lyon", "69123", "69001", 45.76, 4.83))
+    yield panel  # (the tab widget, which holds the panel, lives until here)
+    tabs.close()
+
+
+async def test_vendor_labels_are_reused_from_one_search_to_the_next(
+    panel: SlotSearchPanel,
+) -> None:
+    task = panel.start_search()
+    assert task is not None
+    await until(lambda: panel.last_update is not None and panel.last_update.done)
+    labels = dict(panel.vendor_labels)
+    assert sorted(labels) == sorted(VENDORS)
+    assert all("a répondu" in label.text() for label in labels.values())
+    task = panel.start_search()  # the next search: the same labels, back to waiting
+    assert task is not None
+    assert panel.vendor_labels == labels
+    assert all(label.parent() is panel.vendor_row for label in labels.values())
+    assert all("a répondu" not in label.text() for label in labels.values())
+    await until(lambda: panel.last_update is not None and panel.last_update.done)
+    assert all(panel.vendor_labels[v] is labels[v] for v in VENDORS)
+    assert panel.vendor_row.labels == list(labels.values())  # none added, none deleted
+    assert panel.model.rowCount() == 60
+
+
+async def test_an_update_asks_no_layout_of_the_tabs_and_paints_nothing_at_once(
+    panel: SlotSearchPanel, qtbot: QtBot
+) -> None:
+    panel._reset_results()
+    panel.running = True
+    panel._apply(update(0, 6))  # first update: the vendors' labels are created
+    assert len(panel.vendor_row.labels) == 3
+    for _ in range(3):  # the labels' first layout, done before measuring
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+    layouts = Events(QEvent.Type.LayoutRequest)
+    paints = Events(QEvent.Type.Paint)
+    tabs = panel.parentWidget()
+    while tabs is not None and tabs.objectName() != "sheets":
+        tabs = tabs.parentWidget()
+    assert tabs is not None
+    for widget in (tabs, panel, panel.summary_strip, panel.vendor_row):
+        widget.installEventFilter(layouts)
+    for widget in (panel.progress, panel.list.viewport(), panel.summary):
+        widget.installEventFilter(paints)
+    painted = []
+    for step in range(1, 5):
+        panel._apply(update(step, 6))
+        painted.append(list(paints.seen))  # during the update itself: nothing painted
+    assert painted == [[], [], [], []]
+    assert "terminé" not in panel.summary.text() and "50 lieux" in panel.summary.text()
+    await until(lambda: bool(paints.seen))  # painted later, by the event loop
+    assert layouts.seen == []  # status and vendors changed: no layout asked above them
+
+
+async def test_cards_unchanged_are_copied_not_laid_out_again(
+    panel: SlotSearchPanel, qtbot: QtBot
+) -> None:
+    panel._reset_results()
+    panel._apply(update(0, 6))
+    panel.list.viewport().repaint()
+    first = panel.delegate.painted
+    assert first > 0
+    panel.list.viewport().repaint()  # nothing changed
+    assert panel.delegate.painted == first
+    panel._apply(update(1, 6))  # ten more places, inserted where the sort puts them
+    panel.list.viewport().repaint()
+    assert panel.delegate.painted <= first + 10
+    panel.list.setCurrentIndex(panel.model.index(1))  # the selection changes two cards
+    before = panel.delegate.painted
+    panel.list.viewport().repaint()
+    assert panel.delegate.painted == before + 2
