@@ -8,7 +8,7 @@ import logging
 import logging.handlers
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sas_desk.models.dossier import Actor
 from sas_desk.models.queue import WaitLimits
 from sas_desk.services import clock
-from sas_desk.services.config import Config
+from sas_desk.services.config import Config, VendorEndpoint
 from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver
 from sas_desk.services.geo.territory import CommuneIndex
@@ -26,6 +26,7 @@ from sas_desk.services.queues.api import QueueBackend
 from sas_desk.services.queues.client import Outbox, QueueClient
 
 if TYPE_CHECKING:
+    from sas_desk.services.fhir.worker_client import SearchWorker
     from sas_desk.services.queues.remote import RoomSession
     from sas_desk.simulator.server import Simulator
     from sas_desk.ui.login_dialog import LoginDialog
@@ -168,11 +169,17 @@ def _warm_imports() -> None:
     import httpcore._async.connection_pool  # noqa: F401
 
 
-async def _start_slots(config: Config, simulator: Simulator | None, window: MainWindow) -> None:
+async def _start_slots(
+    config: Config,
+    simulator: Simulator | None,
+    window: MainWindow,
+    worker: SearchWorker | None = None,
+) -> None:
     """The slot search's directory and vendors, once the window is up: the
     demo simulator's, or those of the configuration.  The directory is synced
     in the background; searches wait for it (the previous copy serves when
-    the feed fails)."""
+    the feed fails).  With a search worker, the directory, the sync and the
+    searches are the worker's (a child process); else they run here."""
     from sas_desk.services.fhir.service import SlotService, SlotServiceError, demo_sources
 
     if simulator is not None:
@@ -185,6 +192,9 @@ async def _start_slots(config: Config, simulator: Simulator | None, window: Main
         directory_url, vendors = config.directory_url, list(config.vendors)
     else:
         window.set_slot_source(None, "Recherche de créneaux : aucun éditeur d'agenda configuré.")
+        return
+    if worker is not None:
+        await _open_worker(config, directory_url, vendors, window, worker)
         return
     service = SlotService.from_config(config, directory_url, vendors, now=clock.now)
     window.slot_source = service  # closed at shutdown even while syncing
@@ -201,6 +211,37 @@ async def _start_slots(config: Config, simulator: Simulator | None, window: Main
         window.set_slot_source(service, f"Annuaire non synchronisé ({message}) : copie précédente.")
         return
     window.set_slot_source(service, "")
+
+
+async def _open_worker(
+    config: Config,
+    directory_url: str,
+    vendors: Sequence[VendorEndpoint],
+    window: MainWindow,
+    worker: SearchWorker,
+) -> None:
+    """Give the search worker its directory and vendors (it syncs the
+    directory); the panel gets it once the directory is usable.  A worker
+    that cannot start or open the directory: the panel says why."""
+    from sas_desk.services.fhir.worker_client import WorkerError
+    from sas_desk.services.fhir.worker_protocol import Open
+
+    settings = Open(
+        str(config.directory_path),
+        directory_url,
+        tuple(vendors),
+        per_vendor=config.search_per_vendor,
+        slow_after=config.search_slow_s,
+        log_dir=str(config.data_dir / "logs"),
+    )
+    window.set_slot_source(None, "Annuaire des praticiens en cours de synchronisation…")
+    try:
+        note = await worker.open(settings)
+    except WorkerError as exc:
+        log.warning("search worker not ready: %s", exc.message_fr)
+        window.set_slot_source(None, f"Recherche de créneaux indisponible. {exc.message_fr}")
+        return
+    window.set_slot_source(worker, note)
 
 
 async def _start_rosters(config: Config, window: MainWindow, communes: CommuneIndex) -> None:
@@ -361,6 +402,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     )
     window: MainWindow | None = None
     collector: Any = None  # IdleCollector, once the window is up
+    search_worker: SearchWorker | None = None
     try:
         # the files open in worker threads (fsyncs on a first start) while the
         # window's modules load on this one
@@ -442,9 +484,18 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             )
             resolver.geocoder = BanGeocoder(geocoder_url, client, timeout=config.geocoder_timeout)
         started_window, started_simulator = window, simulator
+        if config.search_worker:  # started now, warm when the search opens
+            from sas_desk.services.fhir.worker_client import SearchWorker
+
+            search_worker = SearchWorker(now=clock.now)
+            aio.spawn(search_worker.spawn(), "search-worker")
+        started_worker = search_worker
 
         def start_slots() -> None:
-            aio.spawn(_start_slots(config, started_simulator, started_window), "slot-service")
+            aio.spawn(
+                _start_slots(config, started_simulator, started_window, started_worker),
+                "slot-service",
+            )
 
         window.set_slot_starter(start_slots)
 
@@ -468,6 +519,8 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         log.debug("shutdown: background tasks cancelled")
         if slots_service is not None and hasattr(slots_service, "close"):
             await slots_service.close()
+        if search_worker is not None and search_worker is not slots_service:
+            await search_worker.close()
         if roster_service is not None:
             roster_service.close()
         await queues.stop()

@@ -193,6 +193,7 @@ class Config:
     directory_url: str = ""
     search_per_vendor: int = 4  # requests in flight per vendor
     search_slow_s: float = 2.0  # a request older than this marks its vendor "slow"
+    search_worker: bool = True  # searches run in a child process (False: in the window's)
     # the national platform's contextual search (INT_L01) and the map's tiles
     sas_platform_url: str = "https://sas.sante.fr"
     sas_origin: str = ""  # our identifier in the link; empty = the organisation's owner id
@@ -331,7 +332,7 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
     "demo": frozenset({"enabled", "simulator_port"}),
     "paths": frozenset({"data_dir"}),
     "search": frozenset(
-        {"directory_url", "per_vendor", "slow_s", "sas_platform_url", "sas_origin"}
+        {"directory_url", "per_vendor", "slow_s", "worker", "sas_platform_url", "sas_origin"}
     ),
     "map": frozenset({"source", "tiles_url", "tiles_cache", "attribution", "probe_timeout"}),
     "rosters": frozenset({"urls", "timeout", "sync_every_s"}),
@@ -411,6 +412,7 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
     _take(values, search, "directory_url", str, "search")
     _take(values, search, "search_per_vendor", int, "search", key="per_vendor")
     _take(values, search, "search_slow_s", float, "search", key="slow_s")
+    _take(values, search, "search_worker", bool, "search", key="worker")
     _take(values, search, "sas_platform_url", str, "search")
     _take(values, search, "sas_origin", str, "search")
     tiles = raw.get("map", {})

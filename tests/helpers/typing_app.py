@@ -109,8 +109,9 @@ async def slots(window) -> None:  # type: ignore[no-untyped-def]
     window.set_slot_source = watch
     window.open_slot_search()
     await asyncio.wait_for(ready.wait(), 60)
-    stats = window.slot_source.store.stats()
-    emit(f"SLOTS {json.dumps({'before': before, 'places': stats.places})}")
+    source = window.slot_source  # the search worker, or the in-process service
+    places = source.places if hasattr(source, "places") else source.store.stats().places
+    emit(f"SLOTS {json.dumps({'before': before, 'places': places})}")
     window.close()
 
 

@@ -150,8 +150,10 @@ class Worker:
                 text = getattr(exc, "message_fr", "") or type(exc).__name__
                 log.warning("directory sync failed: %s", type(exc).__name__)
                 note = f"Annuaire non synchronisé ({text}) : copie précédente."
+        store = service.store
+        stats = await asyncio.to_thread(store.stats) if store is not None else None
         self.ready.set()
-        self.send(Ready(True, note))
+        self.send(Ready(True, note, stats.places if stats is not None else 0))
 
     def _start(self, message: Search) -> None:
         if self.current is not None:

@@ -126,7 +126,7 @@ class SearchWorker:
         self,
         *,
         now: Callable[[], datetime],
-        command: Callable[[int], Sequence[str]] = worker_command,
+        command: Callable[[int], Sequence[str]] | None = None,
         hang_s: float = HANG_S,
         open_s: float = OPEN_S,
     ) -> None:
@@ -145,6 +145,7 @@ class SearchWorker:
         #: searches the worker said were over before their end (cancelled, replaced, failed)
         self.ended: set[int] = set()
         self.last_search = 0  # the number of the latest search
+        self.places = 0  # practitioners' places in the directory, once open
         #: set each time a worker is started and ready (tests wait on it)
         self.started = asyncio.Event()
 
@@ -168,6 +169,7 @@ class SearchWorker:
         child = await self._ensure(open_it=False)
         ready = await self._open(child, settings)
         self._synced = True
+        self.places = ready.places
         if not ready.ok:
             raise WorkerError(ready.note or "Annuaire indisponible.")
         return ready.note
@@ -215,7 +217,7 @@ class SearchWorker:
         if not getattr(sys, "frozen", False):  # the child imports the same sas_desk as we do
             env["PYTHONPATH"] = os.pathsep.join(p for p in (_HOME, env.get("PYTHONPATH")) if p)
         try:
-            command = list(self._command(theirs.fileno()))
+            command = list((self._command or worker_command)(theirs.fileno()))
             popen = asyncio.ensure_future(
                 asyncio.to_thread(
                     subprocess.Popen,
@@ -234,7 +236,7 @@ class SearchWorker:
         except OSError as exc:
             mine.close()
             log.error("search worker not started: %s", type(exc).__name__)
-            raise WorkerError(NO_START_FR.format(why=exc.strerror or type(exc).__name__)) from None
+            raise WorkerError(NO_START_FR.format(why=_why_fr(exc))) from None
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=mine, limit=1 << 20)
@@ -381,6 +383,14 @@ class _LostError(Exception):
 
 def _fields(settings: Open) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in settings.__struct_fields__}
+
+
+def _why_fr(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "programme introuvable"
+    if isinstance(exc, PermissionError):
+        return "exécution refusée"
+    return f"erreur système {exc.errno or type(exc).__name__}"
 
 
 def _was_ready(child: _Child) -> bool:

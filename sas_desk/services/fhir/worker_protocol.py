@@ -165,6 +165,7 @@ class Ready(msgspec.Struct, tag="ready", frozen=True):
 
     ok: bool
     note: str = ""
+    places: int = 0  # practitioners' places in the directory
 
 
 class Ended(msgspec.Struct, tag="ended", frozen=True):
