@@ -24,6 +24,7 @@ from sas_desk.models.queue import (
     QueueItem,
     QueueName,
     WaitLimits,
+    is_escalated,
     ordered,
 )
 
@@ -133,7 +134,11 @@ class RecentEvent:
     case_id: str
 
 
-def _late_reason(item: QueueItem, state: AgeState, waited: timedelta) -> LateReason | None:
+def _late_reason(
+    item: QueueItem, state: AgeState, waited: timedelta, urgent: bool
+) -> LateReason | None:
+    """``urgent``: :func:`~sas_desk.models.queue.is_escalated` (the room's
+    banner and sound), the one rule for "a P0/P1 is late"."""
     if item.alert:
         return LateReason.LOST_LEASE
     if item.claim is not None:
@@ -142,8 +147,10 @@ def _late_reason(item: QueueItem, state: AgeState, waited: timedelta) -> LateRea
         return LateReason.BOOKING_48H
     if item.queue is QueueName.ARM and state is not AgeState.OK:
         return LateReason.CALLBACK_DUE
+    if urgent:
+        return LateReason.URGENT_LATE
     if state is AgeState.LATE:
-        return LateReason.URGENT_LATE if item.priority in ("P0", "P1") else LateReason.LATE
+        return LateReason.LATE
     return None
 
 
@@ -177,7 +184,7 @@ def board_figures(
     for item in items:
         waited = item.waited(now)
         state = limits.state(item.priority, waited)
-        reason = _late_reason(item, state, waited)
+        reason = _late_reason(item, state, waited, is_escalated(item, now, limits))
         if reason is None:
             continue
         holder = ""

@@ -210,6 +210,30 @@ def next_to_take(items: Iterable[QueueItem], queues: Collection[QueueName]) -> Q
     return min(free, key=QueueItem.sort_key, default=None)
 
 
+#: the priorities whose lateness is escalated (banner and sound in the room)
+ESCALATED_PRIORITIES = frozenset({"P0", "P1"})
+
+
+def is_escalated(item: QueueItem, now: datetime, limits: WaitLimits) -> bool:
+    """A P0 or P1 that nobody holds, waiting past its limit: every
+    workstation of its queue and the supervisor's raise a banner and a sound
+    until someone claims it.  The board's "urgent late" list is this rule."""
+    return (
+        item.priority in ESCALATED_PRIORITIES
+        and item.claim is None
+        and item.status is ItemStatus.WAITING
+        and limits.state(item.priority, item.waited(now)) is AgeState.LATE
+    )
+
+
+def escalated(items: Iterable[QueueItem], now: datetime, limits: WaitLimits) -> list[QueueItem]:
+    """The escalated items (:func:`is_escalated`), P0 first, longest wait first."""
+    return sorted(
+        (i for i in items if is_escalated(i, now, limits)),
+        key=QueueItem.sort_key,
+    )
+
+
 @dataclass(frozen=True)
 class ChangeSet:
     """What changed in the watched queues.  ``reset`` means: forget what you

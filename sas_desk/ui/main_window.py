@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from sas_desk.models.dossier import CALL_TAKING_ROLES, Dossier, Status
-from sas_desk.models.queue import WaitLimits, queues_for_role
+from sas_desk.models.queue import WaitLimits, queues_for_role, role_may
 from sas_desk.models.validation import ValidationError
 from sas_desk.services.config import ROLES, Config
 from sas_desk.services.desk import Desk
@@ -37,6 +37,7 @@ from sas_desk.services.queues.client import LinkState, QueueClient
 from sas_desk.ui.call_sheet import CallSheet
 from sas_desk.ui.day_model import DayModel
 from sas_desk.ui.dossier_view import DossierView
+from sas_desk.ui.escalation import EscalationBar
 from sas_desk.ui.operation import run_operation
 from sas_desk.ui.queue_panel import QueuePanel
 from sas_desk.ui.widgets import Banner, named
@@ -131,6 +132,7 @@ class MainWindow(QMainWindow):
         self.queue_client = queue_client
         self.limits = limits or WaitLimits()
         self.queue_panel: QueuePanel | None = None
+        self.escalation: EscalationBar | None = None  # late P0/P1 of the queues followed
         self.slot_panel: SlotSearchPanel | None = None
         self.simulator_url = ""  # the demo simulator's, once started
         self.slot_source: Any = None  # the SlotService, once the app built it
@@ -332,6 +334,9 @@ class MainWindow(QMainWindow):
             self.left_tabs.removeTab(self.left_tabs.indexOf(self.queue_panel))
             self.queue_panel.deleteLater()
             self.queue_panel = None
+        if self.escalation is not None:
+            self.escalation.deleteLater()
+            self.escalation = None
         queues = queues_for_role(role)
         if not queues:
             return
@@ -341,6 +346,18 @@ class MainWindow(QMainWindow):
         panel.open_dossier.connect(self.open_dossier_view)
         panel.items_changed.connect(self._refresh_open_views)
         self.queue_panel = panel
+        # a late P0/P1 of these queues: a banner above everything and a sound
+        # (muted per workstation: a setting in the data dir, this machine's)
+        self.escalation = EscalationBar(
+            panel.model.items,
+            self.limits,
+            self.desk._now,
+            can_claim=role_may(role, "claim"),
+            settings=QSettings(
+                str(self.config.data_dir / "workstation.ini"), QSettings.Format.IniFormat
+            ),
+        )
+        self.banners.insertWidget(0, self.escalation)
         title = "Files" if role != "ARM" else "Retours ARM"
         index = self.left_tabs.insertTab(0 if role != "ARM" else 1, panel, title)
         if role != "ARM":

@@ -59,6 +59,9 @@ class QueueModel(RowsModel):
         self._now = now
         self._rows: list[QueueItem] = []
         self._pos: dict[str, int] = {}
+        # what the ARM needs to call back, per case id (ARM queue only):
+        # the callback number and why the dossier came back
+        self.callback_info: dict[str, str] = {}
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not (0 <= index.row() < len(self._rows)):
@@ -72,11 +75,13 @@ class QueueModel(RowsModel):
             if col == 1:
                 return format_wait(item.waited(now).total_seconds())
             if col == 2:
-                return (
+                motive = (
                     codelist("motive").label(item.motive_code)
                     if item.motive_code
                     else item.motive_label
                 )
+                extra = self.callback_info.get(item.case_id, "")
+                return f"{extra} · {motive}" if extra else motive
             if col == 3:
                 return item.commune
             if col == 4:
@@ -100,6 +105,8 @@ class QueueModel(RowsModel):
                 tip += f"\nPris par {item.claim.describe()}"
             if item.alert:
                 tip += f"\n{item.alert}"
+            if item.case_id in self.callback_info:
+                tip += f"\n{self.callback_info[item.case_id]}"
             return tip
         if role == ItemRole:
             return item
@@ -135,6 +142,15 @@ class QueueModel(RowsModel):
             elif item.version >= self._rows[row].version:
                 self._rows[row] = item
                 self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def set_callback_info(self, case_id: str, text: str) -> None:
+        """The callback number and hand-back reason of an ARM queue item."""
+        if self.callback_info.get(case_id) == text:
+            return
+        self.callback_info[case_id] = text
+        row = self._pos.get(case_id)
+        if row is not None:
+            self.dataChanged.emit(self.index(row, MOTIVE_COLUMN), self.index(row, MOTIVE_COLUMN))
 
     def tick(self) -> None:
         """Waiting times move: refresh that column only."""

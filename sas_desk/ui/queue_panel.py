@@ -4,6 +4,7 @@ times, keyboard actions, and a supervision strip."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sas_desk.models.dossier import EventKind
 from sas_desk.models.queue import (
     PRIORITY_RANK,
     ROLE_QUEUES,
@@ -37,6 +39,7 @@ from sas_desk.models.queue import (
     next_to_take,
     role_may,
 )
+from sas_desk.models.validation import format_phone
 from sas_desk.services.queues.client import QueueClient
 from sas_desk.ui.aio import spawn
 from sas_desk.ui.operation import run_operation
@@ -171,6 +174,7 @@ class QueuePanel(QWidget):
         self.supervisor = supervisor
         self.model = QueueModel(limits, now)
         self._watch: asyncio.Task[None] | None = None
+        self._callbacks_read: set[tuple[str, int]] = set()
         self.busy: set[str] = set()  # case ids with an action in flight
 
         layout = QVBoxLayout(self)
@@ -316,6 +320,7 @@ class QueuePanel(QWidget):
             try:
                 async for changes in self.client.watch(self.queues):
                     self.model.apply(changes)
+                    self._look_up_callbacks(changes.items)
                     if not changes.reset:
                         self.items_changed.emit([i.case_id for i in changes.items])
                     delay = 0.2
@@ -328,6 +333,36 @@ class QueuePanel(QWidget):
             loop.call_later(delay, _resolve, pause)
             await pause
             delay = min(delay * 2, 5.0)
+
+    def _look_up_callbacks(self, items: Sequence[QueueItem]) -> None:
+        """An ARM queue item is a call to make again: the number to call and
+        why it came back are read from the dossier and its log (once per
+        version of the item)."""
+        for item in items:
+            if item.queue is not QueueName.ARM:
+                continue
+            key = (item.case_id, item.version)
+            if key in self._callbacks_read:
+                continue
+            self._callbacks_read.add(key)
+            run_operation(
+                self._callback_info(item.case_id),
+                name="arm-callback-info",
+                show_error=self.message.show_message,
+                on_success=functools.partial(self.model.set_callback_info, item.case_id),
+            )
+
+    async def _callback_info(self, case_id: str) -> str:
+        dossier = await self.client.dossier(case_id)
+        events = await self.client.events(case_id)
+        parts = []
+        if dossier is not None and dossier.caller.callback:
+            parts.append(f"☎ {format_phone(dossier.caller.callback)}")
+        back = [e for e in events if e.kind is EventKind.HANDED_BACK]
+        if back:
+            reason = str(back[-1].data.get("reason", "")).strip()
+            parts.append(f"retour : {reason}" if reason else "retour sans motif")
+        return " · ".join(parts)
 
     def stop(self) -> None:
         """Stop following the queues (safe to call twice, or once Qt is done with us)."""
