@@ -17,9 +17,10 @@ off the start-up path.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,26 +70,55 @@ def _pixel(lat: float, lon: float, zoom: float) -> tuple[float, float]:
     return x, y
 
 
+class Grouper:
+    """Groups (key, lat, lon, sas) points falling in one ``cell``-pixel
+    square at ``zoom``, point after point: a point added later joins its
+    square's group, or makes a new group after the others.  A group keeps
+    its points' order (its first key is the best card)."""
+
+    def __init__(self, zoom: float, cell: int = CELL_PX) -> None:
+        self.zoom = zoom
+        self.cell = cell
+        self.groups: list[Group] = []
+        self.count = 0  # points grouped
+        self._rows: dict[tuple[int, int], int] = {}
+        self._sums: list[list[float]] = []
+
+    def add(self, points: Iterable[tuple[str, float, float, bool]]) -> tuple[int, set[int]]:
+        """Group ``points``; returns the first new group's row and the rows of
+        the groups already there that changed."""
+        first_new = len(self.groups)
+        changed: set[int] = set()
+        for key, lat, lon, sas in points:
+            x, y = _pixel(lat, lon, self.zoom)
+            square = (int(x // self.cell), int(y // self.cell))
+            row = self._rows.get(square)
+            self.count += 1
+            if row is None:
+                self._rows[square] = len(self.groups)
+                self.groups.append(Group([key], lat, lon, sas))
+                self._sums.append([lat, lon])
+                continue
+            group, sums = self.groups[row], self._sums[row]
+            group.keys.append(key)
+            sums[0] += lat
+            sums[1] += lon
+            group.lat = sums[0] / len(group.keys)
+            group.lon = sums[1] / len(group.keys)
+            group.sas = group.sas or sas
+            if row < first_new:
+                changed.add(row)
+        return first_new, changed
+
+
 def group_points(
     points: Sequence[tuple[str, float, float, bool]], zoom: float, cell: int = CELL_PX
 ) -> list[Group]:
     """Group (key, lat, lon, sas) points falling in one ``cell``-pixel square;
     a group keeps its points' order (its first key is the best card)."""
-    cells: dict[tuple[int, int], list[tuple[str, float, float, bool]]] = {}
-    for p in points:
-        x, y = _pixel(p[1], p[2], zoom)
-        cells.setdefault((int(x // cell), int(y // cell)), []).append(p)
-    out = []
-    for members in cells.values():
-        out.append(
-            Group(
-                [m[0] for m in members],
-                sum(m[1] for m in members) / len(members),
-                sum(m[2] for m in members) / len(members),
-                any(m[3] for m in members),
-            )
-        )
-    return out
+    grouper = Grouper(zoom, cell)
+    grouper.add(points)
+    return grouper.groups
 
 
 class MarkerModel(QAbstractListModel):
@@ -118,6 +148,19 @@ class MarkerModel(QAbstractListModel):
         self.beginResetModel()
         self.groups = groups
         self.endResetModel()
+
+    def extend(self, groups: Sequence[Group]) -> None:
+        """New groups after the others (the map makes their markers only)."""
+        if groups:
+            first = len(self.groups)
+            self.beginInsertRows(QModelIndex(), first, first + len(groups) - 1)
+            self.groups.extend(groups)
+            self.endInsertRows()
+
+    def changed(self, rows: Iterable[int]) -> None:
+        """Groups changed in place (a point joined them): their markers update."""
+        for row in sorted(rows):
+            self.dataChanged.emit(self.index(row), self.index(row))
 
     def select(self, key: str) -> int:
         """Light the group holding ``key``; returns its row (-1: none)."""
@@ -204,6 +247,7 @@ class SlotMap(QQuickWidget):
         self.bridge.picked.connect(self._on_pick)
         self.bridge.zoom_changed.connect(self._on_zoom)
         self._points: list[tuple[str, float, float, bool]] = []
+        self._grouper: Grouper | None = None
         self._selected = ""
         self._zoom = 12.0
         self._patient: tuple[float, float, float] | None = None
@@ -248,6 +292,7 @@ class SlotMap(QQuickWidget):
 
     def set_offers(self, rows: Sequence[OfferRow | None]) -> None:
         self._points = []
+        self._grouper = None  # grouped again from the start
         self.add_offers(rows)
 
     def add_offers(self, rows: Sequence[OfferRow | None]) -> None:
@@ -269,10 +314,25 @@ class SlotMap(QQuickWidget):
             self._regroup_timer.start()
 
     def _regroup(self) -> None:
-        groups = group_points(self._points, self._zoom)
-        for g in groups:
-            g.selected = bool(self._selected) and self._selected in g.keys
-        self.markers.reset(groups)
+        """Group the points added since the last time into the markers: new
+        markers added, the ones a point joined updated (the QML delegates of
+        the others stay); all again after a zoom or a new list."""
+        grouper = self._grouper
+        selected = self._selected
+        if grouper is None or abs(grouper.zoom - self._zoom) > 0.01:
+            grouper = self._grouper = Grouper(self._zoom)
+            grouper.add(self._points)
+            for g in grouper.groups:
+                g.selected = bool(selected) and selected in g.keys
+            self.markers.reset(list(grouper.groups))
+            return
+        if grouper.count == len(self._points):
+            return
+        first_new, changed = grouper.add(self._points[grouper.count :])
+        for g in itertools.chain(grouper.groups[first_new:], (grouper.groups[i] for i in changed)):
+            g.selected = bool(selected) and selected in g.keys
+        self.markers.changed(changed)
+        self.markers.extend(grouper.groups[first_new:])
 
     def _on_pick(self, key: str, count: int) -> None:
         self.set_selected(key)

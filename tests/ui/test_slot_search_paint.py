@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -167,3 +168,43 @@ async def test_cards_unchanged_are_copied_not_laid_out_again(
     before = panel.delegate.painted
     panel.list.viewport().repaint()
     assert panel.delegate.painted == before + 2
+
+
+@pytest.mark.qt_log_ignore("QObject::disconnect: Unexpected nullptr parameter")
+async def test_map_markers_are_added_not_rebuilt(qtbot: QtBot) -> None:
+    from sas_desk.ui.offer_model import OfferRow
+    from sas_desk.ui.slot_map import SlotMap, group_points
+
+    slot_map = SlotMap()
+    qtbot.addWidget(slot_map)
+    resets: list[int] = []
+    inserted: list[int] = []
+    changed: list[int] = []
+    slot_map.markers.modelReset.connect(lambda: resets.append(1))
+    slot_map.markers.rowsInserted.connect(lambda _p, a, b: inserted.append(b - a + 1))
+    slot_map.markers.dataChanged.connect(lambda a, b, _r=(): changed.append(a.row()))
+    rows = [OfferRow(o, o.slots) for o in (offer(n) for n in range(60))]
+    # places spread over a few kilometres: some share a marker at zoom 12
+    rows = [
+        OfferRow(replace(r.offer, lat=45.70 + (n % 9) * 0.004, lon=4.80 + (n // 9) * 0.01), r.slots)
+        for n, r in enumerate(rows)
+    ]
+    slot_map.set_offers(rows[:20])
+    slot_map._regroup()
+    assert len(resets) == 1  # a new list: grouped from the start
+    slot_map.set_selected(rows[25].key)
+    for batch in (rows[20:40], rows[40:]):
+        slot_map.add_offers(batch)
+        slot_map._regroup()
+    assert len(resets) == 1  # then only added to
+    assert sum(inserted) > 0  # new markers added after the others
+    points = [(r.key, r.offer.lat, r.offer.lon, r.offer.candidate.sas) for r in rows]
+    whole = group_points(points, slot_map._zoom)  # type: ignore[arg-type]
+    got = slot_map.markers.groups
+    assert [(g.keys, round(g.lat, 9), round(g.lon, 9), g.sas) for g in got] == [
+        (g.keys, round(g.lat, 9), round(g.lon, 9), g.sas) for g in whole
+    ]
+    assert slot_map.markers.rowCount() == len(whole) > 1
+    assert changed  # a later place joined an older marker: updated in place
+    assert [g.selected for g in got].count(True) == 1
+    assert rows[25].key in next(g for g in got if g.selected).keys
