@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import sas_desk
+from sas_desk.models.errors import KnownError
 from sas_desk.models.search import SearchQuery, SearchUpdate
 from sas_desk.services.fhir.worker_protocol import (
     MAX_TO_APP,
@@ -79,10 +80,8 @@ HUNG_FR = (
 NO_START_FR = "Le processus de recherche de créneaux n'a pas pu démarrer ({why})."
 
 
-class WorkerError(Exception):
-    def __init__(self, message_fr: str) -> None:
-        super().__init__(message_fr)
-        self.message_fr = message_fr
+class WorkerError(KnownError):
+    """The search worker failed the search, or could not start: said in the panel."""
 
 
 def worker_command(fd: int) -> list[str]:

@@ -33,6 +33,7 @@ from typing import Any
 
 import msgspec
 
+from sas_desk.models.errors import KnownError
 from sas_desk.models.search import (
     Band,
     Facets,
@@ -73,13 +74,12 @@ MAX_TO_APP = 64 << 20
 _HEADER = 4
 
 
-class WorkerProtocolError(Exception):
+class WorkerProtocolError(KnownError):
     """A frame that is not one of our messages (or too big): ``message_fr``
     says what, ``fatal`` when the stream can no longer be followed."""
 
     def __init__(self, message_fr: str, *, fatal: bool = False) -> None:
         super().__init__(message_fr)
-        self.message_fr = message_fr
         self.fatal = fatal
 
 
