@@ -23,6 +23,9 @@ from typing import Any
 
 from sas_desk.models.dossier import Dossier, Note
 from sas_desk.models.rseda import (
+    _CARE_LEVELS,
+    _PERIMETERS,
+    _PRIORITIES,
     _import_alert_notes,
     _import_decisions,
     _import_medical_notes,
@@ -71,6 +74,20 @@ def apply_update(dossier: Dossier, body: dict[str, Any], received_at: Any = None
     priority = _str(details, "priority", "qualification.details.priority")
     care = _str(details, "careLevel", "qualification.details.careLevel")
     status = _str(details, "status", "qualification.details.status")
+    # coded values out of their list would be stored, then lost when the dossier
+    # is sent on (RS-EDA carries only the list's codes): refused here
+    for value, allowed, path in (
+        (perimeter, _PERIMETERS, "perimeter"),
+        (priority, _PRIORITIES, "qualification.details.priority"),
+        (care, _CARE_LEVELS, "qualification.details.careLevel"),
+    ):
+        if value and value not in allowed:
+            shown = value[:20].encode("unicode_escape").decode("ascii")
+            raise ValidationError(
+                f"Message RS-EDA-MAJ invalide : {path} « {shown} » hors liste "
+                f"({', '.join(sorted(allowed))})",
+                path,
+            )
     alert = _obj(case, "initialAlert", "initialAlert")
     notes = _import_alert_notes(alert, fallback) + _import_medical_notes(case, fallback)
     decisions = _import_decisions(case, fallback)
