@@ -24,7 +24,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import NamedTuple
+
+import msgspec
 
 # --------------------------------------------------------------------------- code systems
 
@@ -309,12 +310,15 @@ class Schedule:
         return self.role.location if self.role is not None else None
 
 
-class Slot(NamedTuple):
+class Slot(msgspec.Struct, frozen=True, gc=False):
     """A free consultation slot, resolved with its schedule and the rest.
 
-    A named tuple, not a frozen dataclass like the rest: a search builds
-    thousands of them, and a tuple is built in a fifth of the time (immutable
-    and hashable all the same)."""
+    A msgspec struct, not a frozen dataclass like the rest: a search builds
+    thousands of them, and a struct is built in C, in a fraction of the time
+    (immutable, hashable and compared by value all the same). Untracked by
+    the cyclic collector (``gc=False``: a slot refers to its schedule and to
+    values, never back to itself), so the thousands of slots on screen add
+    nothing to the collections of the window's process."""
 
     id: str
     schedule_ref: str

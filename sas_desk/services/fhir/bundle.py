@@ -521,7 +521,6 @@ def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
 
 
 _HTTP = ("https://", "http://")
-_new_tuple = tuple.__new__
 _WireSlot = wire.Slot
 
 
@@ -714,7 +713,7 @@ class _Parser:
                 if rtype == "Slot":  # from a dict: nothing refers to a slot, no bookkeeping
                     rid = key[5:]
                     try:
-                        slots.append(slot(rid, index[key]))
+                        slots.append(slot(rid, wire.slot_of(index[key])))
                     except _Invalid as exc:
                         self.skip(rtype, rid, exc.reason, exc.detail)
                     continue
@@ -782,8 +781,7 @@ class _Parser:
             _TIMES[value] = dt
         return dt  # type: ignore[no-any-return]
 
-    def slot(self, rid: str, raw: wire.Slot | dict[str, Any]) -> Slot:
-        r = raw if isinstance(raw, wire.Slot) else wire.slot_of(raw)
+    def slot(self, rid: str, r: wire.Slot) -> Slot:
         status = r.status
         if status != "free":
             raise _Invalid(SkipReason.NOT_FREE, f"status {status!r}")
@@ -805,7 +803,7 @@ class _Parser:
             assert why is not None
             raise _Invalid(why, f"schedule {ref}")
 
-        key = wire.kind_key(r)
+        key = b"\0".join((r.meta, r.serviceType, r.specialty, r.appointmentType))  # wire.kind_key
         kind = _KINDS.get(key)
         if kind is None:
             kind = self._kind(wire.kind_of(r), key)
@@ -821,24 +819,20 @@ class _Parser:
             elif comment:
                 log.debug("Slot/%s: comment is not an http(s) link, no booking URL", rid)
 
-        # the tuple itself: half the time of Slot(...), whose __new__ is Python code
-        return _new_tuple(
-            Slot,
-            (
-                rid,
-                ref,
-                schedule,
-                start,
-                end,
-                types,
-                modes,
-                specialties,
-                reasons,
-                appointment_type,
-                booking_url,
-                status,
-                services,
-            ),
+        return Slot(
+            rid,
+            ref,
+            schedule,
+            start,
+            end,
+            types,
+            modes,
+            specialties,
+            reasons,
+            appointment_type,
+            booking_url,
+            status,
+            services,
         )
 
     def _kind(self, r: wire.Kind, key: bytes) -> _SlotKind:
