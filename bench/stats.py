@@ -321,7 +321,7 @@ async def measure(
     year = parse_period(f"{YEAR}-01-01", f"{YEAR}-12-31", Granularity.MONTH)
     now = datetime(YEAR, 12, 31, 15, 30, tzinfo=PARIS)  # the last afternoon of the year
     t0 = time.perf_counter()
-    lo, hi = await source.refresh(now)
+    lo, hi = await source.refresh(now, tz="Europe/Paris", limits=LIMITS)
     out["rollup_build_s"] = round(time.perf_counter() - t0, 1)
     out["rolled_days"] = (hi - lo) // 86400
     print(f"{kind}: rollup of {out['rolled_days']} closed days built in {out['rollup_build_s']} s")
@@ -373,6 +373,16 @@ async def measure(
     out["csv_rows"] = rows
     out["csv_rows_per_s"] = round(rows / elapsed) if elapsed else None
     out["csv_columns"] = len(rep.columns)
+    # the year once closed (the ARS report, made in January): all of it rolled
+    t0 = time.perf_counter()
+    await source.refresh(datetime(YEAR + 1, 1, 20, tzinfo=PARIS), tz="Europe/Paris", limits=LIMITS)
+    out["rollup_rest_s"] = round(time.perf_counter() - t0, 1)
+    out["yearly_closed_s"], closed_report = await timed(yearly_of(source), runs)
+    out["yearly_closed_identical"] = closed_report.rows == plain_report.rows
+    print(
+        f"{kind}: the closed year's report {out['yearly_closed_s']:.3f} s "
+        f"(identical: {out['yearly_closed_identical']})"
+    )
     out["baseline_s"], base = await timed(baseline, runs)
     ours = {r["periode"]: r for r in report.rows}
     mismatch = [
@@ -380,7 +390,7 @@ async def measure(
         for m, (n, p50) in base.items()
         if ours[m]["dossiers"] != n or ours[m]["delai_transmission_prise_p50_s"] != p50
     ]
-    out["agree"] = not mismatch and out["yearly_identical"]
+    out["agree"] = not mismatch and out["yearly_identical"] and out["yearly_closed_identical"]
     out["dossiers_year"] = sum(int(r["dossiers"] or 0) for r in report.rows)
     out["p50_tx_claim_march"] = ours[f"{YEAR}-03"]["delai_transmission_prise_p50_s"]
     out["figures"] = figures
@@ -532,8 +542,9 @@ def main() -> int:
     print()
     print(f"{'':24}{'postgres':>12}{'sqlite':>12}   goal")
     for key, label, goal in (
-        ("yearly_s", "yearly report (s)", "≤ 2 s (PG)"),
-        ("yearly_events_s", "  same, from events (s)", "(no rollup)"),
+        ("yearly_s", "yearly report, 31/12 (s)", "≤ 2 s (PG)"),
+        ("yearly_closed_s", "  the year closed (s)", "≤ 2 s (PG)"),
+        ("yearly_events_s", "  from events (s)", "(no rollup)"),
         ("rollup_build_s", "rollup build (s)", "(once; then nightly)"),
         ("monthly_s", "monthly report (s)", ""),
         ("board_s", "board refresh (s)", "≤ 0.2 s (PG)"),
@@ -548,9 +559,13 @@ def main() -> int:
             r = result[b]
             r["yearly_vs_plain_ratio"] = round(r["baseline_s"] / r["yearly_s"], 2)
             r["yearly_events_vs_rollup_ratio"] = round(r["yearly_events_s"] / r["yearly_s"], 1)
+            r["yearly_events_vs_closed_ratio"] = round(
+                r["yearly_events_s"] / r["yearly_closed_s"], 1
+            )
             print(
                 f"{b}: from events / with rollup (yearly) = "
-                f"{r['yearly_events_vs_rollup_ratio']}x; "
+                f"{r['yearly_events_vs_rollup_ratio']}x on 31/12, "
+                f"{r['yearly_events_vs_closed_ratio']}x the year closed; "
                 f"plain GROUP BY / ours (yearly) = {r['yearly_vs_plain_ratio']}x; "
                 f"figures agree: {r['agree']}; board read {r['board_events_last_hour']} events"
             )

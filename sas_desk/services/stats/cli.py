@@ -44,6 +44,7 @@ def add_stats_parser(subparsers: Any) -> None:
 async def run_rollup_command(config: Any, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from sas_desk.models.queue import WaitLimits
     from sas_desk.services.stats import StatsUnavailable
     from sas_desk.services.stats.export import open_source
 
@@ -58,7 +59,12 @@ async def run_rollup_command(config: Any, args: argparse.Namespace) -> int:
         if refresh is None:
             print("sas-desk stats-rollup : source sans agrégats.", file=sys.stderr)
             return 1
-        lo, hi = await refresh(datetime.now(UTC), rebuild=args.rebuild)
+        lo, hi = await refresh(
+            datetime.now(UTC),
+            rebuild=args.rebuild,
+            tz=config.timezone,
+            limits=WaitLimits(*config.wait_limits),
+        )
     except StatsUnavailable as exc:
         print(f"sas-desk stats-rollup : {exc.message_fr}", file=sys.stderr)
         return 1

@@ -14,12 +14,13 @@ import logging
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
 from sas_desk.models.board import RecentEvent
 from sas_desk.models.queue import WaitLimits
-from sas_desk.models.stats import Granularity, Period, RawStats
+from sas_desk.models.stats import DEFAULT_TZ, Granularity, Period, RawStats
 from sas_desk.services.stats import StatsUnavailable, rollup, sql
 
 log = logging.getLogger("sas_desk.stats")
@@ -167,10 +168,8 @@ async def _facts(
     )
 
 
-async def _rolled(
-    conn: psycopg.AsyncConnection[Any], part: rollup.Part, base: dict[str, Any]
-) -> RawStats:
-    """The rollup's counts of the part's hours, summed by the report's bucket."""
+async def _hours_table(conn: psycopg.AsyncConnection[Any], part: rollup.Part) -> None:
+    """``stats_hours``: the part's hours → their report bucket."""
     await conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS stats_hours (hour bigint PRIMARY KEY, bucket text) "
         "ON COMMIT DROP"
@@ -182,6 +181,13 @@ async def _rolled(
     ):
         for row in part.hours:
             await copy.write_row(row)
+
+
+async def _rolled(
+    conn: psycopg.AsyncConnection[Any], part: rollup.Part, base: dict[str, Any]
+) -> RawStats:
+    """The rollup's counts of the part's hours, summed by the report's bucket."""
+    await _hours_table(conn, part)
     params = {**base, "rs": int(part.start.timestamp()), "re": int(part.end.timestamp())}
 
     async def rows(query: str) -> list[tuple[Any, ...]]:
@@ -197,6 +203,40 @@ async def _rolled(
         delays=await rows(rollup.READ_DELAYS),
         load=await rows(rollup.READ_LOAD),
     )
+
+
+async def _months(conn: psycopg.AsyncConnection[Any], months: tuple[str, ...]) -> RawStats:
+    """The month table's rows of whole months."""
+    out = RawStats()
+    for name in rollup.MONTH_TABLES:
+        cur = await conn.execute(rollup.read_months_sql(name, len(months), "%s"), months)
+        getattr(out, name).extend(tuple(r) for r in await cur.fetchall())
+    return out
+
+
+async def _cache_months(
+    conn: psycopg.AsyncConnection[Any], lo: int, hi: int, tz: str, limits: WaitLimits
+) -> None:
+    """Sum the whole months of [lo, hi) in ``tz`` under ``limits`` (the ones
+    not summed yet; all again when the zone or the limits changed)."""
+    key = rollup.limits_key(limits)
+    cur = await conn.execute("SELECT month, tz, limits FROM stats_month_state")
+    rows = await cur.fetchall()
+    if any((r[1], r[2]) != (tz, key) for r in rows):
+        for table in ("stats_month_state", *(t for t, _ in rollup.MONTH_TABLES.values())):
+            await conn.execute(f"DELETE FROM {table}")
+        rows = []
+    done = {str(r[0]) for r in rows}
+    base: dict[str, Any] = {f"p{i}": limits.limit(f"P{i}") for i in range(4)}
+    for part in rollup.months_inside(lo, hi, ZoneInfo(tz)):
+        month = part.hours[0][1]
+        if month in done:
+            continue
+        await _hours_table(conn, part)
+        params = {**base, "rs": int(part.start.timestamp()), "re": int(part.end.timestamp())}
+        for name in rollup.MONTH_TABLES:
+            await conn.execute(pg(rollup.fill_month_sql(name)), params)
+        await conn.execute("INSERT INTO stats_month_state VALUES (%s, %s, %s)", (month, tz, key))
 
 
 class PostgresStatsSource:
@@ -243,10 +283,20 @@ class PostgresStatsSource:
                 # a year is a million groups by dossier: hash them in memory, not on disk
                 await conn.execute("SET LOCAL work_mem = '256MB'")
                 state = await _roll_state(conn) if self.use_rollup else None
+                months: frozenset[str] = frozenset()
+                if state is not None and by is Granularity.MONTH:
+                    cur = await conn.execute(
+                        "SELECT month FROM stats_month_state WHERE tz = %s AND limits = %s",
+                        (period.tz, rollup.limits_key(limits)),
+                    )
+                    months = frozenset(str(r[0]) for r in await cur.fetchall())
                 out = RawStats()
-                for part in rollup.split(period.start, period.end, by, period.zone, state):
+                for part in rollup.split(period.start, period.end, by, period.zone, state, months):
                     if part.rolled:
-                        rollup.extend(out, await _rolled(conn, part, base))
+                        if part.hours:
+                            rollup.extend(out, await _rolled(conn, part, base))
+                        if part.months:
+                            rollup.extend(out, await _months(conn, part.months))
                     else:
                         rollup.extend(out, await _facts(conn, part.start, part.end, base))
         except psycopg.Error as exc:
@@ -258,12 +308,20 @@ class PostgresStatsSource:
             await conn.close()
         return out
 
-    async def refresh(self, now: datetime, *, rebuild: bool = False) -> tuple[int, int]:
+    async def refresh(
+        self,
+        now: datetime,
+        *,
+        rebuild: bool = False,
+        tz: str = DEFAULT_TZ,
+        limits: WaitLimits | None = None,
+    ) -> tuple[int, int]:
         """Roll up the closed days not rolled yet (all of them again with
-        ``rebuild`` or after a change of the rollup's definition); returns
-        the rolled range [lo, hi) in epoch seconds (0, 0: nothing to roll).
-        Each run of days is its own transaction: an interrupted refresh
-        keeps what it committed and goes on from there next time."""
+        ``rebuild`` or after a change of the rollup's definition), then sum
+        the whole months of the room's zone ``tz`` under its ``limits``;
+        returns the rolled range [lo, hi) in epoch seconds (0, 0: nothing to
+        roll).  Each run of days is its own transaction: an interrupted
+        refresh keeps what it committed and goes on from there next time."""
         conn = await self._connect()
         try:
             async with conn.transaction():
@@ -278,7 +336,7 @@ class PostgresStatsSource:
                     row = await cur.fetchone()
                     if row is None or rebuild or row[0] != rollup.VERSION:
                         rebuild = False
-                        for table in rollup.TABLES:
+                        for table in rollup.ALL_TABLES:
                             await conn.execute(f"DELETE FROM {table}")
                         await conn.execute("DELETE FROM stats_roll_state")
                         cur = await conn.execute("SELECT at FROM events ORDER BY seq LIMIT 1")
@@ -294,7 +352,7 @@ class PostgresStatsSource:
                         lo, hi = int(row[1]), int(row[2])
                     until = rollup.closed_before(now)
                     if hi >= until:
-                        return lo, hi
+                        break
                     start, end = next(iter(rollup.chunks(hi, until)))
                     base: dict[str, Any] = {
                         "tz": "UTC",
@@ -316,6 +374,9 @@ class PostgresStatsSource:
                         (hi, now.isoformat()),
                     )
                     log.info("stats rollup: %s .. %s rolled", start.date(), end.date())
+            async with conn.transaction():
+                await _cache_months(conn, lo, hi, tz, limits or WaitLimits())
+            return lo, hi
         except psycopg.Error as exc:
             log.warning("stats rollup failed: %s", type(exc).__name__)
             raise StatsUnavailable(

@@ -31,9 +31,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sas_desk.models.queue import WaitLimits
 from sas_desk.models.stats import (
     Granularity,
     RawStats,
@@ -43,7 +44,7 @@ from sas_desk.models.stats import (
 )
 from sas_desk.services.stats import sql
 
-VERSION = 1  # bump when a fact's definition changes: the rollup is rebuilt
+VERSION = 2  # bump when a fact's definition changes: the rollup is rebuilt
 HOUR = 3600
 DAY = 86400
 CHUNK_DAYS = 31  # days rolled per facts query and per transaction
@@ -69,6 +70,20 @@ TABLES: dict[str, tuple[str, ...]] = {
 }
 _TEXT = {"branch", "priority", "chapter", "band", "dep", "code", "name", "role", "operator", "what"}
 
+#: RawStats list → (table, columns after ``month``): each full local month of
+#: the rolled range, summed once in the room's time zone under its waiting
+#: limits (what the hours give for that month, kept): a yearly report reads
+#: twelve months of rows, not 8,760 hours of them
+MONTH_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "counts": ("stats_month_counts", TABLES["stats_roll_counts"]),
+    "ages": ("stats_month_ages", ("band", "n")),
+    "departements": ("stats_month_deps", ("dep", "n")),
+    "snp": ("stats_month_snp", TABLES["stats_roll_snp"]),
+    "dental": ("stats_month_dental", TABLES["stats_roll_dental"]),
+    "delays": ("stats_month_delays", ("name", "seconds", "within", "n")),
+    "load": ("stats_month_load", TABLES["stats_roll_load"]),
+}
+
 
 def ddl() -> list[str]:
     """The rollup's tables (portable SQL: SQLite and PostgreSQL)."""
@@ -82,7 +97,57 @@ def ddl() -> list[str]:
         )
         out.append(f"CREATE TABLE IF NOT EXISTS {table} (hour BIGINT NOT NULL, {cols})")
         out.append(f"CREATE INDEX IF NOT EXISTS {table}_hour ON {table} (hour)")
+    out.append(
+        "CREATE TABLE IF NOT EXISTS stats_month_state (month TEXT PRIMARY KEY, "
+        "tz TEXT NOT NULL, limits TEXT NOT NULL)"
+    )
+    for table, columns in MONTH_TABLES.values():
+        cols = ", ".join(
+            f"{c} TEXT NOT NULL"
+            if c in _TEXT
+            else f"{c} BIGINT"
+            if c == "within"
+            else f"{c} BIGINT NOT NULL"
+            for c in columns
+        )
+        out.append(f"CREATE TABLE IF NOT EXISTS {table} (month TEXT NOT NULL, {cols})")
+        out.append(f"CREATE INDEX IF NOT EXISTS {table}_month ON {table} (month)")
     return out
+
+
+ALL_TABLES = (*TABLES, "stats_month_state", *(t for t, _ in MONTH_TABLES.values()))
+
+
+def limits_key(limits: WaitLimits) -> str:
+    return ",".join(str(limits.limit(f"P{i}")) for i in range(4))
+
+
+def fill_month_sql(name: str) -> str:
+    """INSERT … SELECT: a month's rows summed from the hours (``stats_hours``
+    mapping the month's hours to its key), as a report reads them."""
+    table, columns = MONTH_TABLES[name]
+    return f"INSERT INTO {table} (month, {', '.join(columns)}) {READS[name]}"
+
+
+def months_inside(lo: int, hi: int, zone: ZoneInfo) -> list[Part]:
+    """The local months of ``zone`` wholly inside [lo, hi) (epoch seconds),
+    each a rolled part with its hours (bucket: the month's key)."""
+    out: list[Part] = []
+    at = datetime.fromtimestamp(lo, UTC).astimezone(zone)
+    month = date(at.year, at.month, 1)
+    while True:
+        start = datetime.combine(month, time(0), zone)
+        following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        end = datetime.combine(following, time(0), zone)
+        if end.timestamp() > hi:
+            return out
+        if start.timestamp() >= lo:
+            key = f"{month:%Y-%m}"
+            first, last = int(start.timestamp()), int(end.timestamp())
+            if first % HOUR == 0 and last % HOUR == 0:
+                hours = tuple((h, key) for h in range(first, last, HOUR))
+                out.append(Part(start, end, True, hours))
+        month = following
 
 
 def insert_sql(table: str, placeholder: str) -> str:
@@ -160,20 +225,28 @@ def rows_of(raw: RawStats) -> dict[str, list[tuple[object, ...]]]:
 @dataclass(frozen=True)
 class Part:
     """A slice of a report's period: computed from the events (``rolled``
-    False) or read from the rollup, with the hours → buckets map."""
+    False) or read from the rollup: its hours → buckets map, and the whole
+    months read from the month table (``months``, their hours left out)."""
 
     start: datetime
     end: datetime
     rolled: bool
     hours: tuple[tuple[int, str], ...] = ()
+    months: tuple[str, ...] = ()
 
 
 def split(
-    start: datetime, end: datetime, by: Granularity, zone: ZoneInfo, state: tuple[int, int] | None
+    start: datetime,
+    end: datetime,
+    by: Granularity,
+    zone: ZoneInfo,
+    state: tuple[int, int] | None,
+    months: frozenset[str] = frozenset(),
 ) -> list[Part]:
     """The parts of ``[start, end)``: the rolled hours (``state``: the
     rollup's [lo, hi) in epoch seconds) and, around them, what the events
-    must give."""
+    must give.  By month, the ``months`` already summed (in this zone, under
+    these limits) and wholly inside the period are read as they are."""
     whole = [Part(start, end, False)]
     if state is None:
         return whole
@@ -182,18 +255,37 @@ def split(
     hi = min(state[1], int(e) // HOUR * HOUR)
     if hi <= lo:
         return whole
+    skip: dict[int, int] = {}  # first hour of a whole month read as it is → its end
+    whole_months: list[str] = []
+    if by is Granularity.MONTH and months:
+        for month in months_inside(lo, hi, zone):
+            key = month.hours[0][1]
+            if key in months and month.start >= start and month.end <= end:
+                whole_months.append(key)
+                skip[int(month.start.timestamp())] = int(month.end.timestamp())
     hours: list[tuple[int, str]] = []
-    for hour in range(lo, hi, HOUR):
+    hour = lo
+    while hour < hi:
+        if hour in skip:
+            hour = skip[hour]
+            continue
         at = datetime.fromtimestamp(hour, UTC)
         offset = at.astimezone(zone).utcoffset() or timedelta(0)
         if offset.total_seconds() % HOUR:
             return whole  # buckets that do not start on a UTC hour
         hours.append((hour, bucket_of(at, by, zone)))
+        hour += HOUR
     parts = []
     if s < lo:
         parts.append(Part(start, datetime.fromtimestamp(lo, UTC), False))
     parts.append(
-        Part(datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC), True, tuple(hours))
+        Part(
+            datetime.fromtimestamp(lo, UTC),
+            datetime.fromtimestamp(hi, UTC),
+            True,
+            tuple(hours),
+            tuple(whole_months),
+        )
     )
     if hi < e:
         parts.append(Part(datetime.fromtimestamp(hi, UTC), end, False))
@@ -219,6 +311,23 @@ READ_SNP = _sum(
 READ_DENTAL = _sum("stats_roll_dental", "r.to_amu, r.code", 3)
 READ_DELAYS = _sum("stats_roll_delays", f"r.name, r.seconds, {sql.within_case('r.seconds')}", 4)
 READ_LOAD = _sum("stats_roll_load", "r.role, r.operator, r.what", 4)
+
+
+READS = {
+    "counts": READ_COUNTS,
+    "ages": READ_AGES,
+    "departements": READ_DEPS,
+    "snp": READ_SNP,
+    "dental": READ_DENTAL,
+    "delays": READ_DELAYS,
+    "load": READ_LOAD,
+}
+
+
+def read_months_sql(name: str, count: int, placeholder: str) -> str:
+    table, columns = MONTH_TABLES[name]
+    marks = ", ".join([placeholder] * count)
+    return f"SELECT month, {', '.join(columns)} FROM {table} WHERE month IN ({marks})"
 
 
 def extend(into: RawStats, part: RawStats) -> None:

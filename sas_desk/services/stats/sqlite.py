@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sas_desk.models.board import RecentEvent
 from sas_desk.models.queue import WaitLimits
-from sas_desk.models.stats import Granularity, Period, RawStats, bucket_of
+from sas_desk.models.stats import DEFAULT_TZ, Granularity, Period, RawStats, bucket_of
 from sas_desk.services.stats import StatsUnavailable, rollup, sql
 
 T = TypeVar("T")
@@ -133,9 +133,21 @@ class SqliteStatsSource:
             try:
                 out = RawStats()
                 state = _roll_state(conn) if self.use_rollup else None
-                for part in rollup.split(period.start, period.end, by, period.zone, state):
+                months: frozenset[str] = frozenset()
+                if state is not None and by is Granularity.MONTH:
+                    months = frozenset(
+                        str(r[0])
+                        for r in conn.execute(
+                            "SELECT month FROM stats_month_state WHERE tz = ? AND limits = ?",
+                            (period.tz, rollup.limits_key(limits)),
+                        )
+                    )
+                for part in rollup.split(period.start, period.end, by, period.zone, state, months):
                     if part.rolled:
-                        rollup.extend(out, _rolled(conn, part, limit_params))
+                        if part.hours:
+                            rollup.extend(out, _rolled(conn, part, limit_params))
+                        if part.months:
+                            rollup.extend(out, _months(conn, part.months))
                     else:
                         facts = _facts(conn, part.start, part.end, by, period.zone, limit_params)
                         rollup.extend(out, facts)
@@ -145,7 +157,14 @@ class SqliteStatsSource:
 
         return await self._run(read)
 
-    async def refresh(self, now: datetime, *, rebuild: bool = False) -> tuple[int, int]:
+    async def refresh(
+        self,
+        now: datetime,
+        *,
+        rebuild: bool = False,
+        tz: str = DEFAULT_TZ,
+        limits: WaitLimits | None = None,
+    ) -> tuple[int, int]:
         """Roll up the closed days not rolled yet (see
         :meth:`PostgresStatsSource.refresh`), on a writing connection of its
         own; returns the rolled range [lo, hi) in epoch seconds."""
@@ -155,7 +174,7 @@ class SqliteStatsSource:
                 raise StatsUnavailable(f"Fichier des files introuvable : {self.path}.")
             conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
             try:
-                return _refresh(conn, now, rebuild)
+                return _refresh(conn, now, rebuild, tz, limits or WaitLimits())
             except sqlite3.Error as exc:
                 raise StatsUnavailable(_message(exc)) from None
             finally:
@@ -269,12 +288,44 @@ def _roll_state(conn: sqlite3.Connection) -> tuple[int, int] | None:
     return int(row[1]), int(row[2])
 
 
-def _rolled(conn: sqlite3.Connection, part: rollup.Part, limit_params: dict[str, Any]) -> RawStats:
+def _hours_table(conn: sqlite3.Connection, part: rollup.Part) -> None:
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS stats_hours (hour INTEGER PRIMARY KEY, bucket TEXT)"
     )
     conn.execute("DELETE FROM temp.stats_hours")
     conn.executemany("INSERT INTO temp.stats_hours VALUES (?, ?)", part.hours)
+
+
+def _months(conn: sqlite3.Connection, months: tuple[str, ...]) -> RawStats:
+    out = RawStats()
+    for name in rollup.MONTH_TABLES:
+        query = rollup.read_months_sql(name, len(months), "?")
+        getattr(out, name).extend(tuple(r) for r in conn.execute(query, months))
+    return out
+
+
+def _cache_months(conn: sqlite3.Connection, lo: int, hi: int, tz: str, limits: WaitLimits) -> None:
+    key = rollup.limits_key(limits)
+    rows = conn.execute("SELECT month, tz, limits FROM stats_month_state").fetchall()
+    if any((r[1], r[2]) != (tz, key) for r in rows):
+        for table in ("stats_month_state", *(t for t, _ in rollup.MONTH_TABLES.values())):
+            conn.execute(f"DELETE FROM {table}")
+        rows = []
+    done = {str(r[0]) for r in rows}
+    base: dict[str, Any] = {f"p{i}": limits.limit(f"P{i}") for i in range(4)}
+    for part in rollup.months_inside(lo, hi, ZoneInfo(tz)):
+        month = part.hours[0][1]
+        if month in done:
+            continue
+        _hours_table(conn, part)
+        params = {**base, "rs": int(part.start.timestamp()), "re": int(part.end.timestamp())}
+        for name in rollup.MONTH_TABLES:
+            conn.execute(rollup.fill_month_sql(name), params)
+        conn.execute("INSERT INTO stats_month_state VALUES (?, ?, ?)", (month, tz, key))
+
+
+def _rolled(conn: sqlite3.Connection, part: rollup.Part, limit_params: dict[str, Any]) -> RawStats:
+    _hours_table(conn, part)
     params = {**limit_params, "rs": int(part.start.timestamp()), "re": int(part.end.timestamp())}
 
     def rows(query: str) -> list[tuple[Any, ...]]:
@@ -293,7 +344,9 @@ def _rolled(conn: sqlite3.Connection, part: rollup.Part, limit_params: dict[str,
     return out
 
 
-def _refresh(conn: sqlite3.Connection, now: datetime, rebuild: bool) -> tuple[int, int]:
+def _refresh(
+    conn: sqlite3.Connection, now: datetime, rebuild: bool, tz: str, limits: WaitLimits
+) -> tuple[int, int]:
     for statement in rollup.ddl():
         conn.execute(statement)
     utc = ZoneInfo("UTC")
@@ -306,7 +359,7 @@ def _refresh(conn: sqlite3.Connection, now: datetime, rebuild: bool) -> tuple[in
             ).fetchone()
             if row is None or rebuild or row[0] != rollup.VERSION:
                 rebuild = False
-                for table in rollup.TABLES:
+                for table in rollup.ALL_TABLES:
                     conn.execute(f"DELETE FROM {table}")
                 conn.execute("DELETE FROM stats_roll_state")
                 first = conn.execute("SELECT at FROM events ORDER BY seq LIMIT 1").fetchone()
@@ -322,6 +375,7 @@ def _refresh(conn: sqlite3.Connection, now: datetime, rebuild: bool) -> tuple[in
                 lo, hi = int(row[1]), int(row[2])
             until = rollup.closed_before(now)
             if hi >= until:
+                _cache_months(conn, lo, hi, tz, limits)
                 conn.execute("COMMIT")
                 return lo, hi
             start, end = next(iter(rollup.chunks(hi, until)))

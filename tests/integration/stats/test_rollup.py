@@ -28,13 +28,13 @@ from tests.conftest import unavailable
 from tests.helpers.room_server import run_async
 from tests.integration.queues.conftest import PG_DSN
 
-FIRST = date(2026, 3, 2)
-DAYS = 42
+FIRST = date(2026, 2, 2)
+DAYS = 70
 NOW = datetime(2026, 4, 13, 12, tzinfo=UTC)  # closed: up to 4 April (UTC)
 ZONES = ("Europe/Paris", "America/Martinique", "Indian/Reunion", "UTC", "Asia/Kolkata")
 
 
-def room(seed: int = 11, per_day: int = 12) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+def room(seed: int = 11, per_day: int = 8) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """(dossier rows (case_id, json, updated_at), event rows in time order)."""
     rng = random.Random(seed)
     dossiers, events = [], []
@@ -43,7 +43,7 @@ def room(seed: int = 11, per_day: int = 12) -> tuple[list[tuple[Any, ...]], list
         for _ in range(per_day):
             n += 1
             case_id = f"fr.health.samu690.DRFR1569A{n:012d}"
-            tx = datetime(2026, 3, 2, tzinfo=UTC) + timedelta(days=d, seconds=rng.randrange(86400))
+            tx = datetime(2026, 2, 2, tzinfo=UTC) + timedelta(days=d, seconds=rng.randrange(86400))
             branch = rng.choice(("AMU", "SNP", "DENT"))
             role = {"AMU": "MRU", "SNP": rng.choice(("MRL", "MRU")), "DENT": "DENT"}[branch]
             priority = rng.choice(("P0", "P1", "P2", "P3", "NR"))
@@ -177,15 +177,24 @@ def stores(request, tmp_path_factory) -> Iterator[Stores]:  # type: ignore[no-un
         yield from _postgres()
 
 
+ROOM_TZ, ROOM_LIMITS = "Europe/Paris", WaitLimits(60, 120, 600, 2400)  # lim = 60 below
+
+
+def refresh(stores: Stores, now: datetime = NOW) -> tuple[int, int]:
+    """The rollup, its months summed in Paris under the limits of lim = 60."""
+    result: tuple[int, int] = run_async(stores.rolled.refresh(now, tz=ROOM_TZ, limits=ROOM_LIMITS))
+    return result
+
+
 def test_refresh_rolls_the_closed_days_and_is_idempotent(stores: Stores) -> None:
-    lo, hi = run_async(stores.rolled.refresh(NOW))
-    first_event = datetime(2026, 3, 2, tzinfo=UTC)
+    lo, hi = refresh(stores)
+    first_event = datetime(2026, 2, 2, tzinfo=UTC)
     assert lo == int((first_event - timedelta(days=1)).timestamp())
     # closed: 8 days (7 of the dossiers' window, 1 of clocks) before NOW's day
     assert hi == int(datetime(2026, 4, 5, tzinfo=UTC).timestamp())
-    assert run_async(stores.rolled.refresh(NOW)) == (lo, hi)
+    assert refresh(stores) == (lo, hi)
     later = NOW + timedelta(days=2)
-    assert run_async(stores.rolled.refresh(later))[1] == hi + 2 * rollup.DAY
+    assert refresh(stores, later)[1] == hi + 2 * rollup.DAY
 
 
 def _compare(stores: Stores, first: date, days: int, by: Granularity, tz: str, lim: int) -> None:
@@ -231,13 +240,13 @@ def _load_sum(load: list[tuple[str, str, str, str, int]]) -> list[tuple[str, str
 def test_rolled_reports_equal_the_reports_from_the_events(
     stores: Stores, start: int, days: int, by: Granularity, tz: str, lim: int
 ) -> None:
-    run_async(stores.rolled.refresh(NOW))
+    refresh(stores)
     _compare(stores, FIRST + timedelta(days=start), days, by, tz, lim)
 
 
 def test_a_rolled_report_reads_the_rollup(stores: Stores) -> None:
     """Not the events: a rolled hour's count changed by hand shows."""
-    run_async(stores.rolled.refresh(NOW))
+    refresh(stores)
     period = parse_period("2026-03-10", "2026-03-10", Granularity.DAY, "UTC")
     before = build_report(
         run_async(stores.rolled.raw(period, Granularity.DAY, WaitLimits())),
@@ -287,5 +296,50 @@ def test_no_rollup_table_reads_the_events(tmp_path: Path) -> None:
     stores = next(_sqlite(tmp_path))
     period = parse_period("2026-03-01", "2026-03-31", Granularity.MONTH, "UTC")
     got = run_async(stores.rolled.raw(period, Granularity.MONTH, WaitLimits()))
-    assert sum(n for *_, n in got.counts) == 30 * 12
+    assert sum(n for *_, n in got.counts) == 31 * 8
     run_async(stores.rolled.close())
+
+
+@pytest.mark.parametrize("tz", ZONES)
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [("2026-02-01", "2026-03-31"), ("2026-03-01", "2026-04-30"), ("2026-01-15", "2026-03-10")],
+)
+def test_whole_months_read_from_the_month_table_equal_the_events(
+    stores: Stores, tz: str, first: str, last: str
+) -> None:
+    """By month: whole months summed in the room's zone under its limits are
+    read as they are (other zones and limits go through the hours)."""
+    refresh(stores)
+    for lim in (60, 300):
+        _compare(
+            stores,
+            date.fromisoformat(first),
+            (date.fromisoformat(last) - date.fromisoformat(first)).days + 1,
+            Granularity.MONTH,
+            tz,
+            lim,
+        )
+
+
+def test_a_whole_month_reads_the_month_table(stores: Stores) -> None:
+    refresh(stores)
+    period = parse_period("2026-03-01", "2026-03-31", Granularity.MONTH, ROOM_TZ)
+
+    def dossiers(limits: WaitLimits) -> int:
+        rep = build_report(
+            run_async(stores.rolled.raw(period, Granularity.MONTH, limits)),
+            period,
+            Granularity.MONTH,
+        )
+        return int(rep.rows[0]["dossiers"] or 0)
+
+    before = dossiers(ROOM_LIMITS)
+    _execute(
+        stores, "INSERT INTO stats_month_counts VALUES ('2026-03', 'AMU', 'P2', 'M01', 0, 0, 500)"
+    )
+    try:
+        assert dossiers(ROOM_LIMITS) == before + 500
+        assert dossiers(WaitLimits()) == before  # other limits: through the hours
+    finally:
+        _execute(stores, "DELETE FROM stats_month_counts WHERE n = 500")
