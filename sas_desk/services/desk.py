@@ -13,8 +13,12 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from sas_desk.models import dossier as dm
+from sas_desk.models.dental import Orientation, orientation_text
 from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
 from sas_desk.models.queue import QueueError, QueueItem
+from sas_desk.models.roster import RosterEntry
+from sas_desk.models.search import Offer
+from sas_desk.models.slots import Slot
 from sas_desk.models.validation import ValidationError
 from sas_desk.services.config import Config
 from sas_desk.services.journal.service import Journal
@@ -331,6 +335,70 @@ class Desk:
             "orient",
             {"orientation": orientation, "text": text, "details": details},
         )
+
+    def orient_booking(
+        self, dossier: Dossier, slot: Slot, offer: Offer, url: str
+    ) -> tuple[Event, asyncio.Task[QueueItem | None] | None]:
+        """The operator booked ``slot`` of ``offer`` for this dossier: the
+        ORIENTED event (the appointment, where, with whom, through which
+        vendor), recorded as :meth:`record_orientation` does."""
+        event = Event(
+            dossier.case_id,
+            self._now(),
+            EventKind.ORIENTED,
+            self.actor,
+            {
+                "slot_id": slot.id,
+                "start": slot.start.isoformat(),
+                "end": slot.end.isoformat(),
+                "practitioner": offer.candidate.name,
+                "national_id": offer.candidate.national_id,
+                "place": offer.address,
+                "vendor": offer.candidate.vendor,
+                "modes": [m.value for m in slot.modes],
+                "booking_url": url,
+                "operator": self.actor.operator,
+                "text": f"RDV {slot.start:%d/%m %H:%M} — {offer.candidate.name}",
+            },
+        )
+        return event, self.record_orientation(dossier, event)
+
+    def orient_dental(
+        self,
+        dossier: Dossier,
+        chosen: Orientation,
+        *,
+        suggested: Orientation | None,
+        signs: Collection[str],
+        pain: str,
+        commune: str = "",
+        entry: RosterEntry | None = None,
+        note: str = "",
+    ) -> tuple[Event, asyncio.Task[QueueItem | None] | None]:
+        """The dental regulator confirmed an orientation: the DENTAL_ORIENTED
+        event (what was chosen and suggested, the signs, the pain, the
+        on-call dentist when one was given), recorded as
+        :meth:`record_orientation` does."""
+        data: dict[str, Any] = {
+            "orientation": chosen.value,
+            "code": chosen.value,  # the room's event keeps it (statistics)
+            "suggested": suggested.value if suggested else "",
+            "signs": sorted(signs),
+            "pain": pain,
+            "commune": commune,
+            "text": orientation_text(chosen, entry, signs, pain, note),
+        }
+        if entry is not None:
+            data.update(
+                dentist=entry.dentist,
+                rpps=entry.rpps or "",
+                phone=entry.phone,
+                sector=entry.sector_code,
+                start=entry.start.isoformat(),
+                end=entry.end.isoformat(),
+            )
+        event = Event(dossier.case_id, self._now(), EventKind.DENTAL_ORIENTED, self.actor, data)
+        return event, self.record_orientation(dossier, event)
 
     def update_transmitted(
         self, dossier: Dossier, note: str = "", priority: str = ""

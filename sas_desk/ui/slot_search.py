@@ -78,7 +78,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sas_desk.models.dossier import Dossier, Event, EventKind
+from sas_desk.models.dossier import Dossier
 from sas_desk.models.search import (
     GENERAL_MEDICINE,
     SEARCH_SPECIALTIES,
@@ -168,29 +168,6 @@ def french_phone(e164: str) -> str:
 def booking_url(url: str, origin: str) -> str:
     """The slot's page with the SAS ``origin`` parameter appended."""
     return f"{url}{'&' if '?' in url else '?'}origin={quote(origin, safe='')}"
-
-
-def orientation_event(dossier: Dossier, booking: Booking, desk: Desk, at: datetime) -> Event:
-    slot, offer = booking.slot, booking.offer
-    return Event(
-        dossier.case_id,
-        at,
-        EventKind.ORIENTED,
-        desk.actor,
-        {
-            "slot_id": slot.id,
-            "start": slot.start.isoformat(),
-            "end": slot.end.isoformat(),
-            "practitioner": offer.candidate.name,
-            "national_id": offer.candidate.national_id,
-            "place": offer.address,
-            "vendor": offer.candidate.vendor,
-            "modes": [m.value for m in slot.modes],
-            "booking_url": booking.url,
-            "operator": desk.actor.operator,
-            "text": f"RDV {slot.start:%d/%m %H:%M} — {offer.candidate.name}",
-        },
-    )
 
 
 # ---------------------------------------------------------------------------- cards
@@ -1533,8 +1510,9 @@ class SlotSearchPanel(QWidget):
         self._remove_slot(booking)
         recorded = ""
         if self.dossier is not None and self.desk is not None:
-            event = orientation_event(self.dossier, booking, self.desk, self.now())
-            self.orientation_sent = self.desk.record_orientation(self.dossier, event)
+            _event, self.orientation_sent = self.desk.orient_booking(
+                self.dossier, booking.slot, booking.offer, booking.url
+            )
             recorded = f" Orientation enregistrée dans le dossier {self.dossier.sender_case_id}."
         log.info(
             "booking confirmed: vendor %s, slot %s", booking.offer.candidate.vendor, booking.slot.id
