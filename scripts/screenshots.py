@@ -137,6 +137,20 @@ def make_first_run(out: Path):  # type: ignore[no-untyped-def]
         QTest.keyClick(sheet.note, Qt.Key.Key_Return)
         await settle(300)
         save(window, out, "05-filled-call-sheet")
+        # who the patient and the caller are, after the urgent part (Tab order)
+        sheet.last_name.setFocus()
+        type_text(sheet.last_name, "Lefèvre")
+        QTest.keyClick(sheet.last_name, Qt.Key.Key_Tab)
+        type_text(sheet.first_name, "Élise")
+        QTest.keyClick(sheet.first_name, Qt.Key.Key_Tab)
+        type_text(sheet.birth_date, "12/03/1959")
+        QTest.keyClick(sheet.birth_date, Qt.Key.Key_Tab)
+        sheet.caller_type.setCurrentIndex(sheet.caller_type.findData("FAMILLE"))
+        sheet.caller_name.setFocus()
+        type_text(sheet.caller_name, "Marc Lefèvre (fils)")
+        sheet.language.setFocus()
+        await settle(300)
+        save(window, out, "05b-identity-fields")
         window.new_call()
         await settle()
         s2 = window.current_sheet()
@@ -278,6 +292,39 @@ def make_arm_queue(out: Path):  # type: ignore[no-untyped-def]
             panel.act("claim")
             await settle(800)
             save(window, out, "13b-arm-call-back-dossier")
+        window.close()
+
+    return scenario
+
+
+def make_late(out: Path):  # type: ignore[no-untyped-def]
+    """A supervisor whose waiting limits are short (P0/P1: 1 s): the P1
+    still waiting raises the late banner; then an unexpected error in an
+    operation shows the crash dialog."""
+
+    async def scenario(window) -> None:  # type: ignore[no-untyped-def]
+        from sas_desk.ui import crash
+        from sas_desk.ui.operation import run_operation
+
+        window.activateWindow()
+        bar = window.escalation
+        try:
+            await until(lambda: bar is not None and not bar.isHidden(), 10)
+        except AssertionError:
+            print("  no late P0/P1 waiting: no banner picture")
+        await settle(300)
+        save(window, out, "12c-late-banner")
+
+        async def broken() -> None:
+            raise RuntimeError("démonstration : une erreur de programmation")
+
+        run_operation(broken(), name="démonstration", show_error=print)
+        await until(lambda: (d := crash.dialog()) is not None and d.isVisible(), 10)
+        await settle(300)
+        dialog = crash.dialog()
+        assert dialog is not None
+        save(dialog, out, "12d-crash-dialog")
+        dialog.accept()
         window.close()
 
     return scenario
@@ -507,8 +554,12 @@ def _all_stations(out: Path, data: Path, room_url: str | None) -> None:
         login = login_as(operator, role or "ARM", out if first else None)
         return config, RunOptions(on_login=login)
 
-    def go(name: str, role: str | None, scenario) -> None:  # type: ignore[no-untyped-def]
+    def go(name: str, role: str | None, scenario, **settings) -> None:  # type: ignore[no-untyped-def]
         config, options = station(name, role)
+        if settings:
+            from dataclasses import replace
+
+            config = replace(config, **settings)
         run(config, RunOptions(on_login=options.on_login, on_ready=scenario))
 
     # several workstations in turn on one data dir: they share its queue store
@@ -516,6 +567,7 @@ def _all_stations(out: Path, data: Path, room_url: str | None) -> None:
     go("POSTE-ARM-03", "ARM", make_restart(out))
     go("POSTE-MRL-07", "MRL", make_regulator(out))
     go("POSTE-SUP-01", "SUP", make_supervisor(out))
+    go("POSTE-SUP-01", "SUP", make_late(out), wait_limits=(1.0, 1.0, 1200.0, 3600.0))
     go("POSTE-ARM-03", "ARM", make_arm_queue(out))
     if room_url is not None:  # production mode has no demo simulator (vendors, roster)
         print("room mode: the OSNP's and the dentist's pictures need the demo simulator")

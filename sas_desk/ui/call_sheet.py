@@ -289,6 +289,9 @@ class CallSheet(QWidget):
         self.first_name = named(QLineEdit(placeholderText="Prénom"), "first_name")
         self.birth_date = named(QLineEdit(placeholderText="Né(e) le JJ/MM/AAAA"), "birth_date")
         self.birth_date.setMaximumWidth(150)
+        self.last_name.setToolTip("Nom du patient")
+        self.first_name.setToolTip("Prénom du patient")
+        self.birth_date.setToolTip("Date de naissance (JJ/MM/AAAA) : l'âge en est déduit")
         for key, edit in (
             ("last_name", self.last_name),
             ("first_name", self.first_name),
@@ -321,6 +324,7 @@ class CallSheet(QWidget):
             combo.setMinimumContentsLength(16)
         self.caller_name = named(QLineEdit(placeholderText="Nom de l'appelant"), "caller_name")
         self.caller_name.setMaxLength(80)
+        self.caller_name.setToolTip("Nom de l'appelant")
         self.caller_name.textEdited.connect(lambda t: self._on_text("caller_name", t))
         self.language = named(QComboBox(), "language")
         for code, label in CALLER_LANGUAGES:

@@ -207,6 +207,11 @@ class QueuePanel(QWidget):
             header.setStretchLastSection(False)
             view.setTextElideMode(Qt.TextElideMode.ElideRight)
             view.setWordWrap(False)  # one line a dossier, elided
+            if queue is QueueName.ARM:
+                # a call-back: the number and why it came back are read whole
+                header.setSectionResizeMode(COMMUNE_COLUMN, QHeaderView.ResizeMode.ResizeToContents)
+                view.setWordWrap(True)
+                view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
             view.activated.connect(self._activated)
             # the head is selected: Entrée and the action keys work at once
             view.selectionModel().currentChanged.connect(
