@@ -175,10 +175,10 @@ class OfferModel(QAbstractListModel):
         sort key changed (an earlier slot arrived) moves to its new place;
         the others are only repainted."""
         now = self._now()
-        inserted: list[str] = []
+        fresh: list[tuple[tuple[Any, ...], str]] = []  # new rows: (sort key, key)
         changed: list[str] = []
         keys, order = self._keys, self._order
-        for offer in offers:
+        for offer in {o.key: o for o in offers}.values():
             self._offers[offer.key] = offer
             old = self._rows.get(offer.key)
             row = self._row(offer, now)
@@ -190,14 +190,7 @@ class OfferModel(QAbstractListModel):
             self.slot_count += len(row.slots) - (len(old.slots) if old is not None else 0)
             sort_key = _sort_key(row, self.sort_key)
             if old is None:
-                at = bisect_left(keys, sort_key)
-                self.beginInsertRows(QModelIndex(), at, at)
-                keys.insert(at, sort_key)
-                order.insert(at, offer.key)
-                self._sort_keys[offer.key] = sort_key
-                self._index_stale = True
-                self.endInsertRows()
-                inserted.append(offer.key)
+                fresh.append((sort_key, offer.key))
                 continue
             changed.append(offer.key)
             old_key = self._sort_keys[offer.key]
@@ -216,10 +209,32 @@ class OfferModel(QAbstractListModel):
             order.insert(at, offer.key)
             self._index_stale = True
             self.endMoveRows()
+        inserted = self._insert(sorted(fresh))
         for key in changed:
             i = self.row_of(key)
             self.dataChanged.emit(self.index(i), self.index(i))
         return inserted
+
+    def _insert(self, fresh: list[tuple[tuple[Any, ...], str]]) -> list[str]:
+        """Insert new rows (sorted by key) where the sort puts them: the rows
+        falling between the same two rows on screen go in at once."""
+        keys, order = self._keys, self._order
+        i = 0
+        while i < len(fresh):
+            at = bisect_left(keys, fresh[i][0])
+            j = i + 1
+            limit = keys[at] if at < len(keys) else None
+            while j < len(fresh) and (limit is None or fresh[j][0] < limit):
+                j += 1
+            run = fresh[i:j]
+            self.beginInsertRows(QModelIndex(), at, at + len(run) - 1)
+            keys[at:at] = [k for k, _ in run]
+            order[at:at] = [key for _, key in run]
+            self._sort_keys.update((key, k) for k, key in run)
+            self._index_stale = True
+            self.endInsertRows()
+            i = j
+        return [key for _, key in fresh]
 
     def _remove(self, key: str) -> None:
         del self._rows[key]
