@@ -26,6 +26,9 @@ after the 20th search against after the 2nd (``rss_growth_pct``).
 ``--baseline REF``: the same measurement, in the same run, of the tree at
 git ``REF`` (checked out in a temporary worktree, run in a child process
 against the same simulator), printed side by side with the ratio.
+``--baseline in-process``: this tree with the search in the window's
+process (``[search] worker = false``) as the baseline; ``--in-process``
+measures that alone.
 
 Measures, per search:
 
@@ -344,6 +347,7 @@ def measure(args: argparse.Namespace, sim_url: str, sim_pids: set[int]) -> dict[
             role="OSNP",
             vendors=vendors,
             directory_url=f"{sim_url}/directory",
+            search_worker=not args.in_process,
         )
         code = run(config, RunOptions(on_ready=make_scenario(m, args, sim_pids)))
     for error in m.errors:
@@ -358,6 +362,7 @@ def measure(args: argparse.Namespace, sim_url: str, sim_pids: set[int]) -> dict[
     return {
         "ok": slots > 0,
         "tree": _describe(TREE),
+        "search_worker": not args.in_process,
         "runs": len(runs),
         "replay": bool(args.replay),
         "large": bool(args.large),
@@ -402,15 +407,29 @@ def _describe(tree: Path) -> str:
 
 
 def baseline(args: argparse.Namespace, sim_url: str, sim_pid: int) -> dict[str, Any]:
-    """The same measurement of the tree at ``args.baseline``, in a child process."""
+    """The same measurement of the tree at ``args.baseline``, in a child process
+    (``in-process``: this tree, the search in the window's process)."""
+    in_process = args.baseline == "in-process"
     with tempfile.TemporaryDirectory(prefix="sas-desk-baseline-") as tmp:
-        tree = Path(tmp) / "tree"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), args.baseline],
-            check=True,
-        )
+        tree = ROOT if in_process else Path(tmp) / "tree"
+        if not in_process:
+            subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    str(ROOT),
+                    "worktree",
+                    "add",
+                    "--detach",
+                    "-q",
+                    str(tree),
+                    args.baseline,
+                ],
+                check=True,
+            )
         try:
             argv = [sys.executable, str(Path(__file__).resolve()), "--child", sim_url]
+            argv += ["--in-process"] * in_process
             argv += ["--sim-pid", str(sim_pid), "--runs", str(args.runs)]
             argv += ["--radius-km", str(args.radius_km), "--window", args.window]
             argv += ["--replay"] * args.replay + ["--large"] * args.large
@@ -428,9 +447,11 @@ def baseline(args: argparse.Namespace, sim_url: str, sim_pid: int) -> dict[str, 
                 return {"ok": False}
             return dict(json.loads(results[-1][len("RESULT ") :]))
         finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
-            )
+            if not in_process:
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                    check=False,
+                )
 
 
 COMPARED = (
@@ -460,6 +481,9 @@ def main() -> int:
     parser.add_argument("--baseline", metavar="REF", help="also measure git REF, side by side")
     parser.add_argument("--display", action="store_true")
     parser.add_argument("--no-map", action="store_true", help="the panel without its map")
+    parser.add_argument(
+        "--in-process", action="store_true", help="the search in the window's process"
+    )
     parser.add_argument("--child", metavar="SIM_URL", help=argparse.SUPPRESS)
     parser.add_argument("--sim-pid", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--replay-file", help=argparse.SUPPRESS)

@@ -487,7 +487,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         if config.search_worker:  # started now, warm when the search opens
             from sas_desk.services.fhir.worker_client import SearchWorker
 
-            search_worker = SearchWorker(now=clock.now)
+            search_worker = SearchWorker(now=clock.now, turn=qt_turn)
             aio.spawn(search_worker.spawn(), "search-worker")
         started_worker = search_worker
 

@@ -103,3 +103,46 @@ def test_the_desktop_entry_names_the_program_and_its_icon() -> None:
     fields = dict(line.split("=", 1) for line in entry.splitlines() if "=" in line)
     assert fields["Exec"] == "sas-desk" and fields["Icon"] == "sas-desk"
     assert (ROOT / "packaging" / "sas-desk.svg").read_text().startswith("<svg")
+
+
+@needs_build
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_the_bundles_search_worker_answers(bundle: Path, tmp_path: Path) -> None:
+    """The frozen executable is its own search worker (``--search-worker FD``,
+    how the app starts it when frozen): it opens a directory and searches."""
+    import socket
+    from datetime import datetime
+
+    from sas_desk.models.search import SearchQuery
+    from sas_desk.services.fhir import worker_protocol as wp
+
+    mine, theirs = socket.socketpair()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    proc = subprocess.Popen(
+        [str(bundle / "sas-desk"), "--search-worker", str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),),
+        cwd=tmp_path,
+        env=env,
+    )
+    theirs.close()
+    mine.settimeout(60)
+    stream = mine.makefile("rb")
+
+    def receive() -> object:
+        size = int.from_bytes(stream.read(4), "big")
+        return wp.decode_to_app(stream.read(size))
+
+    try:
+        mine.sendall(wp.frame(wp.Open(str(tmp_path / "directory.sqlite"), "", ())))
+        ready = receive()
+        assert isinstance(ready, wp.Ready) and ready.ok, ready
+        query = wp.WireQuery.of(SearchQuery(45.76, 4.83, 10.0))
+        mine.sendall(wp.frame(wp.Search(1, query, datetime.now().astimezone())))
+        messages = [receive(), receive()]
+        last = wp.UpdateDecoder().decode(messages[-1])
+        assert last.done and last.candidates == 0  # an empty directory: nobody to ask
+        assert last.notes == ("Aucun praticien de cette spécialité dans le rayon de recherche.",)
+    finally:
+        mine.close()  # the worker ends when the app's end closes
+        assert proc.wait(30) == 0

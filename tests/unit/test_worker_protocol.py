@@ -43,12 +43,20 @@ async def test_a_searchs_updates_cross_the_pipe_unchanged() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_slot_naming_an_unknown_schedule_is_refused() -> None:
-    update = next(u for u in await a_search() if u.offers)
-    message = wp.decode_to_app(wp.encode(wp.UpdateEncoder(1).encode(update)))
+async def test_what_repeats_crosses_once_and_a_slot_naming_an_unknown_value_is_refused() -> None:
+    updates = [u for u in await a_search() if u.offers]
+    encoder = wp.UpdateEncoder(1)
+    first = wp.decode_to_app(wp.encode(encoder.encode(updates[0])))
+    tables = _fields(first.tables)
+    assert tables["specialties"] == [updates[0].offers[0].slots[0].specialties]  # one value
+    assert tables["types"] and tables["modes"]
+    # a slot whose values were sent with an earlier update (never received here)
+    later = wp.decode_to_app(wp.encode(encoder.encode(updates[1])))
     with pytest.raises(wp.WorkerProtocolError) as err:
-        wp.UpdateDecoder().decode(type(message)(**{**_fields(message), "schedules": []}))
-    assert "agenda n° 0 inconnu" in err.value.message_fr
+        wp.UpdateDecoder().decode(later)
+    assert err.value.message_fr == (
+        "Résultats illisibles du processus de recherche : valeur de créneau inconnue."
+    )
 
 
 def _fields(message: object) -> dict[str, object]:

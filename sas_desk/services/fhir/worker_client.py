@@ -32,7 +32,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -128,8 +128,13 @@ class SearchWorker:
         command: Callable[[int], Sequence[str]] | None = None,
         hang_s: float = HANG_S,
         open_s: float = OPEN_S,
+        turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``turn``: awaited after each update, so that the window paints
+        between two (the app's waits for a Qt event-loop turn; by default
+        one asyncio turn)."""
         self._now = now
+        self._turn = turn or _asyncio_turn
         self._command = command
         self.hang_s = hang_s
         self.open_s = open_s
@@ -367,6 +372,7 @@ class SearchWorker:
                 yield update
                 if finished:
                     return
+                await self._turn()
         finally:
             if self._queues.get(search_id) is queue:
                 del self._queues[search_id]
@@ -382,6 +388,10 @@ class _LostError(Exception):
 
 def _fields(settings: Open) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in settings.__struct_fields__}
+
+
+async def _asyncio_turn() -> None:
+    await asyncio.sleep(0)
 
 
 def _why_fr(exc: OSError) -> str:

@@ -214,18 +214,28 @@ def _maker(cls: type, names: Sequence[str]) -> Callable[[Sequence[Any]], Any]:
 
 _SLOT_FIELDS = _fields(Slot)
 _SLOT_NAMES = [name for name, _ in _SLOT_FIELDS]
-#: where a slot's schedule sits (None: slots carry none, nothing to share)
-_SCHEDULE_AT = _SLOT_NAMES.index("schedule") if "schedule" in _SLOT_NAMES else None
 _make_slot = _maker(Slot, _SLOT_NAMES)
+#: the fields that differ from one slot to the next, sent as they are; every
+#: other field (schedule, types, modes, specialties, reasons…) takes a few
+#: values over a whole search: each value is sent once, in a table, and the
+#: slots carry its number
+_PER_SLOT = frozenset({"id", "start", "end", "booking_url"})
+_TABLED = [(n, t) for n, t in _SLOT_FIELDS if n not in _PER_SLOT]
+_TABLED_NAMES = [n for n, _ in _TABLED]
+#: which slot fields are numbers into which table (None: the value itself)
+_TABLE_OF = [_TABLED_NAMES.index(n) if n in _TABLED_NAMES else None for n in _SLOT_NAMES]
 
-if _SCHEDULE_AT is not None:
-    WireSlot: Any = msgspec.defstruct(
-        "WireSlot",
-        [(n, int if n == "schedule" else t) for n, t in _SLOT_FIELDS],
-        array_like=True,
-    )
-else:  # pragma: no cover
-    WireSlot = Slot
+WireSlot: Any = msgspec.defstruct(
+    "WireSlot",
+    [(n, int if n in _TABLED_NAMES else t) for n, t in _SLOT_FIELDS],
+    array_like=True,
+)
+#: the values added to each table by one update
+Tables: Any = msgspec.defstruct(
+    "Tables",
+    [(n, list[t]) for n, t in _TABLED],  # type: ignore[valid-type]
+    array_like=True,
+)
 
 _OFFER_FIELDS = _fields(Offer)
 _OFFER_NAMES = [name for name, _ in _OFFER_FIELDS]
@@ -240,12 +250,7 @@ _UPDATE_FIELDS = [(n, t) for n, t in _fields(SearchUpdate) if n != "offers"]
 _UPDATE_NAMES = [name for name, _ in _UPDATE_FIELDS]
 Update: Any = msgspec.defstruct(
     "Update",
-    [
-        ("id", int),
-        ("schedules", list[Schedule]),
-        ("offers", list[WireOffer]),
-        *_UPDATE_FIELDS,
-    ],
+    [("id", int), ("tables", Tables), ("offers", list[WireOffer]), *_UPDATE_FIELDS],
     tag="update",
 )
 
@@ -258,63 +263,94 @@ _to_app: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ToApp)
 
 
 class UpdateEncoder:
-    """One search's updates, worker side: each schedule is sent once."""
+    """One search's updates, worker side: each table value is sent once."""
 
     def __init__(self, search_id: int) -> None:
         self.search_id = search_id
-        self._index: dict[int, tuple[int, Schedule]] = {}  # id(schedule) -> (number, kept alive)
+        # value -> its number, per table; schedules by identity (the parser
+        # shares one per agenda; hashing one walks its practitioner and place)
+        self._known: list[dict[Any, int]] = [{} for _ in _TABLED]
+        self._schedules: dict[int, tuple[int, Any]] = {}
+        self._schedule_table = (
+            _TABLED_NAMES.index("schedule") if "schedule" in _TABLED_NAMES else -1
+        )
+
+    def _number(self, table: int, value: Any, new: list[list[Any]]) -> int:
+        if table == self._schedule_table:
+            known = self._schedules.get(id(value))
+            if known is None:
+                known = self._schedules[id(value)] = (len(self._schedules), value)
+                new[table].append(value)
+            return known[0]
+        numbers = self._known[table]
+        n = numbers.get(value)
+        if n is None:
+            n = numbers[value] = len(numbers)
+            new[table].append(value)
+        return n
 
     def encode(self, update: SearchUpdate) -> Any:
-        new: list[Schedule] = []
+        new: list[list[Any]] = [[] for _ in _TABLED]
         offers = []
         for offer in update.offers:
-            slots = []
-            for slot in offer.slots:
-                values = [getattr(slot, n) for n in _SLOT_NAMES]
-                if _SCHEDULE_AT is not None:
-                    schedule = values[_SCHEDULE_AT]
-                    known = self._index.get(id(schedule))
-                    if known is None:
-                        known = self._index[id(schedule)] = (len(self._index), schedule)
-                        new.append(schedule)
-                    values[_SCHEDULE_AT] = known[0]
-                    slots.append(WireSlot(*values))
-                else:  # pragma: no cover
-                    slots.append(slot)
+            slots = [
+                WireSlot(
+                    *(
+                        v if t is None else self._number(t, v, new)
+                        for v, t in zip(
+                            (getattr(slot, n) for n in _SLOT_NAMES), _TABLE_OF, strict=True
+                        )
+                    )
+                )
+                for slot in offer.slots
+            ]
             offers.append(
                 WireOffer(*(slots if n == "slots" else getattr(offer, n) for n in _OFFER_NAMES))
             )
-        return Update(self.search_id, new, offers, *(getattr(update, n) for n in _UPDATE_NAMES))
+        return Update(
+            self.search_id, Tables(*new), offers, *(getattr(update, n) for n in _UPDATE_NAMES)
+        )
 
 
 class UpdateDecoder:
-    """One search's updates, app side: the schedules received so far."""
+    """One search's updates, app side: the table values received so far."""
 
     def __init__(self) -> None:
-        self.schedules: list[Schedule] = []
+        self.tables: list[list[Any]] = [[] for _ in _TABLED]
 
     def decode(self, message: Any) -> SearchUpdate:
-        self.schedules.extend(message.schedules)
-        schedules = self.schedules
+        tables = self.tables
+        for table, added in zip(tables, msgspec.structs.astuple(message.tables), strict=True):
+            table.extend(added)
+        where = [None if t is None else tables[t] for t in _TABLE_OF]
         offers = []
-        for wire in message.offers:
-            slots = []
-            for ws in wire.slots:
-                values = list(msgspec.structs.astuple(ws))
-                if _SCHEDULE_AT is not None:
-                    n = values[_SCHEDULE_AT]
-                    if not 0 <= n < len(schedules):
-                        raise WorkerProtocolError(
-                            f"Résultats illisibles du processus de recherche : agenda n° {n} inconnu."
+        try:
+            for wire in message.offers:
+                slots = tuple(
+                    [
+                        _make_slot(
+                            [
+                                v if table is None else table[v]
+                                for v, table in zip(msgspec.structs.astuple(ws), where, strict=True)
+                            ]
                         )
-                    values[_SCHEDULE_AT] = schedules[n]
-                slots.append(_make_slot(values))
-            values = [
-                tuple(slots) if n == "slots" else v
-                for n, v in zip(_OFFER_NAMES, msgspec.structs.astuple(wire), strict=True)
-            ]
-            offers.append(_make_offer(values))
+                        for ws in wire.slots
+                    ]
+                )
+                values = [
+                    slots if n == "slots" else v
+                    for n, v in zip(_OFFER_NAMES, msgspec.structs.astuple(wire), strict=True)
+                ]
+                offers.append(_make_offer(values))
+        except IndexError:
+            raise WorkerProtocolError(
+                "Résultats illisibles du processus de recherche : valeur de créneau inconnue."
+            ) from None
         return SearchUpdate(tuple(offers), **{n: getattr(message, n) for n in _UPDATE_NAMES})
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        return self.tables[_TABLED_NAMES.index("schedule")]
 
 
 # --------------------------------------------------------------------------- framing
