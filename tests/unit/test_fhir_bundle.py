@@ -265,6 +265,76 @@ def test_the_shared_caches_are_emptied_when_full_and_the_slots_stay_right(
     assert len(bundle_module._KINDS) <= 2 and len(bundle_module._TIMES) <= 3
 
 
+def test_what_a_slot_leads_to_is_remembered_across_parses_with_what_it_refers_to() -> None:
+    first = parse_bundle(json.dumps(ps()).encode())
+    again = parse_bundle(json.dumps(ps()).encode())
+    # the same resources sent again: the same objects, not rebuilt
+    assert again.slots[0].practitioner is first.slots[0].practitioner
+    assert again.slots[0].role is first.slots[0].role
+    # the same role as sent, but its practitioner changed in this Bundle:
+    # the role leads to this Bundle's practitioner, not the remembered one
+    renamed = practitioner(name=[{"family": "AUTRE-ZZTEST", "given": ["Lou"]}])
+    other = parse_bundle(json.dumps(bundle(slot(), schedule(), renamed, role())).encode())
+    [s] = other.slots
+    assert s.practitioner is not None and s.practitioner.family == "AUTRE-ZZTEST"
+    assert s.role is not None and s.role.practitioner is s.practitioner
+    assert s.role != first.slots[0].role
+    # a practitioner without a national id is refused every time, never remembered
+    broken = practitioner(identifier=[])
+    for _ in range(2):
+        result = parse_bundle(json.dumps(bundle(slot(), schedule(), broken, role())).encode())
+        assert result.slots == () and result.practitioners == ()
+        assert ("Practitioner", "p1", SkipReason.INVALID_IDENTIFIER) in reasons(result)
+
+
+def test_the_remembered_resources_are_forgotten_when_full_and_the_slots_stay_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sas_desk.services.fhir import bundle as bundle_module
+
+    monkeypatch.setattr(bundle_module, "_RESOURCES_LIMIT", 2)
+    for n in range(5):
+        named = practitioner(name=[{"family": f"NOM{n}-ZZTEST"}])
+        result = parse_bundle(json.dumps(bundle(slot(), schedule(), named, role())).encode())
+        [s] = result.slots
+        assert s.practitioner is not None and s.practitioner.family == f"NOM{n}-ZZTEST"
+        assert s.role is not None and s.role.practitioner is s.practitioner
+    assert len(bundle_module._PRACTITIONERS) <= 2 and len(bundle_module._ROLES) <= 2
+
+
+def test_odd_shapes_around_the_slot_read_the_same_typed_and_tolerant() -> None:
+    """A contained resource that is not a Location, a coordinate that is a
+    boolean, a name that is not an object: the typed decode refuses the
+    second and the third, the tolerant path reads each resource leniently
+    into the same structures; both keep and drop the same things."""
+    with_other = role(
+        contained=[
+            {"resourceType": "Organization", "id": "loc", "name": "pas un lieu"},
+            role()["contained"][0],
+        ]
+    )
+    raw = json.dumps(
+        ps() | {"entry": bundle(slot(), schedule(), practitioner(), with_other)["entry"]}
+    )
+    assert wire.decode(raw.encode()) is not None
+    result = parse_bundle(raw.encode())
+    assert result.slots[0].location is not None
+    assert result.slots[0].location.address.city == "AGEN"
+    assert_same(result, parse_bundle(json.loads(raw)))
+    odd_place = copy.deepcopy(role())
+    odd_place["contained"][0]["position"] = {"latitude": True, "longitude": 0.62}
+    odd_name = practitioner(name=["SÉBASTIEN"], telecom=[{"system": "phone", "value": 33}])
+    b = bundle(slot(), schedule(), odd_name, odd_place)
+    assert wire.decode(json.dumps(b).encode()) is None
+    odd = parse_bundle(json.dumps(b).encode())
+    [s] = odd.slots
+    assert s.location is not None and s.location.coordinates is None
+    assert s.location.address.city == "AGEN"
+    assert s.practitioner is not None and s.practitioner.family is None
+    assert s.practitioner.phone is None and s.practitioner.national_id == RPPS
+    assert_same(odd, parse_bundle(b))
+
+
 def test_a_wrong_shape_in_what_says_the_kind_of_slot_is_dropped_on_the_typed_path() -> None:
     """Those elements are read as text first, then leniently, once per kind."""
     odd = slot(
