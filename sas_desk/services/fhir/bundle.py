@@ -34,8 +34,13 @@ answer thousands of slots): a body is first decoded by msgspec straight into
 its wire shape (:mod:`sas_desk.services.fhir.wire`: only the elements read,
 types checked in C); a body that does not fit that shape anywhere takes the
 tolerant path (``json``, then each Slot read leniently), which gives the same
-result for what both can read. Then ``datetime.fromisoformat`` and per-parse
-caches for references, times and specialties.
+result for what both can read. Then ``datetime.fromisoformat`` and caches:
+per parse for references and specialties; across parses (bounded) for
+instants, kinds of slot, and the practitioners, roles, places and structures
+a vendor sends answer after answer (under their decoded form and what their
+references resolved to in that Bundle). A slot's instants and kind are
+shared objects, one per distinct value, rather than deferred: the search
+needs every start (window, order) and the cards every type and mode.
 """
 
 from __future__ import annotations
