@@ -384,6 +384,7 @@ class EventKind(enum.StrEnum):
     ABANDONED = "ABANDONED"
     IMPORTED = "IMPORTED"  # from an RS-EDA message
     IMPORT_CONFLICT = "IMPORT_CONFLICT"  # a message for a known case: kept apart, nothing lost
+    IMPORT_RESOLVED = "IMPORT_RESOLVED"  # the operator kept one version; the other abandoned
     ENQUEUED = "ENQUEUED"
     CLAIMED = "CLAIMED"
     RELEASED = "RELEASED"
@@ -416,6 +417,7 @@ class EventKind(enum.StrEnum):
             "ABANDONED": "Fiche abandonnée",
             "IMPORTED": "Dossier importé (RS-EDA)",
             "IMPORT_CONFLICT": "Import en conflit : version reçue conservée à part",
+            "IMPORT_RESOLVED": "Conflit d'import tranché",
             "ENQUEUED": "Mis en file",
             "CLAIMED": "Pris en charge",
             "RELEASED": "Remis en file",

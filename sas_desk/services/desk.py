@@ -6,6 +6,7 @@ panel is a thin view over this.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from sas_desk.models import dossier as dm
 from sas_desk.models.dental import Orientation, orientation_text
 from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
+from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import QueueError, QueueItem
 from sas_desk.models.roster import RosterEntry
 from sas_desk.models.search import Offer
@@ -52,6 +54,59 @@ def _content(d: Dossier) -> dict[str, Any]:
 
 
 _FIELD_FR = {"notes": "notes", "decisions": "décisions", "status": "statut"}
+
+
+_FIELD_NAMES_FR = {
+    "notes": "Notes",
+    "decisions": "Décisions",
+    "status": "Statut",
+    "priority": "Priorité",
+    "branch": "Filière",
+    "perimeter": "Périmètre",
+    "owner": "Centre traitant",
+    "care_level": "Niveau de soins",
+    "motive_code": "Motif",
+    "motive_label": "Libellé du motif",
+    "caller": "Appelant",
+    "patient": "Patient",
+    "location": "Lieu",
+    "received_at": "Reçu à",
+    "created_at": "Créé à",
+}
+
+
+def _shown(value: Any) -> str:
+    if value in (None, "", [], {}):
+        return "—"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def conflict_fields(here: Dossier, received: Dossier) -> list[tuple[str, str, str]]:
+    """What differs between the stored dossier and the version received, as
+    (French field name, value here, value received): lists as counts, the
+    caller / patient / location blocks field by field.  For the operator's
+    eyes only (the dialog), never for a log line."""
+    left, right = _content(here), _content(received)
+    rows: list[tuple[str, str, str]] = []
+    for key in sorted(left.keys() | right.keys()):
+        a, b = left.get(key), right.get(key)
+        if a == b or key == "case_id":
+            continue
+        name = _FIELD_NAMES_FR.get(key, key)
+        if key in ("notes", "decisions"):
+            rows.append((name, str(len(a or [])), str(len(b or []))))
+        elif isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(a.keys() | b.keys()):
+                if a.get(sub) != b.get(sub):
+                    rows.append((f"{name} : {sub}", _shown(a.get(sub)), _shown(b.get(sub))))
+        else:
+            rows.append((name, _shown(a), _shown(b)))
+    return rows
+
+
+class ImportConflictError(KnownError):
+    """A conflict that cannot be settled as asked (a version gone, not a pair)."""
 
 
 def _differences(a: Dossier, b: Dossier) -> str:
@@ -304,6 +359,44 @@ class Desk:
             f"existant est inchangé et la version reçue est conservée sous {copy.case_id}. "
             "Comparez-les et gardez l'un des deux (abandonnez l'autre).",
         )
+
+    async def resolve_import_conflict(
+        self, case_id: str, received_id: str, keep: Literal["existing", "received"]
+    ) -> Dossier:
+        """The operator settles an import conflict: the version kept stays (or
+        becomes) the dossier ``case_id``; the other is kept abandoned under
+        ``received_id`` — both versions remain in the journal, nothing is lost.
+        An event on each names the choice.  Returns the dossier ``case_id``."""
+        prefix = f"{case_id}-import"
+        if not received_id.startswith(prefix) or not received_id[len(prefix) :].isdigit():
+            raise ImportConflictError(
+                f"{received_id} n'est pas une version reçue du dossier {case_id}."
+            )
+        existing = await self.journal.load(case_id)
+        received = await self.journal.load(received_id)
+        if existing is None or received is None:
+            raise ImportConflictError(
+                f"Conflit d'import {case_id} : une des deux versions est introuvable."
+            )
+        if received.status is Status.ABANDONED:
+            raise ImportConflictError(f"Conflit d'import {case_id} : déjà tranché.")
+        at = self._now()
+        if keep == "existing":
+            kept, other = existing, received
+        else:  # the contents swap: the version that was here is kept under received_id
+            kept = replace(received, case_id=case_id, revision=existing.revision + 1)
+            other = replace(existing, case_id=received_id, revision=received.revision)
+        other.status = Status.ABANDONED
+        other.revision += 1
+        data = {"kept": keep, "received_as": received_id}
+        self.journal.submit(
+            other, Event(received_id, at, EventKind.IMPORT_RESOLVED, self.actor, data)
+        )
+        self.journal.submit(kept, Event(case_id, at, EventKind.IMPORT_RESOLVED, self.actor, data))
+        self._changed(other)
+        self._changed(kept)
+        log.info("import conflict on %s settled: %s version kept", case_id, keep)
+        return kept
 
     def _import_new(self, dossier: Dossier) -> Event:
         event = Event(

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal
@@ -261,8 +262,13 @@ class MainWindow(QMainWindow):
         quit_action = QAction("Quitter", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         quit_action.triggered.connect(self.close)
+        import_rseda = QAction("Importer un dossier RS-EDA…", self)
+        import_rseda.setShortcut(QKeySequence("Ctrl+Shift+I"))
+        import_rseda.triggered.connect(self.ask_import_rseda)
+        self.import_action = import_rseda
+        self.conflict_dialog: Any = None  # ImportConflictDialog, while one is shown
         menu = self.menuBar().addMenu("&Dossier")
-        for action in (new_call, close_tab, focus_list, change_role, quit_action):
+        for action in (new_call, close_tab, focus_list, import_rseda, change_role, quit_action):
             menu.addAction(action)
             self.addAction(action)
         orientation = self.menuBar().addMenu("&Orientation")
@@ -418,6 +424,73 @@ class MainWindow(QMainWindow):
         self.right.setCurrentIndex(1)
         self.board = board
         board.start()
+
+    # ------------------------------------------------------------------ import
+    def ask_import_rseda(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Importer un dossier RS-EDA", "", "Messages RS-EDA (*.json);;Tous (*)"
+        )
+        if path:
+            self.import_rseda_file(Path(path))
+
+    def import_rseda_file(self, path: Path) -> asyncio.Task[None] | None:
+        """Import an RS-EDA file (bounded read); a conflict with a stored case
+        asks the operator which version to keep."""
+        return run_operation(
+            self._import_rseda(path),
+            name="import-rseda",
+            show_error=self._error_banner,
+            on_success=self._on_imported,
+        )
+
+    async def _import_rseda(self, path: Path) -> Any:
+        from sas_desk.models.rseda import from_rseda
+        from sas_desk.services.bounded import MAX_MESSAGE_BYTES, load_json
+
+        body = await asyncio.to_thread(load_json, path, MAX_MESSAGE_BYTES)
+        return await self.desk.import_received(from_rseda(body))
+
+    def _on_imported(self, outcome: Any) -> None:
+        if outcome.kind != "conflict":
+            self.banner(outcome.message_fr, "info").setObjectName("importNotice")
+            return
+        self.show_import_conflict(outcome.existing, outcome.dossier)
+
+    def show_import_conflict(self, existing: Dossier, received: Dossier) -> None:
+        from sas_desk.services.desk import conflict_fields
+        from sas_desk.ui.import_conflict import ImportConflictDialog
+
+        dialog = ImportConflictDialog(
+            existing.case_id, received.case_id, conflict_fields(existing, received), self
+        )
+        self.conflict_dialog = dialog
+        dialog.chosen.connect(
+            lambda keep: self._settle_import(existing.case_id, received.case_id, keep)
+        )
+        dialog.rejected.connect(
+            lambda: self.banner(
+                f"Conflit d'import sur {existing.case_id} laissé en attente : les deux versions "
+                f"sont conservées ({received.case_id}).",
+                "warning",
+            )
+        )
+        dialog.finished.connect(lambda _r: setattr(self, "conflict_dialog", None))
+        dialog.open()
+
+    def _settle_import(self, case_id: str, received_id: str, keep: str) -> None:
+        which = "existante" if keep == "existing" else "reçue"
+        run_operation(
+            self.desk.resolve_import_conflict(case_id, received_id, keep),  # type: ignore[arg-type]
+            name="import-conflict",
+            show_error=self._error_banner,
+            on_success=lambda _d: self.banner(
+                f"Dossier {case_id} : version {which} gardée ; l'autre est conservée, "
+                f"abandonnée, sous {received_id}.",
+                "info",
+            ).setObjectName("importSettled"),
+        )
 
     def open_dossier_view(self, case_id: str) -> None:
         run_operation(
