@@ -30,6 +30,7 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from sas_desk import __version__
 from sas_desk.server.cli import add_server_parser, run_server_command
@@ -179,6 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stats_pdf(path: Path, summary: Any, detail: Any, centre: str, made_at: Any) -> int:
+    """The activity report as PDF (Qt's writer; offscreen without a display)."""
+    import os
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtGui import QGuiApplication
+
+    from sas_desk.ui.stats_pdf import write_pdf
+
+    _app = QGuiApplication.instance() or QGuiApplication([])
+    return write_pdf(path, summary, detail, centre, made_at)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "server":  # its own [server] table, not a workstation's configuration
@@ -241,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_db_command(args))
     if args.command in ("stats", "stats-rollup"):
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
-        return asyncio.run(run_stats_command(config, args))
+        return asyncio.run(run_stats_command(config, args, _stats_pdf))
     setup_logging(config.data_dir, args.verbose)
     if args.command == "dossier":
         return asyncio.run(_dossier_command(config, args))

@@ -145,6 +145,8 @@ class StatsView(QWidget):
         run.clicked.connect(self.run)
         export = named(QPushButton("Exporter (CSV, secret statistique)…"), "statsExport")
         export.clicked.connect(self.export_dialog)
+        pdf = named(QPushButton("Rapport PDF…"), "statsPdf")
+        pdf.clicked.connect(self.pdf_dialog)
         bar.addWidget(QLabel("Du"))
         bar.addWidget(self.first)
         bar.addWidget(QLabel("au"))
@@ -153,6 +155,7 @@ class StatsView(QWidget):
         bar.addWidget(run)
         bar.addStretch(1)
         bar.addWidget(export)
+        bar.addWidget(pdf)
         layout.addLayout(bar)
         self.message = Message()
         layout.addWidget(self.message)
@@ -261,6 +264,53 @@ class StatsView(QWidget):
             return False
         self.message.show_message(f"{rows} ligne(s) exportée(s) dans {path}.", info=True)
         return True
+
+    def pdf_dialog(self) -> None:
+        if self.report is None:
+            self.message.show_message("Calculez d'abord un rapport.")
+            return
+        first, last = self.period_text()
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Rapport PDF", f"sas-rapport-{first}-{last}.pdf", "PDF (*.pdf)"
+        )
+        if name:
+            self.export_pdf(Path(name))
+
+    def export_pdf(self, path: Path) -> asyncio.Task[None] | None:
+        """The activity report of the period shown as PDF (the export rows:
+        privacy rules applied), written on a worker thread."""
+        self.task = run_operation(
+            self._pdf(path),
+            name="stats-pdf",
+            show_error=self.message.show_message,
+            on_success=lambda pages: self.message.show_message(
+                f"Rapport PDF écrit dans {path} ({pages} page(s)).", info=True
+            ),
+            progress=self.message,
+            label="Rapport PDF en cours…",
+        )
+        return self.task
+
+    async def _pdf(self, path: Path) -> int:
+        from sas_desk.ui.stats_pdf import write_pdf
+
+        detail = self.report
+        if detail is None or self.source is None:
+            raise StatsUnavailable("Calculez d'abord un rapport.")
+        month = Granularity.MONTH
+        period = parse_period(
+            f"{detail.period.first}", f"{detail.period.last}", month, detail.period.tz
+        )
+        raw = await self.source.raw(period, month, self.limits)
+        loop = asyncio.get_running_loop()
+        summary = await loop.run_in_executor(self._executor, build_report, raw, period, month)
+        made_at = self._now().astimezone(period.zone)
+        try:
+            return await loop.run_in_executor(
+                self._executor, write_pdf, path, summary, detail, "Salle de régulation", made_at
+            )
+        except OSError as exc:
+            raise StatsUnavailable(f"Rapport PDF impossible : {path} ({exc}).") from None
 
     def stop(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

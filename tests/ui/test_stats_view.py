@@ -78,3 +78,33 @@ async def test_a_bad_period_is_told_in_french(qtbot: QtBot, source: SqliteStatsS
     assert "précède le début" in view.message.text()
     assert view.report is None
     view.stop()
+
+
+async def test_the_pdf_report_carries_counts_only(
+    qtbot: QtBot, source: SqliteStatsSource, tmp_path: Path
+) -> None:
+    """The PDF (Qt's writer) of the period shown: its text (read back with
+    QtPdf) has the report's figures, small cells as « <11 », no known name."""
+    from PySide6.QtPdf import QPdfDocument
+
+    view = StatsView(source, WaitLimits(), lambda: FakeClock()())
+    qtbot.addWidget(view)
+    view.first.setDate(QDate(2026, 3, 1))
+    view.last.setDate(QDate(2026, 3, 31))
+    task = view.run()
+    assert task is not None
+    await task
+    path = tmp_path / "rapport.pdf"
+    task = view.export_pdf(path)
+    assert task is not None
+    await task
+    assert "Rapport PDF écrit" in view.message.text(), view.message.text()
+    doc = QPdfDocument()
+    doc.load(str(path))
+    assert doc.status() == QPdfDocument.Status.Ready and doc.pageCount() >= 1
+    text = " ".join(doc.getAllText(p).text() for p in range(doc.pageCount()))
+    assert "rapport d'activité" in text and "du 01/03/2026 au 31/03/2026" in text
+    assert "Dossiers 13" in " ".join(text.split())  # March: 13 dossiers (a count ≥ 11)
+    assert SUPPRESSED in text  # the 14th's AMU dossiers and the like
+    for secret in KNOWN_SECRETS:
+        assert secret not in text

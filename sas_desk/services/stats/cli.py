@@ -18,6 +18,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,12 @@ def add_stats_parser(subparsers: Any) -> None:
     )
     stats.add_argument("--from", dest="first", required=True, help="premier jour AAAA-MM-JJ")
     stats.add_argument("--to", dest="last", required=True, help="dernier jour AAAA-MM-JJ (inclus)")
-    stats.add_argument("--format", choices=("csv", "json"), default="csv")
+    stats.add_argument(
+        "--format",
+        choices=("csv", "json", "pdf"),
+        default="csv",
+        help="pdf : rapport d'activité (tableaux par mois, volumes par --by) ; --out requis",
+    )
     stats.add_argument("--by", choices=("hour", "day", "month"), default="day")
     stats.add_argument("--out", type=Path, help="fichier de sortie (défaut : sortie standard)")
     roll = subparsers.add_parser(
@@ -80,9 +86,22 @@ async def run_rollup_command(config: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-async def run_stats_command(config: Any, args: argparse.Namespace) -> int:
+#: (path, summary by month, detail by --by, centre, made at) → pages; Qt
+#: lives above the services: the command line hands it in
+PdfWriter = Callable[[Path, Any, Any, str, Any], int]
+
+
+async def run_stats_command(
+    config: Any, args: argparse.Namespace, pdf_writer: PdfWriter | None = None
+) -> int:
     if args.command == "stats-rollup":
         return await run_rollup_command(config, args)
+    if args.format == "pdf" and (args.out is None or pdf_writer is None):
+        print(
+            "sas-desk stats : le rapport PDF s'écrit dans un fichier : --out FICHIER.pdf.",
+            file=sys.stderr,
+        )
+        return 1
     from sas_desk.models.queue import WaitLimits
     from sas_desk.models.stats import Granularity, StatsError, parse_period
     from sas_desk.services.stats import StatsUnavailable
@@ -101,13 +120,36 @@ async def run_stats_command(config: Any, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sas-desk stats : {exc}", file=sys.stderr)
         return 1
+    summary = None
     try:
         report = await make_report(source, period, by, limits)
+        if args.format == "pdf":
+            month = Granularity.MONTH
+            summary = await make_report(
+                source, parse_period(args.first, args.last, month, config.timezone), month, limits
+            )
     except StatsUnavailable as exc:
         print(f"sas-desk stats : {exc.message_fr}", file=sys.stderr)
         return 1
     finally:
         await source.close()
+    if args.format == "pdf" and pdf_writer is not None and summary is not None:
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        centre = f"SAMU {config.departement} — {config.owner}"
+        try:
+            pages = pdf_writer(
+                args.out, summary, report, centre, datetime.now(ZoneInfo(config.timezone))
+            )
+        except OSError as exc:
+            print(
+                f"sas-desk stats : écriture impossible : {args.out} ({exc.strerror or exc})",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"Rapport écrit : {args.out} ({pages} page(s)).")
+        return 0
     text = export_text(report, args.format)
     if args.out is not None:
         try:

@@ -158,3 +158,15 @@ async def test_the_rollup_command_then_the_same_csv(sqlite_played, tmp_path) -> 
     assert after.stdout == before.stdout and "2026-03-14 10:00;<11;" in after.stdout
     again = sas_desk("--data-dir", str(tmp_path), "stats-rollup", "--rebuild")
     assert again.returncode == 0 and again.stdout == done.stdout
+
+
+async def test_the_pdf_report_from_the_command_line(sqlite_played, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data_dir = str(sqlite_played.source.path.parent)
+    period = ("stats", "--from", "2026-03-01", "--to", "2026-03-31", "--format", "pdf")
+    refused = sas_desk("--data-dir", data_dir, *period)
+    assert refused.returncode == 1 and "--out FICHIER.pdf" in refused.stderr
+    out = tmp_path / "rapport.pdf"
+    done = sas_desk("--data-dir", data_dir, *period, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"Rapport écrit : {out} (")
+    assert out.read_bytes().startswith(b"%PDF")
