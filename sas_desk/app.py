@@ -40,6 +40,8 @@ class RunOptions:
     smoke: bool = False
     on_ready: Callable[[object], Awaitable[None]] | None = None  # test/bench hook, gets the window
     on_login: Callable[[object], Awaitable[None]] | None = None  # test hook, gets the login dialog
+    # bench/autosave.py's baseline only: the journal and outbox in the clear
+    unsealed_for_bench: bool = False
 
 
 class _LogFile(logging.handlers.RotatingFileHandler):
@@ -385,7 +387,21 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         if opened is None:
             return 0
         session, config, dialog = opened
-    journal = Journal(config.journal_path, now=clock.now)
+    # patient data at rest: the workstation's key (keyring, else a 0600 file
+    # beside the data dir), released once the operator is logged in
+    from sas_desk.services.atrest import SealError, data_key
+
+    try:
+        key = await loop.run_in_executor(None, data_key, config.data_dir)
+    except (OSError, SealError) as exc:
+        message = getattr(exc, "message_fr", "") or f"clé illisible ({type(exc).__name__})"
+        print(f"sas-desk : données locales indisponibles : {message}", file=sys.stderr)
+        log.error("data key unavailable: %s", type(exc).__name__)
+        if session is not None:
+            await session.close()
+        return 1
+    cipher = None if options.unsealed_for_bench else key.cipher()
+    journal = Journal(config.journal_path, now=clock.now, cipher=cipher)
     actor = Actor(
         role=config.role or "",
         operator=config.operator,
@@ -394,7 +410,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     limits = WaitLimits(*config.wait_limits)
     queues = QueueClient(
         build_queue_backend(config, limits, session),
-        Outbox(config.outbox_path),
+        Outbox(config.outbox_path, cipher=cipher),
         actor,
         now=clock.now,
         lease_s=config.lease_s,
@@ -448,6 +464,8 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         QCoreApplication.instance().lastWindowClosed.connect(closed.set)  # type: ignore[union-attr]
         window.show()
         log.debug("startup: window shown")
+        if key.notice_fr:
+            window.banner(key.notice_fr, "warning").setObjectName("dataKeyNotice")
         if options.smoke:
             # let Qt lay out and paint through the running loop: calling
             # Qt's event processing from inside a coroutine re-enters other tasks

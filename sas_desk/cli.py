@@ -300,11 +300,13 @@ async def _dossier_journal_command(config: Config, args: argparse.Namespace) -> 
     from sas_desk.models.rseda import from_rseda, to_rseda
     from sas_desk.models.validation import ValidationError
     from sas_desk.services import clock
+    from sas_desk.services.atrest import data_key
     from sas_desk.services.bounded import MAX_MESSAGE_BYTES, load_json
     from sas_desk.services.desk import Desk
     from sas_desk.services.journal.service import Journal
 
-    journal = Journal(config.journal_path, now=clock.now)
+    key = await asyncio.to_thread(data_key, config.data_dir)  # the app's records, sealed
+    journal = Journal(config.journal_path, now=clock.now, cipher=key.cipher())
     try:
         if await journal.open() is None:
             assert journal.open_error is not None

@@ -53,9 +53,12 @@ def test_import_then_export_the_official_rseda_example(tmp_path: Path) -> None:
     # the import is in the dossier's log
     from sas_desk.models.dossier import EventKind
     from sas_desk.services import clock
+    from sas_desk.services.atrest import data_key
     from sas_desk.services.journal.store import JournalStore
 
-    store = JournalStore(tmp_path / "journal.sqlite", now=clock.now)
+    # sealed at rest: read with the workstation's key (a file beside the data dir here)
+    cipher = data_key(tmp_path).cipher()
+    store = JournalStore(tmp_path / "journal.sqlite", now=clock.now, cipher=cipher)
     assert [e.kind for e in store.events(case_id)] == [EventKind.IMPORTED]
     store.close()
 

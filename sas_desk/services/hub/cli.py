@@ -82,7 +82,10 @@ async def open_parts(config: Config, client_id: str = "") -> AsyncIterator[_Part
     settings = config.hub or HubSettings(
         url="amqp://127.0.0.1/", client_id=client_id or config.owner
     )
-    journal = Journal(config.journal_path, now=clock.now)
+    from sas_desk.services.atrest import data_key
+
+    key = await asyncio.to_thread(data_key, config.data_dir)  # the app's records, sealed
+    journal = Journal(config.journal_path, now=clock.now, cipher=key.cipher())
     store = AsyncHubStore(config.hub_path)
     try:
         if await journal.open() is None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sas_desk.models.dossier import Dossier, Event, Status
+from sas_desk.services.atrest import RecordCipher
 from sas_desk.services.journal.store import JournalError, JournalStore, OpenReport
 
 log = logging.getLogger("sas_desk.journal")
@@ -49,9 +50,11 @@ class Journal:
         *,
         now: Callable[[], datetime],
         retry_delay: float = 2.0,
+        cipher: RecordCipher | None = None,
     ) -> None:
         self.path = path
         self._now = now
+        self._cipher = cipher  # records sealed at rest (services/atrest.py)
         self._retry_delay = retry_delay
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="journal"
@@ -77,7 +80,9 @@ class Journal:
         the journal cannot be written (``open_error`` says why): the app then
         runs with the sheets in memory and keeps trying."""
         try:
-            store = await self._run(lambda: JournalStore(self.path, now=self._now))
+            store = await self._run(
+                lambda: JournalStore(self.path, now=self._now, cipher=self._cipher)
+            )
         except JournalError as exc:
             self.open_error = exc
             log.error("journal %s unavailable: %s", self.path, exc.reason)

@@ -21,6 +21,7 @@ from typing import Any
 
 from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
 from sas_desk.models.errors import KnownError
+from sas_desk.services.atrest import RecordCipher, SealError, seal, unseal
 from sas_desk.services.sqlite_file import move_aside
 
 log = logging.getLogger("sas_desk.journal")
@@ -116,9 +117,14 @@ class OpenReport:
 class JournalStore:
     """Owns one SQLite connection; use it from a single thread."""
 
-    def __init__(self, path: Path, *, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, path: Path, *, now: Callable[[], datetime], cipher: RecordCipher | None = None
+    ) -> None:
+        """``cipher``: dossier snapshots and event data sealed at rest
+        (``services/atrest.py``); None only for tools and old tests."""
         self.path = path
         self._now = now
+        self._cipher = cipher
         self.report = OpenReport(path)
         self.db = self._open()
 
@@ -217,7 +223,7 @@ class JournalStore:
                         d["status"],
                         d["revision"],
                         now,
-                        json.dumps(d, ensure_ascii=False),
+                        seal(self._cipher, json.dumps(d, ensure_ascii=False), d["case_id"]),
                     ),
                 )
             for ev in events:
@@ -232,7 +238,11 @@ class JournalStore:
                         row["role"],
                         row["operator"],
                         row["workstation"],
-                        json.dumps(row["data"], ensure_ascii=False),
+                        seal(
+                            self._cipher,
+                            json.dumps(row["data"], ensure_ascii=False),
+                            row["dossier_id"],
+                        ),
                     ),
                 )
                 seqs.append(int(cur.lastrowid or 0))
@@ -247,21 +257,29 @@ class JournalStore:
         return seqs
 
     # ------------------------------------------------------------------ reads
+    def _dossier(self, case_id: str, stored: str) -> Dossier:
+        try:
+            return Dossier.from_dict(json.loads(unseal(self._cipher, stored, case_id)))
+        except SealError as exc:
+            raise JournalError(exc.message_fr, "damaged") from exc
+
     def load(self, case_id: str) -> Dossier | None:
         row = self.db.execute("SELECT data FROM dossiers WHERE case_id = ?", [case_id]).fetchone()
-        return Dossier.from_dict(json.loads(row[0])) if row else None
+        return self._dossier(case_id, row[0]) if row else None
 
     def by_status(self, status: Status) -> list[Dossier]:
         rows = self.db.execute(
-            "SELECT data FROM dossiers WHERE status = ? ORDER BY created_at", [status.value]
+            "SELECT case_id, data FROM dossiers WHERE status = ? ORDER BY created_at",
+            [status.value],
         ).fetchall()
-        return [Dossier.from_dict(json.loads(r[0])) for r in rows]
+        return [self._dossier(r[0], r[1]) for r in rows]
 
     def of_day(self, day: date) -> list[Dossier]:
         rows = self.db.execute(
-            "SELECT data FROM dossiers WHERE day = ? ORDER BY created_at DESC", [day.isoformat()]
+            "SELECT case_id, data FROM dossiers WHERE day = ? ORDER BY created_at DESC",
+            [day.isoformat()],
         ).fetchall()
-        return [Dossier.from_dict(json.loads(r[0])) for r in rows]
+        return [self._dossier(r[0], r[1]) for r in rows]
 
     def events(self, case_id: str) -> list[Event]:
         rows = self.db.execute(
@@ -269,17 +287,20 @@ class JournalStore:
             "WHERE dossier_id = ? ORDER BY seq",
             [case_id],
         ).fetchall()
-        return [
-            Event(
-                r[1],
-                datetime.fromisoformat(r[2]),
-                EventKind(r[3]),
-                Actor(r[4], r[5], r[6]),
-                json.loads(r[7]),
-                seq=r[0],
-            )
-            for r in rows
-        ]
+        try:
+            return [
+                Event(
+                    r[1],
+                    datetime.fromisoformat(r[2]),
+                    EventKind(r[3]),
+                    Actor(r[4], r[5], r[6]),
+                    json.loads(unseal(self._cipher, r[7], r[1])),
+                    seq=r[0],
+                )
+                for r in rows
+            ]
+        except SealError as exc:
+            raise JournalError(exc.message_fr, "damaged") from exc
 
     def max_sequence(self, day: date) -> int:
         """Highest daily sequence used for ``day`` (last 5 digits of the local number)."""

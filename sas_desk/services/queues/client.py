@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from sas_desk.models.dossier import Actor, Dossier, Event
 from sas_desk.models.queue import ChangeSet, Operation, QueueError, QueueItem, QueueName
+from sas_desk.services.atrest import RecordCipher, seal, unseal
 from sas_desk.services.queues.api import (
     DEFAULT_LEASE_S,
     DEFAULT_RENEW_S,
@@ -58,8 +59,10 @@ Listener = Callable[[LinkState], None]
 class Outbox:
     """Pending operations on disk (one thread owns the connection)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, cipher: RecordCipher | None = None) -> None:
+        """``cipher``: operations (they carry dossiers) sealed at rest."""
         self.path = path
+        self._cipher = cipher
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="outbox"
         )
@@ -129,7 +132,7 @@ class Outbox:
             assert self._conn is not None
             self._conn.execute(
                 "INSERT OR IGNORE INTO outbox(op_id, op) VALUES (?, ?)",
-                (op.op_id, json.dumps(encode_op(op))),
+                (op.op_id, seal(self._cipher, json.dumps(encode_op(op)), op.op_id)),
             )
 
         await self._run(add)
@@ -137,8 +140,8 @@ class Outbox:
     async def pending(self) -> list[Operation]:
         def read() -> list[Operation]:
             assert self._conn is not None
-            rows = self._conn.execute("SELECT op FROM outbox ORDER BY seq").fetchall()
-            return [decode_op(json.loads(r[0])) for r in rows]
+            rows = self._conn.execute("SELECT op_id, op FROM outbox ORDER BY seq").fetchall()
+            return [decode_op(json.loads(unseal(self._cipher, r[1], r[0]))) for r in rows]
 
         return await self._run(read)
 

@@ -1,0 +1,196 @@
+"""Patient data at rest on the workstation (issue 15): per-record AES-GCM.
+
+Every record of a local store that holds patient data (the journal's
+dossier snapshots and events, the outbox's operations) is sealed with
+AES-256-GCM (``cryptography``): a fresh 96-bit nonce per record, the record's
+key (its case id) as associated data so that a record moved to another row
+does not open.  A sealed value is text, ``aes1:`` + base64url(nonce +
+ciphertext); a value without the prefix is a record written before
+encryption and is read as it is.
+
+Why per record and not SQLCipher: no maintained SQLCipher binding is among
+the project's dependencies (building one needs the SQLCipher C library),
+and sealing a few kilobytes per autosave costs microseconds, far inside the
+journal's 50 ms keystroke-to-durable goal (``bench/autosave.py --encrypted``
+measures both in one run).  What stays in the clear: case ids, times,
+statuses, roles, operators' logins — no patient field.
+
+The key (256 bits) is the workstation's: :func:`data_key` keeps it in the
+system keyring (service ``sas-desk``, user ``data-key:<data dir>``); where no
+keyring works, in a 0600 file beside the data dir (``<data dir>.key``) and
+the window says so.  Losing the key loses the local copies, never the
+room's record (the room server keeps it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sas_desk.models.errors import KnownError
+
+__all__ = ["DataKey", "RecordCipher", "SealError", "data_key", "key_file_for"]
+
+log = logging.getLogger("sas_desk.atrest")
+
+KEYRING_SERVICE = "sas-desk"
+PREFIX = "aes1:"
+_NONCE = 12
+
+
+class SealError(KnownError):
+    """A sealed record that does not open (another key, altered bytes)."""
+
+    def __init__(self, message_fr: str) -> None:
+        super().__init__(message_fr)
+        self.message_fr = message_fr
+
+
+class RecordCipher:
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("an AES-256 key is 32 bytes")
+        self._aead = AESGCM(key)
+
+    def __repr__(self) -> str:  # never the key
+        return "RecordCipher(…)"
+
+    def seal(self, text: str, aad: str) -> str:
+        nonce = secrets.token_bytes(_NONCE)
+        sealed = self._aead.encrypt(nonce, text.encode("utf-8"), aad.encode("utf-8"))
+        return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+    def open(self, stored: str, aad: str) -> str:
+        if not stored.startswith(PREFIX):
+            return stored  # written before encryption
+        try:
+            raw = base64.urlsafe_b64decode(stored[len(PREFIX) :])
+            plain = self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], aad.encode("utf-8"))
+        except (InvalidTag, ValueError, binascii.Error) as exc:
+            raise SealError(
+                "Donnée locale chiffrée illisible (clé de ce poste différente ou fichier altéré)."
+            ) from exc
+        return plain.decode("utf-8")
+
+
+def seal(cipher: RecordCipher | None, text: str, aad: str) -> str:
+    return cipher.seal(text, aad) if cipher is not None else text
+
+
+def unseal(cipher: RecordCipher | None, stored: str, aad: str) -> str:
+    if cipher is None:
+        if stored.startswith(PREFIX):
+            raise SealError("Donnée locale chiffrée : la clé de ce poste n'est pas disponible.")
+        return stored
+    return cipher.open(stored, aad)
+
+
+@dataclass(frozen=True)
+class DataKey:
+    key: bytes = field(repr=False)
+    notice_fr: str = ""  # said in the window when the key is not in the keyring
+
+    def cipher(self) -> RecordCipher:
+        return RecordCipher(self.key)
+
+
+def key_file_for(data_dir: Path) -> Path:
+    return data_dir.parent / f"{data_dir.name}.key"
+
+
+def _account(data_dir: Path) -> str:
+    return f"data-key:{data_dir.resolve()}"
+
+
+def _from_keyring(account: str) -> tuple[bytes | None, bool]:
+    """(key, keyring usable)."""
+    try:
+        import keyring
+
+        found = keyring.get_password(KEYRING_SERVICE, account)
+    except Exception as exc:  # no usable keyring (headless machine, locked store)
+        log.info("keyring unusable for the data key (%s)", type(exc).__name__)
+        return None, False
+    if not found:
+        return None, True
+    try:
+        key = base64.b64decode(found, validate=True)
+    except binascii.Error:
+        return None, True
+    return (key if len(key) == 32 else None), True
+
+
+def _to_keyring(account: str, key: bytes) -> bool:
+    text = base64.b64encode(key).decode("ascii")
+    try:
+        import keyring
+
+        keyring.set_password(KEYRING_SERVICE, account, text)
+        return keyring.get_password(KEYRING_SERVICE, account) == text
+    except Exception as exc:
+        log.info("keyring refused the data key (%s)", type(exc).__name__)
+        return False
+
+
+def _read_key_file(path: Path) -> bytes | None:
+    try:
+        raw = path.read_bytes()[:200]
+    except FileNotFoundError:
+        return None
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) != 32:
+        raise SealError(f"Fichier de clé des données locales illisible : {path}.")
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o600)
+    return key
+
+
+def _write_key_file(path: Path, key: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(base64.b64encode(key) + b"\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def data_key(data_dir: Path) -> DataKey:
+    """The workstation's data key: from the keyring, else the key file beside
+    the data dir; made on the first start (keyring first).  Blocking (the
+    keyring may ask the desktop): call it from a worker thread."""
+    account = _account(data_dir)
+    key, usable = _from_keyring(account)
+    if key is not None:
+        return DataKey(key)
+    path = key_file_for(data_dir)
+    notice = (
+        "Trousseau système indisponible : la clé de chiffrement des données locales est "
+        f"gardée dans le fichier {path} (lisible par ce seul compte)."
+    )
+    stored = _read_key_file(path)
+    if stored is not None:
+        return DataKey(stored, notice)
+    key = secrets.token_bytes(32)
+    if usable and _to_keyring(account, key):
+        log.info("data key made and kept in the keyring")
+        return DataKey(key)
+    try:
+        _write_key_file(path, key)
+    except FileExistsError:  # another process of this workstation made it first
+        again = _read_key_file(path)
+        assert again is not None
+        return DataKey(again, notice)
+    log.warning("data key kept in a file beside the data dir (no usable keyring)")
+    return DataKey(key, notice)

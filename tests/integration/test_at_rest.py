@@ -1,0 +1,159 @@
+"""Patient data at rest (issue 15): the journal's snapshots and events and
+the outbox's operations are sealed with AES-GCM under the workstation's key
+(keyring, else a 0600 file beside the data dir with a notice); no patient
+field can be found in the bytes of their files; another key or altered bytes
+do not open; a record from before encryption still reads."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import stat
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+
+from sas_desk.models.dossier import Actor, Caller, Dossier, Event, EventKind, Patient
+from sas_desk.models.queue import Operation
+from sas_desk.services.atrest import (
+    PREFIX,
+    RecordCipher,
+    SealError,
+    data_key,
+    key_file_for,
+)
+from sas_desk.services.journal.store import JournalError, JournalStore
+from sas_desk.services.queues.client import Outbox
+
+NOW = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
+ARM = Actor("ARM", "arm.martin", "POSTE-01")
+PHONE, NAME, NOTE = "+33612345678", "Quintanilla", "douleur thoracique irradiant"
+
+
+class MemoryKeyring(KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.store.pop((service, username), None)
+
+
+def files_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+
+
+def leaks(folder: Path) -> list[str]:
+    raw = files_bytes(folder)
+    return [w for w in (PHONE, NAME, NOTE) if w.encode() in raw or w.encode("utf-16-le") in raw]
+
+
+def dossier() -> Dossier:
+    return Dossier(
+        "fr.health.samu690.DRM.20261207.00001",
+        NOW,
+        "fr.health.samu690",
+        caller=Caller(callback=PHONE),
+        patient=Patient(last_name=NAME),
+        inputs={"note": NOTE, "callback": PHONE},
+    )
+
+
+def test_a_record_seals_and_opens_only_with_its_key_and_place() -> None:
+    cipher = RecordCipher(bytes(range(32)))
+    sealed = cipher.seal('{"nom": "Quintanilla"}', "case-1")
+    assert sealed.startswith(PREFIX) and "Quintanilla" not in sealed
+    assert cipher.seal('{"nom": "Quintanilla"}', "case-1") != sealed  # a fresh nonce
+    assert cipher.open(sealed, "case-1") == '{"nom": "Quintanilla"}'
+    assert cipher.open('{"avant": 1}', "case-1") == '{"avant": 1}'  # before encryption
+    with pytest.raises(SealError):
+        cipher.open(sealed, "case-2")  # moved to another row
+    with pytest.raises(SealError):
+        RecordCipher(bytes(32)).open(sealed, "case-1")  # another key
+    raw = bytearray(base64.urlsafe_b64decode(sealed[len(PREFIX) :]))
+    raw[-1] ^= 1
+    with pytest.raises(SealError) as caught:
+        cipher.open(PREFIX + base64.urlsafe_b64encode(bytes(raw)).decode(), "case-1")
+    assert "illisible" in caught.value.message_fr
+
+
+def test_the_key_lives_in_the_keyring_when_there_is_one(tmp_path: Path) -> None:
+    previous = keyring.get_keyring()
+    ring = MemoryKeyring()
+    keyring.set_keyring(ring)
+    try:
+        first = data_key(tmp_path / "data")
+        again = data_key(tmp_path / "data")
+    finally:
+        keyring.set_keyring(previous)
+    assert first.key == again.key and len(first.key) == 32
+    assert first.notice_fr == "" and not key_file_for(tmp_path / "data").exists()
+    assert list(ring.store) == [("sas-desk", f"data-key:{(tmp_path / 'data').resolve()}")]
+
+
+def test_without_a_keyring_a_private_key_file_beside_the_data_dir(tmp_path: Path) -> None:
+    first = data_key(tmp_path / "data")  # the tests' keyring keeps nothing
+    path = key_file_for(tmp_path / "data")
+    assert path == tmp_path / "data.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert str(path) in first.notice_fr and first.notice_fr.startswith("Trousseau système")
+    assert data_key(tmp_path / "data").key == first.key  # the next start: the same key
+    path.write_text("pas une clé\n")
+    with pytest.raises(SealError):
+        data_key(tmp_path / "data")
+
+
+def test_the_journal_keeps_no_patient_field_in_the_clear(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    cipher = RecordCipher(bytes(range(32)))
+    store = JournalStore(folder / "journal.sqlite", now=lambda: NOW, cipher=cipher)
+    d = dossier()
+    event = Event(d.case_id, NOW, EventKind.NOTE_ADDED, ARM, {"text": NOTE, "callback": PHONE})
+    store.write([d.to_dict()], [event])
+    assert store.load(d.case_id) == d
+    assert store.events(d.case_id)[0].data == {"text": NOTE, "callback": PHONE}
+    assert [x.case_id for x in store.of_day(NOW.date())] == [d.case_id]
+    assert leaks(folder) == []  # the file, its WAL and shared memory
+    store.close()
+    assert leaks(folder) == []
+    other = JournalStore(folder / "journal.sqlite", now=lambda: NOW, cipher=RecordCipher(bytes(32)))
+    with pytest.raises(JournalError) as caught:
+        other.load(d.case_id)
+    assert caught.value.reason == "damaged" and "clé" in caught.value.message_fr
+    other.close()
+    plain = JournalStore(tmp_path / "plain.sqlite", now=lambda: NOW)
+    plain.write([d.to_dict()], [])
+    plain.close()
+    assert leaks(tmp_path) != []  # the search finds what is in the clear
+    old = JournalStore(tmp_path / "plain.sqlite", now=lambda: NOW, cipher=cipher)
+    assert old.load(d.case_id) == d  # written before encryption: still read
+    old.close()
+
+
+def test_the_outbox_keeps_no_patient_field_in_the_clear(tmp_path: Path) -> None:
+    async def scenario() -> list[Operation]:
+        outbox = Outbox(tmp_path / "data" / "outbox.sqlite", cipher=RecordCipher(bytes(32)))
+        await outbox.open()
+        op = Operation(
+            uuid.uuid4().hex, "enqueue", "fr.x.1", NOW, "ARM", "arm.martin", "POSTE-01",
+            {"summary": NAME, "callback": PHONE, "note": NOTE},
+        )  # fmt: skip
+        await outbox.add(op)
+        pending = await outbox.pending()
+        assert pending == [op]
+        await outbox.close()
+        return pending
+
+    asyncio.run(scenario())
+    assert leaks(tmp_path / "data") == []
