@@ -412,34 +412,53 @@ class SlotSearch:
         # the window in each fixed offset the slots use (the parser shares one
         # tzinfo per offset): same-tzinfo comparisons skip the conversion
         windows: dict[int, tuple[datetime, datetime]] = {}
+        # the slots of one agenda come one after the other, mostly in one
+        # offset: what follows from the schedule and the offset is looked up
+        # when they change, not for every slot
+        last_schedule: object = None
+        last_zone: object = None
+        key = ""
+        bucket: list[Slot] = []
+        low = high = start
         for slot in result.slots:
-            key = keys.get(id(slot.schedule))
-            if key is None:
-                key = keys[id(slot.schedule)] = self._place_of(
-                    slot, batch, asked, by_id, query, places, dropped
-                )
+            schedule = slot.schedule
+            if schedule is not last_schedule:
+                last_schedule = schedule
+                found = keys.get(id(schedule))
+                if found is None:
+                    found = keys[id(schedule)] = self._place_of(
+                        slot, batch, asked, by_id, query, places, dropped
+                    )
+                key = found
+                if key:
+                    bucket = grouped.setdefault(key, [])
             if not key:
                 continue
             at = slot.start
-            window = windows.get(id(at.tzinfo))
-            if window is None:
-                zone = at.tzinfo
-                window = windows[id(zone)] = (
-                    (start.astimezone(zone), end.astimezone(zone))
-                    if isinstance(zone, timezone)
-                    else (start, end)
-                )
-            if not window[0] <= at <= window[1]:
+            zone = at.tzinfo
+            if zone is not last_zone:
+                last_zone = zone
+                window = windows.get(id(zone))
+                if window is None:
+                    window = windows[id(zone)] = (
+                        (start.astimezone(zone), end.astimezone(zone))
+                        if isinstance(zone, timezone)
+                        else (start, end)
+                    )
+                low, high = window
+            if not low <= at <= high:
                 dropped["window"] += 1
                 continue
             if facets is not None and not facets.keeps(slot, now):
                 dropped["facets"] += 1
                 continue
-            grouped.setdefault(key, []).append(slot)
+            bucket.append(slot)
         if any(dropped.values()):
             log.info("vendor %s: slots dropped %s", batch.vendor, dropped)
         changed: list[Offer] = []
         for key, slots in grouped.items():
+            if not slots:  # none in the window or kept by the facets
+                continue
             candidate, distance, lat, lon, address = places[key]
             old = offers.get(key)
             if old is None:
