@@ -18,34 +18,49 @@ COLUMNS = ("Reçu", "Priorité", "Motif", "Commune", "Filière", "Statut", "N° 
 Index = QModelIndex | QPersistentModelIndex
 
 
+def _shown(d: Dossier) -> tuple[str, ...]:
+    """What a row shows (its cells, then the motive's tooltip)."""
+    received = d.received_at or d.created_at
+    motive = codelist("motive").label(d.motive_code) if d.motive_code else ""
+    return (
+        received.strftime("%H:%M:%S"),
+        d.priority,
+        motive,
+        d.commune_label,
+        d.branch.value if d.branch else "",
+        d.status.label,
+        d.sender_case_id or d.case_id,
+        (d.motive_label or motive) if d.motive_code else "",
+    )
+
+
 class DayModel(RowsModel):
+    """Each row's cells are computed once per change of its dossier, and a
+    change the row does not show (a callback, an age typed) repaints
+    nothing: the sheet reports every keystroke here, and each repaint of
+    the list cost a pass over all its rows (the shift bench slowed down
+    call after call)."""
+
     columns = COLUMNS
 
     def __init__(self) -> None:
         super().__init__()
         self._rows: list[Dossier] = []
+        self._shown: list[tuple[str, ...]] = []
         self._pos: dict[str, int] = {}
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
+        row = index.row()
+        if not index.isValid() or not (0 <= row < len(self._rows)):
             return None
-        d = self._rows[index.row()]
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            received = d.received_at or d.created_at
-            return (
-                received.strftime("%H:%M:%S"),
-                d.priority,
-                codelist("motive").label(d.motive_code) if d.motive_code else "",
-                d.commune_label,
-                d.branch.value if d.branch else "",
-                d.status.label,
-                d.sender_case_id or d.case_id,
-            )[col]
+            return self._shown[row][col]
+        d = self._rows[row]
         if role == Qt.ItemDataRole.ForegroundRole and col == 1:
             return QBrush(QColor(PRIORITY_COLOURS.get(d.priority, "#000000")))
         if role == Qt.ItemDataRole.ToolTipRole and col == 2 and d.motive_code:
-            return d.motive_label or codelist("motive").label(d.motive_code)
+            return self._shown[row][-1]
         if role == Qt.ItemDataRole.UserRole:
             return d.case_id
         return None
@@ -60,6 +75,7 @@ class DayModel(RowsModel):
             key=lambda d: (d.created_at, d.case_id),
             reverse=True,
         )
+        self._shown = [_shown(d) for d in self._rows]
         self._pos = {d.case_id: i for i, d in enumerate(self._rows)}
         self.endResetModel()
 
@@ -69,15 +85,23 @@ class DayModel(RowsModel):
             if row is not None:
                 self.beginRemoveRows(QModelIndex(), row, row)
                 del self._rows[row]
+                del self._shown[row]
                 self._pos = {d.case_id: i for i, d in enumerate(self._rows)}
                 self.endRemoveRows()
             return
+        shown = _shown(dossier)
         if row is not None:
             self._rows[row] = dossier
-            self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+            before, self._shown[row] = self._shown[row], shown
+            changed = [c for c in range(len(COLUMNS)) if before[c] != shown[c]]
+            if before[-1] != shown[-1]:
+                changed.append(2)  # the motive's tooltip
+            if changed:
+                self.dataChanged.emit(self.index(row, min(changed)), self.index(row, max(changed)))
             return
         self.beginInsertRows(QModelIndex(), 0, 0)
         self._rows.insert(0, dossier)
+        self._shown.insert(0, shown)
         self._pos = {d.case_id: i for i, d in enumerate(self._rows)}
         self.endInsertRows()
 

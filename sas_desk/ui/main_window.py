@@ -187,6 +187,9 @@ class MainWindow(QMainWindow):
             QHeaderView.ResizeMode.ResizeToContents
         )
         self.day_view.horizontalHeader().setStretchLastSection(True)
+        # sized on the rows in view (the newest), not on every row of the day:
+        # each change of a row re-measured up to 1,000 rows (Qt's default)
+        self.day_view.horizontalHeader().setResizeContentsPrecision(0)
         self.day_view.activated.connect(self._open_from_list)
         self.day_view.doubleClicked.connect(self._open_from_list)
         left_layout.addWidget(self.day_view)
