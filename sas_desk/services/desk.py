@@ -72,6 +72,47 @@ _FIELD_NAMES_FR = {
     "location": "Lieu",
     "received_at": "Reçu à",
     "created_at": "Créé à",
+    "sender_case_id": "N° chez l'émetteur",
+    "whats_happen": "Circonstances",
+    "location_kind": "Type de lieu",
+    "origin": "Origine",
+    "attribution": "Attribution",
+    "intervention_type": "Type d'intervention",
+    "transmitted_at": "Transmis à",
+    "dental_reason": "Motif dentaire",
+    # the caller, patient and location blocks, field by field
+    "callback": "rappel",
+    "caller_type": "type",
+    "channel": "canal",
+    "name": "nom",
+    "language": "langue",
+    "communication": "communication",
+    "freetext": "commentaire",
+    "contact_detail": "coordonnées",
+    "patient_id": "identifiant",
+    "age": "âge",
+    "birth_date": "date de naissance",
+    "sex": "sexe",
+    "last_name": "nom",
+    "first_name": "prénom",
+    "complete_name": "nom complet",
+    "address": "adresse",
+    "number": "numéro",
+    "way_name": "voie",
+    "way_type": "type de voie",
+    "city": "commune",
+    "insee": "code INSEE",
+    "postcode": "code postal",
+    "lat": "latitude",
+    "lon": "longitude",
+    "precision": "précision",
+    "is_aml": "AML",
+    "radius_m": "rayon (m)",
+    "position_at": "position à",
+    "floor": "étage",
+    "access_code": "code d'accès",
+    "interphone": "interphone",
+    "building": "bâtiment",
 }
 
 
@@ -99,7 +140,8 @@ def conflict_fields(here: Dossier, received: Dossier) -> list[tuple[str, str, st
         elif isinstance(a, dict) and isinstance(b, dict):
             for sub in sorted(a.keys() | b.keys()):
                 if a.get(sub) != b.get(sub):
-                    rows.append((f"{name} : {sub}", _shown(a.get(sub)), _shown(b.get(sub))))
+                    label = _FIELD_NAMES_FR.get(sub, sub)
+                    rows.append((f"{name} : {label}", _shown(a.get(sub)), _shown(b.get(sub))))
         else:
             rows.append((name, _shown(a), _shown(b)))
     return rows

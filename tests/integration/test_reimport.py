@@ -131,3 +131,13 @@ def test_cli_refuses_a_case_id_with_nul_or_path(tmp_path: Path, case_id: str) ->
     result = sas_desk("dossier", "import-rseda", str(path), data_dir=tmp_path / "data")
     assert result.returncode == 1 and "caseId" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_conflict_fields_are_named_in_french() -> None:
+    from sas_desk.services.desk import conflict_fields
+
+    here, received = from_rseda(message(notes=3)), from_rseda(message(notes=0))
+    received.location.floor, received.priority = "2e", "P0"
+    rows = conflict_fields(here, received)
+    assert ("Notes", "4", "1") in rows and ("Priorité", "P1", "P0") in rows
+    assert ("Lieu : étage", "3", "2e") in rows
