@@ -42,7 +42,11 @@ ROLE_QUEUES: dict[str, tuple[QueueName, ...]] = {
     "MRL": (QueueName.SNP,),
     "DENT": (QueueName.DENT,),
     "SUP": tuple(QueueName),
+    "STATS": (),  # reads the statistics only (see models.stats.may_read_stats)
 }
+
+#: roles that act on no queue, whatever the operation
+READ_ONLY_ROLES = frozenset({"STATS"})
 
 
 def queues_for_role(role: str) -> tuple[QueueName, ...]:
@@ -63,7 +67,10 @@ def forbidden_reason(role: str, kind: str, queue: QueueName) -> str | None:
     """Why ``role`` may not do ``kind`` on an item of ``queue`` whoever holds
     it, in French; ``None`` when the role may (holding the item is checked
     apart).  A role claims and annotates in the queues it works (the
-    supervisor in all of them); only the supervisor reassigns."""
+    supervisor in all of them); only the supervisor reassigns; the
+    statistics reader acts on nothing (not even a transmission)."""
+    if role in READ_ONLY_ROLES:
+        return "Le rôle STATS consulte les statistiques : aucune action sur les dossiers."
     if kind in ("claim", "note") and queue not in queues_for_role(role):
         what = "prise en charge" if kind == "claim" else "note"
         return f"Ce dossier est dans la file {queue.label}, hors de vos files : {what} impossible."

@@ -31,6 +31,21 @@ MAX_HOUR_DAYS = 62  # hourly rows: two months at most (1,488 rows)
 SUPPRESSED = "<11"  # what an export shows instead of a small count
 
 
+#: who may read the room's statistics (screen, exports, PDF): the supervisor
+#: and the statistics reader (the centre's management, reporting to the ARS)
+STATS_READERS = frozenset({"SUP", "STATS"})
+#: who may see the figures per person (load per operator): inside the room only
+STAFF_READERS = frozenset({"SUP"})
+
+
+def may_read_stats(role: str) -> bool:
+    return role in STATS_READERS
+
+
+def may_read_staff_load(role: str) -> bool:
+    return role in STAFF_READERS
+
+
 class StatsError(KnownError):
     """A refused statistics request (bad period…), with a French message."""
 

@@ -38,6 +38,7 @@ ROLES: dict[str, str] = {
     "MRL": "Médecin régulateur libéral",
     "DENT": "Chirurgien-dentiste régulateur",
     "SUP": "Superviseur de salle",
+    "STATS": "Lecteur des statistiques",
 }
 
 

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sas_desk.ui")
 LIST_MIN_WIDTH = 360  # the queue list beside an open dossier: priority, wait, motive
-ROLE_KEYS = {"ARM": "1", "OSNP": "2", "MRU": "3", "MRL": "4", "DENT": "5", "SUP": "6"}
+ROLE_KEYS = {"ARM": "1", "OSNP": "2", "MRU": "3", "MRL": "4", "DENT": "5", "SUP": "6", "STATS": "7"}
 
 
 NOT_IN_QUEUE = "Orientation enregistrée localement ; file non mise à jour : "
@@ -400,11 +400,21 @@ class MainWindow(QMainWindow):
             self.tabs.removeTab(self.tabs.indexOf(stats))
             stats.deleteLater()
             self.stats_view = None
-        if role != "SUP" or self.queue_client is None:
-            return
         from PySide6.QtWidgets import QTabBar
 
         from sas_desk.services.stats.export import open_source
+
+        if role == "STATS":  # the statistics screen only
+            stats = StatsView(
+                open_source(self.config), self.limits, self.desk._now, tz=self.config.timezone
+            )
+            self.tabs.insertTab(0, stats, "Statistiques")
+            self.tabs.tabBar().setTabButton(0, QTabBar.ButtonPosition.RightSide, None)
+            self.tabs.setCurrentIndex(0)
+            self.stats_view = stats
+            return
+        if role != "SUP" or self.queue_client is None:
+            return
 
         board = Board(
             self.queue_client,

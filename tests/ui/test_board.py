@@ -208,6 +208,23 @@ async def test_the_supervisor_lands_on_the_board(qtbot: QtBot, room: Setup, env:
     window.close()
 
 
+async def test_the_statistics_reader_lands_on_the_statistics_only(
+    qtbot: QtBot, room: Setup, env: Env
+) -> None:
+    from dataclasses import replace
+
+    from sas_desk.ui.stats_view import StatsView
+
+    env.config = replace(env.config, data_dir=room.path.parent)
+    window = await open_window(qtbot, env, role="STATS", queue_client=room.client)
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == ["Statistiques"]
+    assert isinstance(window.tabs.currentWidget(), StatsView)
+    assert window.queue_panel is None  # no queue to work
+    window.set_role("SUP")  # the supervisor: the board and the statistics
+    assert [window.tabs.tabText(i) for i in range(2)] == ["Tableau de salle", "Statistiques"]
+    window.close()
+
+
 async def test_the_wall_screen_starts_from_the_command_line(tmp_path: Path) -> None:
     import asyncio
     import os

@@ -43,6 +43,7 @@ import msgspec
 from sas_desk.models.codes import codelist
 from sas_desk.models.dossier import PRIORITIES, Actor, Dossier, Event, EventKind, Status, add_note
 from sas_desk.models.queue import (
+    READ_ONLY_ROLES,
     Claim,
     ClaimConflict,
     ItemStatus,
@@ -53,6 +54,7 @@ from sas_desk.models.queue import (
     QueueError,
     QueueItem,
     QueueName,
+    forbidden_reason,
     priority_rank,
     queue_for_attribution,
 )
@@ -150,6 +152,8 @@ def transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) -
         return dossier
 
     if op.kind == "enqueue":
+        if op.role in READ_ONLY_ROLES:  # the one role that may not transmit
+            raise QueueError(forbidden_reason(op.role, op.kind, QueueName.ARM) or "", "forbidden")
         return _enqueue(op, item, dossier, event)
 
     if item is None:
