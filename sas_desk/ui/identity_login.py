@@ -194,6 +194,12 @@ class IdentityLogin(QWidget):
         finally:
             self._busy(False)
 
+    def reset(self) -> None:
+        """Asked again: no word left from the previous login."""
+        self.state.setText("")
+        self.binding.hide()
+        self._show_error("")
+
     def cancel(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()

@@ -112,7 +112,8 @@ class LoginDialog(QDialog):
         self.submit_button.setObjectName("loginSubmit")
         self.submit_button.setDefault(True)
         self.submit_button.setVisible(self.oidc is None)
-        buttons.button(QDialogButtonBox.StandardButton.Cancel).setText("Quitter")
+        self.quit_button = buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        self.quit_button.setText("Quitter")
         buttons.accepted.connect(self.submit)
         buttons.rejected.connect(self.reject)
         outer.addWidget(buttons)
@@ -129,6 +130,8 @@ class LoginDialog(QDialog):
         self._show_error(reason_fr)
         self._busy(False)
         self.password.clear()
+        if self.oidc is not None:
+            self.oidc.reset()
         self.show()
         self.raise_()
         self.activateWindow()
@@ -145,6 +148,7 @@ class LoginDialog(QDialog):
         self.title.setText(title_fr)
         self.login.setText(operator)
         self._fixed = True
+        self.quit_button.setText("Annuler")  # the app goes on, locked
         if role in ROLES:
             self.role.setCurrentIndex(list(ROLES).index(role))
         try:
@@ -153,6 +157,21 @@ class LoginDialog(QDialog):
             self._fixed = False
             self.login.setReadOnly(False)
             self.title.setText("Identification au serveur de salle")
+            self.quit_button.setText("Quitter")
+
+    async def ask_next(self, title_fr: str, reason_fr: str) -> Answer:
+        """The next operator (a change of operator): nothing of the previous
+        one's left in the fields (login, RPPS), the title says why."""
+        self.title.setText(title_fr)
+        self.login.clear()
+        if self.oidc is not None:
+            self.oidc.rpps.clear()
+        self.quit_button.setText("Annuler")  # the previous operator's session stays
+        try:
+            return await self.ask(reason_fr)
+        finally:
+            self.title.setText("Identification au serveur de salle")
+            self.quit_button.setText("Quitter")
 
     def _opened(self, response: httpx.Response) -> None:
         """An OpenID Connect login opened a session: the answer for the

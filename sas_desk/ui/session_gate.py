@@ -63,7 +63,7 @@ HANDOVER_FR = (
     "Changement d'opérateur : le prochain opérateur s'identifie. "
     "Les appels en cours restent ouverts."
 )
-HANDOVER_TITLE_FR = "Changement d'opérateur"
+HANDOVER_TITLE_FR = "Changement d'opérateur : le prochain opérateur s'identifie"
 SHIFT_END_FR = "Fin de service : la session est fermée. Identifiez-vous pour continuer."
 SESSION_CLOSED_FR = (
     "Session fermée par le serveur de salle (révoquée, compte désactivé ou expirée) : "
@@ -119,6 +119,7 @@ class SessionGate(QObject):
         self._expect: _Expect | None = None
         self._closing = False  # our own logout: the listener does not say "closed by the server"
         self._busy = False  # an unlock or a handover is asking: it handles the answer
+        self._handing = False  # a change of operator is asking: the next operator's login
         self._lost = False  # locked because the session is gone: any login unlocks
         self.lock = SessionLock(
             window,
@@ -138,7 +139,8 @@ class SessionGate(QObject):
         if session is not None:
             self.handover_button = named(QPushButton("Changer d'opérateur"), "handoverButton")
             self.handover_button.clicked.connect(self.change_operator)
-            self.lock.cover.buttons.addWidget(self.handover_button)
+            row = self.lock.cover.buttons
+            row.insertWidget(row.count() - 1, self.handover_button)  # before the last stretch
             handover = QAction("Changer d'opérateur", window)
             handover.setObjectName("handoverAction")
             handover.setShortcut(QKeySequence("Ctrl+Shift+O"))
@@ -201,7 +203,7 @@ class SessionGate(QObject):
         assert self.session is not None
         previous = self.lock.operator
         self._expect = None
-        self._busy = True
+        self._busy = self._handing = True
         try:
             info = await self.session.relogin(HANDOVER_FR)
         except LoginCancelled:  # the previous operator's session stays, locked
@@ -211,7 +213,7 @@ class SessionGate(QObject):
             self.lock.cover.error.setText(exc.message_fr)
             return
         finally:
-            self._busy = False
+            self._busy = self._handing = False
         self._handed(previous, info)
 
     def _handed(self, previous: str, info: SessionInfo) -> None:
@@ -260,6 +262,11 @@ class SessionGate(QObject):
         assert self.dialog is not None and self.session is not None
         while True:
             expect = self._expect
+            if expect is None and self._handing:
+                got = await self.dialog.ask_next(
+                    HANDOVER_TITLE_FR, "" if reason_fr == HANDOVER_FR else reason_fr
+                )
+                return got
             if expect is None:
                 return await self.dialog.ask(reason_fr)
             got = await self.dialog.ask_operator(

@@ -70,14 +70,17 @@ class _Cover(QWidget):
         self.who.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.why = named(QLabel(""), "lockWhy")
         self.why.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.why.setWordWrap(True)
+        # one line (the messages are short): a wrapped label centred in this
+        # layout was given one line's height and clipped
         self.why.setStyleSheet("font-size: 15px; color: #ffe08a;")
         self.why.hide()
         self.button = named(QPushButton("Déverrouiller"), "unlockButton")
         self.button.setDefault(True)
         # more actions (the change of operator) go in this row
         self.buttons = QHBoxLayout()
+        self.buttons.addStretch(1)
         self.buttons.addWidget(self.button)
+        self.buttons.addStretch(1)
         self.error = named(QLabel(""), "lockError")
         self.error.setStyleSheet("color: #ffb4a9; font-weight: bold;")
         self.error.setAlignment(Qt.AlignmentFlag.AlignCenter)

@@ -27,6 +27,7 @@ from sas_desk.ui.login_dialog import LoginDialog
 from sas_desk.ui.session_gate import (
     DEMO_FR,
     HANDOVER_FR,
+    HANDOVER_TITLE_FR,
     SESSION_CLOSED_FR,
     SHIFT_END_FR,
     UNLOCK_TITLE_FR,
@@ -150,7 +151,8 @@ async def test_change_of_operator_keeps_the_call_and_attributes_each_action(
     gate.change_operator()
     assert gate.lock.is_locked and gate.lock.cover.why.text() == HANDOVER_FR
     await until(dialog.isVisible)
-    assert not dialog.login.isReadOnly()
+    assert not dialog.login.isReadOnly() and dialog.login.text() == ""  # nothing of the previous
+    assert dialog.title.text() == HANDOVER_TITLE_FR and not dialog.error.isVisible()
     sign_in(qtbot, dialog, "arm.leroy", PASSWORD)
     await until(lambda: not gate.lock.is_locked, 15)
     assert changed == [("arm.martin", "arm.leroy")]
