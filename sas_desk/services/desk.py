@@ -11,20 +11,22 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sas_desk.models import dossier as dm
-from sas_desk.models.dental import Orientation, orientation_text
 from sas_desk.models.dossier import Actor, Dossier, Event, EventKind, Status
 from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import QueueError, QueueItem
-from sas_desk.models.roster import RosterEntry
-from sas_desk.models.search import Offer
-from sas_desk.models.slots import Slot
 from sas_desk.models.validation import ValidationError
 from sas_desk.services.config import Config
 from sas_desk.services.journal.service import Journal
 from sas_desk.services.queues.client import QueueClient
+
+if TYPE_CHECKING:  # loaded when first used: not on the path to the first window
+    from sas_desk.models.dental import Orientation
+    from sas_desk.models.roster import RosterEntry
+    from sas_desk.models.search import Offer
+    from sas_desk.models.slots import Slot
 
 log = logging.getLogger("sas_desk.desk")
 
@@ -514,6 +516,8 @@ class Desk:
         event (what was chosen and suggested, the signs, the pain, the
         on-call dentist when one was given), recorded as
         :meth:`record_orientation` does."""
+        from sas_desk.models.dental import orientation_text
+
         data: dict[str, Any] = {
             "orientation": chosen.value,
             "code": chosen.value,  # the room's event keeps it (statistics)

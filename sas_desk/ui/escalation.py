@@ -15,7 +15,6 @@ import logging
 import math
 import struct
 import tempfile
-import wave
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +36,8 @@ REPEAT_S = 30.0  # the sound again while an escalated call still waits
 
 def _alarm_wav() -> Path:
     """Two short tones (880 Hz, 660 Hz), written once per process."""
+    import wave
+
     path = Path(tempfile.gettempdir()) / "sas-desk-alarm.wav"
     if path.exists():
         return path
