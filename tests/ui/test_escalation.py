@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QPoint, QSettings, Qt
+from PySide6.QtWidgets import QPushButton
 from pytestqt.qtbot import QtBot
 
 from sas_desk.models.dossier import Actor, Branch
@@ -23,7 +24,7 @@ from sas_desk.services.queues.sqlite import SqliteBackend
 from sas_desk.ui.escalation import EscalationBar
 from sas_desk.ui.keys import press, type_text
 from sas_desk.ui.queue_panel import QueuePanel
-from tests.ui.conftest import until
+from tests.ui.conftest import Env, open_window, until
 from tests.ui.test_queue_panel import Clock, dossier, rows
 
 pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
@@ -156,3 +157,24 @@ async def test_the_arm_queue_shows_the_number_to_call_back_and_why(
     assert "☎ 06 12 34 56 78" in motive
     assert "retour : Rappeler : patient injoignable" in motive
     assert "Fièvre" in motive  # the motive is still there
+
+
+async def test_the_window_shows_the_banner_above_everything(
+    room: tuple[Clock, dict[str, Post]], env: Env, qtbot: QtBot
+) -> None:
+    """The main window of a regulator: the banner sits above the work area,
+    whatever is open, and says how to take the call."""
+    clock, posts = room
+    clock.t -= timedelta(minutes=10)  # enqueued ten minutes ago (the window reads real time)
+    late = dossier(5, clock, Branch.SNP, "P0")
+    await posts["POSTE-MRL-1"].client.enqueue(late)
+    window = await open_window(qtbot, env, role="MRL", queue_client=posts["POSTE-MRL-2"].client)
+    bar = window.escalation
+    assert bar is not None
+    await until(lambda: not bar.isHidden(), timeout=10)
+    assert (
+        "P0 non pris depuis" in bar.label.text() and "F2 : prendre le suivant" in bar.label.text()
+    )
+    top = bar.mapTo(window, QPoint(0, 0)).y()
+    assert top < window.tabs.mapTo(window, QPoint(0, 0)).y()
+    assert bar.findChildren(QPushButton) == [bar.mute]  # no close button: it stays until taken
