@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sas_desk.models.dossier import Actor
+from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import WaitLimits
 from sas_desk.services import clock
 from sas_desk.services.config import Config, VendorEndpoint
@@ -329,6 +330,25 @@ async def _run_hub(config: Config, journal: Journal, window: MainWindow) -> None
         await store.close()
 
 
+RETENTION_EVERY_S = 3600.0
+
+
+async def _retention(config: Config, journal: Journal, queues: QueueClient) -> None:
+    """Purge the local copies of transmitted dossiers the room acknowledged
+    (none of their operations left in the outbox) once their last change is
+    older than ``[retention] local_days``: at start, then every hour."""
+    from datetime import timedelta
+
+    while True:  # cancelled at shutdown
+        try:
+            waiting = frozenset(op.case_id for op in await queues.outbox.pending())
+            before = clock.now() - timedelta(days=config.retention_days)
+            await journal.purge(before, waiting)
+        except KnownError as exc:  # the journal's disk: tried again in an hour
+            log.warning("retention purge failed: %s", getattr(exc, "reason", type(exc).__name__))
+        await asyncio.sleep(RETENTION_EVERY_S)  # a period, not a wait for a result
+
+
 async def _open_session(
     config: Config, options: RunOptions
 ) -> tuple[RoomSession, Config, LoginDialog] | None:
@@ -521,6 +541,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             aio.spawn(_start_rosters(config, started_window, resolver.index), "roster-service")
 
         window.set_roster_starter(start_rosters)
+        aio.spawn(_retention(config, journal, queues), "retention")
         if config.hub is not None:  # the embedded Hub Santé agent (single workstation)
             aio.spawn(_run_hub(config, journal, started_window), "hub-agent")
         if options.on_ready is not None:

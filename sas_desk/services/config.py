@@ -213,6 +213,10 @@ class Config:
     lock_after_s: float = 300.0
     reauth_after_s: float = 1200.0
     shift_ends: tuple[str, ...] = ()
+    # a transmitted dossier's local copy is purged once the room acknowledged
+    # it and its last change is this old ([retention] local_days); the room
+    # server keeps the medical record
+    retention_days: float = 1.0
 
     @property
     def room_station(self) -> str:
@@ -339,6 +343,7 @@ _KNOWN_KEYS: dict[str, frozenset[str]] = {
     "rosters": frozenset({"urls", "timeout", "sync_every_s"}),
     "room": frozenset({"url", "ca", "workstation"}),
     "session": frozenset({"lock_after_min", "reauth_after_min", "shift_end"}),
+    "retention": frozenset({"local_days"}),
     "queues": frozenset(
         {
             "lease_s",
@@ -439,6 +444,7 @@ def _from_toml(raw: dict[str, Any], path: Path, overrides: dict[str, Any]) -> Co
             )
         values["roster_urls"] = tuple(urls)
     _session(values, raw.get("session", {}))
+    _take(values, raw.get("retention", {}), "retention_days", float, "retention", key="local_days")
     if values.get("lease_s", Config.lease_s) <= values.get("renew_s", Config.renew_s):
         raise _Bad("queues", "lease_s", "doit dépasser renew_s")
     if "data_dir" in values:
@@ -707,6 +713,7 @@ _RULES: dict[tuple[str, str], Rule] = {
     ("workstation", "operator"): _pattern(r"\S.{0,62}", "un nom de 1 à 63 caractères"),
     ("geocoder", "url"): _http_url,
     ("session", "lock_after_min"): _between(1, 60, "minutes"),
+    ("retention", "local_days"): _between(0.01, 30, "jours"),
     ("session", "reauth_after_min"): _between(1, 24 * 60, "minutes"),
     ("geocoder", "timeout"): _between(0, 120, "secondes", above=True),
     ("demo", "simulator_port"): _between(0, 65535),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sqlite3
 import stat
 import uuid
 from datetime import UTC, datetime
@@ -157,3 +158,41 @@ def test_the_outbox_keeps_no_patient_field_in_the_clear(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert leaks(tmp_path / "data") == []
+
+
+# ---------------------------------------------------------------------------- retention
+
+
+def test_retention_purges_acknowledged_old_transmitted_dossiers_only(tmp_path: Path) -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from sas_desk.models.dossier import Status
+
+    clock = [NOW - timedelta(days=2)]
+    store = JournalStore(tmp_path / "journal.sqlite", now=lambda: clock[0], cipher=None)
+
+    def case(n: int, status: Status) -> Dossier:
+        d = replace(dossier(), case_id=f"fr.health.samu690.DRM.20261205.{n:05d}", status=status)
+        note = Event(d.case_id, clock[0], EventKind.NOTE_ADDED, ARM, {"text": NOTE})
+        store.write([d.to_dict()], [note])
+        return d
+
+    old = case(1, Status.TRANSMITTED)
+    waiting = case(2, Status.TRANSMITTED)  # still in the outbox: not acknowledged
+    draft = case(3, Status.DRAFT)
+    closed = case(4, Status.CLOSED)
+    clock[0] = NOW
+    recent = case(5, Status.TRANSMITTED)
+    gone = store.purge(NOW - timedelta(days=1), keep={waiting.case_id})
+    assert sorted(gone) == sorted([old.case_id, closed.case_id])
+    assert store.load(old.case_id) is None and store.events(old.case_id) == []
+    for kept in (waiting, draft, recent):
+        assert store.load(kept.case_id) is not None and len(store.events(kept.case_id)) == 1
+    # outside a purge the log stays append-only
+    with pytest.raises(sqlite3.IntegrityError):
+        store.db.execute("DELETE FROM events WHERE dossier_id = ?", [waiting.case_id])
+    assert store.purge(NOW - timedelta(days=1), keep={waiting.case_id}) == []
+    store.close()
+    raw = (tmp_path / "journal.sqlite").read_bytes()
+    assert old.case_id.encode() not in raw  # secure_delete: the bytes are overwritten

@@ -518,3 +518,11 @@ def test_session_settings_refused_with_file_line_and_key(
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, f"[session]\n{body}\n"))
     assert message in caught.value.message_fr
+
+
+def test_retention_local_days(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "[retention]\n")).retention_days == 1.0
+    assert load_config(write(tmp_path, "[retention]\nlocal_days = 3\n")).retention_days == 3.0
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "[retention]\nlocal_days = 0\n"))
+    assert "ligne 2) : [retention] local_days doit valoir au moins" in caught.value.message_fr

@@ -214,6 +214,15 @@ class Journal:
         stored = await self._read(lambda s: s.events(case_id), empty)
         return stored + [e for e, _ in self._pending_events if e.dossier_id == case_id]
 
+    async def purge(self, before: datetime, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Retention: see :meth:`JournalStore.purge` (nothing when the
+        journal is not open)."""
+        store = self._store
+        if store is None:
+            return []
+        kept = keep | set(self._pending)  # not written yet: not purged under the writer
+        return await self._run(lambda: store.purge(before, kept))
+
     async def max_sequence(self, day: date) -> int:
         return await self._read(lambda s: s.max_sequence(day), 0)
 

@@ -62,7 +62,19 @@ def _m1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m1,)
+def _m2(db: sqlite3.Connection) -> None:
+    """Retention (issue 15): events stay append-only, except for the dossiers
+    a purge names in ``purging`` inside its own transaction."""
+    db.execute("CREATE TABLE purging (case_id TEXT PRIMARY KEY)")
+    db.execute("DROP TRIGGER events_no_delete")
+    db.execute(
+        "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
+        "WHEN OLD.dossier_id NOT IN (SELECT case_id FROM purging) "
+        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
+    )
+
+
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m1, _m2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -160,6 +172,7 @@ class JournalStore:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # a saved keystroke survives a power cut
+            conn.execute("PRAGMA secure_delete=ON")  # a purged dossier's bytes are overwritten
         except sqlite3.DatabaseError as exc:
             known = classify(exc)
             conn.close()
@@ -255,6 +268,40 @@ class JournalStore:
                     pass
             raise classify(exc) from exc
         return seqs
+
+    def purge(self, before: datetime, keep: Iterable[str] = ()) -> list[str]:
+        """Retention: delete the local copy (snapshot and events) of every
+        dossier transmitted (or closed) whose last change is older than
+        ``before``, except the
+        case ids in ``keep`` (operations still waiting in the outbox: not
+        acknowledged by the room yet).  Returns the purged case ids."""
+        kept = set(keep)
+        conn = self.db
+        try:
+            rows = conn.execute(
+                "SELECT case_id FROM dossiers WHERE status IN (?, ?) AND updated_at < ?",
+                (Status.TRANSMITTED.value, Status.CLOSED.value, before.isoformat()),
+            ).fetchall()
+            gone = [r[0] for r in rows if r[0] not in kept]
+            if not gone:
+                return []
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT OR IGNORE INTO purging(case_id) VALUES (?)", [(c,) for c in gone]
+            )
+            conn.execute("DELETE FROM events WHERE dossier_id IN (SELECT case_id FROM purging)")
+            conn.execute("DELETE FROM dossiers WHERE case_id IN (SELECT case_id FROM purging)")
+            conn.execute("DELETE FROM purging")
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise classify(exc) from exc
+        log.info("retention: %d transmitted dossier(s) purged from the journal", len(gone))
+        return gone
 
     # ------------------------------------------------------------------ reads
     def _dossier(self, case_id: str, stored: str) -> Dossier:
