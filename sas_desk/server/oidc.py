@@ -50,6 +50,7 @@ from sas_desk.services.auth.broker import (
     ProviderSettings,
     VerifiedIdentity,
 )
+from sas_desk.services.auth.demo import DEMO_SECRETS
 from sas_desk.services.auth.errors import AuthError
 from sas_desk.services.auth.provider import Pending
 from sas_desk.services.auth.wire import (
@@ -173,7 +174,13 @@ def open_logins(
     store: ServerStore,
     *,
     secret: Callable[[str, str], str] = client_secret,
+    loopback: bool = True,
 ) -> OidcLogins:
+    """The OIDC logins of ``[identity]``.  A server that listens beyond this
+    machine (``loopback`` False: a real room) refuses the demo simulator's
+    providers: an ``http://`` issuer or a demo client secret."""
+    if not loopback:
+        _no_simulator(identity, secret)
     providers: list[ProviderSettings] = []
     if identity.psc:
         psc_secret = secret("psc", identity.psc_issuer)
@@ -208,6 +215,21 @@ def open_logins(
         )
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
     return OidcLogins(OidcBroker(providers, http), OidcAuthenticator(store), http)
+
+
+def _no_simulator(identity: IdentitySettings, secret: Callable[[str, str], str]) -> None:
+    for name, issuer in (
+        ("psc", identity.psc_issuer),
+        ("etablissement", identity.establishment_issuer),
+    ):
+        if not issuer:
+            continue
+        if issuer.startswith("http://") or secret(name, issuer) in DEMO_SECRETS:
+            raise SettingsError(
+                f"Serveur : le fournisseur d'identité {issuer} est celui du simulateur de "
+                "démonstration (adresse http:// ou secret de démonstration) : refusé pour un "
+                "serveur qui écoute hors de cette machine."
+            )
 
 
 def _refusal(exc: AuthError) -> ApiError:

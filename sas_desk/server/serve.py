@@ -83,7 +83,7 @@ async def serve(settings: ServerSettings, identity: IdentitySettings | None = No
         from sas_desk.server.oidc import open_logins
 
         try:
-            logins = open_logins(identity, store)
+            logins = open_logins(identity, store, loopback=settings.loopback)
         except SettingsError as exc:
             await backend.close()
             await store.close()

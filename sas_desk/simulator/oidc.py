@@ -93,9 +93,12 @@ STANDARD_DISCOVERY = "/.well-known/openid-configuration"
 OIDC = "/protocol/openid-connect"
 CIBA_GRANT = "urn:openid:params:grant-type:ciba"
 
-DEMO_CLIENT_ID = "sas-desk-salle"
-DEMO_PSC_SECRET = "psc-demo-secret-not-for-production"
-DEMO_ESTABLISHMENT_SECRET = "etab-demo-secret-not-for-production"
+# the room server refuses these beyond loopback (services/auth/demo.py)
+from sas_desk.services.auth.demo import (  # noqa: E402
+    DEMO_CLIENT_ID,
+    DEMO_ESTABLISHMENT_SECRET,
+    DEMO_PSC_SECRET,
+)
 
 _CODE_TTL_S = 60
 _TOKEN_TTL_S = 300

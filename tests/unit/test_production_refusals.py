@@ -156,3 +156,24 @@ def test_a_remote_postgresql_needs_verify_full(dsn: str, refused: bool) -> None:
         with pytest.raises(SettingsError) as caught:
             ServerSettings(dsn=dsn).checked()
         assert "sslmode=verify-full" in caught.value.message_fr
+
+
+def test_a_server_beyond_loopback_refuses_the_demo_identity_providers() -> None:
+    from typing import Any
+
+    from sas_desk.server.oidc import open_logins
+    from sas_desk.services.auth.demo import DEMO_PSC_SECRET
+    from sas_desk.services.config import IdentitySettings
+
+    store: Any = object()  # not reached: the refusal comes first
+    simulator = IdentitySettings(
+        psc_issuer="http://127.0.0.1:8080/auth/realms/esante-wallet", psc_client_id="c"
+    )
+    with pytest.raises(SettingsError) as caught:
+        open_logins(simulator, store, secret=lambda *_: "s", loopback=False)
+    assert "simulateur de démonstration" in caught.value.message_fr
+    real = IdentitySettings(psc_issuer="https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet", psc_client_id="c")  # fmt: skip
+    with pytest.raises(SettingsError):
+        open_logins(real, store, secret=lambda *_: DEMO_PSC_SECRET, loopback=False)
+    assert open_logins(real, store, secret=lambda *_: "le-vrai-secret", loopback=False)
+    assert open_logins(simulator, store, secret=lambda *_: DEMO_PSC_SECRET, loopback=True)
