@@ -175,6 +175,7 @@ DELAYS: tuple[tuple[str, str], ...] = (
     ("reception_transmission", "réception → transmission"),
     ("transmission_prise", "transmission → prise en charge"),
     ("prise_decision", "prise en charge → décision"),
+    ("appel_rdv", "appel → rendez-vous pris (SNP, délai : 48 h)"),
 )
 
 

@@ -26,12 +26,37 @@ from sas_desk.services.stats import StatsUnavailable, rollup, sql
 log = logging.getLogger("sas_desk.stats")
 
 LONG = timedelta(days=31)
+# a slot's start as the booking event carries it (client data: checked before
+# the cast, which would fail the whole report)
+_ISO_RE = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d"
+    r"(\.\d{1,6})?)?([+-]([01]\d|2[0-3]):[0-5]\d|Z)$"
+)
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _FORMATS = {
     Granularity.HOUR: 'YYYY-MM-DD"T"HH24',
     Granularity.DAY: "YYYY-MM-DD",
     Granularity.MONTH: "YYYY-MM",
 }
+
+
+def _iso_seconds(text: str) -> str:
+    """Epoch seconds of an ISO 8601 date-time with its offset, NULL when it is
+    none — never an error (client data: a cast would fail the whole report).
+    A day past the month's end runs into the next month, as SQLite's
+    ``julianday`` does (2026-02-30 → 2026-03-02), so both stores agree."""
+    part = f"CAST(substr({text}, {{}}, 2) AS integer)"
+    offset = f"substring({text} from '([+-][0-9]{{2}}:[0-9]{{2}}|Z)$')"
+    return f"""CASE WHEN {text} ~ '{_ISO_RE}' THEN
+        extract(epoch FROM make_timestamp(CAST(substr({text}, 1, 4) AS integer),
+            {part.format(6)}, 1, {part.format(12)}, {part.format(15)}, 0))
+        + ({part.format(9)} - 1) * 86400
+        + COALESCE(CAST(substring({text} from '^.{{16}}:([0-9.]+)') AS double precision), 0)
+        - CASE WHEN {offset} = 'Z' THEN 0 ELSE
+            (CASE WHEN substr({offset}, 1, 1) = '-' THEN -1 ELSE 1 END)
+            * (CAST(substr({offset}, 2, 2) AS integer) * 3600
+               + CAST(substr({offset}, 5, 2) AS integer) * 60) END
+        END"""
 
 
 def pg(query: str) -> str:
@@ -92,7 +117,11 @@ SELECT case_id, to_char(tx AT TIME ZONE :tz, :fmt) AS bucket, branch,
         FROM events o WHERE o.case_id = f.case_id AND o.kind = 'DENTAL_ORIENTED'
             AND o.at >= f.tx AND o.at < f.tx + :slack
         ORDER BY o.seq DESC LIMIT 1), '')
-        ELSE '' END AS dental
+        ELSE '' END AS dental,
+    CASE WHEN branch = 'SNP' THEN (SELECT {_iso_seconds("(o.data->>'start')")}
+        FROM events o WHERE o.case_id = f.case_id AND o.kind = 'ORIENTED'
+            AND o.at >= f.tx AND o.at < f.tx + :slack
+        ORDER BY o.seq DESC LIMIT 1) END AS rdv
 FROM f"""
 
 

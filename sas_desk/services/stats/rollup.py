@@ -44,7 +44,7 @@ from sas_desk.models.stats import (
 )
 from sas_desk.services.stats import sql
 
-VERSION = 2  # bump when a fact's definition changes: the rollup is rebuilt
+VERSION = 3  # bump when a fact's definition changes: the rollup is rebuilt
 HOUR = 3600
 DAY = 86400
 CHUNK_DAYS = 31  # days rolled per facts query and per transaction
@@ -309,7 +309,9 @@ READ_SNP = _sum(
     8,
 )
 READ_DENTAL = _sum("stats_roll_dental", "r.to_amu, r.code", 3)
-READ_DELAYS = _sum("stats_roll_delays", f"r.name, r.seconds, {sql.within_case('r.seconds')}", 4)
+READ_DELAYS = _sum(
+    "stats_roll_delays", f"r.name, r.seconds, {sql.within_case('r.seconds', 'r.name')}", 4
+)
 READ_LOAD = _sum("stats_roll_load", "r.role, r.operator, r.what", 4)
 
 

@@ -50,7 +50,7 @@ def seq_search(
 
 FACT_COLUMNS = (
     "case_id, bucket, branch, priority, motive, age, insee, recv, tx, cl, de, "
-    "liberal, booking, booked, to_amu, smur, emergency, decided, advice, dental"
+    "liberal, booking, booked, to_amu, smur, emergency, decided, advice, dental, rdv"
 )
 
 # the national attribution → branch (as Branch.from_attribution) when a
@@ -74,9 +74,20 @@ def dental_case(code: str, text: str) -> str:
     return f"CASE WHEN {code} IN ({known}) THEN {code} {whens} ELSE '' END"
 
 
-def within_case(delay: str) -> str:
+#: the SAS goal for a consultation booked through the platform: within 48 h
+#: of the call (the "appel → rendez-vous" delay's limit, whatever the priority)
+APPOINTMENT_LIMIT_S = 48 * 3600
+
+
+def within_case(delay: str, name: str | None = None) -> str:
     """1 / 0 whether ``delay`` is within the limit of the dossier's priority;
-    NULL for NR (no limit)."""
+    NULL for NR (no limit).  With ``name`` (the delay's name, an SQL
+    expression): the appointment delay is judged against 48 h instead."""
+    if name is not None:
+        return (
+            f"CASE WHEN {name} = 'appel_rdv' THEN CASE WHEN {delay} <= {APPOINTMENT_LIMIT_S} "
+            f"THEN 1 ELSE 0 END ELSE {within_case(delay)} END"
+        )
     return (
         f"CASE priority WHEN 'P0' THEN CASE WHEN {delay} <= :p0 THEN 1 ELSE 0 END "
         f"WHEN 'P1' THEN CASE WHEN {delay} <= :p1 THEN 1 ELSE 0 END "
@@ -98,13 +109,14 @@ _DELAY_PAIRS = (
     ("reception_transmission", "recv", "tx"),
     ("transmission_prise", "tx", "cl"),
     ("prise_decision", "cl", "de"),
+    ("appel_rdv", "recv", "rdv"),
 )
 
 
 def _delays(within: bool) -> str:
     return " UNION ALL ".join(
         f"""SELECT bucket, '{name}', CAST(round({end} - {start}) AS INTEGER),
-    {within_case(f"({end} - {start})") if within else "priority"}, count(*)
+    {within_case(f"({end} - {start})", f"'{name}'") if within else "priority"}, count(*)
 FROM stats_facts WHERE {start} IS NOT NULL AND {end} IS NOT NULL AND {end} >= {start}
 GROUP BY 1, 2, 3, 4"""
         for name, start, end in _DELAY_PAIRS

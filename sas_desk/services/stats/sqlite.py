@@ -91,7 +91,11 @@ SELECT case_id, stats_bucket(tx) AS bucket, branch,
         {sql.dental_case(f"{j}(o.data, '$.code')", f"{j}(o.data, '$.text')")}
         FROM events o WHERE o.case_id = f.case_id AND o.kind = 'DENTAL_ORIENTED'
             AND {_seconds("o.at")} >= f.tx AND {_seconds("o.at")} < f.tx + :slack
-        ORDER BY o.seq DESC LIMIT 1), '') ELSE '' END AS dental
+        ORDER BY o.seq DESC LIMIT 1), '') ELSE '' END AS dental,
+    CASE WHEN branch = 'SNP' THEN (SELECT {_seconds(f"{j}(o.data, '$.start')")}
+        FROM events o WHERE o.case_id = f.case_id AND o.kind = 'ORIENTED'
+            AND {_seconds("o.at")} >= f.tx AND {_seconds("o.at")} < f.tx + :slack
+        ORDER BY o.seq DESC LIMIT 1) END AS rdv
 FROM f"""
 
 

@@ -31,6 +31,8 @@ Worked-out figures of the 14th (``EXPECTED``):
   9) 600 s, p90 (9th) 2400 s; within 7 of 9 → 77.8 %.
 - claim → decision: 60 120 120 120 120 780 → p50 (3rd of 6) 120 s, p90 (6th)
   780 s; within 5 of 6 → 83.3 %.
+- call → appointment (SNP, booked through the platform): 5 only, its last
+  booking, 15/03 09:00 for a call at 16:00 → 61,200 s (17 h), within 48 h → 100.0 %.
 - SNP outcomes: conseil 1 (4), RDV pris 1 (5), urgences 1 (6), transfert AMU
   1 (7), sans décision 1 (8) → RDV pris 20.0 %.
 - dental: dentiste de garde 1 (9), médecin 1 (10), non renseignée 1 (11).
@@ -169,6 +171,17 @@ class Day:
         await self.decide(5, MRL, at(16, 15), decision_type="ORIENT", orientation_type="CABINET")
         await self.do("request_booking", 5, MRL, at(16, 16), note="")
         await self.do("claim", 5, OSNP, at(16, 20))
+        # booked twice: the last booking is the appointment (15/03 09:00, 17 h after the call)
+        for minute, start in ((25, "2026-03-20T09:00:00+01:00"), (28, "2026-03-15T09:00:00+01:00")):
+            await self.do(
+                "orient",
+                5,
+                OSNP,
+                at(16, minute),
+                orientation="booking",
+                text=f"RDV — {NOTE}",
+                details={"slot_id": f"s{minute}", "start": start},
+            )
         await self.do("note", 5, OSNP, at(16, 29), text=f"Orientation : RDV 15/03 09:00 — {NOTE}")
         await self.do("close", 5, OSNP, at(16, 30), reason="Orientation : RDV 15/03 09:00")
         # 6 SNP to the emergency department
@@ -270,6 +283,10 @@ EXPECTED: dict[str, Any] = {
     "delai_prise_decision_p50_s": 120,
     "delai_prise_decision_p90_s": 780,
     "delai_prise_decision_dans_limite_pct": 83.3,
+    "delai_appel_rdv_n": 1,
+    "delai_appel_rdv_p50_s": 61200,
+    "delai_appel_rdv_p90_s": 61200,
+    "delai_appel_rdv_dans_limite_pct": 100.0,
     "snp_conseil": 1,
     "snp_rdv_pris": 1,
     "snp_urgences": 1,

@@ -1,7 +1,7 @@
-"""The rollup gives the very figures the events give: a random room of six
+"""The rollup gives the very figures the events give: a random room of ten
 weeks (across the change to summer time; late claims, a decision more than
 seven days after transmission, reopened dossiers, dental orientations,
-transfers), rolled up, then random reports — period, granularity, time
+bookings — some with a start that is no date —, transfers), rolled up, then random reports — period, granularity, time
 zone, waiting limits — read with and without the rollup (Hypothesis), on
 SQLite and on PostgreSQL."""
 
@@ -67,6 +67,11 @@ def room(seed: int = 11, per_day: int = 8) -> tuple[list[tuple[Any, ...]], list[
             if branch == "SNP" and rng.random() < 0.4:
                 t += timedelta(seconds=60)
                 ev.append((t, "BOOKING_REQUESTED", role, {"to": "OSNP"}))
+                for _ in range(rng.choice((0, 1, 1, 2))):  # bookings: the last one counts
+                    t += timedelta(seconds=rng.choice((60, 8 * 86400)))
+                    slot = t + timedelta(hours=rng.choice((3, 30, 47, 49, 100)))
+                    start = rng.choice((slot.isoformat(), "2026-02-30T10:00:00+01:00", "x"))
+                    ev.append((t, "ORIENTED", "OSNP", {"start": start, "text": "RDV"}))
                 if rng.random() < 0.7:
                     t += timedelta(seconds=rng.choice((60, 10 * 86400)))
                     ev.append((t, "CLOSED", "OSNP", {"queue": "OSNP"}))
