@@ -153,14 +153,14 @@ class SessionGate(QObject):
             self.lock.locked.connect(lambda: self.lock.cover.error.setText(DEMO_FR))
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.check)
-        if self._shift_ends and now is not None:
-            self._timer.start(tick_ms)
+        self._timer.start(tick_ms)
 
     # ------------------------------------------------------------ clock
     def check(self) -> None:
-        """The lock's inactivity check, then the shift ends passed since the
-        last check (the room's wall clock)."""
+        """The lock's inactivity check, the late calls said on the cover, then
+        the shift ends passed since the last check (the room's wall clock)."""
         self.lock.check()
+        self._say_late()
         if self._now is None or self._last_wall is None:
             return
         wall, last = self._now(), self._last_wall
@@ -173,6 +173,24 @@ class SessionGate(QObject):
                     self.end_shift()
                     return
             day += timedelta(days=1)
+
+    def _say_late(self) -> None:
+        """Under the cover the escalation bar (ui/escalation.py) keeps checking
+        and ringing; the cover says how many urgent calls wait too long, and
+        in which queues — never who or where."""
+        bar = getattr(self._window, "escalation", None)
+        late = list(getattr(bar, "current", []) or []) if self.lock.is_locked else []
+        label = self.lock.cover.late
+        if not late:
+            label.hide()
+            return
+        queues = ", ".join(sorted({item.queue.value for item in late}))
+        n = len(late)
+        label.setText(
+            f"⚠ {n} appel{'s' if n > 1 else ''} urgent{'s' if n > 1 else ''} en retard "
+            f"(file{'s' if ',' in queues else ''} {queues}) — déverrouillez pour le prendre"
+        )
+        label.show()
 
     # ------------------------------------------------------------ actions
     def end_shift(self) -> None:

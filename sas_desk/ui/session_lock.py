@@ -74,6 +74,14 @@ class _Cover(QWidget):
         # layout was given one line's height and clipped
         self.why.setStyleSheet("font-size: 15px; color: #ffe08a;")
         self.why.hide()
+        # late urgent calls of the followed queues, said on the cover (counts
+        # and queues only: no patient field) while the alarm keeps ringing
+        self.late = named(QLabel(""), "lockLate")
+        self.late.setStyleSheet(
+            "font-size: 17px; font-weight: bold; color: white; background: #b00020;"
+            " padding: 6px 12px; border-radius: 4px;"
+        )
+        self.late.hide()
         self.button = named(QPushButton("Déverrouiller"), "unlockButton")
         self.button.setDefault(True)
         # more actions (the change of operator) go in this row
@@ -85,7 +93,7 @@ class _Cover(QWidget):
         self.error.setStyleSheet("color: #ffb4a9; font-weight: bold;")
         self.error.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.error.setWordWrap(True)
-        for widget in (self.title, self.who, self.why):
+        for widget in (self.title, self.who, self.why, self.late):
             layout.addWidget(widget, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addLayout(self.buttons)
         layout.addWidget(self.error, 0, Qt.AlignmentFlag.AlignHCenter)

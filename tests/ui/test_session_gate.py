@@ -241,3 +241,31 @@ async def test_the_demo_locks_and_unlocks_with_a_click(qtbot: QtBot, env: Env) -
     assert gate.lock.is_locked and gate.lock.cover.error.text() == DEMO_FR
     gate.lock.cover.button.click()
     await until(lambda: not gate.lock.is_locked)
+
+
+async def test_the_cover_says_late_urgent_calls_without_patient_fields(
+    qtbot: QtBot, env: Env
+) -> None:
+    from types import SimpleNamespace
+
+    from sas_desk.models.queue import QueueName
+
+    window = await open_window(qtbot, env, role="ARM")
+    clocks = Clocks()
+    gate = SessionGate(window, operator="arm.test", clock=clocks.monotonic, tick_ms=3_600_000)
+    late = [
+        SimpleNamespace(queue=QueueName.AMU, motive_label="Douleur thoracique"),
+        SimpleNamespace(queue=QueueName.SNP, motive_label="Fièvre"),
+    ]
+    window.escalation = SimpleNamespace(current=late)  # what the bar found late (it rings)
+    gate.check()
+    assert not gate.lock.cover.late.isVisible()  # unlocked: the bar itself shows
+    clocks.mono += 300
+    gate.check()
+    assert gate.lock.is_locked and gate.lock.cover.late.isVisible()
+    text = gate.lock.cover.late.text()
+    assert text.startswith("⚠ 2 appels urgents en retard (files AMU, SNP)")
+    assert "Douleur" not in text and "Fièvre" not in text
+    window.escalation = SimpleNamespace(current=[])
+    gate.check()
+    assert not gate.lock.cover.late.isVisible()
