@@ -172,6 +172,25 @@ def generate(
                     osnp = rng.choice(OPERATORS["OSNP"])
                     close = decide + timedelta(seconds=int(rng.expovariate(1 / 900)) + 60)
                     role, reg, ws = "OSNP", osnp, f"POSTE-{osnp.upper()}"
+                    slot = close + timedelta(hours=rng.choice((2, 5, 18, 26, 40, 60)))
+                    booking = {"orientation": "booking", "text": "RDV", "start": slot.isoformat()}
+                    row_events.append(
+                        (case_id, close - timedelta(seconds=5), "ORIENTED", role, reg, ws, booking)
+                    )
+                if branch == "DENT" and decided:
+                    code = rng.choice(("CONSEIL", "DENTISTE_JOUR", "DENTISTE_GARDE", "MEDECIN"))
+                    oriented = {"orientation": "dental", "text": "Orientation", "code": code}
+                    row_events.append(
+                        (
+                            case_id,
+                            decide + timedelta(seconds=5),
+                            "DENTAL_ORIENTED",
+                            role,
+                            reg,
+                            ws,
+                            oriented,
+                        )
+                    )
             row_events.append(
                 (case_id, close, "CLOSED", role, reg, ws, {"queue": queue, "reason": ""})
             )

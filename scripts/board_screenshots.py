@@ -8,7 +8,8 @@ a call-back due, a booking request near 48 h, the last hour's decisions),
 then saves the board (``board.png``, one late item selected), and the wall
 mode (``board-wall.png``); then a year of a centre (``bench/stats.py``'s
 generator, 20,000 dossiers) for the statistics screen over March, by day
-(``stats.png``).  Pictures stay out of git.
+(``stats.png``) and its PDF report, rendered page by page with QtPdf
+(``stats-report-N.png``).  Pictures stay out of git.
 """
 
 from __future__ import annotations
@@ -110,6 +111,20 @@ async def shoot_stats(out: Path) -> None:
         target = out / "stats.png"
         view.grab().save(str(target))
         print(f"{target} {view.width()}x{view.height()}")
+        # the PDF report of the same period, its pages rendered with QtPdf
+        pdf = out / "stats-report.pdf"
+        task = view.export_pdf(pdf)
+        assert task is not None
+        await task
+        from PySide6.QtPdf import QPdfDocument
+
+        doc = QPdfDocument()
+        doc.load(str(pdf))
+        for page in range(doc.pageCount()):
+            size = doc.pagePointSize(page) * (110 / 72)
+            image = out / f"stats-report-{page + 1}.png"
+            doc.render(page, size.toSize()).save(str(image))
+            print(image)
         view.stop()
         view.close()
         await source.close()
