@@ -473,6 +473,14 @@ def _production(values: dict[str, Any], path: Path) -> None:
             raise _Bad(
                 section, key, f"en http:// est refusé avec [room] : écrivez https:// ({url})"
             )
+    hub = values.get("hub")
+    hub_key = (hub.key or hub.cert) if hub is not None and hub.cert else ""
+    if hub_key and unencrypted_key(Path(hub_key).expanduser()):
+        raise ConfigError(
+            f"Configuration ({path}) : [hub] la clé privée {hub_key} n'est pas chiffrée ; avec "
+            "[room] elle doit l'être (openssl pkcs8 -topk8 -v2 aes-256-cbc), sa phrase de "
+            f"passe dans le trousseau (service « {APP_NAME} », utilisateur « key:{hub_key} »)."
+        )
     for n, vendor in enumerate(values.get("vendors", ()), start=1):
         where = f"Configuration ({path}) : [[vendors]] n° {n}"
         if not _secure_url(vendor.base_url):

@@ -177,3 +177,28 @@ def test_a_server_beyond_loopback_refuses_the_demo_identity_providers() -> None:
         open_logins(real, store, secret=lambda *_: DEMO_PSC_SECRET, loopback=False)
     assert open_logins(real, store, secret=lambda *_: "le-vrai-secret", loopback=False)
     assert open_logins(simulator, store, secret=lambda *_: DEMO_PSC_SECRET, loopback=True)
+
+
+def hub(cert: Path, key: Path) -> str:
+    return (
+        '[hub]\nurl = "amqps://hub.esante.gouv.fr:5671/"\nclient_id = "fr.health.samu690"\n'
+        f'cert = "{cert}"\nkey = "{key}"\n'
+    )
+
+
+def test_the_hub_key_is_refused_in_the_clear_and_opened_from_the_keyring(
+    tmp_path: Path, ring: MemoryKeyring
+) -> None:
+    from sas_desk.services.hub.agent import tls_context as hub_tls
+
+    cert, key = client_pair(tmp_path, None)
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, ROOM + hub(cert, key))
+    assert f"[hub] la clé privée {key} n'est pas chiffrée" in caught.value.message_fr
+    sealed_dir = tmp_path / "sealed"
+    sealed_dir.mkdir()
+    cert, key = client_pair(sealed_dir, "phrase-hub")
+    config = load(tmp_path, ROOM + hub(cert, key))
+    assert config.hub is not None
+    ring.set_password("sas-desk", f"key:{key}", "phrase-hub")
+    assert hub_tls(config.hub) is not None  # the passphrase came from the keyring

@@ -39,6 +39,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aio_pika
 import aio_pika.abc
 
+from sas_desk.services.config import key_passphrase
 from sas_desk.services.hub.processor import HubProcessor, Verdict
 from sas_desk.services.hub.settings import HubSettings
 from sas_desk.services.hub.store import Outbound
@@ -83,7 +84,12 @@ def tls_context(settings: HubSettings) -> ssl.SSLContext | None:
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     if settings.cert:
-        context.load_cert_chain(settings.cert, settings.key or None)
+        # an encrypted key's passphrase from the keyring (sas-desk / key:<path>),
+        # never a terminal prompt
+        key = settings.key
+        context.load_cert_chain(
+            settings.cert, key or None, password=lambda: key_passphrase(key or settings.cert)
+        )
     return context
 
 
