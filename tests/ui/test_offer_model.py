@@ -111,3 +111,24 @@ def test_clear_empties_at_once_and_frees_the_old_offers_in_chunks(qtbot: QtBot) 
     assert model.rowCount() == 0 and model.slot_count == 0 and model.loaded == 0
     assert model.releasing == 450  # not freed in the clear itself
     qtbot.waitUntil(lambda: model.releasing == 0, timeout=5000)
+
+
+@pytest.mark.parametrize("fresh", [3, 12], ids=["insertions", "one-layout"])
+def test_new_rows_between_the_old_ones_keep_the_current_card(qtbot: QtBot, fresh: int) -> None:
+    """A few new rows go in by insertions, many scattered ones in one layout
+    change: either way the operator's card (a persistent index) follows its row."""
+    model = OfferModel(lambda: NOW)
+    tester = QAbstractItemModelTester(model)
+    model.merge(offer(p, [10 * p], sas=False, km=1.0) for p in range(0, 40, 2))
+    current = QPersistentModelIndex(model.index(7))
+    key = model.row_at(7).key  # type: ignore[union-attr]
+    layouts: list[int] = []
+    model.layoutChanged.connect(lambda *_: layouts.append(1))
+    inserted = model.merge(offer(p, [10 * p], sas=False, km=1.0) for p in range(1, 2 * fresh, 2))
+    assert len(inserted) == fresh
+    assert [r.key for r in model.rows()] == [
+        f"v|{p}" for p in sorted([*range(0, 40, 2), *range(1, 2 * fresh, 2)])
+    ]
+    assert layouts == ([1] if fresh > 4 else [])
+    assert current.isValid() and model.row_at(current.row()).key == key  # type: ignore[union-attr]
+    del tester
