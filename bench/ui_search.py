@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import itertools
 import json
 import os
@@ -197,6 +198,8 @@ def _save(path: str, recorded: list[tuple[float, Any]]) -> None:
 def make_scenario(  # type: ignore[no-untyped-def]
     m: Measure, args: argparse.Namespace, sim_pids: set[int]
 ):
+    profiler = cProfile.Profile() if args.profile else None
+
     async def scenario(window: Any) -> None:
         from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 
@@ -263,6 +266,8 @@ def make_scenario(  # type: ignore[no-untyped-def]
                 panel.window_choice.setCurrentIndex(
                     panel.window_choice.findData(Window[args.window])
                 )
+                if profiler is not None and n > 0:
+                    profiler.enable()
                 start = time.monotonic()
                 cpu0 = time.thread_time()
                 task = panel.start_search()
@@ -271,6 +276,8 @@ def make_scenario(  # type: ignore[no-untyped-def]
                 await task
                 await asyncio.sleep(SETTLE_S)  # render and map regrouping after the last update
                 run.cpu_ms = (time.thread_time() - cpu0) * 1000
+                if profiler is not None:
+                    profiler.disable()
                 heartbeat.stop()
                 panel._apply = apply
                 panel.list.viewport().removeEventFilter(watch)
@@ -320,6 +327,9 @@ def make_scenario(  # type: ignore[no-untyped-def]
             m.errors.append(traceback.format_exc())
         finally:
             window.close()
+            if profiler is not None:
+                profiler.dump_stats(args.profile)
+                print(f"profile of the measured searches (GUI thread): {args.profile}")
 
     return scenario
 
@@ -479,6 +489,9 @@ def main() -> int:
     parser.add_argument("--replay", action="store_true", help="measure the panel alone")
     parser.add_argument("--large", action="store_true", help="≥ 50,000 slots, memory growth")
     parser.add_argument("--baseline", metavar="REF", help="also measure git REF, side by side")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile of the measured searches (GUI thread) to FILE"
+    )
     parser.add_argument("--display", action="store_true")
     parser.add_argument("--no-map", action="store_true", help="the panel without its map")
     parser.add_argument(

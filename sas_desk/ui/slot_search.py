@@ -524,6 +524,7 @@ class ProgressLine(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.setFixedSize(180, 10)
+        self.setAccessibleName("Progression de la recherche")
         self._min, self._max, self._value = 0, 1, 0
 
     def minimum(self) -> int:
