@@ -97,6 +97,7 @@ class Open(msgspec.Struct, tag="open", frozen=True):
     slow_after: float = 2.0
     sync: bool = True
     log_dir: str = ""
+    flush_s: float = 0.1  # at most one update per this many seconds (merged)
 
 
 class WireQuery(msgspec.Struct, frozen=True):
@@ -207,7 +208,11 @@ def _fields(cls: type) -> list[tuple[str, Any]]:
 
 
 def _maker(cls: type, names: Sequence[str]) -> Callable[[Sequence[Any]], Any]:
-    if hasattr(cls, "_fields") and tuple(names) == tuple(cls._fields):
+    """How to build one from its field values in order: positionally when the
+    class takes them so (named tuple, struct, dataclass: a slot is built
+    thousands of times a search), else by name."""
+    kw_only = dataclasses.is_dataclass(cls) and any(f.kw_only for f in dataclasses.fields(cls))
+    if not kw_only:
         return lambda values: cls(*values)
     return lambda values: cls(**dict(zip(names, values, strict=True)))
 
