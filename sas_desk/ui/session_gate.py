@@ -8,7 +8,8 @@ dialog (it is the session's credential provider):
 - **inactivity** locks the screen (``[session] lock_after_min``, 5 min); only
   the same operator unlocks it (their login is shown read-only; an OpenID
   Connect login that names someone else is refused and its session closed);
-  after ``reauth_after_min`` (20 min) the dialog asks for a full login;
+  after ``reauth_after_min`` (20 min) the session is closed on the server and
+  the same operator logs in again in full;
 - **« Changer d'opérateur »** (menu, or the lock screen) hands the
   workstation to the next operator without closing the open calls: the new
   session replaces the old one, which the server closes; every action from
@@ -120,6 +121,8 @@ class SessionGate(QObject):
         self._closing = False  # our own logout: the listener does not say "closed by the server"
         self._busy = False  # an unlock or a handover is asking: it handles the answer
         self._handing = False  # a change of operator is asking: the next operator's login
+        self._idle_closed = False  # locked past reauth_after_s: the server session was closed
+        self._role = session.info.role if session is not None and session.info else ""
         self._lost = False  # locked because the session is gone: any login unlocks
         self.lock = SessionLock(
             window,
@@ -161,6 +164,18 @@ class SessionGate(QObject):
         the shift ends passed since the last check (the room's wall clock)."""
         self.lock.check()
         self._say_late()
+        if (
+            self.session is not None
+            and self.session.info is not None
+            and self.lock.is_locked
+            and not (self._lost or self._idle_closed or self._busy)
+            and self.lock.idle_s() >= self.lock.reauth_after_s
+        ):
+            # a long absence: the session is closed on the server, the same
+            # operator logs in again in full (their claims' leases lapse)
+            log.info("idle past the full re-authentication delay: the session is closed")
+            self._idle_closed = True
+            spawn(self._close_session(keep_operator=True), name="idle-close")
         if self._now is None or self._last_wall is None:
             return
         wall, last = self._now(), self._last_wall
@@ -200,9 +215,10 @@ class SessionGate(QObject):
         if self.session is not None:
             spawn(self._close_session(), name="shift-end")
 
-    async def _close_session(self) -> None:
+    async def _close_session(self, *, keep_operator: bool = False) -> None:
         assert self.session is not None
-        self._expect = None  # the next shift's operator may log in
+        if not keep_operator:
+            self._expect = None  # the next shift's operator may log in
         self._closing = True
         try:
             await self.session.logout()
@@ -235,7 +251,7 @@ class SessionGate(QObject):
         self._handed(previous, info)
 
     def _handed(self, previous: str, info: SessionInfo) -> None:
-        self._lost = False
+        self._lost = self._idle_closed = False
         self.lock.operator = info.operator
         if info.operator != previous:
             log.info("operator changed at the workstation")
@@ -245,10 +261,9 @@ class SessionGate(QObject):
     async def _reauthenticate(self, reason: str) -> bool:
         if self.session is None:
             return True  # the demo: nobody to ask (the cover says so)
-        title = REAUTH_TITLE_FR if reason == "reauth" else UNLOCK_TITLE_FR
-        info = self.session.info
-        if info is not None:
-            self._expect = _Expect(self.lock.operator, info.role, title)
+        title = REAUTH_TITLE_FR if reason == "reauth" or self._idle_closed else UNLOCK_TITLE_FR
+        if not self._lost:  # inactivity (however long): the same operator only
+            self._expect = _Expect(self.lock.operator, self._role, title)
         previous = self.lock.operator
         self._busy = True
         try:
@@ -263,6 +278,8 @@ class SessionGate(QObject):
 
     # ------------------------------------------------------------ session
     def _on_session(self, info: SessionInfo | None) -> None:
+        if info is not None:
+            self._role = info.role
         if info is None:
             if not self._closing:
                 log.info("room session closed: the workstation locks")
@@ -270,7 +287,9 @@ class SessionGate(QObject):
                 self._lost = True
                 self.lock.lock(SESSION_CLOSED_FR)
             return
-        if self._lost and not self._busy:
+        if self._busy:
+            return
+        if self._lost or (self._idle_closed and info.operator == self.lock.operator):
             # a login the session asked for by itself (after it was closed)
             self._handed(self.lock.operator, info)
 
@@ -280,6 +299,9 @@ class SessionGate(QObject):
         assert self.dialog is not None and self.session is not None
         while True:
             expect = self._expect
+            if expect is None and self.lock.is_locked and not (self._lost or self._handing):
+                # a request asked while the screen is locked for inactivity
+                expect = _Expect(self.lock.operator, self._role, REAUTH_TITLE_FR)
             if expect is None and self._handing:
                 got = await self.dialog.ask_next(
                     HANDOVER_TITLE_FR, "" if reason_fr == HANDOVER_FR else reason_fr

@@ -28,6 +28,7 @@ from sas_desk.ui.session_gate import (
     DEMO_FR,
     HANDOVER_FR,
     HANDOVER_TITLE_FR,
+    REAUTH_TITLE_FR,
     SESSION_CLOSED_FR,
     SHIFT_END_FR,
     UNLOCK_TITLE_FR,
@@ -269,3 +270,30 @@ async def test_the_cover_says_late_urgent_calls_without_patient_fields(
     window.escalation = SimpleNamespace(current=[])
     gate.check()
     assert not gate.lock.cover.late.isVisible()
+
+
+async def test_a_long_absence_closes_the_session_and_the_same_operator_logs_in_again(
+    qtbot: QtBot, env: Env, room: RoomServer, session: RoomSession
+) -> None:
+    window, gate, dialog, clocks = await setup(qtbot, env, room, session)
+    token = session._access
+    clocks.mono += 300
+    gate.check()
+    assert gate.lock.is_locked and session.info is not None  # 5 min: locked, session open
+    clocks.mono += 900
+    gate.check()  # 20 min: the session is closed on the server
+    await until(lambda: session.info is None, 10)
+    assert gate.lock.is_locked and gate.lock.cover.why.text() == ""  # not "closed by the server"
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(
+            f"{room.url}/v1/queues/ARM", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert answer.status_code == 401
+    gate.lock.cover.button.click()
+    await until(dialog.isVisible)
+    assert dialog.title.text() == REAUTH_TITLE_FR
+    assert dialog.login.text() == "arm.martin" and dialog.login.isReadOnly()
+    sign_in(qtbot, dialog, None, PASSWORD)
+    await until(lambda: not gate.lock.is_locked, 15)
+    assert session.info is not None and session.info.operator == "arm.martin"
+    assert window.session_label.text() == "Session : arm.martin (ARM)"
