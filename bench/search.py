@@ -16,11 +16,12 @@ to Lyon of each vendor are the 400 candidates (4 batches of 25 per vendor).
    ≤ 250 ms; all results ≤ 1.3× the longest single-vendor chain (vendors are
    asked concurrently, not one after the other). The client process's CPU
    per search is printed next to what the answers of one search cost, in the
-   same process after the searches: a bare ``msgspec.json.decode`` of their
+   same process right after each search: a bare ``msgspec.json.decode`` of their
    bodies (the floor of any decoding into Python objects) and our parser
-   (``parse_bundle``) on the same bodies, each the median of ``--runs``
-   searches' bodies, the cyclic collector paused for both as the parser
-   does.
+   (``parse_bundle``) on the same bodies, each measured right after its
+   search (the machine's speed drifts), the cyclic collector paused for both
+   as the parser does; with the medians of the per-search ratios (client
+   CPU / floor, parse / floor), steadier than the times on a shared machine.
 2. **One vendor hanging** (its requests never answered), the others as
    above, vendor timeout ``--timeout`` (7 s, the default of the config): the
    others complete, the search ends at that vendor's deadline with the vendor
@@ -203,12 +204,17 @@ async def main_async(args: argparse.Namespace) -> int:
                 await one_search(clients, candidates, args.per_vendor)  # warm-up
                 runs = []
                 answers: list[list[bytes]] = []
+                floors: list[float] = []
+                parses: list[float] = []
                 for _ in range(args.runs):
                     bodies: list[bytes] = []
                     for c in clients.values():
                         c.bodies = bodies
                     runs.append(await one_search(clients, candidates, args.per_vendor))
                     answers.append(bodies)
+                    # right after the search: the machine's speed drifts
+                    floors.append(cpu_ms(msgspec.json.decode, bodies))
+                    parses.append(cpu_ms(parse_bundle, bodies))
                 for c in clients.values():
                     c.bodies = None
                 alone: dict[str, list[float]] = {}
@@ -249,8 +255,11 @@ async def main_async(args: argparse.Namespace) -> int:
         )
         print(f"all / longest alone: {ratio:.2f}×  (side by side: {ms(total)} vs {ms(chain)})")
         cpu = statistics.median(r.cpu_s for r in runs)
-        floor = statistics.median(cpu_ms(msgspec.json.decode, b) for b in answers)
-        parse = statistics.median(cpu_ms(parse_bundle, b) for b in answers)
+        floor = statistics.median(floors)
+        parse = statistics.median(parses)
+        # each search's against its own answers' floor, measured right after it
+        per_floor = statistics.median(r.cpu_s * 1000 / f for r, f in zip(runs, floors, strict=True))
+        parse_per_floor = statistics.median(p / f for p, f in zip(parses, floors, strict=True))
         size = statistics.median(sum(map(len, b)) for b in answers)
         print(
             f"client CPU         : {ms(cpu)} per search (receiving, parsing and merging "
@@ -259,7 +268,8 @@ async def main_async(args: argparse.Namespace) -> int:
         print(
             f"the same answers   : {len(answers[-1])} bodies, {size / 1e6:.1f} MB per search; "
             f"bare msgspec.json.decode {floor:.1f} ms, parse_bundle {parse:.1f} ms "
-            f"(CPU; client CPU / decode floor {cpu * 1000 / floor:.2f}×)"
+            f"(CPU); per search, client CPU / decode floor {per_floor:.2f}×, "
+            f"parse / decode floor {parse_per_floor:.2f}×"
         )
 
         hang_faults = ["hang"] + [latency] * (len(endpoints) - 1)
@@ -316,6 +326,8 @@ async def main_async(args: argparse.Namespace) -> int:
             "client_cpu_ms": round(cpu * 1000, 1),
             "decode_floor_ms": round(floor, 1),
             "parse_ms": round(parse, 1),
+            "client_per_floor": round(per_floor, 2),
+            "parse_per_floor": round(parse_per_floor, 2),
             "answer_bytes": size,
             "sync_s": round(sync_s, 3),
             "hang_timeout_s": args.timeout,
