@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from sas_desk.models.codes import codelist
 from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import WaitLimits
+from sas_desk.models.telephony import Call, grouped
 
 DEFAULT_TZ = "Europe/Paris"
 SMALL_CELL = 11  # counts from 1 to SMALL_CELL - 1 never leave the room
@@ -364,6 +365,21 @@ class RawStats:
     dental: list[tuple[str, int, str, int]] = field(default_factory=list)
     delays: list[tuple[str, str, int, int | None, int]] = field(default_factory=list)
     load: list[tuple[str, str, str, str, int]] = field(default_factory=list)
+    #: (bucket, answered 0/1, answered within 60 s 0/1, n) from the telephony's
+    #: call records (:func:`telephony_rows`); None: no file imported (no columns)
+    calls: list[tuple[str, int, int, int]] | None = None
+
+
+def telephony_rows(
+    calls: Iterable[Call], period: Period, by: Granularity
+) -> list[tuple[str, int, int, int]]:
+    """The calls presented during ``period``, grouped by its buckets."""
+    zone = period.zone
+
+    def key(at: datetime) -> str | None:
+        return bucket_of(at, by, zone) if period.start <= at < period.end else None
+
+    return grouped(calls, key)
 
 
 # ---------------------------------------------------------------------------- percentiles
@@ -462,6 +478,12 @@ def build_report(
     group("filiere_dent", [f"dent_{o.value.lower()}" for o in DentalOrientation])
     roles = ("arm_transmis", "mru_decides", "mrl_decides", "dent_decides", "osnp_clotures")
     columns.extend(roles)
+    if raw.calls is not None:
+        group("tel_presentes", ["tel_decroches", "tel_abandonnes"])
+        columns[-2:-2] = ["tel_presentes"]
+        columns.extend(["tel_decroches_60s", "tel_taux_decroche_pct", "tel_qs60_pct"])
+        denominators["tel_taux_decroche_pct"] = "tel_presentes"
+        denominators["tel_qs60_pct"] = "tel_presentes"
 
     rows: dict[str, dict[str, Cell]] = {}
     for key in keys:
@@ -514,6 +536,12 @@ def build_report(
         if role_column:
             add(key, role_column, n)
 
+    for key, answered, fast, n in raw.calls or ():
+        add(key, "tel_presentes", n)
+        add(key, "tel_decroches" if answered else "tel_abandonnes", n)
+        if fast:
+            add(key, "tel_decroches_60s", n)
+
     histograms: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     within: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for key, name, seconds, ok, n in raw.delays:
@@ -537,6 +565,10 @@ def build_report(
         row["snp_part_rdv_pris_pct"] = _pct(
             int(row["snp_rdv_pris"] or 0), int(row["filiere_snp"] or 0)
         )
+        if raw.calls is not None:
+            presented = int(row["tel_presentes"] or 0)
+            row["tel_taux_decroche_pct"] = _pct(int(row["tel_decroches"] or 0), presented)
+            row["tel_qs60_pct"] = _pct(int(row["tel_decroches_60s"] or 0), presented)
     return Report(
         period, by, columns, [rows[k] for k in keys], groups, denominators, list(raw.load)
     )

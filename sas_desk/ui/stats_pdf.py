@@ -230,6 +230,16 @@ def report_html(summary: Report, detail: Report, centre: str, made_at: datetime)
         ("osnp_clotures", "Dossiers clos par les OSNP"),
     )
     parts.append(_table(heads, [[label, *(_cell(r[c]) for r in months)] for c, label in roles]))
+    if "tel_presentes" in summary.columns:
+        phone = (
+            ("tel_presentes", "Appels présentés"),
+            ("tel_decroches", "Appels décrochés"),
+            ("tel_abandonnes", "Appels abandonnés"),
+            ("tel_taux_decroche_pct", "Taux de décroché (%)"),
+            ("tel_qs60_pct", "Qualité de service : décrochés en 60 s (%, objectif 99)"),
+        )
+        parts.append("<h3>Téléphonie</h3>")
+        parts.append(_table(heads, [[label, *(_cell(r[c]) for r in months)] for c, label in phone]))
     parts.append(
         f"<h3>Volumes par {detail.by.label}</h3>"
         f'<p><img src="{CHART_URL}" width="640"></p>'

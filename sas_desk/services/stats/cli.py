@@ -39,6 +39,11 @@ def add_stats_parser(subparsers: Any) -> None:
     )
     stats.add_argument("--by", choices=("hour", "day", "month"), default="day")
     stats.add_argument("--out", type=Path, help="fichier de sortie (défaut : sortie standard)")
+    stats.add_argument(
+        "--telephonie",
+        type=Path,
+        help="appels de la téléphonie (CSV presente_le;attente_s;issue) : taux de décroché, QS 60 s",
+    )
     roll = subparsers.add_parser(
         "stats-rollup", help="agrège les jours clos pour les statistiques (à lancer chaque nuit)"
     )
@@ -104,10 +109,18 @@ async def run_stats_command(
         return 1
     from sas_desk.models.queue import WaitLimits
     from sas_desk.models.stats import Granularity, StatsError, parse_period
+    from sas_desk.models.telephony import TelephonyError
     from sas_desk.services.stats import StatsUnavailable
-    from sas_desk.services.stats.export import export_text, make_report, open_source
+    from sas_desk.services.stats.export import export_text, make_report, open_source, read_calls
 
     by = Granularity(args.by)
+    calls = None
+    if args.telephonie is not None:
+        try:
+            calls = read_calls(args.telephonie)
+        except TelephonyError as exc:
+            print(f"sas-desk stats : {exc.message_fr}", file=sys.stderr)
+            return 1
     try:
         period = parse_period(args.first, args.last, by, config.timezone)
     except StatsError as exc:
@@ -122,11 +135,15 @@ async def run_stats_command(
         return 1
     summary = None
     try:
-        report = await make_report(source, period, by, limits)
+        report = await make_report(source, period, by, limits, calls)
         if args.format == "pdf":
             month = Granularity.MONTH
             summary = await make_report(
-                source, parse_period(args.first, args.last, month, config.timezone), month, limits
+                source,
+                parse_period(args.first, args.last, month, config.timezone),
+                month,
+                limits,
+                calls,
             )
     except StatsUnavailable as exc:
         print(f"sas-desk stats : {exc.message_fr}", file=sys.stderr)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from sas_desk.models.queue import WaitLimits
@@ -18,7 +19,9 @@ from sas_desk.models.stats import (
     Report,
     build_report,
     export_rows,
+    telephony_rows,
 )
+from sas_desk.models.telephony import MAX_BYTES, Call, TelephonyError, parse_calls
 from sas_desk.services.stats import StatsSource
 
 
@@ -35,9 +38,29 @@ def open_source(config: Any) -> StatsSource:
 
 
 async def make_report(
-    source: StatsSource, period: Period, by: Granularity, limits: WaitLimits
+    source: StatsSource,
+    period: Period,
+    by: Granularity,
+    limits: WaitLimits,
+    calls: Sequence[Call] | None = None,
 ) -> Report:
-    return build_report(await source.raw(period, by, limits), period, by)
+    """The report of a period; with ``calls`` (the telephony's call records),
+    its telephony columns too."""
+    raw = await source.raw(period, by, limits)
+    if calls is not None:
+        raw.calls = telephony_rows(calls, period, by)
+    return build_report(raw, period, by)
+
+
+def read_calls(path: Path) -> list[Call]:
+    """The call records of a telephony CSV (bounded read); raises
+    TelephonyError (French, naming the file and line)."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise TelephonyError(f"{path} : lecture impossible ({exc.strerror}).") from None
+    return parse_calls(data, str(path))
 
 
 def _cell(value: Cell) -> Cell:

@@ -170,3 +170,25 @@ async def test_the_pdf_report_from_the_command_line(sqlite_played, tmp_path) -> 
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"Rapport écrit : {out} (")
     assert out.read_bytes().startswith(b"%PDF")
+
+
+async def test_the_telephony_s_calls_from_the_command_line(sqlite_played, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.unit.test_telephony import DAY
+
+    data_dir = str(sqlite_played.source.path.parent)
+    period = ("stats", "--from", "2026-03-14", "--to", "2026-03-14", "--format", "json")
+    calls = tmp_path / "appels.csv"
+    calls.write_text(DAY.replace("2026-03-14T16:00:00+01:00;30;abandonne", "x;30;abandonne"))
+    refused = sas_desk("--data-dir", data_dir, *period, "--telephonie", str(calls))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"{calls}, ligne 13, colonne presente_le" in refused.stderr
+    calls.write_text(DAY, encoding="utf-8")
+    done = sas_desk("--data-dir", data_dir, *period, "--telephonie", str(calls))
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)["lignes"]
+    assert (row["tel_presentes"], row["tel_taux_decroche_pct"], row["tel_qs60_pct"]) == (
+        12,
+        83.3,
+        66.7,
+    )
+    assert "0600000001" not in done.stdout
