@@ -691,12 +691,12 @@ class MainWindow(QMainWindow):
         """The orientation itself went to the room's log (``sent``: the desk's
         ``orient``); "back to a physician" then transfers the dossier."""
         assert self.queue_client is not None
-        case_id = view.dossier.case_id
-        client = self.queue_client
-        if sent is not None:
-            await sent
         if to_amu:
-            await client.submit(client.operation("transfer", case_id, to="AMU", reason=text))
+            await self.queue_client.after_orientation(
+                view.dossier.case_id, "transfer", text, sent, to="AMU"
+            )
+        elif sent is not None:
+            await sent
         if to_amu and self.dental_view is not None:
             self.dental_view.triage_message.show_message(
                 "Dossier transféré à la file AMU (médecin régulateur).", info=True
@@ -723,17 +723,11 @@ class MainWindow(QMainWindow):
         )
         sent = panel.orientation_sent if panel is not None else None
         self.orientation_task = run_operation(
-            self._close_oriented(dossier.case_id, text, sent),
+            self.queue_client.after_orientation(dossier.case_id, "close", text, sent),
             name="orientation",
             show_error=self._warning_banner,
             error_prefix=NOT_IN_QUEUE,
         )
-
-    async def _close_oriented(self, case_id: str, text: str, sent: Any = None) -> None:
-        assert self.queue_client is not None
-        if sent is not None:
-            await sent  # the orientation first: a closed item takes no more
-        await self.queue_client.submit(self.queue_client.operation("close", case_id, reason=text))
 
     def _on_transmitted(self, case_id: str) -> None:
         sheet = next(

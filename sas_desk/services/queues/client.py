@@ -19,7 +19,7 @@ import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -352,6 +352,24 @@ class QueueClient:
         if queue is not None:
             data["queue"] = queue.value
         return await self.submit(self.operation("enqueue", dossier.case_id, **data))
+
+    async def after_orientation(
+        self,
+        case_id: str,
+        kind: str,
+        text: str,
+        sent: Awaitable[object] | None = None,
+        **data: Any,
+    ) -> QueueItem | None:
+        """What follows an orientation in the room's log (``sent``: the
+        desk's ``orient`` operation, awaited first: a closed item takes no
+        more): ``close`` once a booking is made, ``transfer`` to a physician
+        after a dental orientation that needs one.  ``text`` is the reason."""
+        if kind not in ("close", "transfer"):
+            raise ValueError(f"no orientation workflow ends with {kind!r}")
+        if sent is not None:
+            await sent
+        return await self.submit(self.operation(kind, case_id, reason=text, **data))
 
     # ---------------------------------------------------------------- replay
     async def replay(self) -> int:
