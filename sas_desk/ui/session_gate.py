@@ -30,18 +30,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as day_time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QPushButton
 
-from sas_desk.services.queues.api import BackendUnavailable
 from sas_desk.services.queues.remote import (
     Credentials,
     LoginCancelled,
@@ -49,7 +48,7 @@ from sas_desk.services.queues.remote import (
     RoomSession,
     SessionInfo,
 )
-from sas_desk.ui.aio import spawn
+from sas_desk.ui.operation import run_operation
 from sas_desk.ui.session_lock import SessionLock
 from sas_desk.ui.widgets import named
 
@@ -175,7 +174,7 @@ class SessionGate(QObject):
             # operator logs in again in full (their claims' leases lapse)
             log.info("idle past the full re-authentication delay: the session is closed")
             self._idle_closed = True
-            spawn(self._close_session(keep_operator=True), name="idle-close")
+            self._run(self._close_session(keep_operator=True), "idle-close")
         if self._now is None or self._last_wall is None:
             return
         wall, last = self._now(), self._last_wall
@@ -213,7 +212,12 @@ class SessionGate(QObject):
         self._lost = self.session is not None
         self.lock.lock(SHIFT_END_FR)
         if self.session is not None:
-            spawn(self._close_session(), name="shift-end")
+            self._run(self._close_session(), "shift-end")
+
+    def _run(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """The UI's one way to run an operation: a known refusal is said on
+        the cover (the screen stays locked), anything else is a bug."""
+        run_operation(work, name=name, show_error=self.lock.cover.error.setText)
 
     async def _close_session(self, *, keep_operator: bool = False) -> None:
         assert self.session is not None
@@ -231,7 +235,7 @@ class SessionGate(QObject):
         if self._busy:
             return
         self.lock.lock(HANDOVER_FR)
-        spawn(self._handover(), name="change-operator")
+        self._run(self._handover(), "change-operator")
 
     async def _handover(self) -> None:
         assert self.session is not None
@@ -243,10 +247,7 @@ class SessionGate(QObject):
         except LoginCancelled:  # the previous operator's session stays, locked
             self.lock.cover.error.setText("Changement d'opérateur abandonné.")
             return
-        except BackendUnavailable as exc:
-            self.lock.cover.error.setText(exc.message_fr)
-            return
-        finally:
+        finally:  # a known refusal (server unreachable…): the runner says it on the cover
             self._busy = self._handing = False
         self._handed(previous, info)
 

@@ -18,7 +18,8 @@ timer (tests call it after moving a fake clock).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -30,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sas_desk.ui.aio import spawn
+from sas_desk.ui.operation import run_operation
 from sas_desk.ui.widgets import named
 
 __all__ = ["SessionLock"]
@@ -110,7 +111,7 @@ class SessionLock(QObject):
         window: QWidget,
         *,
         operator: str,
-        reauthenticate: Callable[[str], Awaitable[bool]],
+        reauthenticate: Callable[[str], Coroutine[Any, Any, bool]],
         lock_after_s: float = 300.0,
         reauth_after_s: float = 1200.0,
         clock: Callable[[], float] = time.monotonic,
@@ -173,24 +174,26 @@ class SessionLock(QObject):
         reason = "reauth" if self.idle_s() >= self.reauth_after_s else "lock"
         self._unlocking = True
         self.cover.button.setEnabled(False)
-        spawn(self._unlock(reason), name="session-unlock")
+        self.cover.error.setText("")
+        run_operation(
+            self._reauthenticate(reason),
+            name="session-unlock",
+            show_error=lambda message: self.cover.error.setText(
+                f"{message} Le poste reste verrouillé."
+            ),  # a known refusal (server unreachable…); the lock stays
+            on_success=self._identified,
+            on_finally=self._unlock_done,
+        )
 
-    async def _unlock(self, reason: str) -> None:
-        refusal = REFUSED_FR
-        try:
-            ok = await self._reauthenticate(reason)
-        except Exception as exc:  # a French reason (server unreachable…) is said
-            message = getattr(exc, "message_fr", "")
-            if not message:
-                raise
-            ok, refusal = False, f"{message} Le poste reste verrouillé."
-        finally:
-            self._unlocking = False
-            self.cover.button.setEnabled(True)
-        if not ok:
-            self.cover.error.setText(refusal)
-            return
-        self.release()
+    def _unlock_done(self) -> None:
+        self._unlocking = False
+        self.cover.button.setEnabled(True)
+
+    def _identified(self, ok: bool) -> None:
+        if ok:
+            self.release()
+        else:
+            self.cover.error.setText(REFUSED_FR)
 
     def release(self) -> None:
         """Uncover (the operator was identified, however that happened)."""
