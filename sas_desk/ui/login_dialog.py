@@ -56,8 +56,9 @@ class LoginDialog(QDialog):
     ) -> None:
         """``identity`` + ``oidc``: the providers to offer (``[identity]``)
         and the client of the room server's OIDC login; with a provider, the
-        password form is not offered (local passwords are for the demo and
-        sites without an identity provider)."""
+        password form is offered only when no establishment IdP covers the
+        staff without an RPPS (local passwords are for the demo and sites
+        without an identity provider)."""
         super().__init__(parent)
         self.setObjectName("LoginDialog")
         self.setWindowTitle("SAS Desk — identification")
@@ -90,12 +91,21 @@ class LoginDialog(QDialog):
             )
             self.oidc.sessionOpened.connect(self._opened)
             outer.addWidget(self.oidc)
+        # the room's own passwords, unless the establishment's IdP covers the
+        # staff without an RPPS (ARM, OSNP, supervisor)
+        self.passwords = self.oidc is None or not (identity is not None and identity.establishment)
+        if self.passwords:
+            if self.oidc is None:
+                local = form
+            else:
+                local = QFormLayout()
+                outer.addWidget(QLabel("Ou avec un compte de la salle :"))
+            local.addRow("&Identifiant", self.login)
+            local.addRow("&Mot de passe", self.password)
+            outer.addLayout(local)
+        else:
             self.login.hide()
             self.password.hide()
-        else:
-            form.addRow("&Identifiant", self.login)
-            form.addRow("&Mot de passe", self.password)
-            outer.addLayout(form)
         self.error = named(QLabel(""), "loginError")
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #b00020; font-weight: bold;")
@@ -111,7 +121,7 @@ class LoginDialog(QDialog):
         self.submit_button.setText("Se connecter")
         self.submit_button.setObjectName("loginSubmit")
         self.submit_button.setDefault(True)
-        self.submit_button.setVisible(self.oidc is None)
+        self.submit_button.setVisible(self.passwords)
         self.quit_button = buttons.button(QDialogButtonBox.StandardButton.Cancel)
         self.quit_button.setText("Quitter")
         buttons.accepted.connect(self.submit)
@@ -135,7 +145,7 @@ class LoginDialog(QDialog):
         self.show()
         self.raise_()
         self.activateWindow()
-        if self.oidc is not None:
+        if not self.passwords:
             self.role.setFocus()
         else:
             (self.password if self.login.text() else self.login).setFocus()

@@ -109,3 +109,35 @@ async def test_the_window_shows_the_session_and_no_role_picker(
         assert window.session_label.text() == "Session : fermée"
     finally:
         await session.close()
+
+
+async def test_with_pro_sante_connect_alone_the_room_passwords_stay_offered(qtbot: QtBot) -> None:
+    """ARMs, OSNPs and supervisors have no RPPS: without an establishment IdP
+    they keep the room's passwords; with one, the password form goes."""
+    from sas_desk.services.auth.login import OidcLogin
+    from sas_desk.services.config import IdentitySettings
+
+    def oidc() -> OidcLogin:
+        raise AssertionError("not started here")
+
+    psc = IdentitySettings(psc_issuer="https://psc.example/auth", psc_client_id="c")
+    alone = LoginDialog("https://salle", "POSTE-01", identity=psc, oidc=oidc)
+    qtbot.addWidget(alone)
+    asked = asyncio.ensure_future(alone.ask(""))
+    await until(alone.isVisible)
+    assert alone.oidc is not None and alone.oidc.psc_button.isVisible()
+    assert alone.password.isVisible() and alone.submit_button.isVisible()
+    assert not alone.oidc.establishment_button.isVisible()
+    alone.reject()
+    assert await asyncio.wait_for(asked, 5) is None
+    both = LoginDialog(
+        "https://salle", "POSTE-01", oidc=oidc,
+        identity=IdentitySettings(
+            psc_issuer="https://psc.example/auth", psc_client_id="c",
+            establishment_issuer="https://idp.chu.example/realms/chu",
+            establishment_client_id="c",
+        ),
+    )  # fmt: skip
+    qtbot.addWidget(both)
+    both.show()
+    assert not both.password.isVisible() and not both.submit_button.isVisible()
