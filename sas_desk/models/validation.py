@@ -225,12 +225,13 @@ def _check_age(age: Age) -> Age:
 # --------------------------------------------------------------------------- birth date
 
 
-def parse_birth_date(text: str, today: date) -> date:
+def parse_birth_date(text: str, today: date, *, short_year: bool = True) -> date:
     """``12/03/1961``, ``12-3-1961``, ``12.03.61``, ``12031961``, ``1961-03-12``.
 
     A two-digit year is the latest that is not in the future (``12/03/24``
-    is 2024 in 2026, ``12/03/61`` is 1961).  A date in the future or more
-    than 130 years ago is refused."""
+    is 2024 in 2026, ``12/03/61`` is 1961); ``short_year=False`` refuses it
+    (while the year is being typed, ``12/03/19`` is not yet 2019).  A date
+    in the future or more than 130 years ago is refused."""
     raw = text.strip()
     if not raw:
         raise ValidationError("Date de naissance manquante.", "birth_date")
@@ -247,6 +248,10 @@ def parse_birth_date(text: str, today: date) -> date:
             )
         d, mo, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
         if len(m.group(3)) == 2:
+            if not short_year:
+                raise ValidationError(
+                    f"Date de naissance « {raw} » incomplète : année sur 4 chiffres.", "birth_date"
+                )
             y += 2000 if 2000 + y <= today.year else 1900
     try:
         born = date(y, mo, d)

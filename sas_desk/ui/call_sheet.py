@@ -300,7 +300,7 @@ class CallSheet(QWidget):
             edit.setMaxLength(80)
             edit.textEdited.connect(lambda t, k=key: self._on_text(k, t))
             ident.addWidget(edit, 0 if key == "birth_date" else 1)
-        self.birth_date.editingFinished.connect(lambda: self._reveal("birth_date"))
+        self.birth_date.editingFinished.connect(self._settle_birth_date)
         ibox = QVBoxLayout()
         ibox.setSpacing(1)
         ibox.addLayout(ident)
@@ -807,22 +807,35 @@ class CallSheet(QWidget):
         self.dossier.patient.first_name = text.strip()
 
     def _apply_birth_date(self, text: str) -> None:
-        """A valid birth date sets the age (shown in the age field): one age
-        on the sheet, the one the date gives."""
-        p = self.dossier.patient
+        """While typing: a date whose year has its 4 digits is kept (what was
+        typed so far, e.g. ``12/03/19``, is no date of 2019); the age follows
+        once the field is left (:meth:`_settle_birth_date`)."""
         try:
-            born = parse_birth_date(text, self._today())
+            born = parse_birth_date(text, self._today(), short_year=False)
         except ValidationError:
-            p.birth_date = ""
+            self.dossier.patient.birth_date = ""
             return
-        p.birth_date = born.isoformat()
-        age = age_on(born, self._today())
-        if self.age.text() != age.display():
-            self.age.setText(age.display())
-            self.dossier.inputs["age"] = age.display()
-            self._apply_age(age.display())
-            if "age" in self._shown:
-                self._reveal("age")
+        self.dossier.patient.birth_date = born.isoformat()
+
+    def _settle_birth_date(self) -> None:
+        """Leaving the field (Tab, Entrée) or transmitting: a valid birth date
+        (two-digit years read as the latest past one) sets the age shown in
+        the age field: one age on the sheet, the one the date gives."""
+        if self.dossier.status is not Status.DRAFT or self._loading:
+            return
+        text = self.birth_date.text()
+        if text.strip():
+            try:
+                born = parse_birth_date(text, self._today())
+            except ValidationError:
+                self.dossier.patient.birth_date = ""
+            else:
+                self.dossier.patient.birth_date = born.isoformat()
+                age = age_on(born, self._today())
+                if self.age.text() != age.display():
+                    self.age.setText(age.display())
+                    self._on_text("age", age.display())
+        self._reveal("birth_date")
 
     def _apply_caller_name(self, text: str) -> None:
         self.dossier.caller.name = text.strip()
@@ -912,6 +925,8 @@ class CallSheet(QWidget):
     def transmit(self, confirmed: Collection[str] = ()) -> None:
         if self.dossier.status is not Status.DRAFT:
             return
+        if self.birth_date.hasFocus():
+            self._settle_birth_date()  # Ctrl+Entrée straight from the field
         if self.note.text().strip():
             self._add_note()  # a note typed but not yet added goes with the dossier
         try:
