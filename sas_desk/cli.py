@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sas_desk import __version__
+from sas_desk.models.errors import KnownError
 from sas_desk.server.cli import add_server_parser, run_server_command
 from sas_desk.services.config import ROLES, Config, ConfigError, load_config
 from sas_desk.services.hub.cli import add_hub_parser
@@ -195,6 +196,19 @@ def _stats_pdf(path: Path, summary: Any, detail: Any, centre: str, made_at: Any)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line.  A known error (:class:`KnownError`) that reaches
+    here is said in French on stderr, exit 1, never a traceback; anything
+    else is a bug and goes through the crash handler (the window) or
+    Python's own report (the other commands)."""
+    try:
+        return _main(argv)
+    except KnownError as exc:
+        logging.getLogger("sas_desk").info("command refused: %s", type(exc).__name__)
+        print(f"sas-desk : {exc.message_fr}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "server":  # its own [server] table, not a workstation's configuration
         return run_server_command(args)
