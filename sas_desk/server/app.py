@@ -35,6 +35,7 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from sas_desk import __version__
+from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import (
     ROLE_QUEUES,
     ItemStatus,
@@ -98,7 +99,9 @@ class ServerClock:
         return self.frozen if self.frozen is not None else datetime.now().astimezone()
 
 
-class ApiError(Exception):
+class ApiError(KnownError):
+    """A refused request: its French message goes back to the workstation."""
+
     def __init__(self, status: int, body: ErrorBody) -> None:
         super().__init__(body.message_fr)
         self.status = status
