@@ -3,8 +3,9 @@
     python scripts/bench_ab.py --base REV [--pairs N] [--keys a,b,c] -- bench/search.py --runs 7
 
 The commit ``REV`` is exported (``git archive``) into a temporary directory
-and this tree's ``bench/`` copied over its own (the same measuring code on
-both sides: only the application differs); then, ``--pairs`` times, the benchmark script runs in that tree and in this
+and this tree's benchmark script copied over its own (the same measuring
+code on both sides; the rest, its helpers included, as they were at
+``REV``); then, ``--pairs`` times, the benchmark script runs in that tree and in this
 one (which goes first alternates from pair to pair), each in a fresh
 interpreter with its own tree first on ``PYTHONPATH``. Each run's ``RESULT``
 line is kept; the table gives the chosen keys of every run with the load
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument(
         "--keys",
-        default="first_ms,all_ms,longest_alone_ms,ratio,client_cpu_ms,decode_floor_ms,parse_ms",
+        default=(
+            "first_ms,all_ms,longest_alone_ms,ratio,client_cpu_ms,"
+            "decode_floor_ms,parse_ms,client_per_floor,parse_per_floor"
+        ),
     )
     parser.add_argument("bench", nargs=argparse.REMAINDER, help="-- script [its arguments]")
     args = parser.parse_args(argv)
@@ -68,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
         base = Path(tmp)
         export(args.base, base)
-        shutil.rmtree(base / "bench", ignore_errors=True)
-        shutil.copytree(
-            ROOT / "bench", base / "bench", ignore=shutil.ignore_patterns("__pycache__")
-        )
+        shutil.copyfile(ROOT / bench[0], base / bench[0])
         for n in range(args.pairs):
             sides = [("base", base), ("work", ROOT)]
             for name, tree in sides if n % 2 == 0 else sides[::-1]:
