@@ -244,3 +244,22 @@ async def test_a_worker_speaking_garbage_is_said_and_dropped(
     assert "Message mal formé du processus de recherche (champ $.id)" in err.value.message_fr
     assert "Traceback" not in err.value.message_fr
     await w.close()
+
+
+async def test_a_worker_dying_again_and_again_is_started_on_demand_only(
+    worker: SearchWorker,
+) -> None:
+    for n in range(1, 5):
+        await asyncio.wait_for(worker.started.wait(), 30)
+        pid = worker.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await until(lambda pid=pid: worker.pid != pid, timeout=10)  # lost
+        if n <= 3:
+            assert worker.restarts == n
+    # the 4th loss within a minute: not started again at once...
+    await until(lambda: not exists(pid), timeout=5)
+    assert worker.restarts == 3 and worker.pid is None and not worker.started.is_set()
+    # ...but the next search starts one, and works
+    updates = await whole(worker.search(lyon(3.0)))
+    assert updates[-1].done and worker.pid is not None

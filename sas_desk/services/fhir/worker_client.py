@@ -32,6 +32,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -77,6 +78,10 @@ HUNG_FR = (
     "Le processus de recherche de créneaux ne répondait plus : recherche interrompue. "
     "Il a été relancé : relancez la recherche."
 )
+#: a worker lost more than this many times within RESTART_WINDOW_S is not
+#: started again at once (a crash loop would eat a core): the next search does
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 60.0
 NO_START_FR = "Le processus de recherche de créneaux n'a pas pu démarrer ({why})."
 
 
@@ -146,6 +151,7 @@ class SearchWorker:
         self._queues: dict[int, asyncio.Queue[Any]] = {}
         self._closed = False
         self.restarts = 0  # workers started again after one was lost
+        self._lost_at: list[float] = []  # when the last workers were lost (monotonic)
         #: searches the worker said were over before their end (cancelled, replaced, failed)
         self.ended: set[int] = set()
         self.last_search = 0  # the number of the latest search
@@ -310,6 +316,7 @@ class SearchWorker:
         if child.lost:
             return
         child.lost = True
+        self.started.clear()
         child.writer.close()
         was_ready = _was_ready(child)
         if not child.ready.done():
@@ -324,8 +331,12 @@ class SearchWorker:
         asyncio.get_running_loop().run_in_executor(None, _stop, child.proc)  # reaped
         if self._closed or not was_ready:
             return  # one that never got ready would fail again: the next search tries
+        now = time.monotonic()
+        self._lost_at = [t for t in self._lost_at if now - t < RESTART_WINDOW_S] + [now]
+        if len(self._lost_at) > MAX_RESTARTS:  # dying again and again: on demand only
+            log.error("search worker lost %d times in %.0f s", len(self._lost_at), RESTART_WINDOW_S)
+            return
         self.restarts += 1
-        self.started.clear()
         if self._starting is None or self._starting.done():
             self._starting = asyncio.create_task(self._start(True), name="search-worker-restart")
             self._starting.add_done_callback(_quiet)
