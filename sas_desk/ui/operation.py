@@ -52,6 +52,8 @@ def run_operation(
     ``on_finally`` runs whatever the outcome (a busy flag released).
     Returns the task (``cancel()`` it to cancel), or None during shutdown."""
 
+    me: list[asyncio.Task[None]] = []  # this operation's task, once spawned
+
     async def body() -> None:
         shown = False
         if progress is not None and label:
@@ -73,6 +75,9 @@ def run_operation(
             show_error(error_prefix + exc.message_fr)
             return
         except Exception as exc:
+            if me and me[0].cancelling():  # what a cancelled library raised on its way out
+                log.warning("%s cancelled, ended by %s", name, type(exc).__name__)
+                return
             crash.report(exc, name)
             return
         if on_success is not None:
@@ -82,6 +87,8 @@ def run_operation(
                 crash.report(exc, name)
 
     task = spawn(body(), name)
+    if task is not None:
+        me.append(task)
     if task is None:  # shutting down: the work is dropped
         work.close()
     else:  # cancelled before it started: the work never runs (and is not left unawaited)

@@ -195,3 +195,30 @@ async def test_a_cancelled_operation_changes_nothing_and_says_nothing(qtbot: QtB
     with pytest.raises(asyncio.CancelledError):
         await task
     assert shown == [] and applied == []
+
+
+async def test_an_error_raised_while_cancelling_is_no_crash(
+    qtbot: QtBot, caplog: pytest.LogCaptureFixture, dialog_on: None
+) -> None:
+    """A library that raises on its way out of a cancellation (httpx closing
+    a connection) is the cancellation's doing, not a bug to show."""
+    started = asyncio.Event()
+
+    async def clumsy() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise RuntimeError("closing the connection failed") from None
+
+    task = run_operation(clumsy(), name="lookup", show_error=lambda _t: None)
+    assert task is not None
+    await asyncio.wait_for(started.wait(), 5)
+    with caplog.at_level(logging.WARNING):
+        task.cancel()
+        await asyncio.wait([task], timeout=5)
+    assert task.done()
+    assert not [r for r in caplog.records if r.levelno >= logging.CRITICAL]
+    assert any("lookup cancelled, ended by RuntimeError" in r.getMessage() for r in caplog.records)
+    d = crash.dialog()
+    assert d is None or not d.isVisible()
