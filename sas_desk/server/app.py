@@ -16,9 +16,10 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post, put
@@ -43,15 +44,25 @@ from sas_desk.models.queue import (
     Operation,
     QueueError,
     QueueName,
+    WaitLimits,
     may_read,
     may_read_queue,
     queues_for_role,
     read_refusal,
 )
+from sas_desk.models.stats import (
+    DEFAULT_TZ,
+    Granularity,
+    StatsError,
+    may_read_staff_load,
+    may_read_stats,
+    parse_period,
+)
 from sas_desk.server.auth import Authenticator, PasswordAuthenticator, Sessions
 from sas_desk.server.settings import ServerSettings
 from sas_desk.server.store import AuditEntry, Principal, ServerStore, StoreUnavailable
 from sas_desk.server.stream import Bye, Changes, Hub, KeepAlive
+from sas_desk.services.queues import rules
 from sas_desk.services.queues.api import BackendUnavailable, QueueBackend
 from sas_desk.services.queues.wire import (
     ByeBody,
@@ -77,6 +88,8 @@ from sas_desk.services.queues.wire import (
     http_status,
     item_body,
 )
+from sas_desk.services.stats import StatsSource, StatsUnavailable
+from sas_desk.services.stats.remote import ActivityBody, RawStatsBody, activity_body, raw_body
 
 if TYPE_CHECKING:
     from sas_desk.server.oidc import OidcLogins
@@ -85,6 +98,8 @@ log = logging.getLogger("sas_desk.server")
 
 ROLES = tuple(ROLE_QUEUES)  # the roles a session may take
 LEASED_KINDS = frozenset({"claim", "reassign"})
+STATS_REFUSAL_FR = "Statistiques de la salle : réservées au superviseur et au rôle STATS."
+ACTIVITY_REFUSAL_FR = "Activité de la salle (qui fait quoi) : réservée au superviseur."
 SHUTDOWN_FR = "Le serveur de la salle s'arrête (maintenance ou redémarrage) : reconnexion."
 _MAX_TEXT = 200  # login, workstation: a bound on what is stored and audited
 
@@ -149,6 +164,7 @@ class Room:
     authenticator: Authenticator
     sessions: Sessions
     hub: Hub
+    stats: StatsSource | None = None
     streams: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -289,6 +305,7 @@ def create_app(
     authenticator: Authenticator | None = None,
     hub: Hub | None = None,
     identity: OidcLogins | None = None,
+    stats: StatsSource | None = None,
 ) -> Litestar:
     """The ASGI application over opened stores (the caller opens and closes them)."""
     clock = clock or ServerClock()
@@ -306,6 +323,7 @@ def create_app(
             lockout_s=settings.lockout_s,
         ),
         hub=hub or Hub(backend, settings.ring_size),
+        stats=stats,
     )
 
     async def principal(request: Request[Any, Any, Any]) -> Principal:
@@ -441,22 +459,22 @@ def create_app(
         request: Request[Any, Any, Any], data: OperationRequest, who: Principal
     ) -> OperationResult:
         """Apply one queue operation as the session's actor, at the server's
-        time (idempotent on ``op_id``)."""
+        time (idempotent on ``op_id``).  Its audit row is written by the
+        store in the operation's own transaction: both or neither."""
         if not data.op_id or len(data.op_id) > _MAX_TEXT or len(data.case_id) > _MAX_TEXT:
             raise invalid("Identifiant d'opération ou de dossier manquant ou trop long.")
-        op = Operation(
-            op_id=data.op_id,
-            kind=data.kind,
-            case_id=data.case_id,
-            at=clock.now(),
-            role=who.role,
-            operator=who.login,
-            workstation=who.workstation,
-            data=_bounded(data.kind, dict(data.data), settings),
-        )
         try:
-            item = await room.backend.apply(op)
-        except QueueError as exc:
+            op = Operation(
+                op_id=data.op_id,
+                kind=data.kind,
+                case_id=data.case_id,
+                at=clock.now(),
+                role=who.role,
+                operator=who.login,
+                workstation=who.workstation,
+                data=_bounded(data.kind, dict(data.data), settings),
+            )
+        except QueueError as exc:  # refused before the store: nothing else is written
             await room.audit(
                 request,
                 who,
@@ -466,9 +484,7 @@ def create_app(
                 detail={"op_id": data.op_id},
             )
             raise
-        await room.audit(
-            request, who, f"op:{data.kind}", case_id=data.case_id, detail={"op_id": data.op_id}
-        )
+        item = await room.backend.apply_audited(op, client_address(request))
         return OperationResult(item=item_body(item) if item is not None else None)
 
     @post(
@@ -483,9 +499,7 @@ def create_app(
         """Renew every lease the session's workstation holds."""
         lease = settings.lease_s
         if data is not None and data.lease_s is not None:
-            if not data.lease_s > 0:
-                raise invalid("Durée de prise en charge invalide.")
-            lease = min(data.lease_s, settings.max_lease_s)
+            lease = rules.checked_lease(data.lease_s, settings.max_lease_s)
         count = await room.backend.renew(who.workstation, clock.now(), lease)
         return RenewResult(renewed=count)
 
@@ -610,6 +624,86 @@ def create_app(
         ]
         return RoomBody(at=clock.now().isoformat(), queues=counts, workstations=workstations)
 
+    # ------------------------------------------------------------ statistics
+    def stats_source(who: Principal, *, per_person: bool = False) -> StatsSource:
+        if not may_read_stats(who.role):
+            raise forbidden(STATS_REFUSAL_FR)
+        if per_person and not may_read_staff_load(who.role):
+            raise forbidden(ACTIVITY_REFUSAL_FR)
+        if room.stats is None:
+            raise _error(
+                503, "unavailable", "Statistiques indisponibles sur ce serveur.", "Unavailable"
+            )
+        return room.stats
+
+    @get(
+        "/v1/stats/raw",
+        dependencies=deps,
+        responses=_COMMON,
+        security=_BEARER,
+        tags=["supervision"],
+    )
+    async def stats_raw(
+        request: Request[Any, Any, Any],
+        who: Principal,
+        # required, but checked after the token (no token: 401 first)
+        first: str = "",
+        last: str = "",
+        by: Granularity = Granularity.DAY,
+        tz: str = DEFAULT_TZ,
+        p0: Annotated[float, Parameter(gt=0, le=86400)] = 60.0,
+        p1: Annotated[float, Parameter(gt=0, le=86400)] = 300.0,
+        p2: Annotated[float, Parameter(gt=0, le=86400)] = 1200.0,
+        p3: Annotated[float, Parameter(gt=0, le=86400)] = 3600.0,
+        due_fraction: Annotated[float, Parameter(gt=0, le=1)] = 0.75,
+    ) -> RawStatsBody:
+        """The room's grouped counts over whole local days (supervisor and
+        STATS; counts only, no dossier content; the load per person for the
+        supervisor only): what a workstation in room mode builds its
+        statistics screen and report from."""
+        source = stats_source(who)
+        try:
+            zone_checked(tz)
+            period = parse_period(first[:20], last[:20], by, tz)
+        except StatsError as exc:
+            raise invalid(exc.message_fr) from None
+        limits = WaitLimits(P0=p0, P1=p1, P2=p2, P3=p3, due_fraction=due_fraction)
+        try:
+            raw = await source.raw(period, by, limits)
+        except StatsUnavailable as exc:
+            raise _error(503, "unavailable", exc.message_fr, "Unavailable") from None
+        if not may_read_staff_load(who.role):  # figures per person stay in the room
+            raw = replace(raw, load=[])
+        await room.audit(
+            request, who, "read:stats", detail={"first": first, "last": last, "by": by.value}
+        )
+        return raw_body(raw)
+
+    @get(
+        "/v1/stats/activity",
+        dependencies=deps,
+        responses=_COMMON,
+        security=_BEARER,
+        tags=["supervision"],
+    )
+    async def stats_activity(who: Principal, since: str = "", until: str = "") -> ActivityBody:
+        """The room's events of ``[since, until)`` (ISO 8601 with an offset,
+        at most a day): the board's last hour (supervisor: who did what)."""
+        source = stats_source(who, per_person=True)
+        try:
+            start, end = datetime.fromisoformat(since), datetime.fromisoformat(until)
+        except ValueError:
+            raise invalid("Activité : dates ISO 8601 attendues (since, until).") from None
+        if start.tzinfo is None or end.tzinfo is None:
+            raise invalid("Activité : fuseau horaire attendu (since, until).")
+        if not timedelta(0) <= end - start <= timedelta(days=1):
+            raise invalid("Activité : période d'une journée au plus, since avant until.")
+        try:
+            events = await source.activity(start, end)
+        except StatsUnavailable as exc:
+            raise _error(503, "unavailable", exc.message_fr, "Unavailable") from None
+        return activity_body(events)
+
     handlers: list[Any] = [
         healthz,
         openapi,
@@ -623,6 +717,8 @@ def create_app(
         dossier_events,
         stream,
         room_view,
+        stats_raw,
+        stats_activity,
     ]
 
     if settings.test_clock_token and settings.loopback:
@@ -714,6 +810,14 @@ def _document(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def zone_checked(tz: str) -> ZoneInfo:
+    """The IANA time zone named ``tz`` (a StatsError in French otherwise)."""
+    try:
+        return ZoneInfo(tz)
+    except (ValueError, KeyError, OSError):
+        raise StatsError(f"Fuseau horaire inconnu : « {tz[:60]} ».") from None
+
+
 def _queue(value: str) -> QueueName:
     try:
         return QueueName(value)
@@ -722,14 +826,16 @@ def _queue(value: str) -> QueueName:
 
 
 def _bounded(kind: str, data: dict[str, Any], settings: ServerSettings) -> dict[str, Any]:
-    """The operation's data with its lease bounded by the server's settings;
-    a bad lease is left for the rules to refuse."""
+    """The operation's data with the server's lease when it names none; a
+    lease over the server's ``max_lease_s`` (at most the queues' own bound)
+    is refused by the queues' one rule (:func:`rules.checked_lease`), as a
+    store refuses one over ``MAX_LEASE_S``: a lease is never cut in silence."""
     if kind in LEASED_KINDS:
         lease = data.get("lease_s")
         if lease is None:
             data["lease_s"] = settings.lease_s
-        elif isinstance(lease, int | float) and not isinstance(lease, bool) and lease > 0:
-            data["lease_s"] = min(float(lease), settings.max_lease_s)
+        else:
+            data["lease_s"] = rules.checked_lease(lease, settings.max_lease_s)
     return data
 
 

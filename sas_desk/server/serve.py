@@ -20,6 +20,7 @@ from sas_desk.server.store import ServerStore, StoreUnavailable, open_store
 from sas_desk.server.stream import Hub
 from sas_desk.services.config import IdentitySettings
 from sas_desk.services.queues.api import BackendUnavailable, QueueBackend
+from sas_desk.services.stats import StatsSource
 
 log = logging.getLogger("sas_desk.server")
 
@@ -39,6 +40,19 @@ def open_backend(settings: ServerSettings, clock: ServerClock) -> QueueBackend:
         application_name="sas-desk-server",
         pool_size=8,
     )
+
+
+def open_stats(settings: ServerSettings) -> StatsSource:
+    """The statistics over the room's own store (read-only; the supervisor's
+    board and statistics screen read them through ``/v1/stats``)."""
+    path = settings.sqlite_path
+    if path is not None:
+        from sas_desk.services.stats.sqlite import SqliteStatsSource
+
+        return SqliteStatsSource(path)
+    from sas_desk.services.stats.postgres import PostgresStatsSource
+
+    return PostgresStatsSource(settings.dsn, settings.schema)
 
 
 class _Server(uvicorn.Server):
@@ -89,7 +103,8 @@ async def serve(settings: ServerSettings, identity: IdentitySettings | None = No
             await store.close()
             print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
             return 1
-    app = create_app(settings, backend, store, clock=clock, hub=hub, identity=logins)
+    stats = open_stats(settings)
+    app = create_app(settings, backend, store, clock=clock, hub=hub, identity=logins, stats=stats)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -128,6 +143,7 @@ async def serve(settings: ServerSettings, identity: IdentitySettings | None = No
     finally:
         if logins is not None:
             await logins.close()
+        await stats.close()
         await backend.close()
         await store.close()
         sock.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 from sas_desk.models.errors import KnownError
 from sas_desk.services.config import ConfigError, parse_toml, read_config_text
+from sas_desk.services.queues.api import MAX_LEASE_S
 
 TEST_CLOCK_ENV = "SAS_DESK_SERVER_TEST_CLOCK_TOKEN"
 
@@ -34,7 +35,9 @@ class ServerSettings:
     tls_key: Path | None = None
     allow_superuser: bool = False
     lease_s: float = 120.0  # a claim's lease when the client names none
-    max_lease_s: float = 600.0  # the longest lease a client may ask for
+    # the longest lease a client may ask for: the queues' bound (MAX_LEASE_S),
+    # which a room may only lower
+    max_lease_s: float = MAX_LEASE_S
     access_ttl_s: float = 900.0  # access token: 15 minutes
     refresh_ttl_s: float = 12 * 3600.0  # refresh token: one shift
     expire_every_s: float = 2.0  # the lease expiry loop's period
@@ -87,6 +90,11 @@ class ServerSettings:
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not path.is_file():
                 raise SettingsError(f"Serveur : fichier TLS introuvable : {path}.")
+        if not 0 < self.max_lease_s <= MAX_LEASE_S:
+            raise SettingsError(
+                f"Serveur : max_lease_s doit être positif et au plus {MAX_LEASE_S:.0f} s "
+                "(la borne des files : le serveur peut seulement l'abaisser)."
+            )
         if not 0 < self.lease_s <= self.max_lease_s:
             raise SettingsError("Serveur : lease_s doit être positif et au plus max_lease_s.")
         if self.test_clock_token and not self.loopback:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import sqlite3
@@ -749,15 +750,22 @@ class PostgresServerStore(ServerStore):
     async def run(self, fn: Callable[[Tx], T]) -> T:
         def tx() -> T:
             for attempt in (0, 1):
-                try:
-                    conn = self._idle.pop()
-                except IndexError:
+                conn = None
+                if not attempt:
+                    with contextlib.suppress(IndexError):
+                        conn = self._idle.pop()
+                if conn is None:  # the retry is on a fresh connection
                     conn = self._connect()
                 try:
                     with conn.transaction(), conn.cursor() as cur:
                         result = fn(_PgTx(cur))
                 except (psycopg.OperationalError, psycopg.InterfaceError):
                     conn.close()
+                    # the database restarted or killed our sessions: the
+                    # other idle connections are as dead as this one
+                    idle, self._idle = self._idle, []
+                    for dead in idle:
+                        dead.close()
                     if attempt:
                         raise
                     continue

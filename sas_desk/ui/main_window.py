@@ -404,9 +404,11 @@ class MainWindow(QMainWindow):
 
         from sas_desk.services.stats.export import open_source
 
+        # room mode: the statistics are the server's, read through the session
+        room = getattr(self.queue_client.backend, "session", None) if self.queue_client else None
         if role == "STATS":  # the statistics screen only
             stats = StatsView(
-                open_source(self.config), self.limits, self.desk._now, tz=self.config.timezone
+                open_source(self.config, room), self.limits, self.desk._now, tz=self.config.timezone
             )
             self.tabs.insertTab(0, stats, "Statistiques")
             self.tabs.tabBar().setTabButton(0, QTabBar.ButtonPosition.RightSide, None)
@@ -418,7 +420,7 @@ class MainWindow(QMainWindow):
 
         board = Board(
             self.queue_client,
-            open_source(self.config),
+            open_source(self.config, room),
             self.limits,
             self.desk._now,
             owns_source=True,
@@ -428,7 +430,7 @@ class MainWindow(QMainWindow):
         index = self.tabs.insertTab(0, board, "Tableau de salle")
         self.tabs.tabBar().setTabButton(index, QTabBar.ButtonPosition.RightSide, None)
         stats = StatsView(
-            open_source(self.config), self.limits, self.desk._now, tz=self.config.timezone
+            open_source(self.config, room), self.limits, self.desk._now, tz=self.config.timezone
         )
         self.tabs.insertTab(1, stats, "Statistiques")
         self.tabs.tabBar().setTabButton(1, QTabBar.ButtonPosition.RightSide, None)

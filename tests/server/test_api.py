@@ -172,7 +172,7 @@ async def test_the_actor_and_time_come_from_the_session_and_the_server(
                 "role": "SUP",
                 "workstation": "POSTE-99",
                 "at": "2020-01-01T00:00:00+00:00",
-                "data": {"lease_s": 3e9, "operator": "someone.else", "at": "2020-01-01"},
+                "data": {"lease_s": 300, "operator": "someone.else", "at": "2020-01-01"},
             },
         )
     finally:
@@ -185,8 +185,8 @@ async def test_the_actor_and_time_come_from_the_session_and_the_server(
         MRU.workstation,
     )
     assert datetime.fromisoformat(claim["claimed_at"]) == at
-    # the lease is bounded by the server (600 s), not the 3e9 s asked
-    assert datetime.fromisoformat(claim["expires_at"]) == at + timedelta(seconds=600)
+    # the lease asked (within the bound) runs from the server's time
+    assert datetime.fromisoformat(claim["expires_at"]) == at + timedelta(seconds=300)
     events = (await mru.get(f"/v1/dossiers/{case_id}/events")).json()["events"]
     claimed = [e for e in events if e["kind"] == "CLAIMED"]
     assert [(e["operator"], e["role"], datetime.fromisoformat(e["at"])) for e in claimed] == [
@@ -222,17 +222,44 @@ async def test_replaying_an_op_id_gives_the_same_answer(as_: Sessions) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_lease_over_the_bound_is_refused_not_cut(as_: Sessions) -> None:
+    """One rule for leases, the queues' (rules.checked_lease): over the bound
+    (MAX_LEASE_S, 900 s, the server's default max_lease_s) an operation or a
+    renewal is refused with the French message naming the bound, and
+    nothing changes; a client once sent 3e9 s."""
+    from sas_desk.services.queues.api import MAX_LEASE_S
+
+    case_id = await enqueue(as_)
+    mru = await as_(MRU)
+    for lease in (3e9, MAX_LEASE_S + 1, 0, -5):
+        r = await op(mru, "claim", case_id, lease_s=lease)
+        assert r.status_code == 422, r.text
+        body = r.json()
+        assert body["code"] == "invalid"
+        assert body["message_fr"] == (
+            f"Durée de prise en charge invalide : entre 0 et {MAX_LEASE_S:.0f} secondes."
+        )
+    items = (await mru.get("/v1/queues/AMU")).json()["items"]
+    assert next(i for i in items if i["case_id"] == case_id)["status"] == "WAITING"
+    events = (await mru.get(f"/v1/dossiers/{case_id}/events")).json()["events"]
+    assert [e["kind"] for e in events if e["kind"] == "CLAIMED"] == []
+    assert (await op(mru, "claim", case_id, lease_s=MAX_LEASE_S)).status_code == 200
+    r = await mru.post("/v1/renew", json={"lease_s": 1e9})
+    assert r.status_code == 422 and r.json()["code"] == "invalid"
+
+
+@pytest.mark.asyncio
 async def test_renew_extends_the_sessions_workstation_leases(as_: Sessions) -> None:
     case_id = await enqueue(as_)
     mru2 = await as_(MRU2)
-    assert (await op(mru2, "claim", case_id)).status_code == 200
-    r = await mru2.post("/v1/renew", json={"lease_s": 1e9})
+    assert (await op(mru2, "claim", case_id, lease_s=60)).status_code == 200
+    r = await mru2.post("/v1/renew", json={"lease_s": 400})
     assert r.status_code == 200 and r.json()["renewed"] >= 1
     item = next(
         i for i in (await mru2.get("/v1/queues/AMU")).json()["items"] if i["case_id"] == case_id
     )
     lease = datetime.fromisoformat(item["claim"]["expires_at"]) - datetime.now().astimezone()
-    assert lease <= timedelta(seconds=600)
+    assert timedelta(seconds=300) < lease <= timedelta(seconds=400)
 
 
 # --------------------------------------------------------------------------- reads and audit

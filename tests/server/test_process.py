@@ -134,3 +134,34 @@ def test_sigterm_says_bye_to_streams_and_exits_0_and_sessions_survive_a_restart(
         assert httpx.get(f"{restarted.url}/v1/room", headers=auth).status_code == 200
     finally:
         assert restarted.stop() == 0
+
+
+def test_max_lease_may_only_lower_the_queues_bound(tmp_path: Path) -> None:
+    """The queues own the lease bound (MAX_LEASE_S); a server's max_lease_s
+    may lower it, never raise it: above it the server does not start."""
+    config = tmp_path / "server.toml"
+    config.write_text("[server]\nmax_lease_s = 1000\n")
+    r = sas_desk("--config", str(config), "server", "--dsn", f"sqlite://{tmp_path}/r.sqlite")
+    assert r.returncode == 1
+    assert "max_lease_s doit être positif et au plus 900 s" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_lowered_bound_is_the_queues_rule_with_the_servers_figure() -> None:
+    import pytest
+
+    from sas_desk.models.queue import QueueError
+    from sas_desk.server.app import _bounded
+    from sas_desk.server.settings import ServerSettings
+
+    lowered = ServerSettings(dsn="sqlite:///x", max_lease_s=300.0, lease_s=60.0).checked()
+    assert _bounded("claim", {}, lowered) == {"lease_s": 60.0}
+    assert _bounded("reassign", {"lease_s": 300}, lowered) == {"lease_s": 300.0}
+    for lease in (301, 3e9, float("inf"), 0, "60"):
+        with pytest.raises(QueueError) as refused:
+            _bounded("claim", {"lease_s": lease}, lowered)
+        assert refused.value.code == "invalid"
+        assert refused.value.message_fr == (
+            "Durée de prise en charge invalide : entre 0 et 300 secondes."
+        )
+    assert _bounded("close", {"lease_s": 3e9}, lowered) == {"lease_s": 3e9}  # not a lease

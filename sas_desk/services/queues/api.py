@@ -62,7 +62,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sas_desk.models.dossier import Dossier, Event
 from sas_desk.models.errors import KnownError
@@ -96,6 +98,65 @@ MAX_LEASE_S = 900.0  # a lease is a heartbeat, not a reservation: longer ones ar
 DEFAULT_RENEW_S = 30.0
 
 
+# the room server's audit table (made by server/store.py beside the queues)
+AUDIT_COLUMNS = (
+    "at",
+    "operator",
+    "role",
+    "workstation",
+    "client",
+    "action",
+    "case_id",
+    "outcome",
+    "detail",
+)
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """The room server's audit row of one operation: who (the session's
+    actor), from where (the client's address as the server saw it), when
+    (the server's time: the operation's), what; the outcome (``ok`` or the
+    refusal's code) is the store's to fill in.  A store writes it in the
+    operation's own transaction (:meth:`QueueBackend.apply_audited`)."""
+
+    at: datetime
+    operator: str
+    role: str
+    workstation: str
+    client: str
+    action: str
+    case_id: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, op: Operation, client: str) -> AuditRow:
+        return cls(
+            at=op.at,
+            operator=op.operator,
+            role=op.role,
+            workstation=op.workstation,
+            client=client,
+            action=f"op:{op.kind[:40]}",
+            case_id=op.case_id,
+            detail={"op_id": op.op_id},
+        )
+
+    def values(self, outcome: str) -> tuple[Any, ...]:
+        """In the order of :data:`AUDIT_COLUMNS` (``detail`` as a dict)."""
+        return (
+            self.at,
+            self.operator,
+            self.role,
+            self.workstation,
+            self.client,
+            self.action,
+            self.case_id,
+            outcome,
+            self.detail,
+        )
+
+
 class QueueBackend(abc.ABC):
     """One store of queues, dossiers and events."""
 
@@ -113,6 +174,16 @@ class QueueBackend(abc.ABC):
     async def apply(self, op: Operation) -> QueueItem | None:
         """Apply ``op`` once (idempotent on ``op.op_id``).  Returns the item
         as it is after the operation (``None`` once closed)."""
+
+    async def apply_audited(self, op: Operation, client: str) -> QueueItem | None:
+        """:meth:`apply`, with the room server's audit row of it
+        (:class:`AuditRow`, outcome ``ok`` or the refusal's code) written in
+        the same transaction as the operation and its stored answer: both
+        or neither, whatever fails between them.  A replayed ``op_id``
+        writes its audit row alone (nothing else is written then).  The
+        stores implement it (the audit table lives beside their queues);
+        others refuse."""
+        raise QueueError("Journal d'audit indisponible sur ce poste.", "unsupported")
 
     @abc.abstractmethod
     async def snapshot(self, queues: Iterable[QueueName]) -> list[QueueItem]:

@@ -69,8 +69,10 @@ from sas_desk.models.queue import (
     priority_rank,
 )
 from sas_desk.services.queues.api import (
+    AUDIT_COLUMNS,
     DEFAULT_LEASE_S,
     OPERATION_KINDS,
+    AuditRow,
     BackendUnavailable,
     QueueBackend,
 )
@@ -701,30 +703,68 @@ _RECORD_OUTCOME = (
     "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (op_id) DO NOTHING "
     f"RETURNING op_id, {_ASYNC_COMMIT} AS async_commit"
 )
+# The room server's audit row of an operation, in the operation's own
+# statement or transaction (``apply_audited``): both or neither.
+_AUDIT_INTO = f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)})"
+_AUDIT_VALUES = ", ".join(f"%(a_{c})s" for c in AUDIT_COLUMNS)
+_INSERT_AUDIT = f"{_AUDIT_INTO} VALUES ({_AUDIT_VALUES})"
+
+
+def _audit_from(source: str) -> str:
+    """A data-modifying CTE writing the audit row once per row of ``source``
+    (the write that happened: nothing written, no audit row)."""
+    return f"a AS ({_AUDIT_INTO} SELECT {_AUDIT_VALUES} FROM {source})"
+
+
+def _audit_params(audit: AuditRow, outcome: str) -> dict[str, Any]:
+    values = list(audit.values(outcome))
+    values[-1] = Jsonb(values[-1])
+    return {f"a_{c}": v for c, v in zip(AUDIT_COLUMNS, values, strict=True)}
+
+
+def _audit_outcome(outcome: Mapping[str, Any]) -> str:
+    """``ok``, or the code of the refusal stored as the operation's answer."""
+    return str(outcome.get("code") or "refused") if "error" in outcome else "ok"
+
+
+_RECORD_OUTCOME_AUDITED = (
+    "WITH o AS (INSERT INTO applied_ops (op_id, kind, case_id, applied_at, outcome) "
+    "VALUES (%(op_id)s, %(kind)s, %(case_id)s, %(stamp)s, %(outcome)s) "
+    "ON CONFLICT (op_id) DO NOTHING RETURNING op_id), "
+    + _audit_from("o")
+    + f" SELECT op_id, {_ASYNC_COMMIT} AS async_commit FROM o"
+)
 _ROLE_QUEUE_VALUES = {role: [q.value for q in queues] for role, queues in ROLE_QUEUES.items()}
 _OPTIMISTIC_TRIES = 8  # then the row-lock path decides
+
+
 # A claim's first read also refuses it, in the same statement, when someone
 # else visibly holds the item in a queue the role works (the rules'
 # ClaimConflict, stored as its outcome): the 49 losers of a 50-workstation
 # race get their answer in one round trip.  Anything else is decided in
 # Python on the row returned.
-_READ_OR_REFUSE_CLAIM = (
-    "WITH cur AS (SELECT * FROM items WHERE case_id = %(case_id)s), "
-    "refused AS (INSERT INTO applied_ops (op_id, kind, case_id, applied_at, outcome) "
-    "SELECT %(op_id)s, 'claim', c.case_id, %(stamp)s, jsonb_build_object("
-    "'error', 'ClaimConflict', 'code', 'claimed', 'case_id', c.case_id, 'message_fr', '', "
-    "'claim', jsonb_build_object('workstation', c.claim_workstation, "
-    "'operator', c.claim_operator, 'role', c.claim_role, "
-    "'claimed_at', c.claimed_at, 'expires_at', c.expires_at)) "
-    "FROM cur c WHERE c.status = 'CLAIMED' AND c.claim_workstation <> %(workstation)s "
-    "AND c.expires_at > %(at)s AND c.queue = ANY(%(queues)s) "
-    "ON CONFLICT (op_id) DO NOTHING RETURNING outcome) "
-    f"SELECT cur.*, (SELECT outcome FROM refused) AS refused, {_ASYNC_COMMIT} AS async_commit "
-    "FROM cur"
-)
+def _read_or_refuse_claim(*, audited: bool) -> str:
+    return (
+        "WITH cur AS (SELECT * FROM items WHERE case_id = %(case_id)s), "
+        "refused AS (INSERT INTO applied_ops (op_id, kind, case_id, applied_at, outcome) "
+        "SELECT %(op_id)s, 'claim', c.case_id, %(stamp)s, jsonb_build_object("
+        "'error', 'ClaimConflict', 'code', 'claimed', 'case_id', c.case_id, 'message_fr', '', "
+        "'claim', jsonb_build_object('workstation', c.claim_workstation, "
+        "'operator', c.claim_operator, 'role', c.claim_role, "
+        "'claimed_at', c.claimed_at, 'expires_at', c.expires_at)) "
+        "FROM cur c WHERE c.status = 'CLAIMED' AND c.claim_workstation <> %(workstation)s "
+        "AND c.expires_at > %(at)s AND c.queue = ANY(%(queues)s) "
+        "ON CONFLICT (op_id) DO NOTHING RETURNING outcome) "
+        + (", " + _audit_from("refused") + " " if audited else "")
+        + f"SELECT cur.*, (SELECT outcome FROM refused) AS refused, {_ASYNC_COMMIT} "
+        "AS async_commit FROM cur"
+    )
 
 
-def _conditional_write(*, event: bool) -> str:
+_READ_OR_REFUSE_CLAIM = {flag: _read_or_refuse_claim(audited=flag) for flag in (True, False)}
+
+
+def _conditional_write(*, event: bool, audited: bool) -> str:
     """One statement that writes the item only if it is still at the version
     read, and with it the applied op, the event and the NOTIFY -- or nothing
     at all.  The row lock lives inside the statement, never across a client
@@ -743,13 +783,21 @@ def _conditional_write(*, event: bool) -> str:
             "%(e_operator)s, %(e_workstation)s, %(e_op_id)s, %(e_data)s, %(e_prev_hash)s, "
             "%(e_hash)s FROM u)"
         )
+    if audited:
+        parts.append(_audit_from("u"))
     return "WITH " + ", ".join(parts) + " SELECT pg_notify(%(n_channel)s, %(n_payload)s) FROM u"
 
 
-_CONDITIONAL_WRITE = {flag: _conditional_write(event=flag) for flag in (True, False)}
+_CONDITIONAL_WRITE = {
+    (event, audited): _conditional_write(event=event, audited=audited)
+    for event in (True, False)
+    for audited in (True, False)
+}
 
 
-def _write_statement(*, item: bool, dossier: bool, event: bool, outcome: bool) -> str:
+def _write_statement(
+    *, item: bool, dossier: bool, event: bool, outcome: bool, audited: bool = False
+) -> str:
     """One round trip for the whole write: data-modifying CTEs, and the
     ``pg_notify`` (sent on commit) as the main query."""
     parts = []
@@ -761,6 +809,8 @@ def _write_statement(*, item: bool, dossier: bool, event: bool, outcome: bool) -
         parts.append(f"e AS ({_INSERT_EVENT})")
     if outcome:
         parts.append(f"o AS ({_SET_OUTCOME})")
+    if audited:
+        parts.append(f"a AS ({_INSERT_AUDIT})")
     notify = "SELECT pg_notify(%(n_channel)s, %(n_payload)s)" if item else "SELECT 1"
     return ("WITH " + ", ".join(parts) + " " if parts else "") + notify
 
@@ -946,21 +996,34 @@ class PostgresBackend(QueueBackend):
 
     # ---------------------------------------------------------------- operations
     async def apply(self, op: Operation) -> QueueItem | None:
+        return await self._apply(op, None)
+
+    async def apply_audited(self, op: Operation, client: str) -> QueueItem | None:
+        return await self._apply(op, AuditRow.of(op, client))
+
+    async def _apply(self, op: Operation, audit: AuditRow | None) -> QueueItem | None:
         if op.kind not in OPERATION_KINDS:
-            raise QueueError(f"Opération inconnue : « {op.kind} ».", "unknown_kind")
-        outcome = await self._run(op.kind, lambda conn: self._apply_tx(conn, op))
+            refusal = QueueError(f"Opération inconnue : « {op.kind} ».", "unknown_kind")
+            if audit is not None:  # nothing else is written
+
+                async def audit_only(conn: Conn) -> None:
+                    await conn.execute(_INSERT_AUDIT, _audit_params(audit, refusal.code))
+
+                await self._run("audit", audit_only)
+            raise refusal
+        outcome = await self._run(op.kind, lambda conn: self._apply_tx(conn, op, audit))
         return _outcome_result(outcome)
 
-    async def _apply_tx(self, conn: Conn, op: Operation) -> dict[str, Any]:
+    async def _apply_tx(self, conn: Conn, op: Operation, audit: AuditRow | None) -> dict[str, Any]:
         stamp = _aware(self._now())  # when the server copy changed (updated_at, applied_at)
         if op.kind not in NEEDS_DOSSIER:
-            outcome = await self._apply_optimistic(conn, op, stamp)
+            outcome = await self._apply_optimistic(conn, op, stamp, audit)
             if outcome is not None:
                 return outcome
-        return await self._apply_locked(conn, op, stamp)
+        return await self._apply_locked(conn, op, stamp, audit)
 
     async def _apply_optimistic(
-        self, conn: Conn, op: Operation, stamp: datetime
+        self, conn: Conn, op: Operation, stamp: datetime, audit: AuditRow | None
     ) -> dict[str, Any] | None:
         """Operations on the item alone (claim, release, transfer, hand back,
         reassign…): read the committed item without a lock, decide in Python,
@@ -983,7 +1046,7 @@ class PostgresBackend(QueueBackend):
             fast_refusal = False  # the machine refuses it below, with its own reason
         for _ in range(_OPTIMISTIC_TRIES):
             if fast_refusal:  # every read of a claim may refuse it at once
-                row = await self._read_or_refuse_claim(conn, op, stamp)
+                row = await self._read_or_refuse_claim(conn, op, stamp, audit)
                 if row is not None and row["refused"] is not None:
                     refused: dict[str, Any] = row["refused"]
                     return refused
@@ -994,10 +1057,12 @@ class PostgresBackend(QueueBackend):
             try:
                 change = transition(op, item, None)
             except QueueError as exc:
-                return await self._record_outcome(conn, op, stamp, _error_json(exc, op.case_id))
+                return await self._record_outcome(
+                    conn, op, stamp, _error_json(exc, op.case_id), audit
+                )
             outcome = {"item": _item_json(change.result) if change.result else None}
             if change.item is None or item is None or row is None:
-                return await self._record_outcome(conn, op, stamp, outcome)
+                return await self._record_outcome(conn, op, stamp, outcome, audit)
             params = _write_params(
                 self.channel, stamp, change, str(row["log_head"]), op.op_id, None
             )
@@ -1005,10 +1070,13 @@ class PostgresBackend(QueueBackend):
                 {"expected": item.version, "o_op_id": op.op_id, "o_kind": op.kind}
                 | {"o_outcome": Jsonb(outcome)}
             )
+            if audit is not None:
+                params.update(_audit_params(audit, "ok"))
+            statement = _CONDITIONAL_WRITE[(change.event is not None, audit is not None)]
             try:
-                cur = await conn.execute(_CONDITIONAL_WRITE[change.event is not None], params)
+                cur = await conn.execute(statement, params)
             except psycopg.errors.UniqueViolation:
-                return await self._replayed(conn, op)  # this op_id was applied before
+                return await self._replayed(conn, op, audit)  # this op_id was applied before
             if await cur.fetchone() is not None:
                 return outcome
             # the item changed between the read and the write: read it again
@@ -1016,27 +1084,32 @@ class PostgresBackend(QueueBackend):
         return None
 
     async def _read_or_refuse_claim(
-        self, conn: Conn, op: Operation, stamp: datetime
+        self, conn: Conn, op: Operation, stamp: datetime, audit: AuditRow | None
     ) -> DictRow | None:
         """The item, refusing the claim on the spot (stored outcome) when
         someone else visibly holds it; one autocommit statement, committed
         without waiting for the WAL flush, like every refusal (see
         :meth:`_record_outcome`)."""
-        cur = await conn.execute(
-            _READ_OR_REFUSE_CLAIM,
-            {
-                "case_id": op.case_id,
-                "op_id": op.op_id,
-                "stamp": stamp,
-                "workstation": op.workstation,
-                "at": _aware(op.at),
-                "queues": _ROLE_QUEUE_VALUES.get(op.role, []),
-            },
-        )
+        params = {
+            "case_id": op.case_id,
+            "op_id": op.op_id,
+            "stamp": stamp,
+            "workstation": op.workstation,
+            "at": _aware(op.at),
+            "queues": _ROLE_QUEUE_VALUES.get(op.role, []),
+        }
+        if audit is not None:
+            params.update(_audit_params(audit, "claimed"))
+        cur = await conn.execute(_READ_OR_REFUSE_CLAIM[audit is not None], params)
         return await cur.fetchone()
 
     async def _record_outcome(
-        self, conn: Conn, op: Operation, stamp: datetime, outcome: dict[str, Any]
+        self,
+        conn: Conn,
+        op: Operation,
+        stamp: datetime,
+        outcome: dict[str, Any],
+        audit: AuditRow | None,
     ) -> dict[str, Any]:
         """Store the answer of an op that changes nothing (a refusal, a no-op);
         an op_id applied before gets its first answer again.
@@ -1046,15 +1119,28 @@ class PostgresBackend(QueueBackend):
         refusals no longer queue for the disk.  Losing such a record in a
         server crash changes nothing in the queues; the same op_id sent again
         is then decided again, as if the first answer had never arrived."""
-        cur = await conn.execute(
-            _RECORD_OUTCOME, (op.op_id, op.kind, op.case_id, stamp, Jsonb(outcome))
-        )
+        if audit is None:
+            cur = await conn.execute(
+                _RECORD_OUTCOME, (op.op_id, op.kind, op.case_id, stamp, Jsonb(outcome))
+            )
+        else:  # the audit row in the same statement (and its commit)
+            params = {
+                "op_id": op.op_id,
+                "kind": op.kind,
+                "case_id": op.case_id,
+                "stamp": stamp,
+                "outcome": Jsonb(outcome),
+            }
+            params.update(_audit_params(audit, _audit_outcome(outcome)))
+            cur = await conn.execute(_RECORD_OUTCOME_AUDITED, params)
         fresh = await cur.fetchone()
         if fresh is None:
-            return await self._replayed(conn, op)
+            return await self._replayed(conn, op, audit)
         return outcome
 
-    async def _apply_locked(self, conn: Conn, op: Operation, stamp: datetime) -> dict[str, Any]:
+    async def _apply_locked(
+        self, conn: Conn, op: Operation, stamp: datetime, audit: AuditRow | None
+    ) -> dict[str, Any]:
         """One transaction, two round trips (pipeline mode): BEGIN + claim the
         op_id + lock the item (and the dossier); then write + NOTIFY + COMMIT."""
         query = _SELECT_ITEM_DOSSIER if op.kind in NEEDS_DOSSIER else _SELECT_ITEM
@@ -1075,7 +1161,7 @@ class PostgresBackend(QueueBackend):
             cur = await conn.execute(query, (op.case_id,))
             if await fresh.fetchone() is None:
                 # applied before (or concurrently, by a transaction that committed)
-                return await self._replayed(conn, op)
+                return await self._replayed(conn, op, audit)
             row = await cur.fetchone()
             item = _item_from_row(row) if row else None
             head = str(row["log_head"]) if row else ""
@@ -1087,20 +1173,30 @@ class PostgresBackend(QueueBackend):
             except QueueError as exc:
                 outcome = _error_json(exc, op.case_id)
                 await conn.execute(_SET_OUTCOME, {"o_outcome": Jsonb(outcome), "o_op_id": op.op_id})
+                if audit is not None:
+                    await conn.execute(_INSERT_AUDIT, _audit_params(audit, exc.code))
                 return outcome
             outcome = {"item": _item_json(change.result) if change.result else None}
+            params = _write_params(self.channel, stamp, change, head, op.op_id, outcome)
+            if audit is not None:
+                params.update(_audit_params(audit, "ok"))
             await conn.execute(
                 _write_statement(
                     item=change.item is not None,
                     dossier=change.dossier is not None,
                     event=change.event is not None,
                     outcome=True,
+                    audited=audit is not None,
                 ),
-                _write_params(self.channel, stamp, change, head, op.op_id, outcome),
+                params,
             )
         return outcome
 
-    async def _replayed(self, conn: Conn, op: Operation) -> dict[str, Any]:
+    async def _replayed(
+        self, conn: Conn, op: Operation, audit: AuditRow | None = None
+    ) -> dict[str, Any]:
+        """The answer stored for an op_id applied before; a server's replay
+        is audited too (its row alone: nothing else is written)."""
         cur = await conn.execute(
             "SELECT kind, case_id, outcome FROM applied_ops WHERE op_id = %s", (op.op_id,)
         )
@@ -1108,8 +1204,12 @@ class PostgresBackend(QueueBackend):
         if row is None or row["outcome"] is None:  # pragma: no cover - defensive
             raise psycopg.errors.SerializationFailure("applied operation not found")
         if (row["kind"], row["case_id"]) != (op.kind, op.case_id):
+            if audit is not None:
+                await conn.execute(_INSERT_AUDIT, _audit_params(audit, "op_id_reused"))
             raise op_id_reused()
         stored: dict[str, Any] = row["outcome"]
+        if audit is not None:
+            await conn.execute(_INSERT_AUDIT, _audit_params(audit, _audit_outcome(stored)))
         return stored
 
     async def renew(self, workstation: str, at: datetime, lease_s: float = DEFAULT_LEASE_S) -> int:

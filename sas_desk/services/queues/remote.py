@@ -634,6 +634,9 @@ _RENEWED = msgspec.json.Decoder(_Renewed)
 _ENCODER = msgspec.json.Encoder()
 
 
+_NOT_FINITE_FR = "Valeur numérique invalide (infinie ou NaN) dans l'opération."
+
+
 def _json_numbers(value: Any) -> bool:
     """Whether every number in ``value`` is one JSON can carry (finite)."""
     if isinstance(value, float):
@@ -697,9 +700,7 @@ class RemoteBackend(QueueBackend):
 
     async def apply(self, op: Operation) -> QueueItem | None:
         if not _json_numbers(op.data):  # JSON would carry them as null: refused here
-            raise QueueError(
-                "Valeur numérique invalide (infinie ou NaN) dans l'opération.", "invalid"
-            )
+            raise QueueError(_NOT_FINITE_FR, "invalid")
         request = wire.OperationRequest(
             op_id=op.op_id, kind=op.kind, case_id=op.case_id, data=op.data
         )
@@ -741,6 +742,8 @@ class RemoteBackend(QueueBackend):
         """The server renews the leases of this session's workstation (its
         clock; ``lease_s`` cut to its bound); ``workstation`` and ``at`` are
         the local backends' arguments, the session's and the server's here."""
+        if not _json_numbers(lease_s):  # JSON cannot carry it: refused here
+            raise QueueError(_NOT_FINITE_FR, "invalid")
         response = await self.session.request("POST", "/v1/renew", json={"lease_s": lease_s})
         if response.status_code != 200:
             raise self._refusal(response)

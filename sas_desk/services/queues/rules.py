@@ -51,18 +51,21 @@ def lease_seconds(data: Mapping[str, Any], key: str = "lease_s") -> float:
     return checked_lease(value)
 
 
-def checked_lease(value: Any) -> float:
-    """A lease duration in seconds: finite, > 0 and at most :data:`MAX_LEASE_S`
-    (a client once sent ``3e9`` and held an item for a century)."""
+def checked_lease(value: Any, bound: float = MAX_LEASE_S) -> float:
+    """A lease duration in seconds: finite, > 0 and at most ``bound``
+    (a client once sent ``3e9`` and held an item for a century).  The bound
+    is :data:`MAX_LEASE_S`; a room server may only lower it (its
+    ``max_lease_s``, checked against this one when it starts)."""
+    bound = min(bound, MAX_LEASE_S)
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
         or value <= 0
-        or value > MAX_LEASE_S
+        or value > bound
     ):
         raise QueueError(
-            f"Durée de prise en charge invalide : entre 0 et {MAX_LEASE_S:.0f} secondes.",
+            f"Durée de prise en charge invalide : entre 0 et {bound:.0f} secondes.",
             "invalid",
         )
     return float(value)

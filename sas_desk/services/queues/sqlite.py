@@ -57,7 +57,9 @@ from sas_desk.models.queue import (
 )
 from sas_desk.services.queues import machine
 from sas_desk.services.queues.api import (
+    AUDIT_COLUMNS,
     DEFAULT_LEASE_S,
+    AuditRow,
     BackendUnavailable,
     QueueBackend,
 )
@@ -440,12 +442,32 @@ class _Store:
         return result
 
     # ------------------------------------------------------------------ apply
-    def apply(self, op: Operation) -> QueueItem | None:
-        outcome = self._write(lambda: self._apply_once(op))
+    def apply(self, op: Operation, audit: AuditRow | None = None) -> QueueItem | None:
+        """One transaction: the operation, its stored answer and (a room
+        server's) ``audit`` row -- all or nothing."""
+
+        def once() -> dict[str, Any]:
+            outcome = self._apply_once(op)
+            if audit is not None:
+                self._audit(audit, outcome)
+            return outcome
+
+        outcome = self._write(once)
         if outcome.get("ok"):
             item = outcome.get("item")
             return _item_from_dict(item) if item else None
         _raise_outcome(outcome, op.case_id)
+
+    def _audit(self, audit: AuditRow, outcome: dict[str, Any]) -> None:
+        values = list(audit.values("ok" if outcome.get("ok") else str(outcome.get("code"))))
+        # the server store's form (server/store.py): fixed-width UTC text
+        values[0] = values[0].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+        values[-1] = json.dumps(values[-1], ensure_ascii=False)
+        self.conn.execute(
+            f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(AUDIT_COLUMNS))})",
+            values,
+        )
 
     def _apply_once(self, op: Operation) -> dict[str, Any]:
         conn = self.conn
@@ -835,6 +857,13 @@ class SqliteBackend(QueueBackend):
     async def apply(self, op: Operation) -> QueueItem | None:
         try:
             return await self._run(lambda store: store.apply(op))
+        finally:
+            self._wake()
+
+    async def apply_audited(self, op: Operation, client: str) -> QueueItem | None:
+        audit = AuditRow.of(op, client)
+        try:
+            return await self._run(lambda store: store.apply(op, audit))
         finally:
             self._wake()
 

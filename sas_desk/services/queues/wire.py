@@ -305,12 +305,17 @@ _STATUS_BY_CODE = {
     "closed": 409,
     "same_queue": 409,
     "op_id_reused": 409,
+    # the store failed the write (nothing written): the server is in trouble,
+    # not the request -- the workstation keeps it in its outbox and sends it again
+    "server": 503,
+    "integrity": 503,
 }
 
 
 def http_status(exc: QueueError) -> int:
     """403 outside one's remit, 404 unknown dossier, 409 a state conflict
-    (held by another, not the holder, closed…), 422 anything invalid."""
+    (held by another, not the holder, closed…), 422 anything invalid, 503
+    a write the store failed."""
     return _STATUS_BY_CODE.get(exc.code, 422)
 
 

@@ -25,9 +25,15 @@ from sas_desk.models.telephony import MAX_BYTES, Call, TelephonyError, parse_cal
 from sas_desk.services.stats import StatsSource
 
 
-def open_source(config: Any) -> StatsSource:
-    """The statistics source of a configuration's queue store: PostgreSQL
-    when ``[queues] dsn`` is set, else the SQLite file of the data dir."""
+def open_source(config: Any, room: Any = None) -> StatsSource:
+    """The statistics source of a configuration's queue store: in room mode
+    (``room``: the workstation's :class:`RoomSession`) the room server's,
+    read through it; PostgreSQL when ``[queues] dsn`` is set; else the
+    SQLite file of the data dir."""
+    if room is not None:
+        from sas_desk.services.stats.remote import RemoteStatsSource
+
+        return RemoteStatsSource(room)
     if getattr(config, "queues_dsn", ""):
         from sas_desk.services.stats.postgres import PostgresStatsSource
 

@@ -879,9 +879,9 @@ async def test_refusals_are_committed_without_waiting_for_the_wal_flush(
             "queues": ["AMU"],  # an MRU's
         }
 
-    refused, setting = await setting_after(postgres._READ_OR_REFUSE_CLAIM, read(1))
+    refused, setting = await setting_after(postgres._READ_OR_REFUSE_CLAIM[False], read(1))
     assert refused is not None and setting == "off"
-    waiting, setting = await setting_after(postgres._READ_OR_REFUSE_CLAIM, read(2))
+    waiting, setting = await setting_after(postgres._READ_OR_REFUSE_CLAIM[False], read(2))
     assert waiting is not None and setting == "off"  # wrote nothing: nothing to flush
     stored, setting = await setting_after(
         postgres._RECORD_OUTCOME, ("op-x", "note", case_id(1), T0, psycopg.types.json.Jsonb({}))

@@ -8,18 +8,25 @@ process over PostgreSQL on the real clock:
 - the change stream cut under the workstations (a proxy drops every
   connection), and the server stopped (SIGTERM, ``bye``) and started again:
   nothing lost, nothing applied twice, every workstation converges on the
-  server's snapshot.
+  server's snapshot;
+- PostgreSQL killing the server's connections (``pg_terminate_backend``) and
+  refusing new ones for a while: 503 in French, the outbox keeps the
+  transmission, the server recovers by itself and it lands once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import pytest_asyncio
+from psycopg.conninfo import conninfo_to_dict
 
 from sas_desk.models.dossier import Actor, Dossier, EventKind
 from sas_desk.models.queue import ClaimConflict, Operation, QueueItem, QueueName
@@ -305,3 +312,164 @@ async def test_stream_cut_and_server_restart_lose_nothing_and_converge(
         for w in watchers:
             await w.close()
         await proxy.close()
+
+
+class PgProxy:
+    """A loopback TCP proxy in front of PostgreSQL, for the server's DSN:
+    it knows the server's connections (their ports, as PostgreSQL sees its
+    clients) and can refuse new ones while the database is "down"."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.down = threading.Event()
+        self.ports: set[int] = set()  # local ports of the upstream sockets
+        self.sockets: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.listener.getsockname()[1])
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if self.down.is_set():
+                client.close()  # the database refuses connections
+                continue
+            try:
+                up = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            up.settimeout(None)
+            with self.lock:
+                self.ports.add(up.getsockname()[1])
+                self.sockets |= {client, up}
+            for src, dst in ((client, up), (up, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def terminate_backends(self) -> int:
+        """``pg_terminate_backend`` from another connection, for every
+        session that came through this proxy (the server's: nobody else's)."""
+        import psycopg
+
+        with self.lock:
+            ports = sorted(self.ports)
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE client_port = ANY(%s) AND pid <> pg_backend_pid()",
+                (ports,),
+            ).fetchall()
+        return sum(1 for (done,) in rows if done)
+
+    def close(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for s in self.sockets:
+                with contextlib.suppress(OSError):
+                    s.close()
+
+
+@pytest.fixture
+def pg_proxy() -> Iterator[PgProxy]:
+    info = conninfo_to_dict(PG_DSN)
+    proxy = PgProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+def proxied_room(tmp_path: Path, pg_proxy: PgProxy) -> Iterator[RoomServer]:
+    url = urlsplit(PG_DSN)  # the server takes a postgresql:// URL
+    user = f"{url.username}@" if url.username else ""
+    dsn = urlunsplit(url._replace(netloc=f"{user}127.0.0.1:{pg_proxy.port}"))
+    made = room_server("postgres", tmp_path, dsn, [ARM, SUP])
+    server = next(made)
+    try:
+        yield server
+    finally:
+        pg_proxy.down.clear()  # the schema is dropped through the proxy
+        with contextlib.suppress(StopIteration):
+            next(made)
+
+
+async def test_postgres_connections_killed_under_the_server(
+    proxied_room: RoomServer, pg_proxy: PgProxy, tmp_path: Path
+) -> None:
+    """PostgreSQL kills the server's connections (``pg_terminate_backend``
+    from another session) and refuses new ones for a while: the server
+    answers 503 with a French message (no traceback, no crash), the
+    workstation's outbox keeps the transmission, and once the database is
+    back the server recovers by itself and the transmission lands once."""
+    room = proxied_room
+    loop = asyncio.get_running_loop()
+    backend = remote(room.url, ARM)
+    client = QueueClient(
+        backend,
+        Outbox(tmp_path / "outbox.sqlite"),
+        ARM,
+        now=real_clock,
+        retry_delay=0.05,
+        max_retry_delay=0.3,
+        renew_s=3600,
+    )
+    sup = remote(room.url, SUP)
+    await sup.open()
+    first, second = make_dossier(1), make_dossier(2)
+    await client.start()
+    try:
+        assert await client.enqueue(first) is not None  # the room works
+        session = backend.session
+        # the database goes down under the running server
+        pg_proxy.down.set()
+        killed = await loop.run_in_executor(None, pg_proxy.terminate_backends)
+        assert killed >= 1
+        answer = await session.request(
+            "POST",
+            "/v1/ops",
+            json={"op_id": "probe-1", "kind": "release", "case_id": first.case_id, "data": {}},
+        )
+        assert answer.status_code == 503, answer.text
+        body = answer.json()
+        assert body["code"] == "unavailable"
+        assert body["message_fr"] == "Serveur des files injoignable."
+        assert "Traceback" not in answer.text
+        # the ARM transmits meanwhile: kept in the outbox, not lost, not refused
+        assert await client.enqueue(second) is None
+        assert client.state.pending == 1 and not client.state.online
+        assert client.state.failed == ()
+        # the database is back: the server recovers without a restart
+        pg_proxy.down.clear()
+        for _ in range(600):
+            if client.state.pending == 0 and client.state.online:
+                break
+            await asyncio.sleep(0.05)  # the client's own replay loop retries
+        assert client.state.pending == 0 and await client.outbox.count() == 0
+        assert client.state.failed == ()
+        assert room.process is not None and room.process.poll() is None  # never restarted
+        assert room.starts == 1
+    finally:
+        await client.stop()
+    shown = await sup.snapshot([QueueName.AMU])
+    assert {i.case_id for i in shown} >= {first.case_id, second.case_id}
+    for d in (first, second):
+        assert [e.kind for e in await sup.events(d.case_id)] == [EventKind.ENQUEUED]
+    await sup.close()
+    assert "Traceback" not in room.log()
