@@ -351,11 +351,16 @@ async def _retention(config: Config, journal: Journal, queues: QueueClient) -> N
 
 async def _open_session(
     config: Config, options: RunOptions
-) -> tuple[RoomSession, Config, LoginDialog] | None:
+) -> tuple[RoomSession, Config, LoginDialog, str] | None:
     """Production mode: the login dialog until the room server opens a
     session (or the operator quits: None).  The configuration then carries
     the session's operator and role; the dialog serves again (unlock,
-    change of operator)."""
+    change of operator).  When the server does not answer the login, the
+    workstation starts offline as the operator who typed it (the fourth
+    item: why, in French; "" when online): the call sheet works, the outbox
+    keeps the transmissions, and the session opens by itself with what was
+    typed when the server answers again (the server then decides who acts,
+    as always)."""
     from sas_desk.services.auth.login import OidcLogin
     from sas_desk.services.queues.api import BackendUnavailable
     from sas_desk.services.queues.remote import LoginCancelled, RoomSession
@@ -382,12 +387,25 @@ async def _open_session(
             await session.close()
             dialog.deleteLater()
             return None
-        except BackendUnavailable as exc:  # said in the dialog, which asks again
-            reason = exc.message_fr
+        except BackendUnavailable as exc:
+            typed = session.offline_login
+            if typed is None:  # said in the dialog, which asks again
+                reason = exc.message_fr
+                continue
+            dialog.hide()
+            if hook is not None:
+                await hook
+            log.warning("room server unreachable at start: opening offline (%s)", exc.message_fr)
+            offline = (
+                f"{exc.message_fr} Poste ouvert hors ligne : les fiches d'appel fonctionnent, "
+                "les transmissions attendent dans la boîte d'envoi et partiront avec la "
+                "connexion, qui se fera d'elle-même au retour du serveur."
+            )
+            return session, replace(config, operator=typed.login, role=typed.role), dialog, offline
     if hook is not None:
         await hook
     log.info("room session: %s as %s on %s", info.operator, info.role, info.workstation)
-    return session, replace(config, operator=info.operator, role=info.role), dialog
+    return session, replace(config, operator=info.operator, role=info.role), dialog, ""
 
 
 async def main(app: object, config: Config, options: RunOptions) -> int:
@@ -402,11 +420,12 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     client: Any = None  # httpx.AsyncClient, created once the window is up
     session: RoomSession | None = None
     dialog: LoginDialog | None = None
+    offline = ""  # why the workstation opened offline (server down at start)
     if config.room_url:  # production: who acts is the room server's session
         opened = await _open_session(config, options)
         if opened is None:
             return 0
-        session, config, dialog = opened
+        session, config, dialog, offline = opened
     # patient data at rest: the workstation's key (keyring, else a 0600 file
     # beside the data dir), released once the operator is logged in
     from sas_desk.services.atrest import SealError, data_key
@@ -486,6 +505,8 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         log.debug("startup: window shown")
         if key.notice_fr:
             window.banner(key.notice_fr, "warning").setObjectName("dataKeyNotice")
+        if offline:
+            window.room_offline(offline)
         if options.smoke:
             # let Qt lay out and paint through the running loop: calling
             # Qt's event processing from inside a coroutine re-enters other tasks

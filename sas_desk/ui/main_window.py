@@ -226,6 +226,7 @@ class MainWindow(QMainWindow):
         self.role_button.clicked.connect(self.show_role_picker)
         bar.addWidget(self.role_button)
         self.session_label = named(QLabel(""), "sessionLabel")
+        self._cold_offline: Banner | None = None  # started while the room server was down
         if session is not None:
             bar.addWidget(self.session_label)
         bar.addWidget(
@@ -299,6 +300,8 @@ class MainWindow(QMainWindow):
             if session.tokens.notice_fr:
                 self.banner(session.tokens.notice_fr, "warning").setObjectName("keyringNotice")
             self._on_session(session.info)
+            if session.info is None and config.role in ROLES:  # opened offline
+                self.set_role(config.role)
         elif config.role:
             self.set_role(config.role)
         else:
@@ -803,6 +806,15 @@ class MainWindow(QMainWindow):
         self.picker.setFocus()
 
     # ------------------------------------------------------------------ room session
+    def room_offline(self, reason_fr: str) -> None:
+        """Started while the room server did not answer: said until the
+        session opens (by itself, with what the operator typed)."""
+        self.session_label.setText("Session : hors ligne")
+        self.session_label.setStyleSheet("color: #b00020; font-weight: bold;")
+        if self._cold_offline is None:
+            self._cold_offline = self.banner(reason_fr, "warning")
+            self._cold_offline.setObjectName("roomOfflineBanner")
+
     def _on_session(self, info: SessionInfo | None) -> None:
         """The session's operator and role in the status bar; a new login
         with another role changes the work view."""
@@ -810,6 +822,9 @@ class MainWindow(QMainWindow):
             self.session_label.setText("Session : fermée")
             self.session_label.setStyleSheet("color: #b00020; font-weight: bold;")
             return
+        if self._cold_offline is not None:  # the server answered: online again
+            self._cold_offline.deleteLater()
+            self._cold_offline = None
         self.session_label.setText(f"Session : {info.operator} ({info.role})")
         self.session_label.setStyleSheet("")
         self.desk.actor = replace(self.desk.actor, operator=info.operator)

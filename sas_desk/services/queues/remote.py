@@ -266,6 +266,11 @@ class RoomSession:
         self._refresh = ""
         self._lock = asyncio.Lock()
         self.logins = 0  # logins through the provider, for relogin
+        # credentials typed while the server did not answer: kept in memory
+        # (never on disk, never logged) and tried again, once, whenever the
+        # session is needed -- a workstation started offline logs in by
+        # itself when the server comes back; dropped once answered
+        self._typed: Credentials | None = None
         self.listeners: list[Callable[[SessionInfo | None], None]] = []
 
     # ------------------------------------------------------------ lifecycle
@@ -408,16 +413,26 @@ class RoomSession:
                 return info
             return await self._ask(reason_fr)
 
+    @property
+    def offline_login(self) -> Credentials | None:
+        """The credentials typed while the server did not answer (the
+        workstation may start offline as them), else None."""
+        return self._typed
+
     async def _ask(self, reason_fr: str) -> SessionInfo:
-        """Credentials from the provider until the server accepts them;
-        :class:`LoginCancelled` when the operator gives up, and the
-        server's unavailability as is (asking again would not help)."""
-        if self.credentials is None:
-            raise LoginCancelled(SESSION_LOST_FR)
+        """The credentials typed while the server was unreachable, else the
+        provider's, until the server accepts them; :class:`LoginCancelled`
+        when the operator gives up, and the server's unavailability as is
+        (asking again would not help: what was typed is kept for later)."""
         while True:
-            credentials = await self.credentials(reason_fr)
+            credentials: Credentials | OpenedSession | None = self._typed
+            self._typed = None
             if credentials is None:
-                raise LoginCancelled(SESSION_LOST_FR)
+                if self.credentials is None:
+                    raise LoginCancelled(SESSION_LOST_FR)
+                credentials = await self.credentials(reason_fr)
+                if credentials is None:
+                    raise LoginCancelled(SESSION_LOST_FR)
             try:
                 if isinstance(credentials, OpenedSession):
                     info = await self.take(credentials.response)
@@ -426,6 +441,10 @@ class RoomSession:
             except LoginRefused as exc:
                 reason_fr = exc.message_fr
                 continue
+            except BackendUnavailable:
+                if isinstance(credentials, Credentials):  # a password login: kept
+                    self._typed = credentials
+                raise
             self.logins += 1
             return info
 
@@ -456,6 +475,7 @@ class RoomSession:
             with contextlib.suppress(httpx.HTTPError):
                 await self.client.delete("/v1/session", headers=self._auth())
         self._access = self._refresh = ""
+        self._typed = None
         await self.tokens.clear()
         self._set_info(None)
 
