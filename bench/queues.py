@@ -33,7 +33,10 @@ would not fit in the default ``max_connections`` of 100 next to the pools).
    queued every workstation, as an emergency regulator (only the roles working
    a queue may claim in it), tries to claim every one of them, all in the same
    order (everyone clicks the head of the queue), until ``--contested`` attempts
-   (10,000) have been made.  Afterwards the database is checked: one CLAIMED
+   (10,000) have been made, with the longest lease (``MAX_LEASE_S``): the
+   winners still hold their items when the database is checked (through the
+   server, whose own task expires leases, a 120 s lease ran out on a loaded
+   machine before the check).  Afterwards the database is checked: one CLAIMED
    event and one successful claim outcome per item, held by the client's
    winner, every refusal naming that holder; and the whole event log is
    replayed to find any moment two workstations held one item.
@@ -111,7 +114,7 @@ from sas_desk.models.queue import (
     QueueItem,
     QueueName,
 )
-from sas_desk.services.queues.api import BackendUnavailable, QueueBackend
+from sas_desk.services.queues.api import MAX_LEASE_S, BackendUnavailable, QueueBackend
 from sas_desk.services.queues.postgres import PostgresBackend, upgrade
 from sas_desk.services.queues.remote import Credentials, RemoteBackend, RoomSession, TokenStore
 
@@ -283,6 +286,26 @@ class CpuMeter:
         sample += [postgres_cpu(), machine_busy()] if self.machine else [None, None]
         sample.append(process_cpu(self.server_pid) if self.machine else None)
         return sample
+
+
+def cpu_per_attempt(
+    per_proc: list[dict[str, list[float | None]]], phase: str, attempts: int
+) -> dict[str, float]:
+    """CPU milliseconds per attempt of the phase: the client processes, the
+    room server (when there is one) and postgres -- what each attempt costs
+    the machine, whatever else runs on it (a capacity bound, unlike the
+    latencies, which a loaded machine stretches)."""
+    found = [p[phase] for p in per_proc if phase in p]
+    if not found or not attempts:
+        return {}
+    out = {"clients": 1000 * sum(f[1] or 0.0 for f in found) / attempts}
+    server = next((f[4] for f in found if len(f) > 4 and f[4] is not None), None)
+    if server is not None:
+        out["room server"] = 1000 * server / attempts
+    pg = next((f[2] for f in found if f[2] is not None), None)
+    if pg is not None:
+        out["postgres"] = 1000 * pg / attempts
+    return out
 
 
 def cpu_line(per_proc: list[dict[str, list[float | None]]], phase: str) -> str:
@@ -879,7 +902,8 @@ class Room:
         for case_id in case_ids:
             t0 = time.monotonic()
             try:
-                item = await self.apply(st, st.op("claim", case_id, role="MRU"), backend=st.contest)
+                claim = st.op("claim", case_id, role="MRU", lease_s=MAX_LEASE_S)
+                item = await self.apply(st, claim, backend=st.contest)
             except ClaimConflict as exc:
                 ms = (time.monotonic() - t0) * 1000
                 self.stats.attempts.append(
@@ -1439,6 +1463,21 @@ def report(cfg: dict[str, Any], results: list[dict[str, Any]]) -> tuple[dict[str
     print(row("all", contested))
     print(f"throughput         : {contested_per_s:.0f} claim attempts/s")
     print(f"CPU                : {cpu_line(cpu, 'contested')}")
+    cost = cpu_per_attempt(cpu, "contested", len(contested))
+    if cost:
+        parts = ", ".join(f"{who} {ms:.2f} ms" for who, ms in cost.items())
+        total = sum(cost.values())
+        print(
+            f"CPU per attempt    : {parts}; {total:.2f} ms in all → at most "
+            f"{1000 * (os.cpu_count() or 1) / total:,.0f} attempts/s on {os.cpu_count()} cores "
+            "with nothing else running"
+            + (
+                f"; the room server alone (one Python process, one core at most) caps it at "
+                f"{1000 / cost['room server']:,.0f}/s"
+                if cost.get("room server")
+                else ""
+            )
+        )
     print_activity(results, "contested")
     doubles = v.double_claims()
     inconsistent = v.inconsistencies()
@@ -1641,6 +1680,7 @@ def report(cfg: dict[str, Any], results: list[dict[str, Any]]) -> tuple[dict[str
         "trusted": trusted,
         "pass": ok_claim and ok_vis and ok_double and trusted,
         "via_server": bool(cfg.get("server_url")),
+        "cpu_ms_per_contested_attempt": {k: round(v, 3) for k, v in cost.items()},
     }
     return result, trusted
 
@@ -1874,6 +1914,7 @@ def compare(
         "double_claims",
         "trusted",
         "pass",
+        "cpu_ms_per_contested_attempt",
     ):
         result[f"direct_{key}"] = d.get(key)
     for key in ("peer", "peer_p50_ms", "peer_p99_ms", "peer_per_s", "ratio_p50", "ratio_p99"):
