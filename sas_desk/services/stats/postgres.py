@@ -131,22 +131,27 @@ FROM events WHERE seq >= :lo_seq AND seq < :hi_seq AND at >= :start AND at < :en
 GROUP BY 1, 2, 3, 4"""
 
 
+# sql.seq_search in one statement: the bisection's probes on the server (a
+# round trip each cost ≈ 10 ms on a loaded machine: 40 per report)
+_SEQ_AT = """WITH RECURSIVE s(lo, hi) AS (
+    SELECT COALESCE(min(seq), 0), COALESCE(max(seq), 0) + 1 FROM events
+    UNION ALL
+    SELECT CASE WHEN f.seq IS NULL OR f.at >= %(target)s THEN s.lo ELSE f.seq + 1 END,
+        CASE WHEN f.seq IS NULL OR f.at >= %(target)s THEN (s.lo + s.hi) / 2 ELSE s.hi END
+    FROM s LEFT JOIN LATERAL (SELECT seq, at FROM events WHERE seq >= (s.lo + s.hi) / 2
+        ORDER BY seq LIMIT 1) f ON true
+    WHERE s.lo < s.hi
+)
+SELECT lo FROM s WHERE lo >= hi"""
+
+
 async def _seq_at(conn: psycopg.AsyncConnection[Any], target: datetime) -> int:
-    """The first seq at or after ``target`` (by bisection on the key)."""
-    cur = await conn.execute("SELECT COALESCE(min(seq), 0), COALESCE(max(seq), 0) + 1 FROM events")
+    """The first seq at or after ``target`` (by bisection on the key:
+    :func:`sql.seq_search`, run by the server)."""
+    cur = await conn.execute(_SEQ_AT, {"target": target})
     row = await cur.fetchone()
     assert row is not None
-    search = sql.seq_search(int(row[0]), int(row[1]), target)
-    try:
-        probe = next(search)
-        while True:
-            cur = await conn.execute(
-                "SELECT seq, at FROM events WHERE seq >= %s ORDER BY seq LIMIT 1", (probe,)
-            )
-            found = await cur.fetchone()
-            probe = search.send((int(found[0]), found[1]) if found else None)
-    except StopIteration as done:
-        return int(done.value)
+    return int(row[0])
 
 
 async def _roll_state(conn: psycopg.AsyncConnection[Any]) -> tuple[int, int] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -140,7 +140,7 @@ def _sqlite(tmp: Path) -> Iterator[Stores]:
     run_async(stores.plain.close())
 
 
-def _postgres() -> Iterator[Stores]:
+def _postgres() -> Generator[Stores, None, None]:
     import psycopg
 
     from sas_desk.services.queues.postgres import upgrade
@@ -348,3 +348,47 @@ def test_a_whole_month_reads_the_month_table(stores: Stores) -> None:
         assert dossiers(WaitLimits()) == before  # other limits: through the hours
     finally:
         _execute(stores, "DELETE FROM stats_month_counts WHERE n = 500")
+
+
+def test_the_server_side_bisection_finds_the_same_seq_as_the_python_one() -> None:
+    """PostgreSQL runs sql.seq_search as one recursive statement (SQLite runs
+    the Python one: no round trips)."""
+    import psycopg
+
+    from sas_desk.services.stats import sql
+    from sas_desk.services.stats.postgres import _seq_at
+
+    async def both(target: datetime) -> tuple[int, int]:
+        async with await psycopg.AsyncConnection.connect(
+            source.dsn, options=f"-c search_path={source.schema}"
+        ) as conn:
+            cur = await conn.execute("SELECT min(seq), max(seq) + 1 FROM events")
+            lo, hi = await cur.fetchone()  # type: ignore[misc]
+            search = sql.seq_search(lo, hi, target)
+            probe = next(search)
+            try:
+                while True:
+                    cur = await conn.execute(
+                        "SELECT seq, at FROM events WHERE seq >= %s ORDER BY seq LIMIT 1", (probe,)
+                    )
+                    found = await cur.fetchone()
+                    probe = search.send((found[0], found[1]) if found else None)
+            except StopIteration as done:
+                expected = int(done.value)
+            return expected, await _seq_at(conn, target)
+
+    room_ = _postgres()
+    source = next(room_).rolled
+    targets = (
+        datetime(2025, 1, 1, tzinfo=UTC),
+        datetime(2026, 2, 2, tzinfo=UTC),
+        datetime(2026, 3, 14, 10, 3, tzinfo=UTC),
+        datetime(2026, 4, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    try:
+        for target in targets:
+            expected, got = run_async(both(target))
+            assert got == expected, target
+    finally:
+        room_.close()
