@@ -56,9 +56,11 @@ from sas_desk.models.stats import (
     Report,
     build_report,
     parse_period,
+    telephony_rows,
 )
+from sas_desk.models.telephony import Call
 from sas_desk.services.stats import StatsSource, StatsUnavailable
-from sas_desk.services.stats.export import write_csv
+from sas_desk.services.stats.export import read_calls, write_csv
 from sas_desk.ui.operation import run_operation
 from sas_desk.ui.widgets import Message, named
 
@@ -147,6 +149,10 @@ class StatsView(QWidget):
         export.clicked.connect(self.export_dialog)
         pdf = named(QPushButton("Rapport PDF…"), "statsPdf")
         pdf.clicked.connect(self.pdf_dialog)
+        phone = named(QPushButton("Appels (téléphonie)…"), "statsCalls")
+        phone.setToolTip("Fichier CSV presente_le;attente_s;issue : taux de décroché, QS 60 s")
+        phone.clicked.connect(self.calls_dialog)
+        self.calls: list[Call] | None = None
         bar.addWidget(QLabel("Du"))
         bar.addWidget(self.first)
         bar.addWidget(QLabel("au"))
@@ -154,6 +160,7 @@ class StatsView(QWidget):
         bar.addWidget(self.by)
         bar.addWidget(run)
         bar.addStretch(1)
+        bar.addWidget(phone)
         bar.addWidget(export)
         bar.addWidget(pdf)
         layout.addLayout(bar)
@@ -201,9 +208,43 @@ class StatsView(QWidget):
         if self.source is None:
             raise StatsUnavailable("Statistiques indisponibles sur ce poste.")
         raw = await self.source.raw(period, by, self.limits)
+        if self.calls is not None:
+            raw.calls = telephony_rows(self.calls, period, by)
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, build_report, raw, period, by
         )
+
+    def calls_dialog(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(
+            self, "Appels de la téléphonie", "", "CSV (*.csv *.txt)"
+        )
+        if name:
+            self.load_calls(Path(name))
+
+    def load_calls(self, path: Path) -> asyncio.Task[None] | None:
+        """The telephony's call records (read on the worker thread, bounded):
+        the next reports carry the telephony columns; a bad file is said and
+        the calls already loaded are kept."""
+
+        async def read() -> list[Call]:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, read_calls, path)
+
+        def loaded(calls: list[Call]) -> None:
+            self.calls = calls
+            self.message.show_message(
+                f"{len(calls)} appel(s) lu(s) dans {path.name} : recalculez le rapport.", info=True
+            )
+
+        self.task = run_operation(
+            read(),
+            name="stats-calls",
+            show_error=self.message.show_message,
+            on_success=loaded,
+            progress=self.message,
+            label="Lecture des appels…",
+        )
+        return self.task
 
     def show_report(self, report: Report) -> None:
         self.report = report
@@ -302,6 +343,8 @@ class StatsView(QWidget):
             f"{detail.period.first}", f"{detail.period.last}", month, detail.period.tz
         )
         raw = await self.source.raw(period, month, self.limits)
+        if self.calls is not None:
+            raw.calls = telephony_rows(self.calls, period, month)
         loop = asyncio.get_running_loop()
         summary = await loop.run_in_executor(self._executor, build_report, raw, period, month)
         made_at = self._now().astimezone(period.zone)

@@ -108,3 +108,32 @@ async def test_the_pdf_report_carries_counts_only(
     assert SUPPRESSED in text  # the 14th's AMU dossiers and the like
     for secret in KNOWN_SECRETS:
         assert secret not in text
+
+
+async def test_the_telephony_s_calls_add_their_columns(
+    qtbot: QtBot, source: SqliteStatsSource, tmp_path: Path
+) -> None:
+    from tests.unit.test_telephony import DAY
+
+    view = StatsView(source, WaitLimits(), lambda: FakeClock()())
+    qtbot.addWidget(view)
+    view.first.setDate(QDate(2026, 3, 14))
+    view.last.setDate(QDate(2026, 3, 14))
+    bad = tmp_path / "mauvais.csv"
+    bad.write_text("presente_le;attente_s\n", encoding="utf-8")
+    task = view.load_calls(bad)
+    assert task is not None
+    await task
+    assert "colonne(s) absente(s) : issue" in view.message.text() and view.calls is None
+    good = tmp_path / "appels.csv"
+    good.write_text(DAY, encoding="utf-8")
+    task = view.load_calls(good)
+    assert task is not None
+    await task
+    assert "13 appel(s) lu(s)" in view.message.text()
+    task = view.run()
+    assert task is not None
+    await task
+    assert view.report is not None
+    (row,) = view.report.rows
+    assert (row["tel_presentes"], row["tel_qs60_pct"]) == (12, 66.7)
