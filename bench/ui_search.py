@@ -103,6 +103,7 @@ class Run:
     updates: int = 0
     apply_max_ms: float = 0.0  # longest time the panel took to take one update
     rss_mb: float = 0.0
+    rss_app_mb: float = 0.0  # the window's process alone (the rest: its children)
 
 
 @dataclass
@@ -293,6 +294,7 @@ def make_scenario(  # type: ignore[no-untyped-def]
                 run.updates = panel.updates
                 run.apply_max_ms = marks.get("apply_max_ms", 0.0)
                 run.rss_mb = app_rss_mb(sim_pids)
+                run.rss_app_mb = _rss_kb(os.getpid()) / 1024
                 return run
 
             recorded = _load(args.replay_file)
@@ -320,7 +322,8 @@ def make_scenario(  # type: ignore[no-untyped-def]
                     f"first offers at {run.first_update_ms:.0f} ms, first card "
                     f"+{run.first_card_ms:.1f} ms; longest stall {run.stall_ms:.1f} ms; "
                     f"GUI CPU {run.cpu_ms:.0f} ms (panel update at most "
-                    f"{run.apply_max_ms:.1f} ms); RSS {run.rss_mb:.0f} MB",
+                    f"{run.apply_max_ms:.1f} ms); RSS {run.rss_mb:.0f} MB "
+                    f"(window's process {run.rss_app_mb:.0f} MB)",
                     flush=True,
                 )
         except Exception:
@@ -393,6 +396,8 @@ def measure(args: argparse.Namespace, sim_url: str, sim_pids: set[int]) -> dict[
         "rss_mb_after_2nd": round(runs[1].rss_mb, 1) if len(runs) > 1 else None,
         "rss_mb_last": round(runs[-1].rss_mb, 1),
         "rss_growth_pct": rss_growth,
+        "rss_app_mb_after_2nd": round(runs[1].rss_app_mb, 1) if len(runs) > 1 else None,
+        "rss_app_mb_last": round(runs[-1].rss_app_mb, 1),
         "sync_s": round(m.sync_s, 1),
     }
 
