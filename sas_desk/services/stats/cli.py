@@ -44,12 +44,39 @@ def add_stats_parser(subparsers: Any) -> None:
         type=Path,
         help="appels de la téléphonie (CSV presente_le;attente_s;issue) : taux de décroché, QS 60 s",
     )
+    _store_arguments(stats)
     roll = subparsers.add_parser(
         "stats-rollup", help="agrège les jours clos pour les statistiques (à lancer chaque nuit)"
     )
+    _store_arguments(roll)
     roll.add_argument(
         "--rebuild", action="store_true", help="recalcule tous les agrégats depuis les événements"
     )
+
+
+def _store_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--dsn",
+        default="",
+        help="base PostgreSQL du serveur de salle (postgresql://…, comme sas-desk server) ; "
+        "défaut : le fichier des files du poste (--data-dir)",
+    )
+    parser.add_argument("--schema", default="sas_desk", help="schéma des files (défaut sas_desk)")
+
+
+def _source(config: Any, args: argparse.Namespace) -> Any:
+    """The statistics source: the room server's PostgreSQL store when --dsn
+    is given, else the configuration's."""
+    from sas_desk.services.stats.export import open_source
+
+    dsn = getattr(args, "dsn", "")
+    if dsn:
+        if not dsn.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"--dsn « {dsn[:60]} » : postgresql://… attendu.")
+        from sas_desk.services.stats.postgres import PostgresStatsSource
+
+        return PostgresStatsSource(dsn, args.schema)
+    return open_source(config)
 
 
 async def run_rollup_command(config: Any, args: argparse.Namespace) -> int:
@@ -57,11 +84,10 @@ async def run_rollup_command(config: Any, args: argparse.Namespace) -> int:
 
     from sas_desk.models.queue import WaitLimits
     from sas_desk.services.stats import StatsUnavailable
-    from sas_desk.services.stats.export import open_source
 
     started = time.perf_counter()
     try:
-        source = open_source(config)
+        source = _source(config, args)
     except ValueError as exc:
         print(f"sas-desk stats-rollup : {exc}", file=sys.stderr)
         return 1
@@ -111,7 +137,7 @@ async def run_stats_command(
     from sas_desk.models.stats import Granularity, StatsError, parse_period
     from sas_desk.models.telephony import TelephonyError
     from sas_desk.services.stats import StatsUnavailable
-    from sas_desk.services.stats.export import export_text, make_report, open_source, read_calls
+    from sas_desk.services.stats.export import export_text, make_report, read_calls
 
     by = Granularity(args.by)
     calls = None
@@ -129,7 +155,7 @@ async def run_stats_command(
     limits = WaitLimits(*config.wait_limits)
     started = time.perf_counter()
     try:
-        source = open_source(config)
+        source = _source(config, args)
     except ValueError as exc:
         print(f"sas-desk stats : {exc}", file=sys.stderr)
         return 1

@@ -192,3 +192,22 @@ async def test_the_telephony_s_calls_from_the_command_line(sqlite_played, tmp_pa
         66.7,
     )
     assert "0600000001" not in done.stdout
+
+
+async def test_the_room_server_s_store_by_dsn(played, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On the room server's machine: --dsn/--schema reach its PostgreSQL store
+    (the rollup, then a report read from it); another DSN is refused."""
+    here = ("--data-dir", str(tmp_path))
+    if played.kind == "sqlite":
+        done = sas_desk(*here, "stats-rollup", "--dsn", "sqlite:///tmp/x.sqlite")
+        assert done.returncode == 1 and "postgresql://… attendu" in done.stderr
+        return
+    store = ("--dsn", played.source.dsn, "--schema", played.source.schema)
+    done = sas_desk(*here, "stats-rollup", *store)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Agrégats à jour : jours du 12/03/2026")
+    period = ("--from", "2026-03-14", "--to", "2026-03-14", "--format", "json")
+    report = sas_desk(*here, "stats", *period, *store)
+    assert report.returncode == 0, report.stderr
+    (row,) = json.loads(report.stdout)["lignes"]
+    assert row["dossiers"] == 11 and row["filiere_amu"] == "<11"
