@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -463,3 +465,36 @@ def _assert_query_never_logged(caplog: pytest.LogCaptureFixture) -> None:
             message = record.getMessage().lower()
             assert "rue de la rep" not in message, message
             assert "rue+de+la" not in message, message
+
+
+@pytest.mark.asyncio
+async def test_searches_given_up_mid_flight_leave_no_connection_stuck(
+    simulator: Simulator,
+) -> None:
+    """The operator types on: each keystroke gives up the previous lookup.
+    httpcore 1.0.9 kept a connection cancelled mid-request in its pool for good
+    (encode/httpcore#1093): the shift bench found 61 such connections (and 61
+    simulator threads) after 700 calls, and a full pool ends every lookup with
+    a timeout.  An abandoned request now ends by itself and its connection
+    goes back to the pool."""
+    from sas_desk.services.geo import ban
+
+    limits = httpx.Limits(max_connections=5, max_keepalive_connections=5)
+    async with httpx.AsyncClient(trust_env=False, limits=limits) as http:
+        geocoder = BanGeocoder(simulator.base_url, http)
+        for i in range(120):
+            task = asyncio.ensure_future(geocoder.search(f"{i} rue de la Republique Lyon"))
+            for _ in range(i % 12):  # give up at every stage of the request
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, GeocodingError):
+                await task
+        left = list(getattr(ban, "_abandoned", ()))  # requests ending by themselves
+        if left:
+            await asyncio.wait(left, timeout=10)
+        assert not getattr(ban, "_abandoned", ())
+        pool = http._transport._pool  # type: ignore[attr-defined]
+        assert all(c.is_idle() for c in pool.connections), pool.connections
+        # the pool (5 connections) still answers
+        results = await geocoder.search("Lyon")
+        assert results and results[0].city == "Lyon"

@@ -13,6 +13,7 @@ those lines keep the path but drop the query.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import dataclass
@@ -34,6 +35,29 @@ __all__ = [
 ]
 
 logger = logging.getLogger("sas_desk.geo")
+
+# Requests whose caller gave up (the operator typed on), left to end by themselves:
+# httpcore 1.0.9 keeps a connection cancelled mid-request in its pool for good
+# (encode/httpcore#1093), so a request is never cancelled, only abandoned.  Held
+# here until done (the loop keeps only weak references to tasks).
+_abandoned: set[asyncio.Task[httpx.Response]] = set()
+
+
+def _forget(task: asyncio.Task[httpx.Response]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: an abandoned request's failure is nobody's
+
+
+async def _uncancelled(request: asyncio.Task[httpx.Response]) -> httpx.Response:
+    try:
+        return await asyncio.shield(request)
+    except asyncio.CancelledError:
+        if not request.done():
+            _abandoned.add(request)
+            request.add_done_callback(_forget)
+        raise
+
 
 KINDS = ("municipality", "street", "housenumber")
 MIN_QUERY_LENGTH = 3
@@ -145,8 +169,10 @@ class BanGeocoder:
             params["lon"] = f"{near[1]:.6f}"
 
         try:
-            response = await self._client.get(
-                self._url, params=params, timeout=httpx.Timeout(self._timeout)
+            response = await _uncancelled(
+                asyncio.ensure_future(
+                    self._client.get(self._url, params=params, timeout=httpx.Timeout(self._timeout))
+                )
             )
         except httpx.TimeoutException as exc:
             self._log_failure(f"timed out after {self._timeout:g}s ({type(exc).__name__})", text)
