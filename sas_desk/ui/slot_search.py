@@ -1384,7 +1384,9 @@ class SlotSearchPanel(QWidget):
             text = self._vendor_text(name, status)
             if text != label.text():
                 label.setText(text)
-                label.setToolTip(status.message_fr or status.state.label)
+            tip = status.message_fr or status.state.label
+            if tip != label.toolTip():  # (the text changes with each batch, the tip seldom)
+                label.setToolTip(tip)
             if status.message_fr:
                 errors.append(status.message_fr)
         text = " ".join(errors)
