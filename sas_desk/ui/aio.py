@@ -49,6 +49,11 @@ def _done(task: asyncio.Task[Any]) -> None:
     exc = task.exception()
     if exc is None:
         return
+    if task.cancelling():  # raised on the way out of a cancellation: not a bug to show
+        log.warning(
+            "background task %s cancelled, ended by %s", task.get_name(), type(exc).__name__
+        )
+        return
     if isinstance(exc, KnownError):  # known, but nobody said it: at least the log
         log.error("background task %s failed: %s", task.get_name(), type(exc).__name__)
         return

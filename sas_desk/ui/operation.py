@@ -77,7 +77,7 @@ def run_operation(
         except Exception as exc:
             if me and me[0].cancelling():  # what a cancelled library raised on its way out
                 log.warning("%s cancelled, ended by %s", name, type(exc).__name__)
-                return
+                raise  # kept on the task, as a cancellation's outcome (spawn shows no crash)
             crash.report(exc, name)
             return
         if on_success is not None:
