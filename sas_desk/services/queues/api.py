@@ -29,7 +29,9 @@ Operation kinds and their ``data``:
 ``decide``        ``care_level`` (R1–R4), ``decisions`` (list of
                   ``Decision`` dicts: decision_type, resource_type,
                   orientation_type, medical_transport, freetext), ``note``
-                  (optional medical note text).  Holder only.  Updates the
+                  (optional medical note text).  Holder only.  Decisions
+                  need a care level (this one's or one already stated:
+                  ``models.dossier.decision_problems``).  Updates the
                   server dossier (care level, decisions, note); item stays
                   CLAIMED.
 ``request_booking`` ``note``.  Holder → WAITING in OSNP.

@@ -41,7 +41,16 @@ from typing import Any
 import msgspec
 
 from sas_desk.models.codes import codelist
-from sas_desk.models.dossier import PRIORITIES, Actor, Dossier, Event, EventKind, Status, add_note
+from sas_desk.models.dossier import (
+    PRIORITIES,
+    Actor,
+    Dossier,
+    Event,
+    EventKind,
+    Status,
+    add_note,
+    decision_problems,
+)
 from sas_desk.models.queue import (
     READ_ONLY_ROLES,
     Claim,
@@ -208,6 +217,13 @@ def transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) -
         if care_level and care_level not in codelist("care_level"):
             raise QueueError(f"Niveau de soins « {care_level} » invalide (R1 à R4).", "invalid")
         decisions = rules.decisions(data.get("decisions"), at)
+        # a decision states the care level (this one's, or the one already
+        # stated): the rule the decision form shows (models.dossier
+        # .decision_problems; its resource rule is the form's alone for now)
+        for decided in decisions:
+            problems = decision_problems(care_level or stored.care_level, decided.decision_type)
+            if "care_level" in problems:
+                raise QueueError(problems["care_level"], "invalid")
         note_text = rules.text_arg(data, "note").strip()
         if not (care_level or decisions or note_text):
             raise QueueError(

@@ -461,8 +461,16 @@ async def test_decide_updates_the_server_dossier(backend: QueueBackend, clock: F
                 {"decision_type": "ORIENT", "orientation_type": "LUNE"},
             ],
         },
+        # a decision without the care level (models.dossier.decision_problems)
+        {"decisions": [DECISIONS[0]]},
     ],
-    ids=["care-level", "decision-type", "resource-type", "orientation-type"],
+    ids=[
+        "care-level",
+        "decision-type",
+        "resource-type",
+        "orientation-type",
+        "no-care-level",
+    ],
 )
 async def test_decide_refuses_unknown_codes_and_changes_nothing(
     backend: QueueBackend, clock: FakeClock, data: dict[str, Any]
@@ -481,6 +489,24 @@ async def test_decide_refuses_unknown_codes_and_changes_nothing(
         EventKind.ENQUEUED,
         EventKind.CLAIMED,
     ]
+
+
+async def test_a_decision_may_rely_on_the_care_level_already_stated(
+    backend: QueueBackend, clock: FakeClock
+) -> None:
+    d = make_dossier(1)
+    await enqueue(backend, clock, d)
+    await claim(backend, clock, d.case_id)
+    with pytest.raises(QueueError) as refused:
+        await backend.apply(op("decide", d.case_id, MRU, clock(), decisions=DECISIONS[:1]))
+    assert refused.value.code == "invalid"
+    assert refused.value.message_fr == "Niveau de soins manquant (R1 à R4)."
+    await backend.apply(op("decide", d.case_id, MRU, clock(), care_level="R4"))
+    await backend.apply(op("decide", d.case_id, MRU, clock(), decisions=DECISIONS[:1]))
+    stored = await backend.dossier(d.case_id)
+    assert stored is not None
+    assert stored.care_level == "R4"
+    assert [x.decision_type for x in stored.decisions] == ["CONSEIL"]
 
 
 async def test_decide_is_for_the_holder(backend: QueueBackend, clock: FakeClock) -> None:
