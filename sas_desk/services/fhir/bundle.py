@@ -508,8 +508,10 @@ _KINDS: dict[bytes, _SlotKind] = {}  # see _TIMES; the key: wire.kind_key
 #: C) and, for what they lead to, the objects the reference resolved to in
 #: that Bundle: a vendor sends the same few hundred of them answer after
 #: answer, and converting them cost as much as the thousands of slots.
-#: Emptied when full, like the kinds.
-_RESOURCES_LIMIT = 20_000
+#: Emptied when full, like the kinds (a role with its contained place is
+#: ≈ 1 KB of objects: 10,000 of each ≈ 10–20 MB at most, in the process
+#: that parses, the search worker).
+_RESOURCES_LIMIT = 10_000
 _PRACTITIONERS: dict[wire.Practitioner, Practitioner] = {}
 _ROLES: dict[tuple[wire.PractitionerRole, int, int], PractitionerRole] = {}
 _PLACES: dict[tuple[wire.Location | wire.Place, int], Location] = {}
