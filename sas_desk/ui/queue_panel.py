@@ -175,6 +175,7 @@ class QueuePanel(QWidget):
         self.model = QueueModel(limits, now)
         self._watch: asyncio.Task[None] | None = None
         self._callbacks_read: set[tuple[str, int]] = set()
+        self._lookups: set[asyncio.Task[None]] = set()  # callback lookups in flight
         self.busy: set[str] = set()  # case ids with an action in flight
 
         layout = QVBoxLayout(self)
@@ -350,12 +351,23 @@ class QueuePanel(QWidget):
             if key in self._callbacks_read:
                 continue
             self._callbacks_read.add(key)
-            run_operation(
+            task = run_operation(
                 self._callback_info(item.case_id),
                 name="arm-callback-info",
-                show_error=self.message.show_message,
-                on_success=functools.partial(self.model.set_callback_info, item.case_id),
+                show_error=self._lookup_error,
+                on_success=functools.partial(self._show_callback_info, item.case_id),
             )
+            if task is not None:
+                self._lookups.add(task)
+                task.add_done_callback(self._lookups.discard)
+
+    def _show_callback_info(self, case_id: str, text: str) -> None:
+        if shiboken6.isValid(self.strip):  # the answer may come after the panel is gone
+            self.model.set_callback_info(case_id, text)
+
+    def _lookup_error(self, text: str) -> None:
+        if shiboken6.isValid(self.message):
+            self.message.show_message(text)
 
     async def _callback_info(self, case_id: str) -> str:
         dossier = await self.client.dossier(case_id)
@@ -373,6 +385,8 @@ class QueuePanel(QWidget):
         """Stop following the queues (safe to call twice, or once Qt is done with us)."""
         if self._watch is not None and not self._watch.done():
             self._watch.cancel()
+        for task in list(self._lookups):
+            task.cancel()
         if shiboken6.isValid(self._timer):
             self._timer.stop()
 
