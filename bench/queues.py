@@ -266,14 +266,40 @@ class CpuMeter:
     """CPU of this process (and, in process 0, of postgres, the room server
     when there is one, and the machine) over each phase."""
 
-    def __init__(self, machine: bool, server_pid: int | None = None) -> None:
+    def __init__(
+        self,
+        machine: bool,
+        server_pid: int | None = None,
+        dsn: str = "",
+        own_sessions: str = "",
+    ) -> None:
         self.machine = machine
         self.server_pid = server_pid
+        self.dsn = dsn
+        self.own_sessions = own_sessions  # application_name pattern of this run's sessions
         self.phases: dict[str, list[float | None]] = {}
         self._start: list[float | None] = []
+        self._pids: list[int] = []
 
     def start(self) -> None:
+        self._pids = self._own_pids()
         self._start = self._sample()
+
+    def _own_pids(self) -> list[int]:
+        """The postgres backends of this run's sessions (pools and LISTEN
+        connections live through a phase): their CPU alone, where the
+        machine-wide postgres figure also counts anyone else's queries."""
+        if not (self.machine and self.dsn and self.own_sessions):
+            return []
+        try:
+            with psycopg.connect(self.dsn, autocommit=True, application_name="bench-cpu") as c:
+                rows = c.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name ~ %s",
+                    (self.own_sessions,),
+                ).fetchall()
+        except psycopg.Error:
+            return []
+        return [int(r[0]) for r in rows]
 
     def stop(self, phase: str) -> None:
         end = self._sample()
@@ -285,6 +311,8 @@ class CpuMeter:
         sample: list[float | None] = [time.monotonic(), time.process_time()]
         sample += [postgres_cpu(), machine_busy()] if self.machine else [None, None]
         sample.append(process_cpu(self.server_pid) if self.machine else None)
+        own = [process_cpu(pid) for pid in self._pids]
+        sample.append(sum(x for x in own if x is not None) if self._pids else None)
         return sample
 
 
@@ -305,6 +333,9 @@ def cpu_per_attempt(
     pg = next((f[2] for f in found if f[2] is not None), None)
     if pg is not None:
         out["postgres"] = 1000 * pg / attempts
+    own = next((f[5] for f in found if len(f) > 5 and f[5] is not None), None)
+    if own is not None:
+        out["postgres (this run's sessions)"] = 1000 * own / attempts
     return out
 
 
@@ -1100,7 +1131,12 @@ async def worker(cfg: dict[str, Any], proc: int, barrier: Any | None) -> dict[st
     logs = LogCounter()
     logging.getLogger("sas_desk").addHandler(logs)
     logging.getLogger("sas_desk").setLevel(logging.WARNING)
-    cpu = CpuMeter(machine=proc == 0, server_pid=cfg.get("server_pid"))
+    cpu = CpuMeter(
+        machine=proc == 0,
+        server_pid=cfg.get("server_pid"),
+        dsn=cfg["dsn"],
+        own_sessions=cfg["own_sessions"],
+    )
     res: dict[str, Any] = {"proc": proc, "error": None}
     beat = asyncio.create_task(heartbeat(stats))
     activity: dict[str, Counter[str]] = {}
@@ -1466,7 +1502,11 @@ def report(cfg: dict[str, Any], results: list[dict[str, Any]]) -> tuple[dict[str
     cost = cpu_per_attempt(cpu, "contested", len(contested))
     if cost:
         parts = ", ".join(f"{who} {ms:.2f} ms" for who, ms in cost.items())
-        total = sum(cost.values())
+        # postgres: this run's own sessions when known (the machine-wide
+        # figure also counts other people's queries)
+        own = cost.get("postgres (this run's sessions)")
+        total = sum(v for k, v in cost.items() if not k.startswith("postgres"))
+        total += own if own is not None else cost.get("postgres", 0.0)
         print(
             f"CPU per attempt    : {parts}; {total:.2f} ms in all → at most "
             f"{1000 * (os.cpu_count() or 1) / total:,.0f} attempts/s on {os.cpu_count()} cores "
@@ -1761,6 +1801,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": max(1, math.ceil(args.contested / per_round)),
         "peer": not args.no_peer,
         "activity_apps": "^bench-(ws|pgq)[0-9]+$",
+        "own_sessions": "^bench-(ws|obs)[0-9]+$",
         "server_schema": f"bench_qs_{suffix}",
     }
     dsn = cfg["dsn"]
@@ -1826,6 +1867,7 @@ def main(argv: list[str] | None = None) -> int:
                 "peer_skipped": f"measured once, in the direct pass above ({PEER})",
                 # the server's own PostgreSQL sessions (queues pool, store, LISTEN)
                 "activity_apps": "^sas-desk-server$",
+                "own_sessions": "^sas-desk-server$",
             }
             print()
             print("======== 2. through the room server: HTTP + SSE, one server process ========")
