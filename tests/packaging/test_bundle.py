@@ -144,5 +144,6 @@ def test_the_bundles_search_worker_answers(bundle: Path, tmp_path: Path) -> None
         assert last.done and last.candidates == 0  # an empty directory: nobody to ask
         assert last.notes == ("Aucun praticien de cette spécialité dans le rayon de recherche.",)
     finally:
+        stream.close()  # (the file object holds the socket open too)
         mine.close()  # the worker ends when the app's end closes
         assert proc.wait(30) == 0
