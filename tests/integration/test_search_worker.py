@@ -199,8 +199,13 @@ async def test_a_worker_that_cannot_start_says_so(simulator: Simulator, director
     assert err.value.message_fr.startswith(
         "Le processus de recherche de créneaux n'a pas pu démarrer"
     )
-    with pytest.raises(WorkerError):  # each search tries again, and says so again
+    with pytest.raises(WorkerError) as err:  # not opened: said at once, not a wait
         await whole(missing.search(lyon()))
+    assert "l'annuaire n'a pas encore été ouvert" in err.value.message_fr
+    missing._settings = settings(simulator, directory)  # as if opened once
+    with pytest.raises(WorkerError) as err:  # each search tries again, and says so again
+        await whole(missing.search(lyon()))
+    assert "n'a pas pu démarrer" in err.value.message_fr
     await missing.close()
 
     quits = SearchWorker(now=now, command=lambda fd: [sys.executable, "-c", "pass"])

@@ -343,6 +343,8 @@ class SearchWorker:
 
     # ------------------------------------------------------------------ searches
     async def search(self, query: SearchQuery) -> AsyncIterator[SearchUpdate]:
+        if self._settings is None:  # the worker would wait for its directory forever
+            raise WorkerError("Recherche de créneaux : l'annuaire n'a pas encore été ouvert.")
         child = await self._ensure()
         search_id = self.last_search = next(self._ids)
         queue: asyncio.Queue[Any] = asyncio.Queue()
