@@ -92,7 +92,11 @@ def main() -> int:
     sim = Simulated(density=2.5)
     try:
         meta = httpx.get(f"{sim.base_url}/_meta", timeout=60).json()
-        vendors = tuple(VendorEndpoint(str(v["name"]), str(v["base_url"])) for v in meta)
+        # 30 s per vendor instead of 7: on a loaded machine the denser simulator
+        # may take longer, and the picture is of a complete search
+        vendors = tuple(
+            VendorEndpoint(str(v["name"]), str(v["base_url"]), timeout=30.0) for v in meta
+        )
         with tempfile.TemporaryDirectory(prefix="sas-desk-search-shots-") as tmp:
             config = Config(
                 demo=False,
