@@ -41,6 +41,7 @@ from typing import Any
 import sas_desk
 from sas_desk.models.errors import KnownError
 from sas_desk.models.search import SearchQuery, SearchUpdate
+from sas_desk.services.config import VendorEndpoint
 from sas_desk.services.fhir.worker_protocol import (
     MAX_TO_APP,
     Alive,
@@ -164,6 +165,12 @@ class SearchWorker:
     def pid(self) -> int | None:
         child = self._child
         return child.proc.pid if child is not None and not child.lost else None
+
+    @property
+    def vendors(self) -> tuple[VendorEndpoint, ...]:
+        """The vendors the worker was given (none before :meth:`open`), as
+        the in-process service's ``vendors``."""
+        return self._settings.vendors if self._settings is not None else ()
 
     async def spawn(self) -> None:
         """Start the process (its imports done while nobody waits for it);
