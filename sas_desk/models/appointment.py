@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sas_desk.models.dossier import Event, EventKind
 from sas_desk.models.errors import KnownError
 
 STATUSES: dict[str, str] = {
@@ -213,3 +215,121 @@ def timeline_text(a: Appointment) -> str:
     """French line for the dossier's timeline."""
     who = a.practitioner_label or "praticien non précisé"
     return f"Rendez-vous SAS {a.status_label.lower()} : {who}, le {a.start:%d/%m/%Y à %H:%M}"
+
+
+# ---------------------------------------------------------------------- matching
+# An RS-SAS-RDV has no case id: the room attaches it to a dossier by hand.  The
+# suggestion compares it with what the dossier says about its orientation.
+MATCH_WINDOW = timedelta(minutes=30)  # ``created`` ≈ the orientation decision
+
+
+@dataclass(frozen=True)
+class OrientationHint:
+    """What a dossier tells about one orientation decision: when, and with
+    whom when a slot was booked (an ``ORIENTED`` event); a bare decision
+    (``DECIDED``) has no practitioner."""
+
+    case_id: str
+    decided_at: datetime
+    practitioner: str = ""
+    practitioner_id: str = ""  # RPPS (national id) of the booked slot's practitioner
+
+
+@dataclass(frozen=True)
+class Match:
+    case_id: str
+    appointment_id: str
+    minutes_apart: int
+    same_practitioner: bool
+
+    @property
+    def reason_fr(self) -> str:
+        who = "même praticien, " if self.same_practitioner else ""
+        return f"{who}même régulateur, {self.minutes_apart} min d'écart avec la décision"
+
+
+def orientation_hints(events: list[Event]) -> list[OrientationHint]:
+    """A dossier's orientation decisions, from its timeline: each booked slot
+    (``ORIENTED``: when, practitioner, national id) and each medical decision
+    (``DECIDED``: when only)."""
+    out = []
+    for e in events:
+        if e.kind is EventKind.ORIENTED:
+            out.append(
+                OrientationHint(
+                    e.dossier_id,
+                    e.at,
+                    str(e.data.get("practitioner") or ""),
+                    str(e.data.get("national_id") or ""),
+                )
+            )
+        elif e.kind is EventKind.DECIDED:
+            out.append(OrientationHint(e.dossier_id, e.at))
+    return out
+
+
+def _name_words(text: str) -> frozenset[str]:
+    """The words of a name, case and accents aside, without « Dr »."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return frozenset(re.sub(r"[^a-z0-9]+", " ", plain).split()) - {"dr", "docteur"}
+
+
+def same_practitioner(a: Appointment, hint: OrientationHint) -> bool | None:
+    """True/False when both sides name a practitioner, None when one does not.
+    The RPPS decides when both carry one; else the names (case, accents, word
+    order, a « Dr » and a missing first name aside)."""
+    if a.practitioner_rpps and hint.practitioner_id.strip():
+        return a.practitioner_rpps == hint.practitioner_id.strip()
+    theirs, mine = _name_words(a.practitioner_name), _name_words(hint.practitioner)
+    if not theirs or not mine:
+        return None
+    return theirs <= mine or mine <= theirs
+
+
+def regulator_is(a: Appointment, identities: set[str] | frozenset[str]) -> bool:
+    """Whether the appointment was booked by the logged-in regulator: its
+    ``regulatorId`` or ``regulatorEmail`` is one of ``identities`` (case aside)."""
+    wanted = {i.strip().casefold() for i in identities if i.strip()}
+    return bool(
+        wanted & {v.strip().casefold() for v in (a.regulator_id, a.regulator_email) if v.strip()}
+    )
+
+
+def match(
+    a: Appointment,
+    hint: OrientationHint,
+    identities: set[str] | frozenset[str],
+    window: timedelta = MATCH_WINDOW,
+) -> Match | None:
+    """The suggestion rule: same regulator, ``created`` within ``window`` of
+    the decision, and not a different practitioner (unknown on one side is
+    allowed, a different one is not).  A cancelled appointment is never
+    suggested."""
+    if a.status == "cancelled" or not regulator_is(a, identities):
+        return None
+    apart = abs(a.created - hint.decided_at)
+    if apart > window:
+        return None
+    same = same_practitioner(a, hint)
+    if same is False:
+        return None
+    return Match(hint.case_id, a.appointment_id, int(apart.total_seconds() // 60), same is True)
+
+
+def best_matches(
+    appointments: list[Appointment],
+    hints: list[OrientationHint],
+    identities: set[str] | frozenset[str],
+) -> list[Match]:
+    """Every suggestion, best first: same practitioner before unknown, then
+    the closest in time."""
+    found = [m for a in appointments for h in hints if (m := match(a, h, identities))]
+    found.sort(key=lambda m: (not m.same_practitioner, m.minutes_apart, m.appointment_id))
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for m in found:
+        if (m.case_id, m.appointment_id) not in seen:
+            seen.add((m.case_id, m.appointment_id))
+            out.append(m)
+    return out
