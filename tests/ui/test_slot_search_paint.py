@@ -208,3 +208,36 @@ async def test_map_markers_are_added_not_rebuilt(qtbot: QtBot) -> None:
     assert changed  # a later place joined an older marker: updated in place
     assert [g.selected for g in got].count(True) == 1
     assert rows[25].key in next(g for g in got if g.selected).keys
+
+
+class Held:
+    """A source whose search stays open until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def search(self, query: SearchQuery) -> AsyncIterator[SearchUpdate]:
+        yield update(0, 2)
+        await self.release.wait()
+        yield update(1, 2)
+
+
+@pytest.mark.qt_log_ignore("QObject::disconnect: Unexpected nullptr parameter")
+async def test_the_window_says_when_a_search_fills_the_screen(qtbot: QtBot, env: Env) -> None:
+    """What the idle collector asks before a full collection (app.py wires
+    ``busy=window.searching``)."""
+    from tests.ui.conftest import open_window
+
+    window = await open_window(qtbot, env, role="OSNP")
+    panel = window.slot_panel
+    assert panel is not None and not window.searching()
+    source = Held()
+    panel.set_source(source)
+    panel.set_place(Place("Lyon (69001)", "municipality", "Lyon", "69123", "69001", 45.76, 4.83))
+    task = panel.start_search()
+    assert task is not None
+    await until(lambda: panel.updates >= 1)
+    assert window.searching()
+    source.release.set()
+    await task
+    assert not window.searching()
