@@ -320,6 +320,7 @@ async def _run_hub(config: Config, journal: Journal, window: MainWindow) -> None
         )
 
     processor.alarm_listeners.append(alarm)
+    window.hub_processor = processor  # appointments to attach (ui/appointments.py)
     agent = HubAgent(config.hub, processor)
     agent.status_listeners.append(lambda st: window.set_hub_status(st.label_fr, st.connected))
     window.set_hub_status("Hub Santé : connexion…", False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -75,6 +76,8 @@ class DossierView(QWidget):
         self.setObjectName("DossierView")
         self.client = client
         self.dossier = dossier
+        # more of the dossier's events kept elsewhere (the Hub agent's, ui/appointments.py)
+        self.extra_events: Callable[[str], Awaitable[list[Event]]] | None = None
         outer = QHBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -249,6 +252,9 @@ class DossierView(QWidget):
     async def refresh(self) -> None:
         dossier = await self.client.dossier(self.dossier.case_id)
         events = await self.client.events(self.dossier.case_id)
+        if self.extra_events is not None:
+            more = await self.extra_events(self.dossier.case_id)
+            events = sorted([*events, *more], key=lambda e: e.at)
         if dossier is not None:
             self.dossier = dossier
             self.sheet.dossier = dossier

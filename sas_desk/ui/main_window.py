@@ -242,6 +242,7 @@ class MainWindow(QMainWindow):
         self.save_label = named(QLabel("Journal : prêt"), "saveLabel")
         bar.addPermanentWidget(self.save_label)
         self.hub_label: QLabel | None = None  # shown once [hub] is configured
+        self.hub_processor: Any = None  # HubProcessor of the embedded agent (app.py)
 
         new_call = QAction("Nouvel appel", self)
         new_call.setShortcut(QKeySequence("Ctrl+N"))
@@ -263,6 +264,10 @@ class MainWindow(QMainWindow):
         dental.setShortcut(QKeySequence("Ctrl+D"))
         dental.triggered.connect(lambda: self.open_dental_view())
         self.dental_action = dental
+        appointments = QAction("Rendez-vous SAS à rattacher", self)
+        appointments.setShortcut(QKeySequence("Ctrl+Shift+A"))
+        appointments.triggered.connect(self.open_appointments)
+        self.appointments_action = appointments
         quit_action = QAction("Quitter", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         quit_action.triggered.connect(self.close)
@@ -280,6 +285,8 @@ class MainWindow(QMainWindow):
         self.addAction(slot_search)
         orientation.addAction(dental)
         self.addAction(dental)
+        orientation.addAction(appointments)
+        self.addAction(appointments)
 
         journal.add_listener(self._on_save_state)
         if queue_client is not None:
@@ -530,6 +537,13 @@ class MainWindow(QMainWindow):
             return
         view = DossierView(self.queue_client, self.desk, self.resolver, dossier, events)
         view.search_slots.connect(self.open_slot_search)
+        if self.hub_processor is not None:  # the appointments the room attached to it
+            from sas_desk.ui import appointments
+
+            view.extra_events = lambda case_id: appointments.hub_events(self.journal, case_id)
+            view.show_events(
+                appointments.merge_events(events, await view.extra_events(dossier.case_id))
+            )
         view.dental.connect(self.open_dental_view)
         index = self.tabs.addTab(
             view, f"{dossier.priority} {dossier.commune_label or dossier.sender_case_id}"
@@ -778,6 +792,21 @@ class MainWindow(QMainWindow):
             self.statusBar().addPermanentWidget(self.hub_label)
         self.hub_label.setText(label)
         self.hub_label.setStyleSheet("" if connected else "color: #b00020; font-weight: bold;")
+
+    def open_appointments(self) -> None:
+        """The room's SAS appointments to attach (Ctrl+Shift+A), suggested for
+        the open dossier; see ui/appointments.py."""
+        if self.hub_processor is None:
+            self.banner("Hub Santé non configuré : aucun rendez-vous SAS reçu.", "warning")
+            return
+        from sas_desk.ui import appointments
+
+        view = self.tabs.currentWidget()
+        run_operation(
+            appointments.open_for(self, view if isinstance(view, DossierView) else None),
+            name="appointments",
+            show_error=self._error_banner,
+        )
 
     def hub_alarm(self, text: str) -> Banner:
         """A message the partner did not acknowledge in time: phone them."""
