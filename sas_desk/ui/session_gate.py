@@ -41,18 +41,14 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QPushButton
 
-from sas_desk.services.queues.remote import (
-    Credentials,
-    LoginCancelled,
-    OpenedSession,
-    RoomSession,
-    SessionInfo,
-)
 from sas_desk.ui.operation import run_operation
 from sas_desk.ui.session_lock import SessionLock
 from sas_desk.ui.widgets import named
 
 if TYPE_CHECKING:
+    # the room session's module (httpx) is loaded where a session is used:
+    # the demo's window starts without it (bench/startup.py)
+    from sas_desk.services.queues.remote import OpenedSession, RoomSession, SessionInfo
     from sas_desk.ui.login_dialog import Answer, LoginDialog
 
 __all__ = ["SessionGate"]
@@ -242,6 +238,8 @@ class SessionGate(QObject):
         previous = self.lock.operator
         self._expect = None
         self._busy = self._handing = True
+        from sas_desk.services.queues.remote import LoginCancelled
+
         try:
             info = await self.session.relogin(HANDOVER_FR)
         except LoginCancelled:  # the previous operator's session stays, locked
@@ -267,6 +265,8 @@ class SessionGate(QObject):
             self._expect = _Expect(self.lock.operator, self._role, title)
         previous = self.lock.operator
         self._busy = True
+        from sas_desk.services.queues.remote import LoginCancelled
+
         try:
             got = await self.session.relogin(title)
         except LoginCancelled:
@@ -298,6 +298,8 @@ class SessionGate(QObject):
         """The session's credential provider: the dialog, and while the
         screen is locked for inactivity, the same operator only."""
         assert self.dialog is not None and self.session is not None
+        from sas_desk.services.queues.remote import Credentials, OpenedSession
+
         while True:
             expect = self._expect
             if expect is None and self.lock.is_locked and not (self._lost or self._handing):
