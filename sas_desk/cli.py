@@ -235,7 +235,7 @@ def _main(argv: list[str] | None = None) -> int:
         from sas_desk.services.roster.cli import run_roster_command
 
         return run_roster_command(config, args)
-    from sas_desk.app import install_crash_handler, setup_logging
+    from sas_desk.app import install_crash_handler, setup_logging, warm_keyring_in_background
 
     if args.command == "simulator" and args.target == "hub":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
@@ -274,6 +274,8 @@ def _main(argv: list[str] | None = None) -> int:
     setup_logging(config.data_dir, args.verbose)
     if args.command == "dossier":
         return asyncio.run(_dossier_command(config, args))
+    if not args.wall:  # the window's data key, read before its journal opens
+        warm_keyring_in_background()
     install_crash_handler(config.data_dir)
     if args.wall:
         from sas_desk.wall import run_wall

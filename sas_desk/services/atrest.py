@@ -30,8 +30,10 @@ import contextlib
 import logging
 import os
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -111,11 +113,31 @@ def _account(data_dir: Path) -> str:
     return f"data-key:{data_dir.resolve()}"
 
 
+_BACKEND_READY = threading.Lock()
+
+
+def _keyring() -> ModuleType:
+    """The keyring module with its backend chosen (once: the choice imports
+    every backend and may probe the desktop's secret service)."""
+    with _BACKEND_READY:
+        import keyring
+
+        keyring.get_keyring()
+    return keyring
+
+
+def warm_keyring() -> None:
+    """Choose the keyring backend ahead of :func:`data_key` (from a thread
+    started before the window's modules load): no secret is read; a keyring
+    that fails here fails again, and is said, in :func:`data_key`."""
+    with contextlib.suppress(Exception):
+        _keyring()
+
+
 def _from_keyring(account: str) -> tuple[bytes | None, bool]:
     """(key, keyring usable)."""
     try:
-        import keyring
-
+        keyring = _keyring()
         found = keyring.get_password(KEYRING_SERVICE, account)
     except Exception as exc:  # no usable keyring (headless machine, locked store)
         log.info("keyring unusable for the data key (%s)", type(exc).__name__)
@@ -132,10 +154,10 @@ def _from_keyring(account: str) -> tuple[bytes | None, bool]:
 def _to_keyring(account: str, key: bytes) -> bool:
     text = base64.b64encode(key).decode("ascii")
     try:
-        import keyring
-
+        keyring = _keyring()
         keyring.set_password(KEYRING_SERVICE, account, text)
-        return keyring.get_password(KEYRING_SERVICE, account) == text
+        stored: str | None = keyring.get_password(KEYRING_SERVICE, account)
+        return stored == text
     except Exception as exc:
         log.info("keyring refused the data key (%s)", type(exc).__name__)
         return False
