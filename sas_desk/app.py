@@ -534,6 +534,10 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             )
             window.close()
             return 0
+        # the first paint before anything else starts: the simulator, the TLS
+        # context, the search worker's process, the retention purge and the
+        # Hub agent all come after the operator sees the window
+        await qt_turn()
         # full garbage collections only when the operator is idle (gc_policy)
         from sas_desk.ui.gc_policy import IdleCollector
 
