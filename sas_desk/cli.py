@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -134,6 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--ttl-ms", type=int, default=86_400_000, help="durée de vie des files clientes (ms)"
+    )
+    sim.add_argument(
+        "--play-sas",
+        action="store_true",
+        help="joue la plateforme SAS : un RS-SAS-RDV par réservation faite sur les pages "
+        "de réservation du simulateur, envoyé au premier --client",
+    )
+    sim.add_argument(
+        "--simulator",
+        default="http://127.0.0.1:8765",
+        help="adresse du simulateur dont les réservations sont lues (avec --play-sas)",
+    )
+    sim.add_argument(
+        "--regulator",
+        default=os.environ.get("USER", "operateur"),
+        help="identifiant du régulateur mis dans les rendez-vous (avec --play-sas ; "
+        "défaut : celui de [workstation] operator)",
     )
     dossier = sub.add_parser("dossier", help="import / export de dossiers")
     dsub = dossier.add_subparsers(dest="action", required=True)
@@ -394,8 +412,19 @@ def _hub_simulator(args: argparse.Namespace) -> int:
     if args.vhost:
         parts = urlsplit(url)
         url = urlunsplit((parts.scheme, parts.netloc, "/" + quote(args.vhost, safe=""), "", ""))
+    clients, play = list(args.client), None
+    if args.play_sas:
+        from sas_desk.simulator.sas_player import PLATFORM_ID, http_bookings
+
+        centre = next((c for c in clients if c != PLATFORM_ID), "")
+        if not centre:
+            print("Simulateur Hub : --play-sas demande un --client centre.", file=sys.stderr)
+            return 2
+        if PLATFORM_ID not in clients:
+            clients.append(PLATFORM_ID)  # its .ack/.info for the centre's answers
+        play = (centre, http_bookings(args.simulator), args.regulator)
     try:
-        asyncio.run(serve(url, args.client, args.ttl_ms))
+        asyncio.run(serve(url, clients, args.ttl_ms, play))
     except KeyboardInterrupt:
         return 0
     except (OSError, ConnectionError) as exc:

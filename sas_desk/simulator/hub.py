@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -224,9 +224,24 @@ def _recover_id(body: bytes) -> str:
     return found.group(1).decode("utf-8", "replace") if found else ""
 
 
-async def serve(url: str, clients: list[str], ttl_ms: int) -> None:
+async def serve(
+    url: str,
+    clients: list[str],
+    ttl_ms: int,
+    play_sas: tuple[str, Callable[[], Awaitable[list[dict[str, Any]]]], str] | None = None,
+) -> None:
+    """``play_sas``: (centre, bookings reader, regulator) — also play the SAS
+    platform (:mod:`.sas_player`)."""
     simulator = HubSimulator(url, clients, ttl_ms=ttl_ms)
     await simulator.start()
+    player = None
+    if play_sas is not None:
+        from sas_desk.simulator.sas_player import SasPlayer
+
+        centre, bookings, regulator = play_sas
+        player = SasPlayer(url, centre, bookings, regulator=regulator)
+        await player.start()
+        playing = asyncio.get_running_loop().create_task(player.run(), name="play-sas")
     print(
         json.dumps(
             {"hub": "ready", "clients": clients, "exchange": "hubsante"}, ensure_ascii=False
@@ -236,4 +251,7 @@ async def serve(url: str, clients: list[str], ttl_ms: int) -> None:
     try:
         await asyncio.Event().wait()
     finally:
+        if player is not None:
+            playing.cancel()
+            await player.stop()
         await simulator.stop()

@@ -828,6 +828,13 @@ class Offer:
                 if isinstance(owner, Pfg)
                 else ""
             )
+            # who and where, as the SAS platform's appointment message names them
+            name, structure = "", ""
+            if isinstance(owner, Place):
+                name = f"{owner.practitioner.given} {owner.practitioner.family}"
+                structure = owner.structure.name if owner.structure is not None else ""
+            elif isinstance(owner, Pfg):
+                structure = owner.association.name
             record = {
                 "slot": slot_id,
                 "vendor": vendor,
@@ -837,6 +844,8 @@ class Offer:
                 "start": slot.start.isoformat(timespec="milliseconds"),
                 "end": slot.end.isoformat(timespec="milliseconds"),
                 "booked_at": self.now().isoformat(timespec="milliseconds"),
+                "practitioner_name": name,
+                "structure": structure,
             }
             self._booked[slot_id] = record
             return record
