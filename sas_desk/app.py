@@ -515,12 +515,13 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         crash.show_dialog(lambda: journal.available)  # a bug from now on is told on screen
         closed = asyncio.Event()
         QCoreApplication.instance().lastWindowClosed.connect(closed.set)  # type: ignore[union-attr]
-        window.show()
-        log.debug("startup: window shown")
+        # the banners before show(): the first paint has its final layout
         if key.notice_fr:
             window.banner(key.notice_fr, "warning").setObjectName("dataKeyNotice")
         if offline:
             window.room_offline(offline)
+        window.show()
+        log.debug("startup: window shown")
         if options.smoke:
             # let Qt lay out and paint through the running loop: calling
             # Qt's event processing from inside a coroutine re-enters other tasks
