@@ -214,7 +214,10 @@ def to_record(a: Appointment, case_id: str | None) -> dict[str, Any]:
 def timeline_text(a: Appointment) -> str:
     """French line for the dossier's timeline."""
     who = a.practitioner_label or "praticien non précisé"
-    return f"Rendez-vous SAS {a.status_label.lower()} : {who}, le {a.start:%d/%m/%Y à %H:%M}"
+    if a.organization_name and a.organization_name != who:
+        who += f" ({a.organization_name})"
+    # the timeline's label already says « Rendez-vous SAS »
+    return f"{a.status_label} : {who}, le {a.start:%d/%m/%Y à %H:%M}"
 
 
 # ---------------------------------------------------------------------- matching

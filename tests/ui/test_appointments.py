@@ -164,13 +164,14 @@ async def test_the_matching_appointment_is_suggested_and_attached_with_enter(
         # on the dossier's timeline, and again when the dossier is opened anew
         await until(
             lambda: any(
-                "Rendez-vous SAS réservé : Didier MOREL" in view.timeline.item(i).text()
+                "Rendez-vous SAS" in view.timeline.item(i).text()
+                and "Réservé : Didier MOREL (MSP des Pentes), le" in view.timeline.item(i).text()
                 for i in range(view.timeline.count())
             )
         )
         await view.refresh()
         texts = [view.timeline.item(i).text() for i in range(view.timeline.count())]
-        assert sum("Rendez-vous SAS réservé" in t for t in texts) == 1
+        assert sum("Réservé : Didier MOREL" in t for t in texts) == 1
         QApplication.processEvents()
     finally:
         for client in clients:
