@@ -226,10 +226,6 @@ async def open_for(window: Any, view: Any) -> AppointmentsDialog:
         dossier = view.dossier
         events = await view.client.events(dossier.case_id)
     operator = str(window.config.operator)
-    identities = {operator}
-    info = getattr(window.session, "info", None)
-    if info is not None:
-        identities.add(str(info.operator))
 
     def attached(appointment_id: str, case_id: str) -> None:
         window.banner(f"Rendez-vous SAS rattaché au dossier {case_id}.", "info")
@@ -242,9 +238,37 @@ async def open_for(window: Any, view: Any) -> AppointmentsDialog:
         window.hub_processor,
         dossier=dossier,
         events=events,
-        identities=frozenset(identities),
+        identities=identities_of(window),
         by=operator,
         on_attached=attached,
     )
     window.appointments_dialog = dialog
     return dialog
+
+
+def identities_of(window: Any) -> frozenset[str]:
+    """The logged-in regulator: the workstation's operator and, in production,
+    the room session's."""
+    identities = {str(window.config.operator)}
+    info = getattr(window.session, "info", None)
+    if info is not None:
+        identities.add(str(info.operator))
+    return frozenset(identities)
+
+
+async def hint_on(window: Any, view: Any, events: list[Event]) -> list[Match]:
+    """On a dossier just opened: say so when appointments waiting to be
+    attached match its orientation (the suggestion, before anyone asks)."""
+    found = best_matches(
+        await unattached(window.hub_processor),
+        orientation_hints(events),
+        identities_of(window),
+    )
+    if found:
+        count = len(found)
+        view.message.show_message(
+            f"{count} rendez-vous SAS reçu{'s' if count > 1 else ''} correspond"
+            f"{'ent' if count > 1 else ''} à ce dossier : Ctrl+Maj+A pour le rattacher.",
+            info=True,
+        )
+    return found

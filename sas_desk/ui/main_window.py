@@ -544,6 +544,7 @@ class MainWindow(QMainWindow):
             view.show_events(
                 appointments.merge_events(events, await view.extra_events(dossier.case_id))
             )
+            await appointments.hint_on(self, view, events)
         view.dental.connect(self.open_dental_view)
         index = self.tabs.addTab(
             view, f"{dossier.priority} {dossier.commune_label or dossier.sender_case_id}"

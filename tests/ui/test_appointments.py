@@ -132,6 +132,9 @@ async def test_the_matching_appointment_is_suggested_and_attached_with_enter(
         await until(lambda: isinstance(window.tabs.currentWidget(), DossierView))
         view = window.tabs.currentWidget()
         assert isinstance(view, DossierView)
+        # the dossier says it before anyone asks
+        await until(lambda: "Ctrl+Maj+A" in view.message.text())
+        assert view.message.text().startswith("1 rendez-vous SAS reçu correspond")
 
         press(
             window,
