@@ -7,7 +7,8 @@ A dossier is transmitted to the SNP queue (a second, ARM client on the same
 embedded store), the regulator takes it and decides; three RS-SAS-RDV
 appointments wait unattached in the Hub store (this regulator's, booked
 minutes after the decision; another regulator's; one of two hours before).
-Saves ``16-appointments-to-attach`` (Ctrl+Shift+A on the open dossier: the
+Saves ``16a-dossier-suggests-an-appointment`` (the dossier just opened says
+an appointment matches it), ``16-appointments-to-attach`` (Ctrl+Shift+A on the open dossier: the
 suggested appointment first, highlighted, with why) and
 ``16b-appointment-on-timeline`` (after Enter: the appointment on the
 dossier's timeline).
@@ -137,7 +138,9 @@ def main() -> None:
             window.open_dossier_view(d.case_id)
             await until(lambda: isinstance(window.tabs.currentWidget(), DossierView), 10)
             view = window.tabs.currentWidget()
+            await until(lambda: "Ctrl+Maj+A" in view.message.text(), 10)
             await settle(300)
+            save(window, out, "16a-dossier-suggests-an-appointment")
             window.appointments_action.trigger()  # Ctrl+Shift+A (no window manager here)
             await until(
                 lambda: isinstance(

@@ -24,7 +24,7 @@ from tests.helpers.fhir_sim import fixed_clock, ps_query, resources
 from tests.helpers.rabbit import own_vhost, until
 from tests.integration.test_hub_agent import ME, PARTNER, Clock, close_node, full_errors, make_node
 
-pytestmark = [pytest.mark.reference, pytest.mark.asyncio]
+pytestmark = [pytest.mark.reference]
 
 
 @pytest_asyncio.fixture
@@ -38,6 +38,7 @@ async def broker() -> AsyncIterator[str]:
             await simulator.stop()
 
 
+@pytest.mark.asyncio
 async def test_a_booking_becomes_one_appointment_for_the_centre(
     broker: str, tmp_path: Path
 ) -> None:
@@ -91,3 +92,19 @@ async def test_a_booking_becomes_one_appointment_for_the_centre(
         finally:
             await player.stop()
             await close_node(node)
+
+
+def test_play_sas_needs_a_centre_to_send_to() -> None:
+    from tests.integration.test_hub_cli import run
+
+    alone = run(
+        "simulator",
+        "hub",
+        "--url",
+        "amqp://guest:guest@127.0.0.1:5672/",
+        "--play-sas",
+        "--client",
+        PLATFORM_ID,
+    )
+    assert alone.returncode == 2
+    assert alone.stderr.strip() == "Simulateur Hub : --play-sas demande un --client centre."
