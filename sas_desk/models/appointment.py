@@ -278,12 +278,19 @@ def _name_words(text: str) -> frozenset[str]:
     return frozenset(re.sub(r"[^a-z0-9]+", " ", plain).split()) - {"dr", "docteur"}
 
 
+def _rpps(value: str) -> str:
+    """The bare RPPS: ``rppsId`` and the directory's IdNat_PS carry it
+    prefixed with « 8 » (12 characters); some sources give it bare (11)."""
+    value = value.strip()
+    return value[1:] if len(value) == 12 and value.startswith("8") else value
+
+
 def same_practitioner(a: Appointment, hint: OrientationHint) -> bool | None:
     """True/False when both sides name a practitioner, None when one does not.
     The RPPS decides when both carry one; else the names (case, accents, word
     order, a « Dr » and a missing first name aside)."""
     if a.practitioner_rpps and hint.practitioner_id.strip():
-        return a.practitioner_rpps == hint.practitioner_id.strip()
+        return _rpps(a.practitioner_rpps) == _rpps(hint.practitioner_id)
     theirs, mine = _name_words(a.practitioner_name), _name_words(hint.practitioner)
     if not theirs or not mine:
         return None

@@ -70,6 +70,9 @@ def test_created_must_be_near_the_decision() -> None:
 def test_practitioner_rpps_decides_then_names() -> None:
     assert same_practitioner(appt(), hint()) is True
     assert same_practitioner(appt(practitioner_rpps="810000000009"), hint()) is False
+    # the IdNat_PS (8 + RPPS) and a bare RPPS name the same person
+    assert same_practitioner(appt(), hint(practitioner_id="10000000001")) is True
+    assert same_practitioner(appt(), hint(practitioner_id="10000000002")) is False
     assert match(appt(practitioner_rpps="810000000009"), hint(), ME) is None
     # no RPPS on one side: the names, accents/case/order/« Dr » aside
     no_id = hint(practitioner_id="", practitioner="Dr Élodie Bérard")
