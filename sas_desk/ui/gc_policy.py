@@ -32,7 +32,8 @@ import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, QTimer
-from PySide6.QtWidgets import QWidget
+
+from sas_desk.ui.widgets import input_window
 
 log = logging.getLogger("sas_desk.ui.gc")
 
@@ -83,7 +84,7 @@ class IdleCollector(QObject):
         gc.freeze()  # no collection first: it would pause the window just shown
         young0, young1, _ = self._saved
         gc.set_threshold(young0, young1, UNREACHABLE_THRESHOLD)
-        self._watched = _input_source(window)
+        self._watched = input_window(window)
         self._watched.installEventFilter(self)
         self._timer.start()
         log.info("gc: %d objects frozen; full collections when idle", gc.get_freeze_count())
@@ -129,15 +130,3 @@ class IdleCollector(QObject):
             (time.perf_counter() - began) * 1000,
         )
         return found
-
-
-def _input_source(window: QObject) -> QObject:
-    """Where ``window``'s input arrives first: a widget's native window."""
-    if isinstance(window, QWidget):
-        handle = window.windowHandle()
-        if handle is None:
-            window.winId()  # creates the native window (one is needed to show it anyway)
-            handle = window.windowHandle()
-        if handle is not None:
-            return handle
-    return window

@@ -1,8 +1,11 @@
 """Screen lock after inactivity (issue 15; PGSSI-S: a shared room's
 workstation must not show a dossier to whoever walks by).
 
-:class:`SessionLock` watches the keyboard and mouse of the whole
-application.  After ``lock_after_s`` without input (5 min by default) it
+:class:`SessionLock` watches the keyboard and mouse on the main window's
+native window and on the top-level window that has the focus (a dialog:
+typing in it is activity too) — not on the whole application, whose every
+paint and timer would go through Python.  Only while locked does it filter
+the application, to swallow what is meant for the window underneath.  After ``lock_after_s`` without input (5 min by default) it
 covers the window with an opaque panel that hides every patient field and
 swallows input meant for the window underneath; the panel's
 « Déverrouiller » asks the injected ``reauthenticate`` coroutine to
@@ -17,11 +20,13 @@ timer (tests call it after moving a fake clock).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QResizeEvent, QWindow
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -32,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from sas_desk.ui.operation import run_operation
-from sas_desk.ui.widgets import named
+from sas_desk.ui.widgets import input_window, named
 
 __all__ = ["SessionLock"]
 
@@ -130,10 +135,16 @@ class SessionLock(QObject):
         self._unlocking = False
         self.cover = _Cover(window)
         self.cover.button.clicked.connect(self.unlock)
-        window.installEventFilter(self)
+        # the operator's input arrives first on the native windows: the main
+        # window's (its resizes too) and the focused one's (an open dialog)
+        self._main = input_window(window)
+        self._main.installEventFilter(self)
+        self._focused: QObject | None = None
+        self._app_filtered = False
         app = QApplication.instance()
-        if app is not None:
-            app.installEventFilter(self)
+        if isinstance(app, QGuiApplication):
+            app.focusWindowChanged.connect(self._watch_focus)
+            self._watch_focus(app.focusWindow())
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.check)
         self._timer.start(tick_ms)
@@ -165,6 +176,7 @@ class SessionLock(QObject):
         self.cover.setGeometry(self._window.rect())
         self.cover.show()
         self.cover.raise_()
+        self._filter_application(True)
         self.cover.button.setFocus()
         self.locked.emit()
 
@@ -201,7 +213,30 @@ class SessionLock(QObject):
         if not self.is_locked:
             return
         self.cover.hide()
+        self._filter_application(False)
         self.unlocked.emit()
+
+    def _watch_focus(self, focused: QWindow | None) -> None:
+        """Watch the focused top-level window too (a dialog) while it has the focus."""
+        if self._focused is not None:
+            with contextlib.suppress(RuntimeError):  # the dialog may be gone already
+                self._focused.removeEventFilter(self)
+            self._focused = None
+        if focused is not None and focused is not self._main:
+            focused.installEventFilter(self)
+            self._focused = focused
+
+    def _filter_application(self, on: bool) -> None:
+        """Locked: every input event of the application passes here, to keep
+        what is meant for the window underneath from reaching it."""
+        app = QApplication.instance()
+        if app is None or on == self._app_filtered:
+            return
+        if on:
+            app.installEventFilter(self)
+        else:
+            app.removeEventFilter(self)
+        self._app_filtered = on
 
     def _inside_cover(self, obj: QObject) -> bool:
         current: QObject | None = obj
@@ -213,8 +248,10 @@ class SessionLock(QObject):
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         kind = event.type()
-        if obj is self._window and kind == QEvent.Type.Resize and self.is_locked:
-            self.cover.setGeometry(self._window.rect())
+        if obj is self._main and kind == QEvent.Type.Resize:
+            if self.is_locked and isinstance(event, QResizeEvent):
+                # the widget is resized after this filter: the new size is the event's
+                self.cover.setGeometry(QRect(QPoint(0, 0), event.size()))
             return False
         if kind not in _INPUT:
             return False

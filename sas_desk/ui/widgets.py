@@ -186,3 +186,17 @@ def named(widget: W, name: str) -> W:
     """Set the object name (tests and style sheets find widgets by it)."""
     widget.setObjectName(name)
     return widget
+
+
+def input_window(widget: QObject) -> QObject:
+    """Where ``widget``'s keyboard and mouse input arrives first: its native
+    window (created if need be: one is needed to show it anyway).  A filter
+    there sees the input of every widget of the window, not their paints."""
+    if isinstance(widget, QWidget):
+        handle = widget.windowHandle()
+        if handle is None:
+            widget.winId()
+            handle = widget.windowHandle()
+        if handle is not None:
+            return handle
+    return widget

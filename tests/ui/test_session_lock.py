@@ -9,8 +9,10 @@ import asyncio
 from typing import Any
 
 import pytest
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QLineEdit, QMainWindow
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QDialog, QLineEdit, QMainWindow, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
 from sas_desk.ui.keys import type_text
@@ -41,6 +43,16 @@ class Auth:
         return self.answer
 
 
+def press_in_window(window: QWidget, field: QWidget, key: Qt.Key) -> None:
+    """A key as the operator types it: to the native window, which hands it
+    to the focused widget."""
+    window.activateWindow()
+    field.setFocus()
+    handle = window.windowHandle()
+    assert handle is not None
+    QTest.keyClick(handle, key)
+
+
 def setup(qtbot: QtBot, auth: Auth) -> tuple[QMainWindow, QLineEdit, SessionLock, FakeClock]:
     window = QMainWindow()
     field = QLineEdit()
@@ -61,7 +73,8 @@ async def test_locks_after_five_minutes_without_input(qtbot: QtBot) -> None:
     clock.now += 299
     lock.check()
     assert not lock.is_locked
-    type_text(field, "x")  # activity restarts the count
+    press_in_window(window, field, Qt.Key.Key_X)  # activity restarts the count
+    assert field.text() == "x"
     clock.now += 299
     lock.check()
     assert not lock.is_locked
@@ -126,3 +139,66 @@ async def test_a_refused_identification_keeps_the_lock(qtbot: QtBot) -> None:
     assert lock.is_locked and lock.cover.button.isEnabled()
     type_text(field, "x")
     assert field.text() == ""
+
+
+class CountingLock(SessionLock):
+    """The lock, counting the events its Python filter is handed."""
+
+    seen: list[QEvent.Type]
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        self.seen.append(event.type())
+        return super().eventFilter(obj, event)
+
+
+async def test_a_key_in_the_window_is_activity_and_paints_never_reach_python(
+    qtbot: QtBot,
+) -> None:
+    """The filter sits on the native window (where input arrives first), not
+    on the application: the window's paints and timers do not go through it."""
+    window = QMainWindow()
+    field = QLineEdit()
+    window.setCentralWidget(field)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    clock = FakeClock()
+    CountingLock.seen = []
+    lock = CountingLock(window, operator="Dr Martin", reauthenticate=Auth(), clock=clock)
+    clock.now += 200
+    press_in_window(window, field, Qt.Key.Key_A)
+    assert field.text() == "a"
+    assert lock.idle_s() == 0  # the key restarted the count
+    assert QEvent.Type.KeyPress in lock.seen
+    lock.seen.clear()
+    timers: list[bool] = []
+    QTimer.singleShot(0, field, lambda: timers.append(True))
+    for _ in range(5):
+        field.setText(field.text() + "b")
+        field.repaint()
+        window.repaint()
+    await until(lambda: bool(timers))
+    assert QEvent.Type.Paint not in lock.seen
+    assert QEvent.Type.Timer not in lock.seen
+    assert len(lock.seen) < 5  # the native window's own few events at most
+
+
+async def test_typing_in_an_open_dialog_is_activity(qtbot: QtBot) -> None:
+    window, _field, lock, clock = setup(qtbot, Auth())
+    dialog = QDialog(window)
+    entry = QLineEdit(dialog)
+    QVBoxLayout(dialog).addWidget(entry)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.activateWindow()
+    entry.setFocus()
+    handle = dialog.windowHandle()
+    assert handle is not None
+    await until(lambda: QApplication.focusWindow() is handle)
+    clock.now += 299
+    QTest.keyClick(handle, Qt.Key.Key_M)
+    assert entry.text() == "m"
+    assert lock.idle_s() == 0
+    clock.now += 299
+    lock.check()
+    assert not lock.is_locked  # the operator was typing in the dialog
