@@ -123,6 +123,8 @@ STATE_COLOURS = {
     VendorState.TIMEOUT: "#b00020",
     VendorState.ERROR: "#b00020",
 }
+#: a vendor still answering when the search failed or was cancelled
+INTERRUPTED_FR = "interrompu"
 CARD_HEIGHT = 86
 LIST_BACKGROUND = "#f4f6f9"
 #: cards kept painted (a pixmap each, ≈ 240 KB at 700 px): a screenful and a bit
@@ -1223,7 +1225,8 @@ class SlotSearchPanel(QWidget):
             self.cancel_button.setEnabled(False)
             if not quiet:
                 self._finish(
-                    f"Recherche annulée — {self.model.rowCount()} lieux déjà reçus restent affichés."
+                    f"Recherche annulée — {self.model.rowCount()} lieux déjà reçus restent affichés.",
+                    ended=True,
                 )
         self._task = None
 
@@ -1278,7 +1281,7 @@ class SlotSearchPanel(QWidget):
                 getattr(exc, "message_fr", "") or f"Recherche impossible ({type(exc).__name__})."
             )
             log.warning("slot search failed: %s", type(exc).__name__)
-            self._finish(message, error=True)
+            self._finish(message, error=True, ended=True)
         finally:
             if self._task is None or self._task is asyncio.current_task():
                 self.running = False  # (not when a newer search took over)
@@ -1351,7 +1354,11 @@ class SlotSearchPanel(QWidget):
             else f"{text} — en cours…"
         )
 
-    def _finish(self, text: str, *, error: bool = False) -> None:
+    def _finish(self, text: str, *, error: bool = False, ended: bool = False) -> None:
+        """The search is over; ``ended``: before its end (failed, cancelled),
+        so the vendors still answering say they will not."""
+        if ended:
+            self._interrupt_vendors()
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.summary.setText(text)
@@ -1371,6 +1378,21 @@ class SlotSearchPanel(QWidget):
         elif status.requests:
             text += f" ({status.answered}/{status.requests})"
         return text
+
+    def _interrupt_vendors(self) -> None:
+        """The vendors that had not finished answering say the search ended
+        (their labels are kept, of a fixed size: only their text changes)."""
+        known = self.last_update.vendors if self.last_update is not None else {}
+        for name, label in self.vendor_labels.items():
+            status = known.get(name)
+            if status is not None and status.state not in (VendorState.WAITING, VendorState.SLOW):
+                continue  # answered, or failed: its own end stays said
+            text = f"<span style='color:{STATE_COLOURS[VendorState.WAITING]}'>●</span> <b>{name}</b> : {INTERRUPTED_FR}"
+            if status is not None and status.requests:
+                text += f" ({status.answered}/{status.requests})"
+            if text != label.text():
+                label.setText(text)
+            label.setToolTip(INTERRUPTED_FR)
 
     def _show_vendors(self, vendors: dict[str, VendorStatus]) -> None:
         errors = []

@@ -15,13 +15,14 @@ import pytest_asyncio
 from pytestqt.qtbot import QtBot
 
 from sas_desk.app import _open_worker
+from sas_desk.models.search import VendorState
 from sas_desk.services import clock
 from sas_desk.services.config import Config
 from sas_desk.services.fhir.service import demo_sources
 from sas_desk.services.fhir.worker_client import SearchWorker
 from sas_desk.services.geo.resolver import Place
 from sas_desk.simulator.server import Simulator
-from sas_desk.ui.slot_search import SlotSearchPanel
+from sas_desk.ui.slot_search import INTERRUPTED_FR, SlotSearchPanel
 from tests.ui.conftest import Env, open_window, until
 
 pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
@@ -74,6 +75,12 @@ async def test_a_killed_worker_is_said_in_the_panel_and_the_next_search_works(
     assert text.startswith("Le processus de recherche de créneaux s'est arrêté"), text
     assert "relancez la recherche" in text and "b00020" in panel.summary.styleSheet()
     assert panel.model.rowCount() > 0  # what came before stays on screen
+    # the hanging vendor no longer says it is waiting: the search ended
+    label = panel.vendor_labels[hanging]
+    assert INTERRUPTED_FR in label.text() and "en attente" not in label.text(), label.text()
+    assert panel.last_update is not None
+    answered = [n for n, v in panel.last_update.vendors.items() if v.state is VendorState.OK]
+    assert all(INTERRUPTED_FR not in panel.vendor_labels[n].text() for n in answered)
     await until(worker.started.is_set, timeout=30)
     search_lyon(panel, 5)
     await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=30)

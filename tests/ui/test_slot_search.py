@@ -28,7 +28,7 @@ from sas_desk.services.queues.sqlite import SqliteBackend
 from sas_desk.simulator.server import Simulator
 from sas_desk.ui.keys import press, type_text
 from sas_desk.ui.offer_model import SortKey
-from sas_desk.ui.slot_search import Booking, SlotSearchPanel, booking_url
+from sas_desk.ui.slot_search import INTERRUPTED_FR, Booking, SlotSearchPanel, booking_url
 from tests.ui.conftest import Env, open_window, until
 
 pytestmark = [pytest.mark.gui, pytest.mark.asyncio(loop_scope="session")]
@@ -228,6 +228,7 @@ async def test_esc_cancels_and_a_new_search_replaces_the_one_in_flight(
         assert second.cancelling() or second.done()
         assert not panel.running and not panel.cancel_button.isEnabled()
         assert "Recherche annulée" in panel.summary.text()
+        assert INTERRUPTED_FR in panel.vendor_labels[slow].text()  # no longer "en attente"
         kept = panel.model.rowCount()
         assert kept > 0  # what came stays on screen
         # both unwind (at the latest at the hanging vendor's deadline) and
