@@ -11,17 +11,21 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:  # imported where a database is opened: sqlite-utils imports numpy
+    import sqlite_utils  # when present (~0.15 s), off the window's start-up path
 
 log = logging.getLogger("sas_desk.sqlite")
 
-Migration = Callable[[sqlite_utils.Database], None]
+Migration = Callable[["sqlite_utils.Database"], None]
 
 
 def connect(path: Path | None, what: str, *, synchronous: str = "") -> sqlite_utils.Database:
     """A connection usable from any thread (the caller serialises), in
     autocommit mode; ``None`` for an in-memory database."""
+    import sqlite_utils
+
     target = ":memory:" if path is None else str(path)
     conn = sqlite3.connect(target, timeout=5.0, isolation_level=None, check_same_thread=False)
     if path is not None:
