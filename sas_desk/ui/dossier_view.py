@@ -96,6 +96,8 @@ class DossierView(QWidget):
         self.timeline.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.timeline.setResizeMode(QListWidget.ResizeMode.Adjust)
         col.addWidget(self.timeline, 1)
+        self._timeline_col = col
+        self.hub_ledger: QWidget | None = None  # messages shared with partners (ui/share.py)
 
         self.may_decide = role_may(client.actor.role, "decide")
         col.addWidget(QLabel("<b>Note médicale</b>" if self.may_decide else "<b>Note</b>"))
@@ -248,6 +250,11 @@ class DossierView(QWidget):
         )
         await self.refresh()
         self.changed.emit(self.dossier.case_id)
+
+    def add_hub_ledger(self, ledger: QWidget) -> None:
+        """The Hub's outbound ledger for this dossier, under its timeline."""
+        self._timeline_col.insertWidget(self._timeline_col.indexOf(self.timeline) + 1, ledger)
+        self.hub_ledger = ledger
 
     async def refresh(self) -> None:
         dossier = await self.client.dossier(self.dossier.case_id)

@@ -268,6 +268,11 @@ class MainWindow(QMainWindow):
         appointments.setShortcut(QKeySequence("Ctrl+Shift+A"))
         appointments.triggered.connect(self.open_appointments)
         self.appointments_action = appointments
+        share = QAction("Partager avec…", self)
+        share.setShortcut(QKeySequence("Ctrl+Shift+P"))
+        share.triggered.connect(self.open_share)
+        self.share_action = share
+        self.share_dialog: Any = None  # ui/share.ShareDialog, while one is shown
         quit_action = QAction("Quitter", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         quit_action.triggered.connect(self.close)
@@ -287,6 +292,8 @@ class MainWindow(QMainWindow):
         self.addAction(dental)
         orientation.addAction(appointments)
         self.addAction(appointments)
+        orientation.addAction(share)
+        self.addAction(share)
 
         journal.add_listener(self._on_save_state)
         if queue_client is not None:
@@ -545,6 +552,9 @@ class MainWindow(QMainWindow):
                 appointments.merge_events(events, await view.extra_events(dossier.case_id))
             )
             await appointments.hint_on(self, view, events)
+            from sas_desk.ui import share
+
+            share.install_ledger(view, self.hub_processor)
         view.dental.connect(self.open_dental_view)
         index = self.tabs.addTab(
             view, f"{dossier.priority} {dossier.commune_label or dossier.sender_case_id}"
@@ -808,6 +818,28 @@ class MainWindow(QMainWindow):
             name="appointments",
             show_error=self._error_banner,
         )
+
+    def open_share(self) -> None:
+        """« Partager avec… » (Ctrl+Maj+P): the open dossier to a partner
+        centre of ``[hub] partners``; see ui/share.py."""
+        if self.hub_processor is None:
+            self.banner("Hub Santé non configuré : partage impossible.", "warning")
+            return
+        view = self.tabs.currentWidget()
+        if not isinstance(view, DossierView):
+            self.banner("Ouvrez d'abord le dossier à partager.", "warning")
+            return
+        from sas_desk.ui import share
+
+        def shared(recipient: str, distribution_id: str) -> None:
+            self.banner(
+                f"Dossier envoyé à {recipient} : en attente de son accusé de réception.", "info"
+            )
+            ledger = view.hub_ledger
+            if isinstance(ledger, share.LedgerList):
+                ledger.poll()
+
+        self.share_dialog = share.open_share(self, view, shared)
 
     def hub_alarm(self, text: str) -> Banner:
         """A message the partner did not acknowledge in time: phone them."""

@@ -1,0 +1,198 @@
+"""« Partager avec… » and the outbound ledger on the dossier (Hub Santé, issue #16).
+
+From an open dossier (Ctrl+Maj+P) a small dialog lists the partner centres of
+``[hub] partners``; Entrée shares the dossier as an RS-EDA through the Hub
+processor (queued in the durable outbox, sent by the agent).  Under the
+dossier's timeline, one line per message shared says where it is: waiting
+for the partner's RC-REF, received, refused (the RS-ERROR in French) or
+expired (in red: phone the partner).  The lines are read from the Hub store
+off the GUI thread on a cheap timer, and repainted only when they change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor, QKeyEvent
+from PySide6.QtWidgets import QDialog, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+
+from sas_desk.models.dossier import Dossier
+from sas_desk.models.hub import ERROR_CODES
+from sas_desk.services.hub.processor import HubProcessor
+from sas_desk.services.hub.store import Outbound
+from sas_desk.ui.operation import run_operation
+from sas_desk.ui.widgets import Message, named
+
+log = logging.getLogger("sas_desk.ui.share")
+
+SHARED_MODELS = ("RS-EDA", "RS-EDA-MAJ")
+ALARM_COLOUR = "#b00020"
+LEDGER_REFRESH_MS = 1000  # a read of a few rows in the store's thread
+
+
+def ledger_line(row: Outbound) -> tuple[str, bool]:
+    """What the dossier says about one message shared; True when it is an
+    alarm (refused, expired: the operator phones the partner)."""
+    what = "Partagé avec" if row.model == "RS-EDA" else "Mise à jour envoyée à"
+    head = f"{what} {row.recipient}"
+    if row.state in ("queued", "sent", "confirmed"):
+        return f"{head} — non reçu par le partenaire", False
+    if row.state == "acknowledged":
+        seen = " — consulté" if row.step == "CONSULTE" else ""
+        return f"{head} — reçu (RC-REF){seen}", False
+    if row.state == "refused":
+        return f"{head} — refusé par le partenaire", True
+    if row.state == "error":
+        return f"{head} — refusé : {error_fr(row.error)}", True
+    if row.state == "expired":
+        return f"{head} — expiré : appelez le partenaire", True
+    return f"{head} — {row.state}", False
+
+
+def error_fr(stored: str) -> str:
+    """« 702 WRONG_MESSAGE_SEQUENCE : cause » (as the processor keeps it) in French."""
+    code_text, _, cause = stored.partition(" : ")
+    number = code_text.split(" ", 1)[0]
+    explanation = ERROR_CODES.get(int(number), ("", ""))[1] if number.isdigit() else ""
+    if not explanation:
+        return stored or "erreur signalée par le Hub"
+    return f"{explanation} (erreur {number})" + (f" — {cause}" if cause else "")
+
+
+async def shared_lines(processor: HubProcessor, case_id: str) -> list[tuple[str, bool]]:
+    rows = await processor.store.run(lambda s: s.ledger(case_id))
+    return [ledger_line(r) for r in rows if r.model in SHARED_MODELS]
+
+
+class LedgerList(QListWidget):
+    """The dossier's shared messages, one line each; hidden when none."""
+
+    def __init__(self, processor: HubProcessor, case_id: str) -> None:
+        super().__init__()
+        self.setObjectName("hubLedger")
+        self.processor = processor
+        self.case_id = case_id
+        self.lines: list[tuple[str, bool]] = []
+        self._busy = False
+        self.setVisible(False)
+        self.setMaximumHeight(90)
+        self.timer = QTimer(self)
+        self.timer.setInterval(LEDGER_REFRESH_MS)
+        self.timer.timeout.connect(self.poll)
+        self.timer.start()
+
+    def poll(self) -> None:
+        if self._busy:  # the previous read is still on its way
+            return
+        self._busy = True
+        run_operation(
+            shared_lines(self.processor, self.case_id),
+            name="hub-ledger",
+            show_error=lambda text: log.info("ledger not read"),
+            on_success=self.show_lines,
+            on_finally=self._done,
+        )
+
+    def _done(self) -> None:
+        self._busy = False
+
+    def show_lines(self, lines: list[tuple[str, bool]]) -> None:
+        if lines == self.lines:
+            return  # repaint only what changed
+        self.lines = lines
+        self.clear()
+        for text, alarm in lines:
+            item = QListWidgetItem(text)
+            if alarm:
+                item.setForeground(QBrush(QColor(ALARM_COLOUR)))
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
+            self.addItem(item)
+        self.setVisible(bool(lines))
+
+
+class ShareDialog(QDialog):
+    """« Partager avec… »: ↑/↓ to choose the partner, Entrée to share, Échap to close."""
+
+    shared = Signal(str, str)  # recipient, distributionID
+
+    def __init__(
+        self, processor: HubProcessor, dossier: Dossier, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("ShareDialog")
+        self.setWindowTitle("Partager avec…")
+        self.processor = processor
+        self.dossier = dossier
+        col = QVBoxLayout(self)
+        label = dossier.sender_case_id or dossier.case_id
+        partners = processor.settings.partners
+        head = (
+            f"Partager le dossier <b>{label}</b> : ↑/↓ pour choisir, Entrée pour envoyer."
+            if partners
+            else "Aucun partenaire configuré : ajoutez-les dans [hub] partners."
+        )
+        self.head = named(QLabel(head), "shareHead")
+        self.head.setWordWrap(True)
+        col.addWidget(self.head)
+        self.partners = named(QListWidget(), "partners")
+        for p in partners:
+            self.partners.addItem(p)
+        col.addWidget(self.partners, 1)
+        self.message = Message()
+        col.addWidget(self.message)
+        if partners:
+            self.partners.setCurrentRow(0)
+        self.partners.setFocus()
+        self.resize(420, 260)
+        self._sending = False
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.share_selected()
+            return
+        super().keyPressEvent(event)
+
+    def share_selected(self) -> None:
+        item = self.partners.currentItem()
+        if item is None or self._sending:
+            return
+        self._sending = True
+        run_operation(
+            self._share(item.text()),
+            name="share-case",
+            show_error=self.message.show_message,
+            on_finally=self._sent,
+        )
+
+    def _sent(self) -> None:
+        self._sending = False
+
+    async def _share(self, recipient: str) -> None:
+        try:
+            did = await self.processor.share_case(self.dossier.case_id, recipient)
+        except ValueError as exc:  # French: unknown dossier, bad recipient
+            self.message.show_message(f"Dossier non partagé : {exc}")
+            return
+        self.shared.emit(recipient, did)
+        self.accept()
+
+
+def install_ledger(view: Any, processor: HubProcessor) -> LedgerList:
+    """Put the ledger under a dossier view's timeline and read it once now."""
+    ledger = LedgerList(processor, view.dossier.case_id)
+    view.add_hub_ledger(ledger)
+    ledger.poll()
+    return ledger
+
+
+def open_share(window: Any, view: Any, on_shared: Callable[[str, str], Any]) -> ShareDialog:
+    dialog = ShareDialog(window.hub_processor, view.dossier, parent=window)
+    dialog.shared.connect(on_shared)
+    dialog.show()
+    dialog.activateWindow()
+    return dialog
