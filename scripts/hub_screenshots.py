@@ -11,11 +11,17 @@ Saves ``16a-dossier-suggests-an-appointment`` (the dossier just opened says
 an appointment matches it), ``16-appointments-to-attach`` (Ctrl+Shift+A on the open dossier: the
 suggested appointment first, highlighted, with why) and
 ``16b-appointment-on-timeline`` (after Enter: the appointment on the
-dossier's timeline).
+dossier's timeline).  Then « Partager avec… » (Ctrl+Shift+P):
+``16c-share-with`` (the partners of ``[hub] partners``),
+``16d-shared-waiting-rc-ref`` (after Enter: « non reçu par le partenaire »
+under the timeline) and ``16e-rs-error-on-dossier`` (shared again, refused by
+an RS-ERROR 701 from the partner: in French, in red; the previous one
+acknowledged by its RC-REF).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from datetime import timedelta
@@ -29,6 +35,7 @@ from screenshots import save, settle, until
 
 from sas_desk.app import RunOptions, run
 from sas_desk.models.dossier import Actor, Branch
+from sas_desk.models.hub import ack_body, build_envelope, error_body
 from sas_desk.services import clock
 from sas_desk.services.config import Config
 
@@ -56,6 +63,19 @@ def rdv(
     }
 
 
+def answer(processor: Any, sender: str, body: dict[str, Any]) -> bytes:
+    """A partner's message to this centre, enveloped as the Hub carries it."""
+    now = clock.now()
+    envelope = build_envelope(
+        sender=sender,
+        recipient=processor.client_id,
+        body=body,
+        sent_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+    return json.dumps(envelope).encode()
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "shots").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -70,6 +90,7 @@ def main() -> None:
     from sas_desk.ui.appointments import AppointmentsDialog
     from sas_desk.ui.dossier_view import DossierView
     from sas_desk.ui.keys import press
+    from sas_desk.ui.share import ShareDialog
     from tests.integration.queues.support import make_dossier
 
     with tempfile.TemporaryDirectory(prefix="sas-desk-hub-") as tmp:
@@ -98,7 +119,11 @@ def main() -> None:
             await mrl.submit(mrl.operation("decide", d.case_id, care_level="R3", decisions=[]))
             store = AsyncHubStore(Path(tmp) / "hub.sqlite")
             await store.open()
-            settings = HubSettings(url="amqp://127.0.0.1:5672/", client_id="fr.health.samu690")
+            settings = HubSettings(
+                url="amqp://127.0.0.1:5672/",
+                client_id="fr.health.samu690",
+                partners=("fr.health.samu380", "fr.health.samu010", "fr.health.samu420"),
+            )
             cases = JournalCases(window.journal, clock.now, config.workstation)
             processor = HubProcessor(settings, store, cases, clock.now)
             window.hub_processor = processor
@@ -163,6 +188,41 @@ def main() -> None:
             )
             await settle(400)
             save(window, out, "16b-appointment-on-timeline")
+
+            # « Partager avec… »: the second partner, then the first (refused)
+            window.share_action.trigger()  # Ctrl+Shift+P
+            await until(lambda: isinstance(window.share_dialog, ShareDialog), 10)
+            share_dialog = window.share_dialog
+            await until(share_dialog.isVisible, 5)
+            press(share_dialog.partners, Qt.Key.Key_Down)
+            await settle(300)
+            save(share_dialog, out, "16c-share-with")
+            press(share_dialog.partners, Qt.Key.Key_Return)
+            await until(lambda: not share_dialog.isVisible(), 10)
+            await until(lambda: view.hub_ledger is not None and view.hub_ledger.count() == 1, 10)
+            await view.refresh()
+            await settle(400)
+            save(window, out, "16d-shared-waiting-rc-ref")
+            first = (await store.run(lambda s: s.ledger(d.case_id)))[0].distribution_id
+            await processor.handle(
+                "fr.health.samu690.ack", answer(processor, "fr.health.samu010", ack_body(first))
+            )
+            window.share_action.trigger()
+            await until(lambda: window.share_dialog is not share_dialog, 10)
+            again = window.share_dialog
+            await until(again.isVisible, 5)
+            press(again.partners, Qt.Key.Key_Return)
+            await until(lambda: not again.isVisible(), 10)
+            await until(lambda: view.hub_ledger.count() == 2, 10)
+            second = (await store.run(lambda s: s.ledger(d.case_id)))[1].distribution_id
+            refusal = error_body(701, "dossier déjà reçu par téléphone", second)
+            await processor.handle(
+                "fr.health.samu690.info", answer(processor, "fr.health.samu380", refusal)
+            )
+            await until(lambda: "refusé" in view.hub_ledger.item(1).text(), 10)
+            await view.refresh()
+            await settle(400)
+            save(window, out, "16e-rs-error-on-dossier")
             await arm.stop()
             await store.close()
             window.close()

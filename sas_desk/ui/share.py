@@ -79,6 +79,10 @@ class LedgerList(QListWidget):
         self._busy = False
         self.setVisible(False)
         self.setMaximumHeight(90)
+        # whole lines, wrapped: the French refusal is what the operator reads
+        self.setWordWrap(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.timer = QTimer(self)
         self.timer.setInterval(LEDGER_REFRESH_MS)
         self.timer.timeout.connect(self.poll)
