@@ -220,7 +220,9 @@ def main() -> None:
                 "fr.health.samu690.info", answer(processor, "fr.health.samu380", refusal)
             )
             await until(lambda: "refusé" in view.hub_ledger.item(1).text(), 10)
-            await view.refresh()
+            await until(  # the timeline follows the ledger (no refresh asked)
+                lambda: "Erreur 701" in view.timeline.item(view.timeline.count() - 1).text(), 10
+            )
             await settle(400)
             save(window, out, "16e-rs-error-on-dossier")
             await arm.stop()

@@ -230,6 +230,8 @@ async def open_for(window: Any, view: Any) -> AppointmentsDialog:
     def attached(appointment_id: str, case_id: str) -> None:
         window.banner(f"Rendez-vous SAS rattaché au dossier {case_id}.", "info")
         if isinstance(view, DossierView) and view.dossier.case_id == case_id:
+            if "Ctrl+Maj+A" in view.message.text():  # the suggestion is answered
+                view.message.show_message("")
             view.extra_events = lambda cid: hub_events(window.journal, cid)
             run_operation(view.refresh(), name="refresh-dossier", show_error=window._error_banner)
 

@@ -77,6 +77,9 @@ class LedgerList(QListWidget):
         self.case_id = case_id
         self.lines: list[tuple[str, bool]] = []
         self._busy = False
+        self._read_once = False
+        # a partner's answer changed a line: the dossier's timeline shows it too
+        self.on_change: Callable[[], object] | None = None
         self.setVisible(False)
         self.setMaximumHeight(90)
         # whole lines, wrapped: the French refusal is what the operator reads
@@ -104,9 +107,12 @@ class LedgerList(QListWidget):
         self._busy = False
 
     def show_lines(self, lines: list[tuple[str, bool]]) -> None:
+        first, self._read_once = not self._read_once, True
         if lines == self.lines:
             return  # repaint only what changed
         self.lines = lines
+        if not first and self.on_change is not None:
+            self.on_change()
         self.clear()
         for text, alarm in lines:
             item = QListWidgetItem(text)
@@ -187,8 +193,12 @@ class ShareDialog(QDialog):
 
 
 def install_ledger(view: Any, processor: HubProcessor) -> LedgerList:
-    """Put the ledger under a dossier view's timeline and read it once now."""
+    """Put the ledger under a dossier view's timeline and read it once now;
+    when a line changes, the view's timeline is read again (acks, errors)."""
     ledger = LedgerList(processor, view.dossier.case_id)
+    ledger.on_change = lambda: run_operation(
+        view.refresh(), name="refresh-dossier", show_error=view.message.show_message
+    )
     view.add_hub_ledger(ledger)
     ledger.poll()
     return ledger

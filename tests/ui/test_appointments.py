@@ -172,6 +172,7 @@ async def test_the_matching_appointment_is_suggested_and_attached_with_enter(
                 for i in range(view.timeline.count())
             )
         )
+        assert "Ctrl+Maj+A" not in view.message.text()  # the suggestion is answered
         await view.refresh()
         texts = [view.timeline.item(i).text() for i in range(view.timeline.count())]
         assert sum("Réservé : Didier MOREL" in t for t in texts) == 1

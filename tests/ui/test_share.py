@@ -153,6 +153,14 @@ async def test_share_with_enter_then_the_ledger_follows_rc_ref_and_rs_error(
             "partenaire (erreur 701) — dossier déjà reçu"
         )
         await until(lambda: ledger_texts(view)[1:] == [refused])
+        # and on the dossier's timeline, without reopening it
+        await until(
+            lambda: any(
+                "Erreur 701 (le dossier existe déjà chez le partenaire)"
+                in view.timeline.item(i).text()
+                for i in range(view.timeline.count())
+            )
+        )
         ledger = view.hub_ledger
         assert isinstance(ledger, share.LedgerList)
         assert ledger.item(1).foreground().color().name() == share.ALARM_COLOUR
