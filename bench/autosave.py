@@ -125,6 +125,8 @@ class Measure:
     cpu_s: float = 0.0  # this process's CPU time (all its threads) while typing
     machine_busy: float | None = None  # share of the machine's CPUs busy while typing
     load_before: float | None = None  # 1-min load average when typing began
+    gui_wait_s: float | None = None  # GUI thread runnable but waiting for a CPU, while typing
+    threads_wait_s: float | None = None  # ... summed over all the process's threads
     seals: int = 0  # records sealed (AES-GCM) during the run
     seals_on_gui_thread: int = 0  # ... of which on the GUI thread (must be 0)
 
@@ -223,6 +225,7 @@ def make_scenario(m: Measure, interval_s: float, schedule: bool):  # type: ignor
             busy_before = machine_ticks()
             m.load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
             cpu_before = time.process_time()
+            wait_before = run_queue_wait()
             start = time.monotonic()
             for i, (name, ch, replace) in enumerate(plan(m.edits)):
                 if schedule:
@@ -249,6 +252,12 @@ def make_scenario(m: Measure, interval_s: float, schedule: bool):  # type: ignor
                     m.errors.append(f"keystroke {len(m.key_times)} ({ch!r} in {name}) made no edit")
             m.typing_s = time.monotonic() - start
             m.cpu_s = time.process_time() - cpu_before
+            wait_after = run_queue_wait()
+            if wait_before is not None and wait_after is not None:
+                m.gui_wait_s = wait_after[0] - wait_before[0]
+                m.threads_wait_s = sum(
+                    w - wait_before[1].get(tid, 0.0) for tid, w in wait_after[1].items()
+                )
             busy_after = machine_ticks()
             if busy_before and busy_after and busy_after[1] > busy_before[1]:
                 m.machine_busy = (busy_after[0] - busy_before[0]) / (busy_after[1] - busy_before[1])
@@ -283,6 +292,23 @@ def machine_ticks() -> tuple[int, int] | None:
         return None
     idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
     return sum(values) - idle, sum(values)
+
+
+def run_queue_wait() -> tuple[float, dict[str, float]] | None:
+    """Seconds this thread (the GUI thread when called from the scenario) and
+    each of the process's threads spent runnable but waiting for a CPU (Linux
+    schedstat): what the other processes on the machine cost us."""
+    try:
+        mine = float(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+        threads: dict[str, float] = {}
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                threads[task.name] = float((task / "schedstat").read_text().split()[1]) / 1e9
+            except (OSError, ValueError, IndexError):
+                continue  # a thread that ended meanwhile
+    except (OSError, ValueError, IndexError):
+        return None
+    return mine, threads
 
 
 def count_seals(m: Measure) -> None:
@@ -465,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{mode:8}: p99 {r['p99_ms']} ms, stall {r['stall_ms']} ms, "
                 f"CPU {r['cpu_ms']} ms for {r['typing_ms']} ms of typing, "
-                f"machine busy {r['machine_busy_pct']} %, load {r['load_before']}"
+                f"machine busy {r['machine_busy_pct']} %, load {r['load_before']}, "
+                f"GUI thread waited for a CPU {r.get('gui_wait_ms')} ms"
             )
     if plain is not None and sealed is not None:
         print("\n=== chiffré (AES-GCM par enregistrement) vs clair, meilleur run de chaque ===")
@@ -484,7 +511,15 @@ def main(argv: list[str] | None = None) -> int:
         # the sealed journal's, or the clear one's in a tree without sealing
         **{
             k: main_run[k]
-            for k in ("p50_ms", "p99_ms", "max_ms", "stall_ms", "cpu_ms", "machine_busy_pct")
+            for k in (
+                "p50_ms",
+                "p99_ms",
+                "max_ms",
+                "stall_ms",
+                "cpu_ms",
+                "machine_busy_pct",
+                "gui_wait_ms",
+            )
         },
         "seal_us_per_record": None if seal_us is None else round(seal_us, 1),
         "sealed": sealed,
@@ -628,6 +663,11 @@ def one_run(
         f"one core, {m.cpu_s / max(len(m.key_times), 1) * 1e6:.0f} µs per keystroke); "
         f"machine ({os.cpu_count()} CPUs) busy {busy}; load average {load} at start"
     )
+    if m.gui_wait_s is not None and m.threads_wait_s is not None:
+        print(
+            f"waiting for a CPU: GUI thread {m.gui_wait_s * 1000:.0f} ms, all threads "
+            f"{m.threads_wait_s * 1000:.0f} ms while typing (runnable, preempted by other processes)"
+        )
     print(f"sealing          : {m.seals} records sealed, {m.seals_on_gui_thread} on the GUI thread")
     print(f"stored dossier   : {'equals the screen' if m.stored_ok else 'DIFFERS'}")
     for line in m.stored_detail:
@@ -673,6 +713,8 @@ def one_run(
         "cpu_ms": round(m.cpu_s * 1000),
         "machine_busy_pct": None if m.machine_busy is None else round(m.machine_busy * 100),
         "load_before": None if m.load_before is None else round(m.load_before, 2),
+        "gui_wait_ms": None if m.gui_wait_s is None else round(m.gui_wait_s * 1000),
+        "threads_wait_ms": None if m.threads_wait_s is None else round(m.threads_wait_s * 1000),
         "seals": m.seals,
         "seals_on_gui_thread": m.seals_on_gui_thread,
         "errors": len(m.errors),
