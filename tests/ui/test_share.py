@@ -165,6 +165,30 @@ async def test_share_with_enter_then_the_ledger_follows_rc_ref_and_rs_error(
         assert isinstance(ledger, share.LedgerList)
         assert ledger.item(1).foreground().color().name() == share.ALARM_COLOUR
         assert ledger.item(0).foreground().color().name() != share.ALARM_COLOUR
+
+        # a third share nobody acknowledges: past its expiry, the line asks to phone
+        window.activateWindow()
+        await until(window.isActiveWindow)
+        press(window, Qt.Key.Key_P, ctrl_shift)
+        await until(lambda: window.share_dialog.isVisible())
+        third_dialog: share.ShareDialog = window.share_dialog
+        press(third_dialog.partners, Qt.Key.Key_Return)
+        await until(lambda: not third_dialog.isVisible())
+        await until(lambda: len(ledger_texts(view)) == 3)
+        assert ledger_texts(view)[2].endswith("non reçu par le partenaire")
+        later = HubProcessor(
+            hub.settings, hub.store, hub.cases, lambda: hub._now() + timedelta(hours=2)
+        )
+        expired = await later.check_expiry()
+        assert [r.recipient for r in expired] == ["fr.health.samu380"]
+        await until(
+            lambda: (
+                ledger_texts(view)[2:]
+                == ["Partagé avec fr.health.samu380 — expiré : appelez le partenaire"]
+            )
+        )
+        assert ledger.item(2).foreground().color().name() == share.ALARM_COLOUR
+        assert ledger_texts(view)[:2] == ["Partagé avec fr.health.samu010 — reçu (RC-REF)", refused]
     finally:
         await client.stop()
 
