@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sas_desk.models.errors import KnownError
+from sas_desk.services.private import KEYRING_FR
 
 __all__ = ["DataKey", "RecordCipher", "SealError", "data_key", "key_file_for"]
 
@@ -198,7 +199,7 @@ def data_key(data_dir: Path) -> DataKey:
         return DataKey(key)
     path = key_file_for(data_dir)
     notice = (
-        "Trousseau système indisponible : la clé de chiffrement des données locales est "
+        f"{KEYRING_FR}la clé de chiffrement des données locales est "
         f"gardée dans le fichier {path} (lisible par ce seul compte)."
     )
     stored = _read_key_file(path)

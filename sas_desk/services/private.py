@@ -16,11 +16,14 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["PRIVATE_UMASK", "make_private"]
+__all__ = ["KEYRING_FR", "PRIVATE_UMASK", "make_private"]
 
 log = logging.getLogger("sas_desk.private")
 
 PRIVATE_UMASK = 0o077
+#: how every notice about what the system keyring could not keep begins (the
+#: window says them in one banner)
+KEYRING_FR = "Trousseau système indisponible : "
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 

@@ -34,6 +34,7 @@ from sas_desk.services.desk import Desk
 from sas_desk.services.geo.resolver import LocationResolver
 from sas_desk.services.journal.service import Journal, SaveState
 from sas_desk.services.journal.store import OpenReport
+from sas_desk.services.private import KEYRING_FR
 from sas_desk.services.queues.client import LinkState, QueueClient
 from sas_desk.ui.call_sheet import CallSheet
 from sas_desk.ui.day_model import DayModel
@@ -305,14 +306,14 @@ class MainWindow(QMainWindow):
         for blank in self._blank_left:
             desk.discard_blank(blank)
         if report is not None and report.notice_fr:
-            self.banner(report.notice_fr, "warning")
+            self._notice(report.notice_fr)
         if journal.open_error is not None:
             self.banner(journal.open_error.message_fr, "error")
         self._resume_banner: Banner | None = None
         if session is not None:
             session.listeners.append(self._on_session)
             if session.tokens.notice_fr:
-                self.banner(session.tokens.notice_fr, "warning").setObjectName("keyringNotice")
+                self._notice(session.tokens.notice_fr)
             self._on_session(session.info)
             if session.info is None and config.role in ROLES:  # opened offline
                 self.set_role(config.role)
@@ -906,6 +907,21 @@ class MainWindow(QMainWindow):
 
     def _warning_banner(self, text: str) -> None:
         self.banner(text, "warning")
+
+    def _notice(self, text: str) -> Banner:
+        """A start-up notice; what the keyring could not keep (the data key,
+        the room session) is said in one banner, not one each (two banners
+        made the window taller than a 768-pixel screen)."""
+        if not text.startswith(KEYRING_FR):
+            return self.banner(text, "warning")
+        for w in self._banner_widgets():
+            if isinstance(w, Banner) and w.objectName() == "keyringNotice":
+                said = w.label.text().removesuffix(".")
+                w.label.setText(f"{said} ; {text.removeprefix(KEYRING_FR)}")
+                return w
+        b = self.banner(text, "warning")
+        b.setObjectName("keyringNotice")
+        return b
 
     def banner(self, text: str, level: str = "info") -> Banner:
         b = Banner(text, level)

@@ -11,6 +11,8 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
+from sas_desk.services.journal.store import OpenReport
+from sas_desk.services.private import KEYRING_FR
 from sas_desk.services.queues.remote import Credentials, RoomSession, TokenStore
 from sas_desk.ui.keys import type_text
 from sas_desk.ui.login_dialog import LoginDialog
@@ -97,14 +99,27 @@ async def test_the_window_shows_the_session_and_no_role_picker(
     session = RoomSession(room.url, "POSTE-LOGIN-2", tokens=TokenStore(room.url, "POSTE-LOGIN-2"))
     try:
         await session.login(Credentials("arm.martin", PASSWORD, "ARM"))
-        window = await open_window(qtbot, env, session=session)
+        # the data key's notice too (no keyring): one banner says both, not one each
+        report = OpenReport(
+            tmp_path / "journal.sqlite",
+            notice_fr=f"{KEYRING_FR}la clé de chiffrement des données locales est gardée dans le fichier K.",
+        )
+        window = await open_window(qtbot, env, session=session, report=report)
         assert window.role == "ARM"
         assert window.stack.currentWidget() is not window.picker
         assert window.session_label.text() == "Session : arm.martin (ARM)"
         assert env.desk.actor.operator == "arm.martin"
         # the tests' keyring keeps nothing: the window says the session is in memory only
         notices = [w for w in window._banner_widgets() if w.objectName() == "keyringNotice"]
-        assert len(notices) == 1 and "Trousseau système indisponible" in notices[0].label.text()
+        assert len(notices) == 1
+        text = notices[0].label.text()
+        assert text.count(KEYRING_FR) == 1
+        assert "données locales est gardée dans le fichier K ; la session du serveur" in text
+        assert "Trousseau" not in " ".join(
+            w.label.text()
+            for w in window._banner_widgets()
+            if w is not notices[0] and hasattr(w, "label")
+        )
         await session.logout()
         assert window.session_label.text() == "Session : fermée"
     finally:

@@ -43,6 +43,7 @@ from sas_desk.models.dossier import Dossier, Event
 from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import ChangeSet, Operation, QueueError, QueueItem, QueueName, ordered
 from sas_desk.services.config import room_url_problem
+from sas_desk.services.private import KEYRING_FR
 from sas_desk.services.queues import wire
 from sas_desk.services.queues.api import DEFAULT_LEASE_S, BackendUnavailable, QueueBackend
 
@@ -84,7 +85,7 @@ class TokenStore:
             log.warning("keyring unusable (%s): the room session is kept in memory", why)
         self._keyring_ok = False
         self.notice_fr = (
-            "Trousseau système indisponible : la session du serveur de salle est gardée "
+            f"{KEYRING_FR}la session du serveur de salle est gardée "
             "en mémoire seulement (identification redemandée au prochain démarrage)."
         )
 
