@@ -10,9 +10,12 @@ DELETE (triggers).
 
 Each :class:`SqliteBackend` owns one thread (a one-worker executor) that
 creates and uses its SQLite connections: the event loop never waits on the
-disk.  Watchers poll ``PRAGMA data_version`` on their own connection, which
-changes when *another* connection (another process, another instance)
-commits; commits made by this instance wake them up at once.
+disk.  A second thread (:class:`_ChangeSpy`, started by the first watcher)
+polls ``PRAGMA data_version`` on its own connection, which changes when
+*another* connection (another process, another instance) commits, and only
+then wakes the watchers on the event loop; commits made by this instance wake
+them at once.  An idle window costs the event loop one look a second (a
+safety net), not twenty submits to the thread.
 
 Times: lease arithmetic uses the operation's ``at`` (and the ``at`` given to
 :meth:`renew` / :meth:`expire`), so that a replay behaves exactly like the
@@ -23,10 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import json
 import logging
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -808,6 +813,67 @@ class _Wake:
             self._waiter = None
 
 
+class _ChangeSpy:
+    """Watches the file for commits from other connections, off the event
+    loop: ``PRAGMA data_version`` every ``interval`` seconds on its own
+    connection (in its own thread: a connection stays in the thread that made
+    it), and ``changed()`` handed to the loop only when it moved."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        interval: float,
+        busy_timeout: float,
+        generation: Callable[[], int],
+        changed: Callable[[], None],
+    ) -> None:
+        self._path = path
+        self._interval = interval
+        self._busy_timeout = busy_timeout
+        self._generation = generation  # the store reopened (a file moved aside): reconnect
+        self._changed = changed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="queues-sqlite-spy", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        conn: sqlite3.Connection | None = None
+        seen: tuple[int, int] | None = None  # (generation, data_version)
+        try:
+            while not self._stop.is_set():
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(
+                            str(self._path), timeout=self._busy_timeout, isolation_level=None
+                        )
+                    generation = self._generation()
+                    version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                except sqlite3.Error as exc:  # the watchers' own polls say it in French
+                    log.debug("queue change spy on %s: %s", self._path, exc)
+                    if conn is not None:
+                        conn.close()
+                    conn, seen = None, None
+                else:
+                    if seen is not None and seen[0] != generation:
+                        conn.close()  # the store was reopened on a new file: follow it
+                        conn = None
+                    if seen != (generation, version):
+                        # moved, or a first look (a commit since the watchers'
+                        # own last read would otherwise wait for their safety net)
+                        self._changed()
+                    seen = (generation, version) if conn is not None else None
+                self._stop.wait(self._interval)
+        finally:
+            if conn is not None:
+                conn.close()
+
+
 class SqliteBackend(QueueBackend):
     """Queues in a SQLite file shared by the processes of one machine."""
 
@@ -820,12 +886,15 @@ class SqliteBackend(QueueBackend):
         now: Callable[[], datetime],
         limits: WaitLimits = _DEFAULT_LIMITS,
         poll_interval: float = 0.05,
+        idle_poll: float = 1.0,
         busy_timeout: float = 5.0,
     ) -> None:
         self.path = path
         self.limits = limits
         self._now = now
-        self._poll_interval = poll_interval
+        self._poll_interval = poll_interval  # the change spy's look at the file
+        self._idle_poll = idle_poll  # the watchers' own look without a wake-up (safety net)
+        self._spy: _ChangeSpy | None = None
         self._busy_timeout = busy_timeout
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="queues-sqlite"
@@ -847,6 +916,8 @@ class SqliteBackend(QueueBackend):
         if self._closed:
             return
         self._closed = True
+        if self._spy is not None:
+            self._spy.stop()
         self._wake()
         try:
             await self._get_loop().run_in_executor(self._executor, self._close_store)
@@ -898,7 +969,8 @@ class SqliteBackend(QueueBackend):
         self._wakeups.add(wake)
         try:
             yield await self._run(lambda store: store.watch_reset(cursor, self._generation))
-            delay = self._poll_interval
+            self._start_spy()
+            delay, retry = self._idle_poll, 0.0
             at_once = True  # the consumer may have been busy since the last yield: look now
             while not self._closed:
                 if not at_once:
@@ -913,9 +985,11 @@ class SqliteBackend(QueueBackend):
                     if self._closed:
                         return
                     log.warning("queue watch on %s: %s", self.path, exc.message_fr)
-                    delay, at_once = min(delay * 2, 2.0), False
+                    # again soon, then less and less often
+                    retry = min(retry * 2, 2.0) if retry else self._poll_interval * 2
+                    delay, at_once = retry, False
                     continue
-                delay = self._poll_interval
+                delay, retry = self._idle_poll, 0.0
                 at_once = changes is not None
                 if changes is not None:
                     yield changes
@@ -929,6 +1003,24 @@ class SqliteBackend(QueueBackend):
     def _wake(self) -> None:
         for event in self._wakeups:
             event.set()
+
+    def _start_spy(self) -> None:
+        if self._spy is not None or self._closed:
+            return
+        loop = self._get_loop()
+
+        def changed() -> None:  # on the spy's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._wake)
+
+        self._spy = _ChangeSpy(
+            self.path,
+            interval=self._poll_interval,
+            busy_timeout=self._busy_timeout,
+            generation=lambda: self._generation,
+            changed=changed,
+        )
+        self._spy.start()
 
     async def _run(self, fn: Callable[[_Store], T]) -> T:
         if self._closed:

@@ -235,3 +235,45 @@ async def test_a_file_out_of_reach_is_unavailable(tmp_path: Path) -> None:
         await here.close()
     with pytest.raises(BackendUnavailable):  # closed
         await here.snapshot([QueueName.AMU])
+
+
+async def test_an_idle_watch_does_not_keep_the_loop_busy(path: Path) -> None:
+    """The file is watched for other connections' commits off the event loop
+    (the change spy's thread): with the loop's own safety poll set to an hour,
+    another instance's claim still shows within the contract's latency, and
+    the loop handed the backend's thread only the polls that found a change."""
+    here = SqliteBackend(path, now=real_clock, idle_poll=3600.0)
+    there = SqliteBackend(path, now=real_clock)
+    submits = 0
+    run = here._run
+
+    async def counting(fn: Any) -> Any:
+        nonlocal submits
+        submits += 1
+        return await run(fn)
+
+    here._run = counting  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    try:
+        d = make_dossier(1)
+        await there.apply(op("enqueue", d.case_id, ARM, real_clock(), dossier=d.to_dict()))
+        async with contextlib.aclosing(here.watch([QueueName.AMU])) as changes:
+            mirror = Mirror(changes)
+            assert (await mirror.next()).reset and len(mirror.items) == 1
+            for n in range(3):  # each claim or release by the other instance shows
+                began = loop.time()
+                if n % 2 == 0:
+                    await there.apply(op("claim", d.case_id, MRU, real_clock()))
+                else:
+                    await there.apply(op("release", d.case_id, MRU, real_clock()))
+                shown = await mirror.until(
+                    lambda items, n=n: (items[d.case_id].claim is not None) == (n % 2 == 0),
+                    timeout=5,
+                )
+                assert shown - began < WATCH_LATENCY
+        # the reset, the spy's first look, then a poll or two per change
+        print("sqlite: loop -> thread submits for 3 changes:", submits)
+        assert submits <= 12, submits
+    finally:
+        await here.close()
+        await there.close()
