@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -105,7 +106,20 @@ class CallSheet(QWidget):
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        outer = QVBoxLayout(self)
+        # the sheet scrolls inside its tab rather than making the window taller
+        # than the screen (a dental advice, a confirmation bar and banners above
+        # asked for more than a 768-pixel screen has)
+        page = QVBoxLayout(self)
+        page.setContentsMargins(0, 0, 0, 0)
+        self.sheet_scroll = QScrollArea()
+        self.sheet_scroll.setObjectName("sheetScroll")
+        self.sheet_scroll.setWidgetResizable(True)
+        self.sheet_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        body = QWidget()
+        body.setObjectName("sheetBody")
+        self.sheet_scroll.setWidget(body)
+        page.addWidget(self.sheet_scroll)
+        outer = QVBoxLayout(body)
         outer.setContentsMargins(10, 8, 10, 8)
         header = QHBoxLayout()
         self.title = QLabel()

@@ -114,3 +114,24 @@ async def test_beside_an_open_dossier_the_queue_shows_every_column_and_the_reaso
         assert width >= panel.transfer_reason.fontMetrics().horizontalAdvance("x" * 25), width
     finally:
         await client.stop()
+
+
+async def test_a_call_sheet_with_everything_shown_and_banners_above_still_fits(
+    qtbot: QtBot, env: Env
+) -> None:
+    """A dental sheet with its advice, the confirmation bar and two banners
+    above made the window 805 px tall on a 768-px screen (the room mode's
+    screenshots): the sheet scrolls inside its tab instead."""
+    window = await open_window(qtbot, env, role="ARM")
+    sheet = window.new_call()
+    assert sheet is not None
+    sheet.confirm_bar.show()
+    for i in range(3):
+        window.banner(
+            f"Avis n° {i + 1} : une ligne assez longue pour être lue en entier.", "warning"
+        )
+    width, height = fits(window)
+    assert width <= SCREEN[0] and height <= SCREEN[1], (width, height)
+    # however much the sheet holds, it asks its tab for a few lines only, and scrolls
+    assert sheet.minimumSizeHint().height() <= 150, sheet.minimumSizeHint()
+    assert sheet.sheet_scroll.widget().minimumSizeHint().height() > 300  # (it holds that much)
