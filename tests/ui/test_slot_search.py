@@ -110,8 +110,9 @@ async def test_progressive_fill_sas_first_vendor_row_and_keyboard(
     await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
     update = panel.last_update
     assert update is not None
-    # the cards came in several steps, as batches answered
-    assert len(counts) >= 3 and counts[0] < counts[-1]
+    # the cards came in steps, as batches answered (on a loaded machine the
+    # batches answered within one flush interval go in together: two at least)
+    assert len(counts) >= 2 and counts[0] < counts[-1]
     assert panel.updates >= 4
     rows = panel.model.rows()
     assert len(rows) > 50
