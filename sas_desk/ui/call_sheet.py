@@ -15,9 +15,10 @@ import logging
 from collections.abc import Collection
 from datetime import date
 
-from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal
+from PySide6.QtCore import QSize, QStringListModel, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QCompleter,
     QFormLayout,
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -68,6 +70,9 @@ def motive_display(code: Code) -> str:
     return f"{code.code} — {code.full_label}"
 
 
+SHEET_MIN_HEIGHT = 120  # px the sheet asks of its tab; what does not fit scrolls
+
+
 class CallSheet(QWidget):
     """One dossier on screen.  ``transmitted`` fires after a successful hand-off."""
 
@@ -105,6 +110,23 @@ class CallSheet(QWidget):
             self._set_read_only()
 
     # ------------------------------------------------------------------ layout
+    def _body_hint(self, hint: QSize) -> QSize:
+        bar = self.sheet_scroll.verticalScrollBar().sizeHint().width()
+        return QSize(hint.width() + bar, hint.height())
+
+    def minimumSizeHint(self) -> QSize:
+        """As wide as its rows of keys, as tall as a few lines: the rest
+        scrolls (the window never grows beyond the screen for the sheet)."""
+        body = self._body_hint(self.sheet_body.minimumSizeHint())
+        return QSize(body.width(), min(body.height(), SHEET_MIN_HEIGHT))
+
+    def _follow_focus(self, _old: QWidget | None, new: QWidget | None) -> None:
+        if new is not None and self.sheet_body.isAncestorOf(new):
+            self.sheet_scroll.ensureWidgetVisible(new, 8, 8)
+
+    def sizeHint(self) -> QSize:
+        return self._body_hint(self.sheet_body.sizeHint())
+
     def _build(self) -> None:
         # the sheet scrolls inside its tab rather than making the window taller
         # than the screen (a dental advice, a confirmation bar and banners above
@@ -115,10 +137,15 @@ class CallSheet(QWidget):
         self.sheet_scroll.setObjectName("sheetScroll")
         self.sheet_scroll.setWidgetResizable(True)
         self.sheet_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        body = QWidget()
+        # up and down only: its width is the rows of keys' (see minimumSizeHint)
+        self.sheet_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = self.sheet_body = QWidget()
         body.setObjectName("sheetBody")
         self.sheet_scroll.setWidget(body)
         page.addWidget(self.sheet_scroll)
+        app = QApplication.instance()
+        if isinstance(app, QApplication):  # the field with the focus is always in view
+            app.focusChanged.connect(self._follow_focus)
         outer = QVBoxLayout(body)
         outer.setContentsMargins(10, 8, 10, 8)
         header = QHBoxLayout()
@@ -362,6 +389,9 @@ class CallSheet(QWidget):
         self.notes = named(QListWidget(), "notes")
         self.notes.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.notes.setMinimumHeight(70)
+        # the notes take the height left, and give it back first: their list's
+        # preferred height would make the scrolled sheet taller than its tab
+        self.notes.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         self.notes.setWordWrap(True)  # whole notes, also in a narrow dossier view
         self.notes.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         outer.addWidget(self.notes, 1)
@@ -993,6 +1023,8 @@ class CallSheet(QWidget):
         self.confirm_bar.show()
         self.summary.show_message("")
         self.confirm_button.setFocus()
+        # the question is seen whole, however far the sheet was scrolled
+        QTimer.singleShot(0, self, lambda: self.sheet_scroll.ensureWidgetVisible(self.confirm_bar))
 
     def _confirmed(self) -> None:
         if self._questions:
