@@ -256,7 +256,13 @@ class SearchWorker:
             raise WorkerError(NO_START_FR.format(why=_why_fr(exc))) from None
         finally:
             theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=mine, limit=1 << 20)
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=mine, limit=1 << 20)
+        except BaseException:  # closing meanwhile: the started process is stopped and reaped
+            mine.close()
+            proc.kill()
+            asyncio.get_running_loop().run_in_executor(None, _stop, proc)
+            raise
         child = _Child(proc, reader, writer)
         child.pump = asyncio.create_task(self._pump(child), name="search-worker-pump")
         log.info("search worker started (pid %d)", proc.pid)
