@@ -9,11 +9,12 @@ of the medical record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -212,14 +213,30 @@ class JournalStore:
             log.info("journal migrated to schema %d", number)
 
     # ------------------------------------------------------------------ writes
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` … ``COMMIT``: whatever fails inside is
+        rolled back (nothing half written), a database or disk error said as
+        the journal's own error."""
+        conn = self.db
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise classify(exc) from exc
+            raise
+
     def write(self, dossiers: Iterable[dict[str, Any]], events: Iterable[Event]) -> list[int]:
         """Write dossier snapshots (``Dossier.to_dict()``) and events in one
         transaction.  A snapshot older than the stored revision is ignored."""
         seqs: list[int] = []
         now = self._now().isoformat()
-        conn = self.db
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._transaction() as conn:
             for d in dossiers:
                 created = str(d["created_at"])
                 conn.execute(
@@ -259,14 +276,6 @@ class JournalStore:
                     ),
                 )
                 seqs.append(int(cur.lastrowid or 0))
-            conn.execute("COMMIT")
-        except (sqlite3.Error, OSError) as exc:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise classify(exc) from exc
         return seqs
 
     def purge(self, before: datetime, keep: Iterable[str] = ()) -> list[str]:
@@ -276,30 +285,20 @@ class JournalStore:
         case ids in ``keep`` (operations still waiting in the outbox: not
         acknowledged by the room yet).  Returns the purged case ids."""
         kept = set(keep)
-        conn = self.db
-        try:
+        with self._transaction() as conn:
             rows = conn.execute(
                 "SELECT case_id FROM dossiers WHERE status IN (?, ?) AND updated_at < ?",
                 (Status.TRANSMITTED.value, Status.CLOSED.value, before.isoformat()),
             ).fetchall()
             gone = [r[0] for r in rows if r[0] not in kept]
-            if not gone:
-                return []
-            conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT OR IGNORE INTO purging(case_id) VALUES (?)", [(c,) for c in gone]
             )
             conn.execute("DELETE FROM events WHERE dossier_id IN (SELECT case_id FROM purging)")
             conn.execute("DELETE FROM dossiers WHERE case_id IN (SELECT case_id FROM purging)")
             conn.execute("DELETE FROM purging")
-            conn.execute("COMMIT")
-        except (sqlite3.Error, OSError) as exc:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise classify(exc) from exc
+        if not gone:
+            return []
         log.info("retention: %d transmitted dossier(s) purged from the journal", len(gone))
         return gone
 
