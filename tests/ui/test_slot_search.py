@@ -113,7 +113,7 @@ async def test_progressive_fill_sas_first_vendor_row_and_keyboard(
     # the cards came in steps, as batches answered (on a loaded machine the
     # batches answered within one flush interval go in together: two at least)
     assert len(counts) >= 2 and counts[0] < counts[-1]
-    assert panel.updates >= 4
+    assert panel.updates >= 2  # (as many as flush intervals the answers spread over)
     rows = panel.model.rows()
     assert len(rows) > 50
     assert panel.model.slot_count == sum(len(r.slots) for r in rows) > 1000
