@@ -320,6 +320,20 @@ def may_read(role: str, operator: str, queue: QueueName | None, actors: Iterable
     return bool(operator) and operator in set(actors)
 
 
+WALL_ROLES = READ_ALL_ROLES  # the wall shows every queue: the supervisor's view
+
+
+def wall_refusal(role: str) -> str | None:
+    """Why a session of ``role`` may not drive the room's wall screen
+    (French), or None: the wall watches every queue, as the supervisor."""
+    if role in WALL_ROLES:
+        return None
+    return (
+        f"Le tableau de salle s'ouvre avec un compte de superviseur (SUP), pas {role or '—'} : "
+        "connectez-vous avec le rôle SUP."
+    )
+
+
 def read_refusal(queue: QueueName | None = None) -> str:
     """The French message of a refused read."""
     if queue is not None:
