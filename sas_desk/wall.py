@@ -49,7 +49,7 @@ async def wall_main(
         if opened is None:
             return 0  # the login was abandoned
         session, config, dialog, _offline = opened
-        refusal = wall_refusal(config.role)
+        refusal = wall_refusal(config.role or "")
         if refusal is not None:
             log.warning("wall refused for role %s", config.role)
             print(f"sas-desk --wall : {refusal}", file=sys.stderr)
