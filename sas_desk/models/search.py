@@ -8,12 +8,14 @@ Pure data and rules; the engine that runs a search is
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
 from urllib.parse import quote
 
+from sas_desk.models.errors import KnownError
 from sas_desk.models.slots import ConsultationMode, Slot, SlotType
 
 #: the specialty searched when none is given: general medicine (TRE-R38)
@@ -173,6 +175,68 @@ class Volunteer:
     phone: str
     distance_km: float
     address: str = ""
+
+
+class EnSusTimeError(KnownError, ValueError):
+    """The time typed for an "en sus" appointment cannot be recorded."""
+
+
+#: an "en sus" consultation is agreed on the phone for the coming hours: a
+#: time further than the SAS's 48 h is a typing slip, one already past by
+#: more than this is too (the appointment is recorded as the call ends)
+EN_SUS_HORIZON = timedelta(hours=48)
+EN_SUS_PAST_TOLERANCE = timedelta(minutes=15)
+_EN_SUS_TIME = re.compile(
+    r"^\s*(?:(?P<day>\d{1,2})/(?P<month>\d{1,2})(?:/(?P<year>\d{4}))?\s+)?"
+    r"(?P<hour>\d{1,2})\s*[:hH]\s*(?P<minute>\d{2})?\s*$"
+)
+
+
+def en_sus_start(text: str, now: datetime) -> datetime:
+    """The start of an "en sus" appointment agreed with a volunteer on the
+    phone, from what the operator typed, in ``now``'s zone (the room's):
+    ``14:30``, ``14h30``, ``14h`` (today, or tomorrow once that time is past)
+    or ``08/12 09:15`` (``08/12/2026 09:15``).  Refused with a French message:
+    unreadable, more than 15 minutes ago, or beyond 48 hours."""
+    m = _EN_SUS_TIME.match(text)
+    if m is None:
+        raise EnSusTimeError(
+            f"Heure du rendez-vous illisible : « {text.strip()[:20]} ». "
+            "Tapez par exemple 14:30 ou 08/12 09:15."
+        )
+    hour, minute = int(m["hour"]), int(m["minute"] or 0)
+    try:
+        if m["day"] is None:
+            start = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            if start < now - EN_SUS_PAST_TOLERANCE:
+                start += timedelta(days=1)
+        else:
+            year = int(m["year"]) if m["year"] else now.year
+            start = now.replace(
+                year=year,
+                month=int(m["month"]),
+                day=int(m["day"]),
+                hour=hour,
+                minute=minute,
+                second=0,
+                microsecond=0,
+            )
+            if m["year"] is None and start < now - timedelta(days=180):
+                start = start.replace(year=year + 1)  # 02/01 typed on 31/12
+    except ValueError:
+        raise EnSusTimeError(
+            f"Date ou heure du rendez-vous impossible : « {text.strip()[:20]} »."
+        ) from None
+    if start < now - EN_SUS_PAST_TOLERANCE:
+        raise EnSusTimeError(
+            f"Le {start:%d/%m à %H:%M} est passé : tapez l'heure du rendez-vous convenu."
+        )
+    if start > now + EN_SUS_HORIZON:
+        raise EnSusTimeError(
+            f"Le {start:%d/%m à %H:%M} est au-delà de 48 h : un rendez-vous en sus se prend "
+            "dans les heures qui viennent (vérifiez la date)."
+        )
+    return start
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from sas_desk.services.queues.client import QueueClient
 if TYPE_CHECKING:  # loaded when first used: not on the path to the first window
     from sas_desk.models.dental import Orientation
     from sas_desk.models.roster import RosterEntry
-    from sas_desk.models.search import Offer
+    from sas_desk.models.search import Offer, Volunteer
     from sas_desk.models.slots import Slot
 
 log = logging.getLogger("sas_desk.desk")
@@ -496,6 +496,31 @@ class Desk:
                 "booking_url": url,
                 "operator": self.actor.operator,
                 "text": f"RDV {slot.start:%d/%m %H:%M} — {offer.candidate.name}",
+            },
+        )
+        return event, self.record_orientation(dossier, event)
+
+    def orient_en_sus(
+        self, dossier: Dossier, volunteer: Volunteer, start: datetime
+    ) -> tuple[Event, asyncio.Task[QueueItem | None] | None]:
+        """The operator agreed an appointment on the phone with a practitioner
+        accepting patients beyond the published slots ("en sus", surnuméraire):
+        the ORIENTED event flagged ``en_sus`` (no slot, no vendor), recorded
+        as :meth:`record_orientation` does.  ``start``: from
+        :func:`sas_desk.models.search.en_sus_start`."""
+        event = Event(
+            dossier.case_id,
+            self._now(),
+            EventKind.ORIENTED,
+            self.actor,
+            {
+                "en_sus": True,
+                "start": start.isoformat(),
+                "practitioner": volunteer.name,
+                "national_id": volunteer.national_id,
+                "place": volunteer.address,
+                "operator": self.actor.operator,
+                "text": f"RDV en sus {start:%d/%m %H:%M} — {volunteer.name}",
             },
         )
         return event, self.record_orientation(dossier, event)

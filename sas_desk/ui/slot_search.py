@@ -79,6 +79,7 @@ from PySide6.QtWidgets import (
 )
 
 from sas_desk.models.dossier import Dossier
+from sas_desk.models.errors import KnownError
 from sas_desk.models.search import (
     GENERAL_MEDICINE,
     SEARCH_SPECIALTIES,
@@ -91,6 +92,7 @@ from sas_desk.models.search import (
     VendorStatus,
     Volunteer,
     Window,
+    en_sus_start,
     sas_platform_link,
 )
 from sas_desk.models.slots import ConsultationMode, Slot, SlotType
@@ -150,6 +152,14 @@ class Booking:
     slot: Slot
     url: str
     opened_at: datetime
+
+
+@dataclass(frozen=True)
+class EnSusBooking:
+    """An appointment agreed on the phone with an "en sus" volunteer."""
+
+    volunteer: Volunteer
+    start: datetime
 
 
 def slot_label(start: datetime, now: datetime) -> str:
@@ -404,9 +414,11 @@ class CardList(QListView):
 
 
 class VolunteerTable(QTableWidget):
-    """Practitioners accepting extra patients; C / Ctrl+C copies the phone."""
+    """Practitioners accepting extra patients; C / Ctrl+C copies the phone,
+    Entrée records the appointment agreed with the one selected."""
 
     copied = Signal(str)
+    chosen = Signal(int)  # row: record an appointment with this volunteer
 
     def __init__(self) -> None:
         super().__init__(0, 4)
@@ -448,6 +460,68 @@ class VolunteerTable(QTableWidget):
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_C and not event.modifiers() & Qt.KeyboardModifier.AltModifier:
             self.copy_phone()
+            return
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            if 0 <= self.currentRow() < len(self.volunteers):
+                self.chosen.emit(self.currentRow())
+            return
+        super().keyPressEvent(event)
+
+
+class EnSusStrip(QFrame):
+    """The time of the appointment agreed on the phone with an "en sus"
+    volunteer: Entrée records it, Échap cancels."""
+
+    submitted = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("enSusStrip")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setStyleSheet("#enSusStrip { background: #e8f4ea; border-radius: 4px; }")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 4, 8, 4)
+        self.label = named(QLabel(), "enSusQuestion")
+        self.label.setWordWrap(True)
+        row.addWidget(self.label, 1)
+        self.time = named(QLineEdit(), "enSusTime")
+        self.time.setPlaceholderText("14:30 ou 08/12 09:15")
+        self.time.setMaxLength(20)
+        self.time.setFixedWidth(150)
+        self.time.setAccessibleName("Heure du rendez-vous en sus")
+        self.time.returnPressed.connect(lambda: self.submitted.emit(self.time.text()))
+        row.addWidget(self.time)
+        self.record = named(QPushButton("Enregistrer  [Entrée]"), "enSusRecord")
+        self.record.clicked.connect(lambda: self.submitted.emit(self.time.text()))
+        row.addWidget(self.record)
+        self.error = named(QLabel(), "enSusError")
+        self.error.setStyleSheet("color: #b00020;")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        row.addWidget(self.error, 1)
+        self.time.textEdited.connect(lambda _text: self.error.hide())  # no stale refusal
+        self.hide()
+
+    def ask(self, volunteer: Volunteer) -> None:
+        self.label.setText(
+            f"Rendez-vous en sus avec <b>{html.escape(volunteer.name)}</b> "
+            f"({html.escape(french_phone(volunteer.phone))}) — heure convenue :"
+        )
+        self.time.clear()
+        self.error.hide()
+        self.show()
+        self.time.setFocus()
+
+    def refuse(self, message_fr: str) -> None:
+        self.error.setText(message_fr)
+        self.error.show()
+        self.time.selectAll()
+        self.time.setFocus()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Escape:
+            self.cancelled.emit()
             return
         super().keyPressEvent(event)
 
@@ -631,6 +705,7 @@ class SlotSearchPanel(QWidget):
     selection_changed = Signal(str)  # offer key ("" = none)
     search_finished = Signal()
     booked = Signal(object)  # Booking, once the operator confirmed it
+    en_sus_booked = Signal(object)  # EnSusBooking, once its time was recorded
 
     def __init__(
         self,
@@ -836,6 +911,11 @@ class SlotSearchPanel(QWidget):
         self.booking = BookingStrip()
         self.booking.answered.connect(self._on_booking_answer)
         outer.addWidget(self.booking)
+        self.en_sus = EnSusStrip()
+        self.en_sus.submitted.connect(self._on_en_sus_time)
+        self.en_sus.cancelled.connect(self._close_en_sus)
+        outer.addWidget(self.en_sus)
+        self.en_sus_volunteer: Volunteer | None = None
 
         self.split = QSplitter(Qt.Orientation.Horizontal)
         self.tabs = named(QTabWidget(), "searchTabs")
@@ -859,6 +939,7 @@ class SlotSearchPanel(QWidget):
         self.volunteers.copied.connect(
             lambda phone: self.message.show_message(f"Numéro copié : {phone}", info=True)
         )
+        self.volunteers.chosen.connect(self._ask_en_sus)
         self.tabs.addTab(self.volunteers, "En sus")
         self.split.addWidget(self.tabs)
         self.map_holder = QWidget()
@@ -1216,6 +1297,9 @@ class SlotSearchPanel(QWidget):
         if self.pending_booking is not None and self.booking.isVisible() and not quiet:
             self._on_booking_answer(False)
             return
+        if self.en_sus.isVisible() and not quiet:  # Échap leaves the en sus time first
+            self._close_en_sus()
+            return
         if self._task is not None and not self._task.done():
             # the task may take a while to unwind (requests being torn down):
             # the panel is free at once, and ignores whatever it still says
@@ -1240,6 +1324,8 @@ class SlotSearchPanel(QWidget):
         self.slot_cursor = 0
         if self.volunteers.volunteers:
             self.volunteers.set_volunteers([])
+        self.en_sus_volunteer = None  # a new search: the volunteers change
+        self.en_sus.hide()
         if self.tabs.tabText(1) != "En sus":
             self.tabs.setTabText(1, "En sus")
         self.notes.hide()
@@ -1332,7 +1418,10 @@ class SlotSearchPanel(QWidget):
             if update.notes:
                 text = " ".join(update.notes)
                 if update.volunteers:
-                    text += " Voir l'onglet « En sus » (Alt+2)."
+                    text += (
+                        " Voir l'onglet « En sus » (Alt+2 ; C copie le numéro, Entrée note "
+                        "le rendez-vous convenu)."
+                    )
                 self.notes.setText(text)
                 self.notes.show()
             self._finish(self._summary(update, done=True))
@@ -1548,6 +1637,43 @@ class SlotSearchPanel(QWidget):
             info=True,
         )
         self.booked.emit(booking)
+
+    # ------------------------------------------------------------------ en sus
+    def _ask_en_sus(self, row: int) -> None:
+        if not 0 <= row < len(self.volunteers.volunteers):
+            return
+        self.en_sus_volunteer = self.volunteers.volunteers[row]
+        self.en_sus.ask(self.en_sus_volunteer)
+
+    def _close_en_sus(self) -> None:
+        self.en_sus_volunteer = None
+        self.en_sus.hide()
+        self.volunteers.setFocus()
+
+    def _on_en_sus_time(self, text: str) -> EnSusBooking | None:
+        """The time typed for the appointment agreed with the volunteer:
+        refused in the strip (French, the strip stays), or recorded in the
+        dossier as an "en sus" orientation."""
+        volunteer = self.en_sus_volunteer
+        if volunteer is None:
+            return None
+        try:
+            start = en_sus_start(text, self.now())
+        except KnownError as exc:
+            self.en_sus.refuse(exc.message_fr)
+            return None
+        self._close_en_sus()
+        recorded = ""
+        if self.dossier is not None and self.desk is not None:
+            _event, self.orientation_sent = self.desk.orient_en_sus(self.dossier, volunteer, start)
+            recorded = f" Orientation enregistrée dans le dossier {self.dossier.sender_case_id}."
+        log.info("en sus appointment recorded")
+        self.message.show_message(
+            f"Rendez-vous en sus : {volunteer.name}, {start:%d/%m à %H:%M}.{recorded}", info=True
+        )
+        booking = EnSusBooking(volunteer, start)
+        self.en_sus_booked.emit(booking)
+        return booking
 
     def _remove_slot(self, booking: Booking) -> None:
         """The booked slot leaves the cards at once (the vendor has it busy)."""

@@ -396,6 +396,53 @@ async def test_volunteers_when_few_results_and_phone_copied_with_one_key(
     assert phone in panel.message.text()
 
 
+async def test_an_appointment_agreed_with_an_en_sus_volunteer_is_recorded_with_its_time(
+    qtbot: QtBot, env: Env, slots: SlotService
+) -> None:
+    """Alt+2, Entrée on a volunteer: the time agreed on the phone is typed
+    (a wrong one refused in French, the strip kept), then recorded in the
+    dossier as an "en sus" orientation (ORIENTED, ``en_sus``)."""
+    panel = make_panel(qtbot, env, slots, Browser())
+    query = _sparse_query(slots)
+    assert query is not None, "no sparse place with volunteers in the demo territory"
+    dossier = env.desk.new_call()
+    dossier.location.city, dossier.location.insee = "Lyon", "69123"
+    dossier.location.lat, dossier.location.lon = query.lat, query.lon
+    panel.prefill(dossier)
+    panel.radius.setValue(int(query.radius_km))
+    panel.start_search()
+    await until(lambda: panel.last_update is not None and panel.last_update.done, timeout=15)
+    assert panel.last_update is not None and panel.last_update.volunteers
+    QTest.keyClick(panel, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)
+    volunteer = panel.volunteers.volunteers[0]
+    QTest.keyClick(panel.volunteers, Qt.Key.Key_Return)
+    assert panel.en_sus.isVisible() and panel.en_sus.time.hasFocus()
+    assert volunteer.name in panel.en_sus.label.text()
+    type_text(panel.en_sus.time, "25:99")
+    QTest.keyClick(panel.en_sus.time, Qt.Key.Key_Return)
+    assert panel.en_sus.isVisible() and "impossible" in panel.en_sus.error.text()
+    when = (panel.now() + timedelta(hours=2)).replace(second=0, microsecond=0)
+    panel.en_sus.time.clear()
+    type_text(panel.en_sus.time, f"{when:%d/%m %H:%M}")
+    assert panel.en_sus.error.isHidden()  # the refusal went with the first key
+    with qtbot.waitSignal(panel.en_sus_booked, timeout=5000) as booked:
+        QTest.keyClick(panel.en_sus.time, Qt.Key.Key_Return)
+    assert booked.args[0].start == when and booked.args[0].volunteer == volunteer
+    assert not panel.en_sus.isVisible() and "Rendez-vous en sus" in panel.message.text()
+    assert await env.journal.flush(timeout=5)
+    oriented = [
+        e for e in await env.journal.events(dossier.case_id) if e.kind is EventKind.ORIENTED
+    ]
+    assert len(oriented) == 1
+    data = oriented[0].data
+    assert data["en_sus"] is True and data["start"] == when.isoformat()
+    assert data["practitioner"] == volunteer.name and "slot_id" not in data
+    # Échap leaves the strip without recording anything
+    QTest.keyClick(panel.volunteers, Qt.Key.Key_Return)
+    QTest.keyClick(panel.en_sus.time, Qt.Key.Key_Escape)
+    assert not panel.en_sus.isVisible() and panel.volunteers.hasFocus()
+
+
 def _sparse_query(service: SlotService) -> SearchQuery | None:
     """A place of the demo territory with fewer than five practitioners with
     slots around it but volunteers "en sus" (from the directory)."""
