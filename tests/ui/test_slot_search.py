@@ -4,9 +4,11 @@ its feed, vendors over loopback HTTP, booking pages booked for real."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ from pytestqt.qtbot import QtBot
 
 from sas_desk.models.dossier import Actor, Branch, Dossier, EventKind, transmit
 from sas_desk.models.queue import QueueName
-from sas_desk.models.search import Band, SearchQuery, VendorState
+from sas_desk.models.search import Band, SearchQuery, VendorState, Volunteer
 from sas_desk.models.slots import ConsultationMode, SlotType
 from sas_desk.services import clock
 from sas_desk.services.fhir.service import SlotService, demo_sources
@@ -534,9 +536,12 @@ async def test_the_sas_platform_link_and_the_search_window(
     assert all(s <= query.end for s in starts)
 
 
-async def test_a_booking_for_a_dossier_from_the_osnp_queue_notes_and_closes_it(
-    qtbot: QtBot, env: Env, slots: SlotService, tmp_path: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def _osnp_dossier_open(
+    qtbot: QtBot, env: Env, tmp_path: Path
+) -> AsyncIterator[tuple[QueueClient, Any, Dossier]]:
+    """An SNP dossier transmitted to the OSNP queue, claimed, open in an
+    OSNP's window (the client, the window, the dossier)."""
     client = QueueClient(
         SqliteBackend(tmp_path / "queues.sqlite", now=env.desk._now, poll_interval=0.02),
         Outbox(tmp_path / "outbox.sqlite"),
@@ -560,6 +565,15 @@ async def test_a_booking_for_a_dossier_from_the_osnp_queue_notes_and_closes_it(
         window = await open_window(qtbot, env, role="OSNP", queue_client=client)
         window.open_dossier_view(d.case_id)
         await until(lambda: window._dossier_view(d.case_id) is not None)
+        yield client, window, d
+    finally:
+        await client.stop()
+
+
+async def test_a_booking_for_a_dossier_from_the_osnp_queue_notes_and_closes_it(
+    qtbot: QtBot, env: Env, slots: SlotService, tmp_path: Path
+) -> None:
+    async with _osnp_dossier_open(qtbot, env, tmp_path) as (client, window, d):
         panel = window.open_slot_search()
         assert panel.dossier is not None and panel.dossier.case_id == d.case_id
         panel.set_source(slots)
@@ -583,5 +597,28 @@ async def test_a_booking_for_a_dossier_from_the_osnp_queue_notes_and_closes_it(
         assert not any(
             i.case_id == d.case_id for i in await client.backend.snapshot([QueueName.OSNP])
         )
-    finally:
-        await client.stop()
+
+
+async def test_an_en_sus_appointment_for_a_dossier_from_the_osnp_queue_closes_it(
+    qtbot: QtBot, env: Env, tmp_path: Path
+) -> None:
+    async with _osnp_dossier_open(qtbot, env, tmp_path) as (client, window, d):
+        panel = window.open_slot_search()
+        volunteer = Volunteer("810000000001", "Dr Claire Sus", "+33478000001", 1.2, "Lyon")
+        panel.volunteers.set_volunteers([volunteer])
+        panel._show_tab(1)
+        QTest.keyClick(panel.volunteers, Qt.Key.Key_Return)
+        when = (panel.now() + timedelta(hours=3)).replace(second=0, microsecond=0)
+        type_text(panel.en_sus.time, f"{when:%d/%m %H:%M}")
+        QTest.keyClick(panel.en_sus.time, Qt.Key.Key_Return)
+        assert window.orientation_task is not None
+        await until(window.orientation_task.done, timeout=10)
+        events = await client.events(d.case_id)
+        assert [e.kind for e in events][-2:] == [EventKind.ORIENTED, EventKind.CLOSED]
+        assert events[-2].data["orientation"] == "booking"
+        assert events[-2].data["en_sus"] is True
+        assert events[-2].data["start"] == when.isoformat()
+        assert "RDV en sus" in str(events[-1].data) and volunteer.name in str(events[-1].data)
+        assert not any(
+            i.case_id == d.case_id for i in await client.backend.snapshot([QueueName.OSNP])
+        )
