@@ -306,13 +306,17 @@ async def _start_rosters(config: Config, window: MainWindow, communes: CommuneIn
             await asyncio.sleep(config.roster_sync_s)  # a period, not a wait for a result
 
 
-async def _run_hub(config: Config, journal: Journal, window: MainWindow) -> None:
+async def _run_hub(
+    config: Config, journal: Journal, window: MainWindow, queues: QueueClient
+) -> None:
     """The Hub Santé agent inside the app: its status in the status bar, an
-    error banner for each message a partner did not acknowledge in time."""
+    error banner for each message a partner did not acknowledge in time; the
+    room's changes to a shared case go to the partners (RS-EDA-MAJ)."""
     from sas_desk.services.hub.agent import HubAgent
     from sas_desk.services.hub.cases import JournalCases
     from sas_desk.services.hub.processor import HubProcessor
     from sas_desk.services.hub.store import AsyncHubStore, HubStoreError, Outbound
+    from sas_desk.services.hub.updates import SharedCaseUpdates
 
     assert config.hub is not None
     store = AsyncHubStore(config.hub_path)
@@ -336,6 +340,8 @@ async def _run_hub(config: Config, journal: Journal, window: MainWindow) -> None
     window.hub_processor = processor  # appointments to attach (ui/appointments.py)
     agent = HubAgent(config.hub, processor)
     agent.status_listeners.append(lambda st: window.set_hub_status(st.label_fr, st.connected))
+    updates = SharedCaseUpdates(processor, queues.dossier, agent.wake)
+    queues.on_applied(updates.operation_applied)
     window.set_hub_status("Hub Santé : connexion…", False)
     try:
         await agent.run()
@@ -583,7 +589,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         window.set_roster_starter(start_rosters)
         aio.spawn(_retention(config, journal, queues), "retention")
         if config.hub is not None:  # the embedded Hub Santé agent (single workstation)
-            aio.spawn(_run_hub(config, journal, started_window), "hub-agent")
+            aio.spawn(_run_hub(config, journal, started_window, queues), "hub-agent")
         if options.on_ready is not None:
             await options.on_ready(window)
         await closed.wait()

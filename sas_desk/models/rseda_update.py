@@ -15,10 +15,17 @@ Only ``caseId`` is required; the update carries the blocks that changed
 
 :func:`apply_update` returns the list of French change lines (empty when the
 update changed nothing) for the dossier's timeline.
+
+The other way, :func:`build_update` writes the RS-EDA-MAJ of what a partner
+does not have yet of a case we shared (:class:`Known`, read from every body
+exchanged with that partner about it): the medical notes and decisions added
+since, a new priority or care level, a change of handling centre (``owner``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sas_desk.models.dossier import Dossier, Note
@@ -32,7 +39,9 @@ from sas_desk.models.rseda import (
     _invalid,
     _obj,
     _str,
+    to_rseda,
 )
+from sas_desk.models.rseda import ROOT_KEY as CASE_KEY
 from sas_desk.models.validation import ValidationError
 
 ROOT_KEY = "createCaseHealthUpdate"
@@ -133,3 +142,94 @@ def apply_update(dossier: Dossier, body: dict[str, Any], received_at: Any = None
     if changes:
         dossier.revision += 1
     return changes
+
+
+# --------------------------------------------------------------------------- sending
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a partner already holds of a case: read from the RS-EDA and
+    RS-EDA-MAJ bodies sent to it or received from it (nothing is echoed)."""
+
+    notes: frozenset[str] = frozenset()  # medicalNoteId
+    decisions: frozenset[tuple[str, str]] = frozenset()  # (creation, decisionType)
+    owner: str = ""
+    priority: str = ""
+    care_level: str = ""
+
+
+def _case_of(body: dict[str, Any]) -> dict[str, Any]:
+    for key in (CASE_KEY, ROOT_KEY):
+        inner = body.get(key)
+        if isinstance(inner, dict):
+            return inner
+    return {}
+
+
+def _decision_key(item: dict[str, Any]) -> tuple[str, str]:
+    return (str(item.get("creation", "")), str(item.get("decisionType", "")))
+
+
+def known_from(bodies: Iterable[dict[str, Any]]) -> Known:
+    """Fold the bodies exchanged with one partner, oldest first (a later
+    owner, priority or care level replaces an earlier one)."""
+    notes: set[str] = set()
+    decisions: set[tuple[str, str]] = set()
+    owner = priority = care = ""
+    for body in bodies:
+        case = _case_of(body)
+        for item in case.get("medicalNote") or []:
+            if isinstance(item, dict) and isinstance(item.get("medicalNoteId"), str):
+                notes.add(item["medicalNoteId"])
+        for item in case.get("decision") or []:
+            if isinstance(item, dict):
+                decisions.add(_decision_key(item))
+        if isinstance(case.get("owner"), str) and case["owner"]:
+            owner = case["owner"]
+        qualification = case.get("qualification")
+        details = qualification.get("details") if isinstance(qualification, dict) else None
+        if isinstance(details, dict):
+            if isinstance(details.get("priority"), str) and details["priority"]:
+                priority = details["priority"]
+            if isinstance(details.get("careLevel"), str) and details["careLevel"]:
+                care = details["careLevel"]
+    return Known(frozenset(notes), frozenset(decisions), owner, priority, care)
+
+
+def build_update(dossier: Dossier, known: Known) -> tuple[dict[str, Any], list[str]] | None:
+    """The RS-EDA-MAJ body ``{"createCaseHealthUpdate": {...}}`` carrying what
+    the partner does not have yet, with French lines saying what it carries;
+    ``None`` when the partner already has everything.  Notes and decisions are
+    written as :func:`~sas_desk.models.rseda.to_rseda` writes them (same ids,
+    same patient), so that what the RS-EDA carried is recognised."""
+    full = to_rseda(dossier)[CASE_KEY]
+    notes = [n for n in full.get("medicalNote", []) if n["medicalNoteId"] not in known.notes]
+    decisions = [d for d in full.get("decision", []) if _decision_key(d) not in known.decisions]
+    details_all = full.get("qualification", {}).get("details", {})
+    details: dict[str, Any] = {}
+    lines: list[str] = []
+    if details_all.get("priority") and details_all["priority"] != known.priority:
+        details["priority"] = details_all["priority"]
+        lines.append(f"Priorité {details['priority']}")
+    if details_all.get("careLevel") and details_all["careLevel"] != known.care_level:
+        details["careLevel"] = details_all["careLevel"]
+        lines.append(f"Niveau de soins {details['careLevel']}")
+    owner = full.get("owner", "") if full.get("owner") != known.owner else ""
+    if not (notes or decisions or details or owner):
+        return None
+    case: dict[str, Any] = {"caseId": full["caseId"]}
+    if "senderCaseId" in full:
+        case["senderCaseId"] = full["senderCaseId"]
+    if owner:
+        case["owner"] = owner
+        lines.insert(0, f"Centre traitant {owner}")
+    if details:
+        case["qualification"] = {"details": details}
+    if notes:
+        case["medicalNote"] = notes
+        lines.append("1 note médicale" if len(notes) == 1 else f"{len(notes)} notes médicales")
+    if decisions:
+        case["decision"] = decisions
+        lines += [f"Décision {d['decisionType']}" for d in decisions]
+    return {ROOT_KEY: case}, lines

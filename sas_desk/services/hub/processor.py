@@ -40,10 +40,10 @@ from sas_desk.models.appointment import (
     parse_appointment,
     timeline_text,
 )
-from sas_desk.models.dossier import EventKind
+from sas_desk.models.dossier import Dossier, EventKind
 from sas_desk.models.hub import Envelope, HubMessageError
 from sas_desk.models.rseda import from_rseda, to_rseda
-from sas_desk.models.rseda_update import update_case_id
+from sas_desk.models.rseda_update import build_update, known_from, update_case_id
 from sas_desk.models.validation import ValidationError
 from sas_desk.services.hub.cases import CaseSink
 from sas_desk.services.hub.settings import HubSettings
@@ -587,6 +587,56 @@ class HubProcessor:
         )
         await self.cases.flush()
         return did
+
+    async def send_updates(self, case_id: str, dossier: Dossier | None = None) -> list[str]:
+        """The regulator worked a case we shared: to each partner it was shared
+        with, one RS-EDA-MAJ carrying what that partner does not have yet
+        (notes, decisions, priority / care level, owner), queued in the
+        durable outbox with ``HUB_SHARED`` on the dossier.  Returns the
+        distributionIDs queued (none when nothing is new or nothing shared).
+
+        What a partner has is read from the messages exchanged with it, in the
+        same transaction that queues the update: calling this twice for one
+        change (a retry, two listeners) sends it once."""
+        if dossier is None:
+            dossier = await self.cases.load(case_id)
+            if dossier is None:
+                return []
+        at = self._now().isoformat()
+        case = dossier
+
+        def write(s: HubStore) -> list[tuple[str, str, list[str]]]:
+            queued = []
+            for partner in s.shared_with(case_id):
+                bodies = [
+                    hub.parse_envelope(text).message for text in s.exchanged(case_id, partner)
+                ]
+                built = build_update(case, known_from(bodies))
+                if built is None:
+                    continue
+                body, lines = built
+                envelope = self._envelope(partner, body, "RS-EDA-MAJ")
+                self._enqueue(s, envelope, "RS-EDA-MAJ", case_id, None, at)
+                queued.append((partner, str(envelope["distributionID"]), lines))
+            return queued
+
+        queued = await self.store.atomic(write)
+        for partner, did, lines in queued:
+            log.info("hub: update of %s queued for %s (%s)", case_id, partner, did)
+            await self.cases.record(
+                case_id,
+                EventKind.HUB_SHARED,
+                {
+                    "to": partner,
+                    "model": "RS-EDA-MAJ",
+                    "ref": did,
+                    "sender": self.client_id,
+                    "text": "Mise à jour envoyée : " + ", ".join(lines),
+                },
+            )
+        if queued:
+            await self.cases.flush()
+        return [did for _, did, _ in queued]
 
     async def consulted(self, case_id: str) -> list[str]:
         """A person opened the dossier: an RC-REF step ``CONSULTE`` to each

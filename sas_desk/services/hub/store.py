@@ -410,6 +410,32 @@ class HubStore:
             return self._outbound("ORDER BY seq DESC LIMIT ?", (limit,))
         return self._outbound("WHERE case_id = ? ORDER BY seq", (case_id,))
 
+    def shared_with(self, case_id: str) -> list[str]:
+        """The partners this case was shared with (an RS-EDA they did not
+        refuse), in the order it was first shared."""
+        rows = self.conn.execute(
+            "SELECT recipient FROM outbound WHERE case_id = ? AND model = 'RS-EDA' "
+            "AND state NOT IN ('refused', 'error') GROUP BY recipient ORDER BY min(seq)",
+            (case_id,),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def exchanged(self, case_id: str, party: str) -> list[str]:
+        """The envelopes of the RS-EDA / RS-EDA-MAJ sent to ``party`` about
+        this case or received from it, oldest first (what the partner holds)."""
+        rows = self.conn.execute(
+            "SELECT at, envelope FROM ("
+            " SELECT created_at AS at, seq AS n, envelope FROM outbound"
+            " WHERE case_id = ? AND recipient = ? AND model IN ('RS-EDA', 'RS-EDA-MAJ')"
+            " UNION ALL"
+            " SELECT received_at AS at, rowid AS n, envelope FROM inbound"
+            " WHERE case_id = ? AND sender = ? AND model IN ('RS-EDA', 'RS-EDA-MAJ')"
+            " AND outcome IN ('integrated', 'updated')"
+            ") ORDER BY at, n",
+            (case_id, party, case_id, party),
+        ).fetchall()
+        return [str(r[1]) for r in rows]
+
     def _outbound(self, where: str, args: tuple[Any, ...]) -> list[Outbound]:
         rows = self.conn.execute(
             "SELECT seq, distribution_id, created_at, recipient, kind, model, case_id, ref, "

@@ -242,6 +242,7 @@ class QueueClient:
         self.max_retry_delay = max_retry_delay
         self.state = LinkState(online=True, pending=0)
         self._listeners: list[Listener] = []
+        self._applied: list[Callable[[Operation], object]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._replaying = asyncio.Lock()
@@ -283,6 +284,19 @@ class QueueClient:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
         listener(self.state)
+
+    def on_applied(self, listener: Callable[[Operation], object]) -> None:
+        """``listener(op)`` once the room applied ``op`` (now, or replayed
+        from the outbox): what follows a dossier's change outside the room
+        (the Hub Santé updates to partners) hangs here, not on a widget."""
+        self._applied.append(listener)
+
+    def _was_applied(self, op: Operation) -> None:
+        for listener in list(self._applied):
+            try:
+                listener(op)
+            except Exception:
+                log.exception("listener of applied operations failed")
 
     def _set_state(
         self,
@@ -334,6 +348,7 @@ class QueueClient:
             return None
         if not self.state.online:
             self._set_state(True, pending=self.state.pending)
+        self._was_applied(op)
         return item
 
     async def _defer(self, op: Operation, reason: str) -> None:
@@ -391,6 +406,7 @@ class QueueClient:
                     continue
                 await self.outbox.done(op.op_id)
                 applied += 1
+                self._was_applied(op)
             self._set_state(True, pending=await self.outbox.count(), failed=tuple(failed))
             if applied:
                 log.info("outbox replayed: %d operation(s)", applied)
