@@ -108,10 +108,10 @@ def install_crash_handler(data_dir: Path) -> None:
 
 def warm_keyring_in_background() -> None:
     """Start choosing the keyring's backend now, in a thread, for the data key
-    that :func:`main` reads before opening the journal: the choice (every
-    backend imported, a library search that runs ``ldconfig``, the desktop's
-    secret service probed) took ~0.3 s on the path to the first window; it
-    now overlaps Qt's and the window's imports.  No secret is read here."""
+    that :func:`main` reads before opening the journal: the choice (the
+    freedesktop backends imported, the desktop's secret service probed;
+    nothing at all without a session bus — ``atrest._keyring``) overlaps
+    Qt's and the window's imports.  No secret is read here."""
     import threading
 
     from sas_desk.services.atrest import warm_keyring

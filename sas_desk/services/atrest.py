@@ -30,16 +30,21 @@ import contextlib
 import logging
 import os
 import secrets
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sas_desk.models.errors import KnownError
 from sas_desk.services.private import KEYRING_FR
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 __all__ = ["DataKey", "RecordCipher", "SealError", "data_key", "key_file_for"]
 
@@ -117,14 +122,80 @@ def _account(data_dir: Path) -> str:
 _BACKEND_READY = threading.Lock()
 
 
-def _keyring() -> ModuleType:
-    """The keyring module with its backend chosen (once: the choice imports
-    every backend and may probe the desktop's secret service)."""
-    with _BACKEND_READY:
-        import keyring
+_FREEDESKTOP_BACKENDS = (
+    ("keyring.backends.SecretService", "Keyring"),
+    ("keyring.backends.kwallet", "DBusKeyring"),
+    ("keyring.backends.libsecret", "Keyring"),
+)
 
-        keyring.get_keyring()
+
+def _keyring() -> ModuleType:
+    """The keyring module with its backend chosen (once: the choice may probe
+    the desktop's secret service).  Other modules of this process that call
+    ``keyring`` afterwards use the same backend."""
+    core = sys.modules.get("keyring.core")
+    chosen = core is not None and core._keyring_backend is not None  # set_keyring() wins
+    if not chosen and _no_desktop_keyring():
+        raise NoDesktopKeyring("no session bus, no keyring configured")
+    with _BACKEND_READY:
+        import keyring.core
+
+        if keyring.core._keyring_backend is None:  # not chosen yet in this process
+            keyring.core.set_keyring(_choose_backend())
     return keyring
+
+
+class NoDesktopKeyring(RuntimeError):
+    """No keyring can work here (see :func:`_no_desktop_keyring`)."""
+
+
+def _no_desktop_keyring() -> bool:
+    """True where no keyring backend can work, known without importing
+    ``keyring`` (~0.1 s of imports: urllib, email, importlib_metadata…):
+    neither macOS nor Windows, no backend named (``PYTHON_KEYRING_BACKEND``,
+    ``keyringrc.cfg``), and no D-Bus session bus (its address in the
+    environment or its socket in ``$XDG_RUNTIME_DIR``), which the
+    freedesktop backends all need — a headless machine, a service, a bench."""
+    if sys.platform in ("darwin", "win32") or os.environ.get("PYTHON_KEYRING_BACKEND"):
+        return False
+    if os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return False
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    if os.path.exists(os.path.join(runtime, "bus")):
+        return False
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return not os.path.exists(os.path.join(config, "python_keyring", "keyringrc.cfg"))
+
+
+def _choose_backend() -> KeyringBackend:
+    """What ``keyring`` would choose, without its cost on Linux: there its own
+    choice imports every backend it knows, the macOS one included, whose
+    import looks for the Security framework with ``ctypes.util.find_library``
+    — ``ldconfig`` and, where a C compiler is installed, a ``gcc`` and an
+    ``ld`` run per framework (~0.2 s, measured with strace on the start-up
+    path).  A backend named by ``PYTHON_KEYRING_BACKEND`` or ``keyringrc.cfg``
+    still wins; on macOS and Windows, keyring's own choice; elsewhere the
+    best of the freedesktop backends (Secret Service, KWallet, libsecret —
+    each judges its own viability, as in keyring), else none (``fail``)."""
+    import importlib
+
+    import keyring.core
+    from keyring.backends import fail
+
+    configured = keyring.core.load_env() or keyring.core.load_config()
+    if configured is not None:
+        return configured
+    if sys.platform in ("darwin", "win32"):
+        return keyring.core._detect_backend()
+    viable: list[KeyringBackend] = []
+    for module_name, class_name in _FREEDESKTOP_BACKENDS:
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+            if cls.viable:
+                viable.append(cls())
+        except Exception as exc:  # a backend that cannot even load: not viable
+            log.debug("keyring backend %s not viable (%s)", module_name, type(exc).__name__)
+    return max(viable, key=lambda ring: ring.priority, default=fail.Keyring())
 
 
 def warm_keyring() -> None:
