@@ -218,8 +218,9 @@ async def _start_slots(
     try:
         await service.open()
         await service.sync()
-    except Exception as exc:  # the feed failed: the previous copy serves
-        message = getattr(exc, "message_fr", "") or type(exc).__name__
+    except KnownError as exc:  # the feed failed (said in French): the previous copy serves
+        # anything else is a bug: it goes on to the crash dialog (run_long_lived)
+        message = exc.message_fr
         log.warning("directory sync failed: %s", type(exc).__name__)
         if service.store is None:
             window.set_slot_source(None, f"Annuaire indisponible : {message}")
@@ -567,29 +568,41 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
                 timeout=httpx.Timeout(config.geocoder_timeout, connect=2.0), verify=ssl_context
             )
             resolver.geocoder = BanGeocoder(geocoder_url, client, timeout=config.geocoder_timeout)
+        # what lives as long as the window: the runner's long-lived way
+        # (ui/operation.run_long_lived): a known error said, a bug on the crash path
+        from sas_desk.ui.operation import run_long_lived
+
         started_window, started_simulator = window, simulator
         if config.search_worker:  # started now, warm when the search opens
             from sas_desk.services.fhir.worker_client import SearchWorker
 
             search_worker = SearchWorker(now=clock.now, turn=qt_turn)
-            aio.spawn(search_worker.spawn(), "search-worker")
+            run_long_lived(search_worker.spawn, name="search-worker")
         started_worker = search_worker
 
         def start_slots() -> None:
-            aio.spawn(
-                _start_slots(config, started_simulator, started_window, started_worker),
-                "slot-service",
+            run_long_lived(
+                lambda: _start_slots(config, started_simulator, started_window, started_worker),
+                name="slot-service",
             )
 
         window.set_slot_starter(start_slots)
 
         def start_rosters() -> None:
-            aio.spawn(_start_rosters(config, started_window, resolver.index), "roster-service")
+            run_long_lived(
+                lambda: _start_rosters(config, started_window, resolver.index),
+                name="roster-service",
+                show_error=lambda text: started_window.banner(text, "warning"),
+            )
 
         window.set_roster_starter(start_rosters)
-        aio.spawn(_retention(config, journal, queues), "retention")
+        run_long_lived(lambda: _retention(config, journal, queues), name="retention")
         if config.hub is not None:  # the embedded Hub Santé agent (single workstation)
-            aio.spawn(_run_hub(config, journal, started_window, queues), "hub-agent")
+            run_long_lived(
+                lambda: _run_hub(config, journal, started_window, queues),
+                name="hub-agent",
+                show_error=lambda text: started_window.banner(text, "error"),
+            )
         if options.on_ready is not None:
             await options.on_ready(window)
         await closed.wait()

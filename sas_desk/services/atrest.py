@@ -195,7 +195,8 @@ def _choose_backend() -> KeyringBackend:
                 viable.append(cls())
         except Exception as exc:  # a backend that cannot even load: not viable
             log.debug("keyring backend %s not viable (%s)", module_name, type(exc).__name__)
-    return max(viable, key=lambda ring: ring.priority, default=fail.Keyring())
+    none: KeyringBackend = fail.Keyring()  # type: ignore[no-untyped-call]
+    return max(viable, key=lambda ring: ring.priority, default=none)
 
 
 def warm_keyring() -> None:

@@ -61,7 +61,7 @@ from sas_desk.models.stats import Granularity, Period, SnpOutcome, build_report
 from sas_desk.services.queues.client import QueueClient
 from sas_desk.services.stats import StatsSource, StatsUnavailable
 from sas_desk.ui.aio import spawn
-from sas_desk.ui.operation import run_operation
+from sas_desk.ui.operation import run_long_lived, run_operation
 from sas_desk.ui.queue_model import format_wait
 from sas_desk.ui.widgets import Message, named
 
@@ -312,8 +312,8 @@ class Board(QWidget):
     def start(self) -> None:
         if self._tasks:
             return
-        if self.client is not None:
-            task = spawn(self._follow(), "board-watch")
+        if self.client is not None:  # a failed watch starts again with a reset
+            task = run_long_lived(self._follow, name="board-watch", restart=True)
             if task is not None:
                 self._tasks.append(task)
         self._timer.start()
@@ -335,27 +335,17 @@ class Board(QWidget):
         super().closeEvent(event)
 
     async def _follow(self) -> None:
-        """Follow every queue (a failed watch starts again with a reset)."""
+        """Follow every queue (started again by the runner when it fails)."""
         assert self.client is not None
-        delay = 0.2
-        while True:
-            try:
-                async for changes in self.client.watch(tuple(QueueName)):
-                    if changes.reset:
-                        self.items = {}
-                    for item in changes.items:
-                        self.items[item.case_id] = item
-                    for case_id in changes.removed:
-                        self.items.pop(case_id, None)
-                    self._dirty = True
-                    self._tick()
-                    delay = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("board watch failed; following again in %.1f s", delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        async for changes in self.client.watch(tuple(QueueName)):
+            if changes.reset:
+                self.items = {}
+            for item in changes.items:
+                self.items[item.case_id] = item
+            for case_id in changes.removed:
+                self.items.pop(case_id, None)
+            self._dirty = True
+            self._tick()
 
     def _tick(self) -> None:
         if self._refreshing:

@@ -11,12 +11,20 @@ a failure keeps the previous state:
 - anything else is a bug: the log with its traceback and the crash dialog
   (:mod:`sas_desk.ui.crash`), never a traceback on screen;
 - a cancellation shows nothing and changes nothing.
+
+:func:`run_long_lived` is the same contract for a task that lives as long as
+its owner instead of one the operator started: a queue or board watch, a
+periodic sync or purge, an agent, a service started once the window is up.
+It has no progress and no result; with ``restart`` it is started again
+(after a back-off) whatever ended it — a known error, a bug, or its own
+return — so that a view never freezes silently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
@@ -99,3 +107,63 @@ def run_operation(
 def _showing(progress: Progress, label: str) -> bool:
     text = getattr(progress, "text", None)
     return not callable(text) or text() == label
+
+
+def run_long_lived(
+    start: Callable[[], Coroutine[Any, Any, object]],
+    *,
+    name: str,
+    show_error: Callable[[str], object] | None = None,
+    error_prefix: str = "",
+    restart: bool = False,
+    first_delay_s: float = 0.2,
+    max_delay_s: float = 5.0,
+) -> asyncio.Task[None] | None:
+    """Run ``start()`` for as long as its owner lives (see the module): a
+    :class:`KnownError` shows ``error_prefix`` + its French text through
+    ``show_error`` (the log only when None) and is logged by its class;
+    anything else is a bug, reported to the log and the crash dialog.  With
+    ``restart``, ``start()`` is called again after ``first_delay_s``, doubled
+    after each short run up to ``max_delay_s`` (a run that lasted longer than
+    ``max_delay_s`` was working: the next pause is the first again);
+    without, the task ends there.  ``cancel()`` the returned task to stop it
+    (the app cancels every task at shutdown).  None during shutdown."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()  # kept: a task may be stepped from a nested Qt loop
+        delay = first_delay_s
+        while True:
+            began = time.monotonic()
+            try:
+                await start()
+                log.info("%s ended", name)
+            except asyncio.CancelledError:
+                raise
+            except KnownError as exc:
+                log.warning("%s failed: %s %s", name, type(exc).__name__, getattr(exc, "code", ""))
+                if show_error is not None:
+                    show_error(error_prefix + exc.message_fr)
+            except Exception as exc:
+                if me and me[0].cancelling():  # what a cancelled library raised on its way out
+                    raise
+                crash.report(exc, name)
+            if not restart:
+                return
+            if time.monotonic() - began > max_delay_s:
+                delay = first_delay_s
+            log.info("%s started again in %.1f s", name, delay)
+            pause: asyncio.Future[None] = loop.create_future()
+            loop.call_later(delay, _resolve, pause)
+            await pause
+            delay = min(delay * 2, max_delay_s)
+
+    me: list[asyncio.Task[None]] = []
+    task = spawn(body(), name)
+    if task is not None:
+        me.append(task)
+    return task
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -41,8 +41,7 @@ from sas_desk.models.queue import (
 )
 from sas_desk.models.validation import format_phone
 from sas_desk.services.queues.client import QueueClient
-from sas_desk.ui.aio import spawn
-from sas_desk.ui.operation import run_operation
+from sas_desk.ui.operation import run_long_lived, run_operation
 from sas_desk.ui.queue_model import (
     COMMUNE_COLUMN,
     MOTIVE_COLUMN,
@@ -67,9 +66,7 @@ TAKE_NEXT = ("take_next", "Prendre le suivant", "F2")  # the head of my queues, 
 BACK_TO_QUEUE = ""  # reassign choice: no holder, the item waits in its queue again
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+WATCH_INTERRUPTED_FR = "Suivi des files interrompu, reprise en cours : "
 
 
 def _inline_bar(
@@ -313,32 +310,25 @@ class QueuePanel(QWidget):
 
     # ------------------------------------------------------------------ watch
     def start(self) -> None:
+        """Follow the queues for as long as the panel lives (the runner's
+        long-lived way): a watch that fails or ends is started again (it
+        begins with a full reset, so the table resyncs) instead of leaving
+        a silently frozen table; a bug also reaches the crash dialog."""
         if self._watch is None or self._watch.done():
-            self._watch = spawn(self._follow(), "queue-watch")
+            self._watch = run_long_lived(
+                self._follow,
+                name="queue-watch",
+                show_error=self.message.show_message,
+                error_prefix=WATCH_INTERRUPTED_FR,
+                restart=True,
+            )
 
     async def _follow(self) -> None:
-        """Follow the queues for as long as the panel lives: a watch that
-        fails or ends is started again (it begins with a full reset, so the
-        table resyncs) instead of leaving a silently frozen table."""
-        loop = asyncio.get_running_loop()  # kept: a task may be stepped from a nested Qt loop
-        delay = 0.2
-        while True:
-            try:
-                async for changes in self.client.watch(self.queues):
-                    self.model.apply(changes)
-                    self._look_up_callbacks(changes.items)
-                    if not changes.reset:
-                        self.items_changed.emit([i.case_id for i in changes.items])
-                    delay = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("queue watch failed; following again in %.1f s", delay)
-                self.message.show_message("Suivi des files interrompu : reprise en cours…")
-            pause: asyncio.Future[None] = loop.create_future()
-            loop.call_later(delay, _resolve, pause)
-            await pause
-            delay = min(delay * 2, 5.0)
+        async for changes in self.client.watch(self.queues):
+            self.model.apply(changes)
+            self._look_up_callbacks(changes.items)
+            if not changes.reset:
+                self.items_changed.emit([i.case_id for i in changes.items])
 
     def _look_up_callbacks(self, items: Sequence[QueueItem]) -> None:
         """An ARM queue item is a call to make again: the number to call and
