@@ -8,7 +8,8 @@ a call-back due, a booking request near 48 h, the last hour's decisions),
 then saves the board (``board.png``, one late item selected), and the wall
 mode (``board-wall.png``); then a year of a centre (``bench/stats.py``'s
 generator, 20,000 dossiers) for the statistics screen over March, by day
-(``stats.png``) and its PDF report, rendered page by page with QtPdf
+(``stats.png``; the SNP outcomes and the delays: ``stats-snp.png``,
+``stats-delais.png``) and its PDF report, rendered page by page with QtPdf
 (``stats-report-N.png``).  Pictures stay out of git.
 """
 
@@ -111,6 +112,13 @@ async def shoot_stats(out: Path) -> None:
         target = out / "stats.png"
         view.grab().save(str(target))
         print(f"{target} {view.width()}x{view.height()}")
+        for key in ("snp", "delais"):  # « Afficher » : one family of indicators
+            view.theme.setCurrentIndex(view.theme.findData(key))
+            await asyncio.sleep(0.3)
+            target = out / f"stats-{key}.png"
+            view.grab().save(str(target))
+            print(target)
+        view.theme.setCurrentIndex(0)
         # the PDF report of the same period, its pages rendered with QtPdf
         pdf = out / "stats-report.pdf"
         task = view.export_pdf(pdf)

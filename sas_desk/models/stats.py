@@ -171,7 +171,10 @@ def bucket_label(key: str) -> str:
 # ---------------------------------------------------------------------------- dimensions
 
 BRANCHES = ("AMU", "SNP", "DENT")
+BRANCH_LABELS = {"AMU": "AMU", "SNP": "SNP", "DENT": "Dentaire"}
 PRIORITIES = ("P0", "P1", "P2", "P3", "NR")
+#: the load columns: what each role did in the period (counts, inside the room)
+ROLE_LOAD_COLUMNS = ("arm_transmis", "mru_decides", "mrl_decides", "dent_decides", "osnp_clotures")
 DELAYS: tuple[tuple[str, str], ...] = (
     ("reception_transmission", "réception → transmission"),
     ("transmission_prise", "transmission → prise en charge"),
@@ -476,7 +479,7 @@ def build_report(
     columns.append("snp_part_rdv_pris_pct")
     denominators["snp_part_rdv_pris_pct"] = "filiere_snp"
     group("filiere_dent", [f"dent_{o.value.lower()}" for o in DentalOrientation])
-    roles = ("arm_transmis", "mru_decides", "mrl_decides", "dent_decides", "osnp_clotures")
+    roles = ROLE_LOAD_COLUMNS
     columns.extend(roles)
     if raw.calls is not None:
         group("tel_presentes", ["tel_decroches", "tel_abandonnes"])
@@ -642,3 +645,67 @@ def export_rows(report: Report) -> list[dict[str, Cell]]:
 
 def export_columns(report: Report) -> list[str]:
     return list(report.columns)
+
+
+# ---------------------------------------------------------------------------- themes
+
+
+@dataclass(frozen=True)
+class Theme:
+    """What the statistics screen shows at a time: a family of indicators
+    (the period column always comes first)."""
+
+    key: str
+    label: str
+    prefixes: tuple[str, ...]  # a column belongs when it starts with one ("" = every column)
+    exact: tuple[str, ...] = ()  # or is one of these
+
+    def columns(self, report_columns: Sequence[str]) -> list[str]:
+        chosen = [
+            c
+            for c in report_columns[1:]
+            if c in self.exact or any(c.startswith(p) for p in self.prefixes)
+        ]
+        return [report_columns[0], *chosen] if report_columns else []
+
+
+THEMES: tuple[Theme, ...] = (
+    Theme("tout", "Tous les indicateurs", ("",)),
+    Theme(
+        "volumes",
+        "Volumes : filières, priorités, décisions",
+        ("filiere_", "priorite_", "decides"),
+        ("dossiers", "non_decides", "part_mg_liberal_pct"),
+    ),
+    Theme("motifs", "Motifs (chapitres)", ("motif_",), ("dossiers",)),
+    Theme("patients", "Âges et départements", ("age_", "dep_"), ("dossiers",)),
+    Theme("delais", "Délais", ("delai_",)),
+    Theme("snp", "Issues SNP", ("snp_",), ("filiere_snp", "delai_appel_rdv_n")),
+    Theme("dentaire", "Dentaire", ("dent_",), ("filiere_dent",)),
+    Theme("charge", "Activité par rôle", (), ("dossiers", *ROLE_LOAD_COLUMNS)),
+    Theme("telephonie", "Téléphonie", ("tel_",)),
+)
+
+
+def theme(key: str) -> Theme:
+    """The theme of ``key`` (the first, every column, when unknown)."""
+    return next((t for t in THEMES if t.key == key), THEMES[0])
+
+
+def theme_groups(report: Report, chosen: Theme) -> list[tuple[str, tuple[str, ...]]]:
+    """The report's count groups whose columns all belong to ``chosen``
+    (what its chart stacks), in the report's order."""
+    shown = set(chosen.columns(report.columns))
+    return [(total, cols) for total, cols in report.groups if cols and set(cols) <= shown]
+
+
+def series_label(column: str) -> str:
+    """A chart's legend for a count column: the SNP outcome's French label,
+    the branch's name, else the column's own name."""
+    if column.startswith("snp_"):
+        code = column.removeprefix("snp_").upper()
+        if code in SnpOutcome.__members__:
+            return SnpOutcome[code].label
+    if column.startswith("filiere_"):
+        return BRANCH_LABELS.get(column.removeprefix("filiere_").upper(), column)
+    return column

@@ -29,6 +29,7 @@ from PySide6.QtGui import (
 )
 
 from sas_desk.models.stats import (
+    BRANCH_LABELS,
     BRANCHES,
     DELAYS,
     Cell,
@@ -39,7 +40,6 @@ from sas_desk.models.stats import (
 )
 
 BRANCH_COLOURS = {"AMU": "#c62828", "SNP": "#1565c0", "DENT": "#2e7d32"}
-BRANCH_LABELS = {"AMU": "AMU", "SNP": "SNP", "DENT": "Dentaire"}
 CHART_URL = "sas://volumes.png"
 
 #: (column, label) of the summary, in order

@@ -19,6 +19,7 @@ from typing import Any
 
 from PySide6.QtCharts import (
     QBarCategoryAxis,
+    QBarSeries,
     QBarSet,
     QChart,
     QChartView,
@@ -50,13 +51,17 @@ from PySide6.QtWidgets import (
 
 from sas_desk.models.queue import WaitLimits
 from sas_desk.models.stats import (
-    BRANCHES,
     DEFAULT_TZ,
+    THEMES,
     Granularity,
     Report,
+    Theme,
     build_report,
     parse_period,
+    series_label,
     telephony_rows,
+    theme,
+    theme_groups,
 )
 from sas_desk.models.telephony import Call
 from sas_desk.services.stats import StatsSource, StatsUnavailable
@@ -67,7 +72,21 @@ from sas_desk.ui.widgets import Message, named
 log = logging.getLogger("sas_desk.ui.stats")
 
 BRANCH_COLOURS = {"AMU": "#c62828", "SNP": "#1565c0", "DENT": "#2e7d32"}
-BRANCH_LABELS = {"AMU": "AMU", "SNP": "SNP", "DENT": "Dentaire"}
+PALETTE = ("#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#c62828", "#00838f", "#9e9d24", "#5d4037")
+
+
+def chart_columns(report: Report, chosen: Theme) -> tuple[list[str], bool]:
+    """The columns the chart draws for ``chosen``, and whether stacked: the
+    theme's first group of counts (they add up), else its delays' p90, else
+    its counts (not shares, not delay sample sizes) side by side."""
+    groups = theme_groups(report, chosen)
+    if groups:
+        return list(groups[0][1]), True
+    shown = chosen.columns(report.columns)[1:]
+    p90 = [c for c in shown if c.endswith("_p90_s")]
+    if p90:
+        return p90, False
+    return [c for c in shown if not c.endswith(("_pct", "_n")) and c != "dossiers"], False
 
 
 class ReportModel(QAbstractTableModel):
@@ -76,23 +95,28 @@ class ReportModel(QAbstractTableModel):
     def __init__(self) -> None:
         super().__init__()
         self.report: Report | None = None
+        self.theme = THEMES[0]
+        self.columns: list[str] = []  # the theme's columns of the report
 
-    def set_report(self, report: Report | None) -> None:
+    def set_report(self, report: Report | None, chosen: Theme | None = None) -> None:
         self.beginResetModel()
         self.report = report
+        if chosen is not None:
+            self.theme = chosen
+        self.columns = self.theme.columns(report.columns) if report else []
         self.endResetModel()
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return len(self.report.rows) if self.report and not parent.isValid() else 0
 
     def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return len(self.report.columns) if self.report and not parent.isValid() else 0
+        return len(self.columns) if self.report and not parent.isValid() else 0
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = 0) -> Any:
         if self.report is None or not index.isValid():
             return None
         if role == Qt.ItemDataRole.DisplayRole:
-            value = self.report.rows[index.row()][self.report.columns[index.column()]]
+            value = self.report.rows[index.row()][self.columns[index.column()]]
             return "—" if value is None else str(value)
         if role == Qt.ItemDataRole.TextAlignmentRole and index.column() > 0:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -102,7 +126,7 @@ class ReportModel(QAbstractTableModel):
         if self.report is None or role != Qt.ItemDataRole.DisplayRole:
             return None
         if orientation == Qt.Orientation.Horizontal:
-            return self.report.columns[section]
+            return self.columns[section]
         return None
 
 
@@ -143,6 +167,11 @@ class StatsView(QWidget):
         self.by = named(QComboBox(), "statsBy")
         for g in (Granularity.DAY, Granularity.HOUR, Granularity.MONTH):
             self.by.addItem(f"par {g.label}", g.value)
+        self.theme = named(QComboBox(), "statsTheme")
+        for t in THEMES:
+            self.theme.addItem(t.label, t.key)
+        self.theme.setToolTip("Les indicateurs affichés dans le tableau et le graphique")
+        self.theme.currentIndexChanged.connect(lambda _i: self._show_theme())
         run = named(QPushButton("Calculer"), "statsRun")
         run.clicked.connect(self.run)
         export = named(QPushButton("Exporter (CSV, secret statistique)…"), "statsExport")
@@ -159,6 +188,8 @@ class StatsView(QWidget):
         bar.addWidget(self.last)
         bar.addWidget(self.by)
         bar.addWidget(run)
+        bar.addWidget(QLabel("Afficher"))
+        bar.addWidget(self.theme)
         bar.addStretch(1)
         bar.addWidget(phone)
         bar.addWidget(export)
@@ -246,9 +277,19 @@ class StatsView(QWidget):
         )
         return self.task
 
+    def chosen_theme(self) -> Theme:
+        return theme(str(self.theme.currentData() or ""))
+
+    def _show_theme(self) -> None:
+        """Another family of indicators: the same report, other columns and
+        chart (nothing is read again)."""
+        if self.report is not None:
+            self.model.set_report(self.report, self.chosen_theme())
+            self._chart(self.report)
+
     def show_report(self, report: Report) -> None:
         self.report = report
-        self.model.set_report(report)
+        self.model.set_report(report, self.chosen_theme())
         self._chart(report)
         total = sum(int(r["dossiers"] or 0) for r in report.rows)
         self.message.show_message(
@@ -259,15 +300,22 @@ class StatsView(QWidget):
         self.loaded.emit()
 
     def _chart(self, report: Report) -> None:
+        """The chosen theme's chart: its first group of counts stacked per
+        period (the branches for every indicator and the volumes), else its
+        delays' p90 or its counts side by side."""
+        chosen = self.chosen_theme()
         self.chart.removeAllSeries()
         for axis in self.chart.axes():
             self.chart.removeAxis(axis)
-        series = QStackedBarSeries()
-        for branch in BRANCHES:
-            bar_set = QBarSet(BRANCH_LABELS[branch])
-            bar_set.setColor(QColor(BRANCH_COLOURS[branch]))
-            bar_set.append([float(r[f"filiere_{branch.lower()}"] or 0) for r in report.rows])
+        columns, stacked = chart_columns(report, chosen)
+        series = QStackedBarSeries() if stacked else QBarSeries()
+        for i, column in enumerate(columns):
+            branch = column.removeprefix("filiere_").upper()
+            bar_set = QBarSet(series_label(column))
+            bar_set.setColor(QColor(BRANCH_COLOURS.get(branch, PALETTE[i % len(PALETTE)])))
+            bar_set.append([float(r[column] or 0) for r in report.rows])
             series.append(bar_set)
+        self.chart.setTitle(chosen.label if chosen.key != "tout" else "Dossiers par filière")
         self.chart.addSeries(series)
         labels = [_short(str(r["periode"]), report.by) for r in report.rows]
         axis = QBarCategoryAxis()
@@ -276,7 +324,10 @@ class StatsView(QWidget):
         series.attachAxis(axis)
         values = QValueAxis()
         values.setLabelFormat("%d")
-        top = max((int(r["dossiers"] or 0) for r in report.rows), default=0)
+        if stacked:
+            top = max((sum(int(r[c] or 0) for c in columns) for r in report.rows), default=0)
+        else:
+            top = max((int(r[c] or 0) for r in report.rows for c in columns), default=0)
         values.setRange(0, max(1, top))
         values.applyNiceNumbers()
         self.chart.addAxis(values, Qt.AlignmentFlag.AlignLeft)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from PySide6.QtCore import QDate
+from PySide6.QtCore import QDate, Qt
 from pytestqt.qtbot import QtBot
 
 from sas_desk.models.queue import WaitLimits
@@ -64,6 +64,55 @@ async def test_the_screen_shows_the_day_and_exports_it_safely(
     text = out.read_text(encoding="utf-8")
     assert SUPPRESSED in text and "2026-03-14;11;" in text
     assert [s for s in KNOWN_SECRETS if s.lower() in text.lower()] == []
+    view.stop()
+
+
+async def test_a_theme_shows_its_indicators_and_its_chart(
+    qtbot: QtBot, source: SqliteStatsSource
+) -> None:
+    """Afficher: the SNP outcomes (their columns, their counts stacked per
+    day), the delays (their p90 side by side), back to every indicator —
+    the report is not read again."""
+    from PySide6.QtCharts import QBarSeries, QStackedBarSeries
+
+    view = StatsView(source, WaitLimits(), lambda: FakeClock()())
+    qtbot.addWidget(view)
+    view.first.setDate(QDate(2026, 3, 13))
+    view.last.setDate(QDate(2026, 3, 15))
+    task = view.run()
+    assert task is not None
+    await task
+    every = view.model.columnCount()
+    report = view.report
+    view.theme.setCurrentIndex(view.theme.findData("snp"))
+    assert view.report is report  # the same report, other columns
+    shown = [
+        view.model.headerData(c, Qt.Orientation.Horizontal, 0)
+        for c in range(view.model.columnCount())
+    ]
+    assert shown[0] == "periode" and "snp_rdv_pris" in shown and "filiere_snp" in shown
+    assert not [
+        c
+        for c in shown[1:]
+        if not (c.startswith("snp_") or c in ("filiere_snp", "delai_appel_rdv_n"))
+    ]
+    assert view.model.columnCount() < every
+    row = {shown[c]: view.model.index(1, c).data() for c in range(len(shown))}
+    assert row["snp_rdv_pris"] == str(EXPECTED["snp_rdv_pris"])
+    (series,) = view.chart.series()
+    assert isinstance(series, QStackedBarSeries)
+    sets = {s.label(): s.at(1) for s in series.barSets()}
+    assert sets["RDV pris (plateforme)"] == EXPECTED["snp_rdv_pris"]
+    assert sum(sets.values()) == 5.0  # the day's SNP dossiers, one outcome each
+    view.theme.setCurrentIndex(view.theme.findData("delais"))
+    (series,) = view.chart.series()
+    assert isinstance(series, QBarSeries) and not isinstance(series, QStackedBarSeries)
+    labels = [s.label() for s in series.barSets()]
+    assert labels and all(label.endswith("_p90_s") for label in labels)
+    p90 = {s.label(): s.at(1) for s in series.barSets()}
+    assert p90["delai_transmission_prise_p90_s"] == 2400.0
+    view.theme.setCurrentIndex(view.theme.findData("tout"))
+    assert view.model.columnCount() == every
     view.stop()
 
 

@@ -198,3 +198,21 @@ def test_seq_search_finds_the_first_event_of_a_time_with_gaps_in_seq() -> None:
     assert run(t0) == 1
     assert first_from(run(t0 + timedelta(minutes=41))) == (41, events[41])
     assert first_from(run(t0 + timedelta(hours=2))) is None
+
+
+def test_every_indicator_shows_in_a_theme_other_than_all() -> None:
+    """The screen's themes cover the report: no column is reachable only
+    through « Tous les indicateurs », each theme starts with the period."""
+    from sas_desk.models.stats import THEMES, Granularity, RawStats, build_report, theme
+
+    period = parse_period("2026-03-14", "2026-03-15")
+    report = build_report(RawStats(calls=[]), period, Granularity.DAY)
+    assert "tel_presentes" in report.columns  # the telephony's columns too
+    covered: set[str] = set()
+    for t in THEMES[1:]:
+        columns = t.columns(report.columns)
+        assert columns[0] == "periode" and len(columns) > 1, t.key
+        covered.update(columns)
+    assert set(report.columns) - covered == set()
+    assert THEMES[0].columns(report.columns) == report.columns
+    assert theme("inconnu") is THEMES[0] and theme("snp").key == "snp"
