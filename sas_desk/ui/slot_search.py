@@ -1367,6 +1367,8 @@ class SlotSearchPanel(QWidget):
                 getattr(exc, "message_fr", "") or f"Recherche impossible ({type(exc).__name__})."
             )
             log.warning("slot search failed: %s", type(exc).__name__)
+            if asyncio.current_task() is self._task:
+                self._flush()  # what came before it, now: not over the message, later
             self._finish(message, error=True, ended=True)
         finally:
             if self._task is None or self._task is asyncio.current_task():

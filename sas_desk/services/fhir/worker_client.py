@@ -71,14 +71,11 @@ HANG_S = 10.0
 #: takes a minute or two on a slow feed
 OPEN_S = 600.0
 
-DIED_FR = (
-    "Le processus de recherche de créneaux s'est arrêté{why} : recherche interrompue. "
-    "Il a été relancé : relancez la recherche."
-)
-HUNG_FR = (
-    "Le processus de recherche de créneaux ne répondait plus : recherche interrompue. "
-    "Il a été relancé : relancez la recherche."
-)
+#: said in the panel's two-line status (1366 px wide screens): one short
+#: sentence, what to do; the technical cause (exit code, protocol error) is
+#: in the log only
+DIED_FR = "Recherche interrompue par un incident technique : relancez-la (Entrée)."
+HUNG_FR = "Recherche interrompue, elle ne répondait plus : relancez-la (Entrée)."
 #: a worker lost more than this many times within RESTART_WINDOW_S is not
 #: started again at once (a crash loop would eat a core): the next search does
 MAX_RESTARTS = 3
@@ -289,7 +286,6 @@ class SearchWorker:
     # ------------------------------------------------------------------ messages
     async def _pump(self, child: _Child) -> None:
         """Read the worker's frames and hand each to its search."""
-        reason = ""
         try:
             while True:
                 body = await read_frame(child.reader, MAX_TO_APP)
@@ -313,15 +309,12 @@ class SearchWorker:
                         queue.put_nowait(message)
         except WorkerProtocolError as exc:
             log.error("search worker: %s", exc.message_fr)
-            reason = f" ({exc.message_fr.rstrip('.')})"
         except (ConnectionError, OSError) as exc:
-            reason = ""
             log.warning("search worker pipe: %s", type(exc).__name__)
         if not child.lost:
             code = await asyncio.to_thread(_stop, child.proc, 2.0)
-            why = reason or (f" (code {code})" if code else "")
             log.error("search worker lost (exit code %s)", code)
-            self._lose(child, DIED_FR.format(why=why))
+            self._lose(child, DIED_FR)
 
     def _lose(self, child: _Child, message_fr: str) -> None:
         """The worker is gone or useless: every search running fails, the
@@ -390,9 +383,10 @@ class SearchWorker:
                 try:
                     update = decoder.decode(message)
                 except WorkerProtocolError as exc:
-                    self._lose(child, DIED_FR.format(why=f" ({exc.message_fr.rstrip('.')})"))
+                    log.error("search worker update unreadable: %s", exc.message_fr)
+                    self._lose(child, DIED_FR)
                     finished = True
-                    raise WorkerError(exc.message_fr) from None
+                    raise WorkerError(DIED_FR) from None
                 if update.done:
                     finished = True
                 yield update
