@@ -38,6 +38,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sas_desk import __version__
 from sas_desk.models.errors import KnownError
 from sas_desk.models.queue import (
+    READ_ONLY_ROLES,
     ROLE_QUEUES,
     ItemStatus,
     NotFound,
@@ -63,7 +64,7 @@ from sas_desk.server.settings import ServerSettings
 from sas_desk.server.store import AuditEntry, Principal, ServerStore, StoreUnavailable
 from sas_desk.server.stream import Bye, Changes, Hub, KeepAlive
 from sas_desk.services.queues import rules
-from sas_desk.services.queues.api import BackendUnavailable, QueueBackend
+from sas_desk.services.queues.api import AGENT_KINDS, BackendUnavailable, QueueBackend
 from sas_desk.services.queues.wire import (
     ByeBody,
     DossierBody,
@@ -92,6 +93,7 @@ from sas_desk.services.stats import StatsSource, StatsUnavailable
 from sas_desk.services.stats.remote import ActivityBody, RawStatsBody, activity_body, raw_body
 
 if TYPE_CHECKING:
+    from sas_desk.server.hubsante import HubSante
     from sas_desk.server.oidc import OidcLogins
 
 log = logging.getLogger("sas_desk.server")
@@ -148,6 +150,19 @@ class TestClockBody(msgspec.Struct, frozen=True):
     expire: bool = False  # also run the lease expiry at that time
 
 
+class AttachRequest(msgspec.Struct, frozen=True):
+    """``POST /v1/hub/appointments/{id}/attach``: who attaches is the session's."""
+
+    case_id: str
+
+
+class AppointmentsBody(msgspec.Struct, frozen=True):
+    """``GET /v1/hub/appointments``: the records of ``sas-desk hub appointments``
+    with the message itself (``body``)."""
+
+    appointments: list[dict[str, Any]]
+
+
 class TestClockResult(msgspec.Struct, frozen=True):
     at: str
     expired: list[ItemBody]
@@ -165,6 +180,7 @@ class Room:
     sessions: Sessions
     hub: Hub
     stats: StatsSource | None = None
+    sante: HubSante | None = None  # the Hub Santé agent ([hub], server/hubsante.py)
     streams: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -306,6 +322,7 @@ def create_app(
     hub: Hub | None = None,
     identity: OidcLogins | None = None,
     stats: StatsSource | None = None,
+    sante: HubSante | None = None,
 ) -> Litestar:
     """The ASGI application over opened stores (the caller opens and closes them)."""
     clock = clock or ServerClock()
@@ -324,6 +341,7 @@ def create_app(
         ),
         hub=hub or Hub(backend, settings.ring_size),
         stats=stats,
+        sante=sante,
     )
 
     async def principal(request: Request[Any, Any, Any]) -> Principal:
@@ -463,6 +481,11 @@ def create_app(
         store in the operation's own transaction: both or neither."""
         if not data.op_id or len(data.op_id) > _MAX_TEXT or len(data.case_id) > _MAX_TEXT:
             raise invalid("Identifiant d'opération ou de dossier manquant ou trop long.")
+        if data.kind in AGENT_KINDS:
+            await room.audit(
+                request, who, f"op:{data.kind}", case_id=data.case_id, outcome="forbidden"
+            )
+            raise forbidden("Opération réservée à l'agent Hub Santé du serveur.", data.case_id)
         try:
             op = Operation(
                 op_id=data.op_id,
@@ -485,6 +508,8 @@ def create_app(
             )
             raise
         item = await room.backend.apply_audited(op, client_address(request))
+        if room.sante is not None:  # a shared case's news for the partners
+            room.sante.applied(op)
         return OperationResult(item=item_body(item) if item is not None else None)
 
     @post(
@@ -747,9 +772,57 @@ def create_app(
 
         handlers.extend(oidc_handlers(room, identity))
 
+    if sante is not None:  # the Hub Santé agent runs here ([hub])
+
+        @get(
+            "/v1/hub/appointments",
+            dependencies=deps,
+            responses=_COMMON,
+            security=_BEARER,
+            tags=["hub"],
+        )
+        async def hub_appointments(who: Principal, unattached: bool = False) -> AppointmentsBody:
+            """The SAS appointments received (RS-SAS-RDV), soonest first."""
+            if who.role in READ_ONLY_ROLES:
+                raise forbidden("Le rôle STATS ne consulte pas les rendez-vous SAS.")
+            assert room.sante is not None
+            return AppointmentsBody(appointments=await room.sante.appointments(unattached))
+
+        @post(
+            "/v1/hub/appointments/{appointment_id:str}/attach",
+            status_code=200,
+            dependencies=deps,
+            responses={**_COMMON, 404: ResponseSpec(_E, description="Rendez-vous ou dossier")},
+            security=_BEARER,
+            tags=["hub"],
+        )
+        async def hub_attach(
+            request: Request[Any, Any, Any],
+            appointment_id: str,
+            data: AttachRequest,
+            who: Principal,
+        ) -> dict[str, Any]:
+            """Attach an appointment to a dossier as the session's operator; it
+            shows on the dossier's timeline on every workstation."""
+            assert room.sante is not None
+            if who.role in READ_ONLY_ROLES:
+                raise forbidden("Le rôle STATS ne rattache pas de rendez-vous.")
+            if len(appointment_id) > _MAX_TEXT or not data.case_id or len(data.case_id) > _MAX_TEXT:
+                raise invalid("Identifiant de rendez-vous ou de dossier manquant ou trop long.")
+            await readable(request, who, data.case_id, "hub:attach")
+            try:
+                await room.sante.processor.attach(appointment_id, data.case_id, who.login)
+            except ValueError as exc:  # French: unknown appointment or dossier
+                raise _error(404, "not_found", str(exc), "NotFound", data.case_id) from None
+            return {"appointment": await room.sante.attached(appointment_id)}
+
+        handlers.extend([hub_appointments, hub_attach])
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         room.hub.start()
+        if room.sante is not None:
+            room.sante.start()
         room.tasks.append(asyncio.create_task(room.expire_loop(), name="lease-expiry"))
         room.tasks.append(asyncio.create_task(room.purge_loop(), name="token-purge"))
         try:
@@ -762,6 +835,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await room.hub.close(SHUTDOWN_FR)
+            if room.sante is not None:
+                await room.sante.close()
 
     app = Litestar(
         route_handlers=handlers,

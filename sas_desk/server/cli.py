@@ -140,6 +140,11 @@ def run_server_command(args: argparse.Namespace) -> int:
         from sas_desk.server.identity import identity_from_file  # [identity]: OIDC login
 
         identity = identity_from_file(args.config)
+        hub_settings = None
+        if args.server_action is None:
+            from sas_desk.server.hubsante import hub_from_file  # [hub]: the agent runs here
+
+            hub_settings = hub_from_file(args.config)
     except SettingsError as exc:
         print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
         return 1
@@ -157,7 +162,7 @@ def run_server_command(args: argparse.Namespace) -> int:
         return asyncio.run(admin.grant(settings, args.to, print_only=args.print))
     from sas_desk.server.serve import run
 
-    return run(settings, identity)
+    return run(settings, identity, hub_settings)
 
 
 def read_password(login: str) -> str:

@@ -19,6 +19,7 @@ from sas_desk.server.settings import ServerSettings, SettingsError
 from sas_desk.server.store import ServerStore, StoreUnavailable, open_store
 from sas_desk.server.stream import Hub
 from sas_desk.services.config import IdentitySettings
+from sas_desk.services.hub.settings import HubSettings
 from sas_desk.services.queues.api import BackendUnavailable, QueueBackend
 from sas_desk.services.stats import StatsSource
 
@@ -73,7 +74,11 @@ class _Server(uvicorn.Server):
             self.should_exit = True
 
 
-async def serve(settings: ServerSettings, identity: IdentitySettings | None = None) -> int:
+async def serve(
+    settings: ServerSettings,
+    identity: IdentitySettings | None = None,
+    hub_settings: HubSettings | None = None,
+) -> int:
     settings = settings.checked()
     clock = ServerClock()
     backend = open_backend(settings, clock)
@@ -103,8 +108,30 @@ async def serve(settings: ServerSettings, identity: IdentitySettings | None = No
             await store.close()
             print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
             return 1
+    sante = None
+    if hub_settings is not None:  # the Hub Santé agent in the server (server/hubsante.py)
+        from sas_desk.server.hubsante import open_hub
+
+        try:
+            sante = await open_hub(settings, hub_settings, backend, clock.now)
+        except SettingsError as exc:
+            if logins is not None:
+                await logins.close()
+            await backend.close()
+            await store.close()
+            print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
+            return 1
     stats = open_stats(settings)
-    app = create_app(settings, backend, store, clock=clock, hub=hub, identity=logins, stats=stats)
+    app = create_app(
+        settings,
+        backend,
+        store,
+        clock=clock,
+        hub=hub,
+        identity=logins,
+        stats=stats,
+        sante=sante,
+    )
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -150,9 +177,13 @@ async def serve(settings: ServerSettings, identity: IdentitySettings | None = No
     return 0 if server.started else 1
 
 
-def run(settings: ServerSettings, identity: IdentitySettings | None = None) -> int:
+def run(
+    settings: ServerSettings,
+    identity: IdentitySettings | None = None,
+    hub_settings: HubSettings | None = None,
+) -> int:
     try:
-        return asyncio.run(serve(settings, identity))
+        return asyncio.run(serve(settings, identity, hub_settings))
     except SettingsError as exc:
         print(f"sas-desk server : {exc.message_fr}", file=sys.stderr)
         return 1

@@ -47,6 +47,7 @@ class ServerSettings:
     lockout_s: float = 60.0  # ...for lockout_s
     shutdown_grace_s: float = 10.0  # in-flight requests get this long on SIGTERM
     test_clock_token: str = ""  # PUT /_test/clock (loopback only)
+    hub_store: str = ""  # the Hub Santé agent's store ([hub]); beside a SQLite room by default
 
     @property
     def sqlite_path(self) -> Path | None:

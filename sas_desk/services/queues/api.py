@@ -94,7 +94,10 @@ OPERATION_KINDS = (
     "reassign",
     "orient",
     "update",
+    "hub",
 )
+# only the room server's Hub Santé agent writes these (refused from a workstation)
+AGENT_KINDS = frozenset({"hub"})
 DEFAULT_LEASE_S = 120.0
 MAX_LEASE_S = 900.0  # a lease is a heartbeat, not a reservation: longer ones are refused
 DEFAULT_RENEW_S = 30.0

@@ -67,12 +67,15 @@ from sas_desk.models.queue import (
     priority_rank,
     queue_for_attribution,
 )
+from sas_desk.models.rseda_update import apply_update
 from sas_desk.models.validation import ValidationError
 from sas_desk.services.queues import rules
 from sas_desk.services.queues.api import OPERATION_KINDS
 
 # kinds whose transition reads or writes the server dossier (the stores load it)
-NEEDS_DOSSIER = frozenset({"enqueue", "decide", "note", "close", "request_booking", "update"})
+NEEDS_DOSSIER = frozenset(
+    {"enqueue", "decide", "note", "close", "request_booking", "update", "hub"}
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,9 @@ def transition(op: Operation, item: QueueItem | None, dossier: Dossier | None) -
     if item is None:
         raise NotFound(op.case_id)
     rules.check_role(op, item)
+
+    if op.kind == "hub":  # closed or not: a partner's answer, an appointment's news
+        return _hub(op, item, server_dossier(), change)
 
     if op.kind == "note":
         stored = server_dossier()
@@ -370,6 +376,46 @@ def _update(
         payload["text"] = text
     result: Change = change(item, new, EventKind.UPDATED, payload, dossier=stored)
     return result
+
+
+# what the Hub Santé agent puts on a dossier's log (services/hub)
+HUB_EVENTS = frozenset(
+    {
+        EventKind.APPOINTMENT,
+        EventKind.HUB_UPDATE,
+        EventKind.HUB_SHARED,
+        EventKind.HUB_ACK,
+        EventKind.HUB_ERROR,
+        EventKind.HUB_ALARM,
+    }
+)
+
+
+def _hub(op: Operation, item: QueueItem, stored: Dossier, change: Callable[..., Change]) -> Change:
+    """A Hub Santé event on the dossier's log, for every workstation: an SAS
+    appointment attached or changed, a partner's acknowledgement or error, a
+    message shared.  ``HUB_UPDATE`` applies a partner's RS-EDA-MAJ
+    (``update``: its body) to the server dossier.  Written by the room
+    server's own agent only (the server refuses it from a workstation)."""
+    name = rules.text_arg(op.data, "event")
+    kind = next((k for k in HUB_EVENTS if k.value == name), None)
+    if kind is None:
+        raise QueueError(f"Événement Hub Santé inconnu : « {name} ».", "invalid")
+    payload = op.data.get("data")
+    if not isinstance(payload, dict):
+        raise QueueError("Événement Hub Santé sans données.", "invalid")
+    payload = dict(payload)
+    if kind is not EventKind.HUB_UPDATE:
+        return change(item, item, kind, payload)
+    body = op.data.get("update")
+    if not isinstance(body, dict):
+        raise QueueError("Mise à jour RS-EDA-MAJ absente.", "invalid")
+    try:
+        payload["changes"] = apply_update(stored, body, op.at)
+    except ValidationError as exc:
+        raise QueueError(exc.message, "invalid") from None
+    new = replace(item, priority=stored.priority) if stored.priority else item
+    return change(item, new, kind, payload, dossier=stored)
 
 
 def _enqueue(

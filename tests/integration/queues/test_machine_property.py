@@ -90,6 +90,13 @@ DATA: dict[str, list[dict[str, Any]]] = {
         {"priority": "P9"},
         {},
     ],
+    "hub": [
+        {"event": "APPOINTMENT", "data": {"appointment_id": "a1", "text": "RDV 14:00"}},
+        {"event": "HUB_ACK", "data": {"ref": "x", "refused": False}},
+        {"event": "HUB_UPDATE", "data": {}, "update": {"caseId": "x.y.z.w"}},
+        {"event": "NOPE", "data": {}},
+        {"event": "HUB_ALARM"},
+    ],
     "unknown": [{}],
 }
 ENQUEUE = [{}, {"queue": "SNP"}, {"queue": "XX"}, {"dossier": "garbage"}]
