@@ -71,6 +71,7 @@ def motive_display(code: Code) -> str:
 
 
 SHEET_MIN_HEIGHT = 120  # px the sheet asks of its tab; what does not fit scrolls
+NOTE_PLACEHOLDER = "Nouvelle note — Entrée pour l'ajouter"
 
 
 class CallSheet(QWidget):
@@ -395,9 +396,7 @@ class CallSheet(QWidget):
         self.notes.setWordWrap(True)  # whole notes, also in a narrow dossier view
         self.notes.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         outer.addWidget(self.notes, 1)
-        self.note = named(
-            QLineEdit(placeholderText="Nouvelle note — Entrée pour l'ajouter"), "note"
-        )
+        self.note = named(QLineEdit(placeholderText=NOTE_PLACEHOLDER), "note")
         self.note.textEdited.connect(lambda t: self._on_text("note", t))
         self.note.returnPressed.connect(self._add_note)
         outer.addWidget(self.note)
@@ -451,6 +450,20 @@ class CallSheet(QWidget):
             popup = completer.popup()
             if popup is not None:
                 popup.winId()
+        # the fields typed into (read-only once transmitted, emptied on recycling)
+        self._edits = (
+            self.callback,
+            self.location,
+            self.floor,
+            self.access_code,
+            self.interphone,
+            self.motive,
+            self.age,
+            self.last_name,
+            self.first_name,
+            self.birth_date,
+            self.caller_name,
+        )
         for seq in ("Ctrl+Return", "Ctrl+Enter"):
             sc = QShortcut(QKeySequence(seq), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -1039,19 +1052,7 @@ class CallSheet(QWidget):
             field.setFocus()
 
     def _set_read_only(self) -> None:
-        for w in (
-            self.callback,
-            self.location,
-            self.floor,
-            self.access_code,
-            self.interphone,
-            self.motive,
-            self.age,
-            self.last_name,
-            self.first_name,
-            self.birth_date,
-            self.caller_name,
-        ):
+        for w in self._edits:
             w.setReadOnly(True)
         for picker in (self.sex, self.branch):
             picker.setReadOnly(True)
@@ -1082,6 +1083,65 @@ class CallSheet(QWidget):
         for task in (self._geo_task, self._previous_task):
             if task is not None and not task.done():
                 task.cancel()
+
+    # ------------------------------------------------------------------ reuse
+    def recycle(self) -> None:
+        """The sheet's call is closed and the sheet is kept for the next one
+        (building a sheet takes the GUI thread a frame or more; Ctrl+N must
+        not): background lookups stopped and every field back as built —
+        nothing of this call stays in it, not even in an undo history."""
+        self.shutdown()
+        self._geo_task = self._previous_task = None
+        self._loading = True  # the widgets' signals below are not edits
+        try:
+            self._summary_failed = False
+            self._shown = set()
+            self._places = {}
+            self._previous_for = ""
+            self._questions = {}
+            for edit in (*self._edits, self.note):
+                edit.setReadOnly(False)
+                edit.setText("")  # also forgets the undo history (clear() would not)
+            self.note.setPlaceholderText(NOTE_PLACEHOLDER)
+            for picker in (self.sex, self.priority, self.branch):
+                picker.setReadOnly(False)
+                picker.set_value("")
+            for combo in (self.dental_reason, self.caller_type, self.language):
+                combo.setEnabled(True)
+                combo.setCurrentIndex(0)
+            self.transmit_button.setEnabled(True)
+            for message in (*self.messages.values(), self.summary):
+                message.show_message("")
+            self.confirm_bar.hide()
+            self.confirm_text.clear()
+            self.previous.hide()
+            self.previous.clear()
+            for model, completer in (
+                (self._loc_model, self._loc_completer),
+                (self._motive_model, self._motive_completer),
+            ):
+                model.setStringList([])
+                popup = completer.popup()
+                if popup is not None:
+                    popup.hide()
+            self.notes.clear()
+            self.place_label.clear()
+            self.motive_label.clear()
+            self.title.clear()
+            self.state.clear()
+            self.state.setStyleSheet("")
+            self.sheet_scroll.verticalScrollBar().setValue(0)
+        finally:
+            self._loading = False
+
+    def rebind(self, dossier: Dossier, *, read_only: bool = False) -> None:
+        """This (recycled) sheet, now ``dossier``'s: as a sheet built for it."""
+        self.recycle()
+        self.dossier = dossier
+        self._may_update = not read_only
+        self._load()
+        if read_only or dossier.status is not Status.DRAFT:
+            self._set_read_only()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

@@ -151,6 +151,8 @@ class MainWindow(QMainWindow):
         self._offline_banner: Banner | None = None
         self._last_save_ok: bool | None = None
         self._last_save_second = -1
+        # a closed call's sheet, emptied, for the next Ctrl+N (see close_sheet)
+        self._spare_sheet: CallSheet | None = None
         self.role = ""
         self.setWindowTitle("SAS Desk — " + ("démonstration" if config.demo else config.owner))
         screen = QGuiApplication.primaryScreen()
@@ -1013,16 +1015,21 @@ class MainWindow(QMainWindow):
                 self.tabs.setCurrentIndex(i)
                 return existing
         read_only = self.role not in CALL_TAKING_ROLES or dossier.status is not Status.DRAFT
-        sheet = CallSheet(self.desk, self.resolver, dossier, read_only=read_only)
+        sheet = self._spare_sheet
+        if sheet is not None:  # a closed call's sheet: no widget built at the key press
+            self._spare_sheet = None
+            sheet.rebind(dossier, read_only=read_only)
+        else:
+            sheet = CallSheet(self.desk, self.resolver, dossier, read_only=read_only)
+            sheet.title_changed.connect(lambda t, s=sheet: self._retitle(s, t))
+            sheet.transmitted.connect(self._on_transmitted)
+            sheet.edited.connect(lambda s=sheet: self.day_model.upsert(s.dossier))
         index = self.tabs.addTab(sheet, sheet.tab_title())
-        sheet.title_changed.connect(lambda t, s=sheet: self._retitle(s, t))
-        sheet.transmitted.connect(self._on_transmitted)
         if self._last_save_ok is not None:
             sheet.set_save_state(
                 "✓ enregistré" if self._last_save_ok else "⚠ en mémoire seulement",
                 self._last_save_ok,
             )
-        sheet.edited.connect(lambda s=sheet: self.day_model.upsert(s.dossier))
         self.tabs.setCurrentIndex(index)
         self.right.setCurrentIndex(1)
         self.day_model.upsert(dossier)
@@ -1043,7 +1050,13 @@ class MainWindow(QMainWindow):
         if isinstance(widget, CallSheet):
             widget.shutdown()
             self.desk.discard_blank(widget.dossier)  # nothing typed: no call to resume
-        widget.deleteLater()
+            if self._spare_sheet is None:  # kept, emptied, for the next call
+                widget.recycle()
+                self._spare_sheet = widget
+            else:
+                widget.deleteLater()
+        else:
+            widget.deleteLater()
         if self.tabs.count() == 0:
             self.right.setCurrentIndex(0)
 
