@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +52,49 @@ from sas_desk.services.roster.service import RosterService
 from sas_desk.ui.keys import type_text
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = _MallInfo2
+        return libc
+    except (OSError, AttributeError):  # not glibc >= 2.33: no malloc figures
+        return None
+
+
+LIBC = _libc()
+
+
+def malloc_mib() -> tuple[float | None, float | None]:
+    """glibc's heap, all arenas: bytes handed out by malloc (live C/C++
+    allocations, Python's large objects and arenas included) and bytes free
+    inside the heap (fragmentation RSS can keep)."""
+    if LIBC is None:
+        return None, None
+    info = LIBC.mallinfo2()
+    return (
+        round((info.uordblks + info.hblkhd) / 2**20, 1),
+        round(info.fordblks / 2**20, 1),
+    )
 
 
 def rss_mib() -> float:
@@ -89,6 +134,8 @@ class Stalls:
         self.worst_cpu = 0.0
         self.overall_cpu = 0.0
         self.armed = True
+        self.phase = ""  # what the bench was doing (set before each step)
+        self.where = ""  # the phase and call of the longest CPU stall
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -105,7 +152,9 @@ class Stalls:
             self.worst_cpu = max(self.worst_cpu, cpu)
             if self.armed:
                 self.overall = max(self.overall, lag)
-                self.overall_cpu = max(self.overall_cpu, cpu)
+                if cpu > self.overall_cpu:
+                    self.overall_cpu = cpu
+                    self.where = self.phase
 
     def take(self) -> tuple[float, float]:
         worst, self.worst = self.worst, 0.0
@@ -117,19 +166,89 @@ class Stalls:
             self._task.cancel()
 
 
-async def shift(window: Any, args: argparse.Namespace, out: dict[str, Any]) -> None:
-    config = window.config
-    regulators = {
+def regulator_clients(queues: Path, data_dir: Path) -> dict[str, QueueClient]:
+    """The room's two regulators (AMU and SNP) as queue clients over the room file."""
+    return {
         branch: QueueClient(
-            SqliteBackend(config.queues_path, now=clock.now),
-            Outbox(config.data_dir / f"outbox-{role}.sqlite"),
+            SqliteBackend(queues, now=clock.now),
+            Outbox(data_dir / f"outbox-{role}.sqlite"),
             Actor(role, f"{role.lower()}.shift", f"POSTE-{role}"),
             now=clock.now,
         )
         for branch, role in (("a", "MRU"), ("s", "MRL"))
     }
-    for client in regulators.values():
+
+
+_SNAPSHOT: list[Any] = []
+
+
+def tracemalloc_step(row: dict[str, Any], first_quarter: bool) -> None:
+    """``--tracemalloc``: traced from the end of the first quarter on; each
+    measure then prints the 12 lines of code whose live Python allocations
+    grew most since then (the heap outside Python is not seen here)."""
+    import tracemalloc
+
+    if first_quarter:
+        tracemalloc.start(1)
+        _SNAPSHOT[:] = [tracemalloc.take_snapshot()]
+        return
+    if not _SNAPSHOT:
+        return
+    now = tracemalloc.take_snapshot()
+    diff = now.compare_to(_SNAPSHOT[0], "lineno")
+    row["traced_growth_kib"] = round(sum(d.size_diff for d in diff) / 1024)
+    for d in diff[:12]:
+        print(f"  {d.size_diff / 1024:+9.1f} KiB {d.count_diff:+7d}  {d.traceback}", flush=True)
+
+
+async def regulate(queues: Path, data_dir: Path) -> dict[str, int]:
+    """The regulators' workstations (another process, as in a room): each
+    ``case_id branch`` line read on stdin is claimed and decided once it is in
+    the queues; at the end of stdin, prints how many were decided."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    counts = {"decided": 0, "missing": 0}
+    line = await reader.readline()  # the first call: the app has made the room file
+    clients = regulator_clients(queues, data_dir)
+    for client in clients.values():
         await client.start()
+    try:
+        while line:
+            case_id, branch = line.decode().split()
+            regulator = clients[branch]
+            item = None
+            for _ in range(1000):  # the ARM's enqueue may not have landed yet
+                item = await regulator.dossier(case_id)
+                if item is not None:
+                    break
+                await asyncio.sleep(0.01)
+            if item is None:
+                counts["missing"] += 1
+                line = await reader.readline()
+                continue
+            await regulator.submit(regulator.operation("claim", case_id, lease_s=120))
+            await regulator.submit(
+                regulator.operation(
+                    "decide", case_id, care_level="R3", decisions=[{"decision_type": "CONSEIL"}]
+                )
+            )
+            counts["decided"] += 1
+            line = await reader.readline()
+    finally:
+        for client in clients.values():
+            await client.stop()
+    return counts
+
+
+async def shift(
+    window: Any,
+    args: argparse.Namespace,
+    regulators: subprocess.Popen[bytes],
+    out: dict[str, Any],
+) -> None:
+    config = window.config
+    assert regulators.stdin is not None
     rosters = RosterService(config.rosters_path)
     rosters.load_demo_if_empty()
     stalls = Stalls()
@@ -141,50 +260,56 @@ async def shift(window: Any, args: argparse.Namespace, out: dict[str, Any]) -> N
     refused = 0
     try:
         for n in range(1, args.calls + 1):
+            stalls.phase = f"Ctrl+N (call {n})"
             sheet = window.new_call()
             text = call_text(n)
             for name in ("callback", "location", "motive", "age", "priority", "branch"):
+                stalls.phase = f"typing {name} (call {n})"
                 widget = getattr(sheet, name)
                 widget.setFocus()
                 for key in text[name]:  # the loop runs between keys, as when typed
                     type_text(widget, key)
                     await asyncio.sleep(0)
+            stalls.phase = f"transmit (call {n})"
             sheet.transmit()
             if sheet.dossier.status is Status.DRAFT and sheet.confirm_bar.isVisible():
                 sheet.confirm_button.click()
             case_id = sheet.dossier.case_id
             if sheet.dossier.status is not Status.TRANSMITTED:
                 refused += 1
+                if refused == 1:  # say why, once
+                    print(
+                        f"call {n} not transmitted: {sheet.dossier.status.name},"
+                        f" problems {sheet.dossier.problems()},"
+                        f" summary {sheet.summary.text()!r},"
+                        f" confirmation {sheet.confirm_text.text()!r}"
+                        f" (bar visible: {sheet.confirm_bar.isVisible()}),"
+                        f" {window.tabs.count()} tab(s), inputs {sheet.dossier.inputs}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             else:
                 typed[case_id] = text
+                stalls.phase = f"close (call {n})"
                 window.close_sheet(window.tabs.indexOf(sheet))
-                regulator = regulators[text["branch"]]
-                item = None
-                for _ in range(200):  # the enqueue runs on the loop: wait for it
-                    item = await regulator.dossier(case_id)
-                    if item is not None:
-                        break
-                    await asyncio.sleep(0.01)
-                if item is not None:
-                    await regulator.submit(regulator.operation("claim", case_id, lease_s=120))
-                    await regulator.submit(
-                        regulator.operation(
-                            "decide",
-                            case_id,
-                            care_level="R3",
-                            decisions=[{"decision_type": "CONSEIL"}],
-                        )
-                    )
+                regulators.stdin.write(f"{case_id} {text['branch']}\n".encode())
+                regulators.stdin.flush()
             if n % 10 == 0:
+                stalls.phase = f"roster (call {n})"
                 rosters.on_call("69123", clock.now())
+            stalls.phase = f"between calls (call {n})"
+            await asyncio.sleep(0)
             if n % args.every == 0:
                 stall, stall_cpu = stalls.take()
                 now = time.monotonic()
                 stalls.armed = False
                 gc.collect()  # our own measure: not counted as the app's stall
+                in_use, free = malloc_mib()
                 row = {
                     "calls": n,
                     "rss_mib": round(rss_mib(), 1),
+                    "malloc_in_use_mib": in_use,
+                    "malloc_free_mib": free,
                     "py_objects": len(gc.get_objects()),
                     "qt_objects": qt_objects(window),
                     "open_files": len(os.listdir("/proc/self/fd")),
@@ -195,13 +320,21 @@ async def shift(window: Any, args: argparse.Namespace, out: dict[str, Any]) -> N
                     "cpu_ms_per_call": round((time.process_time() - cpu_start) * 1000 / args.every),
                     "elapsed_s": round(now - started, 1),
                 }
+                if args.trim and LIBC is not None:
+                    LIBC.malloc_trim(0)
+                    row["rss_trimmed_mib"] = round(rss_mib(), 1)
+                if args.tracemalloc:
+                    tracemalloc_step(row, len(rows) == args.calls // args.every // 4 - 1)
                 window_start, cpu_start = now, time.process_time()
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 await asyncio.sleep(0.02)
                 stalls.take()
                 stalls.armed = True
+        stalls.armed = False
         await window.journal.flush(timeout=30)
+        answer, _ = regulators.communicate(timeout=300)  # closes its stdin  # the end: not measured
+        out["regulators"] = json.loads(answer.decode().strip().splitlines()[-1])
         mismatches = []
         for case_id, text in typed.items():
             stored = await window.journal.load(case_id)
@@ -226,11 +359,10 @@ async def shift(window: Any, args: argparse.Namespace, out: dict[str, Any]) -> N
         out.update(rows=rows, typed=len(typed), refused=refused, mismatches=mismatches)
         out["worst_stall_ms"] = round(stalls.overall * 1000, 1)
         out["worst_stall_cpu_ms"] = round(stalls.overall_cpu * 1000, 1)
+        out["worst_stall_where"] = stalls.where
     finally:
         stalls.stop()
         rosters.close()
-        for client in regulators.values():
-            await client.stop()
         window.close()
 
 
@@ -238,13 +370,42 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--every", type=int, default=100)
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="malloc_trim(0) after each measure, and the RSS after it (what the heap kept free)",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace Python's allocations from the first quarter on (slow)",
+    )
+    parser.add_argument(
+        "--regulators", nargs=2, metavar=("QUEUES", "DATA_DIR"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.regulators:  # the child process: the regulators' workstations
+        counts = asyncio.run(regulate(Path(args.regulators[0]), Path(args.regulators[1])))
+        print(json.dumps(counts), flush=True)
+        return 0
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sas-desk-shift-") as folder:
         config = Config(
             data_dir=Path(folder), role="ARM", workstation="POSTE-SHIFT", operator="arm.shift"
         )
-        code = run(config, RunOptions(on_ready=lambda w: shift(w, args, out)))
+        # the regulators are other workstations: another process, so that the
+        # stalls measured are the ARM app's own
+        regulators = subprocess.Popen(
+            [sys.executable, __file__, "--regulators", str(config.queues_path), folder],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            code = run(config, RunOptions(on_ready=lambda w: shift(w, args, regulators, out)))
+        finally:
+            if regulators.poll() is None:
+                regulators.kill()
+            regulators.wait()
     rows = out.get("rows", [])
     if code != 0 or len(rows) < 4:
         print(f"shift did not complete (exit {code}, {len(rows)} measures)", file=sys.stderr)
@@ -276,6 +437,8 @@ def main() -> int:
         "ratios": ratios,
         "worst_stall_ms": out["worst_stall_ms"],
         "worst_stall_cpu_ms": out["worst_stall_cpu_ms"],
+        "worst_stall_where": out["worst_stall_where"],
+        "decided_by_regulators": out["regulators"]["decided"],
         "load_average": os.getloadavg()[0],
         "goals": {
             "rss_growth_le_10pct": ratios["rss_mib"] is not None and ratios["rss_mib"] <= 1.10,
@@ -288,6 +451,7 @@ def main() -> int:
             "no_slowdown_per_call": ratios["cpu_ms_per_call"] is not None
             and ratios["cpu_ms_per_call"] <= 1.25,
             "every_dossier_as_typed": not out["mismatches"] and not out["refused"],
+            "every_call_decided": out["regulators"]["decided"] == out["typed"],
         },
     }
     print("RESULT " + json.dumps(result))
