@@ -4,8 +4,8 @@
 
 Each call: Ctrl+N, the ARM types callback, position, motive, age, priority
 and branch into the real call sheet (key events), transmits it (confirming
-when asked), closes the tab; a regulator workstation (a second queue client
-over the same room file) claims and decides it; every tenth call the dental
+when asked), closes the tab; the regulators' workstations (another process,
+queue clients over the same room file) claim and decide it; every tenth call the dental
 roster is consulted.  Every ``--every`` calls it prints RSS, Python objects,
 Qt objects, open files, threads and the longest event-loop stall since the
 previous line.  At the end every dossier in the journal is compared with what
@@ -100,6 +100,18 @@ def malloc_mib() -> tuple[float | None, float | None]:
 def rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * PAGE / 2**20
+
+
+def rss_split_mib() -> tuple[float, float]:
+    """RSS in anonymous memory (heaps, Python's arenas, Qt's buffers) and in
+    pages of mapped files (libraries' code read in as it is first used)."""
+    found = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                key, value, _ = line.split()
+                found[key] = int(value) / 1024
+    return round(found.get("RssAnon:", 0), 1), round(found.get("RssFile:", 0), 1)
 
 
 def qt_objects(window: Any) -> int:
@@ -305,9 +317,12 @@ async def shift(
                 stalls.armed = False
                 gc.collect()  # our own measure: not counted as the app's stall
                 in_use, free = malloc_mib()
+                anon, mapped = rss_split_mib()
                 row = {
                     "calls": n,
                     "rss_mib": round(rss_mib(), 1),
+                    "rss_anon_mib": anon,
+                    "rss_file_mib": mapped,
                     "malloc_in_use_mib": in_use,
                     "malloc_free_mib": free,
                     "py_objects": len(gc.get_objects()),
