@@ -32,11 +32,12 @@ from sas_desk.models.appointment import (
     Match,
     best_matches,
     orientation_hints,
-    parse_appointment,
 )
 from sas_desk.models.dossier import Dossier, Event, EventKind
+from sas_desk.services.hub.appointments import AppointmentSource, LocalAppointments
 from sas_desk.services.hub.processor import HubProcessor
 from sas_desk.services.journal.service import Journal
+from sas_desk.services.queues.api import BackendUnavailable
 from sas_desk.ui.operation import run_operation
 from sas_desk.ui.widgets import Message, named
 
@@ -66,15 +67,13 @@ def merge_events(room: list[Event], hub: list[Event]) -> list[Event]:
     return sorted([*room, *hub], key=lambda e: e.at)
 
 
-async def unattached(processor: HubProcessor) -> list[Appointment]:
-    stored = await processor.store.run(lambda s: s.appointments(unattached=True))
-    out = []
-    for row in stored:
-        try:
-            out.append(parse_appointment({"appointment": row.body}))
-        except ValueError:  # stored once valid; a later rule change must not hide the list
-            log.warning("appointment %s no longer readable", row.appointment_id)
-    return out
+def source_of(found: HubProcessor | AppointmentSource) -> AppointmentSource:
+    """The embedded agent's processor, or already a source (room mode)."""
+    return LocalAppointments(found) if isinstance(found, HubProcessor) else found
+
+
+async def unattached(found: HubProcessor | AppointmentSource) -> list[Appointment]:
+    return await source_of(found).unattached()
 
 
 class AppointmentsDialog(QDialog):
@@ -85,7 +84,7 @@ class AppointmentsDialog(QDialog):
 
     def __init__(
         self,
-        processor: HubProcessor,
+        source: HubProcessor | AppointmentSource,
         appointments: list[Appointment],
         *,
         dossier: Dossier | None,
@@ -97,7 +96,7 @@ class AppointmentsDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("AppointmentsDialog")
         self.setWindowTitle("Rendez-vous SAS à rattacher")
-        self.processor = processor
+        self.source = source_of(source)
         self.dossier = dossier
         self.by = by
         hints = orientation_hints(events) if dossier is not None else []
@@ -180,7 +179,7 @@ class AppointmentsDialog(QDialog):
 
     async def _attach(self, appointment_id: str, case_id: str) -> None:
         try:
-            await self.processor.attach(appointment_id, case_id, self.by)
+            await self.source.attach(appointment_id, case_id, self.by)
         except ValueError as exc:  # French: unknown appointment or dossier
             self.message.show_message(f"Rendez-vous non rattaché : {exc}")
             return
@@ -190,7 +189,7 @@ class AppointmentsDialog(QDialog):
 
 async def open_appointments(
     parent: QWidget,
-    processor: HubProcessor,
+    source: AppointmentSource,
     *,
     dossier: Dossier | None,
     events: list[Event],
@@ -200,8 +199,8 @@ async def open_appointments(
 ) -> AppointmentsDialog:
     """Read the unattached appointments (off the GUI thread) and show the dialog."""
     dialog = AppointmentsDialog(
-        processor,
-        await unattached(processor),
+        source,
+        await source.unattached(),
         dossier=dossier,
         events=events,
         identities=identities,
@@ -232,12 +231,13 @@ async def open_for(window: Any, view: Any) -> AppointmentsDialog:
         if isinstance(view, DossierView) and view.dossier.case_id == case_id:
             if "Ctrl+Maj+A" in view.message.text():  # the suggestion is answered
                 view.message.show_message("")
-            view.extra_events = lambda cid: hub_events(window.journal, cid)
+            if window.hub_processor is not None:  # embedded: the Hub's events are local
+                view.extra_events = lambda cid: hub_events(window.journal, cid)
             run_operation(view.refresh(), name="refresh-dossier", show_error=window._error_banner)
 
     dialog = await open_appointments(
         window,
-        window.hub_processor,
+        window.appointment_source(),
         dossier=dossier,
         events=events,
         identities=identities_of(window),
@@ -261,8 +261,13 @@ def identities_of(window: Any) -> frozenset[str]:
 async def hint_on(window: Any, view: Any, events: list[Event]) -> list[Match]:
     """On a dossier just opened: say so when appointments waiting to be
     attached match its orientation (the suggestion, before anyone asks)."""
+    try:
+        waiting = await window.appointment_source().unattached()
+    except BackendUnavailable as exc:  # the room server away: the dossier opens anyway
+        log.info("appointments not read: %s", exc.message_fr)
+        return []
     found = best_matches(
-        await unattached(window.hub_processor),
+        waiting,
         orientation_hints(events),
         identities_of(window),
     )

@@ -246,6 +246,8 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.save_label)
         self.hub_label: QLabel | None = None  # shown once [hub] is configured
         self.hub_processor: Any = None  # HubProcessor of the embedded agent (app.py)
+        # room mode: the room server's appointments (services/hub/appointments.py)
+        self.room_appointments: Any = None
 
         new_call = QAction("Nouvel appel", self)
         new_call.setShortcut(QKeySequence("Ctrl+N"))
@@ -547,6 +549,11 @@ class MainWindow(QMainWindow):
             return
         view = DossierView(self.queue_client, self.desk, self.resolver, dossier, events)
         view.search_slots.connect(self.open_slot_search)
+        if self.hub_processor is None and self.appointment_source() is not None:
+            from sas_desk.ui import appointments
+
+            # room mode: the appointment is on the room's log already; the suggestion
+            await appointments.hint_on(self, view, events)
         if self.hub_processor is not None:  # the appointments the room attached to it
             from sas_desk.ui import appointments
 
@@ -828,10 +835,23 @@ class MainWindow(QMainWindow):
         self.hub_label.setText(label)
         self.hub_label.setStyleSheet("" if connected else "color: #b00020; font-weight: bold;")
 
+    def appointment_source(self) -> Any:
+        """Where the SAS appointments come from: the embedded agent, else the
+        room server's (room mode), else None (no Hub Santé)."""
+        if self.hub_processor is not None:
+            from sas_desk.services.hub.appointments import LocalAppointments
+
+            return LocalAppointments(self.hub_processor)
+        if self.room_appointments is None and self.session is not None:
+            from sas_desk.services.hub.appointments import RoomAppointments
+
+            self.room_appointments = RoomAppointments(self.session)
+        return self.room_appointments
+
     def open_appointments(self) -> None:
         """The room's SAS appointments to attach (Ctrl+Shift+A), suggested for
         the open dossier; see ui/appointments.py."""
-        if self.hub_processor is None:
+        if self.appointment_source() is None:
             self.banner("Hub Santé non configuré : aucun rendez-vous SAS reçu.", "warning")
             return
         from sas_desk.ui import appointments

@@ -699,6 +699,8 @@ class HubProcessor:
             raise ValueError(f"rendez-vous introuvable : {appointment_id}")
         if await self.cases.load(case_id) is None:
             raise ValueError(f"dossier introuvable : {case_id}")
+        if stored.case_id == case_id:
+            return  # already there (a second key press, a retry): one timeline line
         appt = parse_appointment({"appointment": stored.body})
         at = self._now().isoformat()
         await self.store.atomic(lambda s: s.attach(appointment_id, case_id, by, at))
