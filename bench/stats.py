@@ -1,6 +1,7 @@
 """The room's statistics on a year of a large centre.
 
     python bench/stats.py [--dossiers N] [--backend postgres|sqlite|both] [--dsn DSN]
+                          [--keep-schema NAME]
 
 Builds (seeded) a year (2025) of ``--dossiers`` dossiers (default 1,000,000:
 a large centre) straight into the queue store's tables, as the backends
@@ -21,6 +22,11 @@ SQLite (a temporary file), then times:
   count and the delays fetched for Python percentiles), side by side with
   the ratio; the dossier counts and the p50 of transmission → claim must
   agree (exit 1 otherwise).
+
+``--keep-schema NAME`` (PostgreSQL): load into that schema only when it holds
+no events yet, and keep it after the run; a later run with the same name
+times the same data without loading it again (the rollup is cut back to
+31/12 first, as the run leaves it rolled to January).
 
 The machine may be shared: the figures are indicative.  Last line:
 ``RESULT {json}``.
@@ -263,6 +269,38 @@ def load_postgres(dsn: str, schema: str, total: int) -> tuple[float, int]:
     return time.perf_counter() - t0, n_events
 
 
+def loaded_events(dsn: str, schema: str) -> int:
+    """The events already in ``schema`` (0 when it has none, or no table)."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute("SELECT to_regclass(%s)", (f"{schema}.events",)).fetchone()
+        if found is None or found[0] is None:
+            return 0
+        row = conn.execute(f"SELECT count(*) FROM {schema}.events").fetchone()
+        return int(row[0]) if row else 0
+
+
+def trim_rollup(dsn: str, schema: str, now: datetime) -> None:
+    """A kept schema's rollup as the first refresh at ``now`` leaves it: the
+    days closed at ``now`` only, no month summed (a previous run rolled on
+    to January)."""
+    import psycopg
+
+    from sas_desk.services.stats import rollup
+
+    until = rollup.closed_before(now)
+    with psycopg.connect(dsn, options=f"-c search_path={schema}") as conn:
+        if conn.execute("SELECT to_regclass('stats_roll_state')").fetchone() == (None,):
+            return
+        for table in rollup.TABLES:
+            conn.execute(f"DELETE FROM {table} WHERE hour >= %s", (until,))
+        for table in ("stats_month_state", *(t for t, _ in rollup.MONTH_TABLES.values())):
+            conn.execute(f"DELETE FROM {table}")
+        conn.execute("UPDATE stats_roll_state SET hi = least(hi, %s)", (until,))
+        conn.commit()
+
+
 def load_sqlite(path: Path, total: int) -> tuple[float, int]:
     from sas_desk.services.queues.sqlite import SqliteBackend
 
@@ -498,6 +536,11 @@ def main() -> int:
     parser.add_argument("--backend", choices=("postgres", "sqlite", "both"), default="both")
     parser.add_argument("--runs", type=int, default=2, help="best of N for each timing")
     parser.add_argument(
+        "--keep-schema",
+        default="",
+        help="PostgreSQL: load into this schema unless it has events, and keep it",
+    )
+    parser.add_argument(
         "--dsn",
         default=os.environ.get("SAS_DESK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
     )
@@ -510,20 +553,28 @@ def main() -> int:
 
         from sas_desk.services.stats.postgres import PostgresStatsSource
 
-        schema = f"bench_stats_{uuid.uuid4().hex[:8]}"
+        schema = args.keep_schema or f"bench_stats_{uuid.uuid4().hex[:8]}"
         try:
-            load_s, n_events = load_postgres(args.dsn, schema, args.dossiers)
-            print(
-                f"postgres: {args.dossiers:,} dossiers, {n_events:,} events loaded in {load_s:.1f} s"
-            )
+            n_events = loaded_events(args.dsn, schema) if args.keep_schema else 0
+            if n_events:
+                load_s = 0.0
+                trim_rollup(args.dsn, schema, datetime(YEAR, 12, 31, 15, 30, tzinfo=PARIS))
+                print(f"postgres: schema {schema} kept: {n_events:,} events, not loaded again")
+            else:
+                load_s, n_events = load_postgres(args.dsn, schema, args.dossiers)
+                print(
+                    f"postgres: {args.dossiers:,} dossiers, {n_events:,} events loaded "
+                    f"in {load_s:.1f} s"
+                )
             source = PostgresStatsSource(args.dsn, schema)
             unrolled = PostgresStatsSource(args.dsn, schema, use_rollup=False)
             res = asyncio.run(
                 measure(source, unrolled, "postgres", pg_baseline(args.dsn, schema), args.runs)
             )
         finally:
-            with psycopg.connect(args.dsn, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            if not args.keep_schema:
+                with psycopg.connect(args.dsn, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         figures = res.pop("figures")
         res.update(load_s=round(load_s, 1), events=n_events)
         result["postgres"] = res

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -64,13 +64,17 @@ def pg(query: str) -> str:
     return re.sub(r"(?<![:\w]):([a-z_][a-z0-9_]*)", r"%(\1)s", query.replace("%", "%%"))
 
 
-def _facts_sql() -> str:
+def _facts_sql(only_cases: bool = False) -> str:
+    """The facts of the dossiers first put in a queue in [start, end): a
+    SELECT of :data:`sql.FACT_COLUMNS` and ``tx_at`` (the transmission as a
+    time); ``only_cases``: of the dossiers ``:cases`` only (the open days'
+    table, brought up to date)."""
     branch = sql.BRANCH_CASE.format(
         branch="(d.data->>'branch')", attribution="(d.data->>'attribution')"
     )
     epoch = "CAST(extract(epoch FROM {}) AS double precision)"
+    cases = "AND case_id = ANY(:cases)" if only_cases else ""
     return f"""
-CREATE TEMP TABLE stats_facts ON COMMIT DROP AS
 WITH e AS (
     SELECT case_id,
         min(at) FILTER (WHERE kind = 'ENQUEUED'
@@ -81,7 +85,7 @@ WITH e AS (
         min(at) FILTER (WHERE kind = 'BOOKING_REQUESTED') AS booking,
         min(at) FILTER (WHERE kind = 'CLOSED' AND data->>'queue' = 'OSNP') AS booked,
         min(at) FILTER (WHERE kind = 'TRANSFERRED' AND data->>'to' = 'AMU') AS to_amu
-    FROM events WHERE seq >= :lo_seq AND seq < :hi_seq AND at >= :start AND at < :scan
+    FROM events WHERE seq >= :lo_seq AND seq < :hi_seq AND at >= :start AND at < :scan {cases}
     GROUP BY case_id
 ), f AS (
     SELECT e.case_id, e.tx,
@@ -94,7 +98,7 @@ WITH e AS (
         d.data AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
     WHERE e.tx >= :start AND e.tx < :end
 )
-SELECT case_id, to_char(tx AT TIME ZONE :tz, :fmt) AS bucket, branch,
+SELECT case_id, tx AS tx_at, to_char(tx AT TIME ZONE :tz, :fmt) AS bucket, branch,
     COALESCE(data->>'priority', '') AS priority,
     COALESCE(data->>'motive_code', '') AS motive,
     COALESCE(data->'patient'->>'age', '') AS age,
@@ -185,7 +189,17 @@ async def _facts(
     params["lo_seq"] = await _seq_at(conn, start - sql.CLOCK_SLACK)
     params["hi_seq"] = await _seq_at(conn, end + sql.SCAN_SLACK + sql.CLOCK_SLACK)
     await conn.execute("DROP TABLE IF EXISTS stats_facts")
-    await conn.execute(pg(_facts_sql()), params)
+    await conn.execute(
+        pg(f"CREATE TEMP TABLE stats_facts ON COMMIT DROP AS {_facts_sql()}"), params
+    )
+    return await _grouped(conn, params, by_priority=by_priority)
+
+
+async def _grouped(
+    conn: psycopg.AsyncConnection[Any], params: dict[str, Any], *, by_priority: bool = False
+) -> RawStats:
+    """Step 2: ``stats_facts`` grouped, and the load of [start, end) from
+    the events."""
 
     async def rows(query: str) -> list[tuple[Any, ...]]:
         cur = await conn.execute(pg(query), params)
@@ -200,6 +214,151 @@ async def _facts(
         delays=await rows(sql.DELAYS_BY_PRIORITY if by_priority else sql.DELAYS),
         load=[(r[0], r[1], r[2], sql.LOAD_KINDS[r[3]], int(r[4])) for r in await rows(_LOAD)],
     )
+
+
+# ---------------------------------------------------------------------------- the open days
+
+#: the events looked at again on every update of the open days' facts, below
+#: the mark: an insert whose seq was drawn before a newer event committed but
+#: whose transaction had no id yet when the update took its snapshot
+OPEN_LAG = 64
+_FAR = datetime(9000, 1, 1, tzinfo=UTC)  # "no end": the open days run on
+_OPEN_COLUMNS = (
+    "case_id, tx_at, branch, priority, motive, age, insee, recv, tx, cl, de, liberal, "
+    "booking, booked, to_amu, smur, emergency, decided, advice, dental, rdv"
+)
+OPEN_DDL = (
+    "CREATE TABLE IF NOT EXISTS stats_open_state (id integer PRIMARY KEY, "
+    "version integer NOT NULL, lo bigint NOT NULL, mark bigint NOT NULL, "
+    "pending_mark bigint, pending_xip text)",
+    "CREATE TABLE IF NOT EXISTS stats_open_facts (case_id text PRIMARY KEY, "
+    "tx_at timestamptz NOT NULL, branch text, priority text, motive text, age text, "
+    "insee text, recv double precision, tx double precision, cl double precision, "
+    "de double precision, liberal integer, booking integer, booked integer, "
+    "to_amu integer, smur integer, emergency integer, decided integer, advice integer, "
+    "dental text, rdv double precision)",
+    "CREATE INDEX IF NOT EXISTS stats_open_facts_tx ON stats_open_facts (tx_at)",
+)
+_OPEN_READ = f"""CREATE TEMP TABLE stats_facts ON COMMIT DROP AS
+SELECT case_id, to_char(tx_at AT TIME ZONE :tz, :fmt) AS bucket,
+    {_OPEN_COLUMNS.split(", ", 2)[2]}
+FROM stats_open_facts WHERE tx_at >= :start AND tx_at < :end"""
+
+
+async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> bool:
+    """Bring ``stats_open_facts`` up to date: one row of facts per dossier
+    first put in a queue at or after ``lo`` (epoch seconds: the end of the
+    rolled range), as :func:`_facts` computes them from the events.
+
+    Only the dossiers with an event since the last update are computed again
+    (every write of a dossier appends an event to it: the queue backends
+    write both in one statement); the table is rebuilt when it starts after
+    ``lo`` or the facts' definition changed, and the days rolled meanwhile
+    are dropped.  The mark (the last event taken into account) only passes
+    the events of transactions still running when it was read once they have
+    ended.  One updater at a time (an advisory lock).  False: the table is
+    not there (``refresh`` makes it)."""
+    cur = await conn.execute("SELECT to_regclass('stats_open_state')")
+    found = await cur.fetchone()
+    if found is None or found[0] is None:
+        return False
+    await conn.execute(
+        "SELECT pg_advisory_lock(hashtextextended('sas_desk.stats_open:' || current_schema(), 0))"
+    )
+    try:
+        async with conn.transaction():
+            # one snapshot, taken once the lock is held: the facts and the mark agree
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            await conn.execute("SET LOCAL work_mem = '256MB'")
+            cur = await conn.execute(
+                "SELECT (SELECT COALESCE(max(seq), 0) FROM events), "
+                "CAST(ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())) AS text)"
+            )
+            top, xip = await _one(cur)
+            cur = await conn.execute(
+                "SELECT version, lo, mark, pending_mark, pending_xip FROM stats_open_state "
+                "WHERE id = 1"
+            )
+            state = await cur.fetchone()
+            start = datetime.fromtimestamp(lo, UTC)
+            params: dict[str, Any] = {
+                "tz": "UTC",
+                "fmt": "YYYY",
+                "slack": sql.SCAN_SLACK,
+                "start": start,
+                "end": _FAR,
+                "scan": _FAR,
+                "lo_seq": await _seq_at(conn, start - sql.CLOCK_SLACK),
+                "hi_seq": int(top) + 1,
+            }
+            insert = f"INSERT INTO stats_open_facts ({_OPEN_COLUMNS}) SELECT {_OPEN_COLUMNS} FROM "
+            pending_mark, pending_xip = None, None
+            if state is None or state[0] != rollup.VERSION or int(state[1]) > lo:
+                await conn.execute("DELETE FROM stats_open_facts")
+                await conn.execute(pg(f"{insert} ({_facts_sql()}) f"), params)
+                mark = params["lo_seq"] - 1
+            else:
+                mark, pending_mark, pending_xip = int(state[2]), state[3], state[4]
+                if int(state[1]) < lo:
+                    await conn.execute("DELETE FROM stats_open_facts WHERE tx_at < %s", (start,))
+                cur = await conn.execute(
+                    "SELECT COALESCE(array_agg(DISTINCT case_id), '{}') FROM events WHERE seq > %s",
+                    (max(mark - OPEN_LAG, params["lo_seq"] - 1),),
+                )
+                cases = (await _one(cur))[0]
+                if cases:
+                    await conn.execute(
+                        "DELETE FROM stats_open_facts WHERE case_id = ANY(%s)", (cases,)
+                    )
+                    await conn.execute(
+                        pg(f"{insert} ({_facts_sql(only_cases=True)}) f"),
+                        {**params, "cases": cases},
+                    )
+                if pending_xip is not None:
+                    # their events, if any, are among those just read: done
+                    # before this snapshot, they are visible in it
+                    cur = await conn.execute(
+                        "SELECT bool_and(pg_visible_in_snapshot(x, pg_current_snapshot())) "
+                        "FROM unnest(CAST(%s AS xid8[])) x",
+                        (pending_xip,),
+                    )
+                    if (await _one(cur))[0] is not False:
+                        mark, pending_mark, pending_xip = max(mark, int(pending_mark)), None, None
+            if xip == "{}":
+                mark, pending_mark, pending_xip = max(mark, int(top)), None, None
+            elif pending_xip is None:
+                pending_mark, pending_xip = int(top), xip
+            await conn.execute(
+                "INSERT INTO stats_open_state VALUES (1, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, lo = EXCLUDED.lo, "
+                "mark = EXCLUDED.mark, pending_mark = EXCLUDED.pending_mark, "
+                "pending_xip = EXCLUDED.pending_xip",
+                (rollup.VERSION, lo, mark, pending_mark, pending_xip),
+            )
+    finally:
+        await conn.execute(
+            "SELECT pg_advisory_unlock(hashtextextended('sas_desk.stats_open:' || current_schema(), 0))"
+        )
+    return True
+
+
+async def _one(cur: psycopg.AsyncCursor[Any]) -> tuple[Any, ...]:
+    row = await cur.fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+async def _open_facts(
+    conn: psycopg.AsyncConnection[Any], start: datetime, end: datetime, base: dict[str, Any]
+) -> RawStats:
+    """The grouped counts of [start, end) (open days) from ``stats_open_facts``;
+    the load from the events."""
+    params = {**base, "start": start, "end": end}
+    params["lo_seq"] = await _seq_at(conn, start - sql.CLOCK_SLACK)
+    params["hi_seq"] = await _seq_at(conn, end + sql.CLOCK_SLACK)
+    await conn.execute("DROP TABLE IF EXISTS stats_facts")
+    await conn.execute(pg(_OPEN_READ), params)
+    return await _grouped(conn, params)
 
 
 async def _hours_table(conn: psycopg.AsyncConnection[Any], part: rollup.Part) -> None:
@@ -283,6 +442,7 @@ class PostgresStatsSource:
         *,
         connect_timeout: int = 5,
         use_rollup: bool = True,
+        open_days: bool = True,
     ) -> None:
         if not _SCHEMA_RE.fullmatch(schema):
             raise ValueError(f"Nom de schéma invalide « {schema} ».")
@@ -290,6 +450,8 @@ class PostgresStatsSource:
         self.schema = schema
         self.connect_timeout = connect_timeout
         self.use_rollup = use_rollup  # False: every report from the events (tests, bench)
+        # False: the open days from the events, not from stats_open_facts (bench)
+        self.open_days = use_rollup and open_days
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         try:
@@ -311,6 +473,7 @@ class PostgresStatsSource:
         base.update({f"p{i}": limits.limit(f"P{i}") for i in range(4)})
         conn = await self._connect()
         try:
+            open_from = await self._open_from(conn)
             async with conn.transaction():
                 # one snapshot for every query (a temporary table forbids READ ONLY)
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -331,6 +494,8 @@ class PostgresStatsSource:
                             rollup.extend(out, await _rolled(conn, part, base))
                         if part.months:
                             rollup.extend(out, await _months(conn, part.months))
+                    elif open_from is not None and part.start.timestamp() >= open_from:
+                        rollup.extend(out, await _open_facts(conn, part.start, part.end, base))
                     else:
                         rollup.extend(out, await _facts(conn, part.start, part.end, base))
         except psycopg.Error as exc:
@@ -341,6 +506,23 @@ class PostgresStatsSource:
         finally:
             await conn.close()
         return out
+
+    async def _open_from(self, conn: psycopg.AsyncConnection[Any]) -> int | None:
+        """The open days' facts brought up to date: where they start (the
+        rolled range's end, epoch seconds); None when a report must read the
+        events (no rollup, no table, or the update failed: logged)."""
+        if not self.open_days:
+            return None
+        state = await _roll_state(conn)
+        if state is None:
+            return None
+        try:
+            return state[1] if await _open_update(conn, state[1]) else None
+        except psycopg.Error as exc:
+            if conn.closed:
+                raise
+            log.warning("stats: open days not brought up to date (%s)", type(exc).__name__)
+            return None
 
     async def refresh(
         self,
@@ -359,8 +541,10 @@ class PostgresStatsSource:
         conn = await self._connect()
         try:
             async with conn.transaction():
-                for statement in rollup.ddl():
+                for statement in (*rollup.ddl(), *OPEN_DDL):
                     await conn.execute(statement)
+                if rebuild:
+                    await conn.execute("DELETE FROM stats_open_state")
             lo, hi = 0, 0
             while True:
                 async with conn.transaction():
@@ -410,6 +594,7 @@ class PostgresStatsSource:
                     log.info("stats rollup: %s .. %s rolled", start.date(), end.date())
             async with conn.transaction():
                 await _cache_months(conn, lo, hi, tz, limits or WaitLimits())
+            await _open_update(conn, hi)
             return lo, hi
         except psycopg.Error as exc:
             log.warning("stats rollup failed: %s", type(exc).__name__)

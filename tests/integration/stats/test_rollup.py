@@ -392,3 +392,77 @@ def test_the_server_side_bisection_finds_the_same_seq_as_the_python_one() -> Non
             assert got == expected, target
     finally:
         room_.close()
+
+
+def _report(source: Any, first: str, last: str) -> Any:
+    period = parse_period(first, last, Granularity.DAY, "UTC")
+    return build_report(
+        run_async(source.raw(period, Granularity.DAY, WaitLimits())), period, Granularity.DAY
+    )
+
+
+def test_the_open_days_follow_the_events_written_since(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL keeps one row of facts per dossier of the open days
+    (``stats_open_facts``), computed again for the dossiers with new events
+    only: reports stay equal to the events' as dossiers arrive, are claimed
+    and decided — also when an event commits after a newer one (its
+    transaction still running when the table was brought up to date)."""
+    import psycopg
+
+    from sas_desk.services.stats import postgres
+
+    monkeypatch.setattr(postgres, "OPEN_LAG", 0)  # only the mark's rule catches the late one
+    room_ = _postgres()
+    stores = next(room_)
+    source = stores.rolled
+    options = f"-c search_path={source.schema}"
+    try:
+        refresh(stores)
+        with psycopg.connect(source.dsn, autocommit=True, options=options) as conn:
+            (last,) = conn.execute("SELECT max(at) FROM events").fetchone()  # type: ignore[misc]
+            (open_rows,) = conn.execute("SELECT count(*) FROM stats_open_facts").fetchone()  # type: ignore[misc]
+        # the dossiers first put in a queue on or after 5 April (closed before)
+        assert open_rows == sum(1 for _, _, updated in room()[0] if updated >= "2026-04-05")
+        first, end = "2026-04-01", f"{(last + timedelta(days=3)).date()}"
+
+        def same() -> int:
+            a, b = _report(source, first, end), _report(stores.plain, first, end)
+            assert a.rows == b.rows
+            return sum(int(r["dossiers"] or 0) for r in a.rows)
+
+        before = same()
+
+        def write(conn: Any, case: str, minutes: int, kind: str, decided: bool = False) -> None:
+            at = last + timedelta(minutes=minutes)
+            doc = {
+                "case_id": case,
+                "created_at": (at - timedelta(minutes=minutes + 2)).isoformat(),
+                "priority": "P1",
+                "branch": "SNP",
+                "decisions": [{"decision_type": "CONSEIL"}] if decided else [],
+            }
+            conn.execute(
+                "INSERT INTO dossiers (case_id, data, updated_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (case_id) DO UPDATE SET data = EXCLUDED.data",
+                (case, json.dumps(doc), at),
+            )
+            conn.execute(
+                "INSERT INTO events (case_id, at, kind, role, operator, workstation, data) "
+                "VALUES (%s, %s, %s, 'MRL', 'dr.x', 'POSTE-X', %s)",
+                (case, at, kind, json.dumps({"queue": "SNP", "reopened": False})),
+            )
+
+        with psycopg.connect(source.dsn, autocommit=True, options=options) as conn:
+            write(conn, "new.1", 1, "ENQUEUED")
+            assert same() == before + 1
+            write(conn, "new.1", 3, "CLAIMED")
+            write(conn, "new.1", 5, "DECIDED", decided=True)
+            assert same() == before + 1
+            with psycopg.connect(source.dsn, options=options) as late:
+                write(late, "new.2", 7, "ENQUEUED")  # its seq drawn, not committed yet
+                write(conn, "new.3", 8, "ENQUEUED")
+                assert same() == before + 2  # new.3; new.2 not seen by anyone yet
+                late.commit()
+            assert same() == before + 3
+    finally:
+        room_.close()
