@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import enum
 import math
+import operator
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sas_desk.models.codes import codelist
@@ -591,6 +593,87 @@ def _small(value: Cell) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < SMALL_CELL
 
 
+#: an added denominator column left unset (a row lacking it keeps lacking it)
+_ABSENT: Any = object()
+
+
+class Suppression:
+    """The small-cell rule (:func:`suppress_row`) for rows of given columns,
+    worked out once: the groups and denominators as column positions, so an
+    export applies it row after row on lists of values."""
+
+    def __init__(
+        self,
+        columns: Sequence[str],
+        groups: Iterable[tuple[str, tuple[str, ...]]],
+        denominators: Mapping[str, str],
+    ) -> None:
+        self.columns = list(columns)
+        # a denominator's column the rows lack is added to the output
+        self.out_columns = self.columns + [c for c in denominators if c not in self.columns]
+        at = {c: i for i, c in enumerate(self.out_columns)}
+        width = len(self.columns)
+        # a name the rows lack reads as None: such a part never counts (never
+        # small, never non-zero), such a total is never hidden
+        self.groups = [
+            (at.get(total, -1), tuple(at[p] for p in parts if at.get(p, width) < width))
+            for total, parts in groups
+        ]
+        self.members: dict[int, list[int]] = {}
+        for g, (total, parts) in enumerate(self.groups):
+            for i in {total, *parts}:
+                self.members.setdefault(i, []).append(g)
+        self.denominators = [
+            (at[c], at.get(b, -1) if at.get(b, width) < width else -1)
+            for c, b in denominators.items()
+        ]
+        self.extra = len(self.out_columns) - width
+
+    def values(self, values: Sequence[Cell]) -> list[Cell]:
+        """One row's values (in ``columns`` order) → the export's (in
+        ``out_columns`` order)."""
+        hidden = {i for i, v in enumerate(values) if type(v) is int and 0 < v < SMALL_CELL}
+        groups = self.groups
+        dirty = [True] * len(groups)
+        changed = bool(hidden)
+        # passes over the groups in order until one changes nothing, as the
+        # rule reads; a group none of whose cells changed since it was last
+        # looked at would change nothing: skipped
+        while changed:
+            changed = False
+            for g, (total, parts) in enumerate(groups):
+                if not dirty[g]:
+                    continue
+                dirty[g] = False
+                if total in hidden:
+                    new = [p for p in parts if p not in hidden and values[p] not in (0, None)]
+                else:
+                    mine = [p for p in parts if p in hidden]
+                    if not mine or (
+                        len(mine) > 1 and sum(int(values[p] or 0) for p in mine) >= SMALL_CELL
+                    ):
+                        continue
+                    rest = [p for p in parts if p not in hidden and values[p] not in (0, None)]
+                    # the smallest; the first of equals (a stable sort's first)
+                    new = [min(rest, key=lambda p: int(values[p] or 0))] if rest else []
+                if new:
+                    hidden.update(new)
+                    changed = True
+                    for i in new:
+                        for h in self.members.get(i, ()):
+                            dirty[h] = True
+        out = list(values)
+        if self.extra:
+            out.extend([_ABSENT] * self.extra)
+        for i in hidden:
+            out[i] = SUPPRESSED
+        for column, base in self.denominators:
+            n = values[base] if base >= 0 else None
+            if not isinstance(n, int) or n < SMALL_CELL:
+                out[column] = SUPPRESSED if (isinstance(n, int) and n > 0) else None
+        return out
+
+
 def suppress_row(
     row: Mapping[str, Cell],
     groups: Iterable[tuple[str, tuple[str, ...]]],
@@ -606,41 +689,28 @@ def suppress_row(
       suppressed (its count column says so);
     - a total suppressed suppresses all its parts.
     """
-    out: dict[str, Cell] = dict(row)
-    hidden = {c for c, v in row.items() if _small(v)}
-    changed = True
-    while changed:  # a total hidden in one group may be a part of another
-        changed = False
-        for total, parts in groups:
-            if total in hidden:
-                new = {p for p in parts if row.get(p) not in (0, None)} - hidden
-            else:
-                mine = [p for p in parts if p in hidden]
-                new = set()
-                if len(mine) == 1 or (
-                    mine and sum(int(row.get(p) or 0) for p in mine) < SMALL_CELL
-                ):
-                    rest = sorted(
-                        (p for p in parts if p not in hidden and row.get(p) not in (0, None)),
-                        key=lambda p: int(row.get(p) or 0),
-                    )
-                    new = set(rest[:1])
-            if new:
-                hidden |= new
-                changed = True
-    for column in hidden:
-        out[column] = SUPPRESSED
-    for column, base in denominators.items():
-        n = row.get(base)
-        if not isinstance(n, int) or n < SMALL_CELL:
-            out[column] = SUPPRESSED if (isinstance(n, int) and n > 0) else None
-    return out
+    rule = Suppression(list(row), groups, denominators)
+    return {
+        c: v
+        for c, v in zip(rule.out_columns, rule.values(list(row.values())), strict=True)
+        if v is not _ABSENT
+    }
+
+
+def export_values(report: Report) -> Iterator[list[Cell]]:
+    """The export's rows as values in ``report.columns`` order (see
+    :func:`export_rows`), one at a time."""
+    rule = Suppression(report.columns, report.groups, report.denominators)
+    get = operator.itemgetter(*report.columns)
+    for row in report.rows:
+        yield rule.values(get(row))
 
 
 def export_rows(report: Report) -> list[dict[str, Cell]]:
     """The rows that may leave the room: counts and delays only, by role,
     small cells suppressed.  Nothing per person, nothing per dossier."""
-    return [suppress_row(row, report.groups, report.denominators) for row in report.rows]
+    columns = report.columns
+    return [dict(zip(columns, values, strict=True)) for values in export_values(report)]
 
 
 def export_columns(report: Report) -> list[str]:

@@ -4,10 +4,14 @@ rules and the privacy rules of exports."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sas_desk.models.stats import (
+    SMALL_CELL,
     SUPPRESSED,
     DentalOrientation,
     Granularity,
@@ -216,3 +220,71 @@ def test_every_indicator_shows_in_a_theme_other_than_all() -> None:
     assert set(report.columns) - covered == set()
     assert THEMES[0].columns(report.columns) == report.columns
     assert theme("inconnu") is THEMES[0] and theme("snp").key == "snp"
+
+
+def _rule_as_written(
+    row: dict[str, Any], groups: list[tuple[str, tuple[str, ...]]], denominators: dict[str, str]
+) -> dict[str, Any]:
+    """The small-cell rule read plainly: passes over every group until one
+    changes nothing (what ``Suppression`` computes with positions and skips)."""
+
+    def small(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 < v < SMALL_CELL
+
+    out = dict(row)
+    hidden = {c for c, v in row.items() if small(v)}
+    changed = True
+    while changed:
+        changed = False
+        for total, parts in groups:
+            if total in hidden:
+                new = {p for p in parts if row.get(p) not in (0, None)} - hidden
+            else:
+                mine = [p for p in parts if p in hidden]
+                new = set()
+                if len(mine) == 1 or (
+                    mine and sum(int(row.get(p) or 0) for p in mine) < SMALL_CELL
+                ):
+                    rest = sorted(
+                        (p for p in parts if p not in hidden and row.get(p) not in (0, None)),
+                        key=lambda p: int(row.get(p) or 0),
+                    )
+                    new = set(rest[:1])
+            if new:
+                hidden |= new
+                changed = True
+    for column in hidden:
+        out[column] = SUPPRESSED
+    for column, base in denominators.items():
+        n = row.get(base)
+        if not isinstance(n, int) or n < SMALL_CELL:
+            out[column] = SUPPRESSED if (isinstance(n, int) and n > 0) else None
+    return out
+
+
+CELL_VALUES = st.one_of(
+    st.integers(0, 14), st.integers(0, 400), st.none(), st.floats(0, 100, allow_nan=False)
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    values=st.lists(CELL_VALUES, min_size=14, max_size=14),
+    missing=st.sets(st.sampled_from("abcdefghijklmn"), max_size=3),
+)
+def test_the_compiled_rule_suppresses_as_the_rule_reads(
+    values: list[Any], missing: set[str]
+) -> None:
+    """Nested groups (a total that is a part of another), names the row
+    lacks, denominators on counts and on missing columns."""
+    names = "abcdefghijklmn"
+    row = {c: v for c, v in zip(names, values, strict=True) if c not in missing}
+    groups = [
+        ("a", ("b", "c", "d", "e")),
+        ("b", ("f", "g")),
+        ("a", ("h", "i", "j")),
+        ("e", ("k", "l", "z")),
+        ("y", ("m", "n")),
+    ]
+    denominators = {"m": "a", "n": "j", "x": "b", "w": "z"}
+    assert suppress_row(row, groups, denominators) == _rule_as_written(row, groups, denominators)

@@ -13,12 +13,12 @@ from typing import Any, TextIO
 
 from sas_desk.models.queue import WaitLimits
 from sas_desk.models.stats import (
-    Cell,
     Granularity,
     Period,
     Report,
     build_report,
     export_rows,
+    export_values,
     telephony_rows,
 )
 from sas_desk.models.telephony import MAX_BYTES, Call, TelephonyError, parse_calls
@@ -69,19 +69,18 @@ def read_calls(path: Path) -> list[Call]:
     return parse_calls(data, str(path))
 
 
-def _cell(value: Cell) -> Cell:
-    return "" if value is None else value
-
-
 def write_csv(report: Report, out: TextIO) -> int:
     """The export rows as CSV (``;`` separated, as French spreadsheets
-    expect; decimal point kept); returns the rows written."""
-    rows = export_rows(report)
+    expect; decimal point kept; an empty cell for no value), written as
+    they are worked out; returns the rows written (one per period bucket,
+    the header not counted)."""
     writer = csv.writer(out, delimiter=";", lineterminator="\n")
     writer.writerow(report.columns)
-    for row in rows:
-        writer.writerow([_cell(row[c]) for c in report.columns])
-    return len(rows)
+    rows = 0
+    for values in export_values(report):
+        writer.writerow(values)  # the csv module writes None as an empty cell
+        rows += 1
+    return rows
 
 
 def write_json(report: Report, out: TextIO) -> int:
