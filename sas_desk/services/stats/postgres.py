@@ -421,7 +421,13 @@ async def _cache_months(
         rows = []
     done = {str(r[0]) for r in rows}
     base: dict[str, Any] = {f"p{i}": limits.limit(f"P{i}") for i in range(4)}
-    for part in rollup.months_inside(lo, hi, ZoneInfo(tz)):
+    so_far = rollup.month_so_far(lo, hi, ZoneInfo(tz))
+    for month in done:
+        if "/" in month and (so_far is None or month != so_far.hours[0][1]):
+            # a month summed so far, rolled further since (or whole now)
+            for table in ("stats_month_state", *(t for t, _ in rollup.MONTH_TABLES.values())):
+                await conn.execute(f"DELETE FROM {table} WHERE month = %s", (month,))
+    for part in [*rollup.months_inside(lo, hi, ZoneInfo(tz)), *filter(None, [so_far])]:
         month = part.hours[0][1]
         if month in done:
             continue

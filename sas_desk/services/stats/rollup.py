@@ -150,6 +150,28 @@ def months_inside(lo: int, hi: int, zone: ZoneInfo) -> list[Part]:
         month = following
 
 
+def month_so_far(lo: int, hi: int, zone: ZoneInfo) -> Part | None:
+    """The local month of ``zone`` that the rolled range [lo, hi) ends in,
+    from its first hour to ``hi`` (a rolled part keyed :func:`partial_key`):
+    summed like a whole month, a report by month on one of its days reads
+    it as one row instead of its hours.  None when ``hi`` starts a month, the
+    month starts before ``lo``, or its hours are not UTC hours."""
+    at = datetime.fromtimestamp(hi, UTC).astimezone(zone)
+    start = datetime.combine(date(at.year, at.month, 1), time(0), zone)
+    first = int(start.timestamp())
+    if first >= hi or first < lo or first % HOUR or hi % HOUR:
+        return None
+    key = partial_key(f"{at:%Y-%m}", hi)
+    hours = tuple((h, key) for h in range(first, hi, HOUR))
+    return Part(start, datetime.fromtimestamp(hi, UTC), True, hours)
+
+
+def partial_key(month: str, hi: int) -> str:
+    """The month table's key of ``month`` summed up to ``hi`` only (reads
+    give the month's key: its first 7 characters)."""
+    return f"{month}/{hi}"
+
+
 def insert_sql(table: str, placeholder: str) -> str:
     columns = ("hour", *TABLES[table])
     return (
@@ -263,6 +285,15 @@ def split(
             if key in months and month.start >= start and month.end <= end:
                 whole_months.append(key)
                 skip[int(month.start.timestamp())] = int(month.end.timestamp())
+        # the month the rolled range ends in, summed so far: its rest is open
+        so_far = month_so_far(state[0], state[1], zone) if hi == state[1] else None
+        if so_far is not None and so_far.start >= max(start, datetime.fromtimestamp(lo, UTC)):
+            key = so_far.hours[0][1]
+            following = so_far.start.date().replace(day=28) + timedelta(days=4)
+            month_end = datetime.combine(following.replace(day=1), time(0), zone)
+            if key in months and month_end <= end:
+                whole_months.append(key)
+                skip[int(so_far.start.timestamp())] = hi
     hours: list[tuple[int, str]] = []
     hour = lo
     while hour < hi:
@@ -329,7 +360,8 @@ READS = {
 def read_months_sql(name: str, count: int, placeholder: str) -> str:
     table, columns = MONTH_TABLES[name]
     marks = ", ".join([placeholder] * count)
-    return f"SELECT month, {', '.join(columns)} FROM {table} WHERE month IN ({marks})"
+    # a month summed so far is keyed "YYYY-MM/hi": its bucket is the month's
+    return f"SELECT substr(month, 1, 7), {', '.join(columns)} FROM {table} WHERE month IN ({marks})"
 
 
 def extend(into: RawStats, part: RawStats) -> None:

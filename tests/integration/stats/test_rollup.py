@@ -466,3 +466,47 @@ def test_the_open_days_follow_the_events_written_since(monkeypatch: pytest.Monke
             assert same() == before + 3
     finally:
         room_.close()
+
+
+def test_the_month_in_progress_is_read_summed_so_far() -> None:
+    """PostgreSQL: the month the rolled range ends in is summed up to its
+    end (key "YYYY-MM/hi"): a report by month reads it as one row, and the
+    open days after it; equal to the events, and the stale sum is dropped
+    once the rollup goes further."""
+    import psycopg
+
+    room_ = _postgres()
+    stores = next(room_)
+    source = stores.rolled
+    try:
+        hi = refresh(stores)[1]
+        key = rollup.partial_key("2026-04", hi)
+        with psycopg.connect(
+            source.dsn, autocommit=True, options=f"-c search_path={source.schema}"
+        ) as conn:
+            months = [r[0] for r in conn.execute("SELECT month FROM stats_month_state")]
+            assert key in months
+            _compare(stores, date(2026, 3, 1), 61, Granularity.MONTH, ROOM_TZ, 60)
+            conn.execute(
+                "INSERT INTO stats_month_counts VALUES (%s, 'AMU', 'P2', 'M01', 0, 0, 500)",
+                (key,),
+            )
+            period = parse_period("2026-04-01", "2026-04-30", Granularity.MONTH, ROOM_TZ)
+            rep = build_report(
+                run_async(source.raw(period, Granularity.MONTH, ROOM_LIMITS)),
+                period,
+                Granularity.MONTH,
+            )
+            plain = build_report(
+                run_async(stores.plain.raw(period, Granularity.MONTH, ROOM_LIMITS)),
+                period,
+                Granularity.MONTH,
+            )
+            assert rep.rows[0]["dossiers"] == int(plain.rows[0]["dossiers"] or 0) + 500
+            refresh(stores, NOW + timedelta(days=2))
+            months = [r[0] for r in conn.execute("SELECT month FROM stats_month_state")]
+            assert key not in months
+            assert rollup.partial_key("2026-04", hi + 2 * rollup.DAY) in months
+            _compare(stores, date(2026, 4, 1), 30, Granularity.MONTH, ROOM_TZ, 60)
+    finally:
+        room_.close()
