@@ -201,18 +201,29 @@ async def _grouped(
     """Step 2: ``stats_facts`` grouped, and the load of [start, end) from
     the events."""
 
-    async def rows(query: str) -> list[tuple[Any, ...]]:
-        cur = await conn.execute(pg(query), params)
-        return [tuple(r) for r in await cur.fetchall()]
-
+    queries = (
+        sql.COUNTS,
+        sql.AGES,
+        sql.DEPARTEMENTS,
+        sql.SNP,
+        sql.DENTAL,
+        sql.DELAYS_BY_PRIORITY if by_priority else sql.DELAYS,
+        _LOAD,
+    )
+    # sent together, answers read after: one round trip instead of seven
+    async with conn.pipeline():
+        cursors = [await conn.execute(pg(query), params) for query in queries]
+    counts, ages, deps, snp, dental, delays, load = [
+        [tuple(r) for r in await cur.fetchall()] for cur in cursors
+    ]
     return RawStats(
-        counts=await rows(sql.COUNTS),
-        ages=await rows(sql.AGES),
-        departements=await rows(sql.DEPARTEMENTS),
-        snp=await rows(sql.SNP),
-        dental=await rows(sql.DENTAL),
-        delays=await rows(sql.DELAYS_BY_PRIORITY if by_priority else sql.DELAYS),
-        load=[(r[0], r[1], r[2], sql.LOAD_KINDS[r[3]], int(r[4])) for r in await rows(_LOAD)],
+        counts=counts,
+        ages=ages,
+        departements=deps,
+        snp=snp,
+        dental=dental,
+        delays=delays,
+        load=[(r[0], r[1], r[2], sql.LOAD_KINDS[r[3]], int(r[4])) for r in load],
     )
 
 
