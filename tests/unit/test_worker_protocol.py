@@ -5,8 +5,10 @@ not one of our messages is refused with a French message, never a traceback."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 
 from sas_desk.models.search import Band, Facets, SearchQuery, SearchUpdate
@@ -57,6 +59,30 @@ async def test_what_repeats_crosses_once_and_a_slot_naming_an_unknown_value_is_r
     assert err.value.message_fr == (
         "Résultats illisibles du processus de recherche : valeur de créneau inconnue."
     )
+
+
+@pytest.mark.asyncio
+async def test_each_instant_crosses_once_with_the_offset_it_was_written_with() -> None:
+    updates = [u for u in await a_search() if u.offers]
+    update = updates[0]
+    slots = [s for o in update.offers for s in o.slots]
+    # the same instant written with another UTC offset: equal, not the same
+    other = msgspec.structs.replace(slots[1], start=slots[0].start.astimezone(UTC))
+    assert other.start == slots[0].start and other.start.utcoffset() != slots[0].start.utcoffset()
+    first = update.offers[0]
+    update = replace(
+        update, offers=(replace(first, slots=(*first.slots, other)), *update.offers[1:])
+    )
+    encoder, decoder = wp.UpdateEncoder(1), wp.UpdateDecoder()
+    message = wp.decode_to_app(wp.encode(encoder.encode(update)))
+    sent = _fields(message.tables)
+    instants = {id(s.start) for o in update.offers for s in o.slots}
+    assert len(sent["start"]) == len(instants) < sum(len(o.slots) for o in update.offers)
+    got = decoder.decode(message)
+    assert got == update
+    assert got.offers[0].slots[-1].start.utcoffset() == timedelta(0)  # as written
+    decoded = {id(s.start) for o in got.offers for s in o.slots}
+    assert len(decoded) == len(instants)  # the window's slots share them too
 
 
 def _fields(message: object) -> dict[str, object]:
