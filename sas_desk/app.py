@@ -448,20 +448,16 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             return 0
         session, config, dialog, offline = opened
     # patient data at rest: the workstation's key (keyring, else a 0600 file
-    # beside the data dir), released once the operator is logged in
-    from sas_desk.services.atrest import SealError, data_key
+    # beside the data dir), released once the operator is logged in.  Read in
+    # a thread while the window is built and painted: the keyring may be slow
+    # or ask the desktop to unlock it.  The journal and the outbox open
+    # meanwhile (KeyGate): what is typed before the key is kept in memory and
+    # written, sealed, once it is there; nothing is written in the clear.
+    from sas_desk.services.atrest import DataKey, KeyGate, SealError, data_key
 
-    try:
-        key = await loop.run_in_executor(None, data_key, config.data_dir)
-    except (OSError, SealError) as exc:
-        message = getattr(exc, "message_fr", "") or f"clé illisible ({type(exc).__name__})"
-        print(f"sas-desk : données locales indisponibles : {message}", file=sys.stderr)
-        log.error("data key unavailable: %s", type(exc).__name__)
-        if session is not None:
-            await session.close()
-        return 1
-    cipher = None if options.unsealed_for_bench else key.cipher()
-    journal = Journal(config.journal_path, now=clock.now, cipher=cipher)
+    reading: asyncio.Future[DataKey] = loop.run_in_executor(None, data_key, config.data_dir)
+    gate = KeyGate()
+    journal = Journal(config.journal_path, now=clock.now, cipher=gate)
     actor = Actor(
         role=config.role or "",
         operator=config.operator,
@@ -470,7 +466,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     limits = WaitLimits(*config.wait_limits)
     queues = QueueClient(
         build_queue_backend(config, limits, session),
-        Outbox(config.outbox_path, cipher=cipher),
+        Outbox(config.outbox_path, cipher=gate),
         actor,
         now=clock.now,
         lease_s=config.lease_s,
@@ -490,10 +486,8 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         log.debug("startup: journal open, queues started (%s)", queues.backend.name)
         desk = Desk(config, journal, actor, clock.now)
         desk.queues = queues  # orientations and ARM additions go to the room's log
-        await desk.prepare()
-        unfinished = await journal.unfinished()
-        today = await journal.of_day(clock.now().date())
-        log.debug("startup: %d unfinished, %d today", len(unfinished), len(today))
+        await desk.prepare()  # case ids are in the clear: no key needed
+        drafts = await journal.count_unfinished()
         resolver = LocationResolver(CommuneIndex.load(), None)
         window = MainWindow(
             config,
@@ -501,11 +495,12 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             journal,
             resolver,
             report=report,
-            unfinished=unfinished,
-            today=today,
+            unfinished=[],
+            today=[],
             queue_client=queues,
             limits=limits,
             session=session,
+            restoring=drafts > 0,
         )
         from sas_desk.ui.session_gate import SessionGate
 
@@ -522,18 +517,36 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         crash.show_dialog(lambda: journal.available)  # a bug from now on is told on screen
         closed = asyncio.Event()
         QCoreApplication.instance().lastWindowClosed.connect(closed.set)  # type: ignore[union-attr]
-        # the banners before show(): the first paint has its final layout
-        if key.notice_fr:
-            window.banner(key.notice_fr, "warning").setObjectName("dataKeyNotice")
+        # the banners before show(): the first paint has its final layout (the
+        # key file's notice too when the key is already read: no keyring)
+        noticed = reading.done() and not reading.cancelled() and reading.exception() is None
+        if noticed and reading.result().notice_fr:
+            window.banner(reading.result().notice_fr, "warning").setObjectName("dataKeyNotice")
         if offline:
             window.room_offline(offline)
         window.show()
         log.debug("startup: window shown")
+        await qt_turn()  # the first paint, then the key
+        try:
+            key = await reading
+        except (OSError, SealError) as exc:
+            gate.fail()
+            message = getattr(exc, "message_fr", "") or f"clé illisible ({type(exc).__name__})"
+            print(f"sas-desk : données locales indisponibles : {message}", file=sys.stderr)
+            log.error("data key unavailable: %s", type(exc).__name__)
+            window.close()
+            return 1
+        gate.set(None if options.unsealed_for_bench else key.cipher())
+        if key.notice_fr and not noticed:
+            window.banner(key.notice_fr, "warning").setObjectName("dataKeyNotice")
+        unfinished = await journal.unfinished()
+        today = await journal.of_day(clock.now().date())
+        log.debug("startup: key read, %d unfinished, %d today", len(unfinished), len(today))
+        window.restore(unfinished, today)
         if options.smoke:
             # let Qt lay out and paint through the running loop: calling
             # Qt's event processing from inside a coroutine re-enters other tasks
             # ("Cannot enter into task…") and wedged the shutdown 1 run in 15
-            await qt_turn()
             await qt_turn()
             print(
                 f"SMOKE OK window={window.width()}x{window.height()} "
@@ -542,10 +555,9 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             )
             window.close()
             return 0
-        # the first paint before anything else starts: the simulator, the TLS
-        # context, the search worker's process, the retention purge and the
-        # Hub agent all come after the operator sees the window
-        await qt_turn()
+        # the first paint came before anything else starts: the simulator, the
+        # TLS context, the search worker's process, the retention purge and
+        # the Hub agent all come after the operator sees the window
         # full garbage collections only when the operator is idle (gc_policy)
         from sas_desk.ui.gc_policy import IdleCollector
 
@@ -621,6 +633,8 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             await search_worker.close()
         if roster_service is not None:
             roster_service.close()
+        if not gate.ready:  # ended before the key was read: nothing to write it with
+            gate.fail()
         await queues.stop()
         log.debug("shutdown: queues stopped")
         await journal.close()

@@ -24,6 +24,7 @@ room's record (the room server keeps it).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -37,16 +38,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from sas_desk.models.errors import KnownError
 from sas_desk.services.private import KEYRING_FR
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
-__all__ = ["DataKey", "RecordCipher", "SealError", "data_key", "key_file_for"]
+__all__ = ["DataKey", "KeyGate", "RecordCipher", "SealError", "data_key", "key_file_for"]
 
 log = logging.getLogger("sas_desk.atrest")
 
@@ -67,6 +65,9 @@ class RecordCipher:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("an AES-256 key is 32 bytes")
+        # imported here, once a key is read: not on the path to the first window
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(key)
 
     def __repr__(self) -> str:  # never the key
@@ -80,6 +81,8 @@ class RecordCipher:
     def open(self, stored: str, aad: str) -> str:
         if not stored.startswith(PREFIX):
             return stored  # written before encryption
+        from cryptography.exceptions import InvalidTag
+
         try:
             raw = base64.urlsafe_b64decode(stored[len(PREFIX) :])
             plain = self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], aad.encode("utf-8"))
@@ -88,6 +91,45 @@ class RecordCipher:
                 "Donnée locale chiffrée illisible (clé de ce poste différente ou fichier altéré)."
             ) from exc
         return plain.decode("utf-8")
+
+
+class KeyGate:
+    """The cipher of stores opened before the workstation's key is read: the
+    window paints first and the key (keyring, which may ask the desktop to
+    unlock it) comes after (``app.main``).  Whatever seals or opens a record
+    waits here; the rest — opening the file, case ids, counts — does not, so
+    what is typed meanwhile stays in memory and is written, sealed, once the
+    key is there.  :meth:`fail` when no key can be had: waiters get a
+    :class:`SealError` and nothing is ever written in the clear."""
+
+    def __init__(self) -> None:
+        self._ready = asyncio.Event()
+        self._cipher: RecordCipher | None = None
+        self.failed = False
+
+    def __repr__(self) -> str:  # never the key
+        return f"KeyGate(ready={self.ready}, failed={self.failed})"
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def set(self, cipher: RecordCipher | None) -> None:
+        """The key is read (``None``: the bench's clear journal)."""
+        self._cipher = cipher
+        self._ready.set()
+
+    def fail(self) -> None:
+        self.failed = True
+        self._ready.set()
+
+    async def cipher(self) -> RecordCipher | None:
+        await self._ready.wait()
+        if self.failed:
+            raise SealError(
+                "Clé des données locales indisponible : rien n'est écrit sur le disque."
+            )
+        return self._cipher
 
 
 def seal(cipher: RecordCipher | None, text: str, aad: str) -> str:

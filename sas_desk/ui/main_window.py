@@ -119,8 +119,13 @@ class MainWindow(QMainWindow):
         queue_client: QueueClient | None = None,
         limits: WaitLimits | None = None,
         session: RoomSession | None = None,
+        restoring: bool = False,
     ) -> None:
+        """``restoring``: the journal holds unfinished sheets that cannot be
+        read yet (the window paints before the data key is read, app.main):
+        the ARM's first sheet waits for :meth:`restore`, which offers them."""
         super().__init__()
+        self._restoring = restoring
         self.session = session  # production: the room server's session
         self.gate: SessionGate | None = None  # the screen lock, operator changes (app.py)
         self.setObjectName("MainWindow")
@@ -343,7 +348,8 @@ class MainWindow(QMainWindow):
             self._resume_banner.deleteLater()
             self._resume_banner = None
         if role == "ARM" and self.tabs.count() == 0 and not self.unfinished:
-            self.new_call(answered=False)  # ready ahead of the call: stamped on its first key
+            if not self._restoring:  # else restore() decides: a sheet to resume, or a new one
+                self.new_call(answered=False)  # ready ahead of the call: stamped on its first key
         elif role == "OSNP":  # the OSNP's main screen
             self.open_slot_search()
         elif role == "DENT":  # the dental regulator's main screen
@@ -354,6 +360,33 @@ class MainWindow(QMainWindow):
                 self.queue_panel.setFocus()
             else:
                 self.day_view.setFocus()
+
+    def restore(self, unfinished: list[Dossier], today: list[Dossier]) -> None:
+        """What the journal holds, once the data key could open it (after the
+        first paint, app.main): the day's dossiers in the list, the sheets
+        left unfinished offered to the ARM, those left blank discarded.  The
+        sheets opened meanwhile (their keystrokes were kept in memory until
+        the key came) stay as they are."""
+        opened = [
+            w.dossier
+            for i in range(self.tabs.count())
+            if isinstance(w := self.tabs.widget(i), CallSheet)
+        ]
+        mine = {d.case_id for d in opened}
+        self.day_model.reset([d for d in today if d.case_id not in mine])
+        for dossier in opened:
+            self.day_model.upsert(dossier)
+        left = [d for d in unfinished if d.case_id not in mine]
+        self.unfinished = [d for d in left if not d.is_blank]
+        for blank in (d for d in left if d.is_blank):
+            self.desk.discard_blank(blank)
+        self._restoring = False
+        if self.role != "ARM":
+            return
+        if self.unfinished and self._resume_banner is None:
+            self._offer_resume(self.unfinished)
+        elif not self.unfinished and self.tabs.count() == 0:
+            self.new_call(answered=False)
 
     # ------------------------------------------------------------------ queues
     def _build_queue_panel(self, role: str) -> None:

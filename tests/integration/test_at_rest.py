@@ -22,11 +22,13 @@ from sas_desk.models.dossier import Actor, Caller, Dossier, Event, EventKind, Pa
 from sas_desk.models.queue import Operation
 from sas_desk.services.atrest import (
     PREFIX,
+    KeyGate,
     RecordCipher,
     SealError,
     data_key,
     key_file_for,
 )
+from sas_desk.services.journal.service import Journal
 from sas_desk.services.journal.store import JournalError, JournalStore
 from sas_desk.services.queues.client import Outbox
 
@@ -155,6 +157,81 @@ def test_the_outbox_keeps_no_patient_field_in_the_clear(tmp_path: Path) -> None:
         assert pending == [op]
         await outbox.close()
         return pending
+
+    asyncio.run(scenario())
+    assert leaks(tmp_path / "data") == []
+
+
+def test_what_is_typed_before_the_key_stays_in_memory_then_is_written_sealed(
+    tmp_path: Path,
+) -> None:
+    """The window paints before the data key is read (app.main): the journal
+    opens without it, keeps the edits in memory, and writes them sealed
+    once the key is there — never in the clear, never lost."""
+    folder = tmp_path / "data"
+
+    async def scenario() -> None:
+        gate = KeyGate()
+        journal = Journal(folder / "journal.sqlite", now=lambda: NOW, cipher=gate)
+        await journal.open()
+        assert journal.available and await journal.max_sequence(NOW.date()) == 0
+        d = dossier()
+        journal.submit(d, Event(d.case_id, NOW, EventKind.CREATED, ARM, {}))
+        assert not await journal.flush(timeout=0.3)  # waiting for the key
+        assert journal.pending_count == 2
+        with sqlite3.connect(folder / "journal.sqlite") as db:
+            assert db.execute("SELECT count(*) FROM dossiers").fetchone()[0] == 0
+        assert leaks(folder) == []
+        gate.set(RecordCipher(bytes(range(32))))
+        assert await journal.flush(timeout=10)
+        assert journal.pending_count == 0
+        assert await journal.load(d.case_id) == d
+        assert await journal.count_unfinished() == 1  # a draft, counted without the key
+        await journal.close()
+
+    asyncio.run(scenario())
+    assert leaks(folder) == []
+
+
+def test_without_a_key_nothing_is_written_and_closing_does_not_wait(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+
+    async def scenario() -> None:
+        gate = KeyGate()
+        journal = Journal(folder / "journal.sqlite", now=lambda: NOW, cipher=gate)
+        outbox = Outbox(folder / "outbox.sqlite", cipher=gate)
+        await journal.open()
+        await outbox.open()
+        journal.submit(dossier())
+        gate.fail()
+        with pytest.raises(SealError):
+            await outbox.pending()
+        await asyncio.wait_for(journal.close(), 2)
+        await outbox.close()
+
+    asyncio.run(scenario())
+    assert leaks(folder) == []
+    with sqlite3.connect(folder / "journal.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM dossiers").fetchone()[0] == 0
+
+
+def test_the_outbox_waits_for_the_key_to_seal_an_operation(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        gate = KeyGate()
+        outbox = Outbox(tmp_path / "data" / "outbox.sqlite", cipher=gate)
+        await outbox.open()
+        assert await outbox.count() == 0  # counting needs no key
+        op = Operation(
+            uuid.uuid4().hex, "enqueue", "fr.x.1", NOW, "ARM", "arm.martin", "POSTE-01",
+            {"summary": NAME, "callback": PHONE, "note": NOTE},
+        )  # fmt: skip
+        adding = asyncio.ensure_future(outbox.add(op))
+        await asyncio.sleep(0.05)
+        assert not adding.done() and await outbox.count() == 0
+        gate.set(RecordCipher(bytes(32)))
+        await asyncio.wait_for(adding, 5)
+        assert await outbox.pending() == [op]
+        await outbox.close()
 
     asyncio.run(scenario())
     assert leaks(tmp_path / "data") == []

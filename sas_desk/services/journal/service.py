@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sas_desk.models.dossier import Dossier, Event, Status
-from sas_desk.services.atrest import RecordCipher
+from sas_desk.services.atrest import KeyGate, RecordCipher, SealError
 from sas_desk.services.journal.store import JournalError, JournalStore, OpenReport
 
 log = logging.getLogger("sas_desk.journal")
@@ -50,11 +50,15 @@ class Journal:
         *,
         now: Callable[[], datetime],
         retry_delay: float = 2.0,
-        cipher: RecordCipher | None = None,
+        cipher: RecordCipher | KeyGate | None = None,
     ) -> None:
+        """``cipher``: records sealed at rest (services/atrest.py); a
+        :class:`KeyGate` when the key comes after the journal opens — what is
+        submitted meanwhile stays in memory, written sealed once it is there."""
         self.path = path
         self._now = now
-        self._cipher = cipher  # records sealed at rest (services/atrest.py)
+        self._gate = cipher if isinstance(cipher, KeyGate) else None
+        self._cipher = None if isinstance(cipher, KeyGate) else cipher
         self._retry_delay = retry_delay
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="journal"
@@ -97,8 +101,23 @@ class Journal:
     def available(self) -> bool:
         return self._store is not None
 
+    async def _keyed(self) -> bool:
+        """Wait for the key (:class:`KeyGate`); False when none can be had."""
+        gate = self._gate
+        if gate is None:
+            return True
+        try:
+            self._cipher = await gate.cipher()
+        except SealError:
+            return False
+        self._gate = None
+        if self._store is not None:
+            self._store.use_cipher(self._cipher)
+        return True
+
     async def close(self) -> None:
-        await self.flush(timeout=5.0)
+        if self._gate is None or not self._gate.failed:  # no key: nothing can be written
+            await self.flush(timeout=5.0)
         if self._flushing is not None:
             self._flushing.cancel()
             try:
@@ -131,6 +150,9 @@ class Journal:
 
     async def _flush_loop(self) -> None:
         delay = self._retry_delay
+        if not await self._keyed():  # kept in memory, never written in the clear
+            log.error("journal: no data key, %d dossier(s) kept in memory", len(self._pending))
+            return
         while self._pending or self._pending_events:
             if self._store is None:
                 await self.open()
@@ -224,9 +246,16 @@ class Journal:
         return await self._run(lambda: store.purge(before, kept))
 
     async def max_sequence(self, day: date) -> int:
-        return await self._read(lambda s: s.max_sequence(day), 0)
+        """Case ids are stored in the clear: known before the key."""
+        return await self._read(lambda s: s.max_sequence(day), 0, keyed=False)
 
-    async def _read(self, fn: Callable[[JournalStore], T], default: T) -> T:
+    async def count_unfinished(self) -> int:
+        """Dossiers left as drafts (statuses are in the clear: before the key)."""
+        return await self._read(lambda s: s.count_status(Status.DRAFT), 0, keyed=False)
+
+    async def _read(self, fn: Callable[[JournalStore], T], default: T, *, keyed: bool = True) -> T:
+        if keyed and not await self._keyed():
+            return default
         store = self._store
         if store is None:
             return default

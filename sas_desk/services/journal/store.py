@@ -313,6 +313,16 @@ class JournalStore:
         row = self.db.execute("SELECT data FROM dossiers WHERE case_id = ?", [case_id]).fetchone()
         return self._dossier(case_id, row[0]) if row else None
 
+    def use_cipher(self, cipher: RecordCipher | None) -> None:
+        """The key, once read after the journal opened (Journal's KeyGate)."""
+        self._cipher = cipher
+
+    def count_status(self, status: Status) -> int:
+        row = self.db.execute(
+            "SELECT count(*) FROM dossiers WHERE status = ?", [status.value]
+        ).fetchone()
+        return int(row[0])
+
     def by_status(self, status: Status) -> list[Dossier]:
         rows = self.db.execute(
             "SELECT case_id, data FROM dossiers WHERE status = ? ORDER BY created_at",

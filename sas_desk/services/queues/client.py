@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from sas_desk.models.dossier import Actor, Dossier, Event
 from sas_desk.models.queue import ChangeSet, Operation, QueueError, QueueItem, QueueName
-from sas_desk.services.atrest import RecordCipher, seal, unseal
+from sas_desk.services.atrest import KeyGate, RecordCipher, seal, unseal
 from sas_desk.services.queues.api import (
     DEFAULT_LEASE_S,
     DEFAULT_RENEW_S,
@@ -59,8 +59,10 @@ Listener = Callable[[LinkState], None]
 class Outbox:
     """Pending operations on disk (one thread owns the connection)."""
 
-    def __init__(self, path: Path, *, cipher: RecordCipher | None = None) -> None:
-        """``cipher``: operations (they carry dossiers) sealed at rest."""
+    def __init__(self, path: Path, *, cipher: RecordCipher | KeyGate | None = None) -> None:
+        """``cipher``: operations (they carry dossiers) sealed at rest; a
+        :class:`KeyGate` when the key comes after the outbox opens (adding or
+        reading an operation waits for it, counting does not)."""
         self.path = path
         self._cipher = cipher
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -127,21 +129,30 @@ class Outbox:
     async def open(self) -> None:
         await self._run(self._open)
 
+    async def _key(self) -> RecordCipher | None:
+        if isinstance(self._cipher, KeyGate):
+            self._cipher = await self._cipher.cipher()
+        return self._cipher
+
     async def add(self, op: Operation) -> None:
+        cipher = await self._key()
+
         def add() -> None:
             assert self._conn is not None
             self._conn.execute(
                 "INSERT OR IGNORE INTO outbox(op_id, op) VALUES (?, ?)",
-                (op.op_id, seal(self._cipher, json.dumps(encode_op(op)), op.op_id)),
+                (op.op_id, seal(cipher, json.dumps(encode_op(op)), op.op_id)),
             )
 
         await self._run(add)
 
     async def pending(self) -> list[Operation]:
+        cipher = await self._key()
+
         def read() -> list[Operation]:
             assert self._conn is not None
             rows = self._conn.execute("SELECT op_id, op FROM outbox ORDER BY seq").fetchall()
-            return [decode_op(json.loads(unseal(self._cipher, r[1], r[0]))) for r in rows]
+            return [decode_op(json.loads(unseal(cipher, r[1], r[0]))) for r in rows]
 
         return await self._run(read)
 
