@@ -1127,9 +1127,7 @@ class CallSheet(QWidget):
             self.notes.clear()
             self.place_label.clear()
             self.motive_label.clear()
-            self.title.clear()
-            self.state.clear()
-            self.state.setStyleSheet("")
+            self.title.clear()  # (the journal's state, self.state, is the window's: kept)
             self.sheet_scroll.verticalScrollBar().setValue(0)
         finally:
             self._loading = False
