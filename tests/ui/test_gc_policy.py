@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication, QLineEdit, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
 from sas_desk.ui.gc_policy import UNREACHABLE_THRESHOLD, IdleCollector
+from sas_desk.ui.keys import keyboard_type, type_text
 
 pytestmark = pytest.mark.gui
 
@@ -145,3 +146,19 @@ def test_input_is_watched_on_the_main_window_only(
     QTest.keyClick(handle, Qt.Key.Key_B)
     assert other.text() == "b"
     assert collector.last_input == before  # not the main window: not seen
+
+
+def test_keyboard_type_goes_through_the_window_as_a_keyboard_does(
+    policy: tuple[IdleCollector, Clock, QLineEdit],
+) -> None:
+    """What bench/shift.py types with: seen by what watches the operator's
+    input (here the idle collector; the session lock watches the same
+    window), unlike keys sent straight to a widget."""
+    collector, clock, field = policy
+    started = collector.last_input
+    clock.t += 50
+    type_text(field, "x")
+    assert field.text() == "x" and collector.last_input == started  # not seen
+    keyboard_type(field, "é1, ")
+    assert field.text() == "xé1, "
+    assert collector.last_input == clock.t
