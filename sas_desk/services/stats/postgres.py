@@ -196,10 +196,14 @@ async def _facts(
 
 
 async def _grouped(
-    conn: psycopg.AsyncConnection[Any], params: dict[str, Any], *, by_priority: bool = False
+    conn: psycopg.AsyncConnection[Any],
+    params: dict[str, Any],
+    *,
+    by_priority: bool = False,
+    load_params: dict[str, Any] | None = None,
 ) -> RawStats:
     """Step 2: ``stats_facts`` grouped, and the load of [start, end) from
-    the events."""
+    the events (of ``load_params``' [start, end) when given)."""
 
     queries = (
         sql.COUNTS,
@@ -212,7 +216,10 @@ async def _grouped(
     )
     # sent together, answers read after: one round trip instead of seven
     async with conn.pipeline():
-        cursors = [await conn.execute(pg(query), params) for query in queries]
+        cursors = [
+            await conn.execute(pg(query), load_params if query is _LOAD and load_params else params)
+            for query in queries
+        ]
     counts, ages, deps, snp, dental, delays, load = [
         [tuple(r) for r in await cur.fetchall()] for cur in cursors
     ]
@@ -249,14 +256,28 @@ OPEN_DDL = (
     "to_amu integer, smur integer, emergency integer, decided integer, advice integer, "
     "dental text, rdv double precision)",
     "CREATE INDEX IF NOT EXISTS stats_open_facts_tx ON stats_open_facts (tx_at)",
+    # the load (events per person) of the open days' settled hours
+    "ALTER TABLE stats_open_state ADD COLUMN IF NOT EXISTS load_hi bigint",
+    "CREATE TABLE IF NOT EXISTS stats_open_load (hour bigint NOT NULL, role text NOT NULL, "
+    "operator text NOT NULL, kind text NOT NULL, n bigint NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS stats_open_load_hour ON stats_open_load (hour)",
 )
+#: _LOAD by UTC hour, for the settled hours [:lo, :hi) (epoch seconds)
+_FILL_OPEN_LOAD = """INSERT INTO stats_open_load (hour, role, operator, kind, n)
+SELECT CAST(floor(extract(epoch FROM at) / 3600) * 3600 AS bigint), role, operator, kind, count(*)
+FROM events WHERE seq >= :lo_seq AND seq < :hi_seq AND at >= :start AND at < :end
+  AND kind IN ('ENQUEUED', 'CLAIMED', 'DECIDED', 'CLOSED') AND data->>'renewed' IS NULL
+GROUP BY 1, 2, 3, 4"""
+_READ_OPEN_LOAD = """SELECT h.bucket, r.role, r.operator, r.kind, CAST(sum(r.n) AS bigint)
+FROM stats_open_load r JOIN stats_hours h ON h.hour = r.hour
+WHERE r.hour >= :rs AND r.hour < :re GROUP BY 1, 2, 3, 4"""
 _OPEN_READ = f"""CREATE TEMP TABLE stats_facts ON COMMIT DROP AS
 SELECT case_id, to_char(tx_at AT TIME ZONE :tz, :fmt) AS bucket,
     {_OPEN_COLUMNS.split(", ", 2)[2]}
 FROM stats_open_facts WHERE tx_at >= :start AND tx_at < :end"""
 
 
-async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> bool:
+async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> int | None:
     """Bring ``stats_open_facts`` up to date: one row of facts per dossier
     first put in a queue at or after ``lo`` (epoch seconds: the end of the
     rolled range), as :func:`_facts` computes them from the events.
@@ -267,12 +288,16 @@ async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> bool:
     ``lo`` or the facts' definition changed, and the days rolled meanwhile
     are dropped.  The mark (the last event taken into account) only passes
     the events of transactions still running when it was read once they have
-    ended.  One updater at a time (an advisory lock).  False: the table is
-    not there (``refresh`` makes it)."""
-    cur = await conn.execute("SELECT to_regclass('stats_open_state')")
+    ended.  One updater at a time (an advisory lock).
+
+    The load (events per person and hour) of the settled hours — those a
+    day (``CLOCK_SLACK``) older than the last event — is summed once into
+    ``stats_open_load``.  Returns where those hours end (epoch seconds);
+    None when the tables are not there (``refresh`` makes them)."""
+    cur = await conn.execute("SELECT to_regclass('stats_open_load')")
     found = await cur.fetchone()
     if found is None or found[0] is None:
-        return False
+        return None
     await conn.execute(
         "SELECT pg_advisory_lock(hashtextextended('sas_desk.stats_open:' || current_schema(), 0))"
     )
@@ -283,12 +308,14 @@ async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> bool:
             await conn.execute("SET LOCAL work_mem = '256MB'")
             cur = await conn.execute(
                 "SELECT (SELECT COALESCE(max(seq), 0) FROM events), "
-                "CAST(ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())) AS text)"
+                "CAST(ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())) AS text), "
+                "(SELECT CAST(extract(epoch FROM at) AS bigint) FROM events "
+                "ORDER BY seq DESC LIMIT 1)"
             )
-            top, xip = await _one(cur)
+            top, xip, last_at = await _one(cur)
             cur = await conn.execute(
-                "SELECT version, lo, mark, pending_mark, pending_xip FROM stats_open_state "
-                "WHERE id = 1"
+                "SELECT version, lo, mark, pending_mark, pending_xip, load_hi "
+                "FROM stats_open_state WHERE id = 1"
             )
             state = await cur.fetchone()
             start = datetime.fromtimestamp(lo, UTC)
@@ -304,11 +331,20 @@ async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> bool:
             }
             insert = f"INSERT INTO stats_open_facts ({_OPEN_COLUMNS}) SELECT {_OPEN_COLUMNS} FROM "
             pending_mark, pending_xip = None, None
-            if state is None or state[0] != rollup.VERSION or int(state[1]) > lo:
+            load_hi = lo
+            if (
+                state is None
+                or state[0] != rollup.VERSION
+                or int(state[1]) > lo
+                or state[5] is None
+            ):
                 await conn.execute("DELETE FROM stats_open_facts")
+                await conn.execute("DELETE FROM stats_open_load")
                 await conn.execute(pg(f"{insert} ({_facts_sql()}) f"), params)
                 mark = params["lo_seq"] - 1
             else:
+                load_hi = max(lo, int(state[5]))
+                await conn.execute("DELETE FROM stats_open_load WHERE hour < %s", (lo,))
                 mark, pending_mark, pending_xip = int(state[2]), state[3], state[4]
                 if int(state[1]) < lo:
                     await conn.execute("DELETE FROM stats_open_facts WHERE tx_at < %s", (start,))
@@ -335,22 +371,37 @@ async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> bool:
                     )
                     if (await _one(cur))[0] is not False:
                         mark, pending_mark, pending_xip = max(mark, int(pending_mark)), None, None
+            settled = (int(last_at or 0) - int(sql.CLOCK_SLACK.total_seconds())) // 3600 * 3600
+            if settled > load_hi:
+                await conn.execute(
+                    pg(_FILL_OPEN_LOAD),
+                    {
+                        "start": datetime.fromtimestamp(load_hi, UTC),
+                        "end": datetime.fromtimestamp(settled, UTC),
+                        "lo_seq": await _seq_at(
+                            conn, datetime.fromtimestamp(load_hi, UTC) - sql.CLOCK_SLACK
+                        ),
+                        "hi_seq": int(top) + 1,
+                    },
+                )
+                load_hi = settled
             if xip == "{}":
                 mark, pending_mark, pending_xip = max(mark, int(top)), None, None
             elif pending_xip is None:
                 pending_mark, pending_xip = int(top), xip
             await conn.execute(
-                "INSERT INTO stats_open_state VALUES (1, %s, %s, %s, %s, %s) "
+                "INSERT INTO stats_open_state (id, version, lo, mark, pending_mark, pending_xip, "
+                "load_hi) VALUES (1, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, lo = EXCLUDED.lo, "
                 "mark = EXCLUDED.mark, pending_mark = EXCLUDED.pending_mark, "
-                "pending_xip = EXCLUDED.pending_xip",
-                (rollup.VERSION, lo, mark, pending_mark, pending_xip),
+                "pending_xip = EXCLUDED.pending_xip, load_hi = EXCLUDED.load_hi",
+                (rollup.VERSION, lo, mark, pending_mark, pending_xip, load_hi),
             )
     finally:
         await conn.execute(
             "SELECT pg_advisory_unlock(hashtextextended('sas_desk.stats_open:' || current_schema(), 0))"
         )
-    return True
+    return load_hi
 
 
 async def _one(cur: psycopg.AsyncCursor[Any]) -> tuple[Any, ...]:
@@ -360,16 +411,37 @@ async def _one(cur: psycopg.AsyncCursor[Any]) -> tuple[Any, ...]:
 
 
 async def _open_facts(
-    conn: psycopg.AsyncConnection[Any], start: datetime, end: datetime, base: dict[str, Any]
+    conn: psycopg.AsyncConnection[Any],
+    start: datetime,
+    end: datetime,
+    base: dict[str, Any],
+    load_hi: int,
+    by: Granularity,
+    zone: ZoneInfo,
 ) -> RawStats:
     """The grouped counts of [start, end) (open days) from ``stats_open_facts``;
-    the load from the events."""
+    the load of the settled hours (before ``load_hi``) from ``stats_open_load``,
+    of the rest from the events."""
     params = {**base, "start": start, "end": end}
     params["lo_seq"] = await _seq_at(conn, start - sql.CLOCK_SLACK)
     params["hi_seq"] = await _seq_at(conn, end + sql.CLOCK_SLACK)
+    hours = rollup.hours_of(start, min(end, datetime.fromtimestamp(load_hi, UTC)), by, zone)
+    cut = datetime.fromtimestamp(hours[-1][0] + rollup.HOUR, UTC) if hours else start
+    load_params = {**params, "start": cut}
+    if hours:
+        load_params["lo_seq"] = await _seq_at(conn, cut - sql.CLOCK_SLACK)
     await conn.execute("DROP TABLE IF EXISTS stats_facts")
     await conn.execute(pg(_OPEN_READ), params)
-    return await _grouped(conn, params)
+    out = await _grouped(conn, params, load_params=load_params)
+    if hours:
+        await _hours_table(conn, rollup.Part(start, cut, True, tuple(hours)))
+        cur = await conn.execute(
+            pg(_READ_OPEN_LOAD), {"rs": hours[0][0], "re": hours[-1][0] + rollup.HOUR}
+        )
+        out.load.extend(
+            (r[0], r[1], r[2], sql.LOAD_KINDS[r[3]], int(r[4])) for r in await cur.fetchall()
+        )
+    return out
 
 
 async def _hours_table(conn: psycopg.AsyncConnection[Any], part: rollup.Part) -> None:
@@ -511,8 +583,11 @@ class PostgresStatsSource:
                             rollup.extend(out, await _rolled(conn, part, base))
                         if part.months:
                             rollup.extend(out, await _months(conn, part.months))
-                    elif open_from is not None and part.start.timestamp() >= open_from:
-                        rollup.extend(out, await _open_facts(conn, part.start, part.end, base))
+                    elif open_from is not None and part.start.timestamp() >= open_from[0]:
+                        opened = await _open_facts(
+                            conn, part.start, part.end, base, open_from[1], by, period.zone
+                        )
+                        rollup.extend(out, opened)
                     else:
                         rollup.extend(out, await _facts(conn, part.start, part.end, base))
         except psycopg.Error as exc:
@@ -524,17 +599,19 @@ class PostgresStatsSource:
             await conn.close()
         return out
 
-    async def _open_from(self, conn: psycopg.AsyncConnection[Any]) -> int | None:
+    async def _open_from(self, conn: psycopg.AsyncConnection[Any]) -> tuple[int, int] | None:
         """The open days' facts brought up to date: where they start (the
-        rolled range's end, epoch seconds); None when a report must read the
-        events (no rollup, no table, or the update failed: logged)."""
+        rolled range's end) and where their settled hours' load ends (epoch
+        seconds); None when a report must read the events (no rollup, no
+        table, or the update failed: logged)."""
         if not self.open_days:
             return None
         state = await _roll_state(conn)
         if state is None:
             return None
         try:
-            return state[1] if await _open_update(conn, state[1]) else None
+            load_hi = await _open_update(conn, state[1])
+            return None if load_hi is None else (state[1], load_hi)
         except psycopg.Error as exc:
             if conn.closed:
                 raise

@@ -323,6 +323,25 @@ def split(
     return parts
 
 
+def hours_of(
+    start: datetime, end: datetime, by: Granularity, zone: ZoneInfo
+) -> list[tuple[int, str]]:
+    """The whole UTC hours of [start, end) with their report bucket, when
+    those are the buckets' hours too (``start`` on an hour, every hour's
+    offset in ``zone`` whole hours); [] otherwise."""
+    first = int(start.timestamp())
+    if first % HOUR:
+        return []
+    out: list[tuple[int, str]] = []
+    for hour in range(first, int(end.timestamp()) // HOUR * HOUR, HOUR):
+        at = datetime.fromtimestamp(hour, UTC)
+        offset = at.astimezone(zone).utcoffset() or timedelta(0)
+        if offset.total_seconds() % HOUR:
+            return []
+        out.append((hour, bucket_of(at, by, zone)))
+    return out
+
+
 def _sum(table: str, columns: str, group: int, where: str = "") -> str:
     return (
         f"SELECT h.bucket, {columns}, CAST(sum(r.n) AS BIGINT) FROM {table} r "

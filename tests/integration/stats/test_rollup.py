@@ -421,6 +421,9 @@ def test_the_open_days_follow_the_events_written_since(monkeypatch: pytest.Monke
         with psycopg.connect(source.dsn, autocommit=True, options=options) as conn:
             (last,) = conn.execute("SELECT max(at) FROM events").fetchone()  # type: ignore[misc]
             (open_rows,) = conn.execute("SELECT count(*) FROM stats_open_facts").fetchone()  # type: ignore[misc]
+            # the load of the hours a day older than the last event: summed once
+            (load_rows,) = conn.execute("SELECT count(*) FROM stats_open_load").fetchone()  # type: ignore[misc]
+        assert load_rows > 0
         # the dossiers first put in a queue on or after 5 April (closed before)
         assert open_rows == sum(1 for _, _, updated in room()[0] if updated >= "2026-04-05")
         first, end = "2026-04-01", f"{(last + timedelta(days=3)).date()}"
@@ -428,6 +431,7 @@ def test_the_open_days_follow_the_events_written_since(monkeypatch: pytest.Monke
         def same() -> int:
             a, b = _report(source, first, end), _report(stores.plain, first, end)
             assert a.rows == b.rows
+            assert sorted(_load_sum(a.load)) == sorted(_load_sum(b.load))
             return sum(int(r["dossiers"] or 0) for r in a.rows)
 
         before = same()
