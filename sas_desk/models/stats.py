@@ -649,10 +649,14 @@ class Suppression:
                     new = [p for p in parts if p not in hidden and values[p] not in (0, None)]
                 else:
                     mine = [p for p in parts if p in hidden]
-                    if not mine or (
-                        len(mine) > 1 and sum(int(values[p] or 0) for p in mine) >= SMALL_CELL
-                    ):
+                    if not mine:
                         continue
+                    if len(mine) > 1:
+                        together = 0
+                        for p in mine:
+                            together += int(values[p] or 0)
+                        if together >= SMALL_CELL:
+                            continue
                     rest = [p for p in parts if p not in hidden and values[p] not in (0, None)]
                     # the smallest; the first of equals (a stable sort's first)
                     new = [min(rest, key=lambda p: int(values[p] or 0))] if rest else []
