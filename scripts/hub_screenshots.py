@@ -14,7 +14,9 @@ suggested appointment first, highlighted, with why) and
 dossier's timeline).  Then « Partager avec… » (Ctrl+Shift+P):
 ``16c-share-with`` (the partners of ``[hub] partners``),
 ``16d-shared-waiting-rc-ref`` (after Enter: « non reçu par le partenaire »
-under the timeline) and ``16e-rs-error-on-dossier`` (shared again, refused by
+under the timeline), ``16f-shared-case-updates`` (a note and a decision on
+the shared case: two « Mise à jour envoyée » lines, the first acknowledged)
+and ``16e-rs-error-on-dossier`` (shared again, refused by
 an RS-ERROR 701 from the partner: in French, in red; the previous one
 acknowledged by its RC-REF).
 """
@@ -85,6 +87,7 @@ def main() -> None:
     from sas_desk.services.hub.processor import HubProcessor
     from sas_desk.services.hub.settings import HubSettings
     from sas_desk.services.hub.store import AsyncHubStore
+    from sas_desk.services.hub.updates import SharedCaseUpdates
     from sas_desk.services.queues.client import Outbox, QueueClient
     from sas_desk.services.queues.sqlite import SqliteBackend
     from sas_desk.ui.appointments import AppointmentsDialog
@@ -225,6 +228,31 @@ def main() -> None:
             )
             await settle(400)
             save(window, out, "16e-rs-error-on-dossier")
+
+            # the regulator works the shared case: a note, then a decision, each
+            # leaves for the partner that has it (samu010) as an RS-EDA-MAJ
+            updates = SharedCaseUpdates(processor, mrl.dossier)
+            mrl.on_applied(updates.operation_applied)
+            view.note.setFocus()
+            view.note.setText("Rappel du patient : douleur abdominale stable, pas de fièvre.")
+            press(view.note, Qt.Key.Key_Return)
+            await until(lambda: view.hub_ledger.count() == 3, 10)
+            await mrl.submit(
+                mrl.operation(
+                    "decide", d.case_id, decisions=[{"decision_type": "CONSEIL"}], care_level="R3"
+                )
+            )
+            await updates.idle()
+            await until(lambda: view.hub_ledger.count() == 4, 10)
+            rows = await store.run(lambda s: s.ledger(d.case_id))
+            await processor.handle(
+                "fr.health.samu690.ack",
+                answer(processor, "fr.health.samu010", ack_body(rows[2].distribution_id)),
+            )
+            await until(lambda: "reçu" in view.hub_ledger.item(2).text(), 10)
+            await view.refresh()
+            await settle(400)
+            save(window, out, "16f-shared-case-updates")
             await arm.stop()
             await store.close()
             window.close()

@@ -283,6 +283,7 @@ class MainWindow(QMainWindow):
         share.triggered.connect(self.open_share)
         self.share_action = share
         self.share_dialog: Any = None  # ui/share.ShareDialog, while one is shown
+        self._share_banner: Banner | None = None  # « Dossier envoyé », one for all shares
         quit_action = QAction("Quitter", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         quit_action.triggered.connect(self.close)
@@ -909,14 +910,28 @@ class MainWindow(QMainWindow):
         from sas_desk.ui import share
 
         def shared(recipient: str, distribution_id: str) -> None:
-            self.banner(
-                f"Dossier envoyé à {recipient} : en attente de son accusé de réception.", "info"
+            label = view.dossier.sender_case_id or view.dossier.case_id
+            self.share_notice(
+                f"Dossier {label} envoyé à {recipient} : en attente de son accusé de réception."
             )
-            ledger = view.hub_ledger
-            if isinstance(ledger, share.LedgerList):
-                ledger.poll()
 
         self.share_dialog = share.open_share(self, view, shared)
+
+    def share_notice(self, text: str) -> Banner:
+        """« Dossier envoyé » in one banner, updated by each share (they stacked
+        up, one per share, pushing the window's content down)."""
+        banner = self._share_banner
+        if banner is not None:
+            try:
+                banner.label.setText(text)
+                return banner
+            except RuntimeError:  # closed with its ×: deleted
+                pass
+        banner = self.banner(text, "info")
+        banner.setObjectName("shareBanner")
+        self._share_banner = banner
+        banner.destroyed.connect(lambda *_: setattr(self, "_share_banner", None))
+        return banner
 
     def hub_alarm(self, text: str) -> Banner:
         """A message the partner did not acknowledge in time: phone them."""

@@ -6,7 +6,9 @@ processor (queued in the durable outbox, sent by the agent).  Under the
 dossier's timeline, one line per message shared says where it is: waiting
 for the partner's RC-REF, received, refused (the RS-ERROR in French) or
 expired (in red: phone the partner).  The lines are read from the Hub store
-off the GUI thread on a cheap timer, and repainted only when they change.
+off the GUI thread when the store says this dossier's ledger changed
+(:attr:`AsyncHubStore.listeners`: a message shared, acknowledged, refused,
+expired) — no timer — and repainted only when they change.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QKeyEvent
 from PySide6.QtWidgets import QDialog, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
@@ -30,7 +32,6 @@ log = logging.getLogger("sas_desk.ui.share")
 
 SHARED_MODELS = ("RS-EDA", "RS-EDA-MAJ")
 ALARM_COLOUR = "#b00020"
-LEDGER_REFRESH_MS = 1000  # a read of a few rows in the store's thread
 
 
 def ledger_line(row: Outbound) -> tuple[str, bool]:
@@ -86,15 +87,25 @@ class LedgerList(QListWidget):
         self.setWordWrap(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setResizeMode(QListWidget.ResizeMode.Adjust)
-        self.timer = QTimer(self)
-        self.timer.setInterval(LEDGER_REFRESH_MS)
-        self.timer.timeout.connect(self.poll)
-        self.timer.start()
+        self._again = False
+        self.reads = 0  # how many times the store was read (tests)
+        listeners = processor.store.listeners
+        changed = self._store_changed
+        listeners.append(changed)
+        # a closed dossier stops listening
+        self.destroyed.connect(lambda *_: _discard(listeners, changed))
+
+    def _store_changed(self, case_ids: frozenset[str]) -> None:
+        if self.case_id in case_ids:
+            self.poll()
 
     def poll(self) -> None:
-        if self._busy:  # the previous read is still on its way
+        if self._busy:  # a read is on its way: read once more after it
+            self._again = True
             return
         self._busy = True
+        self._again = False
+        self.reads += 1
         run_operation(
             shared_lines(self.processor, self.case_id),
             name="hub-ledger",
@@ -105,6 +116,8 @@ class LedgerList(QListWidget):
 
     def _done(self) -> None:
         self._busy = False
+        if self._again:
+            self.poll()
 
     def show_lines(self, lines: list[tuple[str, bool]]) -> None:
         first, self._read_once = not self._read_once, True
@@ -123,6 +136,7 @@ class LedgerList(QListWidget):
                 item.setFont(font)
             self.addItem(item)
         self.setVisible(bool(lines))
+        self.scrollToBottom()  # the latest message in view (the list is short)
 
 
 class ShareDialog(QDialog):
@@ -190,6 +204,11 @@ class ShareDialog(QDialog):
             return
         self.shared.emit(recipient, did)
         self.accept()
+
+
+def _discard(listeners: list[Any], listener: Any) -> None:
+    if listener in listeners:
+        listeners.remove(listener)
 
 
 def install_ledger(view: Any, processor: HubProcessor) -> LedgerList:

@@ -27,6 +27,7 @@ from sas_desk.services.queues.sqlite import SqliteBackend
 from sas_desk.ui import share
 from sas_desk.ui.dossier_view import DossierView
 from sas_desk.ui.keys import press, type_text
+from sas_desk.ui.widgets import Banner
 from tests.ui.conftest import Env, until
 from tests.ui.test_call_sheet import fill_valid, make_sheet
 
@@ -64,7 +65,6 @@ async def test_share_with_enter_then_the_ledger_follows_rc_ref_and_rs_error(
 ) -> None:
     from sas_desk.ui.main_window import MainWindow
 
-    monkeypatch.setattr(share, "LEDGER_REFRESH_MS", 50)
     client = QueueClient(
         SqliteBackend(tmp_path / "queues.sqlite", now=env.desk._now, poll_interval=0.02),
         Outbox(tmp_path / "outbox.sqlite"),
@@ -189,6 +189,29 @@ async def test_share_with_enter_then_the_ledger_follows_rc_ref_and_rs_error(
         )
         assert ledger.item(2).foreground().color().name() == share.ALARM_COLOUR
         assert ledger_texts(view)[:2] == ["Partagé avec fr.health.samu010 — reçu (RC-REF)", refused]
+
+        # three shares, one « envoyé » banner saying the last one
+        notices = [b for b in window.findChildren(Banner) if b.objectName() == "shareBanner"]
+        assert len(notices) == 1
+        assert "envoyé à fr.health.samu380" in notices[0].label.text()
+        # the ledger is read when its dossier's lines change, not on a timer:
+        # another dossier's share does not read it, this one's does
+        reads = ledger.reads
+        other = await hub.store.run(lambda s: s.ledger(d.case_id))
+        assert len(other) == 3
+        await hub.store.atomic(
+            lambda s: s.enqueue(
+                envelope={**json.loads(other[0].envelope), "distributionID": f"{ME}_autre"},
+                model="RS-EDA",
+                case_id="fr.health.samu690.AUTRE",
+                ref=None,
+                expires_ts=0.0,
+                at="",
+            )
+        )
+        assert ledger.reads == reads
+        await hub.share_case(d.case_id, "fr.health.samu010")
+        await until(lambda: ledger.reads == reads + 1 and len(ledger_texts(view)) == 4)
     finally:
         await client.stop()
 

@@ -199,6 +199,13 @@ class HubStore:
         )
         self.conn: sqlite3.Connection = self.db.conn
         self._depth = 0
+        # dossiers whose ledger lines changed since the last drain (AsyncHubStore
+        # tells its listeners after each call: the panels read again then)
+        self.touched: set[str] = set()
+
+    def drain_touched(self) -> frozenset[str]:
+        touched, self.touched = frozenset(self.touched), set()
+        return touched
 
     def close(self) -> None:
         self.db.close()
@@ -219,6 +226,7 @@ class HubStore:
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self.touched.clear()  # nothing changed after all
             raise
         else:
             self.conn.execute("COMMIT")
@@ -351,11 +359,15 @@ class HubStore:
                 json.dumps(envelope, ensure_ascii=False, separators=(",", ":")),
             ),
         )
+        if case_id:
+            self.touched.add(case_id)
 
     def to_publish(self, limit: int = 100) -> list[Outbound]:
         return self._outbound("WHERE state IN ('queued', 'sent') ORDER BY seq LIMIT ?", (limit,))
 
     def mark(self, distribution_ids: list[str], state: str, at: str) -> None:
+        # queued → sent → confirmed: all still « non reçu par le partenaire »
+        # on the dossier, so no ledger line changes (nothing ``touched``)
         self.conn.executemany(
             "UPDATE outbound SET state = ?, updated_at = ?, attempts = attempts + "
             "(CASE WHEN ? = 'sent' THEN 1 ELSE 0 END) "
@@ -382,6 +394,8 @@ class HubStore:
             "WHERE distribution_id = ?",
             (state, step, step, error, error, at, distribution_id),
         )
+        if found.case_id:
+            self.touched.add(found.case_id)
         return self.outbound(distribution_id)
 
     def expire(self, now_ts: float, at: str) -> list[Outbound]:
@@ -399,6 +413,8 @@ class HubStore:
                 "WHERE distribution_id = ?",
                 (alarm, at, row.distribution_id),
             )
+            if row.case_id:
+                self.touched.add(row.case_id)
         return [self.outbound(row.distribution_id) or row for row in rows]
 
     def outbound(self, distribution_id: str) -> Outbound | None:
@@ -563,6 +579,9 @@ class AsyncHubStore:
             max_workers=1, thread_name_prefix="hub-store"
         )
         self._store: HubStore | None = None
+        # ``listener(case_ids)`` on the event loop after a call changed the
+        # ledger lines of those dossiers (shared, acknowledged, refused, expired)
+        self.listeners: list[Callable[[frozenset[str]], None]] = []
 
     async def open(self) -> None:
         self._store = await self.run_raw(lambda: HubStore(self.path))
@@ -574,7 +593,22 @@ class AsyncHubStore:
 
     async def run(self, fn: Callable[[HubStore], T]) -> T:
         store = self.sync
-        return await self.run_raw(lambda: fn(store))
+
+        def call() -> tuple[T, frozenset[str]]:
+            try:
+                return fn(store), store.drain_touched()
+            except BaseException:
+                store.touched.clear()
+                raise
+
+        result, touched = await self.run_raw(call)
+        if touched:
+            for listener in list(self.listeners):
+                try:
+                    listener(touched)
+                except Exception:
+                    log.exception("hub store listener failed")
+        return result
 
     async def atomic(self, fn: Callable[[HubStore], T]) -> T:
         """``fn(store)`` inside one transaction."""
