@@ -136,6 +136,12 @@ DEFAULT_ORIGIN = "sas"
 #: updates arriving closer than this are applied together (one relayout and
 #: one repaint of the cards instead of one per vendor batch)
 FLUSH_S = 0.1
+#: with this many places listed, updates are applied at most every
+#: FLUSH_LARGE_S: each one costs the list's layout two calls into the model
+#: per row (QListView walks every row, asking the model for its index), so
+#: past a thousand places the per-update cost is the number of updates
+LARGE_ROWS = 600
+FLUSH_LARGE_S = 0.25
 
 
 class SearchSource(Protocol):
@@ -1378,10 +1384,11 @@ class SlotSearchPanel(QWidget):
     def _queue(self, update: SearchUpdate) -> None:
         self._pending.append(update)
         now = time.monotonic()
-        if update.done or now - self._last_flush >= FLUSH_S:
+        interval = FLUSH_LARGE_S if self.model.rowCount() >= LARGE_ROWS else FLUSH_S
+        if update.done or now - self._last_flush >= interval:
             self._flush()
         elif not self._flush_timer.isActive():
-            self._flush_timer.start(int((FLUSH_S - (now - self._last_flush)) * 1000) + 1)
+            self._flush_timer.start(int((interval - (now - self._last_flush)) * 1000) + 1)
 
     def _flush(self) -> None:
         """Apply the updates received since the last one, as one."""

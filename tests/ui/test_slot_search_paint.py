@@ -241,3 +241,25 @@ async def test_the_window_says_when_a_search_fills_the_screen(qtbot: QtBot, env:
     source.release.set()
     await task
     assert not window.searching()
+
+
+async def test_with_many_places_listed_updates_are_applied_less_often(
+    panel: SlotSearchPanel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sas_desk.ui.slot_search as ui
+
+    clock = [1000.0]
+    monkeypatch.setattr(ui.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(ui, "LARGE_ROWS", 20)
+    panel._queue(update(0, 9))  # the first goes at once
+    clock[0] += ui.FLUSH_S + 0.01
+    panel._queue(update(1, 9))  # few places: the next, one FLUSH_S later
+    assert panel.updates == 2 and panel.model.rowCount() == 20
+    clock[0] += ui.FLUSH_S + 0.01
+    panel._queue(update(2, 9))  # 20 places listed: held until FLUSH_LARGE_S
+    assert panel.updates == 2 and panel._flush_timer.isActive()
+    clock[0] += ui.FLUSH_LARGE_S
+    panel._queue(update(3, 9))  # both go together
+    assert panel.updates == 3 and panel.model.rowCount() == 40
+    panel._queue(update(8, 9))  # the last never waits
+    assert panel.updates == 4 and panel.last_update is not None and panel.last_update.done
