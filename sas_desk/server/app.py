@@ -163,6 +163,19 @@ class AppointmentsBody(msgspec.Struct, frozen=True):
     appointments: list[dict[str, Any]]
 
 
+class ShareRequest(msgspec.Struct, frozen=True):
+    """``POST /v1/hub/share``: the dossier to a partner centre (RS-EDA)."""
+
+    case_id: str
+    to: str
+
+
+class LedgerBody(msgspec.Struct, frozen=True):
+    """``GET /v1/hub/ledger?case_id=…``: what was sent about a dossier."""
+
+    messages: list[dict[str, Any]]
+
+
 class TestClockResult(msgspec.Struct, frozen=True):
     at: str
     expired: list[ItemBody]
@@ -816,7 +829,52 @@ def create_app(
                 raise _error(404, "not_found", str(exc), "NotFound", data.case_id) from None
             return {"appointment": await room.sante.attached(appointment_id)}
 
-        handlers.extend([hub_appointments, hub_attach])
+        @post(
+            "/v1/hub/share",
+            status_code=200,
+            dependencies=deps,
+            responses={**_COMMON, 404: ResponseSpec(_E, description="Dossier inconnu")},
+            security=_BEARER,
+            tags=["hub"],
+        )
+        async def hub_share(
+            request: Request[Any, Any, Any], data: ShareRequest, who: Principal
+        ) -> dict[str, Any]:
+            """Share a dossier with a partner of ``[hub] partners`` (RS-EDA through
+            the durable outbox); the room's later notes and decisions on it follow
+            as RS-EDA-MAJ."""
+            assert room.sante is not None
+            if who.role in READ_ONLY_ROLES:
+                raise forbidden("Le rôle STATS ne partage pas de dossier.")
+            if not data.case_id or len(data.case_id) > _MAX_TEXT or len(data.to) > _MAX_TEXT:
+                raise invalid("Identifiant de dossier ou destinataire manquant ou trop long.")
+            if data.to not in room.sante.settings.partners:
+                raise invalid(f"« {data.to} » n'est pas un partenaire de [hub] partners.")
+            await readable(request, who, data.case_id, "hub:share")
+            try:
+                did = await room.sante.processor.share_case(data.case_id, data.to)
+            except ValueError as exc:
+                raise _error(404, "not_found", str(exc), "NotFound", data.case_id) from None
+            room.sante.agent.wake()
+            return {"distributionID": did}
+
+        @get(
+            "/v1/hub/ledger",
+            dependencies=deps,
+            responses={**_COMMON, 404: ResponseSpec(_E, description="Dossier inconnu")},
+            security=_BEARER,
+            tags=["hub"],
+        )
+        async def hub_ledger(
+            request: Request[Any, Any, Any], case_id: str, who: Principal
+        ) -> LedgerBody:
+            """The messages sent about a dossier and where each one is."""
+            assert room.sante is not None
+            await readable(request, who, case_id, "read:hub-ledger")
+            rows = await room.sante.store.run(lambda s: s.ledger(case_id))
+            return LedgerBody(messages=[r.record() for r in rows])
+
+        handlers.extend([hub_appointments, hub_attach, hub_share, hub_ledger])
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

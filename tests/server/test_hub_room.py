@@ -23,7 +23,15 @@ from sas_desk.simulator.hub import HubSimulator
 from tests.helpers.rabbit import own_vhost
 from tests.helpers.room_server import RoomDatabase, RoomServer, run_async
 from tests.integration.queues.support import ARM, MRL, MRU, MRU2, make_dossier
-from tests.integration.test_hub_agent import ME, RDV, SAS, Partner
+from tests.integration.test_hub_agent import (
+    ME,
+    PARTNER,
+    RDV,
+    SAS,
+    Partner,
+    full_errors,
+    message_of,
+)
 from tests.reference import load_example
 from tests.server.conftest import PASSWORD, Sessions
 from tests.server.test_stats_api import session_as
@@ -34,7 +42,7 @@ pytestmark = [pytest.mark.reference, pytest.mark.asyncio]
 @pytest_asyncio.fixture
 async def hub_room(tmp_path: Path) -> AsyncIterator[tuple[RoomServer, str]]:
     with own_vhost() as url:
-        simulator = HubSimulator(url, [ME, SAS])
+        simulator = HubSimulator(url, [ME, SAS, PARTNER])
         await simulator.start()
         db = RoomDatabase.sqlite(tmp_path)
 
@@ -44,7 +52,7 @@ async def hub_room(tmp_path: Path) -> AsyncIterator[tuple[RoomServer, str]]:
 
         run_async(accounts())
         config = tmp_path / "server.toml"
-        config.write_text(f'[hub]\nurl = "{url}"\nclient_id = "{ME}"\n')
+        config.write_text(f'[hub]\nurl = "{url}"\nclient_id = "{ME}"\npartners = ["{PARTNER}"]\n')
         server = await asyncio.to_thread(RoomServer.start, db, tmp_path, config=config)
         try:
             yield server, url
@@ -148,5 +156,50 @@ async def test_an_appointment_is_attached_through_the_server_and_seen_everywhere
         r = await op(mru, "hub", d.case_id, event="APPOINTMENT", data={"text": "faux"})
         assert r.status_code == 403, r.text
         assert len(await events()) == 2
+    finally:
+        await sessions.close()
+
+
+async def test_a_case_shared_through_the_server_sends_any_workstations_note(
+    hub_room: tuple[RoomServer, str],
+) -> None:
+    server, url = hub_room
+    sessions = Sessions(server)
+    try:
+        arm, mru, other = await sessions(ARM), await sessions(MRU), await sessions(MRU2)
+        d = make_dossier(500 + int(uuid4().int % 200))
+        assert (await op(arm, "enqueue", d.case_id, dossier=d.to_dict())).status_code == 200
+        async with Partner(url, PARTNER) as partner:
+            r = await mru.post("/v1/hub/share", json={"case_id": d.case_id, "to": PARTNER})
+            assert r.status_code == 200, r.text
+            (eda,) = await partner.drain("message", 1)
+            assert full_errors(eda) == []
+            assert message_of(eda)["createCaseHealth"]["caseId"] == d.case_id
+
+            # a note from another workstation of the room: the partner gets it
+            r = await op(other, "note", d.case_id, text="Rappel : douleur en baisse")
+            assert r.status_code == 200, r.text
+            (maj,) = await partner.drain("message", 1)
+            assert full_errors(maj) == []
+            body = message_of(maj)["createCaseHealthUpdate"]
+            assert [n["freetext"] for n in body["medicalNote"]] == ["Rappel : douleur en baisse"]
+
+            # the dossier's ledger, through the server
+            r = await other.get("/v1/hub/ledger", params={"case_id": d.case_id})
+            assert r.status_code == 200, r.text
+            rows = r.json()["messages"]
+            assert [(m["model"], m["recipient"]) for m in rows] == [
+                ("RS-EDA", PARTNER),
+                ("RS-EDA-MAJ", PARTNER),
+            ]
+            assert [m["distributionID"] for m in rows] == [
+                eda["distributionID"],
+                maj["distributionID"],
+            ]
+            # not a partner of [hub] partners: refused in French
+            r = await mru.post(
+                "/v1/hub/share", json={"case_id": d.case_id, "to": "fr.health.samu999"}
+            )
+            assert r.status_code == 422 and "partenaire" in r.json()["message_fr"]
     finally:
         await sessions.close()
