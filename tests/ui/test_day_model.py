@@ -5,13 +5,15 @@ every row of the day, so each call was slower than the one before)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QAbstractTableModel, Qt
+from PySide6.QtWidgets import QTableView
 from pytestqt.qtbot import QtBot
 
-from sas_desk.models.dossier import Dossier
+from sas_desk.models.dossier import Branch, Dossier
 from sas_desk.ui.day_model import COLUMNS, DayModel
 
 pytestmark = pytest.mark.gui
@@ -60,3 +62,57 @@ def test_rows_show_what_their_dossiers_hold_after_inserts(qtbot: QtBot) -> None:
     assert model.data(model.index(0, 0)) == "08:00:02"
     assert model.data(model.index(0, len(COLUMNS) - 1)) == newest.case_id
     assert model.data(model.index(1, 0)) == "08:00:01"
+
+
+class Counted(DayModel):
+    """The day model, its calls from the view counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = {"data": 0, "multiData": 0}
+
+    def data(self, *args: Any) -> Any:
+        self.calls["data"] += 1
+        return super().data(*args)
+
+    def multiData(self, *args: Any) -> None:
+        self.calls["multiData"] += 1
+        super().multiData(*args)
+
+
+class PerRole(Counted):
+    """... answering one role at a time (Qt's default)."""
+
+    def multiData(self, *args: Any) -> None:
+        self.calls["multiData"] += 1
+        QAbstractTableModel.multiData(self, *args)
+
+
+def test_a_view_asks_python_once_per_cell_and_paints_the_same(qtbot: QtBot) -> None:
+    """Painting the list (each new row at its top repaints every row in view,
+    at the first key of each call) asks each cell for seven roles at once;
+    the answers are :meth:`DayModel.data`'s: the same picture."""
+    rows = [dossier(n) for n in range(50)]
+    for n, d in enumerate(rows):
+        d.priority = ("P0", "P1", "P2", "P3", "NR", "")[n % 6]
+        d.branch = (Branch.AMU, Branch.SNP, None)[n % 3]
+    pictures = []
+    for cls in (Counted, PerRole):
+        model = cls()
+        model.reset(rows)
+        view = QTableView()
+        qtbot.addWidget(view)
+        view.setModel(model)
+        view.resize(700, 500)
+        view.show()
+        qtbot.waitExposed(view)
+        view.grab()
+        model.calls.update(data=0, multiData=0)
+        model.upsert(dossier(55))  # a new call: its row on top, every row below moves
+        pictures.append(view.grab().toImage())
+        if cls is Counted:
+            assert model.calls["data"] == 0
+            assert 0 < model.calls["multiData"] <= 2 * 51 * len(COLUMNS)
+        else:  # seven roles, one call each
+            assert model.calls["data"] >= 5 * model.calls["multiData"] > 0
+    assert pictures[0] == pictures[1]
