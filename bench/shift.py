@@ -149,10 +149,28 @@ class Stalls:
         self.phase = ""  # what the bench was doing (set before each step)
         self.where = ""  # the phase and call of the longest CPU stall
         self.worst_where = ""  # the same since the last take()
+        self.gc_worst = [0.0, 0.0, 0.0]  # longest collection of each generation (CPU s)
+        self.full_collections = 0
+        self._gc_began = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        """The app's garbage collections on the main thread (a full one walks
+        every live object: the day's dossiers grow with the shift)."""
+        if threading.current_thread() is not threading.main_thread() or not self.armed:
+            return
+        if phase == "start":
+            self._gc_began = time.thread_time()
+            return
+        took = time.thread_time() - self._gc_began
+        generation = info["generation"]
+        self.gc_worst[generation] = max(self.gc_worst[generation], took)
+        if generation == 2:
+            self.full_collections += 1
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -179,6 +197,8 @@ class Stalls:
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        if self._gc in gc.callbacks:
+            gc.callbacks.remove(self._gc)
 
 
 def regulator_clients(queues: Path, data_dir: Path) -> dict[str, QueueClient]:
@@ -320,6 +340,7 @@ async def shift(
                 stall, stall_cpu = stalls.take()
                 now = time.monotonic()
                 stalls.armed = False
+                gc_worst, stalls.gc_worst = stalls.gc_worst, [0.0, 0.0, 0.0]
                 gc.collect()  # our own measure: not counted as the app's stall
                 in_use, free = malloc_mib()
                 anon, mapped = rss_split_mib()
@@ -337,6 +358,8 @@ async def shift(
                     "stall_ms": round(stall * 1000, 1),
                     "stall_cpu_ms": round(stall_cpu * 1000, 1),
                     "stall_where": where,
+                    "gc_ms_by_generation": [round(t * 1000, 1) for t in gc_worst],
+                    "full_collections": stalls.full_collections,
                     "ms_per_call": round((now - window_start) * 1000 / args.every),
                     "cpu_ms_per_call": round((time.process_time() - cpu_start) * 1000 / args.every),
                     "elapsed_s": round(now - started, 1),
