@@ -298,10 +298,22 @@ def _main(argv: list[str] | None = None) -> int:
     if args.wall:
         from sas_desk.wall import run_wall
 
-        return run_wall(config, smoke=args.smoke)
+        return _leave(run_wall(config, smoke=args.smoke))
     from sas_desk.app import RunOptions, run
 
-    return run(config, RunOptions(smoke=args.smoke))
+    return _leave(run(config, RunOptions(smoke=args.smoke)))
+
+
+def _leave(code: int) -> int:
+    """The window is closed and its stores with it (journal, outbox, logs
+    flushed): the objects left (~40,000) are frozen so that the
+    interpreter's collections at exit do not trace them again — ~0.1 s of
+    CPU per exit (measured A/B on ``--smoke``); what it still finalises
+    (atexit: the log handlers) is unchanged."""
+    import gc
+
+    gc.freeze()
+    return code
 
 
 async def _dossier_command(config: Config, args: argparse.Namespace) -> int:
