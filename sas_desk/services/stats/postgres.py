@@ -258,6 +258,8 @@ OPEN_DDL = (
     "CREATE INDEX IF NOT EXISTS stats_open_facts_tx ON stats_open_facts (tx_at)",
     # the load (events per person) of the open days' settled hours
     "ALTER TABLE stats_open_state ADD COLUMN IF NOT EXISTS load_hi bigint",
+    # the first event of the open days' scan (found once per rolled range's end)
+    "ALTER TABLE stats_open_state ADD COLUMN IF NOT EXISTS lo_seq bigint",
     "CREATE TABLE IF NOT EXISTS stats_open_load (hour bigint NOT NULL, role text NOT NULL, "
     "operator text NOT NULL, kind text NOT NULL, n bigint NOT NULL)",
     "CREATE INDEX IF NOT EXISTS stats_open_load_hour ON stats_open_load (hour)",
@@ -301,23 +303,21 @@ async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> int | Non
     await conn.execute(
         "SELECT pg_advisory_lock(hashtextextended('sas_desk.stats_open:' || current_schema(), 0))"
     )
+    level = conn.isolation_level
     try:
+        # one snapshot, taken once the lock is held: the facts and the mark
+        # agree (BEGIN ISOLATION LEVEL …: no statement of its own)
+        await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
         async with conn.transaction():
-            # one snapshot, taken once the lock is held: the facts and the mark agree
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            await conn.execute("SET LOCAL work_mem = '256MB'")
             cur = await conn.execute(
                 "SELECT (SELECT COALESCE(max(seq), 0) FROM events), "
                 "CAST(ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())) AS text), "
                 "(SELECT CAST(extract(epoch FROM at) AS bigint) FROM events "
-                "ORDER BY seq DESC LIMIT 1)"
+                "ORDER BY seq DESC LIMIT 1), "
+                "s.version, s.lo, s.mark, s.pending_mark, s.pending_xip, s.load_hi, s.lo_seq "
+                "FROM (SELECT 1) one LEFT JOIN stats_open_state s ON s.id = 1"
             )
-            top, xip, last_at = await _one(cur)
-            cur = await conn.execute(
-                "SELECT version, lo, mark, pending_mark, pending_xip, load_hi "
-                "FROM stats_open_state WHERE id = 1"
-            )
-            state = await cur.fetchone()
+            top, xip, last_at, *state = await _one(cur)
             start = datetime.fromtimestamp(lo, UTC)
             params: dict[str, Any] = {
                 "tz": "UTC",
@@ -326,27 +326,26 @@ async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> int | Non
                 "start": start,
                 "end": _FAR,
                 "scan": _FAR,
-                "lo_seq": await _seq_at(conn, start - sql.CLOCK_SLACK),
                 "hi_seq": int(top) + 1,
             }
             insert = f"INSERT INTO stats_open_facts ({_OPEN_COLUMNS}) SELECT {_OPEN_COLUMNS} FROM "
             pending_mark, pending_xip = None, None
             load_hi = lo
-            if (
-                state is None
-                or state[0] != rollup.VERSION
-                or int(state[1]) > lo
-                or state[5] is None
-            ):
+            if state[0] != rollup.VERSION or int(state[1]) > lo or state[5] is None:
+                params["lo_seq"] = await _seq_at(conn, start - sql.CLOCK_SLACK)
+                await conn.execute("SET LOCAL work_mem = '256MB'")
                 await conn.execute("DELETE FROM stats_open_facts")
                 await conn.execute("DELETE FROM stats_open_load")
                 await conn.execute(pg(f"{insert} ({_facts_sql()}) f"), params)
                 mark = params["lo_seq"] - 1
             else:
                 load_hi = max(lo, int(state[5]))
-                await conn.execute("DELETE FROM stats_open_load WHERE hour < %s", (lo,))
                 mark, pending_mark, pending_xip = int(state[2]), state[3], state[4]
-                if int(state[1]) < lo:
+                if int(state[1]) == lo and state[6] is not None:
+                    params["lo_seq"] = int(state[6])
+                else:
+                    params["lo_seq"] = await _seq_at(conn, start - sql.CLOCK_SLACK)
+                    await conn.execute("DELETE FROM stats_open_load WHERE hour < %s", (lo,))
                     await conn.execute("DELETE FROM stats_open_facts WHERE tx_at < %s", (start,))
                 cur = await conn.execute(
                     "SELECT COALESCE(array_agg(DISTINCT case_id), '{}') FROM events WHERE seq > %s",
@@ -354,13 +353,14 @@ async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> int | Non
                 )
                 cases = (await _one(cur))[0]
                 if cases:
-                    await conn.execute(
-                        "DELETE FROM stats_open_facts WHERE case_id = ANY(%s)", (cases,)
-                    )
-                    await conn.execute(
-                        pg(f"{insert} ({_facts_sql(only_cases=True)}) f"),
-                        {**params, "cases": cases},
-                    )
+                    async with conn.pipeline():
+                        await conn.execute(
+                            "DELETE FROM stats_open_facts WHERE case_id = ANY(%s)", (cases,)
+                        )
+                        await conn.execute(
+                            pg(f"{insert} ({_facts_sql(only_cases=True)}) f"),
+                            {**params, "cases": cases},
+                        )
                 if pending_xip is not None:
                     # their events, if any, are among those just read: done
                     # before this snapshot, they are visible in it
@@ -391,13 +391,15 @@ async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> int | Non
                 pending_mark, pending_xip = int(top), xip
             await conn.execute(
                 "INSERT INTO stats_open_state (id, version, lo, mark, pending_mark, pending_xip, "
-                "load_hi) VALUES (1, %s, %s, %s, %s, %s, %s) "
+                "load_hi, lo_seq) VALUES (1, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, lo = EXCLUDED.lo, "
                 "mark = EXCLUDED.mark, pending_mark = EXCLUDED.pending_mark, "
-                "pending_xip = EXCLUDED.pending_xip, load_hi = EXCLUDED.load_hi",
-                (rollup.VERSION, lo, mark, pending_mark, pending_xip, load_hi),
+                "pending_xip = EXCLUDED.pending_xip, load_hi = EXCLUDED.load_hi, "
+                "lo_seq = EXCLUDED.lo_seq",
+                (rollup.VERSION, lo, mark, pending_mark, pending_xip, load_hi, params["lo_seq"]),
             )
     finally:
+        await conn.set_isolation_level(level)
         await conn.execute(
             "SELECT pg_advisory_unlock(hashtextextended('sas_desk.stats_open:' || current_schema(), 0))"
         )
@@ -563,9 +565,9 @@ class PostgresStatsSource:
         conn = await self._connect()
         try:
             open_from = await self._open_from(conn)
+            # one snapshot for every query (a temporary table forbids READ ONLY)
+            await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
             async with conn.transaction():
-                # one snapshot for every query (a temporary table forbids READ ONLY)
-                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 # a year is a million groups by dossier: hash them in memory, not on disk
                 await conn.execute("SET LOCAL work_mem = '256MB'")
                 state = await _roll_state(conn) if self.use_rollup else None
