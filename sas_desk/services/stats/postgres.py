@@ -703,11 +703,16 @@ class PostgresStatsSource:
     async def activity(self, since: datetime, until: datetime) -> list[RecentEvent]:
         conn = await self._connect()
         try:
+            # from the first event a day (the clock slack) before ``since``,
+            # found by bisection, as a constant: with the bound computed in the
+            # query the planner could not size the range and chose a parallel
+            # scan of the last 50,000 events (167 ms for 554 rows at 10^6
+            # dossiers, 2.5 ms this way)
+            lo_seq = await _seq_at(conn, since - sql.CLOCK_SLACK)
             cur = await conn.execute(
                 "SELECT at, kind, role, operator, workstation, case_id FROM events "
-                "WHERE seq > (SELECT COALESCE(max(seq), 0) FROM events) - %s "
-                "AND at >= %s AND at < %s ORDER BY seq",
-                (sql.RECENT_EVENTS, since, until),
+                "WHERE seq >= %s AND at >= %s AND at < %s ORDER BY seq",
+                (lo_seq, since, until),
             )
             return [RecentEvent(*r) for r in await cur.fetchall()]
         except psycopg.Error as exc:

@@ -514,3 +514,20 @@ def test_the_month_in_progress_is_read_summed_so_far() -> None:
             _compare(stores, date(2026, 4, 1), 30, Granularity.MONTH, ROOM_TZ, 60)
     finally:
         room_.close()
+
+
+def test_the_last_hours_events_are_read_from_their_first_seq() -> None:
+    """PostgreSQL's activity (the board's last hour) starts at the event a
+    day before, found by bisection: the same events as the log's, in order."""
+    room_ = _postgres()
+    source = next(room_).rolled
+    try:
+        events = room()[1]
+        for since in (datetime(2026, 3, 14, 10, tzinfo=UTC), datetime(2026, 4, 12, 23, tzinfo=UTC)):
+            until = since + timedelta(hours=3)
+            got = run_async(source.activity(since, until))
+            want = [(e[0], e[2], e[1]) for e in events if since <= e[1] < until]
+            assert want
+            assert [(g.case_id, str(g.kind), g.at) for g in got] == want
+    finally:
+        room_.close()
