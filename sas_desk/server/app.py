@@ -874,7 +874,13 @@ def create_app(
             rows = await room.sante.store.run(lambda s: s.ledger(case_id))
             return LedgerBody(messages=[r.record() for r in rows])
 
-        handlers.extend([hub_appointments, hub_attach, hub_share, hub_ledger])
+        @get("/v1/hub/partners", dependencies=deps, responses=_AUTH, security=_BEARER, tags=["hub"])
+        async def hub_partners(who: Principal) -> dict[str, list[str]]:
+            """The partner centres of ``[hub] partners`` (« Partager avec… »)."""
+            assert room.sante is not None
+            return {"partners": list(room.sante.settings.partners)}
+
+        handlers.extend([hub_appointments, hub_attach, hub_share, hub_ledger, hub_partners])
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -253,6 +253,7 @@ class MainWindow(QMainWindow):
         self.hub_processor: Any = None  # HubProcessor of the embedded agent (app.py)
         # room mode: the room server's appointments (services/hub/appointments.py)
         self.room_appointments: Any = None
+        self.room_sharing: Any = None
 
         new_call = QAction("Nouvel appel", self)
         new_call.setShortcut(QKeySequence("Ctrl+N"))
@@ -438,6 +439,9 @@ class MainWindow(QMainWindow):
                 self.view_refresh = run_operation(
                     view.refresh(), name="dossier-refresh", show_error=view.message.show_message
                 )
+                poll = getattr(view.hub_ledger, "poll", None)
+                if self.hub_processor is None and callable(poll):
+                    poll()  # room mode: the ledger's news come this way
 
     def _build_board(self, role: str) -> None:
         """The supervisor's board, first tab of the right side (not closable)."""
@@ -588,6 +592,9 @@ class MainWindow(QMainWindow):
 
             # room mode: the appointment is on the room's log already; the suggestion
             await appointments.hint_on(self, view, events)
+            from sas_desk.ui import share
+
+            share.install_ledger(view, self.sharing())
         if self.hub_processor is not None:  # the appointments the room attached to it
             from sas_desk.ui import appointments
 
@@ -900,7 +907,7 @@ class MainWindow(QMainWindow):
     def open_share(self) -> None:
         """« Partager avec… » (Ctrl+Maj+P): the open dossier to a partner
         centre of ``[hub] partners``; see ui/share.py."""
-        if self.hub_processor is None:
+        if self.sharing() is None:
             self.banner("Hub Santé non configuré : partage impossible.", "warning")
             return
         view = self.tabs.currentWidget()
@@ -915,7 +922,23 @@ class MainWindow(QMainWindow):
                 f"Dossier {label} envoyé à {recipient} : en attente de son accusé de réception."
             )
 
-        self.share_dialog = share.open_share(self, view, shared)
+        async def show() -> None:
+            self.share_dialog = await share.open_share(self, view, shared)
+
+        run_operation(show(), name="share-dialog", show_error=self._error_banner)
+
+    def sharing(self) -> Any:
+        """« Partager avec… » and the ledger: the embedded agent, else the room
+        server's (room mode), else None (no Hub Santé)."""
+        if self.hub_processor is not None:
+            from sas_desk.services.hub.appointments import LocalSharing
+
+            return LocalSharing(self.hub_processor)
+        if self.room_sharing is None and self.session is not None:
+            from sas_desk.services.hub.appointments import RoomSharing
+
+            self.room_sharing = RoomSharing(self.session)
+        return self.room_sharing
 
     def share_notice(self, text: str) -> Banner:
         """« Dossier envoyé » in one banner, updated by each share (they stacked

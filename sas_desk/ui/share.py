@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QDialog, QLabel, QListWidget, QListWidgetItem, QVB
 
 from sas_desk.models.dossier import Dossier
 from sas_desk.models.hub import ERROR_CODES
+from sas_desk.services.hub.appointments import LedgerRow, LocalSharing, Sharing
 from sas_desk.services.hub.processor import HubProcessor
 from sas_desk.services.hub.store import Outbound
 from sas_desk.ui.operation import run_operation
@@ -34,7 +35,7 @@ SHARED_MODELS = ("RS-EDA", "RS-EDA-MAJ")
 ALARM_COLOUR = "#b00020"
 
 
-def ledger_line(row: Outbound) -> tuple[str, bool]:
+def ledger_line(row: Outbound | LedgerRow) -> tuple[str, bool]:
     """What the dossier says about one message shared; True when it is an
     alarm (refused, expired: the operator phones the partner)."""
     what = "Partagé avec" if row.model == "RS-EDA" else "Mise à jour envoyée à"
@@ -63,18 +64,23 @@ def error_fr(stored: str) -> str:
     return f"{explanation} (erreur {number})" + (f" — {cause}" if cause else "")
 
 
-async def shared_lines(processor: HubProcessor, case_id: str) -> list[tuple[str, bool]]:
-    rows = await processor.store.run(lambda s: s.ledger(case_id))
+def sharing_of(found: HubProcessor | Sharing) -> Sharing:
+    """The embedded agent's processor, or already a sharing (room mode)."""
+    return LocalSharing(found) if isinstance(found, HubProcessor) else found
+
+
+async def shared_lines(found: HubProcessor | Sharing, case_id: str) -> list[tuple[str, bool]]:
+    rows = await sharing_of(found).ledger(case_id)
     return [ledger_line(r) for r in rows if r.model in SHARED_MODELS]
 
 
 class LedgerList(QListWidget):
     """The dossier's shared messages, one line each; hidden when none."""
 
-    def __init__(self, processor: HubProcessor, case_id: str) -> None:
+    def __init__(self, source: HubProcessor | Sharing, case_id: str) -> None:
         super().__init__()
         self.setObjectName("hubLedger")
-        self.processor = processor
+        self.sharing = sharing_of(source)
         self.case_id = case_id
         self.lines: list[tuple[str, bool]] = []
         self._busy = False
@@ -89,11 +95,15 @@ class LedgerList(QListWidget):
         self.setResizeMode(QListWidget.ResizeMode.Adjust)
         self._again = False
         self.reads = 0  # how many times the store was read (tests)
-        listeners = processor.store.listeners
-        changed = self._store_changed
-        listeners.append(changed)
-        # a closed dossier stops listening
-        self.destroyed.connect(lambda *_: _discard(listeners, changed))
+        if isinstance(self.sharing, LocalSharing):
+            # embedded: the store says when this dossier's lines changed; in
+            # room mode the room's log does (the open view refreshes, and
+            # reads its ledger again: MainWindow._refresh_open_views)
+            listeners = self.sharing.processor.store.listeners
+            changed = self._store_changed
+            listeners.append(changed)
+            # a closed dossier stops listening
+            self.destroyed.connect(lambda *_: _discard(listeners, changed))
 
     def _store_changed(self, case_ids: frozenset[str]) -> None:
         if self.case_id in case_ids:
@@ -107,7 +117,7 @@ class LedgerList(QListWidget):
         self._again = False
         self.reads += 1
         run_operation(
-            shared_lines(self.processor, self.case_id),
+            shared_lines(self.sharing, self.case_id),
             name="hub-ledger",
             show_error=lambda text: log.info("ledger not read"),
             on_success=self.show_lines,
@@ -145,16 +155,23 @@ class ShareDialog(QDialog):
     shared = Signal(str, str)  # recipient, distributionID
 
     def __init__(
-        self, processor: HubProcessor, dossier: Dossier, parent: QWidget | None = None
+        self,
+        source: HubProcessor | Sharing,
+        dossier: Dossier,
+        parent: QWidget | None = None,
+        *,
+        partners: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("ShareDialog")
         self.setWindowTitle("Partager avec…")
-        self.processor = processor
+        self.sharing = sharing_of(source)
         self.dossier = dossier
         col = QVBoxLayout(self)
         label = dossier.sender_case_id or dossier.case_id
-        partners = processor.settings.partners
+        if partners is None:  # the embedded agent's settings (no wait)
+            assert isinstance(self.sharing, LocalSharing)
+            partners = self.sharing.processor.settings.partners
         head = (
             f"Partager le dossier <b>{label}</b> : ↑/↓ pour choisir, Entrée pour envoyer."
             if partners
@@ -198,7 +215,7 @@ class ShareDialog(QDialog):
 
     async def _share(self, recipient: str) -> None:
         try:
-            did = await self.processor.share_case(self.dossier.case_id, recipient)
+            did = await self.sharing.share(self.dossier.case_id, recipient)
         except ValueError as exc:  # French: unknown dossier, bad recipient
             self.message.show_message(f"Dossier non partagé : {exc}")
             return
@@ -211,7 +228,7 @@ def _discard(listeners: list[Any], listener: Any) -> None:
         listeners.remove(listener)
 
 
-def install_ledger(view: Any, processor: HubProcessor) -> LedgerList:
+def install_ledger(view: Any, processor: HubProcessor | Sharing) -> LedgerList:
     """Put the ledger under a dossier view's timeline and read it once now;
     when a line changes, the view's timeline is read again (acks, errors)."""
     ledger = LedgerList(processor, view.dossier.case_id)
@@ -223,8 +240,9 @@ def install_ledger(view: Any, processor: HubProcessor) -> LedgerList:
     return ledger
 
 
-def open_share(window: Any, view: Any, on_shared: Callable[[str, str], Any]) -> ShareDialog:
-    dialog = ShareDialog(window.hub_processor, view.dossier, parent=window)
+async def open_share(window: Any, view: Any, on_shared: Callable[[str, str], Any]) -> ShareDialog:
+    sharing = window.sharing()
+    dialog = ShareDialog(sharing, view.dossier, parent=window, partners=await sharing.partners())
     dialog.shared.connect(on_shared)
     dialog.show()
     dialog.activateWindow()

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from sas_desk.services.hub.appointments import RoomAppointments
+from sas_desk.services.hub.appointments import LedgerRow, RoomAppointments, RoomSharing
 from sas_desk.simulator.hub import HubSimulator
 from tests.helpers.rabbit import own_vhost
 from tests.helpers.room_server import RoomDatabase, RoomServer, run_async
@@ -166,13 +166,21 @@ async def test_a_case_shared_through_the_server_sends_any_workstations_note(
     server, url = hub_room
     sessions = Sessions(server)
     try:
-        arm, mru, other = await sessions(ARM), await sessions(MRU), await sessions(MRU2)
+        arm, other = await sessions(ARM), await sessions(MRU2)
         d = make_dossier(500 + int(uuid4().int % 200))
         assert (await op(arm, "enqueue", d.case_id, dossier=d.to_dict())).status_code == 200
         async with Partner(url, PARTNER) as partner:
-            r = await mru.post("/v1/hub/share", json={"case_id": d.case_id, "to": PARTNER})
-            assert r.status_code == 200, r.text
+            # « Partager avec… » of POSTE-02's desk, through the server
+            desk = RoomSharing(await session_as(server, MRU))
+            try:
+                assert await desk.partners() == (PARTNER,)
+                shared = await desk.share(d.case_id, PARTNER)
+                with pytest.raises(ValueError, match="partenaire"):
+                    await desk.share(d.case_id, "fr.health.samu999")
+            finally:
+                await desk.session.close()
             (eda,) = await partner.drain("message", 1)
+            assert eda["distributionID"] == shared
             assert full_errors(eda) == []
             assert message_of(eda)["createCaseHealth"]["caseId"] == d.case_id
 
@@ -184,7 +192,16 @@ async def test_a_case_shared_through_the_server_sends_any_workstations_note(
             body = message_of(maj)["createCaseHealthUpdate"]
             assert [n["freetext"] for n in body["medicalNote"]] == ["Rappel : douleur en baisse"]
 
-            # the dossier's ledger, through the server
+            # the dossier's ledger, through the server: the lines another desk shows
+            other_desk = RoomSharing(await session_as(server, MRU2))
+            try:
+                rows = await other_desk.ledger(d.case_id)
+            finally:
+                await other_desk.session.close()
+            assert rows == [  # nobody answers here: both wait for the partner's RC-REF
+                LedgerRow(PARTNER, "RS-EDA", "confirmed"),
+                LedgerRow(PARTNER, "RS-EDA-MAJ", "confirmed"),
+            ]
             r = await other.get("/v1/hub/ledger", params={"case_id": d.case_id})
             assert r.status_code == 200, r.text
             rows = r.json()["messages"]
@@ -196,10 +213,5 @@ async def test_a_case_shared_through_the_server_sends_any_workstations_note(
                 eda["distributionID"],
                 maj["distributionID"],
             ]
-            # not a partner of [hub] partners: refused in French
-            r = await mru.post(
-                "/v1/hub/share", json={"case_id": d.case_id, "to": "fr.health.samu999"}
-            )
-            assert r.status_code == 422 and "partenaire" in r.json()["message_fr"]
     finally:
         await sessions.close()
