@@ -308,6 +308,14 @@ async def _start_rosters(config: Config, window: MainWindow, communes: CommuneIn
             await asyncio.sleep(config.roster_sync_s)  # a period, not a wait for a result
 
 
+def embedded_hub(config: Config) -> bool:
+    """Whether this workstation runs its own Hub Santé agent: with ``[hub]``
+    and no room server. In room mode the server's agent is the centre's one
+    consumer (two would share the centre's queues, each message landing in one
+    of them); the desk uses it through the server's API."""
+    return config.hub is not None and not config.room_url
+
+
 async def _run_hub(
     config: Config, journal: Journal, window: MainWindow, queues: QueueClient
 ) -> None:
@@ -611,12 +619,14 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
 
         window.set_roster_starter(start_rosters)
         run_long_lived(lambda: _retention(config, journal, queues), name="retention")
-        if config.hub is not None:  # the embedded Hub Santé agent (single workstation)
+        if embedded_hub(config):  # the embedded Hub Santé agent (single workstation)
             run_long_lived(
                 lambda: _run_hub(config, journal, started_window, queues),
                 name="hub-agent",
                 show_error=lambda text: started_window.banner(text, "error"),
             )
+        elif config.hub is not None:
+            log.info("room mode: [hub] ignored here, the room server's agent serves the centre")
         if options.on_ready is not None:
             await options.on_ready(window)
         await closed.wait()
