@@ -45,6 +45,7 @@ from sas_desk.app import RunOptions, run
 from sas_desk.models.dossier import Actor, Status
 from sas_desk.models.validation import normalize_phone
 from sas_desk.services import clock
+from sas_desk.services.atrest import data_key
 from sas_desk.services.config import Config
 from sas_desk.services.queues.client import Outbox, QueueClient
 from sas_desk.services.queues.sqlite import SqliteBackend
@@ -202,11 +203,14 @@ class Stalls:
 
 
 def regulator_clients(queues: Path, data_dir: Path) -> dict[str, QueueClient]:
-    """The room's two regulators (AMU and SNP) as queue clients over the room file."""
+    """The room's two regulators (AMU and SNP) as queue clients over the room
+    file, sealed with the workstation's key as the app seals it (the key file
+    beside the app's data dir)."""
+    cipher = data_key(data_dir).cipher()
     return {
         branch: QueueClient(
-            SqliteBackend(queues, now=clock.now),
-            Outbox(data_dir / f"outbox-{role}.sqlite"),
+            SqliteBackend(queues, now=clock.now, cipher=cipher),
+            Outbox(data_dir / f"outbox-{role}.sqlite", cipher=cipher),
             Actor(role, f"{role.lower()}.shift", f"POSTE-{role}"),
             now=clock.now,
         )

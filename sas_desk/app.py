@@ -28,6 +28,7 @@ from sas_desk.services.queues.api import QueueBackend
 from sas_desk.services.queues.client import Outbox, QueueClient
 
 if TYPE_CHECKING:
+    from sas_desk.services.atrest import KeyGate, RecordCipher
     from sas_desk.services.fhir.worker_client import SearchWorker
     from sas_desk.services.queues.remote import RoomSession
     from sas_desk.simulator.server import Simulator
@@ -121,11 +122,15 @@ def warm_keyring_in_background() -> None:
 
 
 def build_queue_backend(
-    config: Config, limits: WaitLimits, session: RoomSession | None = None
+    config: Config,
+    limits: WaitLimits,
+    session: RoomSession | None = None,
+    cipher: RecordCipher | KeyGate | None = None,
 ) -> QueueBackend:
     """The room server when ``[room] url`` is set (``session``: the
     workstation's session with it), else the embedded queues: the SQLite
-    file in the data dir (processes of one machine, no login)."""
+    file in the data dir (processes of one machine, no login), its patient
+    data sealed with ``cipher`` (the workstation's key)."""
     if config.room_url:
         from sas_desk.services.queues.remote import RemoteBackend, RoomSession
 
@@ -134,7 +139,7 @@ def build_queue_backend(
         return RemoteBackend(session)
     from sas_desk.services.queues.sqlite import SqliteBackend
 
-    return SqliteBackend(config.queues_path, now=clock.now, limits=limits)
+    return SqliteBackend(config.queues_path, now=clock.now, limits=limits, cipher=cipher)
 
 
 def run(config: Config, options: RunOptions) -> int:
@@ -474,7 +479,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     )
     limits = WaitLimits(*config.wait_limits)
     queues = QueueClient(
-        build_queue_backend(config, limits, session),
+        build_queue_backend(config, limits, session, gate),
         Outbox(config.outbox_path, cipher=gate),
         actor,
         now=clock.now,

@@ -57,9 +57,14 @@ async def wall_main(
             dialog.deleteLater()
             return 1
     limits = WaitLimits(*config.wait_limits)
+    cipher = None
+    if not config.room_url:  # the embedded queue file is sealed with this machine's key
+        from sas_desk.services.atrest import data_key
+
+        cipher = (await asyncio.to_thread(data_key, config.data_dir)).cipher()
     client = QueueClient(
-        build_queue_backend(config, limits, session),
-        Outbox(config.data_dir / "outbox-wall.sqlite"),
+        build_queue_backend(config, limits, session, cipher),
+        Outbox(config.data_dir / "outbox-wall.sqlite", cipher=cipher),
         Actor("SUP", config.operator, config.workstation),
         now=clock.now,
         lease_s=config.lease_s,

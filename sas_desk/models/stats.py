@@ -346,6 +346,76 @@ def departement_of(insee: str) -> str:
     return code[:3] if code.startswith("97") else code[:2]
 
 
+# ---------------------------------------------------------------------------- facts at rest
+
+
+# What the statistics read of a queue store's records, and nothing more
+# (issue 15).  On a workstation the embedded queue file seals every dossier
+# and event (``sas_desk.services.queues.sqlite``); beside each sealed record
+# it keeps this projection in the clear, which the SQL of
+# ``sas_desk.services.stats.sqlite`` reads with the same JSON paths as the
+# record itself.  No name, phone, address, note or free text: codes, times,
+# the age band and the département (coarser than the age and the commune the
+# record holds, and all a report shows: ``age_band`` and ``departement_of``
+# keep a band and a département as they are, so the figures do not change).
+_DECISION_FACTS = ("resource_type", "orientation_type", "decision_type")
+_EVENT_FACTS: Mapping[str, tuple[str, ...]] = {
+    "ENQUEUED": ("reopened",),
+    "CLOSED": ("queue",),
+    "TRANSFERRED": ("to",),
+    "ORIENTED": ("start",),
+    "DENTAL_ORIENTED": ("code",),
+}
+
+
+def dossier_facts(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The statistics' part of a dossier (its ``to_dict``)."""
+    out: dict[str, Any] = {
+        k: data[k]
+        for k in ("branch", "attribution", "priority", "motive_code", "created_at")
+        if k in data
+    }
+    age = (data.get("patient") or {}).get("age")
+    if isinstance(age, str):
+        out["patient"] = {"age": age_band(age) if age else age}
+    insee = (data.get("location") or {}).get("insee")
+    if isinstance(insee, str):
+        out["location"] = {"insee": departement_of(insee) if insee else insee}
+    decisions = data.get("decisions")
+    if isinstance(decisions, list):
+        out["decisions"] = [
+            {k: x[k] for k in _DECISION_FACTS if k in x} for x in decisions if isinstance(x, dict)
+        ]
+    return out
+
+
+def event_facts(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The statistics' part of an event's data: the keys its kind's
+    indicators read, the lease renewal mark, and of a dental orientation's
+    summary only the fixed start the indicators recognise (never the rest,
+    which may carry the regulator's words)."""
+    keys = (*_EVENT_FACTS.get(kind, ()), "renewed")
+    out = {k: data[k] for k in keys if k in data}
+    text = data.get("text")
+    if kind == "DENTAL_ORIENTED" and isinstance(text, str):
+        for label, _ in DENTAL_NOTE_LABELS:
+            start = DENTAL_NOTE_PREFIX + label
+            if _like_start(text, start):
+                out["text"] = text[: len(start)]
+                break
+    return out
+
+
+def _like_start(text: str, start: str) -> bool:
+    """Whether ``text`` begins with ``start`` as SQL ``LIKE 'start%'`` may
+    see it (ASCII letters of either case); a wider test than LIKE's is
+    harmless: the statistics compare the kept start the same way."""
+    head = text[: len(start)]
+    return len(head) == len(start) and all(
+        a == b or a.lower() == b.lower() for a, b in zip(head, start, strict=True)
+    )
+
+
 # ---------------------------------------------------------------------------- raw data
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import sqlite3
 import stat
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import keyring
 import pytest
@@ -30,6 +32,7 @@ from sas_desk.services.atrest import (
 )
 from sas_desk.services.journal.service import Journal
 from sas_desk.services.journal.store import JournalError, JournalStore
+from sas_desk.services.queues.api import BackendUnavailable
 from sas_desk.services.queues.client import Outbox
 
 NOW = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
@@ -273,3 +276,178 @@ def test_retention_purges_acknowledged_old_transmitted_dossiers_only(tmp_path: P
     store.close()
     raw = (tmp_path / "journal.sqlite").read_bytes()
     assert old.case_id.encode() not in raw  # secure_delete: the bytes are overwritten
+
+
+# ---------------------------------------------------------------------------- the embedded queue file
+
+QUEUE_SECRETS = (
+    "Eulalie",
+    "Quincampoix",
+    "Tournesol",
+    "+33687654321",
+    "0687654321",
+    "impasse des Capucines",
+    "1958-02-11",
+    "anxieuse",
+    "Mouton",  # the on-call dentist named in a dental orientation's summary
+    "Villeurbanne",  # the commune, on the queue card
+)
+
+
+def queue_leaks(folder: Path) -> list[str]:
+    raw = files_bytes(folder)
+    return [w for w in QUEUE_SECRETS if w.encode() in raw or w.encode("utf-16-le") in raw]
+
+
+async def _play_day(path: Path, cipher: RecordCipher | None) -> None:
+    from sas_desk.services.queues.sqlite import SqliteBackend
+    from tests.integration.queues.support import FakeClock
+    from tests.integration.stats.day import Day
+
+    backend = SqliteBackend(path, now=FakeClock(), cipher=cipher)
+    await backend.open()
+    try:
+        await Day(backend).play()  # claims, notes, decisions, transfers, bookings, closes
+    finally:
+        await backend.close()
+
+
+async def _read_all(path: Path, cipher: RecordCipher | None) -> dict[str, Any]:
+    """Everything the backend and the statistics give back of the file."""
+    from sas_desk.models.queue import QueueName, WaitLimits
+    from sas_desk.models.stats import Granularity, build_report, parse_period
+    from sas_desk.services.queues.sqlite import SqliteBackend
+    from sas_desk.services.stats.sqlite import SqliteStatsSource
+    from tests.integration.queues.support import FakeClock
+
+    backend = SqliteBackend(path, now=FakeClock(), cipher=cipher)
+    source = SqliteStatsSource(path, use_rollup=False)
+    try:
+        await backend.open()  # a file of an older version is brought up to date
+        conn = sqlite3.connect(str(path))
+        ids = [r[0] for r in conn.execute("SELECT case_id FROM dossiers ORDER BY case_id")]
+        conn.close()
+        period = parse_period("2026-03-13", "2026-03-15", Granularity.DAY)
+        raw = await source.raw(period, Granularity.DAY, WaitLimits())
+        return {
+            "dossiers": [await backend.dossier(i) for i in ids],
+            "events": [await backend.events(i) for i in ids],
+            "items": await backend.snapshot(list(QueueName)),
+            "breaks": await backend.verify_log(),
+            "report": build_report(raw, period, Granularity.DAY).rows,
+        }
+    finally:
+        await source.close()
+        await backend.close()
+
+
+def test_the_embedded_queue_file_keeps_no_patient_field_in_the_clear(tmp_path: Path) -> None:
+    """An embedded session (the stats' hand-built day: claims, notes,
+    decisions, transfers, dental orientations) leaves no patient field in
+    ``queues.sqlite``, its WAL or shared memory; without the key the same
+    session leaves them (the search finds what is in the clear); both give
+    the same dossiers, events, queue cards and statistics."""
+    cipher = RecordCipher(bytes(range(32)))
+    sealed, plain = tmp_path / "data", tmp_path / "plain"
+    asyncio.run(_play_day(sealed / "queues.sqlite", cipher))
+    assert queue_leaks(sealed) == []
+    asyncio.run(_play_day(plain / "queues.sqlite", None))
+    assert "Quincampoix" in queue_leaks(plain) and "anxieuse" in queue_leaks(plain)
+    got = asyncio.run(_read_all(sealed / "queues.sqlite", cipher))
+    assert queue_leaks(sealed) == []  # reading does not write anything in the clear
+    clear = asyncio.run(_read_all(plain / "queues.sqlite", None))
+
+    def logged(read: dict[str, Any]) -> list[list[tuple[Any, ...]]]:  # op ids differ per play
+        return [[(e.at, e.kind, e.actor, e.data) for e in case] for case in read["events"]]
+
+    assert logged(got) == logged(clear) and sum(map(len, logged(got))) > 40
+    for key in ("dossiers", "items", "breaks", "report"):
+        assert got[key] == clear[key], key
+    assert got["breaks"] == [] and len(got["dossiers"]) == 13
+    assert any(d.patient.last_name == "Quincampoix" for d in got["dossiers"])
+    assert sum(r["dossiers"] for r in got["report"]) == 13
+    conn = sqlite3.connect(str(sealed / "queues.sqlite"))
+    assert all(
+        str(v).startswith(PREFIX)
+        for table, column in (
+            ("dossiers", "data"),
+            ("events", "data"),
+            ("items", "private"),
+            ("applied_ops", "outcome"),
+        )
+        for (v,) in conn.execute(f"SELECT {column} FROM {table}")
+    )
+    conn.close()
+    with pytest.raises(BackendUnavailable) as caught:  # another key: said, not misread
+        asyncio.run(_read_all(sealed / "queues.sqlite", RecordCipher(bytes(32))))
+    assert "clé" in caught.value.message_fr
+
+
+def _as_schema_2(path: Path) -> None:
+    """Turn a clear file of this version back into what version 2 wrote: the
+    item's commune, age and sex in their columns, no ``facts``, ``private``, ``at_rest``."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    for case_id, private in conn.execute("SELECT case_id, private FROM items").fetchall():
+        conn.execute(
+            "UPDATE items SET commune = ?, age = ?, sex = ?, private = '' WHERE case_id = ?",
+            (*json.loads(private), case_id),
+        )
+    conn.execute("ALTER TABLE items DROP COLUMN private")
+    conn.execute("ALTER TABLE dossiers DROP COLUMN facts")
+    conn.execute("ALTER TABLE events DROP COLUMN facts")
+    conn.execute("DROP TABLE at_rest")
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("COMMIT")
+    conn.execute("VACUUM")
+    conn.close()
+
+
+def test_a_clear_queue_file_of_schema_2_is_sealed_in_place(tmp_path: Path) -> None:
+    """The file an older version left (every record in the clear) is sealed
+    in place when the workstation opens it with its key (schema 3): no
+    patient field left in any byte of the file, and everything reads back
+    as before — dossiers, events and their hash chain, queue cards and the
+    statistics' figures."""
+    folder = tmp_path / "data"
+    path = folder / "queues.sqlite"
+    asyncio.run(_play_day(path, None))
+    before = asyncio.run(_read_all(path, None))
+    _as_schema_2(path)
+    conn = sqlite3.connect(str(path))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("SELECT count(*) FROM items WHERE commune = 'Villeurbanne'").fetchone()[0]
+    conn.close()
+    assert "Quincampoix" in queue_leaks(folder) and "Villeurbanne" in queue_leaks(folder)
+
+    cipher = RecordCipher(bytes(range(32)))
+
+    async def opened_before_the_key() -> None:
+        """As the app opens it: the file first, the key after (a KeyGate)."""
+        from sas_desk.services.atrest import KeyGate
+        from sas_desk.services.queues.sqlite import SqliteBackend
+        from tests.integration.queues.support import FakeClock
+
+        gate = KeyGate()
+        backend = SqliteBackend(path, now=FakeClock(), cipher=gate)
+        await backend.open()  # migrated (schema 3), not sealed yet: no key
+        assert "Quincampoix" in queue_leaks(folder)
+        reading = asyncio.ensure_future(backend.dossier(before["dossiers"][0].case_id))
+        await asyncio.sleep(0)
+        assert not reading.done()  # a record waits for the key
+        gate.set(cipher)
+        assert await reading == before["dossiers"][0]
+        await backend.close()
+
+    asyncio.run(opened_before_the_key())
+    after = asyncio.run(_read_all(path, cipher))
+    assert queue_leaks(folder) == []  # the file, its WAL and shared memory
+    conn = sqlite3.connect(str(path))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    conn.close()
+    assert after == before and after["breaks"] == []
+    # the log stays append-only after the migration lifted its guard
+    conn = sqlite3.connect(str(path))
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE events SET kind = kind")
+    conn.close()

@@ -1,12 +1,14 @@
 """Issue 15: after a scripted session of the real app (a call typed from the
-keyboard: callback number, patient's and caller's names, a note), every file
-of the data dir is private (0600, directories 0700) and none holds a
-patient field in the clear — the journal and the outbox are sealed, the
-logs never carry them (strings search over the raw bytes, UTF-8 and
+keyboard: callback number, patient's and caller's names, a note, then
+transmitted into the embedded queues), every file of the data dir is
+private (0600, directories 0700) and none holds a patient field in the
+clear — the journal, the outbox and the queue file are sealed, the logs
+never carry them (strings search over the raw bytes, UTF-8 and
 UTF-16)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -62,8 +64,24 @@ def test_a_typed_call_leaves_no_patient_field_in_the_data_dir(tmp_path: Path) ->
         type_text(sheet.note, NOTE)
         press(sheet.note, Qt.Key.Key_Return)
         await until(lambda: bool(sheet.dossier.notes), 5)
+        # transmitted: the dossier goes into the embedded queue file too
+        sheet.location.setFocus()
+        type_text(sheet.location, "45.7640, 4.8357")
+        sheet.motive.setFocus()
+        type_text(sheet.motive, "M03.06")
+        type_text(sheet.priority, "2")
+        sheet.branch.setFocus()
+        type_text(sheet.branch, "s")
+        sheet.transmit()
+        case_id = sheet.dossier.case_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        queued = None
+        while queued is None and loop.time() < deadline:  # through the outbox, on its thread
+            queued = await window.queue_client.dossier(case_id)
+        seen["queued"] = (queued.patient.last_name, queued.caller.callback) if queued else None
         assert await window.journal.flush(timeout=10)
-        stored = await window.journal.load(sheet.dossier.case_id)
+        stored = await window.journal.load(case_id)
         seen["stored"] = (stored.patient.last_name, stored.notes[0].text) if stored else None
         window.close()
 
@@ -88,8 +106,10 @@ def test_a_typed_call_leaves_no_patient_field_in_the_data_dir(tmp_path: Path) ->
                 root.addHandler(handler)
         root.setLevel(level)
     assert seen["stored"] == (LAST, NOTE)  # typed, saved, and read back with the key
+    assert seen["queued"] is not None and seen["queued"][0] == LAST  # in the queue file, sealed
     names = {str(p.relative_to(data)) for p in data.rglob("*")}
-    assert "journal.sqlite" in names and any(n.startswith("logs/") for n in names), names
+    assert {"journal.sqlite", "queues.sqlite"} <= names, names
+    assert any(n.startswith("logs/") for n in names), names
     assert found_in(data) == {}
     loose = {
         str(p.relative_to(data)): oct(stat.S_IMODE(p.stat().st_mode))

@@ -17,6 +17,24 @@ then wakes the watchers on the event loop; commits made by this instance wake
 them at once.  An idle window costs the event loop one look a second (a
 safety net), not twenty submits to the thread.
 
+Patient data at rest (issue 15): on a workstation the file is sealed with
+the workstation's key (:mod:`sas_desk.services.atrest`, AES-GCM per record,
+the journal's format).  Sealed: ``dossiers.data`` (the whole dossier),
+``events.data`` (notes, summaries, what was said), the item's commune, age
+and sex (``items.private``; the queue card shows them once opened) and the
+stored answers of ``applied_ops`` (they repeat the item).  In the clear,
+because the queues and the statistics read them in SQL and none is a
+patient field: case ids, queues, statuses, priorities, times, motive codes
+and labels, roles, operators' logins and workstations, lease columns, the
+log's hashes, and ``dossiers.facts`` / ``events.facts``: what the
+statistics read of the record, nothing more (``dossier_facts`` and
+``event_facts`` in ``sas_desk.models.stats``: codes, times, an age band and
+a département — no name, phone, address, note or free text).  Without a
+cipher (the room server's own file, on the server) the same columns are
+written with the records in the clear.  Schema 3 seals a file written
+before in place (:func:`_m3`, then :meth:`_Store.use_cipher` once the key
+is there).
+
 Times: lease arithmetic uses the operation's ``at`` (and the ``at`` given to
 :meth:`renew` / :meth:`expire`), so that a replay behaves exactly like the
 first application; the injected ``now`` only stamps bookkeeping columns.
@@ -60,6 +78,8 @@ from sas_desk.models.queue import (
     ordered,
     priority_rank,
 )
+from sas_desk.models.stats import dossier_facts, event_facts
+from sas_desk.services.atrest import PREFIX, KeyGate, RecordCipher, SealError, seal, unseal
 from sas_desk.services.queues import machine
 from sas_desk.services.queues.api import (
     AUDIT_COLUMNS,
@@ -103,10 +123,7 @@ def _m1(conn: sqlite3.Connection) -> None:
             data TEXT NOT NULL)"""
     )
     conn.execute("CREATE INDEX events_case ON events(case_id, seq)")
-    conn.execute(
-        "CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
-        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
-    )
+    conn.execute(_NO_UPDATE)
     conn.execute(
         "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
         "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
@@ -170,13 +187,127 @@ def _m2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE items ADD COLUMN log_head TEXT NOT NULL DEFAULT ''")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m1, _m2)
+_NO_UPDATE = (
+    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
+    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
+)
+_BATCH = 1000
+
+
+def _batches(conn: sqlite3.Connection, query: str) -> Iterable[list[tuple[Any, ...]]]:
+    """The rows of ``query`` (``?1``: the last key seen, NULL first) by batches."""
+    last: Any = None
+    while True:
+        rows = conn.execute(query, (last,)).fetchall()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1][0]
+
+
+def _m3(conn: sqlite3.Connection) -> None:
+    """Patient data at rest (issue 15): the statistics' clear part of each
+    dossier and event (``facts``, worked out from the records, still clear
+    here), the item's commune, age and sex moved to ``items.private``, and
+    ``at_rest``: whether the records written before are sealed yet.  Sealing
+    needs the workstation's key, which may come after the file opens
+    (:class:`KeyGate`): :meth:`_Store.use_cipher` does it in place."""
+    conn.execute("ALTER TABLE dossiers ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'")
+    conn.execute("ALTER TABLE events ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'")
+    conn.execute("ALTER TABLE items ADD COLUMN private TEXT NOT NULL DEFAULT ''")
+    conn.execute(
+        "CREATE TABLE at_rest (id INTEGER PRIMARY KEY CHECK (id = 1), sealed INTEGER NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO at_rest VALUES (1, NOT EXISTS (SELECT 1 FROM dossiers) "
+        "AND NOT EXISTS (SELECT 1 FROM events) AND NOT EXISTS (SELECT 1 FROM applied_ops))"
+    )
+    conn.execute("DROP TRIGGER events_no_update")
+    for rows in _batches(
+        conn,
+        "SELECT case_id, data FROM dossiers WHERE ?1 IS NULL OR case_id > ?1 "
+        f"ORDER BY case_id LIMIT {_BATCH}",
+    ):
+        conn.executemany(
+            "UPDATE dossiers SET facts = ? WHERE case_id = ?",
+            [(_json(dossier_facts(json.loads(text))), case_id) for case_id, text in rows],
+        )
+    for rows in _batches(
+        conn,
+        "SELECT seq, kind, data FROM events WHERE ?1 IS NULL OR seq > ?1 "
+        f"ORDER BY seq LIMIT {_BATCH}",
+    ):
+        conn.executemany(
+            "UPDATE events SET facts = ? WHERE seq = ?",
+            [(_json(event_facts(kind, json.loads(text))), seq) for seq, kind, text in rows],
+        )
+    conn.execute(_NO_UPDATE)
+    conn.execute(
+        "UPDATE items SET private = json_array(commune, age, sex), commune = '', age = '', sex = ''"
+    )
+
+
+def _seal_rows(conn: sqlite3.Connection, cipher: RecordCipher) -> int:
+    """Seal in place every record still in the clear (a file of schema 2, or
+    written without a key); returns how many.  The caller's connection has
+    ``secure_delete`` on (the clear bytes are overwritten, not freed) and
+    checkpoints the WAL after.  Events stay append-only for everyone else:
+    the guard is lifted only inside the caller's transaction."""
+    clear = f"NOT LIKE '{PREFIX}%'"
+    done = 0
+    conn.execute("DROP TRIGGER events_no_update")
+    for rows in _batches(
+        conn,
+        f"SELECT case_id, data FROM dossiers WHERE (?1 IS NULL OR case_id > ?1) "
+        f"AND data {clear} ORDER BY case_id LIMIT {_BATCH}",
+    ):
+        conn.executemany(
+            "UPDATE dossiers SET data = ? WHERE case_id = ?",
+            [(cipher.seal(text, f"dossiers/{case_id}"), case_id) for case_id, text in rows],
+        )
+        done += len(rows)
+    for rows in _batches(
+        conn,
+        f"SELECT seq, case_id, data FROM events WHERE (?1 IS NULL OR seq > ?1) "
+        f"AND data {clear} ORDER BY seq LIMIT {_BATCH}",
+    ):
+        conn.executemany(
+            "UPDATE events SET data = ? WHERE seq = ?",
+            [(cipher.seal(text, f"events/{case_id}"), seq) for seq, case_id, text in rows],
+        )
+        done += len(rows)
+    conn.execute(_NO_UPDATE)
+    for rows in _batches(
+        conn,
+        f"SELECT case_id, private FROM items WHERE (?1 IS NULL OR case_id > ?1) "
+        f"AND private != '' AND private {clear} ORDER BY case_id LIMIT {_BATCH}",
+    ):
+        conn.executemany(
+            "UPDATE items SET private = ? WHERE case_id = ?",
+            [(cipher.seal(text, f"items/{case_id}"), case_id) for case_id, text in rows],
+        )
+        done += len(rows)
+    for rows in _batches(
+        conn,
+        f"SELECT op_id, outcome FROM applied_ops WHERE (?1 IS NULL OR op_id > ?1) "
+        f"AND outcome {clear} ORDER BY op_id LIMIT {_BATCH}",
+    ):
+        conn.executemany(
+            "UPDATE applied_ops SET outcome = ? WHERE op_id = ?",
+            [(cipher.seal(text, f"applied_ops/{op_id}"), op_id) for op_id, text in rows],
+        )
+        done += len(rows)
+    conn.execute("UPDATE at_rest SET sealed = 1")
+    return done
+
+
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m1, _m2, _m3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _ITEM_COLUMNS = (
     "case_id, queue, status, priority, waiting_since, motive_code, motive_label, commune, "
     "age, sex, claim_workstation, claim_operator, claim_role, claimed_at, claim_expires_at, "
-    "version, alert, log_head"
+    "version, alert, log_head, private"
 )
 _EVENT_COLUMNS = "seq, case_id, at, kind, role, operator, workstation, data, op_id, prev_hash, hash"
 
@@ -191,7 +322,26 @@ def _us(at: datetime) -> int:
     return (at - _EPOCH) // timedelta(microseconds=1)
 
 
-def _item_from_row(row: Sequence[Any]) -> QueueItem:
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _seal_private(
+    cipher: RecordCipher | None, case_id: str, commune: str, age: str, sex: str
+) -> str:
+    """An item's patient fields, sealed together (``items.private``; the
+    same JSON array as schema 3 makes of older rows)."""
+    return seal(
+        cipher,
+        json.dumps([commune, age, sex], ensure_ascii=False, separators=(",", ":")),
+        f"items/{case_id}",
+    )
+
+
+def _item_from_row(row: Sequence[Any], cipher: RecordCipher | None) -> QueueItem:
+    commune, age, sex = row[7], row[8], row[9]
+    if row[18]:
+        commune, age, sex = json.loads(unseal(cipher, row[18], f"items/{row[0]}"))
     claim = None
     if row[10] is not None:
         claim = Claim(
@@ -209,22 +359,22 @@ def _item_from_row(row: Sequence[Any]) -> QueueItem:
         waiting_since=datetime.fromisoformat(row[4]),
         motive_code=row[5],
         motive_label=row[6],
-        commune=row[7],
-        age=row[8],
-        sex=row[9],
+        commune=commune,
+        age=age,
+        sex=sex,
         claim=claim,
         version=int(row[15]),
         alert=row[16],
     )
 
 
-def _event_from_row(r: Sequence[Any]) -> Event:
+def _event_from_row(r: Sequence[Any], cipher: RecordCipher | None) -> Event:
     return Event(
         r[1],
         datetime.fromisoformat(r[2]),
         EventKind(r[3]),
         Actor(r[4], r[5], r[6]),
-        json.loads(r[7]),
+        json.loads(unseal(cipher, r[7], f"events/{r[1]}")),
         seq=int(r[0]),
         op_id=r[8] or "",
         prev_hash=r[9],
@@ -373,15 +523,24 @@ class _Cursor:
 class _Store:
     """Owns the SQLite connections; used only by the backend's thread."""
 
-    def __init__(self, path: Path, *, now: Callable[[], datetime], busy_timeout: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        now: Callable[[], datetime],
+        busy_timeout: float,
+        cipher: RecordCipher | None = None,
+    ) -> None:
         self.path = path
         self._now = now
+        self.cipher: RecordCipher | None = None
         self._busy_timeout = busy_timeout
         self._watch_conn: sqlite3.Connection | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = self._connect()
         try:
             self._migrate()
+            self.use_cipher(cipher)
         except BaseException:
             self.conn.close()
             raise
@@ -393,6 +552,7 @@ class _Store:
             if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode {mode} instead of wal")
             conn.execute("PRAGMA synchronous=FULL")  # an acknowledged claim survives a power cut
+            conn.execute("PRAGMA secure_delete=ON")  # a record sealed in place leaves no clear copy
         except BaseException:
             conn.close()
             raise
@@ -418,6 +578,31 @@ class _Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def use_cipher(self, cipher: RecordCipher | None) -> None:
+        """The workstation's key (it may come after the file opened): the
+        records still in the clear are sealed in place, once."""
+        self.cipher = cipher
+        if cipher is None:
+            return
+        conn = self.conn
+        if conn.execute("SELECT sealed FROM at_rest").fetchone()[0]:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            sealed = 0
+            if not conn.execute("SELECT sealed FROM at_rest").fetchone()[0]:  # not meanwhile
+                sealed = _seal_rows(conn, cipher)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("queue store %s: %d records sealed in place", self.path, sealed)
+        # the pages of the clear records leave the WAL (a reader of another
+        # process may hold it: then at its next checkpoint)
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         for conn in (self._watch_conn, self.conn):
@@ -482,7 +667,9 @@ class _Store:
         if row is not None:
             if (row[0], row[1]) != (op.kind, op.case_id):
                 return _error_outcome(machine.op_id_reused())
-            recorded: dict[str, Any] = json.loads(row[2])
+            recorded: dict[str, Any] = json.loads(
+                unseal(self.cipher, row[2], f"applied_ops/{op.op_id}")
+            )
             return recorded
         outcome: dict[str, Any]
         try:
@@ -506,7 +693,7 @@ class _Store:
                 op.case_id,
                 op.at.isoformat() if isinstance(op.at, datetime) else str(op.at),
                 self._now().isoformat(),
-                json.dumps(outcome, ensure_ascii=False),
+                seal(self.cipher, _json(outcome), f"applied_ops/{op.op_id}"),
             ),
         )
         return outcome
@@ -526,21 +713,26 @@ class _Store:
         row = self.conn.execute(
             f"SELECT {_ITEM_COLUMNS} FROM items WHERE case_id = ?", (case_id,)
         ).fetchone()
-        return (_item_from_row(row), str(row[17])) if row else (None, "")
+        return (_item_from_row(row, self.cipher), str(row[17])) if row else (None, "")
 
     def _dossier(self, case_id: str) -> Dossier | None:
         row = self.conn.execute(
             "SELECT data FROM dossiers WHERE case_id = ?", (case_id,)
         ).fetchone()
-        return Dossier.from_dict(json.loads(row[0])) if row else None
+        if row is None:
+            return None
+        return Dossier.from_dict(json.loads(unseal(self.cipher, row[0], f"dossiers/{case_id}")))
 
     def _save_dossier(self, dossier: Dossier) -> None:
+        data = dossier.to_dict()
         self.conn.execute(
-            "INSERT INTO dossiers(case_id, data, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(case_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            "INSERT INTO dossiers(case_id, data, facts, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(case_id) DO UPDATE SET data = excluded.data, facts = excluded.facts, "
+            "updated_at = excluded.updated_at",
             (
                 dossier.case_id,
-                json.dumps(dossier.to_dict(), ensure_ascii=False),
+                seal(self.cipher, _json(data), f"dossiers/{dossier.case_id}"),
+                _json(dossier_facts(data)),
                 self._now().isoformat(),
             ),
         )
@@ -549,7 +741,7 @@ class _Store:
         claim = item.claim
         self.conn.execute(
             f"INSERT OR REPLACE INTO items({_ITEM_COLUMNS}, priority_rank, waiting_us, "
-            "claim_expires_us) VALUES (" + ", ".join("?" * 21) + ")",
+            "claim_expires_us) VALUES (" + ", ".join("?" * 22) + ")",
             (
                 item.case_id,
                 item.queue.value,
@@ -558,9 +750,9 @@ class _Store:
                 item.waiting_since.isoformat(),
                 item.motive_code,
                 item.motive_label,
-                item.commune,
-                item.age,
-                item.sex,
+                "",  # commune, age, sex: sealed in ``private``
+                "",
+                "",
                 claim.workstation if claim else None,
                 claim.operator if claim else None,
                 claim.role if claim else None,
@@ -569,6 +761,7 @@ class _Store:
                 item.version,
                 item.alert,
                 head,
+                _seal_private(self.cipher, item.case_id, item.commune, item.age, item.sex),
                 priority_rank(item.priority),
                 _us(item.waiting_since),
                 _us(claim.expires_at) if claim else None,
@@ -585,7 +778,7 @@ class _Store:
     def _insert_event(self, event: Event) -> None:
         self.conn.execute(
             "INSERT INTO events(case_id, at, kind, role, operator, workstation, op_id, data, "
-            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "facts, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.dossier_id,
                 event.at.isoformat(),
@@ -594,7 +787,8 @@ class _Store:
                 event.actor.operator,
                 event.actor.workstation,
                 event.op_id or None,
-                json.dumps(event.data, ensure_ascii=False),
+                seal(self.cipher, _json(event.data), f"events/{event.dossier_id}"),
+                _json(event_facts(event.kind.value, event.data)),
                 event.prev_hash,
                 event.hash,
             ),
@@ -605,7 +799,7 @@ class _Store:
             f"SELECT {_ITEM_COLUMNS} FROM items WHERE status = 'CLAIMED' AND {where} ORDER BY case_id",
             params,
         ).fetchall()
-        return [(_item_from_row(r), str(r[17])) for r in rows]
+        return [(_item_from_row(r, self.cipher), str(r[17])) for r in rows]
 
     # ------------------------------------------------------------------ leases
     def renew(self, workstation: str, at: datetime, lease_s: float) -> int:
@@ -654,7 +848,7 @@ class _Store:
             )
             .fetchall()
         )
-        return ordered([_item_from_row(r) for r in rows])
+        return ordered([_item_from_row(r, self.cipher) for r in rows])
 
     def dossier(self, case_id: str) -> Dossier | None:
         return self._dossier(case_id)
@@ -663,7 +857,7 @@ class _Store:
         rows = self.conn.execute(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE case_id = ? ORDER BY seq", (case_id,)
         ).fetchall()
-        return [_event_from_row(r) for r in rows]
+        return [_event_from_row(r, self.cipher) for r in rows]
 
     def verify_log(self) -> list[LogBreak]:
         """Every dossier's chain, and its end against the head kept with the item."""
@@ -673,7 +867,7 @@ class _Store:
                 f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY case_id, seq"
             ).fetchall()
             heads = dict(conn.execute("SELECT case_id, log_head FROM items").fetchall())
-            return [_event_from_row(r) for r in rows], heads
+            return [_event_from_row(r, self.cipher) for r in rows], heads
 
         events, heads = self._read(read)
         return machine.verify_log(events, heads)
@@ -744,7 +938,7 @@ class _Store:
                     f"WHERE case_id IN ({', '.join('?' * len(chunk))})",
                     chunk,
                 ).fetchall()
-                items.extend(_item_from_row(r) for r in found)
+                items.extend(_item_from_row(r, self.cipher) for r in found)
             return (int(low) if low is not None else 0), len(ids), rows, items
 
         low, _, rows, items = self._read(read)
@@ -888,8 +1082,15 @@ class SqliteBackend(QueueBackend):
         poll_interval: float = 0.05,
         idle_poll: float = 1.0,
         busy_timeout: float = 5.0,
+        cipher: RecordCipher | KeyGate | None = None,
     ) -> None:
+        """``cipher``: the workstation's key (patient data sealed at rest),
+        or the :class:`KeyGate` it comes through after the file opens (then
+        :meth:`open` does not wait for it, every other call does); None on
+        the room server, whose file stays on the server."""
         self.path = path
+        self._gate = cipher if isinstance(cipher, KeyGate) else None
+        self._cipher = None if isinstance(cipher, KeyGate) else cipher
         self.limits = limits
         self._now = now
         self._poll_interval = poll_interval  # the change spy's look at the file
@@ -910,7 +1111,7 @@ class SqliteBackend(QueueBackend):
 
     # ---------------------------------------------------------------- lifecycle
     async def open(self) -> None:
-        await self._run(lambda store: None)
+        await self._run(lambda store: None, keyed=False)
 
     async def close(self) -> None:
         if self._closed:
@@ -1022,9 +1223,15 @@ class SqliteBackend(QueueBackend):
         )
         self._spy.start()
 
-    async def _run(self, fn: Callable[[_Store], T]) -> T:
+    async def _run(self, fn: Callable[[_Store], T], *, keyed: bool = True) -> T:
         if self._closed:
             raise BackendUnavailable("Files fermées sur ce poste.")
+        if keyed and self._gate is not None:  # records are read or written: the key first
+            try:
+                cipher = await self._gate.cipher()
+            except SealError as exc:
+                raise BackendUnavailable(exc.message_fr) from exc
+            self._cipher, self._gate = cipher, None
         try:
             future = self._get_loop().run_in_executor(self._executor, self._in_thread, fn)
         except RuntimeError as exc:  # executor shut down by close()
@@ -1040,9 +1247,14 @@ class SqliteBackend(QueueBackend):
                 store = self._open_store()
                 self._store = store
                 self._generation += 1
+            if store.cipher is not self._cipher and self._gate is None:  # the key came
+                store.use_cipher(self._cipher)
             return fn(store)
         except QueueError:
             raise
+        except SealError as exc:  # another workstation's key, altered bytes
+            log.error("queue store %s: a sealed record does not open", self.path)
+            raise BackendUnavailable(exc.message_fr) from exc
         except sqlite3.IntegrityError as exc:
             log.error("queue store %s refused a write: %s", self.path, exc)
             raise QueueError(
@@ -1058,7 +1270,7 @@ class SqliteBackend(QueueBackend):
         """A damaged file is moved aside (like the journal) and a new one made:
         otherwise every call fails and the workstation stays offline forever."""
         try:
-            return _Store(self.path, now=self._now, busy_timeout=self._busy_timeout)
+            return self._new_store()
         except sqlite3.DatabaseError as exc:
             if not is_damaged(exc):
                 raise
@@ -1067,7 +1279,12 @@ class SqliteBackend(QueueBackend):
             f"Le fichier des files de ce poste était endommagé : il a été mis de côté sous "
             f"« {moved.name} » et un nouveau a été créé (les dossiers restent dans le journal)."
         )
-        return _Store(self.path, now=self._now, busy_timeout=self._busy_timeout)
+        return self._new_store()
+
+    def _new_store(self) -> _Store:
+        return _Store(
+            self.path, now=self._now, busy_timeout=self._busy_timeout, cipher=self._cipher
+        )
 
     def _close_store(self) -> None:
         store, self._store = self._store, None

@@ -5,6 +5,12 @@ loop never waits on the disk, and the queue backend's connections are never
 touched.  Times in the file are ISO 8601 strings with their offset; they are
 compared through ``julianday`` (offsets differ across a change of daylight
 saving time) and bucketed in the report's time zone by a small SQL function.
+
+Patient data at rest (issue 15): on a workstation the dossiers and events
+are sealed (``data``); the queries read only their clear ``facts`` — what
+the statistics need, with the record's own JSON paths (see
+``dossier_facts`` / ``event_facts`` in ``sas_desk.models.stats``) — and so
+never need the workstation's key.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ def _seconds(column: str) -> str:
 def _facts_sql() -> str:
     j = "json_extract"
     branch = sql.BRANCH_CASE.format(
-        branch=f"{j}(d.data, '$.branch')", attribution=f"{j}(d.data, '$.attribution')"
+        branch=f"{j}(d.facts, '$.branch')", attribution=f"{j}(d.facts, '$.attribution')"
     )
     return f"""
 CREATE TEMP TABLE stats_facts AS
@@ -56,7 +62,7 @@ WITH e AS (
         MIN(CASE WHEN kind = 'BOOKING_REQUESTED' THEN ts END) AS booking,
         MIN(CASE WHEN kind = 'CLOSED' AND {j}(data, '$.queue') = 'OSNP' THEN ts END) AS booked,
         MIN(CASE WHEN kind = 'TRANSFERRED' AND {j}(data, '$.to') = 'AMU' THEN ts END) AS to_amu
-    FROM (SELECT case_id, kind, role, data, {_seconds("at")} AS ts FROM events
+    FROM (SELECT case_id, kind, role, facts AS data, {_seconds("at")} AS ts FROM events
           WHERE seq >= :lo_seq AND seq < :hi_seq
             AND julianday(at) >= :jstart AND julianday(at) < :jscan)
     GROUP BY case_id
@@ -68,7 +74,7 @@ WITH e AS (
         COALESCE(e.booking < e.tx + :slack, 0) AS booking,
         COALESCE(e.booked < e.tx + :slack, 0) AS booked,
         COALESCE(e.to_amu < e.tx + :slack, 0) AS to_amu,
-        d.data AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
+        d.facts AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
     WHERE e.tx >= :start AND e.tx < :end
 )
 SELECT case_id, stats_bucket(tx) AS bucket, branch,
@@ -88,11 +94,11 @@ SELECT case_id, stats_bucket(tx) AS bucket, branch,
     CASE WHEN branch = 'SNP' THEN NOT EXISTS (SELECT 1 FROM json_each(data, '$.decisions') x
         WHERE {j}(x.value, '$.decision_type') NOT IN ('CONSEIL', 'PMT')) ELSE 0 END AS advice,
     CASE WHEN branch = 'DENT' THEN COALESCE((SELECT
-        {sql.dental_case(f"{j}(o.data, '$.code')", f"{j}(o.data, '$.text')")}
+        {sql.dental_case(f"{j}(o.facts, '$.code')", f"{j}(o.facts, '$.text')")}
         FROM events o WHERE o.case_id = f.case_id AND o.kind = 'DENTAL_ORIENTED'
             AND {_seconds("o.at")} >= f.tx AND {_seconds("o.at")} < f.tx + :slack
         ORDER BY o.seq DESC LIMIT 1), '') ELSE '' END AS dental,
-    CASE WHEN branch = 'SNP' THEN (SELECT {_seconds(f"{j}(o.data, '$.start')")}
+    CASE WHEN branch = 'SNP' THEN (SELECT {_seconds(f"{j}(o.facts, '$.start')")}
         FROM events o WHERE o.case_id = f.case_id AND o.kind = 'ORIENTED'
             AND {_seconds("o.at")} >= f.tx AND {_seconds("o.at")} < f.tx + :slack
         ORDER BY o.seq DESC LIMIT 1) END AS rdv
@@ -270,7 +276,7 @@ def _facts(
                   AND julianday(at) >= :jstart AND julianday(at) < :jend
                   AND {_seconds("at")} >= :start AND {_seconds("at")} < :end
                   AND kind IN ('ENQUEUED', 'CLAIMED', 'DECIDED', 'CLOSED')
-                  AND json_extract(data, '$.renewed') IS NULL
+                  AND json_extract(facts, '$.renewed') IS NULL
                 GROUP BY 1, 2, 3, 4""",
                 params,
             )
@@ -420,6 +426,11 @@ def _message(exc: sqlite3.Error) -> str:
         return "Fichier des files occupé : statistiques indisponibles, nouvel essai plus tard."
     if "no such table" in text:
         return "Le fichier des files ne contient pas encore de dossiers."
+    if "no such column" in text:  # written by an older version, not opened since
+        return (
+            "Fichier des files d'une version antérieure : ouvrez SAS Desk une fois "
+            "pour le mettre à jour."
+        )
     if "unable to open" in text:
         return "Impossible d'ouvrir le fichier des files (dossier inaccessible)."
     return f"Lecture du fichier des files impossible ({exc.__class__.__name__})."

@@ -22,7 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sas_desk.models.queue import WaitLimits
-from sas_desk.models.stats import Granularity, build_report, parse_period
+from sas_desk.models.stats import (
+    Granularity,
+    build_report,
+    dossier_facts,
+    event_facts,
+    parse_period,
+)
 from sas_desk.services.stats import rollup
 from tests.conftest import unavailable
 from tests.helpers.room_server import run_async
@@ -126,11 +132,18 @@ def _sqlite(tmp: Path) -> Iterator[Stores]:
     dossiers, events = room()
     conn = sqlite3.connect(str(path), isolation_level=None)
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO dossiers(case_id, data, updated_at) VALUES (?, ?, ?)", dossiers)
+    # the rows as the backend writes them: the record, and the statistics' clear part
     conn.executemany(
-        "INSERT INTO events(case_id, at, kind, role, operator, workstation, data) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(e[0], e[1].isoformat(), *e[2:6], json.dumps(e[6])) for e in events],
+        "INSERT INTO dossiers(case_id, data, facts, updated_at) VALUES (?, ?, ?, ?)",
+        [(d[0], d[1], json.dumps(dossier_facts(json.loads(d[1]))), d[2]) for d in dossiers],
+    )
+    conn.executemany(
+        "INSERT INTO events(case_id, at, kind, role, operator, workstation, data, facts) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (e[0], e[1].isoformat(), *e[2:6], json.dumps(e[6]), json.dumps(event_facts(e[2], e[6])))
+            for e in events
+        ],
     )
     conn.execute("COMMIT")
     conn.close()
