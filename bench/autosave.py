@@ -1,6 +1,7 @@
 """Autosave under fast typing: 1,000 keystrokes into a call sheet of the real app.
 
     python bench/autosave.py [--edits N] [--interval-ms MS] [--schedule] [--display]
+                             [--sealed-only | --sqlcipher]
 
 Starts SAS Desk through its composition root (``sas_desk.app.run``) on a
 temporary data dir (a real SQLite journal on disk), with the ARM role
@@ -30,6 +31,22 @@ the scenario runs four times, each in a fresh process, clear/sealed/sealed/
 clear (the clear journal is the baseline, a bench-only switch), and the best
 run of each mode is printed side by side with the ratio (``--sealed-only``: the sealed run alone).  The
 sealed run also checks that no typed text is in the journal's file bytes.
+
+``--sqlcipher`` (issue 15: "measure both and say why") adds the other way
+of encrypting at rest: the same journal, its records in the clear, in a
+file encrypted page by page by SQLCipher (``PRAGMA key`` with a raw 256-bit
+key: no key derivation at open, like our AES-GCM key).  It needs a binding
+that is not a dependency of the project, installed aside::
+
+    pip install --target /tmp/sqlc sqlcipher3-wheels
+    PYTHONPATH=$PWD:/tmp/sqlc python bench/autosave.py --sqlcipher
+
+The runs go clear / AES-GCM / SQLCipher / SQLCipher / AES-GCM / clear, and
+then the journal's write pattern alone, without the window (``--mode
+store:…``, one fresh process per mode): one committed write (``synchronous
+=FULL``, an fsync) of a 2 KB dossier snapshot per keystroke, the autosave's
+worst case when nothing coalesces, p50/p99 per write.  Without
+the binding the SQLCipher runs are left out and the summary says so.
 
 Exit code 0 when the run completed (goals met or not: it is a measurement),
 1 when it failed (exception, keystroke lost, stored dossier wrong).  The last
@@ -438,11 +455,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--display", action="store_true", help="use $DISPLAY instead of the offscreen platform"
     )
-    parser.add_argument("--mode", choices=("clair", "chiffré"), help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument(
         "--sealed-only",
         action="store_true",
         help="only the encrypted journal (default: the clear one too, side by side)",
+    )
+    parser.add_argument(
+        "--sqlcipher",
+        action="store_true",
+        help="also the journal in a SQLCipher file (needs the sqlcipher3 binding, see above)",
+    )
+    parser.add_argument(
+        "--store-writes",
+        type=int,
+        default=300,
+        help="committed writes per mode in the write-pattern measure (default 300)",
     )
     args = parser.parse_args(argv)
     if args.edits < 1:
@@ -459,8 +487,15 @@ def main(argv: list[str] | None = None) -> int:
     # the data key goes to a file beside the temporary data dir, not to this
     # user's keyring (nothing left behind)
     os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+    if args.mode and args.mode.startswith("store:"):
+        result = store_run(args.mode[len("store:") :], args.store_writes)
+        print("RESULT " + json.dumps(result))
+        return 0
     if args.mode:  # one run in this process (the parent runs each mode in a fresh one)
-        result, errors = one_run(args, platform, sealed=args.mode == "chiffré")
+        if args.mode == "sqlcipher":
+            print(f"journal file: SQLCipher {use_sqlcipher()} (records in the clear inside)")
+        result, errors = one_run(args, platform, sealed=args.mode != "clair")
+        result["mode"] = args.mode
         print("RESULT " + json.dumps(result))
         return 1 if errors else 0
     # ABBA order, each run in a fresh process (a second app run in one process
@@ -470,12 +505,25 @@ def main(argv: list[str] | None = None) -> int:
     modes: tuple[str, ...] = (
         ("clair", "chiffré", "chiffré", "clair") if not args.sealed_only else ("chiffré",)
     )
+    binding = sqlcipher_binding() if args.sqlcipher else None
+    if args.sqlcipher and binding is None:
+        print(
+            "--sqlcipher: no SQLCipher binding importable here (pip install --target DIR "
+            "sqlcipher3-wheels, then PYTHONPATH=DIR): SQLCipher not measured"
+        )
+    elif args.sqlcipher:
+        print(f"--sqlcipher: {binding}")
+        modes = ("clair", "chiffré", "sqlcipher", "sqlcipher", "chiffré", "clair")
     if not sealing:  # an older tree (scripts/bench_ab.py --base): its journal is always clear
         print("this tree does not seal its journal: clear journal only")
         modes = ("clair", "clair")
     runs: dict[str, list[dict[str, Any]]] = {}
     failed = False
-    passed_on = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--sealed-only"]
+    passed_on = [
+        a
+        for a in (argv if argv is not None else sys.argv[1:])
+        if a not in ("--sealed-only", "--sqlcipher")
+    ]
     for n, mode in enumerate(modes, start=1):
         print(f"\n=== run {n}/{len(modes)}: journal {mode} ===", flush=True)
         child = subprocess.run(
@@ -518,6 +566,46 @@ def main(argv: list[str] | None = None) -> int:
             a, b = sealed[key], plain[key]
             ratio = f"{a / b:.2f}×" if a is not None and b else "n/a"
             print(f"{key:9}: chiffré {a} ms, clair {b} ms, ratio {ratio}")
+    cipher_run = best("sqlcipher") if "sqlcipher" in runs else None
+    if cipher_run is not None and plain is not None and sealed is not None:
+        print("\n=== SQLCipher (fichier chiffré par page) vs AES-GCM vs clair, meilleur run ===")
+        for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "stall_ms", "cpu_ms"):
+            c, a, b = cipher_run[key], sealed[key], plain[key]
+            print(
+                f"{key:9}: SQLCipher {c}, AES-GCM {a}, clair {b}; "
+                f"SQLCipher/clair {_ratio(c, b)}, AES-GCM/clair {_ratio(a, b)}, "
+                f"SQLCipher/AES-GCM {_ratio(c, a)}"
+            )
+    writes: dict[str, dict[str, Any]] = {}
+    if binding is not None and sealing:
+        print(f"\n=== the journal's write pattern alone: {args.store_writes} committed writes ===")
+        for mode in ("clair", "chiffré", "sqlcipher", "sqlcipher", "chiffré", "clair"):
+            child = subprocess.run(
+                [sys.executable, __file__, *passed_on, "--mode", f"store:{mode}"],
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            found = [ln for ln in child.stdout.splitlines() if ln.startswith("RESULT ")]
+            if not found:
+                print(child.stderr[-2000:])
+                print(f"ERROR: store:{mode} gave no RESULT (exit {child.returncode})")
+                return 1
+            got = json.loads(found[-1][len("RESULT ") :])
+            print(
+                f"{mode:9}: p50 {got['p50_ms']} ms, p99 {got['p99_ms']} ms, max {got['max_ms']} ms, "
+                f"CPU {got['cpu_us_per_write']} µs per write, file {got['file_kb']} KB, "
+                f"load {got['load']}"
+            )
+            kept = writes.get(mode)
+            if kept is None or got["p99_ms"] < kept["p99_ms"]:
+                writes[mode] = got
+        c, a, b = (writes[k] for k in ("sqlcipher", "chiffré", "clair"))
+        for key in ("p50_ms", "p99_ms", "cpu_us_per_write"):
+            print(
+                f"best {key:16}: SQLCipher {c[key]}, AES-GCM {a[key]}, clair {b[key]}; "
+                f"SQLCipher/clair {_ratio(c[key], b[key])}, AES-GCM/clair {_ratio(a[key], b[key])}"
+            )
     seal_us = seal_cost_us() if sealing else None
     if seal_us is not None:
         print(
@@ -552,8 +640,113 @@ def main(argv: list[str] | None = None) -> int:
         "runs": {mode: [r["p99_ms"] for r in done] for mode, done in runs.items()},
         "pass": main_run["pass"],
     }
+    if args.sqlcipher:
+        summary["sqlcipher_binding"] = binding
+        summary["sqlcipher"] = cipher_run
+        summary["ratio_p99_sqlcipher"] = (
+            round(cipher_run["p99_ms"] / plain["p99_ms"], 2)
+            if cipher_run is not None and plain is not None and plain["p99_ms"]
+            else None
+        )
+        summary["store_writes"] = writes or None
     print("RESULT " + json.dumps(summary))
     return 1 if failed else 0
+
+
+MODES = ("clair", "chiffré", "sqlcipher", "store:clair", "store:chiffré", "store:sqlcipher")
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}×" if a is not None and b else "n/a"
+
+
+def sqlcipher_binding() -> str | None:
+    """The SQLCipher binding's versions, or None when none is importable."""
+    try:
+        from sqlcipher3 import dbapi2
+    except ImportError:
+        return None
+    conn = dbapi2.connect(":memory:")
+    try:
+        version = conn.execute("PRAGMA cipher_version").fetchone()
+    finally:
+        conn.close()
+    return (
+        f"sqlcipher3 (SQLCipher {version[0] if version else '?'}, SQLite {dbapi2.sqlite_version})"
+    )
+
+
+def use_sqlcipher() -> str:
+    """The journal's SQLite module swapped for SQLCipher's (same DB-API, its
+    own exception classes, so the journal's error handling still applies):
+    every connection keyed first with a raw 256-bit key."""
+    import types
+
+    from sqlcipher3 import dbapi2
+
+    import sas_desk.services.journal.store as store
+
+    key = os.urandom(32).hex()
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        conn = dbapi2.connect(*args, **kwargs)
+        conn.execute(f"PRAGMA key = \"x'{key}'\"")
+        return conn
+
+    shim = types.ModuleType("sqlite3")
+    shim.__dict__.update({k: v for k, v in vars(dbapi2).items() if not k.startswith("__")})
+    shim.connect = connect  # type: ignore[attr-defined]
+    store.sqlite3 = shim  # type: ignore[attr-defined]
+    return sqlcipher_binding() or "?"
+
+
+def store_run(mode: str, writes: int) -> dict[str, Any]:
+    """The journal's write pattern without the window: ``writes`` committed
+    writes of a 2 KB dossier snapshot (what an autosave writes), each its
+    own transaction, through :class:`JournalStore` itself."""
+    from datetime import UTC, datetime
+
+    from sas_desk.models.dossier import Actor, Dossier, Event, EventKind
+    from sas_desk.services.atrest import RecordCipher
+    from sas_desk.services.journal.store import JournalStore
+
+    if mode == "sqlcipher":
+        use_sqlcipher()
+    cipher = RecordCipher(os.urandom(32)) if mode == "chiffré" else None
+    now = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
+    actor = Actor("ARM", "bench", "BENCH")
+    d = Dossier("fr.health.samu690.DRM.20261207.00001", now, "fr.health.samu690")
+    times: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="sas-desk-store-") as tmp:
+        path = Path(tmp) / "journal.sqlite"
+        journal = JournalStore(path, now=lambda: now, cipher=cipher)
+        note = "Douleur constrictive depuis 30 min, sueurs, nausées. " * 36
+        cpu0 = time.process_time()
+        for i in range(writes):
+            d.inputs = {"note": note[: 1900 + i % 100], "callback": "06 12 34 56 78"}
+            d.revision = i + 1
+            events = [Event(d.case_id, now, EventKind.CREATED, actor, {})] if i == 0 else []
+            start = time.perf_counter()
+            journal.write([d.to_dict()], events)
+            times.append((time.perf_counter() - start) * 1000)
+        cpu = time.process_time() - cpu0
+        size = sum(p.stat().st_size for p in Path(tmp).glob("journal.sqlite*"))
+        stored = journal.load(d.case_id)
+        journal.close()
+        raw = b"".join(p.read_bytes() for p in Path(tmp).glob("journal.sqlite*"))
+    times.sort()
+    return {
+        "mode": mode,
+        "writes": writes,
+        "p50_ms": round(percentile(times, 50), 2),
+        "p99_ms": round(percentile(times, 99), 2),
+        "max_ms": round(times[-1], 2),
+        "cpu_us_per_write": round(cpu / writes * 1e6),
+        "file_kb": round(size / 1024),
+        "read_back": stored is not None and stored.revision == writes,
+        "clear_in_file": b"Douleur constrictive" in raw,
+        "load": round(os.getloadavg()[0], 2),
+    }
 
 
 def seal_cost_us(records: int = 2000) -> float:
@@ -590,7 +783,9 @@ def one_run(
     sys.excepthook = hook
     install_qt_message_handler(qt_messages)
     count_seals(m)
-    options: dict[str, Any] = {"unsealed_for_bench": not sealed} if has_sealing() else {}
+    # SQLCipher: the file is encrypted, its records are not sealed again
+    records_sealed = sealed and args.mode != "sqlcipher"
+    options: dict[str, Any] = {"unsealed_for_bench": not records_sealed} if has_sealing() else {}
     with tempfile.TemporaryDirectory(prefix="sas-desk-autosave-") as tmp:
         data_dir = Path(tmp) / "data"  # the key file (no keyring) lands beside it, in tmp
         setup_logging(data_dir)  # the app's own log file, scanned for warnings below

@@ -1,19 +1,26 @@
 """Patient data at rest on the workstation (issue 15): per-record AES-GCM.
 
 Every record of a local store that holds patient data (the journal's
-dossier snapshots and events, the outbox's operations) is sealed with
-AES-256-GCM (``cryptography``): a fresh 96-bit nonce per record, the record's
-key (its case id) as associated data so that a record moved to another row
-does not open.  A sealed value is text, ``aes1:`` + base64url(nonce +
-ciphertext); a value without the prefix is a record written before
-encryption and is read as it is.
+dossier snapshots and events, the outbox's operations, the embedded queue
+file's dossiers, events and queue cards) is sealed with AES-256-GCM
+(``cryptography``): a fresh 96-bit nonce per record, the record's key (its
+case id, in the queue file prefixed with its table) as associated data so
+that a record moved to another row does not open.  A sealed value is text,
+``aes1:`` + base64url(nonce + ciphertext); a value without the prefix is a
+record written before encryption and is read as it is.
 
-Why per record and not SQLCipher: no maintained SQLCipher binding is among
-the project's dependencies (building one needs the SQLCipher C library),
-and sealing a few kilobytes per autosave costs microseconds, far inside the
-journal's 50 ms keystroke-to-durable goal (``bench/autosave.py --encrypted``
-measures both in one run).  What stays in the clear: case ids, times,
-statuses, roles, operators' logins — no patient field.
+Why per record and not SQLCipher (both measured in one run by
+``bench/autosave.py --sqlcipher``, figures in bench/README.md): a maintained
+binding installs from wheels (``sqlcipher3-wheels``) and its page encryption
+did not cost the journal more than sealing did, within the shared machine's
+noise; but it would replace the standard ``sqlite3`` module in every store
+by a compiled dependency of its own, no file could be read any more with
+the stock ``sqlite3`` (the statistics' read-only connection, the tests'
+tampering checks, a support engineer's look), and even the non-patient
+statistics would need the key.  Sealing costs ~20 µs per 2 KB record, far
+inside the 50 ms keystroke-to-durable goal.  What stays in the clear: case
+ids, times, statuses, roles, operators' logins, and the queue file's
+statistical facts (codes, age band, département) — no patient field.
 
 The key (256 bits) is the workstation's: :func:`data_key` keeps it in the
 system keyring (service ``sas-desk``, user ``data-key:<data dir>``); where no
