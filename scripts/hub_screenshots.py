@@ -83,6 +83,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     from PySide6.QtCore import Qt
 
+    from sas_desk.services.atrest import data_key
     from sas_desk.services.hub.cases import JournalCases
     from sas_desk.services.hub.processor import HubProcessor
     from sas_desk.services.hub.settings import HubSettings
@@ -109,9 +110,11 @@ def main() -> None:
             d = make_dossier(12, branch=Branch.SNP, priority="P2", at=clock.now())
             window.journal.submit(d)
             await window.journal.flush(timeout=10)
+            # another workstation of this machine: the queue file's key is the app's
+            cipher = data_key(config.data_dir).cipher()
             arm = QueueClient(
-                SqliteBackend(config.queues_path, now=clock.now, poll_interval=0.05),
-                Outbox(Path(tmp) / "outbox-arm.sqlite"),
+                SqliteBackend(config.queues_path, now=clock.now, poll_interval=0.05, cipher=cipher),
+                Outbox(Path(tmp) / "outbox-arm.sqlite", cipher=cipher),
                 Actor("ARM", "arm.durand", "POSTE-ARM-03"),
                 now=clock.now,
             )
