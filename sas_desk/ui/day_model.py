@@ -65,7 +65,9 @@ class DayModel(RowsModel):
             return None
         return self._value(row, index.column(), int(role))
 
-    def multiData(self, index: Index, roleDataSpan: QModelRoleDataSpan) -> None:
+    def multiData(  # type: ignore[override]  # PySide's stub also admits one QModelRoleData
+        self, index: Index, roleDataSpan: QModelRoleDataSpan
+    ) -> None:
         """What a view asks to paint or measure a cell: seven roles at once
         (text, font, alignment, colours…), answered in one call into Python
         rather than seven calls to :meth:`data` — a new row at the top of
@@ -74,7 +76,7 @@ class DayModel(RowsModel):
         row = index.row()
         inside = index.isValid() and 0 <= row < len(self._rows)
         col = index.column()
-        for slot in roleDataSpan:
+        for slot in roleDataSpan:  # type: ignore[attr-defined]  # iterable at run time
             value = self._value(row, col, slot.role()) if inside else None
             if value is None:
                 slot.clearData()
