@@ -458,7 +458,8 @@ def main() -> int:
     if code != 0 or len(rows) < 4:
         print(f"shift did not complete (exit {code}, {len(rows)} measures)", file=sys.stderr)
         return 1
-    base = rows[len(rows) // 4 - 1]  # end of the first quarter: the baseline
+    quarter = len(rows) // 4
+    base = rows[quarter - 1]  # end of the first quarter: the baseline
     last = rows[-1]
     ratios = {
         key: round(last[key] / base[key], 3) if base[key] else None
@@ -490,8 +491,12 @@ def main() -> int:
         "load_average": os.getloadavg()[0],
         "goals": {
             "rss_growth_le_10pct": ratios["rss_mib"] is not None and ratios["rss_mib"] <= 1.10,
+            # growth: every measure of the last quarter above every one of the
+            # first (a file or thread open for a moment — a geocoder request,
+            # an executor thread — at one measure is not growth)
             "no_growth_files_threads_qt": all(
-                last[k] <= base[k] for k in ("open_files", "threads", "qt_objects")
+                min(r[k] for r in rows[-quarter:]) <= max(r[k] for r in rows[:quarter])
+                for k in ("open_files", "threads", "qt_objects")
             ),
             # judged on the loop's own CPU time: the wall-clock lag on this shared
             # 2-core machine is mostly the wait for a core (load_average)
