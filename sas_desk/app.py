@@ -28,7 +28,7 @@ from sas_desk.services.queues.api import QueueBackend
 from sas_desk.services.queues.client import Outbox, QueueClient
 
 if TYPE_CHECKING:
-    from sas_desk.services.atrest import KeyGate, RecordCipher
+    from sas_desk.services.atrest import DataKey, KeyGate, RecordCipher
     from sas_desk.services.fhir.worker_client import SearchWorker
     from sas_desk.services.queues.remote import RoomSession
     from sas_desk.simulator.server import Simulator
@@ -443,6 +443,16 @@ async def _open_session(
     return session, replace(config, operator=info.operator, role=info.role), dialog, ""
 
 
+def _read_key(data_dir: Path, sealed: bool) -> tuple[DataKey, RecordCipher | None]:
+    """The workstation's data key and its cipher (``sealed``), in a worker
+    thread: the keyring or the key file, and ``cryptography``'s import, stay
+    off the GUI thread, which paints meanwhile."""
+    from sas_desk.services import atrest
+
+    key = atrest.data_key(data_dir)
+    return key, key.cipher() if sealed else None
+
+
 async def main(app: object, config: Config, options: RunOptions) -> int:
     from PySide6.QtCore import QCoreApplication
 
@@ -467,9 +477,12 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
     # or ask the desktop to unlock it.  The journal and the outbox open
     # meanwhile (KeyGate): what is typed before the key is kept in memory and
     # written, sealed, once it is there; nothing is written in the clear.
-    from sas_desk.services.atrest import DataKey, KeyGate, SealError, data_key
+    from sas_desk.services.atrest import KeyGate, SealError
 
-    reading: asyncio.Future[DataKey] = loop.run_in_executor(None, data_key, config.data_dir)
+    sealed = not options.unsealed_for_bench
+    reading: asyncio.Future[tuple[DataKey, RecordCipher | None]] = loop.run_in_executor(
+        None, _read_key, config.data_dir, sealed
+    )
     gate = KeyGate()
     journal = Journal(config.journal_path, now=clock.now, cipher=gate)
     actor = Actor(
@@ -534,8 +547,8 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         # the banners before show(): the first paint has its final layout (the
         # key file's notice too when the key is already read: no keyring)
         noticed = reading.done() and not reading.cancelled() and reading.exception() is None
-        if noticed and reading.result().notice_fr:
-            window.banner(reading.result().notice_fr, "warning").setObjectName("dataKeyNotice")
+        if noticed and reading.result()[0].notice_fr:
+            window.banner(reading.result()[0].notice_fr, "warning").setObjectName("dataKeyNotice")
         if offline:
             window.room_offline(offline)
         window.show()
@@ -543,7 +556,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
         await qt_turn()  # the first paint, then the key
         painted_at = time.monotonic()  # system-wide on Linux: bench/startup.py's first paint
         try:
-            key = await reading
+            key, cipher = await reading
         except (OSError, SealError) as exc:
             gate.fail()
             message = getattr(exc, "message_fr", "") or f"clé illisible ({type(exc).__name__})"
@@ -551,7 +564,7 @@ async def main(app: object, config: Config, options: RunOptions) -> int:
             log.error("data key unavailable: %s", type(exc).__name__)
             window.close()
             return 1
-        gate.set(None if options.unsealed_for_bench else key.cipher())
+        gate.set(cipher)
         if key.notice_fr and not noticed:
             window.banner(key.notice_fr, "warning").setObjectName("dataKeyNotice")
         unfinished = await journal.unfinished()

@@ -45,6 +45,14 @@ def test_keys_typed_before_the_data_key_are_kept_then_written_sealed(
         return real(data_dir)
 
     monkeypatch.setattr(atrest, "data_key", slow_key)
+    made_on: list[str] = []  # where the cipher (cryptography's import) is made
+    cipher_init = atrest.RecordCipher.__init__
+
+    def record(self: atrest.RecordCipher, key: bytes) -> None:
+        made_on.append(threading.current_thread().name)
+        cipher_init(self, key)
+
+    monkeypatch.setattr(atrest.RecordCipher, "__init__", record)
     config = Config(data_dir=tmp_path / "data", workstation="POSTE-01", role="ARM")
     seen: dict[str, Any] = {}
 
@@ -89,3 +97,4 @@ def test_keys_typed_before_the_data_key_are_kept_then_written_sealed(
     assert seen["stored_name"] == NAME  # written once the key was there
     raw = b"".join(p.read_bytes() for p in config.data_dir.rglob("*") if p.is_file())
     assert NAME.encode() not in raw  # sealed
+    assert made_on and "MainThread" not in made_on  # off the GUI thread, which paints
