@@ -311,7 +311,13 @@ async def _open_update(conn: psycopg.AsyncConnection[Any], lo: int) -> int | Non
         async with conn.transaction():
             cur = await conn.execute(
                 "SELECT (SELECT COALESCE(max(seq), 0) FROM events), "
-                "CAST(ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())) AS text), "
+                # the transactions running, but those of another database
+                # (they cannot write these events: the server may be shared)
+                "CAST(ARRAY(SELECT x FROM pg_snapshot_xip(pg_current_snapshot()) x "
+                "WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a "
+                "WHERE a.datname IS DISTINCT FROM current_database() "
+                "AND CAST(CAST(a.backend_xid AS text) AS bigint) "
+                "= CAST(CAST(x AS text) AS bigint) % 4294967296)) AS text), "
                 "(SELECT CAST(extract(epoch FROM at) AS bigint) FROM events "
                 "ORDER BY seq DESC LIMIT 1), "
                 "s.version, s.lo, s.mark, s.pending_mark, s.pending_xip, s.load_hi, s.lo_seq "
