@@ -41,7 +41,7 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from sas_desk.app import RunOptions, run
+from sas_desk.app import RunOptions, qt_turn, run
 from sas_desk.models.dossier import Actor, Status
 from sas_desk.models.validation import normalize_phone
 from sas_desk.services import clock
@@ -297,10 +297,15 @@ async def shift(
     started = window_start = time.monotonic()
     cpu_start = time.process_time()
     refused = 0
+    worst_key = worst_ctrl_n = overall_key = overall_ctrl_n = 0.0
     try:
         for n in range(1, args.calls + 1):
             stalls.phase = f"Ctrl+N (call {n})"
+            began = time.thread_time()
             sheet = window.new_call()
+            if args.settle:
+                await qt_turn()  # the sheet shown and painted
+                worst_ctrl_n = max(worst_ctrl_n, time.thread_time() - began)
             text = call_text(n)
             for name in ("callback", "location", "motive", "age", "priority", "branch"):
                 stalls.phase = f"typing {name} (call {n})"
@@ -308,8 +313,13 @@ async def shift(
                 for key in text[name]:  # the loop runs between keys, as when typed
                     # through the window, as a keyboard's keys: the session
                     # lock and the idle collector see the operator typing
+                    began = time.thread_time()
                     keyboard_type(widget, key)
-                    await asyncio.sleep(0)
+                    if args.settle:  # what the key costs the GUI thread, paint included
+                        await qt_turn()
+                        worst_key = max(worst_key, time.thread_time() - began)
+                    else:
+                        await asyncio.sleep(0)
             stalls.phase = f"transmit (call {n})"
             sheet.transmit()
             if sheet.dossier.status is Status.DRAFT and sheet.confirm_bar.isVisible():
@@ -362,6 +372,8 @@ async def shift(
                     "stall_ms": round(stall * 1000, 1),
                     "stall_cpu_ms": round(stall_cpu * 1000, 1),
                     "stall_where": where,
+                    "key_cpu_ms": round(worst_key * 1000, 1) if args.settle else None,
+                    "ctrl_n_cpu_ms": round(worst_ctrl_n * 1000, 1) if args.settle else None,
                     "gc_ms_by_generation": [round(t * 1000, 1) for t in gc_worst],
                     "full_collections": stalls.full_collections,
                     "ms_per_call": round((now - window_start) * 1000 / args.every),
@@ -374,6 +386,9 @@ async def shift(
                 if args.tracemalloc:
                     tracemalloc_step(row, len(rows) == args.calls // args.every // 4 - 1)
                 window_start, cpu_start = now, time.process_time()
+                overall_key = max(overall_key, worst_key)
+                overall_ctrl_n = max(overall_ctrl_n, worst_ctrl_n)
+                worst_key = worst_ctrl_n = 0.0
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 await asyncio.sleep(0.02)
@@ -408,6 +423,8 @@ async def shift(
         out["worst_stall_ms"] = round(stalls.overall * 1000, 1)
         out["worst_stall_cpu_ms"] = round(stalls.overall_cpu * 1000, 1)
         out["worst_stall_where"] = stalls.where
+        out["worst_key_cpu_ms"] = round(overall_key * 1000, 1) if args.settle else None
+        out["worst_ctrl_n_cpu_ms"] = round(overall_ctrl_n * 1000, 1) if args.settle else None
     finally:
         stalls.stop()
         rosters.close()
@@ -422,6 +439,14 @@ def main() -> int:
         "--trim",
         action="store_true",
         help="malloc_trim(0) after each measure, and the RSS after it (what the heap kept free)",
+    )
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="after each key and Ctrl+N, wait until the loop has handled what it caused"
+        " (paint included) and report the GUI thread's CPU for the longest: without it keys"
+        " follow each other with nothing in between, faster than any typist, and a stall"
+        " measure spans several keys",
     )
     parser.add_argument(
         "--tracemalloc",
@@ -487,6 +512,8 @@ def main() -> int:
         "worst_stall_ms": out["worst_stall_ms"],
         "worst_stall_cpu_ms": out["worst_stall_cpu_ms"],
         "worst_stall_where": out["worst_stall_where"],
+        "worst_key_cpu_ms": out["worst_key_cpu_ms"],
+        "worst_ctrl_n_cpu_ms": out["worst_ctrl_n_cpu_ms"],
         "decided_by_regulators": out["regulators"]["decided"],
         "load_average": os.getloadavg()[0],
         "goals": {
