@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
 
 from sas_desk.models.dossier import Actor
 from sas_desk.models.queue import WaitLimits
-from sas_desk.models.stats import Granularity, Period
+from sas_desk.models.stats import DEFAULT_TZ, Granularity, Period
 from sas_desk.server.app import ACTIVITY_REFUSAL_FR, STATS_REFUSAL_FR
 from sas_desk.services.queues.remote import Credentials, RoomSession, TokenStore
 from sas_desk.services.stats import StatsSource, StatsUnavailable
@@ -63,7 +64,7 @@ async def test_the_supervisor_reads_the_servers_statistics(
     case_id = await enqueue(as_)
     mru = await as_(MRU)
     assert (await op(mru, "claim", case_id)).status_code == 200
-    today = datetime.now().astimezone().date()
+    today = datetime.now(ZoneInfo(DEFAULT_TZ)).date()
     period = Period(today - timedelta(days=1), today + timedelta(days=1))
     limits = WaitLimits(P0=90.0)
     local = local_source(room_server)
@@ -108,8 +109,10 @@ async def test_the_stats_role_reads_the_counts_not_who_did_what(
     )
     case_id = await enqueue(as_)
     assert (await op(await as_(MRU), "claim", case_id)).status_code == 200
-    today = datetime.now().astimezone().date()
-    period = Period(today, today)
+    # the room's days (Paris), a day either side: between midnight in Paris
+    # and midnight on the machine's clock, "today" differs (this failed then)
+    today = datetime.now(ZoneInfo(DEFAULT_TZ)).date()
+    period = Period(today - timedelta(days=1), today + timedelta(days=1))
     session = await session_as(room_server, reader)
     sup_session = await session_as(room_server, SUP)
     try:

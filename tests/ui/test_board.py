@@ -40,7 +40,9 @@ class Setup:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def room(tmp_path: Path) -> AsyncIterator[Setup]:
-    now = datetime.now(TZ).replace(microsecond=0)
+    # mid-afternoon today in the room's zone: the played hours stay on one day
+    # (just after midnight, "today's" outcomes lost the hours before it)
+    now = datetime.now(TZ).replace(hour=15, minute=0, second=0, microsecond=0)
     path = tmp_path / "queues.sqlite"
     backend = SqliteBackend(path, now=lambda: now, poll_interval=0.02)
     await backend.open()
@@ -190,6 +192,7 @@ async def test_the_supervisor_lands_on_the_board(qtbot: QtBot, room: Setup, env:
     from PySide6.QtWidgets import QTabBar
 
     env.config = replace(env.config, data_dir=room.path.parent)  # the room's queue file
+    env.desk._now = lambda: room.now  # the room's afternoon
     window = await open_window(qtbot, env, role="SUP", queue_client=room.client)
     board = window.tabs.widget(0)
     assert isinstance(board, Board)
