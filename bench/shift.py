@@ -298,6 +298,7 @@ async def shift(
     cpu_start = time.process_time()
     refused = 0
     worst_key = worst_ctrl_n = overall_key = overall_ctrl_n = 0.0
+    worst_step = {"transmit": 0.0, "close": 0.0}  # --settle: each step's GUI CPU
     try:
         for n in range(1, args.calls + 1):
             stalls.phase = f"Ctrl+N (call {n})"
@@ -321,9 +322,13 @@ async def shift(
                     else:
                         await asyncio.sleep(0)
             stalls.phase = f"transmit (call {n})"
+            began = time.thread_time()
             sheet.transmit()
             if sheet.dossier.status is Status.DRAFT and sheet.confirm_bar.isVisible():
                 sheet.confirm_button.click()
+            if args.settle:
+                await qt_turn()
+                worst_step["transmit"] = max(worst_step["transmit"], time.thread_time() - began)
             case_id = sheet.dossier.case_id
             if sheet.dossier.status is not Status.TRANSMITTED:
                 refused += 1
@@ -341,7 +346,11 @@ async def shift(
             else:
                 typed[case_id] = text
                 stalls.phase = f"close (call {n})"
+                began = time.thread_time()
                 window.close_sheet(window.tabs.indexOf(sheet))
+                if args.settle:
+                    await qt_turn()
+                    worst_step["close"] = max(worst_step["close"], time.thread_time() - began)
                 regulators.stdin.write(f"{case_id} {text['branch']}\n".encode())
                 regulators.stdin.flush()
             if n % 10 == 0:
@@ -374,6 +383,10 @@ async def shift(
                     "stall_where": where,
                     "key_cpu_ms": round(worst_key * 1000, 1) if args.settle else None,
                     "ctrl_n_cpu_ms": round(worst_ctrl_n * 1000, 1) if args.settle else None,
+                    "transmit_cpu_ms": round(worst_step["transmit"] * 1000, 1)
+                    if args.settle
+                    else None,
+                    "close_cpu_ms": round(worst_step["close"] * 1000, 1) if args.settle else None,
                     "gc_ms_by_generation": [round(t * 1000, 1) for t in gc_worst],
                     "full_collections": stalls.full_collections,
                     "ms_per_call": round((now - window_start) * 1000 / args.every),
@@ -389,6 +402,7 @@ async def shift(
                 overall_key = max(overall_key, worst_key)
                 overall_ctrl_n = max(overall_ctrl_n, worst_ctrl_n)
                 worst_key = worst_ctrl_n = 0.0
+                worst_step = {"transmit": 0.0, "close": 0.0}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 await asyncio.sleep(0.02)
@@ -443,10 +457,11 @@ def main() -> int:
     parser.add_argument(
         "--settle",
         action="store_true",
-        help="after each key and Ctrl+N, wait until the loop has handled what it caused"
-        " (paint included) and report the GUI thread's CPU for the longest: without it keys"
+        help="after each key, Ctrl+N, transmission and closing, wait until the loop has handled"
+        " what it caused (paint included) and report the GUI thread's CPU for the longest"
+        " of each: without it keys and steps"
         " follow each other with nothing in between, faster than any typist, and a stall"
-        " measure spans several keys",
+        " measure spans several of them",
     )
     parser.add_argument(
         "--tracemalloc",
