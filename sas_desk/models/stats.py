@@ -202,6 +202,7 @@ class SnpOutcome(enum.StrEnum):
     SMUR = "SMUR"
     URGENCES = "URGENCES"
     RDV_PRIS = "RDV_PRIS"
+    RDV_EN_SUS = "RDV_EN_SUS"
     RDV_DEMANDE = "RDV_DEMANDE"
     CONSEIL = "CONSEIL"
     AUTRE = "AUTRE"
@@ -214,6 +215,7 @@ class SnpOutcome(enum.StrEnum):
             "SMUR": "SMUR",
             "URGENCES": "Urgences",
             "RDV_PRIS": "RDV pris (plateforme)",
+            "RDV_EN_SUS": "RDV en sus (surnuméraire)",
             "RDV_DEMANDE": "RDV demandé, non pris",
             "CONSEIL": "Conseil / prescription",
             "AUTRE": "Autre décision",
@@ -228,6 +230,7 @@ class SnpOutcome(enum.StrEnum):
             "SMUR": "SMUR",
             "URGENCES": "Urgences",
             "RDV_PRIS": "RDV pris",
+            "RDV_EN_SUS": "En sus",
             "RDV_DEMANDE": "RDV demandé",
             "CONSEIL": "Conseil",
             "AUTRE": "Autre",
@@ -235,23 +238,34 @@ class SnpOutcome(enum.StrEnum):
         }[self.value]
 
 
+#: the SNP facts' ``booked`` values (0: no appointment)
+BOOKED_PLATFORM = 1
+BOOKED_EN_SUS = 2
+
+
 def snp_outcome(
     *,
     to_amu: bool,
     smur: bool,
     emergency: bool,
-    booked: bool,
+    booked: int,
     booking_requested: bool,
     decisions: int,
     advice_only: bool,
 ) -> SnpOutcome:
-    """The outcome rule, in one place: the sources only report the facts."""
+    """The outcome rule, in one place: the sources only report the facts.
+    ``booked``: 0 no appointment, :data:`BOOKED_PLATFORM` a slot booked
+    through the platform, :data:`BOOKED_EN_SUS` an appointment agreed on the
+    phone with an "en sus" volunteer (both close the dossier from the OSNP
+    queue)."""
     if to_amu:
         return SnpOutcome.TRANSFERT_AMU
     if smur:
         return SnpOutcome.SMUR
     if emergency:
         return SnpOutcome.URGENCES
+    if booked == BOOKED_EN_SUS:
+        return SnpOutcome.RDV_EN_SUS
     if booked:
         return SnpOutcome.RDV_PRIS
     if booking_requested:
@@ -363,7 +377,7 @@ _EVENT_FACTS: Mapping[str, tuple[str, ...]] = {
     "ENQUEUED": ("reopened",),
     "CLOSED": ("queue",),
     "TRANSFERRED": ("to",),
-    "ORIENTED": ("start",),
+    "ORIENTED": ("start", "en_sus"),
     "DENTAL_ORIENTED": ("code",),
 }
 
@@ -591,7 +605,7 @@ def build_report(
             to_amu=bool(to_amu),
             smur=bool(smur),
             emergency=bool(emergency),
-            booked=bool(booked),
+            booked=int(booked),
             booking_requested=bool(booking),
             decisions=int(decided),
             advice_only=bool(advice),

@@ -84,6 +84,7 @@ WITH e AS (
         min(at) FILTER (WHERE kind = 'DECIDED' AND role = 'MRL') AS liberal,
         min(at) FILTER (WHERE kind = 'BOOKING_REQUESTED') AS booking,
         min(at) FILTER (WHERE kind = 'CLOSED' AND data->>'queue' = 'OSNP') AS booked,
+        min(at) FILTER (WHERE kind = 'ORIENTED' AND data->>'en_sus' = 'true') AS en_sus,
         min(at) FILTER (WHERE kind = 'TRANSFERRED' AND data->>'to' = 'AMU') AS to_amu
     FROM events WHERE seq >= :lo_seq AND seq < :hi_seq AND at >= :start AND at < :scan {cases}
     GROUP BY case_id
@@ -93,7 +94,8 @@ WITH e AS (
         CASE WHEN e.de < e.tx + :slack THEN e.de END AS de,
         COALESCE(e.liberal < e.tx + :slack, false) AS liberal,
         COALESCE(e.booking < e.tx + :slack, false) AS booking,
-        COALESCE(e.booked < e.tx + :slack, false) AS booked,
+        CASE WHEN e.booked < e.tx + :slack THEN CASE WHEN e.en_sus < e.tx + :slack
+            THEN 2 ELSE 1 END ELSE 0 END AS booked,
         COALESCE(e.to_amu < e.tx + :slack, false) AS to_amu,
         d.data AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
     WHERE e.tx >= :start AND e.tx < :end

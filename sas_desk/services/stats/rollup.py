@@ -44,7 +44,8 @@ from sas_desk.models.stats import (
 )
 from sas_desk.services.stats import sql
 
-VERSION = 3  # bump when a fact's definition changes: the rollup is rebuilt
+VERSION = 4  # bump when a fact's definition changes: the rollup is rebuilt
+# (4: the SNP facts' ``booked`` is 2 for an appointment agreed "en sus")
 HOUR = 3600
 DAY = 86400
 CHUNK_DAYS = 31  # days rolled per facts query and per transaction

@@ -61,6 +61,7 @@ WITH e AS (
         MIN(CASE WHEN kind = 'DECIDED' AND role = 'MRL' THEN ts END) AS liberal,
         MIN(CASE WHEN kind = 'BOOKING_REQUESTED' THEN ts END) AS booking,
         MIN(CASE WHEN kind = 'CLOSED' AND {j}(data, '$.queue') = 'OSNP' THEN ts END) AS booked,
+        MIN(CASE WHEN kind = 'ORIENTED' AND {j}(data, '$.en_sus') = 1 THEN ts END) AS en_sus,
         MIN(CASE WHEN kind = 'TRANSFERRED' AND {j}(data, '$.to') = 'AMU' THEN ts END) AS to_amu
     FROM (SELECT case_id, kind, role, facts AS data, {_seconds("at")} AS ts FROM events
           WHERE seq >= :lo_seq AND seq < :hi_seq
@@ -72,7 +73,8 @@ WITH e AS (
         CASE WHEN e.de < e.tx + :slack THEN e.de END AS de,
         COALESCE(e.liberal < e.tx + :slack, 0) AS liberal,
         COALESCE(e.booking < e.tx + :slack, 0) AS booking,
-        COALESCE(e.booked < e.tx + :slack, 0) AS booked,
+        CASE WHEN e.booked < e.tx + :slack THEN CASE WHEN e.en_sus < e.tx + :slack
+            THEN 2 ELSE 1 END ELSE 0 END AS booked,
         COALESCE(e.to_amu < e.tx + :slack, 0) AS to_amu,
         d.facts AS data, {branch} AS branch FROM e JOIN dossiers d USING (case_id)
     WHERE e.tx >= :start AND e.tx < :end
