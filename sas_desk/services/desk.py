@@ -273,18 +273,20 @@ class Desk:
         the number (a caller who calls again, a worsening)."""
         now = self._now()
         since = now - timedelta(hours=hours)
+        skip = current.case_id
+
+        def earlier(d: Dossier) -> bool:  # run in the journal's thread
+            return (
+                d.case_id != skip
+                and d.caller.callback == callback
+                and since <= (d.received_at or d.created_at) <= now
+                and d.has_content
+            )
+
         found: list[Dossier] = []
         day = since.date()
         while day <= now.date():
-            for d in await self.journal.of_day(day):
-                when = d.received_at or d.created_at
-                if (
-                    d.case_id != current.case_id
-                    and d.caller.callback == callback
-                    and since <= when <= now
-                    and d.has_content
-                ):
-                    found.append(d)
+            found += await self.journal.of_day_where(day, earlier)
             day += timedelta(days=1)
         return sorted(found, key=lambda d: (d.received_at or d.created_at, d.case_id), reverse=True)
 

@@ -225,6 +225,12 @@ class Journal:
     async def of_day(self, day: date) -> list[Dossier]:
         return await self._read(lambda s: s.of_day(day), [])
 
+    async def of_day_where(self, day: date, keep: Callable[[Dossier], bool]) -> list[Dossier]:
+        """The day's dossiers ``keep`` accepts, chosen in the journal's thread:
+        the others are decoded and dropped there — a lookup late in a shift
+        went through thousands, and the loop freed them all."""
+        return await self._read(lambda s: [d for d in s.of_day(day) if keep(d)], [])
+
     async def load(self, case_id: str) -> Dossier | None:
         pending = self._pending.get(case_id)
         if pending is not None:
