@@ -831,11 +831,11 @@ THEMES: tuple[Theme, ...] = (
     Theme("tout", "Tous les indicateurs", ("",)),
     Theme(
         "volumes",
-        "Volumes : filières, priorités, décisions",
+        "Volumes",
         ("filiere_", "priorite_", "decides"),
         ("dossiers", "non_decides", "part_mg_liberal_pct"),
     ),
-    Theme("motifs", "Motifs (chapitres)", ("motif_",), ("dossiers",)),
+    Theme("motifs", "Motifs", ("motif_",), ("dossiers",)),
     Theme("patients", "Âges et départements", ("age_", "dep_"), ("dossiers",)),
     Theme("delais", "Délais", ("delai_",)),
     Theme("snp", "Issues SNP", ("snp_",), ("filiere_snp", "delai_appel_rdv_n")),
@@ -858,12 +858,17 @@ def theme_groups(report: Report, chosen: Theme) -> list[tuple[str, tuple[str, ..
 
 
 def series_label(column: str) -> str:
-    """A chart's legend for a count column: the SNP outcome's French label,
-    the branch's name, else the column's own name."""
+    """A chart's legend for a column: the SNP outcome's French label, the
+    branch's name, a delay's p90 with the delay's name, else the column's
+    own name."""
     if column.startswith("snp_"):
         code = column.removeprefix("snp_").upper()
         if code in SnpOutcome.__members__:
             return SnpOutcome[code].label
     if column.startswith("filiere_"):
         return BRANCH_LABELS.get(column.removeprefix("filiere_").upper(), column)
+    if column.startswith("delai_") and column.endswith("_p90_s"):
+        label = dict(DELAYS).get(column.removeprefix("delai_").removesuffix("_p90_s"))
+        if label is not None:
+            return f"p90 {label} (s)"
     return column

@@ -171,6 +171,12 @@ class StatsView(QWidget):
         for t in THEMES:
             self.theme.addItem(t.label, t.key)
         self.theme.setToolTip("Les indicateurs affichés dans le tableau et le graphique")
+        # as narrow as « Issues SNP » whatever the labels: the statistics share
+        # the window's right side with the board (every screen fits 1366 px)
+        self.theme.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.theme.setMinimumContentsLength(12)
         self.theme.currentIndexChanged.connect(lambda _i: self._show_theme())
         run = named(QPushButton("Calculer"), "statsRun")
         run.clicked.connect(self.run)
@@ -191,10 +197,15 @@ class StatsView(QWidget):
         bar.addWidget(QLabel("Afficher"))
         bar.addWidget(self.theme)
         bar.addStretch(1)
-        bar.addWidget(phone)
-        bar.addWidget(export)
-        bar.addWidget(pdf)
         layout.addLayout(bar)
+        # what leaves the room on a second row: the screen shares the window's
+        # right side with the board, and every screen fits 1366 px
+        outputs = QHBoxLayout()
+        outputs.addStretch(1)
+        outputs.addWidget(phone)
+        outputs.addWidget(export)
+        outputs.addWidget(pdf)
+        layout.addLayout(outputs)
         self.message = Message()
         layout.addWidget(self.message)
 

@@ -108,9 +108,9 @@ async def test_a_theme_shows_its_indicators_and_its_chart(
     (series,) = view.chart.series()
     assert isinstance(series, QBarSeries) and not isinstance(series, QStackedBarSeries)
     labels = [s.label() for s in series.barSets()]
-    assert labels and all(label.endswith("_p90_s") for label in labels)
+    assert labels and all(label.startswith("p90 ") for label in labels)
     p90 = {s.label(): s.at(1) for s in series.barSets()}
-    assert p90["delai_transmission_prise_p90_s"] == 2400.0
+    assert p90["p90 transmission → prise en charge (s)"] == 2400.0
     view.theme.setCurrentIndex(view.theme.findData("tout"))
     assert view.model.columnCount() == every
     view.stop()
