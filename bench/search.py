@@ -22,6 +22,11 @@ to Lyon of each vendor are the 400 candidates (4 batches of 25 per vendor).
    search (the machine's speed drifts), the cyclic collector paused for both
    as the parser does; with the medians of the per-search ratios (client
    CPU / floor, parse / floor), steadier than the times on a shared machine.
+   The simulator's own CPU per search (from ``/proc``) is printed too: the
+   client and the vendors' simulator share this machine's cores, so a search
+   cannot end before ``(client CPU + simulator CPU) / cores`` — that floor
+   over the longest chain (``cpu_floor_ratio``) says how much of the ratio
+   is the shared machine's, before any waiting of ours.
 2. **One vendor hanging** (its requests never answered), the others as
    above, vendor timeout ``--timeout`` (7 s, the default of the config): the
    others complete, the search ends at that vendor's deadline with the vendor
@@ -40,6 +45,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -106,6 +112,16 @@ class Recorder(VendorClient):
         if self.bodies is not None:
             self.bodies.append(body)
         return await super()._parse(status, body)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU time (user + system, its threads included) of process ``pid`` so
+    far, from ``/proc`` (Linux); 0.0 where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_ms(work: Any, bodies: list[bytes]) -> float:
@@ -206,11 +222,14 @@ async def main_async(args: argparse.Namespace) -> int:
                 answers: list[list[bytes]] = []
                 floors: list[float] = []
                 parses: list[float] = []
+                sim_all: list[float] = []  # the simulator's CPU per search (s)
                 for _ in range(args.runs):
                     bodies: list[bytes] = []
                     for c in clients.values():
                         c.bodies = bodies
+                    before = process_cpu_s(sim.proc.pid)
                     runs.append(await one_search(clients, candidates, args.per_vendor))
+                    sim_all.append(process_cpu_s(sim.proc.pid) - before)
                     answers.append(bodies)
                     # right after the search: the machine's speed drifts
                     floors.append(cpu_ms(msgspec.json.decode, bodies))
@@ -218,11 +237,14 @@ async def main_async(args: argparse.Namespace) -> int:
                 for c in clients.values():
                     c.bodies = None
                 alone: dict[str, list[float]] = {}
+                alone_cpu: dict[str, list[tuple[float, float]]] = {}  # (client, simulator)
                 for name, own in per_vendor.items():
-                    alone[name] = [
-                        (await one_search(clients, own, args.per_vendor)).all_s
-                        for _ in range(args.runs)
-                    ]
+                    alone[name], alone_cpu[name] = [], []
+                    for _ in range(args.runs):
+                        before = process_cpu_s(sim.proc.pid)
+                        timing = await one_search(clients, own, args.per_vendor)
+                        alone[name].append(timing.all_s)
+                        alone_cpu[name].append((timing.cpu_s, process_cpu_s(sim.proc.pid) - before))
             finally:
                 for c in clients.values():
                     await c.aclose()
@@ -264,6 +286,21 @@ async def main_async(args: argparse.Namespace) -> int:
         print(
             f"client CPU         : {ms(cpu)} per search (receiving, parsing and merging "
             f"{runs[-1].slots} slots; the simulator's process runs on the same 2 cores)"
+        )
+        # the 2 cores are shared by this client and the vendors' simulator: a
+        # search cannot end before their CPU, spread over the cores, is spent
+        cores = os.cpu_count() or 1
+        sim_cpu = statistics.median(sim_all)
+        longest = max(chains, key=lambda n: chains[n])
+        alone_client = statistics.median(c for c, _ in alone_cpu[longest])
+        alone_sim = statistics.median(s for _, s in alone_cpu[longest])
+        cpu_floor = (cpu + sim_cpu) / cores
+        floor_ratio = max(cpu_floor, chain) / chain
+        print(
+            f"simulator CPU      : {sim_cpu * 1000:.0f} ms per search with every vendor, "
+            f"{alone_sim * 1000:.0f} ms for {longest} alone (client {alone_client * 1000:.0f} ms); "
+            f"client + simulator over {cores} cores: {cpu_floor * 1000:.0f} ms at the least "
+            f"→ {floor_ratio:.2f}× the longest chain before any waiting"
         )
         print(
             f"the same answers   : {len(answers[-1])} bodies, {size / 1e6:.1f} MB per search; "
@@ -324,6 +361,12 @@ async def main_async(args: argparse.Namespace) -> int:
             "alone_ms": {n: round(t * 1000, 1) for n, t in chains.items()},
             "ratio": round(ratio, 3),
             "client_cpu_ms": round(cpu * 1000, 1),
+            "simulator_cpu_ms": round(sim_cpu * 1000, 1),
+            "alone_client_cpu_ms": round(alone_client * 1000, 1),
+            "alone_simulator_cpu_ms": round(alone_sim * 1000, 1),
+            "cores": cores,
+            "cpu_floor_ms": round(cpu_floor * 1000, 1),
+            "cpu_floor_ratio": round(floor_ratio, 3),
             "decode_floor_ms": round(floor, 1),
             "parse_ms": round(parse, 1),
             "client_per_floor": round(per_floor, 2),

@@ -275,18 +275,16 @@ class Desk:
         since = now - timedelta(hours=hours)
         skip = current.case_id
 
-        def earlier(d: Dossier) -> bool:  # run in the journal's thread
-            return (
-                d.case_id != skip
-                and d.caller.callback == callback
-                and since <= (d.received_at or d.created_at) <= now
-                and d.has_content
-            )
-
         found: list[Dossier] = []
         day = since.date()
         while day <= now.date():
-            found += await self.journal.of_day_where(day, earlier)
+            found += [
+                d
+                for d in await self.journal.of_day_with_callback(day, callback)
+                if d.case_id != skip
+                and since <= (d.received_at or d.created_at) <= now
+                and d.has_content
+            ]
             day += timedelta(days=1)
         return sorted(found, key=lambda d: (d.received_at or d.created_at, d.case_id), reverse=True)
 

@@ -225,11 +225,11 @@ class Journal:
     async def of_day(self, day: date) -> list[Dossier]:
         return await self._read(lambda s: s.of_day(day), [])
 
-    async def of_day_where(self, day: date, keep: Callable[[Dossier], bool]) -> list[Dossier]:
-        """The day's dossiers ``keep`` accepts, chosen in the journal's thread:
-        the others are decoded and dropped there — a lookup late in a shift
-        went through thousands, and the loop freed them all."""
-        return await self._read(lambda s: [d for d in s.of_day(day) if keep(d)], [])
+    async def of_day_with_callback(self, day: date, callback: str) -> list[Dossier]:
+        """The day's stored dossiers with this callback number, read in the
+        journal's thread, decoding only what was written since the last
+        lookup (:meth:`JournalStore.of_day_with_callback`)."""
+        return await self._read(lambda s: s.of_day_with_callback(day, callback), [])
 
     async def load(self, case_id: str) -> Dossier | None:
         pending = self._pending.get(case_id)
