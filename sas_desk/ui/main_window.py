@@ -657,7 +657,7 @@ class MainWindow(QMainWindow):
                 self.resolver, now=self.desk._now, desk=self.desk, simulator_url=self.simulator_url
             )
             panel.booked.connect(self._on_booked)
-            panel.en_sus_booked.connect(self._on_en_sus_booked)
+            panel.en_sus_booked.connect(self._on_booked)
             ready = self.slot_source is not None and not self._slot_note.startswith("Annuaire des")
             panel.set_source(self.slot_source if ready else None, self._slot_note)
             self.slot_panel = panel
@@ -786,46 +786,25 @@ class MainWindow(QMainWindow):
         await view.refresh()
 
     def _on_booked(self, booking: Any) -> None:
-        """A booking the operator confirmed: the orientation went to the room's
-        log (the desk's ``orient``); a dossier from the queues then leaves the
-        OSNP queue."""
+        """A booking the operator confirmed, or an appointment agreed with an
+        "en sus" volunteer (``booking.summary`` says which): the orientation
+        went to the room's log (the desk's ``orient``); a dossier from the
+        queues then leaves the OSNP queue."""
         panel = self.slot_panel
         dossier = panel.dossier if panel is not None else None
-        if dossier is None or self.queue_client is None or not self._from_queue(dossier):
+        if dossier is None or panel is None or self.queue_client is None:
             return
-        text = (
-            f"Orientation : RDV {booking.slot.start:%d/%m %H:%M} — {booking.offer.candidate.name}"
-            f", {booking.offer.address} (via {booking.offer.candidate.vendor})"
-        )
-        self._close_after_orientation(dossier.case_id, text)
-
-    def _on_en_sus_booked(self, booking: Any) -> None:
-        """An appointment agreed on the phone with an "en sus" volunteer: as a
-        booking, the dossier from the queues leaves the OSNP queue."""
-        panel = self.slot_panel
-        dossier = panel.dossier if panel is not None else None
-        if dossier is None or self.queue_client is None or not self._from_queue(dossier):
-            return
-        text = (
-            f"Orientation : RDV en sus {booking.start:%d/%m %H:%M} — {booking.volunteer.name}"
-            f", {booking.volunteer.address}"
-        )
-        self._close_after_orientation(dossier.case_id, text)
-
-    def _from_queue(self, dossier: Any) -> bool:
-        """Whether ``dossier`` is open from the queues (a dossier view)."""
-        return any(
+        if not any(
             isinstance(w := self.tabs.widget(i), DossierView)
             and w.dossier.case_id == dossier.case_id
             for i in range(self.tabs.count())
-        )
-
-    def _close_after_orientation(self, case_id: str, text: str) -> None:
-        assert self.queue_client is not None
-        panel = self.slot_panel
-        sent = panel.orientation_sent if panel is not None else None
+        ):
+            return  # not a dossier from the queues
+        text = f"Orientation : {booking.summary}"
         self.orientation_task = run_operation(
-            self.queue_client.after_orientation(case_id, "close", text, sent),
+            self.queue_client.after_orientation(
+                dossier.case_id, "close", text, panel.orientation_sent
+            ),
             name="orientation",
             show_error=self._warning_banner,
             error_prefix=NOT_IN_QUEUE,

@@ -160,6 +160,14 @@ class Booking:
     url: str
     opened_at: datetime
 
+    @property
+    def summary(self) -> str:
+        """The orientation, as the dossier's closing reason says it."""
+        return (
+            f"RDV {self.slot.start:%d/%m %H:%M} — {self.offer.candidate.name}"
+            f", {self.offer.address} (via {self.offer.candidate.vendor})"
+        )
+
 
 @dataclass(frozen=True)
 class EnSusBooking:
@@ -167,6 +175,13 @@ class EnSusBooking:
 
     volunteer: Volunteer
     start: datetime
+
+    @property
+    def summary(self) -> str:
+        """The orientation, as the dossier's closing reason says it."""
+        return (
+            f"RDV en sus {self.start:%d/%m %H:%M} — {self.volunteer.name}, {self.volunteer.address}"
+        )
 
 
 def slot_label(start: datetime, now: datetime) -> str:
@@ -712,7 +727,7 @@ class SlotSearchPanel(QWidget):
     selection_changed = Signal(str)  # offer key ("" = none)
     search_finished = Signal()
     booked = Signal(object)  # Booking, once the operator confirmed it
-    en_sus_booked = Signal(object)  # EnSusBooking, once its time was recorded
+    en_sus_booked = Signal(object)  # EnSusBooking, once its time was recorded (same .summary)
 
     def __init__(
         self,
