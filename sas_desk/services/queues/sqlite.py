@@ -255,48 +255,27 @@ def _seal_rows(conn: sqlite3.Connection, cipher: RecordCipher) -> int:
     the guard is lifted only inside the caller's transaction."""
     clear = f"NOT LIKE '{PREFIX}%'"
     done = 0
+    # table, key, sealed column, owner of the record's AAD, extra condition
+    records = (
+        ("dossiers", "case_id", "data", "case_id", ""),
+        ("events", "seq", "data", "case_id", ""),
+        ("items", "case_id", "private", "case_id", "AND private != '' "),
+        ("applied_ops", "op_id", "outcome", "op_id", ""),
+    )
     conn.execute("DROP TRIGGER events_no_update")
-    for rows in _batches(
-        conn,
-        f"SELECT case_id, data FROM dossiers WHERE (?1 IS NULL OR case_id > ?1) "
-        f"AND data {clear} ORDER BY case_id LIMIT {_BATCH}",
-    ):
-        conn.executemany(
-            "UPDATE dossiers SET data = ? WHERE case_id = ?",
-            [(cipher.seal(text, f"dossiers/{case_id}"), case_id) for case_id, text in rows],
-        )
-        done += len(rows)
-    for rows in _batches(
-        conn,
-        f"SELECT seq, case_id, data FROM events WHERE (?1 IS NULL OR seq > ?1) "
-        f"AND data {clear} ORDER BY seq LIMIT {_BATCH}",
-    ):
-        conn.executemany(
-            "UPDATE events SET data = ? WHERE seq = ?",
-            [(cipher.seal(text, f"events/{case_id}"), seq) for seq, case_id, text in rows],
-        )
-        done += len(rows)
-    conn.execute(_NO_UPDATE)
-    for rows in _batches(
-        conn,
-        f"SELECT case_id, private FROM items WHERE (?1 IS NULL OR case_id > ?1) "
-        f"AND private != '' AND private {clear} ORDER BY case_id LIMIT {_BATCH}",
-    ):
-        conn.executemany(
-            "UPDATE items SET private = ? WHERE case_id = ?",
-            [(cipher.seal(text, f"items/{case_id}"), case_id) for case_id, text in rows],
-        )
-        done += len(rows)
-    for rows in _batches(
-        conn,
-        f"SELECT op_id, outcome FROM applied_ops WHERE (?1 IS NULL OR op_id > ?1) "
-        f"AND outcome {clear} ORDER BY op_id LIMIT {_BATCH}",
-    ):
-        conn.executemany(
-            "UPDATE applied_ops SET outcome = ? WHERE op_id = ?",
-            [(cipher.seal(text, f"applied_ops/{op_id}"), op_id) for op_id, text in rows],
-        )
-        done += len(rows)
+    for table, key, column, owner, extra in records:
+        for rows in _batches(
+            conn,
+            f"SELECT {key}, {owner}, {column} FROM {table} WHERE (?1 IS NULL OR {key} > ?1) "
+            f"{extra}AND {column} {clear} ORDER BY {key} LIMIT {_BATCH}",
+        ):
+            conn.executemany(
+                f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
+                [(cipher.seal(text, f"{table}/{who}"), k) for k, who, text in rows],
+            )
+            done += len(rows)
+        if table == "events":
+            conn.execute(_NO_UPDATE)  # append-only again for everyone else
     conn.execute("UPDATE at_rest SET sealed = 1")
     return done
 
