@@ -24,28 +24,15 @@ SPARSE = ((45.7542, 4.7647), (45.6986, 4.8633), (45.6867, 4.9336))
 def main() -> int:
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
+    from shots import out_dir, saver, until
 
     from sas_desk.app import RunOptions, qt_turn, run
     from sas_desk.services.config import Config
     from sas_desk.services.geo.resolver import Place
     from sas_desk.ui.keys import type_text
 
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "shots").resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    save = saver(out_dir())
     errors: list[str] = []
-
-    async def until(predicate: Any, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while not predicate():
-            if loop.time() > end:
-                raise TimeoutError("condition not met")
-            await asyncio.sleep(0.01)
-
-    def save(window: Any, name: str) -> None:
-        path = out / f"{name}.png"
-        window.grab().save(str(path))
-        print(f"saved {path}", flush=True)
 
     async def scenario(window: Any) -> None:
         try:

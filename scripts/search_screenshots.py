@@ -31,28 +31,15 @@ LYON = (45.7640, 4.8357)
 
 def main() -> int:
     import httpx
+    from shots import out_dir, saver, until
 
     from sas_desk.app import RunOptions, qt_turn, run
     from sas_desk.models.search import Window
     from sas_desk.services.config import Config, VendorEndpoint
     from sas_desk.services.geo.resolver import Place
 
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "shots").resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    save = saver(out_dir())
     errors: list[str] = []
-
-    async def until(predicate: Any, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while not predicate():
-            if loop.time() > end:
-                raise TimeoutError("condition not met")
-            await asyncio.sleep(0.01)
-
-    def save(window: Any, name: str) -> None:
-        path = out / f"{name}.png"
-        window.grab().save(str(path))
-        print(f"saved {path}", flush=True)
 
     async def scenario(window: Any) -> None:
         try:
