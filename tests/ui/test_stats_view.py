@@ -34,6 +34,18 @@ async def source(tmp_path: Path) -> AsyncIterator[SqliteStatsSource]:
     await src.close()
 
 
+async def computed(qtbot: QtBot, source: SqliteStatsSource, first: QDate, last: QDate) -> StatsView:
+    """The screen with the report of ``first`` to ``last`` computed."""
+    view = StatsView(source, WaitLimits(), lambda: FakeClock()())
+    qtbot.addWidget(view)
+    view.first.setDate(first)
+    view.last.setDate(last)
+    task = view.run()
+    assert task is not None
+    await task
+    return view
+
+
 async def test_the_screen_shows_the_day_and_exports_it_safely(
     qtbot: QtBot, source: SqliteStatsSource, tmp_path: Path
 ) -> None:
@@ -75,13 +87,7 @@ async def test_a_theme_shows_its_indicators_and_its_chart(
     the report is not read again."""
     from PySide6.QtCharts import QBarSeries, QStackedBarSeries
 
-    view = StatsView(source, WaitLimits(), lambda: FakeClock()())
-    qtbot.addWidget(view)
-    view.first.setDate(QDate(2026, 3, 13))
-    view.last.setDate(QDate(2026, 3, 15))
-    task = view.run()
-    assert task is not None
-    await task
+    view = await computed(qtbot, source, QDate(2026, 3, 13), QDate(2026, 3, 15))
     every = view.model.columnCount()
     report = view.report
     view.theme.setCurrentIndex(view.theme.findData("snp"))
@@ -136,13 +142,7 @@ async def test_the_pdf_report_carries_counts_only(
     QtPdf) has the report's figures, small cells as « <11 », no known name."""
     from PySide6.QtPdf import QPdfDocument
 
-    view = StatsView(source, WaitLimits(), lambda: FakeClock()())
-    qtbot.addWidget(view)
-    view.first.setDate(QDate(2026, 3, 1))
-    view.last.setDate(QDate(2026, 3, 31))
-    task = view.run()
-    assert task is not None
-    await task
+    view = await computed(qtbot, source, QDate(2026, 3, 1), QDate(2026, 3, 31))
     path = tmp_path / "rapport.pdf"
     task = view.export_pdf(path)
     assert task is not None
